@@ -1,0 +1,72 @@
+/* Configuration: one table (key, type, default, bounds, help) drives parsing, validation,
+ * `skiff config check` and docs/configuration.md. Sources, later ones winning: defaults <
+ * JSON config file < annotations file (Kubernetes downward API, keys "skiff.io/<key>") <
+ * environment (SKIFF_<KEY> with '.' -> '_' and upper case, plus the ecosystem's variables) <
+ * command line (--<key>=<value>). */
+#ifndef SK_CONFIG_H
+#define SK_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/annotations.h"
+
+typedef struct sk_config {
+    char *service_name;             /* service.name */
+    int log_level;                  /* log.level (sk_log_level) */
+    char *admin_address;            /* admin.address "host:port" */
+    char *handler_socket;           /* handler.socket */
+    int64_t handler_max_frame;      /* handler.max_frame (bytes) */
+    int64_t handler_hello_timeout_ms; /* handler.hello_timeout */
+    char *zeebe_address;            /* zeebe.address "host:port" */
+    char **zeebe_job_types;         /* zeebe.job_types, NULL-terminated */
+    size_t zeebe_job_types_len;
+    char *zeebe_worker_name;        /* zeebe.worker_name */
+    int64_t zeebe_job_timeout_ms;   /* zeebe.job_timeout */
+    int64_t zeebe_max_jobs_active;  /* zeebe.max_jobs_active */
+    int64_t zeebe_request_timeout_ms; /* zeebe.request_timeout (long poll) */
+    int64_t zeebe_backoff_initial_ms; /* zeebe.backoff_initial */
+    int64_t zeebe_backoff_max_ms;   /* zeebe.backoff_max */
+    int64_t grpc_max_message_bytes; /* grpc.max_message_size */
+    int64_t grpc_keepalive_ms;      /* grpc.keepalive */
+    int64_t shutdown_grace_ms;      /* shutdown.grace_period */
+} sk_config;
+
+/* Where the values come from. Any pointer may be NULL (source absent). */
+typedef struct sk_config_sources {
+    const char *file_path;        /* JSON config file (--config / SKIFF_CONFIG) */
+    const char *annotations_path; /* downward API file (--annotations / SKIFF_ANNOTATIONS) */
+    char *const *environ;         /* NULL-terminated "NAME=value" list */
+    int argc;                     /* command-line options after the subcommand */
+    char *const *argv;
+} sk_config_sources;
+
+/* Loads every source, validates every key and reports every problem at once: one line per
+ * problem to `problems` (key, source, expected form). Returns the number of problems (0 = ok);
+ * cfg is always filled (defaults where a value was invalid) and must be released with
+ * sk_config_clear. */
+int sk_config_load(sk_config *cfg, const sk_config_sources *src, FILE *problems);
+void sk_config_clear(sk_config *cfg);
+
+/* Writes docs/configuration.md (Markdown) generated from the table. */
+void sk_config_write_docs(FILE *out);
+
+/* Parsers shared by the sources, exposed for tests and fuzzing. The downward API parser
+ * (sk_annotations_parse) lives in core/annotations.h. */
+/* "250ms", "30s", "5m", "1h" or a bare integer (milliseconds); -1 when invalid. */
+int64_t sk_config_parse_duration(const char *s);
+/* "4MiB", "64KiB", "1GiB", "4MB" or a bare integer (bytes); -1 when invalid. */
+int64_t sk_config_parse_size(const char *s);
+/* "true"/"false", "yes"/"no", "on"/"off", "1"/"0" (any case): 1 or 0; -1 when invalid. */
+int sk_config_parse_bool(const char *s);
+/* "host:port" or "[ipv6]:port" (port 0..65535): fills host (brackets removed) and port;
+ * 0 on success, -1 when invalid or when host does not fit in hostlen. */
+int sk_config_parse_address(const char *s, char *host, size_t hostlen, int *port);
+
+/* Like sk_config_load with built-in defaults and `text` as the JSON config file called `name`
+ * (no other source); for tests and fuzzing. */
+int sk_config_load_json_text(sk_config *cfg, const char *text, size_t len, const char *name,
+                             FILE *problems);
+
+#endif

@@ -1,0 +1,429 @@
+#include "handler/dispatcher.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "core/log.h"
+#include "handler/session.h"
+
+typedef struct task {
+    struct task *next_hash;           /* id table chain */
+    struct task *next_q, *prev_q;     /* queue (waiting) or session list links */
+    const sk_source_ops *ops;
+    void *source, *ctx;
+    sk_session *session;              /* NULL while queued */
+    char *id, *route;
+    int64_t deadline_ms;
+    json_t *frame;
+    double sent_at;
+} task;
+
+typedef struct slot {                 /* one attached session */
+    sk_session *session;
+    char **routes;
+    size_t nroutes;
+    int64_t capacity, open;
+    struct slot *next;
+} slot;
+
+typedef struct watcher {
+    sk_credit_cb cb;
+    void *ud;
+    struct watcher *next;
+} watcher;
+
+#define NBUCKETS 1024
+
+struct sk_dispatcher {
+    task *buckets[NBUCKETS];
+    task *queue_head, *queue_tail;
+    slot *slots;
+    watcher *watchers;
+    size_t open;
+    int nsessions;
+    int draining;
+    sk_series *m_sessions, *m_open;
+    sk_metric *m_duration, *m_results, *m_abandoned;
+};
+
+static double now_s(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static unsigned hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h % NBUCKETS;
+}
+
+static task *lookup(const sk_dispatcher *d, const char *id)
+{
+    for (task *t = d->buckets[hash(id)]; t; t = t->next_hash)
+        if (strcmp(t->id, id) == 0)
+            return t;
+    return NULL;
+}
+
+static void unlink_hash(sk_dispatcher *d, task *t)
+{
+    task **pp = &d->buckets[hash(t->id)];
+    while (*pp != t)
+        pp = &(*pp)->next_hash;
+    *pp = t->next_hash;
+}
+
+static void queue_remove(sk_dispatcher *d, task *t)
+{
+    if (t->prev_q)
+        t->prev_q->next_q = t->next_q;
+    else
+        d->queue_head = t->next_q;
+    if (t->next_q)
+        t->next_q->prev_q = t->prev_q;
+    else
+        d->queue_tail = t->prev_q;
+    t->next_q = t->prev_q = NULL;
+}
+
+static void queue_append(sk_dispatcher *d, task *t)
+{
+    t->prev_q = d->queue_tail;
+    t->next_q = NULL;
+    if (d->queue_tail)
+        d->queue_tail->next_q = t;
+    else
+        d->queue_head = t;
+    d->queue_tail = t;
+}
+
+static slot *find_slot(const sk_dispatcher *d, const sk_session *s)
+{
+    for (slot *sl = d->slots; sl; sl = sl->next)
+        if (sl->session == s)
+            return sl;
+    return NULL;
+}
+
+static int serves(const slot *sl, const char *route)
+{
+    for (size_t i = 0; i < sl->nroutes; i++)
+        if (strcmp(sl->routes[i], route) == 0)
+            return 1;
+    return 0;
+}
+
+/* The session serving route with the most free credits, or NULL. */
+static slot *pick(const sk_dispatcher *d, const char *route, int *any)
+{
+    slot *best = NULL;
+    *any = 0;
+    for (slot *sl = d->slots; sl; sl = sl->next) {
+        if (!serves(sl, route))
+            continue;
+        *any = 1;
+        if (sl->open < sl->capacity && (!best || sl->capacity - sl->open > best->capacity - best->open))
+            best = sl;
+    }
+    return best;
+}
+
+/* Removes t from every structure and frees it; the caller has called (or will not call) the op. */
+static void task_free(sk_dispatcher *d, task *t)
+{
+    unlink_hash(d, t);
+    d->open--;
+    sk_series_set(d->m_open, (double)d->open);
+    json_decref(t->frame);
+    free(t->id);
+    free(t->route);
+    free(t);
+}
+
+static void finish_slot(sk_dispatcher *d, task *t)
+{
+    slot *sl = t->session ? find_slot(d, t->session) : NULL;
+    if (sl)
+        sl->open--;
+    if (!t->session)
+        queue_remove(d, t);
+}
+
+static void abandon(sk_dispatcher *d, task *t, const char *why)
+{
+    finish_slot(d, t);
+    const char *const labels[] = {t->ops->name, NULL};
+    sk_series_add(sk_metric_series(d->m_abandoned, labels), 1);
+    t->ops->abandon(t->source, t->ctx, why);
+    task_free(d, t);
+}
+
+static void notify(sk_dispatcher *d)
+{
+    for (watcher *w = d->watchers; w; w = w->next)
+        w->cb(w->ud);
+}
+
+static void send_to(sk_dispatcher *d, slot *sl, task *t)
+{
+    (void)d;
+    t->session = sl->session;
+    sl->open++;
+    t->sent_at = now_s();
+    sk_session_send(sl->session, t->frame);
+    json_decref(t->frame);
+    t->frame = NULL;
+}
+
+/* Moves queued tasks to sessions that can take them; abandons those nobody serves. */
+static void pump(sk_dispatcher *d)
+{
+    task *t = d->queue_head;
+    while (t) {
+        task *next = t->next_q;
+        int any;
+        slot *sl = pick(d, t->route, &any);
+        if (!any || d->draining) {
+            abandon(d, t, d->draining ? "skiff is shutting down" : "no handler serves this task");
+        } else if (sl) {
+            queue_remove(d, t);
+            send_to(d, sl, t);
+        }
+        t = next;
+    }
+}
+
+sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics)
+{
+    sk_dispatcher *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->m_sessions = sk_metric_series(
+        sk_metrics_gauge(metrics, "skiff_handler_sessions", "Handler connections past the handshake.", NULL), NULL);
+    d->m_open = sk_metric_series(
+        sk_metrics_gauge(metrics, "skiff_tasks_open", "Tasks held by skiff: sent to a handler or waiting for one.", NULL), NULL);
+    d->m_duration = sk_metrics_histogram(metrics, "skiff_handler_duration_seconds",
+                                         "Time from task frame written to result frame read.",
+                                         SK_KV("source", "route", "result"),
+                                         sk_metrics_latency_buckets, sk_metrics_latency_nbuckets);
+    d->m_results = sk_metrics_counter(metrics, "skiff_handler_results_total",
+                                      "Result frames received from handlers.",
+                                      SK_KV("source", "route", "result"));
+    d->m_abandoned = sk_metrics_counter(metrics, "skiff_tasks_abandoned_total",
+                                        "Tasks given back to their source unfinished (handler gone, shutdown).",
+                                        SK_KV("source"));
+    if (!d->m_sessions || !d->m_open || !d->m_duration || !d->m_results || !d->m_abandoned) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void sk_dispatcher_free(sk_dispatcher *d)
+{
+    if (!d)
+        return;
+    sk_dispatcher_abandon_all(d, "skiff is stopping");
+    while (d->slots) {
+        slot *sl = d->slots;
+        d->slots = sl->next;
+        for (size_t i = 0; i < sl->nroutes; i++)
+            free(sl->routes[i]);
+        free(sl->routes);
+        free(sl);
+    }
+    while (d->watchers) {
+        watcher *w = d->watchers;
+        d->watchers = w->next;
+        free(w);
+    }
+    free(d);
+}
+
+int sk_dispatcher_watch(sk_dispatcher *d, sk_credit_cb cb, void *ud)
+{
+    watcher *w = malloc(sizeof(*w));
+    if (!w)
+        return -1;
+    *w = (watcher){.cb = cb, .ud = ud, .next = d->watchers};
+    d->watchers = w;
+    return 0;
+}
+
+int64_t sk_dispatcher_credits(const sk_dispatcher *d, const char *route)
+{
+    if (d->draining)
+        return 0;
+    int64_t free_credits = 0;
+    for (slot *sl = d->slots; sl; sl = sl->next)
+        if (serves(sl, route) && sl->open < sl->capacity)
+            free_credits += sl->capacity - sl->open;
+    for (task *t = d->queue_head; t; t = t->next_q)
+        if (strcmp(t->route, route) == 0)
+            free_credits--;
+    return free_credits > 0 ? free_credits : 0;
+}
+
+int sk_dispatcher_sessions(const sk_dispatcher *d)
+{
+    return d->nsessions;
+}
+
+size_t sk_dispatcher_open(const sk_dispatcher *d)
+{
+    return d->open;
+}
+
+static json_t *task_frame(const sk_source_ops *ops, const char *id, int64_t deadline_ms,
+                          json_t *payload)
+{
+    json_t *f = json_pack("{s:s, s:s, s:s, s:I}", "type", "task", "id", id, "source", ops->name,
+                          "deadline", (json_int_t)deadline_ms);
+    if (f && json_object_update(f, payload) != 0) {
+        json_decref(f);
+        f = NULL;
+    }
+    json_decref(payload);
+    return f;
+}
+
+void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
+                          const char *route, const char *id, int64_t deadline_ms,
+                          json_t *payload)
+{
+    task *t = calloc(1, sizeof(*t));
+    if (t) {
+        t->id = strdup(id);
+        t->route = strdup(route);
+        t->frame = task_frame(ops, id, deadline_ms, payload);
+        payload = NULL;
+    }
+    json_decref(payload);
+    if (!t || !t->id || !t->route || !t->frame || lookup(d, id)) {
+        SK_LOG(SK_LOG_ERROR, "dispatcher", NULL, SK_KV("task_id", id),
+               "cannot accept task (out of memory or duplicate id); giving it back");
+        if (t) {
+            json_decref(t->frame);
+            free(t->id);
+            free(t->route);
+            free(t);
+        }
+        ops->abandon(source, ctx, "skiff could not accept the task");
+        return;
+    }
+    *t = (task){.ops = ops, .source = source, .ctx = ctx, .id = t->id, .route = t->route,
+                .deadline_ms = deadline_ms, .frame = t->frame};
+    unsigned h = hash(id);
+    t->next_hash = d->buckets[h];
+    d->buckets[h] = t;
+    d->open++;
+    sk_series_set(d->m_open, (double)d->open);
+    queue_append(d, t);
+    pump(d);
+}
+
+void sk_dispatcher_drain(sk_dispatcher *d, int64_t deadline_ms)
+{
+    d->draining = 1;
+    json_t *f = json_pack("{s:s, s:I}", "type", "drain", "deadline", (json_int_t)deadline_ms);
+    for (slot *sl = d->slots; sl && f; sl = sl->next)
+        sk_session_send(sl->session, f);
+    json_decref(f);
+    pump(d);
+}
+
+void sk_dispatcher_abandon_all(sk_dispatcher *d, const char *why)
+{
+    for (unsigned i = 0; i < NBUCKETS; i++)
+        while (d->buckets[i])
+            abandon(d, d->buckets[i], why);
+}
+
+int sk_dispatcher_attach(sk_dispatcher *d, sk_session *s, json_t *routes, int64_t capacity)
+{
+    slot *sl = calloc(1, sizeof(*sl));
+    size_t n = json_array_size(routes);
+    if (!sl || !(sl->routes = calloc(n ? n : 1, sizeof(char *)))) {
+        free(sl);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!(sl->routes[sl->nroutes] = strdup(json_string_value(json_array_get(routes, i)))))
+            break;
+        sl->nroutes++;
+    }
+    sl->session = s;
+    sl->capacity = capacity;
+    sl->next = d->slots;
+    d->slots = sl;
+    sk_series_set(d->m_sessions, ++d->nsessions);
+    pump(d);
+    notify(d);
+    return 0;
+}
+
+void sk_dispatcher_detach(sk_dispatcher *d, sk_session *s)
+{
+    slot **pp = &d->slots;
+    while (*pp && (*pp)->session != s)
+        pp = &(*pp)->next;
+    slot *sl = *pp;
+    if (!sl)
+        return;
+    for (unsigned i = 0; i < NBUCKETS; i++) {
+        task *t = d->buckets[i];
+        while (t) {
+            task *next = t->next_hash;
+            if (t->session == s)
+                abandon(d, t, "handler connection closed");
+            t = next;
+        }
+    }
+    *pp = sl->next;
+    for (size_t i = 0; i < sl->nroutes; i++)
+        free(sl->routes[i]);
+    free(sl->routes);
+    free(sl);
+    sk_series_set(d->m_sessions, --d->nsessions);
+    pump(d);
+}
+
+static const char *result_name(sk_msg_type type)
+{
+    switch (type) {
+    case SK_MSG_COMPLETE:
+        return "complete";
+    case SK_MSG_FAIL:
+        return "fail";
+    case SK_MSG_BPMN_ERROR:
+        return "bpmn_error";
+    default:
+        return "other";
+    }
+}
+
+int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m)
+{
+    task *t = lookup(d, m->id);
+    if (!t || t->session != s)
+        return -1;
+    const char *const labels[] = {t->ops->name, t->route, result_name(m->type), NULL};
+    sk_series_observe(sk_metric_series(d->m_duration, labels), now_s() - t->sent_at);
+    sk_series_add(sk_metric_series(d->m_results, labels), 1);
+    finish_slot(d, t);
+    if (m->type == SK_MSG_COMPLETE)
+        t->ops->complete(t->source, t->ctx, m);
+    else if (m->type == SK_MSG_FAIL)
+        t->ops->fail(t->source, t->ctx, m);
+    else
+        t->ops->error(t->source, t->ctx, m);
+    task_free(d, t);
+    pump(d);
+    notify(d);
+    return 0;
+}

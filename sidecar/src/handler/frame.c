@@ -1,0 +1,223 @@
+#include "handler/frame.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int sk_frame_length(const uint8_t *buf, size_t len, size_t max_frame, size_t *payload_len,
+                    const char **perr, char *err, size_t errlen)
+{
+    if (len < SK_FRAME_HEADER)
+        return 0;
+    uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
+    if (n == 0) {
+        *perr = SK_PERR_MALFORMED;
+        snprintf(err, errlen, "frame length is 0");
+        return -1;
+    }
+    if (n > max_frame) {
+        *perr = SK_PERR_TOO_LARGE;
+        snprintf(err, errlen, "frame of %u bytes exceeds max_frame %zu", n, max_frame);
+        return -1;
+    }
+    *payload_len = n;
+    return 1;
+}
+
+static const struct {
+    const char *name;
+    sk_msg_type type;
+} msg_types[] = {
+    {"hello", SK_MSG_HELLO}, {"complete", SK_MSG_COMPLETE}, {"fail", SK_MSG_FAIL},
+    {"bpmn_error", SK_MSG_BPMN_ERROR}, {"ack", SK_MSG_ACK}, {"nack", SK_MSG_NACK},
+    {"extend", SK_MSG_EXTEND}, {"call", SK_MSG_CALL}, {"ping", SK_MSG_PING},
+    {"pong", SK_MSG_PONG},
+};
+
+/* Member accessors: 0 when present with the right type (or absent and optional), -1 with a
+ * message otherwise. */
+static int get_string(json_t *o, const char *key, int required, const char **out, char *err,
+                      size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v && !required)
+        return 0;
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "member \"%s\" must be a string", key);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int get_int(json_t *o, const char *key, int required, int *has, int64_t *out, char *err,
+                   size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    if (has)
+        *has = v != NULL;
+    if (!v && !required)
+        return 0;
+    if (!json_is_integer(v)) {
+        snprintf(err, errlen, "member \"%s\" must be an integer", key);
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static int get_object(json_t *o, const char *key, json_t **out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_object(v)) {
+        snprintf(err, errlen, "member \"%s\" must be an object", key);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int decode_hello(sk_msg *m, char *err, size_t errlen)
+{
+    json_t *o = m->root;
+    if (get_int(o, "version", 1, NULL, &m->version, err, errlen) ||
+        get_string(o, "name", 1, &m->name, err, errlen) ||
+        get_int(o, "capacity", 1, NULL, &m->capacity, err, errlen))
+        return -1;
+    if (m->capacity < 1 || m->capacity > 1000000) {
+        snprintf(err, errlen, "member \"capacity\" must be in 1..1000000");
+        return -1;
+    }
+    json_t *types = json_object_get(o, "job_types");
+    if (types && !json_is_array(types)) {
+        snprintf(err, errlen, "member \"job_types\" must be an array of strings");
+        return -1;
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(types, i, t)
+    {
+        if (!json_is_string(t) || json_string_length(t) == 0) {
+            snprintf(err, errlen, "job_types[%zu] must be a non-empty string", i);
+            return -1;
+        }
+    }
+    m->job_types = types;
+    return 0;
+}
+
+static int decode_result(sk_msg *m, char *err, size_t errlen)
+{
+    json_t *o = m->root;
+    if (get_string(o, "id", 1, &m->id, err, errlen) ||
+        get_object(o, "variables", &m->variables, err, errlen) ||
+        get_string(o, "message", 0, &m->message, err, errlen))
+        return -1;
+    switch (m->type) {
+    case SK_MSG_FAIL:
+        if (get_int(o, "retries", 0, &m->has_retries, &m->retries, err, errlen) ||
+            get_int(o, "retry_backoff_ms", 0, NULL, &m->retry_backoff_ms, err, errlen))
+            return -1;
+        if ((m->has_retries && (m->retries < 0 || m->retries > INT32_MAX)) ||
+            m->retry_backoff_ms < 0) {
+            snprintf(err, errlen, "\"retries\" and \"retry_backoff_ms\" must not be negative");
+            return -1;
+        }
+        return 0;
+    case SK_MSG_BPMN_ERROR:
+        if (get_string(o, "code", 1, &m->code, err, errlen))
+            return -1;
+        if (!*m->code) {
+            snprintf(err, errlen, "member \"code\" must not be empty");
+            return -1;
+        }
+        return 0;
+    case SK_MSG_EXTEND:
+        return get_int(o, "timeout_ms", 1, NULL, &m->timeout_ms, err, errlen);
+    default:
+        return 0;
+    }
+}
+
+static int decode_members(sk_msg *m, char *err, size_t errlen)
+{
+    switch (m->type) {
+    case SK_MSG_HELLO:
+        return decode_hello(m, err, errlen);
+    case SK_MSG_CALL:
+        return get_string(m->root, "ref", 1, &m->ref, err, errlen) ||
+                       get_string(m->root, "method", 1, &m->method, err, errlen)
+                   ? -1
+                   : 0;
+    case SK_MSG_PING:
+    case SK_MSG_PONG:
+        return get_string(m->root, "ref", 0, &m->ref, err, errlen);
+    default:
+        return decode_result(m, err, errlen);
+    }
+}
+
+int sk_msg_decode(const uint8_t *payload, size_t len, sk_msg *m, const char **perr, char *err,
+                  size_t errlen)
+{
+    json_error_t jerr;
+    memset(m, 0, sizeof(*m));
+    *perr = SK_PERR_MALFORMED;
+    m->root = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!m->root) {
+        snprintf(err, errlen, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
+        return -1;
+    }
+    if (!json_is_object(m->root)) {
+        snprintf(err, errlen, "frame must hold a JSON object");
+        goto fail;
+    }
+    const char *type;
+    if (get_string(m->root, "type", 1, &type, err, errlen))
+        goto fail;
+    size_t i;
+    for (i = 0; i < sizeof(msg_types) / sizeof(msg_types[0]); i++)
+        if (strcmp(type, msg_types[i].name) == 0)
+            break;
+    if (i == sizeof(msg_types) / sizeof(msg_types[0])) {
+        *perr = SK_PERR_UNKNOWN_TYPE;
+        snprintf(err, errlen, "unknown frame type \"%.64s\"", type);
+        goto fail;
+    }
+    m->type = msg_types[i].type;
+    if (decode_members(m, err, errlen) == 0)
+        return 0;
+fail:
+    sk_msg_clear(m);
+    return -1;
+}
+
+void sk_msg_clear(sk_msg *m)
+{
+    json_decref(m->root);
+    memset(m, 0, sizeof(*m));
+}
+
+uint8_t *sk_frame_encode(const json_t *obj, size_t *out_len)
+{
+    size_t n = json_dumpb(obj, NULL, 0, JSON_COMPACT);
+    if (n == 0 || n > UINT32_MAX)
+        return NULL;
+    uint8_t *buf = malloc(SK_FRAME_HEADER + n);
+    if (!buf)
+        return NULL;
+    if (json_dumpb(obj, (char *)buf + SK_FRAME_HEADER, n, JSON_COMPACT) != n) {
+        free(buf);
+        return NULL;
+    }
+    buf[0] = (uint8_t)(n >> 24);
+    buf[1] = (uint8_t)(n >> 16);
+    buf[2] = (uint8_t)(n >> 8);
+    buf[3] = (uint8_t)n;
+    *out_len = SK_FRAME_HEADER + n;
+    return buf;
+}

@@ -1,0 +1,303 @@
+#include "handler/session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "core/log.h"
+
+typedef enum { S_HELLO, S_READY, S_CLOSING } state;
+
+struct sk_session {
+    struct event_base *base;
+    struct bufferevent *bev;
+    struct event *timer;    /* hello timeout, then the closing deadline */
+    struct event *reaper;   /* frees the session on the next loop turn */
+    sk_dispatcher *d;
+    sk_session_opts opts;
+    sk_metric *m_errors;
+    sk_session_closed_cb on_closed;
+    void *ud;
+    state st;
+    int attached;
+    char name[96];
+    unsigned long serial;
+};
+
+static unsigned long next_serial;
+
+const char *sk_session_name(const sk_session *s)
+{
+    return s->name;
+}
+
+static void release(sk_session *s)
+{
+    if (s->attached)
+        sk_dispatcher_detach(s->d, s);
+    s->attached = 0;
+    if (s->bev)
+        bufferevent_free(s->bev);
+    s->bev = NULL;
+    if (s->timer)
+        event_free(s->timer);
+    s->timer = NULL;
+}
+
+void sk_session_free(sk_session *s)
+{
+    if (!s)
+        return;
+    release(s);
+    if (s->reaper)
+        event_free(s->reaper);
+    free(s);
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sk_session *s = arg;
+    if (s->on_closed)
+        s->on_closed(s->ud, s);
+    sk_session_free(s);
+}
+
+/* Ends the session: abandons its tasks now, frees it on the next loop turn. */
+static void close_now(sk_session *s, const char *why)
+{
+    if (!s->bev)
+        return;
+    SK_LOG(SK_LOG_INFO, "handler", NULL, SK_KV("session", s->name), "handler connection closed: %s", why);
+    release(s);
+    event_active(s->reaper, 0, 0);
+}
+
+void sk_session_send(sk_session *s, const json_t *frame)
+{
+    size_t len;
+    uint8_t *buf;
+    if (!s->bev || s->st == S_CLOSING)
+        return;
+    if (!(buf = sk_frame_encode(frame, &len))) {
+        SK_ERROR("handler", "cannot encode a frame for %s", s->name);
+        return;
+    }
+    if (bufferevent_write(s->bev, buf, len) != 0)
+        SK_ERROR("handler", "cannot queue a frame for %s", s->name);
+    free(buf);
+}
+
+static void closing_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    close_now(arg, "error frame not flushed in time");
+}
+
+/* Sends an `error` frame; unless the code is `unsupported`, closes once it is flushed. */
+static void protocol_error(sk_session *s, const char *code, const char *id, const char *message)
+{
+    const char *const labels[] = {code, NULL};
+    sk_series_add(sk_metric_series(s->m_errors, labels), 1);
+    SK_LOG(SK_LOG_WARN, "handler", NULL, SK_KV("session", s->name, "code", code),
+           "handler protocol error: %s", message);
+    json_t *f = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message);
+    if (f && id)
+        json_object_set_new(f, "id", json_string(id));
+    if (f)
+        sk_session_send(s, f);
+    json_decref(f);
+    if (strcmp(code, SK_PERR_UNSUPPORTED) == 0)
+        return;
+    s->st = S_CLOSING;
+    bufferevent_disable(s->bev, EV_READ);
+    struct timeval tv = {1, 0};
+    event_del(s->timer);
+    event_assign(s->timer, s->base, -1, 0, closing_timeout_cb, s);
+    event_add(s->timer, &tv);
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+        close_now(s, message);
+}
+
+static void on_hello(sk_session *s, const sk_msg *m)
+{
+    char why[160];
+    if (m->version != 1) {
+        snprintf(why, sizeof(why), "protocol version %lld is not supported (this skiff speaks 1)",
+                 (long long)m->version);
+        protocol_error(s, SK_PERR_VERSION, NULL, why);
+        return;
+    }
+    if (json_array_size(m->job_types) == 0) {
+        protocol_error(s, SK_PERR_PROTOCOL, NULL, "hello must list at least one job type in \"job_types\"");
+        return;
+    }
+    snprintf(s->name, sizeof(s->name), "%.64s#%lu", m->name, s->serial);
+    if (sk_dispatcher_attach(s->d, s, m->job_types, m->capacity) != 0) {
+        close_now(s, "out of memory");
+        return;
+    }
+    s->attached = 1;
+    s->st = S_READY;
+    event_del(s->timer);
+    char session[32];
+    snprintf(session, sizeof(session), "s-%lu", s->serial);
+    json_t *w = json_pack("{s:s, s:i, s:s, s:I}", "type", "welcome", "version", 1, "session",
+                          session, "max_frame", (json_int_t)s->opts.max_frame);
+    if (w)
+        sk_session_send(s, w);
+    json_decref(w);
+    SK_LOG(SK_LOG_INFO, "handler", NULL, SK_KV("session", s->name),
+           "handler connected with capacity %lld", (long long)m->capacity);
+}
+
+static void reply_unknown_method(sk_session *s, const sk_msg *m)
+{
+    char why[160];
+    snprintf(why, sizeof(why), "method \"%.64s\" is not available in this skiff", m->method);
+    json_t *r = json_pack("{s:s, s:s, s:b, s:{s:s, s:s}}", "type", "reply", "ref", m->ref, "ok", 0,
+                          "error", "code", "unknown_method", "message", why);
+    if (r)
+        sk_session_send(s, r);
+    json_decref(r);
+}
+
+static void on_ready_msg(sk_session *s, const sk_msg *m)
+{
+    char why[200];
+    switch (m->type) {
+    case SK_MSG_HELLO:
+        protocol_error(s, SK_PERR_PROTOCOL, NULL, "second hello on one connection");
+        break;
+    case SK_MSG_COMPLETE:
+    case SK_MSG_FAIL:
+    case SK_MSG_BPMN_ERROR:
+        if (sk_dispatcher_result(s->d, s, m) != 0) {
+            snprintf(why, sizeof(why), "no open task \"%.100s\" on this connection", m->id);
+            protocol_error(s, SK_PERR_UNKNOWN_TASK, m->id, why);
+        }
+        break;
+    case SK_MSG_ACK:
+    case SK_MSG_NACK:
+    case SK_MSG_EXTEND:
+        protocol_error(s, SK_PERR_UNSUPPORTED, m->id, "this frame type is reserved and not supported yet");
+        break;
+    case SK_MSG_CALL:
+        reply_unknown_method(s, m);
+        break;
+    case SK_MSG_PING: {
+        json_t *p = json_pack("{s:s}", "type", "pong");
+        if (p && m->ref)
+            json_object_set_new(p, "ref", json_string(m->ref));
+        if (p)
+            sk_session_send(s, p);
+        json_decref(p);
+        break;
+    }
+    case SK_MSG_PONG:
+        break;
+    }
+}
+
+static void on_message(sk_session *s, const sk_msg *m)
+{
+    if (s->st == S_HELLO && m->type != SK_MSG_HELLO)
+        protocol_error(s, SK_PERR_PROTOCOL, NULL, "the first frame must be hello");
+    else if (s->st == S_HELLO)
+        on_hello(s, m);
+    else
+        on_ready_msg(s, m);
+}
+
+/* Decodes every complete frame in the input buffer. */
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    sk_session *s = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    char err[256];
+    while (s->st != S_CLOSING && s->bev) {
+        size_t avail = evbuffer_get_length(in), plen;
+        const char *perr;
+        uint8_t *head = evbuffer_pullup(in, avail < SK_FRAME_HEADER ? -1 : SK_FRAME_HEADER);
+        int r = sk_frame_length(head, avail, s->opts.max_frame, &plen, &perr, err, sizeof(err));
+        if (r < 0) {
+            protocol_error(s, perr, NULL, err);
+            return;
+        }
+        if (r == 0 || avail < SK_FRAME_HEADER + plen)
+            return;
+        uint8_t *frame = evbuffer_pullup(in, (ev_ssize_t)(SK_FRAME_HEADER + plen));
+        sk_msg m;
+        r = sk_msg_decode(frame + SK_FRAME_HEADER, plen, &m, &perr, err, sizeof(err));
+        evbuffer_drain(in, SK_FRAME_HEADER + plen);
+        if (r < 0) {
+            protocol_error(s, perr, NULL, err);
+            return;
+        }
+        on_message(s, &m);
+        sk_msg_clear(&m);
+    }
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    sk_session *s = arg;
+    if (s->st == S_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        close_now(s, "closed after a protocol error");
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    sk_session *s = arg;
+    if (what & BEV_EVENT_EOF)
+        close_now(s, "handler closed the connection");
+    else if (what & BEV_EVENT_ERROR)
+        close_now(s, strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+static void hello_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    protocol_error(arg, SK_PERR_PROTOCOL, NULL, "no hello within handler.hello_timeout");
+}
+
+sk_session *sk_session_new(struct event_base *base, int fd, sk_dispatcher *d,
+                           const sk_session_opts *opts, sk_metrics *metrics,
+                           sk_session_closed_cb on_closed, void *ud)
+{
+    sk_session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        close(fd);
+        return NULL;
+    }
+    *s = (sk_session){.base = base, .d = d, .opts = *opts, .on_closed = on_closed, .ud = ud,
+                      .st = S_HELLO, .serial = ++next_serial};
+    snprintf(s->name, sizeof(s->name), "handler#%lu", s->serial);
+    s->m_errors = sk_metrics_counter(metrics, "skiff_handler_protocol_errors_total",
+                                     "Protocol errors sent to handlers, by error code.", SK_KV("code"));
+    s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->timer = evtimer_new(base, hello_timeout_cb, s);
+    s->reaper = event_new(base, -1, 0, reap_cb, s);
+    if (!s->bev || !s->timer || !s->reaper || !s->m_errors) {
+        if (!s->bev)
+            close(fd);
+        sk_session_free(s);
+        return NULL;
+    }
+    bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, opts->max_frame + SK_FRAME_HEADER + 65536);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    struct timeval tv = {opts->hello_timeout_ms / 1000, (opts->hello_timeout_ms % 1000) * 1000};
+    event_add(s->timer, &tv);
+    return s;
+}

@@ -1,0 +1,33 @@
+/* One handler connection: framing, handshake, results, ping/pong, protocol errors. Loop
+ * thread only. A protocol fault sends an `error` frame naming the problem and closes the
+ * connection once the frame is flushed; the session's open tasks are abandoned (never lost). */
+#ifndef SK_SESSION_H
+#define SK_SESSION_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+#include "handler/dispatcher.h"
+
+struct event_base;
+
+typedef struct sk_session_opts {
+    size_t max_frame;
+    int64_t hello_timeout_ms;
+} sk_session_opts;
+
+/* Called once when the session has closed, just before it frees itself. */
+typedef void (*sk_session_closed_cb)(void *ud, sk_session *s);
+
+/* Takes ownership of fd (a connected Unix socket). NULL on failure (fd closed). */
+sk_session *sk_session_new(struct event_base *base, int fd, sk_dispatcher *d,
+                           const sk_session_opts *opts, sk_metrics *metrics,
+                           sk_session_closed_cb on_closed, void *ud);
+/* Closes now without calling on_closed (shutdown); open tasks are abandoned. */
+void sk_session_free(sk_session *s);
+const char *sk_session_name(const sk_session *s);
+
+/* Writes a frame (task, drain) to the handler. */
+void sk_session_send(sk_session *s, const json_t *frame);
+
+#endif

@@ -1,0 +1,236 @@
+/* skiff: the binary. CLI, start-up order, signals and the shutdown drain. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+
+#include "core/admin.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "handler/dispatcher.h"
+#include "handler/listener.h"
+#include "zeebe/zeebe.h"
+
+extern char **environ;
+
+typedef struct app {
+    struct event_base *base;
+    sk_config cfg;
+    sk_metrics *metrics;
+    sk_dispatcher *d;
+    sk_listener *listener;
+    sk_zeebe *zeebe;
+    sk_admin *admin;
+    struct event *sigterm, *sigint, *tick;
+    int64_t grace_deadline_ms;
+    int64_t exit_deadline_ms;
+    int stopping;
+    int abandoned;
+} app;
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static int ready(void *ud, char *why, size_t whylen)
+{
+    app *a = ud;
+    if (a->stopping)
+        snprintf(why, whylen, "shutting down");
+    else if (!sk_zeebe_connected(a->zeebe))
+        snprintf(why, whylen, "Zeebe gateway %s not reachable", a->cfg.zeebe_address);
+    else if (sk_dispatcher_sessions(a->d) == 0)
+        snprintf(why, whylen, "no handler connected on %s", a->cfg.handler_socket);
+    else
+        return 1;
+    return 0;
+}
+
+/* Shutdown progress, every 100 ms once stopping: finish when no task and no command is left;
+ * at the end of the grace period give the remaining tasks back; never wait past exit_deadline. */
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    app *a = arg;
+    int64_t now = now_ms();
+    if (!a->abandoned && now >= a->grace_deadline_ms && sk_dispatcher_open(a->d) > 0) {
+        SK_WARN("skiff", "grace period over: giving %zu unfinished tasks back", sk_dispatcher_open(a->d));
+        sk_dispatcher_abandon_all(a->d, "skiff shut down before the handler finished");
+        a->abandoned = 1;
+    }
+    if ((sk_dispatcher_open(a->d) == 0 && sk_zeebe_pending(a->zeebe) == 0) || now >= a->exit_deadline_ms)
+        event_base_loopexit(a->base, NULL);
+}
+
+static void begin_shutdown(app *a)
+{
+    int64_t now = now_ms();
+    a->stopping = 1;
+    a->grace_deadline_ms = now + a->cfg.shutdown_grace_ms;
+    a->exit_deadline_ms = a->grace_deadline_ms + 10000;
+    SK_INFO("skiff", "shutting down: %zu tasks in flight, grace period %lld ms",
+            sk_dispatcher_open(a->d), (long long)a->cfg.shutdown_grace_ms);
+    sk_listener_stop(a->listener);
+    sk_zeebe_stop(a->zeebe);
+    sk_dispatcher_drain(a->d, a->grace_deadline_ms);
+    struct timeval tv = {0, 100000};
+    event_add(a->tick, &tv);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    app *a = arg;
+    if (!a->stopping) {
+        SK_INFO("skiff", "received signal %d", (int)sig);
+        begin_shutdown(a);
+    } else {
+        SK_WARN("skiff", "second signal %d: ending the grace period now", (int)sig);
+        a->grace_deadline_ms = now_ms();
+    }
+}
+
+static int start(app *a)
+{
+    char err[512];
+    sk_session_opts so = {.max_frame = (size_t)a->cfg.handler_max_frame,
+                          .hello_timeout_ms = a->cfg.handler_hello_timeout_ms};
+    if (!(a->base = event_base_new()) || !(a->metrics = sk_metrics_new()) ||
+        !(a->d = sk_dispatcher_new(a->metrics))) {
+        SK_ERROR("skiff", "out of memory at start-up");
+        return -1;
+    }
+    if (!(a->zeebe = sk_zeebe_new(a->base, &a->cfg, a->d, a->metrics, err, sizeof(err))) ||
+        !(a->listener = sk_listener_new(a->base, a->cfg.handler_socket, a->d, &so, a->metrics, err,
+                                        sizeof(err))) ||
+        !(a->admin = sk_admin_new(a->base, a->cfg.admin_address, a->metrics, ready, a, err,
+                                  sizeof(err)))) {
+        SK_ERROR("skiff", "cannot start: %s", err);
+        return -1;
+    }
+    a->sigterm = evsignal_new(a->base, SIGTERM, signal_cb, a);
+    a->sigint = evsignal_new(a->base, SIGINT, signal_cb, a);
+    a->tick = event_new(a->base, -1, EV_PERSIST, tick_cb, a);
+    if (!a->sigterm || !a->sigint || !a->tick || evsignal_add(a->sigterm, NULL) ||
+        evsignal_add(a->sigint, NULL))
+        return -1;
+    return 0;
+}
+
+static void stop(app *a)
+{
+    sk_admin_free(a->admin);
+    sk_listener_free(a->listener);
+    sk_zeebe_free(a->zeebe);
+    sk_dispatcher_free(a->d);
+    if (a->sigterm)
+        event_free(a->sigterm);
+    if (a->sigint)
+        event_free(a->sigint);
+    if (a->tick)
+        event_free(a->tick);
+    sk_metrics_free(a->metrics);
+    if (a->base)
+        event_base_free(a->base);
+    sk_config_clear(&a->cfg);
+}
+
+/* Fills the config sources from the options after the subcommand. */
+static void sources_from_args(sk_config_sources *src, int argc, char **argv)
+{
+    *src = (sk_config_sources){.file_path = getenv("SKIFF_CONFIG"),
+                               .annotations_path = getenv("SKIFF_ANNOTATIONS"),
+                               .environ = environ, .argc = argc, .argv = argv};
+    for (int i = 0; i < argc; i++) {
+        const char **dst = strncmp(argv[i], "--config", 8) == 0        ? &src->file_path
+                           : strncmp(argv[i], "--annotations", 13) == 0 ? &src->annotations_path
+                                                                        : NULL;
+        const char *eq = strchr(argv[i], '=');
+        if (dst && eq)
+            *dst = eq + 1;
+        else if (dst && i + 1 < argc)
+            *dst = argv[i + 1];
+    }
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    app a = {0};
+    sk_config_sources src;
+    sources_from_args(&src, argc, argv);
+    int problems = sk_config_load(&a.cfg, &src, stderr);
+    if (problems) {
+        fprintf(stderr, "skiff: %d configuration problem%s, not starting\n", problems,
+                problems == 1 ? "" : "s");
+        sk_config_clear(&a.cfg);
+        return 2;
+    }
+    sk_log_init(a.cfg.service_name, (sk_log_level)a.cfg.log_level, stderr);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = 1;
+    if (start(&a) == 0) {
+        SK_LOG(SK_LOG_INFO, "skiff", NULL,
+               SK_KV("socket", a.cfg.handler_socket, "zeebe", a.cfg.zeebe_address, "admin",
+                     a.cfg.admin_address),
+               "skiff %s started with %zu job types", SKIFF_VERSION, a.cfg.zeebe_job_types_len);
+        rc = event_base_dispatch(a.base) < 0 ? 1 : 0;
+        SK_INFO("skiff", "stopped");
+    }
+    stop(&a);
+    return rc;
+}
+
+static int cmd_config(int argc, char **argv)
+{
+    if (argc >= 1 && strcmp(argv[0], "docs") == 0) {
+        sk_config_write_docs(stdout);
+        return 0;
+    }
+    if (argc < 1 || strcmp(argv[0], "check") != 0) {
+        fprintf(stderr, "usage: skiff config check [options] | skiff config docs\n");
+        return 2;
+    }
+    sk_config cfg = {0};
+    sk_config_sources src;
+    sources_from_args(&src, argc - 1, argv + 1);
+    int problems = sk_config_load(&cfg, &src, stdout);
+    sk_config_clear(&cfg);
+    if (problems)
+        printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");
+    else
+        printf("configuration ok\n");
+    return problems ? 2 : 0;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: skiff [run] [--<key>=<value>...] [--config FILE] [--annotations FILE]\n"
+                 "       skiff config check [options]   report every configuration problem\n"
+                 "       skiff config docs              print the configuration reference\n"
+                 "       skiff version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "config") == 0)
+        return cmd_config(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "version") == 0) {
+        printf("skiff %s\n", SKIFF_VERSION);
+        return 0;
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "run") == 0)
+        return cmd_run(argc - 2, argv + 2);
+    return cmd_run(argc - 1, argv + 1);
+}

@@ -1,0 +1,156 @@
+/* Frame codec: length prefix, decoding of every handler->skiff frame, encoding. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "handler/frame.h"
+
+static int decode(const char *json, sk_msg *m, const char **perr, char *err, size_t errlen)
+{
+    return sk_msg_decode((const uint8_t *)json, strlen(json), m, perr, err, errlen);
+}
+
+static void expect_error(const char *json, const char *code, const char *needle)
+{
+    sk_msg m;
+    const char *perr = NULL;
+    char err[256] = "";
+    assert_int_equal(decode(json, &m, &perr, err, sizeof(err)), -1);
+    assert_string_equal(perr, code);
+    if (!strstr(err, needle))
+        fail_msg("error \"%s\" does not mention \"%s\"", err, needle);
+    assert_null(m.root);
+}
+
+static void test_length_prefix(void **state)
+{
+    (void)state;
+    const uint8_t hdr[] = {0x00, 0x00, 0x01, 0x02};
+    size_t n = 0;
+    const char *perr = NULL;
+    char err[128];
+    assert_int_equal(sk_frame_length(hdr, 3, 1024, &n, &perr, err, sizeof(err)), 0);
+    assert_int_equal(sk_frame_length(hdr, 4, 1024, &n, &perr, err, sizeof(err)), 1);
+    assert_int_equal(n, 258);
+    assert_int_equal(sk_frame_length(hdr, 4, 257, &n, &perr, err, sizeof(err)), -1);
+    assert_string_equal(perr, SK_PERR_TOO_LARGE);
+    const uint8_t zero[] = {0, 0, 0, 0};
+    assert_int_equal(sk_frame_length(zero, 4, 1024, &n, &perr, err, sizeof(err)), -1);
+    assert_string_equal(perr, SK_PERR_MALFORMED);
+    const uint8_t huge[] = {0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(sk_frame_length(huge, 4, 4u << 20, &n, &perr, err, sizeof(err)), -1);
+    assert_string_equal(perr, SK_PERR_TOO_LARGE);
+}
+
+static void test_hello(void **state)
+{
+    (void)state;
+    sk_msg m;
+    const char *perr;
+    char err[256];
+    assert_int_equal(decode("{\"type\":\"hello\",\"version\":1,\"name\":\"risk\",\"capacity\":4,"
+                            "\"job_types\":[\"a\",\"b\"],\"extra\":true}",
+                            &m, &perr, err, sizeof(err)),
+                     0);
+    assert_int_equal(m.type, SK_MSG_HELLO);
+    assert_int_equal(m.version, 1);
+    assert_string_equal(m.name, "risk");
+    assert_int_equal(m.capacity, 4);
+    assert_int_equal(json_array_size(m.job_types), 2);
+    sk_msg_clear(&m);
+    expect_error("{\"type\":\"hello\",\"version\":1,\"name\":\"x\",\"capacity\":0}", SK_PERR_MALFORMED, "capacity");
+    expect_error("{\"type\":\"hello\",\"version\":\"1\",\"name\":\"x\",\"capacity\":1}", SK_PERR_MALFORMED, "version");
+    expect_error("{\"type\":\"hello\",\"version\":1,\"capacity\":1}", SK_PERR_MALFORMED, "name");
+    expect_error("{\"type\":\"hello\",\"version\":1,\"name\":\"x\",\"capacity\":1,\"job_types\":[1]}",
+                 SK_PERR_MALFORMED, "job_types[0]");
+    expect_error("{\"type\":\"hello\",\"version\":1,\"name\":\"x\",\"capacity\":1,\"job_types\":\"a\"}",
+                 SK_PERR_MALFORMED, "job_types");
+}
+
+static void test_results(void **state)
+{
+    (void)state;
+    sk_msg m;
+    const char *perr;
+    char err[256];
+    assert_int_equal(decode("{\"type\":\"complete\",\"id\":\"z-1\",\"variables\":{\"a\":1}}", &m, &perr, err, sizeof(err)), 0);
+    assert_int_equal(m.type, SK_MSG_COMPLETE);
+    assert_string_equal(m.id, "z-1");
+    assert_int_equal(json_integer_value(json_object_get(m.variables, "a")), 1);
+    sk_msg_clear(&m);
+
+    assert_int_equal(decode("{\"type\":\"fail\",\"id\":\"z-2\",\"message\":\"boom\",\"retries\":0,\"retry_backoff_ms\":500}",
+                            &m, &perr, err, sizeof(err)), 0);
+    assert_int_equal(m.type, SK_MSG_FAIL);
+    assert_true(m.has_retries);
+    assert_int_equal(m.retries, 0);
+    assert_int_equal(m.retry_backoff_ms, 500);
+    assert_string_equal(m.message, "boom");
+    sk_msg_clear(&m);
+
+    assert_int_equal(decode("{\"type\":\"fail\",\"id\":\"z-3\"}", &m, &perr, err, sizeof(err)), 0);
+    assert_false(m.has_retries);
+    assert_null(m.message);
+    sk_msg_clear(&m);
+
+    assert_int_equal(decode("{\"type\":\"bpmn_error\",\"id\":\"z-4\",\"code\":\"REJECTED\"}", &m, &perr, err, sizeof(err)), 0);
+    assert_string_equal(m.code, "REJECTED");
+    sk_msg_clear(&m);
+
+    expect_error("{\"type\":\"complete\"}", SK_PERR_MALFORMED, "\"id\"");
+    expect_error("{\"type\":\"complete\",\"id\":7}", SK_PERR_MALFORMED, "\"id\"");
+    expect_error("{\"type\":\"complete\",\"id\":\"x\",\"variables\":[1]}", SK_PERR_MALFORMED, "variables");
+    expect_error("{\"type\":\"fail\",\"id\":\"x\",\"retries\":-1}", SK_PERR_MALFORMED, "negative");
+    expect_error("{\"type\":\"fail\",\"id\":\"x\",\"retries\":1.5}", SK_PERR_MALFORMED, "retries");
+    expect_error("{\"type\":\"bpmn_error\",\"id\":\"x\"}", SK_PERR_MALFORMED, "code");
+    expect_error("{\"type\":\"bpmn_error\",\"id\":\"x\",\"code\":\"\"}", SK_PERR_MALFORMED, "empty");
+}
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    expect_error("{\"type\":\"complete\",", SK_PERR_MALFORMED, "invalid JSON");
+    expect_error("[1,2]", SK_PERR_MALFORMED, "object");
+    expect_error("\"hello\"", SK_PERR_MALFORMED, "invalid JSON");
+    expect_error("{\"id\":\"x\"}", SK_PERR_MALFORMED, "type");
+    expect_error("{\"type\":5}", SK_PERR_MALFORMED, "type");
+    expect_error("{\"type\":\"teleport\"}", SK_PERR_UNKNOWN_TYPE, "teleport");
+    expect_error("{\"type\":\"complete\",\"id\":\"a\",\"id\":\"b\"}", SK_PERR_MALFORMED, "invalid JSON");
+    expect_error("{\"type\":\"call\",\"ref\":\"1\"}", SK_PERR_MALFORMED, "method");
+    /* invalid UTF-8 inside a string */
+    expect_error("{\"type\":\"complete\",\"id\":\"\xff\xfe\"}", SK_PERR_MALFORMED, "invalid JSON");
+}
+
+static void test_encode_roundtrip(void **state)
+{
+    (void)state;
+    json_t *o = json_pack("{s:s, s:s, s:{s:i}}", "type", "complete", "id", "z-9", "variables", "n", 3);
+    size_t len = 0;
+    uint8_t *buf = sk_frame_encode(o, &len);
+    assert_non_null(buf);
+    size_t plen;
+    const char *perr;
+    char err[128];
+    assert_int_equal(sk_frame_length(buf, len, 1 << 20, &plen, &perr, err, sizeof(err)), 1);
+    assert_int_equal(plen + SK_FRAME_HEADER, len);
+    sk_msg m;
+    assert_int_equal(sk_msg_decode(buf + SK_FRAME_HEADER, plen, &m, &perr, err, sizeof(err)), 0);
+    assert_string_equal(m.id, "z-9");
+    assert_int_equal(json_integer_value(json_object_get(m.variables, "n")), 3);
+    sk_msg_clear(&m);
+    free(buf);
+    json_decref(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_length_prefix), cmocka_unit_test(test_hello),
+        cmocka_unit_test(test_results),       cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_encode_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

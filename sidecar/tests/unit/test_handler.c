@@ -1,0 +1,375 @@
+/* Sessions and dispatcher together, driven over a socketpair as a handler would: handshake,
+ * credits, results, protocol faults, drain. A fake source records what comes back to it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "handler/dispatcher.h"
+#include "handler/session.h"
+
+typedef struct fake_source {
+    int completed, failed, errors, abandoned;
+    char last_vars[256];
+    char last_why[256];
+} fake_source;
+
+static void f_complete(void *src, void *ctx, const sk_msg *m)
+{
+    (void)ctx;
+    fake_source *f = src;
+    f->completed++;
+    char *s = m->variables ? json_dumps(m->variables, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    snprintf(f->last_vars, sizeof(f->last_vars), "%s", s ? s : "");
+    free(s);
+}
+
+static void f_fail(void *src, void *ctx, const sk_msg *m)
+{
+    (void)ctx;
+    (void)m;
+    ((fake_source *)src)->failed++;
+}
+
+static void f_error(void *src, void *ctx, const sk_msg *m)
+{
+    (void)ctx;
+    (void)m;
+    ((fake_source *)src)->errors++;
+}
+
+static void f_abandon(void *src, void *ctx, const char *why)
+{
+    (void)ctx;
+    fake_source *f = src;
+    f->abandoned++;
+    snprintf(f->last_why, sizeof(f->last_why), "%s", why);
+}
+
+static const sk_source_ops fake_ops = {.name = "fake", .complete = f_complete, .fail = f_fail,
+                                       .error = f_error, .abandon = f_abandon};
+
+typedef struct fixture {
+    struct event_base *base;
+    sk_metrics *metrics;
+    sk_dispatcher *d;
+    sk_session *s;
+    int fd; /* the handler's end */
+    int closed;
+    fake_source src;
+} fixture;
+
+static void on_closed(void *ud, sk_session *s)
+{
+    (void)s;
+    ((fixture *)ud)->closed = 1;
+}
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    int sv[2];
+    sk_log_init("test", SK_LOG_ERROR, stderr);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fx->base = event_base_new();
+    fx->metrics = sk_metrics_new();
+    fx->d = sk_dispatcher_new(fx->metrics);
+    evutil_make_socket_nonblocking(sv[0]);
+    sk_session_opts o = {.max_frame = 1024, .hello_timeout_ms = 5000};
+    fx->s = sk_session_new(fx->base, sv[0], fx->d, &o, fx->metrics, on_closed, fx);
+    fx->fd = sv[1];
+    assert_non_null(fx->s);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    if (!fx->closed)
+        sk_session_free(fx->s);
+    event_base_loop(fx->base, EVLOOP_NONBLOCK);
+    sk_dispatcher_free(fx->d);
+    sk_metrics_free(fx->metrics);
+    event_base_free(fx->base);
+    close(fx->fd);
+    free(fx);
+    return 0;
+}
+
+static void spin(fixture *fx)
+{
+    for (int i = 0; i < 5; i++)
+        event_base_loop(fx->base, EVLOOP_NONBLOCK);
+}
+
+static void send_raw(fixture *fx, const void *buf, size_t len)
+{
+    assert_int_equal(write(fx->fd, buf, len), (ssize_t)len);
+    spin(fx);
+}
+
+static void send_json(fixture *fx, const char *json)
+{
+    size_t n = strlen(json);
+    uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    assert_int_equal(write(fx->fd, hdr, 4), 4);
+    send_raw(fx, json, n);
+}
+
+static int read_full(fixture *fx, uint8_t *buf, size_t len)
+{
+    size_t got = 0;
+    for (int tries = 0; got < len && tries < 200; tries++) {
+        spin(fx);
+        struct pollfd p = {.fd = fx->fd, .events = POLLIN};
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        ssize_t r = read(fx->fd, buf + got, len - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return got == len ? 0 : -1;
+}
+
+/* Next frame from skiff as JSON, or NULL at EOF/timeout. */
+static json_t *recv_frame(fixture *fx)
+{
+    uint8_t hdr[4];
+    if (read_full(fx, hdr, 4) != 0)
+        return NULL;
+    size_t n = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+    char *buf = malloc(n);
+    json_t *j = read_full(fx, (uint8_t *)buf, n) == 0 ? json_loadb(buf, n, 0, NULL) : NULL;
+    free(buf);
+    return j;
+}
+
+static void expect_type(fixture *fx, const char *type, json_t **out)
+{
+    json_t *f = recv_frame(fx);
+    assert_non_null(f);
+    assert_string_equal(json_string_value(json_object_get(f, "type")), type);
+    if (out)
+        *out = f;
+    else
+        json_decref(f);
+}
+
+static void expect_eof(fixture *fx)
+{
+    uint8_t b;
+    assert_int_equal(read_full(fx, &b, 1), -1);
+    spin(fx);
+    assert_true(fx->closed);
+}
+
+static void hello(fixture *fx, int capacity)
+{
+    char buf[160];
+    snprintf(buf, sizeof(buf),
+             "{\"type\":\"hello\",\"version\":1,\"name\":\"t\",\"capacity\":%d,\"job_types\":[\"work\"]}",
+             capacity);
+    send_json(fx, buf);
+    json_t *w;
+    expect_type(fx, "welcome", &w);
+    assert_int_equal(json_integer_value(json_object_get(w, "max_frame")), 1024);
+    json_decref(w);
+}
+
+static void submit(fixture *fx, const char *id)
+{
+    sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "work", id, 123,
+                         json_pack("{s:{s:i}}", "variables", "x", 1));
+    spin(fx);
+}
+
+static void test_task_round_trip(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 2);
+    assert_int_equal(sk_dispatcher_sessions(fx->d), 1);
+    assert_int_equal(sk_dispatcher_credits(fx->d, "work"), 2);
+    assert_int_equal(sk_dispatcher_credits(fx->d, "other"), 0);
+    submit(fx, "t-1");
+    json_t *t;
+    expect_type(fx, "task", &t);
+    assert_string_equal(json_string_value(json_object_get(t, "id")), "t-1");
+    assert_string_equal(json_string_value(json_object_get(t, "source")), "fake");
+    assert_int_equal(json_integer_value(json_object_get(t, "deadline")), 123);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "variables"), "x")), 1);
+    json_decref(t);
+    assert_int_equal(sk_dispatcher_credits(fx->d, "work"), 1);
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"t-1\",\"variables\":{\"ok\":true}}");
+    assert_int_equal(fx->src.completed, 1);
+    assert_string_equal(fx->src.last_vars, "{\"ok\":true}");
+    assert_int_equal(sk_dispatcher_credits(fx->d, "work"), 2);
+    assert_int_equal(sk_dispatcher_open(fx->d), 0);
+}
+
+static void test_credits_bound_tasks(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 1);
+    submit(fx, "a");
+    submit(fx, "b");
+    expect_type(fx, "task", NULL);
+    assert_int_equal(sk_dispatcher_open(fx->d), 2);
+    assert_int_equal(sk_dispatcher_credits(fx->d, "work"), 0);
+    send_json(fx, "{\"type\":\"fail\",\"id\":\"a\",\"message\":\"no\"}");
+    assert_int_equal(fx->src.failed, 1);
+    json_t *t;
+    expect_type(fx, "task", &t);
+    assert_string_equal(json_string_value(json_object_get(t, "id")), "b");
+    json_decref(t);
+    send_json(fx, "{\"type\":\"bpmn_error\",\"id\":\"b\",\"code\":\"X\"}");
+    assert_int_equal(fx->src.errors, 1);
+}
+
+static void expect_error_and_close(fixture *fx, const char *code)
+{
+    json_t *e;
+    expect_type(fx, "error", &e);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), code);
+    assert_non_null(json_string_value(json_object_get(e, "message")));
+    json_decref(e);
+    expect_eof(fx);
+}
+
+static void test_malformed_frame_abandons_tasks(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 4);
+    submit(fx, "t-1");
+    expect_type(fx, "task", NULL);
+    send_json(fx, "{\"type\":\"complete\",\"id\":");
+    expect_error_and_close(fx, "malformed_frame");
+    assert_int_equal(fx->src.abandoned, 1);
+    assert_int_equal(fx->src.completed, 0);
+    assert_int_equal(sk_dispatcher_sessions(fx->d), 0);
+    assert_int_equal(sk_dispatcher_open(fx->d), 0);
+}
+
+static void test_oversized_frame(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 4);
+    submit(fx, "t-1");
+    expect_type(fx, "task", NULL);
+    const uint8_t hdr[4] = {0, 0, 0x04, 0x01}; /* 1025 > max_frame 1024 */
+    send_raw(fx, hdr, 4);
+    expect_error_and_close(fx, "frame_too_large");
+    assert_int_equal(fx->src.abandoned, 1);
+}
+
+static void test_unknown_task(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 4);
+    submit(fx, "t-1");
+    expect_type(fx, "task", NULL);
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"t-999\"}");
+    expect_error_and_close(fx, "unknown_task");
+    assert_int_equal(fx->src.abandoned, 1);
+    assert_int_equal(fx->src.completed, 0);
+}
+
+static void test_frame_before_hello(void **state)
+{
+    fixture *fx = *state;
+    send_json(fx, "{\"type\":\"ping\"}");
+    expect_error_and_close(fx, "protocol");
+}
+
+static void test_bad_version(void **state)
+{
+    fixture *fx = *state;
+    send_json(fx, "{\"type\":\"hello\",\"version\":2,\"name\":\"t\",\"capacity\":1,\"job_types\":[\"w\"]}");
+    expect_error_and_close(fx, "unsupported_version");
+}
+
+static void test_ping_call_reserved(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 1);
+    send_json(fx, "{\"type\":\"ping\",\"ref\":\"p1\"}");
+    json_t *f;
+    expect_type(fx, "pong", &f);
+    assert_string_equal(json_string_value(json_object_get(f, "ref")), "p1");
+    json_decref(f);
+    send_json(fx, "{\"type\":\"call\",\"ref\":\"c1\",\"method\":\"produce\",\"params\":{}}");
+    expect_type(fx, "reply", &f);
+    assert_false(json_is_true(json_object_get(f, "ok")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(f, "error"), "code")), "unknown_method");
+    json_decref(f);
+    send_json(fx, "{\"type\":\"ack\",\"id\":\"x\"}");
+    expect_type(fx, "error", &f);
+    assert_string_equal(json_string_value(json_object_get(f, "code")), "unsupported");
+    json_decref(f);
+    assert_false(fx->closed);
+    assert_int_equal(sk_dispatcher_sessions(fx->d), 1);
+}
+
+static void test_handler_eof_abandons(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 2);
+    submit(fx, "t-1");
+    expect_type(fx, "task", NULL);
+    shutdown(fx->fd, SHUT_WR);
+    spin(fx);
+    assert_true(fx->closed);
+    assert_int_equal(fx->src.abandoned, 1);
+}
+
+static void test_drain(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 2);
+    sk_dispatcher_drain(fx->d, 999);
+    json_t *f;
+    expect_type(fx, "drain", &f);
+    assert_int_equal(json_integer_value(json_object_get(f, "deadline")), 999);
+    json_decref(f);
+    assert_int_equal(sk_dispatcher_credits(fx->d, "work"), 0);
+    submit(fx, "late");
+    assert_int_equal(fx->src.abandoned, 1);
+}
+
+static void test_no_handler_for_route(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 2);
+    sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "nobody", "n-1", 0, json_object());
+    assert_int_equal(fx->src.abandoned, 1);
+    assert_int_equal(sk_dispatcher_open(fx->d), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_task_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_credits_bound_tasks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_frame_abandons_tasks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_task, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_before_hello, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ping_call_reserved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handler_eof_abandons, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_handler_for_route, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
