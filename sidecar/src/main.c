@@ -104,7 +104,7 @@ static int start(app *a)
     sk_session_opts so = {.max_frame = (size_t)a->cfg.handler_max_frame,
                           .hello_timeout_ms = a->cfg.handler_hello_timeout_ms};
     if (!(a->base = event_base_new()) || !(a->metrics = sk_metrics_new()) ||
-        !(a->d = sk_dispatcher_new(a->metrics))) {
+        !(a->d = sk_dispatcher_new(a->metrics, (size_t)a->cfg.handler_max_frame))) {
         SK_ERROR("skiff", "out of memory at start-up");
         return -1;
     }

@@ -14,8 +14,8 @@ typedef struct task {
     void *source, *ctx;
     sk_session *session;              /* NULL while queued */
     char *id, *route;
-    int64_t deadline_ms;
-    json_t *frame;
+    uint8_t *frame;                   /* encoded task frame, until sent */
+    size_t frame_len;
     double sent_at;
 } task;
 
@@ -37,6 +37,9 @@ typedef struct watcher {
 
 struct sk_dispatcher {
     task *buckets[NBUCKETS];
+    char **routes;                    /* routes some source serves */
+    size_t nroutes;
+    size_t max_frame;
     task *queue_head, *queue_tail;
     slot *slots;
     watcher *watchers;
@@ -139,7 +142,7 @@ static void task_free(sk_dispatcher *d, task *t)
     unlink_hash(d, t);
     d->open--;
     sk_series_set(d->m_open, (double)d->open);
-    json_decref(t->frame);
+    free(t->frame);
     free(t->id);
     free(t->route);
     free(t);
@@ -175,8 +178,8 @@ static void send_to(sk_dispatcher *d, slot *sl, task *t)
     t->session = sl->session;
     sl->open++;
     t->sent_at = now_s();
-    sk_session_send(sl->session, t->frame);
-    json_decref(t->frame);
+    sk_session_write(sl->session, t->frame, t->frame_len);
+    free(t->frame);
     t->frame = NULL;
 }
 
@@ -198,11 +201,12 @@ static void pump(sk_dispatcher *d)
     }
 }
 
-sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics)
+sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics, size_t max_frame)
 {
     sk_dispatcher *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
+    d->max_frame = max_frame;
     d->m_sessions = sk_metric_series(
         sk_metrics_gauge(metrics, "skiff_handler_sessions", "Handler connections past the handshake.", NULL), NULL);
     d->m_open = sk_metric_series(
@@ -237,6 +241,9 @@ void sk_dispatcher_free(sk_dispatcher *d)
         free(sl->routes);
         free(sl);
     }
+    for (size_t i = 0; i < d->nroutes; i++)
+        free(d->routes[i]);
+    free(d->routes);
     while (d->watchers) {
         watcher *w = d->watchers;
         d->watchers = w->next;
@@ -252,6 +259,26 @@ int sk_dispatcher_watch(sk_dispatcher *d, sk_credit_cb cb, void *ud)
         return -1;
     *w = (watcher){.cb = cb, .ud = ud, .next = d->watchers};
     d->watchers = w;
+    return 0;
+}
+
+int sk_dispatcher_add_route(sk_dispatcher *d, const char *route)
+{
+    char **routes = realloc(d->routes, (d->nroutes + 1) * sizeof(char *));
+    if (!routes)
+        return -1;
+    d->routes = routes;
+    if (!(routes[d->nroutes] = strdup(route)))
+        return -1;
+    d->nroutes++;
+    return 0;
+}
+
+int sk_dispatcher_has_route(const sk_dispatcher *d, const char *route)
+{
+    for (size_t i = 0; i < d->nroutes; i++)
+        if (strcmp(d->routes[i], route) == 0)
+            return 1;
     return 0;
 }
 
@@ -279,45 +306,58 @@ size_t sk_dispatcher_open(const sk_dispatcher *d)
     return d->open;
 }
 
-static json_t *task_frame(const sk_source_ops *ops, const char *id, int64_t deadline_ms,
-                          json_t *payload)
+/* Encodes the task frame: the common members, then the source's payload (stolen). */
+static uint8_t *task_frame(const sk_source_ops *ops, const char *id, int64_t deadline_ms,
+                           json_t *payload, size_t *len)
 {
+    uint8_t *buf = NULL;
     json_t *f = json_pack("{s:s, s:s, s:s, s:I}", "type", "task", "id", id, "source", ops->name,
                           "deadline", (json_int_t)deadline_ms);
-    if (f && json_object_update(f, payload) != 0) {
-        json_decref(f);
-        f = NULL;
-    }
+    if (f && payload && json_object_update(f, payload) == 0)
+        buf = sk_frame_encode(f, len);
+    json_decref(f);
     json_decref(payload);
-    return f;
+    return buf;
+}
+
+/* A task that can never be sent: fail it in its source (the source's default retries). */
+static void reject(const sk_source_ops *ops, void *source, void *ctx, const char *id,
+                   const char *why)
+{
+    SK_LOG(SK_LOG_ERROR, "dispatcher", NULL, SK_KV("task_id", id), "%s", why);
+    sk_msg m = {.type = SK_MSG_FAIL, .id = id, .message = why};
+    ops->fail(source, ctx, &m);
 }
 
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
                           const char *route, const char *id, int64_t deadline_ms,
                           json_t *payload)
 {
-    task *t = calloc(1, sizeof(*t));
-    if (t) {
-        t->id = strdup(id);
-        t->route = strdup(route);
-        t->frame = task_frame(ops, id, deadline_ms, payload);
-        payload = NULL;
+    char why[160];
+    size_t len = 0;
+    uint8_t *frame = task_frame(ops, id, deadline_ms, payload, &len);
+    if (frame && len - SK_FRAME_HEADER > d->max_frame) {
+        snprintf(why, sizeof(why), "task frame of %zu bytes exceeds handler.max_frame (%zu)",
+                 len - SK_FRAME_HEADER, d->max_frame);
+        free(frame);
+        reject(ops, source, ctx, id, why);
+        return;
     }
-    json_decref(payload);
-    if (!t || !t->id || !t->route || !t->frame || lookup(d, id)) {
+    task *t = frame && !lookup(d, id) ? calloc(1, sizeof(*t)) : NULL;
+    if (t && (!(t->id = strdup(id)) || !(t->route = strdup(route)))) {
+        free(t->id);
+        free(t);
+        t = NULL;
+    }
+    if (!t) {
+        free(frame);
         SK_LOG(SK_LOG_ERROR, "dispatcher", NULL, SK_KV("task_id", id),
                "cannot accept task (out of memory or duplicate id); giving it back");
-        if (t) {
-            json_decref(t->frame);
-            free(t->id);
-            free(t->route);
-            free(t);
-        }
         ops->abandon(source, ctx, "skiff could not accept the task");
         return;
     }
     *t = (task){.ops = ops, .source = source, .ctx = ctx, .id = t->id, .route = t->route,
-                .deadline_ms = deadline_ms, .frame = t->frame};
+                .frame = frame, .frame_len = len};
     unsigned h = hash(id);
     t->next_hash = d->buckets[h];
     d->buckets[h] = t;

@@ -30,9 +30,14 @@ typedef struct sk_source_ops {
 /* Called when free credits may have risen (a session joined, a task finished). */
 typedef void (*sk_credit_cb)(void *ud);
 
-sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics);
+/* max_frame: largest task frame payload a handler accepts (handler.max_frame). */
+sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics, size_t max_frame);
 /* Abandons every open task, then frees. Sessions must have been closed first. */
 void sk_dispatcher_free(sk_dispatcher *d);
+
+/* Routes some source serves; a handler asking for another one is refused at hello. */
+int sk_dispatcher_add_route(sk_dispatcher *d, const char *route);
+int sk_dispatcher_has_route(const sk_dispatcher *d, const char *route);
 
 int sk_dispatcher_watch(sk_dispatcher *d, sk_credit_cb cb, void *ud);
 
@@ -45,7 +50,8 @@ int sk_dispatcher_sessions(const sk_dispatcher *d);
 size_t sk_dispatcher_open(const sk_dispatcher *d);
 
 /* Submits a task. payload: JSON object of source-specific members, stolen. id: unique among
- * open tasks. deadline_ms: epoch ms, forwarded to the handler. */
+ * open tasks. deadline_ms: epoch ms, forwarded to the handler. A task whose frame would exceed
+ * max_frame is never sent: it ends at once through ops->fail. */
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
                           const char *route, const char *id, int64_t deadline_ms,
                           json_t *payload);

@@ -34,6 +34,15 @@ static const struct {
     {"pong", SK_MSG_PONG},
 };
 
+static int skiff_only(const char *type)
+{
+    static const char *const names[] = {"welcome", "task", "drain", "reply", "error", "cancel"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(type, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* Member accessors: 0 when present with the right type (or absent and optional), -1 with a
  * message otherwise. */
 static int get_string(json_t *o, const char *key, int required, const char **out, char *err,
@@ -184,8 +193,11 @@ int sk_msg_decode(const uint8_t *payload, size_t len, sk_msg *m, const char **pe
         if (strcmp(type, msg_types[i].name) == 0)
             break;
     if (i == sizeof(msg_types) / sizeof(msg_types[0])) {
-        *perr = SK_PERR_UNKNOWN_TYPE;
-        snprintf(err, errlen, "unknown frame type \"%.64s\"", type);
+        int ours = skiff_only(type);
+        *perr = ours ? SK_PERR_PROTOCOL : SK_PERR_UNKNOWN_TYPE;
+        snprintf(err, errlen, ours ? "\"%.64s\" frames are sent by skiff, not by handlers"
+                                   : "unknown frame type \"%.64s\"",
+                 type);
         goto fail;
     }
     m->type = msg_types[i].type;

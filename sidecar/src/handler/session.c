@@ -80,18 +80,23 @@ static void close_now(sk_session *s, const char *why)
     event_active(s->reaper, 0, 0);
 }
 
+void sk_session_write(sk_session *s, const uint8_t *frame, size_t len)
+{
+    if (!s->bev || s->st == S_CLOSING)
+        return;
+    if (bufferevent_write(s->bev, frame, len) != 0)
+        SK_ERROR("handler", "cannot queue a frame for %s", s->name);
+}
+
 void sk_session_send(sk_session *s, const json_t *frame)
 {
     size_t len;
-    uint8_t *buf;
-    if (!s->bev || s->st == S_CLOSING)
-        return;
-    if (!(buf = sk_frame_encode(frame, &len))) {
+    uint8_t *buf = sk_frame_encode(frame, &len);
+    if (!buf) {
         SK_ERROR("handler", "cannot encode a frame for %s", s->name);
         return;
     }
-    if (bufferevent_write(s->bev, buf, len) != 0)
-        SK_ERROR("handler", "cannot queue a frame for %s", s->name);
+    sk_session_write(s, buf, len);
     free(buf);
 }
 
@@ -139,6 +144,17 @@ static void on_hello(sk_session *s, const sk_msg *m)
     if (json_array_size(m->job_types) == 0) {
         protocol_error(s, SK_PERR_PROTOCOL, NULL, "hello must list at least one job type in \"job_types\"");
         return;
+    }
+    size_t i;
+    json_t *jt;
+    json_array_foreach(m->job_types, i, jt)
+    {
+        if (!sk_dispatcher_has_route(s->d, json_string_value(jt))) {
+            snprintf(why, sizeof(why), "job type \"%.64s\" is not configured in zeebe.job_types",
+                     json_string_value(jt));
+            protocol_error(s, SK_PERR_PROTOCOL, NULL, why);
+            return;
+        }
     }
     snprintf(s->name, sizeof(s->name), "%.64s#%lu", m->name, s->serial);
     if (sk_dispatcher_attach(s->d, s, m->job_types, m->capacity) != 0) {

@@ -27,7 +27,9 @@ sk_session *sk_session_new(struct event_base *base, int fd, sk_dispatcher *d,
 void sk_session_free(sk_session *s);
 const char *sk_session_name(const sk_session *s);
 
-/* Writes a frame (task, drain) to the handler. */
+/* Writes a frame (welcome, drain, ...) to the handler. */
 void sk_session_send(sk_session *s, const json_t *frame);
+/* Writes an already encoded frame (tasks are encoded once, by the dispatcher). */
+void sk_session_write(sk_session *s, const uint8_t *frame, size_t len);
 
 #endif

@@ -293,7 +293,8 @@ sk_zeebe *sk_zeebe_new(struct event_base *base, const sk_config *cfg, sk_dispatc
     if (register_metrics(z, metrics) != 0)
         goto oom;
     for (size_t i = 0; i < cfg->zeebe_job_types_len; i++) {
-        if (!(z->workers[i] = worker_new(z, cfg->zeebe_job_types[i], (uint64_t)(uintptr_t)z + i)))
+        if (!(z->workers[i] = worker_new(z, cfg->zeebe_job_types[i], (uint64_t)(uintptr_t)z + i)) ||
+            sk_dispatcher_add_route(d, cfg->zeebe_job_types[i]) != 0)
             goto oom;
         z->nworkers++;
     }

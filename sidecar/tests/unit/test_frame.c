@@ -118,6 +118,8 @@ static void test_malformed(void **state)
     expect_error("{\"id\":\"x\"}", SK_PERR_MALFORMED, "type");
     expect_error("{\"type\":5}", SK_PERR_MALFORMED, "type");
     expect_error("{\"type\":\"teleport\"}", SK_PERR_UNKNOWN_TYPE, "teleport");
+    expect_error("{\"type\":\"task\",\"id\":\"x\"}", SK_PERR_PROTOCOL, "sent by skiff");
+    expect_error("{\"type\":\"welcome\"}", SK_PERR_PROTOCOL, "sent by skiff");
     expect_error("{\"type\":\"complete\",\"id\":\"a\",\"id\":\"b\"}", SK_PERR_MALFORMED, "invalid JSON");
     expect_error("{\"type\":\"call\",\"ref\":\"1\"}", SK_PERR_MALFORMED, "method");
     /* invalid UTF-8 inside a string */

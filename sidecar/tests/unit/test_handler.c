@@ -83,7 +83,9 @@ static int setup(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     fx->base = event_base_new();
     fx->metrics = sk_metrics_new();
-    fx->d = sk_dispatcher_new(fx->metrics);
+    fx->d = sk_dispatcher_new(fx->metrics, 1024);
+    sk_dispatcher_add_route(fx->d, "work");
+    sk_dispatcher_add_route(fx->d, "nobody");
     evutil_make_socket_nonblocking(sv[0]);
     sk_session_opts o = {.max_frame = 1024, .hello_timeout_ms = 5000};
     fx->s = sk_session_new(fx->base, sv[0], fx->d, &o, fx->metrics, on_closed, fx);
@@ -347,6 +349,27 @@ static void test_drain(void **state)
     assert_int_equal(fx->src.abandoned, 1);
 }
 
+static void test_unserved_job_type_refused(void **state)
+{
+    fixture *fx = *state;
+    send_json(fx, "{\"type\":\"hello\",\"version\":1,\"name\":\"t\",\"capacity\":1,\"job_types\":[\"elsewhere\"]}");
+    expect_error_and_close(fx, "protocol");
+}
+
+static void test_oversized_task_fails_in_source(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 2);
+    char big[2048];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "work", "big", 0,
+                         json_pack("{s:s}", "blob", big));
+    assert_int_equal(fx->src.failed, 1);
+    assert_int_equal(fx->src.abandoned, 0);
+    assert_int_equal(sk_dispatcher_open(fx->d), 0);
+}
+
 static void test_no_handler_for_route(void **state)
 {
     fixture *fx = *state;
@@ -370,6 +393,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handler_eof_abandons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_handler_for_route, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unserved_job_type_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_task_fails_in_source, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,272 @@
+"""A tiny fake skiff: the skiff side of handler protocol v1, standard library only.
+
+Used by the SDK conformance suite, and handy to try a handler by hand::
+
+    python3 fake_skiff.py --socket /tmp/skiff.sock \\
+        --task 'risk-score={"amount": 250000, "applicant": {"age": 41}}'
+
+It waits for one handler, answers its hello, sends the tasks (never more than
+the handler's capacity open at once), prints every result as a JSON line,
+sends a ping, then drains the handler and waits for it to close.
+
+When the ``jsonschema`` package is importable, every frame sent or received is
+checked against ``handler-protocol/schemas``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import secrets
+import socket
+import struct
+import sys
+import tempfile
+import time
+from typing import Any, Dict, Iterable, List, Optional
+
+DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schemas")
+
+try:
+    import jsonschema
+except ImportError:  # validation is a bonus, not a requirement
+    jsonschema = None
+
+_keys = itertools.count(2251799813685321)
+
+
+class Closed(Exception):
+    """The handler closed the connection."""
+
+
+def load_validators() -> Dict[str, Any]:
+    """Frame type -> jsonschema validator (empty without jsonschema)."""
+    if jsonschema is None:
+        return {}
+    out = {}
+    for name in os.listdir(SCHEMA_DIR):
+        if name.endswith(".schema.json"):
+            with open(os.path.join(SCHEMA_DIR, name), encoding="utf-8") as f:
+                schema = json.load(f)
+            out[name[: -len(".schema.json")]] = jsonschema.Draft202012Validator(schema)
+    return out
+
+
+def check_frame(validators: Dict[str, Any], frame: Dict[str, Any]) -> None:
+    """Raise AssertionError if the frame breaks its schema."""
+    v = validators.get(frame.get("type"))
+    if v is None:
+        return
+    errors = sorted(v.iter_errors(frame), key=str)
+    if errors:
+        raise AssertionError(f"{frame.get('type')} frame breaks its schema: "
+                             f"{errors[0].message}: {frame}")
+
+
+def make_task(job_type: str, variables: Optional[Dict[str, Any]] = None,
+              headers: Optional[Dict[str, str]] = None, **extra: Any) -> Dict[str, Any]:
+    """A well-formed Zeebe task frame with a fresh id."""
+    key = next(_keys)
+    frame = {
+        "type": "task", "id": f"z-{key}", "source": "zeebe", "job_type": job_type,
+        "deadline": int(time.time() * 1000) + 30000, "attempt": 1,
+        "traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01",
+        "variables": variables or {}, "headers": headers or {},
+        "zeebe": {
+            "key": str(key), "process_instance_key": str(key - 11),
+            "bpmn_process_id": "conformance", "process_definition_version": 1,
+            "element_id": job_type, "retries": 3, "worker": "fake-skiff",
+        },
+    }
+    frame.update(extra)
+    return frame
+
+
+def encode(frame: Dict[str, Any]) -> bytes:
+    """One frame on the wire: 4-byte big-endian length, then UTF-8 JSON."""
+    data = json.dumps(frame, separators=(",", ":")).encode("utf-8")
+    return struct.pack(">I", len(data)) + data
+
+
+class Conn:
+    """One accepted handler connection."""
+
+    def __init__(self, sock: socket.socket, max_frame: int,
+                 validators: Dict[str, Any]) -> None:
+        self.sock = sock
+        self.max_frame = max_frame
+        self.validators = validators
+        self.hello: Optional[Dict[str, Any]] = None
+        self._buf = b""
+
+    def send(self, frame: Dict[str, Any], validate: bool = True) -> None:
+        if validate:
+            check_frame(self.validators, frame)
+        self.send_raw(encode(frame))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self, need: int, deadline: float) -> None:
+        while len(self._buf) < need:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame from the handler in time")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                raise TimeoutError("no frame from the handler in time") from None
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                raise Closed("handler closed the connection")
+            self._buf += chunk
+
+    def recv(self, timeout: float = 10.0) -> Dict[str, Any]:
+        """Next frame; raises Closed on EOF, TimeoutError, AssertionError if malformed."""
+        deadline = time.monotonic() + timeout
+        self._fill(4, deadline)
+        (n,) = struct.unpack(">I", self._buf[:4])
+        assert 0 < n <= self.max_frame, f"bad frame length {n}"
+        self._fill(4 + n, deadline)
+        body, self._buf = self._buf[4:4 + n], self._buf[4 + n:]
+        frame = json.loads(body.decode("utf-8"))
+        assert isinstance(frame, dict) and isinstance(frame.get("type"), str), frame
+        check_frame(self.validators, frame)
+        return frame
+
+    def expect(self, kind: str, timeout: float = 10.0) -> Dict[str, Any]:
+        frame = self.recv(timeout)
+        assert frame["type"] == kind, f"expected {kind}, got {frame}"
+        return frame
+
+    def handshake(self, session: str = "s-1", **extra: Any) -> Dict[str, Any]:
+        """Read hello, answer welcome; returns the hello frame."""
+        self.hello = self.expect("hello")
+        self.send({"type": "welcome", "version": 1, "session": session,
+                   "max_frame": self.max_frame, **extra})
+        return self.hello
+
+    def wait_closed(self, timeout: float = 10.0) -> List[Dict[str, Any]]:
+        """Read until the handler closes; returns the frames read meanwhile."""
+        frames = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                frames.append(self.recv(max(0.0, deadline - time.monotonic())))
+            except Closed:
+                return frames
+
+    def run_tasks(self, tasks: Iterable[Dict[str, Any]],
+                  timeout: float = 10.0) -> Dict[str, Dict[str, Any]]:
+        """Send tasks within the handler's capacity; returns id -> result frame.
+
+        Frames other than results (pongs, ...) are kept in ``self.others``.
+        """
+        capacity = int(self.hello["capacity"]) if self.hello else 1
+        pending = list(tasks)
+        open_ids: set = set()
+        results: Dict[str, Dict[str, Any]] = {}
+        self.others: List[Dict[str, Any]] = []
+        while pending or open_ids:
+            while pending and len(open_ids) < capacity:
+                task = pending.pop(0)
+                open_ids.add(task["id"])
+                self.send(task)
+            frame = self.recv(timeout)
+            if frame["type"] in ("complete", "fail", "bpmn_error"):
+                assert frame["id"] in open_ids, f"result for a task not open: {frame}"
+                open_ids.discard(frame["id"])
+                results[frame["id"]] = frame
+            else:
+                self.others.append(frame)
+        return results
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FakeSkiff:
+    """A listening Unix socket speaking the skiff side of the protocol."""
+
+    def __init__(self, path: Optional[str] = None, max_frame: int = DEFAULT_MAX_FRAME,
+                 listen: bool = True) -> None:
+        self._tmp = None
+        if path is None:
+            self._tmp = tempfile.mkdtemp(prefix="skiff-")
+            path = os.path.join(self._tmp, "handler.sock")
+        self.path = path
+        self.max_frame = max_frame
+        self.validators = load_validators()
+        self.sock: Optional[socket.socket] = None
+        if listen:
+            self.listen()
+
+    def listen(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(8)
+
+    def accept(self, timeout: float = 10.0) -> Conn:
+        assert self.sock is not None, "call listen() first"
+        self.sock.settimeout(timeout)
+        try:
+            s, _ = self.sock.accept()
+        except socket.timeout:
+            raise TimeoutError("no handler connected in time") from None
+        s.settimeout(None)
+        return Conn(s, self.max_frame, self.validators)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        if self._tmp:
+            os.rmdir(self._tmp)
+            self._tmp = None
+
+    def __enter__(self) -> "FakeSkiff":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _parse_task(arg: str) -> Dict[str, Any]:
+    job_type, _, variables = arg.partition("=")
+    return make_task(job_type, json.loads(variables) if variables else {})
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--socket", default=os.environ.get("SKIFF_SOCKET", "/tmp/skiff.sock"))
+    p.add_argument("--task", action="append", default=[], metavar="JOB_TYPE=JSON",
+                   help="a task to send (repeatable); JSON is its variables")
+    p.add_argument("--timeout", type=float, default=30.0)
+    args = p.parse_args(argv)
+    with FakeSkiff(args.socket) as skiff:
+        print(f"fake skiff listening on {skiff.path}", file=sys.stderr)
+        conn = skiff.accept(timeout=args.timeout)
+        hello = conn.handshake()
+        print(json.dumps(hello), flush=True)
+        tasks = [_parse_task(t) for t in args.task]
+        for result in conn.run_tasks(tasks, timeout=args.timeout).values():
+            print(json.dumps(result), flush=True)
+        conn.send({"type": "ping", "ref": "p-1"})
+        print(json.dumps(conn.expect("pong", timeout=args.timeout)), flush=True)
+        conn.send({"type": "drain", "deadline": int(time.time() * 1000) + 10000})
+        conn.wait_closed(timeout=args.timeout)
+        print("handler drained and closed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

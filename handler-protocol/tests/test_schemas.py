@@ -1,0 +1,163 @@
+"""Checks of handler-protocol/schemas: one schema per frame type, good example
+frames pass, bad ones fail. Validation needs the ``jsonschema`` package
+(Debian: python3-jsonschema); without it those tests are skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..")
+SCHEMA_DIR = os.path.join(ROOT, "schemas")
+
+FRAME_TYPES = ["hello", "welcome", "task", "complete", "fail", "bpmn_error", "ack", "nack",
+               "extend", "call", "reply", "drain", "ping", "pong", "cancel", "error"]
+
+ZEEBE = {"key": "2251799813685321", "process_instance_key": "2251799813685310",
+         "bpmn_process_id": "underwriting", "process_definition_version": 1,
+         "element_id": "score-risk", "retries": 3, "worker": "pod-1"}
+TASK = {"type": "task", "id": "z-2251799813685321", "source": "zeebe",
+        "job_type": "risk-score", "deadline": 1732400000000, "attempt": 1,
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "variables": {"amount": 250000}, "headers": {"model": "v3"}, "zeebe": ZEEBE}
+
+
+def without(d: dict, key: str) -> dict:
+    return {k: v for k, v in d.items() if k != key}
+
+
+GOOD = [
+    {"type": "hello", "version": 1, "name": "risk-scorer", "capacity": 4,
+     "job_types": ["risk-score"]},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 1, "job_types": ["a", "b"],
+     "topics": [], "features": [], "unknown_member": {"ignored": True}},
+    {"type": "welcome", "version": 1, "session": "s-1", "max_frame": 4194304},
+    TASK,
+    without(TASK, "traceparent"),
+    {**TASK, "zeebe": {**ZEEBE, "process_definition_key": "2251799813685249",
+                       "element_instance_key": "2251799813685320", "tenant_id": "<default>"}},
+    {"type": "complete", "id": "z-1"},
+    {"type": "complete", "id": "z-1", "variables": {"riskScore": 42}},
+    {"type": "fail", "id": "z-1", "message": "down"},
+    {"type": "fail", "id": "z-1", "message": "down", "retries": 0, "retry_backoff_ms": 5000,
+     "variables": {}},
+    {"type": "bpmn_error", "id": "z-1", "code": "RISK_TOO_HIGH"},
+    {"type": "bpmn_error", "id": "z-1", "code": "RISK_TOO_HIGH", "message": "m",
+     "variables": {"a": 1}},
+    {"type": "ack", "id": "k-1"},
+    {"type": "nack", "id": "k-1", "message": "bad record"},
+    {"type": "extend", "id": "z-1", "timeout_ms": 60000},
+    {"type": "call", "ref": "7", "method": "publish_message", "params": {"name": "paid"}},
+    {"type": "call", "ref": "7", "method": "token"},
+    {"type": "reply", "ref": "7", "ok": True, "result": {}},
+    {"type": "reply", "ref": "7", "ok": False,
+     "error": {"code": "unknown_method", "message": "no such method"}},
+    {"type": "drain", "deadline": 1732400000000},
+    {"type": "ping", "ref": "x"},
+    {"type": "pong", "ref": "x"},
+    {"type": "cancel", "id": "z-1", "reason": "job cancelled"},
+    {"type": "error", "code": "malformed_frame", "message": "not JSON"},
+    {"type": "error", "code": "unknown_task", "message": "no open task z-9", "id": "z-9"},
+]
+
+BAD = [
+    {"type": "hello", "version": 2, "name": "x", "capacity": 1, "job_types": ["a"]},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 0, "job_types": ["a"]},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 1.5, "job_types": ["a"]},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 1, "job_types": []},
+    {"type": "hello", "version": 1, "name": "", "capacity": 1, "job_types": ["a"]},
+    {"type": "hello", "version": 1, "capacity": 1, "job_types": ["a"]},
+    {"type": "welcome", "version": 1, "session": "s-1"},
+    without(TASK, "id"),
+    without(TASK, "zeebe"),
+    without(TASK, "job_type"),
+    {**TASK, "deadline": "soon"},
+    {**TASK, "variables": []},
+    {**TASK, "traceparent": "not-a-traceparent"},
+    {**TASK, "headers": {"n": 1}},
+    {**TASK, "zeebe": {**ZEEBE, "key": 2251799813685321}},
+    {**TASK, "zeebe": without(ZEEBE, "retries")},
+    {"type": "complete"},
+    {"type": "complete", "id": "z-1", "variables": [1]},
+    {"type": "complete", "id": ""},
+    {"type": "fail", "id": "z-1"},
+    {"type": "fail", "id": "z-1", "message": "m", "retries": -1},
+    {"type": "fail", "id": "z-1", "message": "m", "retry_backoff_ms": "5s"},
+    {"type": "bpmn_error", "id": "z-1"},
+    {"type": "bpmn_error", "id": "z-1", "code": ""},
+    {"type": "nack", "id": "k-1"},
+    {"type": "extend", "id": "z-1", "timeout_ms": 0},
+    {"type": "call", "ref": "7"},
+    {"type": "call", "ref": 7, "method": "token"},
+    {"type": "reply", "ref": "7", "ok": True},
+    {"type": "reply", "ref": "7", "ok": False, "result": {}},
+    {"type": "reply", "ref": "7", "ok": False, "error": {"code": "x"}},
+    {"type": "drain"},
+    {"type": "ping"},
+    {"type": "pong", "ref": 1},
+    {"type": "cancel", "id": "z-1"},
+    {"type": "error", "code": "oops", "message": "m"},
+    {"type": "error", "code": "protocol"},
+]
+# A frame checked against another type's schema must fail too.
+BAD_AS = [("pong", {"type": "ping", "ref": "x"}), ("complete", {"type": "fail", "id": "z-1"})]
+
+
+def load(name: str) -> dict:
+    with open(os.path.join(SCHEMA_DIR, f"{name}.schema.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_one_schema_per_frame_type():
+    names = sorted(n[: -len(".schema.json")] for n in os.listdir(SCHEMA_DIR)
+                   if n.endswith(".schema.json"))
+    assert names == sorted(FRAME_TYPES)
+    for name in names:
+        s = load(name)
+        assert s["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        assert s["properties"]["type"] == {"const": name}
+        assert "type" in s["required"]
+
+
+def test_every_frame_type_is_in_the_spec():
+    with open(os.path.join(ROOT, "SPEC.md"), encoding="utf-8") as f:
+        spec = f.read()
+    for name in FRAME_TYPES:
+        assert f"`{name}`" in spec, name
+
+
+def test_spec_hex_example_is_right():
+    with open(os.path.join(ROOT, "SPEC.md"), encoding="utf-8") as f:
+        spec = f.read()
+    hexline = re.search(r"^00 00 00 19 [0-9a-f ]+$", spec, re.M).group(0)
+    data = bytes.fromhex(hexline)
+    assert int.from_bytes(data[:4], "big") == len(data) - 4
+    assert json.loads(data[4:]) == {"type": "ping", "ref": "7"}
+
+
+@pytest.fixture(scope="module")
+def jsonschema():
+    return pytest.importorskip(
+        "jsonschema", reason="jsonschema not installed (Debian: apt-get install "
+        "python3-jsonschema); schema validation tests skipped")
+
+
+def test_schemas_are_valid(jsonschema):
+    for name in FRAME_TYPES:
+        jsonschema.Draft202012Validator.check_schema(load(name))
+
+
+@pytest.mark.parametrize("frame", GOOD, ids=lambda f: f["type"])
+def test_good_frames_pass(jsonschema, frame):
+    jsonschema.Draft202012Validator(load(frame["type"])).validate(frame)
+
+
+@pytest.mark.parametrize("name,frame", [(f["type"], f) for f in BAD] + BAD_AS,
+                         ids=lambda x: x if isinstance(x, str) else "")
+def test_bad_frames_fail(jsonschema, name, frame):
+    errors = list(jsonschema.Draft202012Validator(load(name)).iter_errors(frame))
+    assert errors, f"{name} schema should reject {frame}"

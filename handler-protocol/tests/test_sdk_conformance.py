@@ -1,0 +1,304 @@
+"""Conformance suite for handler SDKs: every SDK must pass it.
+
+Each SDK ships a test handler (``sdk_<lang>_handler.*``) with the same job
+types and behaviour; this suite runs it as a subprocess against the fake skiff
+in ``fake_skiff.py`` and checks what it sends on the wire. To add an SDK, write
+its test handler and add one line to ``SDKS``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from fake_skiff import Closed, FakeSkiff, encode, make_task  # noqa: E402
+
+SDKS: Dict[str, List[str]] = {
+    "python": [sys.executable, os.path.join(HERE, "sdk_python_handler.py")],
+    "node": ["node", os.path.join(HERE, "sdk_node_handler.mjs")],
+}
+JOB_TYPES = {"conf-complete", "conf-none", "conf-raise", "conf-bpmn", "conf-jobfailed",
+             "conf-async", "conf-sleep", "conf-big"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _sdk_params() -> list:
+    out = []
+    for name, cmd in SDKS.items():
+        missing = shutil.which(cmd[0]) is None
+        out.append(pytest.param(name, marks=pytest.mark.skipif(
+            missing, reason=f"{cmd[0]} not installed")))
+    return out
+
+
+class HandlerProcess:
+    """A test handler running as a subprocess, stderr kept in a file."""
+
+    def __init__(self, cmd: List[str], socket_path: str, capacity: int) -> None:
+        self._err = tempfile.TemporaryFile()
+        env = dict(os.environ, SKIFF_SOCKET=socket_path, CONF_CAPACITY=str(capacity),
+                   PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self._err)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"handler did not exit in {timeout}s; stderr:\n{self.stderr()}")
+
+    def stderr(self) -> str:
+        self._err.seek(0)
+        return self._err.read().decode("utf-8", "replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._err.close()
+
+
+@pytest.fixture(params=_sdk_params())
+def sdk(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def spawn(sdk) -> Callable[..., HandlerProcess]:
+    procs: List[HandlerProcess] = []
+
+    def start(socket_path: str, capacity: int = 2) -> HandlerProcess:
+        p = HandlerProcess(SDKS[sdk], socket_path, capacity)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.kill()
+
+
+@pytest.fixture
+def skiff():
+    with FakeSkiff() as s:
+        yield s
+
+
+def drain_and_exit(conn, proc: HandlerProcess) -> None:
+    conn.send({"type": "drain", "deadline": now_ms() + 10000})
+    assert conn.wait_closed(10) == []
+    assert proc.wait() == 0, proc.stderr()
+
+
+def test_hello(skiff, spawn, sdk):
+    proc = spawn(skiff.path, capacity=2)
+    conn = skiff.accept()
+    hello = conn.handshake()
+    assert hello["version"] == 1
+    assert hello["name"] == f"conformance-{sdk}"
+    assert hello["capacity"] == 2
+    assert isinstance(hello["job_types"], list)
+    assert set(hello["job_types"]) == JOB_TYPES
+    drain_and_exit(conn, proc)
+
+
+def test_results(skiff, spawn):
+    proc = spawn(skiff.path, capacity=2)
+    conn = skiff.accept()
+    conn.handshake()
+    headers = {"model": "v3", "city": "Zürich \U0001F680"}  # non-ASCII must round-trip
+    t_complete = make_task("conf-complete", {"n": 21}, headers)
+    t_none = make_task("conf-none")
+    t_raise = make_task("conf-raise", {"msg": "hello"})
+    t_bpmn = make_task("conf-bpmn")
+    t_failed = make_task("conf-jobfailed")
+    t_async = make_task("conf-async")
+    t_unknown = make_task("conf-nope")
+    tasks = [t_complete, t_none, t_raise, t_bpmn, t_failed, t_async, t_unknown]
+    r = conn.run_tasks(tasks)
+
+    done = r[t_complete["id"]]
+    assert done["type"] == "complete"
+    assert done["variables"]["doubled"] == 42
+    assert done["variables"]["seen"] == {
+        "id": t_complete["id"], "job_type": "conf-complete", "headers": headers,
+        "key": t_complete["zeebe"]["key"], "retries": 3,
+        "traceparent": t_complete["traceparent"], "deadline": t_complete["deadline"],
+        "attempt": 1,
+    }
+
+    assert r[t_none["id"]]["type"] == "complete"
+    assert "variables" not in r[t_none["id"]]
+
+    failed = r[t_raise["id"]]
+    assert failed["type"] == "fail"
+    assert "boom hello" in failed["message"]
+    assert "retries" not in failed and "retry_backoff_ms" not in failed
+
+    err = r[t_bpmn["id"]]
+    assert err["type"] == "bpmn_error"
+    assert err["code"] == "RISK_TOO_HIGH"
+    assert err["message"] == "too risky"
+    assert err["variables"] == {"reason": "amount"}
+
+    jf = r[t_failed["id"]]
+    assert jf["type"] == "fail"
+    assert jf["message"] == "try later"
+    assert jf["retries"] == 2 and jf["retry_backoff_ms"] == 5000
+    assert jf["variables"] == {"attempted": True}
+
+    assert r[t_async["id"]] == {"type": "complete", "id": t_async["id"],
+                                "variables": {"async": True}}
+
+    unknown = r[t_unknown["id"]]
+    assert unknown["type"] == "fail" and "conf-nope" in unknown["message"]
+    drain_and_exit(conn, proc)
+
+
+def test_ignores_unknown_members_and_frame_types(skiff, spawn):
+    proc = spawn(skiff.path)
+    conn = skiff.accept()
+    conn.handshake(features=[], future_member={"x": 1})
+    conn.send({"type": "future_frame", "payload": 1}, validate=False)
+    task = make_task("conf-async", future_member=[1, 2])
+    task["zeebe"]["future_member"] = "y"
+    r = conn.run_tasks([task])
+    assert r[task["id"]]["type"] == "complete"
+    drain_and_exit(conn, proc)
+
+
+def test_frames_split_and_coalesced(skiff, spawn):
+    proc = spawn(skiff.path, capacity=2)
+    conn = skiff.accept()
+    conn.handshake()
+    a, b, c = (make_task("conf-complete", {"n": i}) for i in range(3))
+    data = encode(a)
+    for i in range(0, len(data), 7):  # one frame in many small writes
+        conn.send_raw(data[i:i + 7])
+        time.sleep(0.001)
+    assert conn.expect("complete")["variables"]["doubled"] == 0
+    conn.send_raw(encode(b) + encode(c))  # two frames in one write
+    got = {f["id"]: f for f in (conn.expect("complete"), conn.expect("complete"))}
+    assert got[b["id"]]["variables"]["doubled"] == 2
+    assert got[c["id"]]["variables"]["doubled"] == 4
+    drain_and_exit(conn, proc)
+
+
+def test_concurrency_up_to_capacity_and_ping_while_busy(skiff, spawn):
+    capacity = 3
+    proc = spawn(skiff.path, capacity=capacity)
+    conn = skiff.accept()
+    conn.handshake()
+    pending = [make_task("conf-sleep", {"ms": 400}) for _ in range(3 * capacity)]
+    open_ids = set()
+    for _ in range(capacity):
+        t = pending.pop(0)
+        open_ids.add(t["id"])
+        conn.send(t)
+    conn.send({"type": "ping", "ref": "busy-1"})
+    first = conn.recv(timeout=5)
+    assert first == {"type": "pong", "ref": "busy-1"}, "pong must not wait for running tasks"
+
+    results = []
+    while open_ids:
+        f = conn.recv(timeout=10)
+        assert f["type"] == "complete", f
+        open_ids.remove(f["id"])
+        results.append(f["variables"])
+        if pending:
+            t = pending.pop(0)
+            open_ids.add(t["id"])
+            conn.send(t)
+    assert len(results) == 3 * capacity
+    assert all(v["active_at_start"] <= capacity for v in results)
+    assert max(v["max_active"] for v in results) == capacity
+    drain_and_exit(conn, proc)
+
+
+def test_drain_finishes_in_flight_then_closes(skiff, spawn):
+    proc = spawn(skiff.path, capacity=2)
+    conn = skiff.accept()
+    conn.handshake()
+    tasks = [make_task("conf-sleep", {"ms": 400}) for _ in range(2)]
+    for t in tasks:
+        conn.send(t)
+    conn.send({"type": "drain", "deadline": now_ms() + 10000})
+    conn.send({"type": "ping", "ref": "draining"})
+    frames = conn.wait_closed(10)
+    assert frames[0] == {"type": "pong", "ref": "draining"}
+    assert sorted(f["id"] for f in frames[1:]) == sorted(t["id"] for t in tasks)
+    assert all(f["type"] == "complete" for f in frames[1:])
+    assert proc.wait() == 0, proc.stderr()
+
+
+def test_drain_when_idle_closes_at_once(skiff, spawn):
+    proc = spawn(skiff.path)
+    conn = skiff.accept()
+    conn.handshake()
+    t0 = time.monotonic()
+    drain_and_exit(conn, proc)
+    assert time.monotonic() - t0 < 5
+
+
+def test_starts_before_skiff_logs_errors_and_reconnects(spawn):
+    tmp = tempfile.mkdtemp(prefix="skiff-")
+    path = os.path.join(tmp, "late.sock")
+    proc = spawn(path)
+    time.sleep(0.5)
+    assert proc.proc.poll() is None, "handler must wait for skiff, not exit"
+    with FakeSkiff(path) as skiff:
+        conn = skiff.accept()
+        conn.handshake(session="s-1")
+        conn.send({"type": "error", "code": "protocol", "message": "conformance test error"})
+        conn.close()
+        conn = skiff.accept()
+        conn.handshake(session="s-2")
+        task = make_task("conf-async")
+        assert conn.run_tasks([task])[task["id"]]["type"] == "complete"
+        drain_and_exit(conn, proc)
+    os.rmdir(tmp)
+    assert "conformance test error" in proc.stderr()
+
+
+def test_refused_hello_exits_with_error(skiff, spawn):
+    proc = spawn(skiff.path)
+    conn = skiff.accept()
+    conn.expect("hello")
+    conn.send({"type": "error", "code": "unsupported_version", "message": "only v9 here"})
+    conn.close()
+    assert proc.wait() != 0
+    assert "unsupported_version" in proc.stderr()
+
+
+def test_result_larger_than_max_frame_becomes_fail(spawn):
+    with FakeSkiff(max_frame=2000) as skiff:
+        proc = spawn(skiff.path, capacity=1)
+        conn = skiff.accept()
+        conn.handshake()
+        task = make_task("conf-big", {"size": 5000})
+        result = conn.run_tasks([task])[task["id"]]
+        assert result["type"] == "fail"
+        assert "max_frame" in result["message"]
+        drain_and_exit(conn, proc)
+
+
+def test_closed_connection_is_seen(skiff, spawn):
+    """Sanity check of the fake itself: a killed handler reads as Closed."""
+    proc = spawn(skiff.path)
+    conn = skiff.accept()
+    conn.handshake()
+    proc.proc.kill()
+    with pytest.raises(Closed):
+        conn.recv(timeout=5)

@@ -1,0 +1,182 @@
+"""Integration fixtures: the real Zeebe broker (devstack), the real skiff binary, SDK handlers.
+
+Tests assert on what the engine recorded (its record stream, written by the broker's exporter)
+or on process outcomes seen through Camunda's own client (zbctl)."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "devstack"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import records as zrecords  # noqa: E402  (devstack/records.py)
+import zeebe_client  # noqa: E402  (devstack/zeebe_client.py)
+
+SKIFF_BIN = Path(os.environ.get("SKIFF_BIN", ROOT / "build" / "skiff"))
+ZEEBE_SH = ROOT / "devstack" / "zeebe.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=30.0, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """The devstack broker; started here unless one is already running."""
+    started = subprocess.run([str(ZEEBE_SH), "status"], capture_output=True).returncode != 0
+    if started:
+        subprocess.run([str(ZEEBE_SH), "start"], check=True)
+    env = subprocess.run([str(ZEEBE_SH), "env"], check=True, capture_output=True, text=True).stdout
+    values = {}
+    for line in env.splitlines():
+        line = line.removeprefix("export ").strip()
+        if "=" in line:
+            k, v = line.split("=", 1)
+            values[k] = v.strip("'\"")
+    yield values
+    if started:
+        subprocess.run([str(ZEEBE_SH), "stop"], check=False)
+
+
+@pytest.fixture
+def uid():
+    return uuid.uuid4().hex[:10]
+
+
+class Skiff:
+    """The real skiff binary, configured through its environment."""
+
+    def __init__(self, broker, tmp: Path, job_types, **config):
+        self.tmp = tmp
+        self.socket = str(tmp / "handler.sock")
+        self.admin_port = free_port()
+        self.log_path = tmp / "skiff.log"
+        env = dict(os.environ)
+        env.update({
+            "SKIFF_HANDLER_SOCKET": self.socket,
+            "SKIFF_ADMIN_ADDRESS": f"127.0.0.1:{self.admin_port}",
+            "SKIFF_ZEEBE_ADDRESS": config.pop("address", broker["ZEEBE_ADDRESS"]),
+            "SKIFF_ZEEBE_JOB_TYPES": ",".join(job_types),
+            "SKIFF_LOG_LEVEL": "debug",
+        })
+        for key, value in config.items():
+            env["SKIFF_" + key.upper()] = str(value)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(SKIFF_BIN)], env=env, stdout=self.log, stderr=self.log)
+        wait_until(lambda: self.http("/healthz")[0] == 200 or self.proc.poll() is not None,
+                   timeout=15, what="skiff /healthz")
+        assert self.proc.poll() is None, self.logs()
+
+    def http(self, path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    def metric(self, name, **labels) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        total = 0.0
+        for line in self.http("/metrics")[1].splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            head, value = line.rsplit(" ", 1)
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=timeout)
+        self.log.close()
+        return rc
+
+    def check_clean(self):
+        text = self.logs()
+        for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
+            assert bad not in text, f"sanitizer report in skiff's output:\n{text[-4000:]}"
+
+
+class HandlerProc:
+    """An SDK handler process (tests/integration/handlers/behave.py)."""
+
+    def __init__(self, skiff: Skiff, job_types, **env):
+        e = dict(os.environ)
+        e.update({"SKIFF_SOCKET": skiff.socket, "JOB_TYPES": ",".join(job_types)})
+        e.update({k.upper(): str(v) for k, v in env.items()})
+        self.log_path = skiff.tmp / f"handler-{uuid.uuid4().hex[:6]}.log"
+        self.out = open(self.log_path, "wb")
+        script = Path(__file__).resolve().parent / "handlers" / "behave.py"
+        self.proc = subprocess.Popen([sys.executable, str(script)], env=e, stdout=self.out,
+                                     stderr=self.out)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.out.close()
+
+
+@pytest.fixture
+def stack(broker, tmp_path):
+    """Factory for skiff instances and handlers; everything is stopped after the test."""
+    skiffs, handlers = [], []
+
+    class Stack:
+        records_path = broker.get("SKIFF_ZEEBE_RECORDS")
+        address = broker["ZEEBE_ADDRESS"]
+
+        def skiff(self, job_types, **config):
+            d = Path(tempfile.mkdtemp(dir=tmp_path))
+            s = Skiff(broker, d, job_types, **config)
+            skiffs.append(s)
+            return s
+
+        def handler(self, skiff, job_types, **env):
+            h = HandlerProc(skiff, job_types, **env)
+            handlers.append(h)
+            return h
+
+    yield Stack()
+    for h in handlers:
+        h.stop()
+    for s in skiffs:
+        if s.proc.poll() is None:
+            s.stop()
+        s.check_clean()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every test of skiff on this machine, installing what it needs first (idempotent):
+# unit tests (plain -Werror build and ASan+UBSan build), gRPC conformance against grpcio and
+# grpc-js, handler protocol and SDK conformance, short fuzz runs, and integration tests of the
+# real skiff binary (sanitized) against the real Zeebe broker with SDK handlers.
+#
+#   tests/run.sh                 everything
+#   SKIFF_FUZZ_SECONDS=60 ...    longer fuzz runs (default 10 s per target)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+step "setup"
+devstack/setup.sh
+
+step "build (-Werror) and unit tests"
+cmake -S . -B build -DSKIFF_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$(nproc)"
+ctest --test-dir build --output-on-failure -j "$(nproc)"
+
+step "ASan+UBSan build and unit tests"
+cmake -S . -B build-asan -DSKIFF_WERROR=ON -DSKIFF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-asan -j "$(nproc)"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$(nproc)"
+
+step "fuzz targets (${SKIFF_FUZZ_SECONDS:-10} s each)"
+cmake -S . -B build-fuzz -DSKIFF_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-fuzz -j "$(nproc)"
+for fuzzer in build-fuzz/fuzz_*; do
+  name=$(basename "$fuzzer")
+  corpus=sidecar/tests/fuzz/corpus/$name
+  work=$(mktemp -d)
+  [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
+  "$fuzzer" -max_total_time="${SKIFF_FUZZ_SECONDS:-10}" -print_final_stats=0 "$work" 2>"$work.log" ||
+    { tail -n 40 "$work.log"; echo "fuzzer $name found a crash"; exit 1; }
+  echo "$name: $(grep -o 'stat::number_of_executed_units: [0-9]*' "$work.log" || grep -oE '#[0-9]+ *DONE' "$work.log" | tail -1) ok"
+  rm -rf "$work" "$work.log"
+done
+
+step "handler protocol: schemas and SDK conformance"
+python3 -m pytest -q handler-protocol/tests
+
+step "integration: skiff (ASan+UBSan) + real Zeebe broker + SDK handlers"
+SKIFF_BIN=$ROOT/build-asan/skiff ASAN_OPTIONS=detect_leaks=1 \
+  python3 -m pytest -q -p no:cacheprovider tests/integration "$@"
+
+step "all tests passed"
