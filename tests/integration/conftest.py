@@ -56,6 +56,7 @@ def broker():
         if "=" in line:
             k, v = line.split("=", 1)
             values[k] = v.strip("'\"")
+    os.environ.update(values)  # zeebe_client and records read the address and stream path
     yield values
     if started:
         subprocess.run([str(ZEEBE_SH), "stop"], check=False)
@@ -116,6 +117,9 @@ class Skiff:
     def stop(self, sig=signal.SIGTERM, timeout=60) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout=60) -> int:
         rc = self.proc.wait(timeout=timeout)
         self.log.close()
         return rc
@@ -167,6 +171,15 @@ def stack(broker, tmp_path):
             s = Skiff(broker, d, job_types, **config)
             skiffs.append(s)
             return s
+
+        @staticmethod
+        def find_all(value_type, intent, **value):
+            """Engine records so far with this value type, intent and value fields."""
+            return zrecords.records(value_type=value_type, intent=intent, **value)
+
+        def find(self, value_type, intent, **value):
+            found = self.find_all(value_type, intent, **value)
+            return found[0] if found else None
 
         def handler(self, skiff, job_types, **env):
             h = HandlerProc(skiff, job_types, **env)

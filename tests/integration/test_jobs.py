@@ -1,5 +1,4 @@
 """A job's life through the real broker, skiff and SDK handlers, judged by the engine."""
-import json
 import subprocess
 
 from bpmn import service_task
@@ -21,7 +20,8 @@ def test_job_completes_with_handler_variables(stack, tmp_path, uid):
     result = zeebe_client.create_instance_with_result(pid, {"x": 21}, timeout_s=30)
     assert result["variables"]["doubled"] == 42
     assert result["variables"]["handled_by"] == "doubler"
-    assert skiff.metric("skiff_zeebe_jobs_total", job_type=job_type, outcome="completed") == 1
+    wait_until(lambda: skiff.metric("skiff_zeebe_jobs_total", job_type=job_type,
+                                    outcome="completed") == 1, what="completion acknowledged")
     assert skiff.metric("skiff_handler_duration_seconds_count", route=job_type) == 1
     # the live exposition lints clean
     lint = subprocess.run(["promtool", "check", "metrics"], input=skiff.http("/metrics")[1],
@@ -54,7 +54,8 @@ def test_bpmn_error_takes_boundary_path(stack, tmp_path, uid):
                       elementId="rejected")
     assert not stack.find("PROCESS_INSTANCE", "ELEMENT_COMPLETED", processInstanceKey=key,
                           elementId="done")
-    assert skiff.metric("skiff_zeebe_jobs_total", job_type=job_type, outcome="bpmn_error") == 1
+    wait_until(lambda: skiff.metric("skiff_zeebe_jobs_total", job_type=job_type,
+                                    outcome="bpmn_error") == 1, what="bpmn error acknowledged")
 
 
 def test_no_handler_means_no_activation_and_not_ready(stack, tmp_path, uid):
@@ -94,3 +95,5 @@ def test_handler_killed_mid_job_is_reactivated_at_once(stack, tmp_path, uid):
                                   elementId=pid), timeout=30, what="instance completed")
     assert not stack.find("JOB", "TIMED_OUT", processInstanceKey=key)
     assert skiff.metric("skiff_tasks_abandoned_total", source="zeebe") == 1
+    wait_until(lambda: skiff.metric("skiff_zeebe_jobs_total", job_type=job_type,
+                                    outcome="completed") == 1, what="completion acknowledged")

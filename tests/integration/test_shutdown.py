@@ -21,7 +21,7 @@ def test_sigterm_lets_in_flight_tasks_finish(stack, tmp_path, uid):
     wait_until(lambda: skiff.metric("skiff_tasks_open") == 4, timeout=30, what="4 tasks in flight")
     skiff.proc.send_signal(signal.SIGTERM)
     wait_until(lambda: skiff.http("/readyz")[0] in (503, 0), timeout=5, what="not ready")
-    assert skiff.stop(timeout=40) == 0
+    assert skiff.wait(timeout=40) == 0
     # the four in-flight tasks finished within the grace period and were completed
     wait_until(lambda: sum(1 for k in keys if completed(stack, k, pid)) >= 4, timeout=20,
                what="in-flight jobs completed")

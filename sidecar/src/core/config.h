@@ -43,9 +43,11 @@ typedef struct sk_config_sources {
 } sk_config_sources;
 
 /* Loads every source, validates every key and reports every problem at once: one line per
- * problem to `problems` (key, source, expected form). Returns the number of problems (0 = ok);
- * cfg is always filled (defaults where a value was invalid) and must be released with
- * sk_config_clear. */
+ * problem to `problems` (may be NULL; key, source, expected form). Returns the number of
+ * problems (0 = ok); cfg is always filled (an invalid value leaves the previous valid one,
+ * ultimately the default) and must be released with sk_config_clear. An empty environment
+ * variable counts as unset. In argv, --config and --annotations (and their values) are
+ * skipped: the caller reads them into file_path and annotations_path. */
 int sk_config_load(sk_config *cfg, const sk_config_sources *src, FILE *problems);
 void sk_config_clear(sk_config *cfg);
 
@@ -54,7 +56,8 @@ void sk_config_write_docs(FILE *out);
 
 /* Parsers shared by the sources, exposed for tests and fuzzing. The downward API parser
  * (sk_annotations_parse) lives in core/annotations.h. */
-/* "250ms", "30s", "5m", "1h" or a bare integer (milliseconds); -1 when invalid. */
+/* "250ms", "30s", "5m", "1h", combinations such as "1m30s", or a bare integer (milliseconds);
+ * -1 when invalid. */
 int64_t sk_config_parse_duration(const char *s);
 /* "4MiB", "64KiB", "1GiB", "4MB" or a bare integer (bytes); -1 when invalid. */
 int64_t sk_config_parse_size(const char *s);

@@ -20,7 +20,8 @@ int sk_log_enabled(sk_log_level level);
 /* Parses "debug" / "info" / "warn" / "error"; -1 when unknown. */
 int sk_log_level_parse(const char *name);
 
-/* kv: NULL or a NULL-terminated array of key, value string pairs (values are escaped). */
+/* kv: NULL or a NULL-terminated array of key, value string pairs (values are escaped; a key
+ * that names a field of the logger, such as "message", is written as "kv_<key>"). */
 void sk_log_write(sk_log_level level, const char *component, const sk_log_trace *trace,
                   const char *const *kv, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 

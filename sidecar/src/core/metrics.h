@@ -13,7 +13,9 @@ typedef struct sk_series sk_series;   /* one labelled series of a family */
 sk_metrics *sk_metrics_new(void);
 void sk_metrics_free(sk_metrics *r);
 
-/* labels: NULL or a NULL-terminated array of label names. Returns NULL on a bad name. */
+/* labels: NULL or a NULL-terminated array of label names. Returns NULL on a bad name (a
+ * counter's must end in "_total"; "le" is reserved in histograms). Registering a name again
+ * with the same type, labels (and buckets) returns the existing family, otherwise NULL. */
 sk_metric *sk_metrics_counter(sk_metrics *r, const char *name, const char *help,
                               const char *const *labels);
 sk_metric *sk_metrics_gauge(sk_metrics *r, const char *name, const char *help,

@@ -1,0 +1,1053 @@
+#include "core/config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef enum { T_STRING, T_INT, T_DURATION, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS } ctype;
+
+enum { F_ZERO_OK = 1 }; /* 0 is accepted besides min..max (it means "off" or "peer default") */
+
+/* One setting. Defaults are written in the text form every source uses and go through the
+ * same parser; bounds apply to the value (string: length, list: items, address: port). */
+typedef struct row {
+    const char *key;
+    ctype type;
+    const char *def;
+    const char *const *def_env; /* variables read at load time; the first set replaces def */
+    int64_t min, max;
+    int flags;
+    const char *const *env;     /* ecosystem variables after SKIFF_<KEY>; the first set wins */
+    const char *const *choices; /* enum names, the stored value is the index */
+    size_t off, off_len;        /* field in sk_config; list length field */
+    const char *help;
+} row;
+
+#define OFF(f) offsetof(sk_config, f)
+#define ENV(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define KIB 1024LL
+#define MIB (1024LL * 1024)
+#define GIB (1024LL * 1024 * 1024)
+#define SEC 1000LL
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+static const row table[] = {
+    {.key = "service.name", .type = T_STRING, .def = "skiff", .min = 1, .max = 255,
+     .env = ENV("OTEL_SERVICE_NAME"), .off = OFF(service_name),
+     .help = "Service name in every log line (`service_name`) and in exported telemetry."},
+    {.key = "log.level", .type = T_ENUM, .def = "info", .choices = log_levels,
+     .off = OFF(log_level), .help = "Lowest level of the JSON log lines written to stderr."},
+    {.key = "admin.address", .type = T_ADDRESS, .def = "0.0.0.0:9464", .min = 0, .max = 65535,
+     .off = OFF(admin_address),
+     .help = "Listen address of the admin HTTP server (`/metrics`, `/healthz`, `/readyz`). "
+             "Port 0 picks a free port."},
+    {.key = "handler.socket", .type = T_STRING, .def = "/run/skiff/handler.sock", .min = 1,
+     .max = 107, .off = OFF(handler_socket),
+     .help = "Path of the Unix socket handlers connect to, on a volume shared with the "
+             "handler container (107 bytes at most, the limit of a socket address)."},
+    {.key = "handler.max_frame", .type = T_SIZE, .def = "4MiB", .min = KIB, .max = 64 * MIB,
+     .off = OFF(handler_max_frame),
+     .help = "Largest frame exchanged with a handler; a larger one is a protocol error and "
+             "closes the connection."},
+    {.key = "handler.hello_timeout", .type = T_DURATION, .def = "10s", .min = 100, .max = 5 * MIN,
+     .off = OFF(handler_hello_timeout_ms),
+     .help = "Time a new handler connection has to send its `hello` frame."},
+    {.key = "zeebe.address", .type = T_ADDRESS, .def = "127.0.0.1:26500", .min = 1,
+     .max = 65535, .env = ENV("ZEEBE_ADDRESS", "CAMUNDA_ZEEBE_ADDRESS"),
+     .off = OFF(zeebe_address),
+     .help = "Address of the Zeebe gateway (gRPC). `ZEEBE_ADDRESS` is the variable of `zbctl` "
+             "and Camunda's clients; `CAMUNDA_ZEEBE_ADDRESS` the one of the platform's Helm "
+             "values."},
+    {.key = "zeebe.job_types", .type = T_LIST, .def = "", .min = 0, .max = 100,
+     .off = OFF(zeebe_job_types), .off_len = OFF(zeebe_job_types_len),
+     .help = "Job types to work on, one activation loop each. Empty: no job is activated."},
+    {.key = "zeebe.worker_name", .type = T_STRING, .def = "skiff",
+     .def_env = ENV("POD_NAME", "HOSTNAME"), .min = 1, .max = 255,
+     .off = OFF(zeebe_worker_name),
+     .help = "Worker name sent with activations; Zeebe records it on each job it hands out. "
+             "The default is read from the environment when the configuration is loaded."},
+    {.key = "zeebe.job_timeout", .type = T_DURATION, .def = "5m", .min = SEC, .max = 168 * HOUR,
+     .off = OFF(zeebe_job_timeout_ms),
+     .help = "How long an activated job stays reserved for this worker before Zeebe hands it "
+             "to another one; a handler may extend it."},
+    {.key = "zeebe.max_jobs_active", .type = T_INT, .def = "32", .min = 1, .max = 10000,
+     .off = OFF(zeebe_max_jobs_active),
+     .help = "Most jobs of one job type in flight at once; activation also never asks for "
+             "more than the free capacity of the connected handlers."},
+    {.key = "zeebe.request_timeout", .type = T_DURATION, .def = "20s", .min = 0, .max = HOUR,
+     .off = OFF(zeebe_request_timeout_ms),
+     .help = "How long an activation request waits for jobs (long polling). 0: the "
+             "gateway's default."},
+    {.key = "zeebe.backoff_initial", .type = T_DURATION, .def = "100ms", .min = 1, .max = MIN,
+     .off = OFF(zeebe_backoff_initial_ms),
+     .help = "First retry delay after a transient gateway error (UNAVAILABLE, "
+             "RESOURCE_EXHAUSTED, ...); it doubles per attempt, with jitter."},
+    {.key = "zeebe.backoff_max", .type = T_DURATION, .def = "10s", .min = 1, .max = HOUR,
+     .off = OFF(zeebe_backoff_max_ms),
+     .help = "Largest retry delay; at least `zeebe.backoff_initial`."},
+    {.key = "grpc.max_message_size", .type = T_SIZE, .def = "4MiB", .min = 64 * KIB, .max = GIB,
+     .off = OFF(grpc_max_message_bytes),
+     .help = "Largest gRPC message sent or received; the gateway's default limit is also "
+             "4MiB."},
+    {.key = "grpc.keepalive", .type = T_DURATION, .def = "45s", .min = 30 * SEC, .max = HOUR,
+     .flags = F_ZERO_OK, .env = ENV("ZEEBE_KEEP_ALIVE"), .off = OFF(grpc_keepalive_ms),
+     .help = "Interval of HTTP/2 keepalive PINGs to the gateway; 0 turns them off. The gateway "
+             "closes connections that ping more often than every 30s. `ZEEBE_KEEP_ALIVE` "
+             "(milliseconds) is the variable of Camunda's clients."},
+    {.key = "shutdown.grace_period", .type = T_DURATION, .def = "25s", .min = 0, .max = HOUR,
+     .off = OFF(shutdown_grace_ms),
+     .help = "On SIGTERM, time tasks in flight have to finish before they are failed back "
+             "to Zeebe with their retries unchanged. Keep it below the pod's "
+             "`terminationGracePeriodSeconds`."},
+};
+
+#define NROWS (sizeof table / sizeof table[0])
+
+/* ---- value parsers ---- */
+
+/* Reads decimal digits at *p (at least one); -1 on none or overflow. */
+static int read_digits(const char **p, int64_t *out)
+{
+    const char *s = *p;
+    int64_t v = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (INT64_MAX - (*s - '0')) / 10)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+static int parse_int(const char *s, int64_t *out)
+{
+    int neg = *s == '-';
+    if (*s == '-' || *s == '+')
+        s++;
+    if (read_digits(&s, out) < 0 || *s)
+        return -1;
+    if (neg)
+        *out = -*out;
+    return 0;
+}
+
+int64_t sk_config_parse_duration(const char *s)
+{
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"ms", 1}, {"s", SEC}, {"m", MIN}, {"h", HOUR}};
+    int64_t total = 0, n;
+    const char *p = s;
+    if (!s || !*s)
+        return -1;
+    if (read_digits(&p, &n) == 0 && *p == '\0')
+        return n;
+    while (*s) {
+        if (read_digits(&s, &n) < 0)
+            return -1;
+        size_t i = 0;
+        while (i < 4 && strncmp(s, units[i].unit, strlen(units[i].unit)) != 0)
+            i++;
+        if (i == 4 || n > (INT64_MAX - total) / units[i].ms)
+            return -1;
+        total += n * units[i].ms;
+        s += strlen(units[i].unit);
+    }
+    return total;
+}
+
+int64_t sk_config_parse_size(const char *s)
+{
+    static const struct {
+        const char *unit;
+        int64_t bytes;
+    } units[] = {{"", 1},        {"B", 1},       {"KiB", KIB},    {"MiB", MIB},
+                 {"GiB", GIB},   {"Ki", KIB},    {"Mi", MIB},     {"Gi", GIB},
+                 {"kB", 1000},   {"KB", 1000},   {"MB", 1000000}, {"GB", 1000000000}};
+    int64_t n;
+    if (!s || read_digits(&s, &n) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(s, units[i].unit) == 0)
+            return n > INT64_MAX / units[i].bytes ? -1 : n * units[i].bytes;
+    return -1;
+}
+
+int sk_config_parse_bool(const char *s)
+{
+    static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no",
+                                                                             "off", "0"};
+    for (size_t i = 0; s && i < 4; i++) {
+        if (strcasecmp(s, t[i]) == 0)
+            return 1;
+        if (strcasecmp(s, f[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+static int valid_host(const char *h, size_t n, int v6)
+{
+    if (n == 0 || n > 253)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        int ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                 c == '.' || c == ':' || c == '%';
+        if (!v6)
+            ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                 c == '.' || c == '-' || c == '_';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+int sk_config_parse_address(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    if (!colon)
+        return -1;
+    const char *h = s;
+    size_t n = (size_t)(colon - s);
+    int v6 = s[0] == '[';
+    if (v6) {
+        if (n < 2 || colon[-1] != ']')
+            return -1;
+        h++, n -= 2;
+    }
+    int64_t p;
+    const char *ps = colon + 1;
+    if (!valid_host(h, n, v6) || (v6 && !memchr(h, ':', n)) || n >= hostlen ||
+        read_digits(&ps, &p) < 0 || *ps || p > 65535)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/* ---- values ---- */
+
+typedef struct {
+    int64_t i;
+    char *s;
+    char **list;
+    size_t nlist;
+} value;
+
+enum { OK, BAD, RANGE, NOMEM };
+
+static void value_clear(value *v)
+{
+    free(v->s);
+    for (size_t i = 0; i < v->nlist; i++)
+        free(v->list[i]);
+    free(v->list);
+    *v = (value){0};
+}
+
+static int in_bounds(const row *r, int64_t v)
+{
+    return ((r->flags & F_ZERO_OK) && v == 0) || (v >= r->min && v <= r->max);
+}
+
+/* Adds item (n bytes, trimmed of spaces) unless empty or already there. */
+static int list_add(value *v, const char *item, size_t n)
+{
+    while (n && (*item == ' ' || *item == '\t'))
+        item++, n--;
+    while (n && (item[n - 1] == ' ' || item[n - 1] == '\t'))
+        n--;
+    if (n == 0)
+        return OK;
+    for (size_t i = 0; i < v->nlist; i++)
+        if (strlen(v->list[i]) == n && memcmp(v->list[i], item, n) == 0)
+            return OK;
+    char **nl = realloc(v->list, (v->nlist + 2) * sizeof(char *));
+    if (!nl)
+        return NOMEM;
+    v->list = nl;
+    if (!(nl[v->nlist] = strndup(item, n)))
+        return NOMEM;
+    nl[++v->nlist] = NULL;
+    return OK;
+}
+
+static int parse_list(const char *s, value *v)
+{
+    for (const char *p = s;; p++) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (list_add(v, p, n) != OK)
+            return NOMEM;
+        if (!comma)
+            return OK;
+        p = comma;
+    }
+}
+
+static int parse_text(const row *r, const char *s, value *v)
+{
+    char host[256];
+    int port;
+    switch (r->type) {
+    case T_STRING:
+        if (strlen(s) < (size_t)r->min || strlen(s) > (size_t)r->max)
+            return RANGE;
+        return (v->s = strdup(s)) ? OK : NOMEM;
+    case T_ADDRESS:
+        if (sk_config_parse_address(s, host, sizeof host, &port) < 0)
+            return BAD;
+        if (!in_bounds(r, port))
+            return RANGE;
+        return (v->s = strdup(s)) ? OK : NOMEM;
+    case T_INT:
+        if (parse_int(s, &v->i) < 0)
+            return BAD;
+        return in_bounds(r, v->i) ? OK : RANGE;
+    case T_DURATION:
+    case T_SIZE:
+        v->i = r->type == T_SIZE ? sk_config_parse_size(s) : sk_config_parse_duration(s);
+        return v->i < 0 ? BAD : in_bounds(r, v->i) ? OK : RANGE;
+    case T_BOOL:
+        v->i = sk_config_parse_bool(s);
+        return v->i < 0 ? BAD : OK;
+    case T_ENUM:
+        for (v->i = 0; r->choices[v->i]; v->i++)
+            if (strcasecmp(s, r->choices[v->i]) == 0)
+                return OK;
+        return BAD;
+    case T_LIST:
+        if (parse_list(s, v) != OK)
+            return NOMEM;
+        return v->nlist <= (size_t)r->max ? OK : RANGE;
+    }
+    return BAD;
+}
+
+/* Moves v into the field of cfg that r describes, releasing the value it replaces. */
+static void store(sk_config *cfg, const row *r, value *v)
+{
+    char *base = (char *)cfg;
+    switch (r->type) {
+    case T_STRING:
+    case T_ADDRESS:
+        free(*(char **)(base + r->off));
+        *(char **)(base + r->off) = v->s;
+        v->s = NULL;
+        break;
+    case T_INT:
+    case T_DURATION:
+    case T_SIZE:
+        *(int64_t *)(base + r->off) = v->i;
+        break;
+    case T_BOOL:
+    case T_ENUM:
+        *(int *)(base + r->off) = (int)v->i;
+        break;
+    case T_LIST: {
+        char ***list = (char ***)(base + r->off);
+        size_t *len = (size_t *)(base + r->off_len);
+        for (size_t i = 0; i < *len; i++)
+            free((*list)[i]);
+        free(*list);
+        if (!v->list)
+            v->list = calloc(1, sizeof(char *));
+        *list = v->list;
+        *len = v->list ? v->nlist : 0;
+        v->list = NULL;
+        v->nlist = 0;
+        break;
+    }
+    }
+    value_clear(v);
+}
+
+/* ---- formatting for messages and docs ---- */
+
+static void fmt_duration(char *out, size_t n, int64_t ms)
+{
+    if (ms != 0 && ms % HOUR == 0)
+        snprintf(out, n, "%lldh", (long long)(ms / HOUR));
+    else if (ms != 0 && ms % MIN == 0)
+        snprintf(out, n, "%lldm", (long long)(ms / MIN));
+    else if (ms != 0 && ms % SEC == 0)
+        snprintf(out, n, "%llds", (long long)(ms / SEC));
+    else
+        snprintf(out, n, ms ? "%lldms" : "%lld", (long long)ms);
+}
+
+static void fmt_size(char *out, size_t n, int64_t b)
+{
+    if (b != 0 && b % GIB == 0)
+        snprintf(out, n, "%lldGiB", (long long)(b / GIB));
+    else if (b != 0 && b % MIB == 0)
+        snprintf(out, n, "%lldMiB", (long long)(b / MIB));
+    else if (b != 0 && b % KIB == 0)
+        snprintf(out, n, "%lldKiB", (long long)(b / KIB));
+    else
+        snprintf(out, n, "%lld", (long long)b);
+}
+
+static void fmt_bound(const row *r, char *out, size_t n, int64_t v)
+{
+    if (r->type == T_DURATION)
+        fmt_duration(out, n, v);
+    else if (r->type == T_SIZE)
+        fmt_size(out, n, v);
+    else
+        snprintf(out, n, "%lld", (long long)v);
+}
+
+/* Bounds as the docs show them: "1..10000", "0 or 30s..1h", "1..255 bytes". */
+static void fmt_bounds(const row *r, char *out, size_t n)
+{
+    char lo[32], hi[32];
+    fmt_bound(r, lo, sizeof lo, r->min);
+    fmt_bound(r, hi, sizeof hi, r->max);
+    switch (r->type) {
+    case T_STRING:
+        snprintf(out, n, "%s..%s bytes", lo, hi);
+        break;
+    case T_LIST:
+        snprintf(out, n, "at most %s items", hi);
+        break;
+    case T_ADDRESS:
+        snprintf(out, n, "port %s..%s", lo, hi);
+        break;
+    case T_BOOL:
+    case T_ENUM:
+        snprintf(out, n, "%s", "");
+        break;
+    default:
+        snprintf(out, n, "%s%s..%s", (r->flags & F_ZERO_OK) ? "0 or " : "", lo, hi);
+    }
+}
+
+/* The expected form of a value, for problem messages. */
+static void fmt_expected(const row *r, char *out, size_t n)
+{
+    char lo[32], hi[32];
+    const char *zero = (r->flags & F_ZERO_OK) ? "0 or " : "";
+    fmt_bound(r, lo, sizeof lo, r->min);
+    fmt_bound(r, hi, sizeof hi, r->max);
+    switch (r->type) {
+    case T_STRING:
+        snprintf(out, n, "a string of %s..%s bytes", lo, hi);
+        break;
+    case T_INT:
+        snprintf(out, n, "%san integer in %s..%s", zero, lo, hi);
+        break;
+    case T_DURATION:
+        snprintf(out, n, "%sa duration such as 250ms, 30s, 5m or 1h (a bare integer is "
+                         "milliseconds) in %s..%s", zero, lo, hi);
+        break;
+    case T_SIZE:
+        snprintf(out, n, "%sa size such as 64KiB, 4MiB, 1GiB or 4MB (a bare integer is bytes) "
+                         "in %s..%s", zero, lo, hi);
+        break;
+    case T_BOOL:
+        snprintf(out, n, "true or false");
+        break;
+    case T_ENUM: {
+        size_t len = (size_t)snprintf(out, n, "one of");
+        for (size_t i = 0; r->choices[i] && len < n; i++)
+            len += (size_t)snprintf(out + len, n - len, "%s %s", i ? "," : "", r->choices[i]);
+        break;
+    }
+    case T_LIST:
+        snprintf(out, n, "a comma-separated list (in a config file also a JSON array of "
+                         "strings) of at most %s items", hi);
+        break;
+    case T_ADDRESS:
+        snprintf(out, n, "host:port or [ipv6]:port with a port in %s..%s", lo, hi);
+        break;
+    }
+}
+
+/* Quotes s for a message: escapes control characters, cuts long values. */
+static void quote(char *out, size_t n, const char *s)
+{
+    size_t o = 0, max = 80;
+    out[o++] = '"';
+    for (size_t i = 0; s[i] && o + 8 < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i == max) {
+            o += (size_t)snprintf(out + o, n - o, "...");
+            break;
+        }
+        if (c == '"' || c == '\\')
+            o += (size_t)snprintf(out + o, n - o, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(out + o, n - o, "\\x%02x", c);
+        else
+            out[o++] = (char)c;
+    }
+    snprintf(out + o, n - o, "\"");
+}
+
+/* ---- loading ---- */
+
+typedef struct {
+    sk_config *cfg;
+    FILE *out;
+    int problems;
+    char from[NROWS][128]; /* where the value in force came from */
+    unsigned char seen[NROWS];
+} ctx;
+
+static void problem(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(ctx *c, const char *fmt, ...)
+{
+    c->problems++;
+    if (!c->out)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(c->out, fmt, ap);
+    va_end(ap);
+    fputc('\n', c->out);
+}
+
+static const row *find_row(const char *key)
+{
+    for (size_t i = 0; i < NROWS; i++)
+        if (strcmp(table[i].key, key) == 0)
+            return &table[i];
+    return NULL;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+    if (la >= 64 || lb >= 64)
+        return 64;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, sizeof prev);
+    }
+    return prev[lb];
+}
+
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == '"' || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Reports an unknown key (shown as prefix + key), with the closest known key when one is
+ * close: "--zeebe.adress: unknown option on the command line (did you mean --zeebe.address?)". */
+static void unknown_key(ctx *c, const char *prefix, const char *key, const char *what)
+{
+    size_t best = 4, bi = NROWS;
+    for (size_t i = 0; i < NROWS; i++) {
+        size_t d = edit_distance(key, table[i].key);
+        if (d < best)
+            best = d, bi = i;
+    }
+    char full[128], shown[128];
+    snprintf(full, sizeof full, "%s%s", prefix, key);
+    if (printable(full))
+        snprintf(shown, sizeof shown, "%s", full);
+    else
+        quote(shown, sizeof shown, full);
+    if (bi < NROWS)
+        problem(c, "%s: %s (did you mean %s%s?)", shown, what, prefix, table[bi].key);
+    else
+        problem(c, "%s: %s", shown, what);
+}
+
+static void report(ctx *c, const row *r, int rc, const char *shown, const char *from)
+{
+    char exp[256];
+    fmt_expected(r, exp, sizeof exp);
+    if (rc == NOMEM)
+        problem(c, "%s: value %s from %s could not be stored: out of memory", r->key, shown, from);
+    else
+        problem(c, "%s: value %s from %s is %s: expected %s", r->key, shown, from,
+                rc == RANGE ? "out of range" : "not valid", exp);
+}
+
+static void accept(ctx *c, const row *r, value *v, const char *from)
+{
+    store(c->cfg, r, v);
+    snprintf(c->from[r - table], sizeof c->from[0], "%s", from);
+}
+
+/* Parses s as the value of r coming from `from`; stores it or reports why not. */
+static void set_text(ctx *c, const row *r, const char *s, const char *from)
+{
+    value v = {0};
+    int rc = parse_text(r, s, &v);
+    if (rc == OK) {
+        accept(c, r, &v, from);
+        return;
+    }
+    char q[128];
+    quote(q, sizeof q, s);
+    report(c, r, rc, q, from);
+    value_clear(&v);
+}
+
+static int json_list(json_t *a, const row *r, value *v)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(a, i, item) {
+        if (!json_is_string(item))
+            return BAD;
+        if (list_add(v, json_string_value(item), json_string_length(item)) != OK)
+            return NOMEM;
+    }
+    return v->nlist <= (size_t)r->max ? OK : RANGE;
+}
+
+/* A JSON value from the config file: strings read like any other source, numbers are
+ * milliseconds or bytes, arrays are lists. */
+static void set_json(ctx *c, const row *r, json_t *j, const char *from)
+{
+    value v = {0};
+    int rc = BAD;
+    if (json_is_string(j)) {
+        set_text(c, r, json_string_value(j), from);
+        return;
+    }
+    if (json_is_integer(j) && (r->type == T_INT || r->type == T_DURATION || r->type == T_SIZE)) {
+        v.i = json_integer_value(j);
+        rc = in_bounds(r, v.i) ? OK : RANGE;
+    } else if (json_is_boolean(j) && r->type == T_BOOL) {
+        v.i = json_is_true(j);
+        rc = OK;
+    } else if (json_is_array(j) && r->type == T_LIST) {
+        rc = json_list(j, r, &v);
+    }
+    if (rc == OK) {
+        accept(c, r, &v, from);
+        return;
+    }
+    value_clear(&v);
+    char *dump = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    char shown[100];
+    snprintf(shown, sizeof shown, "%.80s%s", dump ? dump : "?",
+             dump && strlen(dump) > 80 ? "..." : "");
+    free(dump);
+    report(c, r, rc, shown, from);
+}
+
+/* Value of NAME in a "NAME=value" list; NULL when absent or empty (an empty variable counts
+ * as unset, as templates often leave them). */
+static const char *env_get(char *const *env, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; env && env[i]; i++)
+        if (strncmp(env[i], name, n) == 0 && env[i][n] == '=')
+            return env[i][n + 1] ? env[i] + n + 1 : NULL;
+    return NULL;
+}
+
+static void env_name(const row *r, char *out, size_t n)
+{
+    size_t o = (size_t)snprintf(out, n, "SKIFF_");
+    for (const char *k = r->key; *k && o + 1 < n; k++)
+        out[o++] = *k == '.' ? '_' : (char)(*k >= 'a' && *k <= 'z' ? *k - 32 : *k);
+    out[o] = '\0';
+}
+
+static void load_defaults(ctx *c, char *const *env)
+{
+    for (size_t i = 0; i < NROWS; i++) {
+        const row *r = &table[i];
+        const char *v = NULL;
+        char from[128] = "default";
+        for (size_t k = 0; r->def_env && r->def_env[k] && !v; k++)
+            if ((v = env_get(env, r->def_env[k])))
+                snprintf(from, sizeof from, "default (environment %s)", r->def_env[k]);
+        set_text(c, r, v ? v : r->def, from);
+    }
+}
+
+static void load_env(ctx *c, char *const *env)
+{
+    for (size_t i = 0; i < NROWS; i++) {
+        const row *r = &table[i];
+        char name[64], from[128];
+        env_name(r, name, sizeof name);
+        const char *used = name, *v = env_get(env, name);
+        for (size_t k = 0; r->env && r->env[k] && !v; k++)
+            v = env_get(env, used = r->env[k]);
+        if (!v)
+            continue;
+        snprintf(from, sizeof from, "environment %s", used);
+        set_text(c, r, v, from);
+    }
+}
+
+#define FILE_MAX (1024 * 1024)
+
+/* Reads a whole file (at most FILE_MAX bytes) into a malloc'ed NUL-terminated buffer. */
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot be read: %s", strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(FILE_MAX + 1);
+    size_t n = buf ? fread(buf, 1, FILE_MAX + 1, f) : 0;
+    if (!buf || ferror(f) || n > FILE_MAX) {
+        snprintf(err, errlen, "%s", !buf ? "out of memory" : n > FILE_MAX ? "is larger than 1MiB"
+                                                           : "cannot be read: read error");
+        if (buf && ferror(f) && errno)
+            snprintf(err, errlen, "cannot be read: %s", strerror(errno));
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Walks a JSON object: nested objects extend the key ("zeebe" + "address"), flat dotted
+ * names are keys as they are; both forms may be mixed. */
+static void walk_json(ctx *c, json_t *obj, const char *prefix, const char *from)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach(obj, name, v) {
+        char key[256];
+        int n = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", name);
+        const row *r = n < (int)sizeof key ? find_row(key) : NULL;
+        if (r) {
+            if (c->seen[r - table]++)
+                problem(c, "%s: set more than once in %s", r->key, from);
+            set_json(c, r, v, from);
+        } else if (json_is_object(v) && n < 200) {
+            walk_json(c, v, key, from);
+        } else {
+            char what[300];
+            snprintf(what, sizeof what, "unknown key in %s", from);
+            unknown_key(c, "", key, what);
+        }
+    }
+}
+
+static void load_json(ctx *c, const char *text, size_t len, const char *path)
+{
+    char from[300];
+    json_error_t e;
+    snprintf(from, sizeof from, "file %s", path);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    if (!root) {
+        problem(c, "%s line %d column %d: invalid JSON: %s", from, e.line, e.column, e.text);
+        return;
+    }
+    if (json_is_object(root)) {
+        memset(c->seen, 0, sizeof c->seen);
+        walk_json(c, root, "", from);
+    } else {
+        problem(c, "%s: expected a JSON object at the top level", from);
+    }
+    json_decref(root);
+}
+
+static void load_file(ctx *c, const char *path)
+{
+    char err[160];
+    size_t len;
+    char *text = read_file(path, &len, err, sizeof err);
+    if (!text) {
+        problem(c, "file %s: %s (named by --config or SKIFF_CONFIG)", path, err);
+        return;
+    }
+    load_json(c, text, len, path);
+    free(text);
+}
+
+typedef struct {
+    ctx *c;
+    const char *path;
+} ann_ctx;
+
+static void ann_value(void *ud, int line, const char *key, const char *val)
+{
+    ann_ctx *a = ud;
+    char from[300];
+    if (strncmp(key, "skiff.io/", 9) != 0)
+        return;
+    snprintf(from, sizeof from, "annotations %s line %d", a->path, line);
+    const row *r = find_row(key + 9);
+    if (r) {
+        set_text(a->c, r, val, from);
+        return;
+    }
+    char what[350];
+    snprintf(what, sizeof what, "unknown key in %s", from);
+    unknown_key(a->c, "skiff.io/", key + 9, what);
+}
+
+static void ann_error(void *ud, int line, const char *why)
+{
+    ann_ctx *a = ud;
+    problem(a->c, "annotations %s line %d: %s: expected key=\"value\" (a Kubernetes downward API "
+                  "annotations file)", a->path, line, why);
+}
+
+static void load_annotations(ctx *c, const char *path)
+{
+    char err[160];
+    size_t len;
+    char *text = read_file(path, &len, err, sizeof err);
+    if (!text) {
+        problem(c, "annotations %s: %s (named by --annotations or SKIFF_ANNOTATIONS)", path, err);
+        return;
+    }
+    ann_ctx a = {.c = c, .path = path};
+    sk_annotations_parse_lines(text, len, ann_value, ann_error, &a);
+    free(text);
+}
+
+/* Options after the subcommand: --<key>=<value> or --<key> <value>. --config and
+ * --annotations name the other sources (the caller reads them) and are skipped here. */
+static void load_cli(ctx *c, int argc, char *const *argv)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *eq = strchr(a, '='), *val = eq ? eq + 1 : NULL;
+        char name[128], q[128], from[160];
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0' || a[2] == '=') {
+            quote(q, sizeof q, a);
+            problem(c, "%s: unexpected argument on the command line: expected --<key>=<value> "
+                       "or --<key> <value>", q);
+            continue;
+        }
+        snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - a - 2 : (ptrdiff_t)strlen(a) - 2),
+                 a + 2);
+        if (!eq && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+            val = argv[++i];
+        const row *r = find_row(name);
+        int ours = strcmp(name, "config") == 0 || strcmp(name, "annotations") == 0;
+        if (!r && !ours) {
+            unknown_key(c, "--", name, "unknown option on the command line");
+        } else if (!val) {
+            problem(c, "--%s: missing value on the command line: expected --%s=<value> or "
+                       "--%s <value>", name, name, name);
+        } else if (r) {
+            snprintf(from, sizeof from, "command line --%s", r->key);
+            set_text(c, r, val, from);
+        }
+    }
+}
+
+static size_t row_index(const char *key)
+{
+    return (size_t)(find_row(key) - table);
+}
+
+static void cross_check(ctx *c)
+{
+    const sk_config *cfg = c->cfg;
+    if (cfg->zeebe_backoff_initial_ms > cfg->zeebe_backoff_max_ms) {
+        char a[32], b[32];
+        fmt_duration(a, sizeof a, cfg->zeebe_backoff_initial_ms);
+        fmt_duration(b, sizeof b, cfg->zeebe_backoff_max_ms);
+        problem(c, "zeebe.backoff_initial: value \"%s\" from %s is larger than "
+                   "zeebe.backoff_max (\"%s\" from %s): expected at most zeebe.backoff_max",
+                a, c->from[row_index("zeebe.backoff_initial")], b,
+                c->from[row_index("zeebe.backoff_max")]);
+    }
+}
+
+int sk_config_load(sk_config *cfg, const sk_config_sources *src, FILE *problems)
+{
+    static const sk_config_sources none = {0};
+    ctx c = {.cfg = cfg, .out = problems};
+    if (!src)
+        src = &none;
+    memset(cfg, 0, sizeof *cfg);
+    load_defaults(&c, src->environ);
+    if (src->file_path)
+        load_file(&c, src->file_path);
+    if (src->annotations_path)
+        load_annotations(&c, src->annotations_path);
+    if (src->environ)
+        load_env(&c, src->environ);
+    if (src->argc > 0 && src->argv)
+        load_cli(&c, src->argc, src->argv);
+    cross_check(&c);
+    return c.problems;
+}
+
+int sk_config_load_json_text(sk_config *cfg, const char *text, size_t len, const char *name,
+                             FILE *problems)
+{
+    ctx c = {.cfg = cfg, .out = problems};
+    memset(cfg, 0, sizeof *cfg);
+    load_defaults(&c, NULL);
+    load_json(&c, text, len, name ? name : "<text>");
+    cross_check(&c);
+    return c.problems;
+}
+
+void sk_config_clear(sk_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < NROWS; i++) {
+        const row *r = &table[i];
+        char *base = (char *)cfg;
+        if (r->type == T_STRING || r->type == T_ADDRESS)
+            free(*(char **)(base + r->off));
+        if (r->type == T_LIST) {
+            char **list = *(char ***)(base + r->off);
+            for (size_t k = 0; list && list[k]; k++)
+                free(list[k]);
+            free(list);
+        }
+    }
+    memset(cfg, 0, sizeof *cfg);
+}
+
+/* ---- docs/configuration.md ---- */
+
+static const char docs_intro[] =
+    "# Configuration reference\n"
+    "\n"
+    "<!-- Generated by `skiff config docs` from the configuration table in "
+    "sidecar/src/core/config.c. Do not edit by hand. -->\n"
+    "\n"
+    "Every setting has a dotted key such as `zeebe.address`. skiff reads settings from five "
+    "sources; a later source overrides an earlier one:\n"
+    "\n"
+    "1. built-in defaults (the table below);\n"
+    "2. a JSON config file, named by `--config <path>` or `SKIFF_CONFIG`;\n"
+    "3. pod annotations `skiff.io/<key>`, read from a Kubernetes downward API file named by "
+    "`--annotations <path>` or `SKIFF_ANNOTATIONS`;\n"
+    "4. environment variables: `SKIFF_<KEY>` (upper case, `.` becomes `_`), then the "
+    "ecosystem's variables listed for the key;\n"
+    "5. command-line options `--<key>=<value>` or `--<key> <value>`.\n"
+    "\n"
+    "`skiff config check` loads every source and reports every problem at once, one line "
+    "each, naming the key, the source and the expected form; `skiff run` does the same and "
+    "does not start when there is a problem.\n"
+    "\n"
+    "## Sources\n"
+    "\n"
+    "**Config file.** A JSON object. Keys may be nested objects or flat dotted names, mixed "
+    "freely. Strings are read like values from any other source; numbers are milliseconds "
+    "for durations and bytes for sizes; lists may be JSON arrays. An unknown key is an "
+    "error.\n"
+    "\n"
+    "```json\n"
+    "{\n"
+    "  \"zeebe\": {\"address\": \"zeebe-gateway:26500\", \"job_types\": [\"underwriting.score\"]},\n"
+    "  \"log.level\": \"debug\",\n"
+    "  \"handler\": {\"max_frame\": \"8MiB\"}\n"
+    "}\n"
+    "```\n"
+    "\n"
+    "**Annotations.** Put the settings on the pod as annotations and mount them with the "
+    "downward API; skiff reads the lines `skiff.io/<key>=\"<value>\"` and ignores other "
+    "annotations. An unknown `skiff.io/` key is an error.\n"
+    "\n"
+    "```yaml\n"
+    "metadata:\n"
+    "  annotations:\n"
+    "    skiff.io/zeebe.job_types: \"underwriting.score,underwriting.price\"\n"
+    "    skiff.io/zeebe.max_jobs_active: \"64\"\n"
+    "spec:\n"
+    "  volumes:\n"
+    "    - name: podinfo\n"
+    "      downwardAPI:\n"
+    "        items:\n"
+    "          - path: annotations\n"
+    "            fieldRef: {fieldPath: metadata.annotations}\n"
+    "  # skiff container: SKIFF_ANNOTATIONS=/etc/podinfo/annotations, volume mounted there\n"
+    "```\n"
+    "\n"
+    "**Environment.** `SKIFF_<KEY>` wins over the ecosystem's variables of the same key, and "
+    "among those the first one listed wins. An empty variable counts as unset.\n"
+    "\n"
+    "```sh\n"
+    "SKIFF_ZEEBE_MAX_JOBS_ACTIVE=64 CAMUNDA_ZEEBE_ADDRESS=zeebe-gateway:26500 skiff run\n"
+    "```\n"
+    "\n"
+    "**Command line.**\n"
+    "\n"
+    "```sh\n"
+    "skiff run --zeebe.address=zeebe-gateway:26500 --log.level debug\n"
+    "```\n"
+    "\n"
+    "## Value forms\n"
+    "\n"
+    "- **duration**: an integer with a unit, `ms`, `s`, `m` or `h`, units may be combined "
+    "(`250ms`, `30s`, `1m30s`, `1h`); a bare integer is milliseconds.\n"
+    "- **size**: an integer with a unit, `KiB`, `MiB`, `GiB` (also `Ki`, `Mi`, `Gi`) or "
+    "`kB`/`KB`, `MB`, `GB` (powers of 1000), e.g. `64KiB`, `4MiB`, `4MB`; a bare integer "
+    "is bytes.\n"
+    "- **int**: a decimal integer.\n"
+    "- **list**: comma-separated items (`a,b,c`), spaces around items, empty items and "
+    "repeats ignored; a JSON array of strings in the config file.\n"
+    "- **address**: `host:port`, or `[ipv6]:port`.\n"
+    "- **enum**: one of the listed names (any case).\n"
+    "\n"
+    "## Settings\n"
+    "\n"
+    "| Key | Type | Default | Bounds | Environment | Description |\n"
+    "|---|---|---|---|---|---|\n";
+
+static const char *const type_names[] = {"string", "int",  "duration", "size",
+                                         "bool",   "enum", "list",     "address"};
+
+static void doc_default(FILE *out, const row *r)
+{
+    for (size_t k = 0; r->def_env && r->def_env[k]; k++)
+        fprintf(out, "`$%s`, else ", r->def_env[k]);
+    if (r->type == T_LIST && !*r->def)
+        fputs("(empty)", out);
+    else
+        fprintf(out, "`%s`", r->def);
+}
+
+static void doc_row(FILE *out, const row *r)
+{
+    char name[64], bounds[64];
+    env_name(r, name, sizeof name);
+    fmt_bounds(r, bounds, sizeof bounds);
+    fprintf(out, "| `%s` | %s", r->key, type_names[r->type]);
+    for (size_t i = 0; r->type == T_ENUM && r->choices[i]; i++)
+        fprintf(out, "%s`%s`", i ? ", " : ": ", r->choices[i]);
+    fputs(" | ", out);
+    doc_default(out, r);
+    fprintf(out, " | %s | `%s`", bounds, name);
+    for (size_t k = 0; r->env && r->env[k]; k++)
+        fprintf(out, ", `%s`", r->env[k]);
+    fprintf(out, " | %s |\n", r->help);
+}
+
+void sk_config_write_docs(FILE *out)
+{
+    fputs(docs_intro, out);
+    for (size_t i = 0; i < NROWS; i++)
+        doc_row(out, &table[i]);
+}
