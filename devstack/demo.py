@@ -1,0 +1,189 @@
+"""Drives the skiff demo (run it through devstack/demo.sh, which builds skiff first)."""
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+ZEEBE_SH = HERE / "zeebe.sh"
+JOB_TYPES = ["risk-score", "issue-policy"]
+ENDS = {"policy-issued": "policy issued", "manual-review": "sent to manual review",
+        "policy-rejected": "rejected by BPMN error POLICY_REJECTED"}
+
+
+def say(msg=""):
+    print(msg, flush=True)
+
+
+def admin_port():
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 9464)) != 0:
+            return 9464
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def wait(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"demo: timed out waiting for {what}")
+
+
+def application(i, rng):
+    if i % 20 == 19:  # incomplete application: the risk scorer cannot work without an amount
+        return {"applicant": {"age": 30}}
+    return {"amount": rng.randrange(50_000, 900_000, 5_000),
+            "applicant": {"age": rng.randint(19, 78), "priorClaims": rng.choice([0, 0, 0, 1, 2, 3])}}
+
+
+def percentile(values, p):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def start_broker():
+    running = subprocess.run([str(ZEEBE_SH), "status"], capture_output=True).returncode == 0
+    if not running:
+        subprocess.run([str(ZEEBE_SH), "start"], check=True)
+    env = subprocess.run([str(ZEEBE_SH), "env"], check=True, capture_output=True, text=True)
+    for line in env.stdout.splitlines():
+        k, _, v = line.removeprefix("export ").partition("=")
+        os.environ[k] = v.strip("'\"")
+    return not running
+
+
+def outcome_of(keys, records):
+    """End event reached (or "incident") per process instance key, from the engine's records."""
+    out = {}
+    for r in records.records(value_type="INCIDENT", intent="CREATED"):
+        k = r["value"]["processInstanceKey"]
+        if k in keys:
+            out[k] = "incident"
+    for r in records.records(value_type="PROCESS_INSTANCE", intent="ELEMENT_COMPLETED",
+                             bpmnElementType="END_EVENT"):
+        k = r["value"]["processInstanceKey"]
+        if k in keys:
+            out[k] = r["value"]["elementId"]
+    return out
+
+
+def job_latencies(keys, records):
+    """Per job: engine time from JOB CREATED to the job's completion or BPMN error (ms)."""
+    created, done = {}, {}
+    for r in records.records(value_type="JOB", intent="CREATED"):
+        if r["value"]["processInstanceKey"] in keys:
+            created[r["key"]] = r["timestamp"]
+    for r in records.records(value_type="JOB", intent=("COMPLETED", "ERROR_THROWN")):
+        if r["key"] in created:
+            done[r["key"]] = r["timestamp"]
+    return [done[k] - created[k] for k in done]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--instances", type=int, default=60)
+    args = ap.parse_args()
+    sys.path.insert(0, str(HERE))
+    import records
+    import zeebe_client
+
+    say("== skiff demo: underwriting with a Python and a Node handler ==")
+    started_broker = start_broker()
+    run = Path(tempfile.mkdtemp(prefix="skiff-demo-"))
+    procs = []
+    try:
+        zeebe_client.deploy(str(ROOT / "examples" / "underwriting" / "underwriting.bpmn"))
+        say("deployed examples/underwriting/underwriting.bpmn")
+        port = admin_port()
+        sock = str(run / "handler.sock")
+        env = dict(os.environ, SKIFF_HANDLER_SOCKET=sock, SKIFF_ADMIN_ADDRESS=f"127.0.0.1:{port}",
+                   SKIFF_ZEEBE_JOB_TYPES=",".join(JOB_TYPES), SKIFF_SERVICE_NAME="skiff-demo",
+                   SKIFF_SOCKET=sock)
+        t0 = time.monotonic()
+        skiff = subprocess.Popen([str(ROOT / "build" / "skiff")], env=env,
+                                 stderr=open(run / "skiff.log", "wb"))
+        procs.append(skiff)
+        for name, cmd in (("risk-scorer", [sys.executable, "examples/python/risk_scorer.py"]),
+                          ("policy-issuer", ["node", "examples/node/policy_issuer.mjs"])):
+            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env,
+                                          stdout=open(run / f"{name}.log", "wb"),
+                                          stderr=subprocess.STDOUT))
+        wait(lambda: http(port, "/readyz")[0] == 200, 20, "skiff to be ready")
+        say(f"skiff ready in {time.monotonic() - t0:.2f}s with both handlers connected "
+            f"(logs in {run})")
+
+        rng = random.Random(7)
+        apps = [application(i, rng) for i in range(args.instances)]
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            keys = list(pool.map(lambda v: zeebe_client.create_instance("underwriting", v)
+                                 ["processInstanceKey"], apps))
+        keyset = set(keys)
+        say(f"created {len(keys)} process instances")
+        wait(lambda: len(outcome_of(keyset, records)) == len(keys), 120,
+             "every instance to end or raise an incident")
+        elapsed = time.monotonic() - t0
+        outcomes = outcome_of(keyset, records)
+        lat = job_latencies(keyset, records)
+
+        say(f"\nall {len(keys)} instances settled in {elapsed:.1f}s:")
+        for end, label in ENDS.items():
+            say(f"  {sum(1 for o in outcomes.values() if o == end):4d}  {label}")
+        say(f"  {sum(1 for o in outcomes.values() if o == 'incident'):4d}  incident "
+            "(incomplete application: the risk scorer failed the job with retries=0)")
+        say(f"\njob latency in the engine (created -> completed), {len(lat)} jobs: "
+            f"p50 {percentile(lat, 50):.0f} ms, p95 {percentile(lat, 95):.0f} ms")
+        metrics = http(port, "/metrics")[1]
+        say("\nhandler results seen by skiff:")
+        for line in metrics.splitlines():
+            if line.startswith("skiff_handler_results_total{"):
+                say("  " + line)
+        say(f"\nPrometheus metrics: http://127.0.0.1:{port}/metrics "
+            f"({sum(1 for l in metrics.splitlines() if l.startswith('# TYPE'))} families), "
+            f"probes /healthz /readyz")
+    finally:
+        say("\nshutting down: SIGTERM to skiff (handlers drain and exit)")
+        for p in procs[:1]:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                rc = p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                rc = p.wait()
+            say(f"  {' '.join(map(str, p.args))[-40:]:>40}: exit {rc}")
+        if started_broker:
+            subprocess.run([str(ZEEBE_SH), "stop"], check=False)
+            say("  zeebe broker stopped")
+
+
+if __name__ == "__main__":
+    main()
