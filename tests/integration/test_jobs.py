@@ -97,3 +97,20 @@ def test_handler_killed_mid_job_is_reactivated_at_once(stack, tmp_path, uid):
     assert skiff.metric("skiff_tasks_abandoned_total", source="zeebe") == 1
     wait_until(lambda: skiff.metric("skiff_zeebe_jobs_total", job_type=job_type,
                                     outcome="completed") == 1, what="completion acknowledged")
+
+
+def test_result_for_cancelled_job_is_counted_as_not_found(stack, tmp_path, uid):
+    job_type, pid = f"it-gone-{uid}", f"p-gone-{uid}"
+    deploy(tmp_path, pid, job_type)
+    skiff = stack.skiff([job_type])
+    log = tmp_path / "seen.log"
+    stack.handler(skiff, [job_type], behave="sleep", sleep=2, log=log, capacity=1)
+    key = zeebe_client.create_instance(pid, {"x": 1})["processInstanceKey"]
+    wait_until(lambda: log.exists() and log.read_text().strip(), timeout=30, what="task seen")
+    zeebe_client.cancel_instance(key)
+    wait_until(lambda: stack.find("JOB", "CANCELED", processInstanceKey=key), what="job cancelled")
+    wait_until(lambda: skiff.metric("skiff_zeebe_jobs_total", job_type=job_type,
+                                    outcome="not_found") == 1, timeout=20, what="not_found counted")
+    assert "is gone" in skiff.logs()
+    assert skiff.metric("skiff_zeebe_gateway_requests_total", method="CompleteJob",
+                        code="NOT_FOUND") == 1

@@ -70,17 +70,6 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     send_cmd(arg);
 }
 
-/* A complete or throw that the gateway refused for good: fail the job instead so the engine
- * shows an incident rather than a job silently waiting for its timeout. */
-static void fall_back_to_fail(cmd *c, const char *message)
-{
-    zjob *j = c->job;
-    char why[512];
-    snprintf(why, sizeof(why), "%s rejected by the gateway: %s", c->outcome, message);
-    c->job = NULL;
-    sk_zeebe_fail(c->z, j, j->retries > 0 ? j->retries - 1 : 0, why, 0, NULL);
-}
-
 static void on_close(void *ud, int code, const char *message)
 {
     cmd *c = ud;
@@ -107,16 +96,13 @@ static void on_close(void *ud, int code, const char *message)
         SK_LOG(SK_LOG_ERROR, "zeebe", NULL, SK_KV("job_type", j->type, "command", c->outcome),
                "giving up on job %lld after %u attempts: deadline passed (%s: %s)",
                (long long)j->key, c->attempts, sk_grpc_code_name(code), message);
-    } else if (!z->closing && strcmp(c->outcome, "failed") != 0) {
-        fall_back_to_fail(c, message);
     } else {
         count_job(z, j, "rejected");
         SK_LOG(SK_LOG_ERROR, "zeebe", NULL, SK_KV("job_type", j->type, "command", c->outcome),
                "gateway rejected the %s of job %lld: %s %s", c->outcome, (long long)j->key,
                sk_grpc_code_name(code), message);
     }
-    if (c->job)
-        sk_zeebe_job_done(c->job);
+    sk_zeebe_job_done(j);
     cmd_free(c);
 }
 
