@@ -4,8 +4,8 @@
 // Forwards every gRPC call (unary and streaming, HTTP/2 cleartext) from its listen port to an
 // upstream gateway and, on command, injects faults. Node >= 18, built-in modules only.
 //
-//   node grpc-fault-proxy.mjs [--listen 127.0.0.1:26600] [--target 127.0.0.1:26500]
-//                             [--control 127.0.0.1:26601]
+//   node grpc-fault-proxy.mjs [--listen 127.0.0.1:26650] [--target 127.0.0.1:26500]
+//                             [--control 127.0.0.1:26651]
 //   (env: SKIFF_PROXY_LISTEN, SKIFF_PROXY_TARGET, SKIFF_PROXY_CONTROL; port 0 = any free port)
 //
 // Prints one JSON line on stdout when listening: {"listen":PORT,"control":PORT,"target":"..."}.
@@ -62,8 +62,8 @@ function hostPort(s) {
   return { host: s.slice(0, i) || '127.0.0.1', port: Number(s.slice(i + 1)) };
 }
 
-const listenAddr = hostPort(arg('listen', 'SKIFF_PROXY_LISTEN', '127.0.0.1:26600'));
-const controlAddr = hostPort(arg('control', 'SKIFF_PROXY_CONTROL', '127.0.0.1:26601'));
+const listenAddr = hostPort(arg('listen', 'SKIFF_PROXY_LISTEN', '127.0.0.1:26650'));
+const controlAddr = hostPort(arg('control', 'SKIFF_PROXY_CONTROL', '127.0.0.1:26651'));
 const targetAddr = hostPort(arg('target', 'SKIFF_PROXY_TARGET', '127.0.0.1:26500'));
 const targetUrl = `http://${targetAddr.host}:${targetAddr.port}`;
 const quiet = process.argv.includes('--quiet');

@@ -10,7 +10,7 @@
 # Prints nothing when everything is already there. -v: say what is checked.
 set -euo pipefail
 
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 verbose=0
@@ -23,7 +23,7 @@ APT_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   librdkafka-dev libavro-dev libcmocka-dev
   prometheus
-  python3 python3-pytest python3-grpcio python3-protobuf
+  python3 python3-pytest python3-grpcio python3-protobuf python3-jsonschema
   curl ca-certificates
   maven
 )
@@ -51,10 +51,16 @@ apt_ensure() {
   mapfile -t missing < <(apt_missing "$@")
   [ "${#missing[@]}" -eq 0 ] && return 0
   devstack_say "installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive \
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  local log
+  log=$(mktemp)
+  if ! as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >"$log" 2>&1 ||
+    ! as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+      install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    devstack_die "apt-get failed"
+  fi
+  rm -f "$log"
 }
 
 mkdir -p "$SKIFF_CACHE"
@@ -87,8 +93,14 @@ if [ ! -f "$ZEEBE_HOME/.skiff-installed" ]; then
   if [ ! -f "$tarball" ]; then
     devstack_say "downloading $artifact (about 210 MB) with Maven"
     # -C: fail on a checksum mismatch with the repository's .sha1.
-    mvn -B -q -C -Dstyle.color=never -Dmaven.repo.local="$m2" dependency:get -Dartifact="$artifact" -Dtransitive=false \
-      >/dev/null || devstack_die "Maven could not fetch $artifact"
+    mvn_log=$(mktemp)
+    if ! mvn -B -q -C -Dstyle.color=never -Dmaven.repo.local="$m2" dependency:get \
+      -Dartifact="$artifact" -Dtransitive=false >"$mvn_log" 2>&1; then
+      cat "$mvn_log" >&2
+      rm -f "$mvn_log"
+      devstack_die "Maven could not fetch $artifact"
+    fi
+    rm -f "$mvn_log"
   fi
   [ -f "$tarball" ] || devstack_die "Maven did not leave $tarball"
   # Check the .sha1 Maven keeps beside it (fetched from the repository) once more ourselves.

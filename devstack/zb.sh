@@ -8,7 +8,7 @@
 # OAuth settings in the environment (ZEEBE_CLIENT_ID, ...) are ignored.
 set -euo pipefail
 
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 [ -x "$ZBCTL" ] || devstack_die "zbctl missing ($ZBCTL): run devstack/setup.sh"

@@ -14,7 +14,7 @@
 # Settings (environment): see devstack/README.md. Run devstack/setup.sh first.
 set -euo pipefail
 
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 ZEEBE_HEAP=${SKIFF_ZEEBE_HEAP:-512m}
