@@ -11,6 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 step() { printf '\n== %s ==\n' "$*"; }
+# Debian's interpreter: pytest, grpcio and jsonschema come from its packages (setup.sh).
+PY=/usr/bin/python3
 
 step "setup"
 devstack/setup.sh
@@ -41,10 +43,10 @@ for fuzzer in build-fuzz/fuzz_*; do
 done
 
 step "handler protocol: schemas and SDK conformance"
-python3 -m pytest -q handler-protocol/tests
+$PY -m pytest -q -p no:cacheprovider handler-protocol/tests
 
 step "integration: skiff (ASan+UBSan) + real Zeebe broker + SDK handlers"
 SKIFF_BIN=$ROOT/build-asan/skiff ASAN_OPTIONS=detect_leaks=1 \
-  python3 -m pytest -q -p no:cacheprovider tests/integration "$@"
+  $PY -m pytest -q -p no:cacheprovider tests/integration "$@"
 
 step "all tests passed"
