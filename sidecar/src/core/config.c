@@ -1,30 +1,12 @@
 #include "core/config.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-typedef enum { T_STRING, T_INT, T_DURATION, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS } ctype;
-
-enum { F_ZERO_OK = 1 }; /* 0 is accepted besides min..max (it means "off" or "peer default") */
-
-/* One setting. Defaults are written in the text form every source uses and go through the
- * same parser; bounds apply to the value (string: length, list: items, address: port). */
-typedef struct row {
-    const char *key;
-    ctype type;
-    const char *def;
-    const char *const *def_env; /* variables read at load time; the first set replaces def */
-    int64_t min, max;
-    int flags;
-    const char *const *env;     /* ecosystem variables after SKIFF_<KEY>; the first set wins */
-    const char *const *choices; /* enum names, the stored value is the index */
-    size_t off, off_len;        /* field in sk_config; list length field */
-    const char *help;
-} row;
+#include "core/config_internal.h"
 
 #define OFF(f) offsetof(sk_config, f)
 #define ENV(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -107,9 +89,18 @@ static const row table[] = {
              "`terminationGracePeriodSeconds`."},
 };
 
-#define NROWS (sizeof table / sizeof table[0])
+_Static_assert(sizeof table / sizeof table[0] == NROWS, "NROWS must count the rows of table");
+
+/* The table for config_sources.c; this file, and its unit test that includes it, say table. */
+const row *const sk_config_table = table;
 
 /* ---- value parsers ---- */
+
+/* A unit of a duration (scale in milliseconds) or of a size (in bytes). */
+typedef struct {
+    const char *name;
+    int64_t scale;
+} unit;
 
 /* Reads decimal digits at *p (at least one); -1 on none or overflow. */
 static int read_digits(const char **p, int64_t *out)
@@ -142,10 +133,7 @@ static int parse_int(const char *s, int64_t *out)
 
 int64_t sk_config_parse_duration(const char *s)
 {
-    static const struct {
-        const char *unit;
-        int64_t ms;
-    } units[] = {{"ms", 1}, {"s", SEC}, {"m", MIN}, {"h", HOUR}};
+    static const unit units[] = {{"ms", 1}, {"s", SEC}, {"m", MIN}, {"h", HOUR}};
     int64_t total = 0, n;
     const char *p = s;
     if (!s || !*s)
@@ -156,30 +144,27 @@ int64_t sk_config_parse_duration(const char *s)
         if (read_digits(&s, &n) < 0)
             return -1;
         size_t i = 0;
-        while (i < 4 && strncmp(s, units[i].unit, strlen(units[i].unit)) != 0)
+        while (i < 4 && strncmp(s, units[i].name, strlen(units[i].name)) != 0)
             i++;
-        if (i == 4 || n > (INT64_MAX - total) / units[i].ms)
+        if (i == 4 || n > (INT64_MAX - total) / units[i].scale)
             return -1;
-        total += n * units[i].ms;
-        s += strlen(units[i].unit);
+        total += n * units[i].scale;
+        s += strlen(units[i].name);
     }
     return total;
 }
 
 int64_t sk_config_parse_size(const char *s)
 {
-    static const struct {
-        const char *unit;
-        int64_t bytes;
-    } units[] = {{"", 1},        {"B", 1},       {"KiB", KIB},    {"MiB", MIB},
-                 {"GiB", GIB},   {"Ki", KIB},    {"Mi", MIB},     {"Gi", GIB},
-                 {"kB", 1000},   {"KB", 1000},   {"MB", 1000000}, {"GB", 1000000000}};
+    static const unit units[] = {{"", 1},      {"B", 1},     {"KiB", KIB},    {"MiB", MIB},
+                                 {"GiB", GIB}, {"Ki", KIB},  {"Mi", MIB},     {"Gi", GIB},
+                                 {"kB", 1000}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000}};
     int64_t n;
     if (!s || read_digits(&s, &n) < 0)
         return -1;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (strcmp(s, units[i].unit) == 0)
-            return n > INT64_MAX / units[i].bytes ? -1 : n * units[i].bytes;
+        if (strcmp(s, units[i].name) == 0)
+            return n > INT64_MAX / units[i].scale ? -1 : n * units[i].scale;
     return -1;
 }
 
@@ -336,14 +321,28 @@ static int parse_text(const row *r, const char *s, value *v)
     return BAD;
 }
 
+/* Frees what the field of cfg that r describes owns (a string, a list and its items). */
+static void release(sk_config *cfg, const row *r)
+{
+    char *base = (char *)cfg;
+    if (r->type == T_STRING || r->type == T_ADDRESS)
+        free(*(char **)(base + r->off));
+    if (r->type == T_LIST) {
+        char **list = *(char ***)(base + r->off);
+        for (size_t k = 0; list && list[k]; k++)
+            free(list[k]);
+        free(list);
+    }
+}
+
 /* Moves v into the field of cfg that r describes, releasing the value it replaces. */
 static void store(sk_config *cfg, const row *r, value *v)
 {
     char *base = (char *)cfg;
+    release(cfg, r);
     switch (r->type) {
     case T_STRING:
     case T_ADDRESS:
-        free(*(char **)(base + r->off));
         *(char **)(base + r->off) = v->s;
         v->s = NULL;
         break;
@@ -356,56 +355,38 @@ static void store(sk_config *cfg, const row *r, value *v)
     case T_ENUM:
         *(int *)(base + r->off) = (int)v->i;
         break;
-    case T_LIST: {
-        char ***list = (char ***)(base + r->off);
-        size_t *len = (size_t *)(base + r->off_len);
-        for (size_t i = 0; i < *len; i++)
-            free((*list)[i]);
-        free(*list);
+    case T_LIST:
         if (!v->list)
             v->list = calloc(1, sizeof(char *));
-        *list = v->list;
-        *len = v->list ? v->nlist : 0;
+        *(char ***)(base + r->off) = v->list;
+        *(size_t *)(base + r->off_len) = v->list ? v->nlist : 0;
         v->list = NULL;
         v->nlist = 0;
         break;
-    }
     }
     value_clear(v);
 }
 
 /* ---- formatting for messages and docs ---- */
 
-static void fmt_duration(char *out, size_t n, int64_t ms)
-{
-    if (ms != 0 && ms % HOUR == 0)
-        snprintf(out, n, "%lldh", (long long)(ms / HOUR));
-    else if (ms != 0 && ms % MIN == 0)
-        snprintf(out, n, "%lldm", (long long)(ms / MIN));
-    else if (ms != 0 && ms % SEC == 0)
-        snprintf(out, n, "%llds", (long long)(ms / SEC));
-    else
-        snprintf(out, n, ms ? "%lldms" : "%lld", (long long)ms);
-}
+/* Largest first; the last one (scale 1) takes any value. */
+static const unit duration_units[] = {{"h", HOUR}, {"m", MIN}, {"s", SEC}, {"ms", 1}};
+static const unit size_units[] = {{"GiB", GIB}, {"MiB", MIB}, {"KiB", KIB}, {"", 1}};
 
-static void fmt_size(char *out, size_t n, int64_t b)
+/* v in the largest unit that divides it ("90s", "4MiB", "1500ms"); 0 has no unit. */
+static void fmt_unit(char *out, size_t n, int64_t v, const unit *u)
 {
-    if (b != 0 && b % GIB == 0)
-        snprintf(out, n, "%lldGiB", (long long)(b / GIB));
-    else if (b != 0 && b % MIB == 0)
-        snprintf(out, n, "%lldMiB", (long long)(b / MIB));
-    else if (b != 0 && b % KIB == 0)
-        snprintf(out, n, "%lldKiB", (long long)(b / KIB));
-    else
-        snprintf(out, n, "%lld", (long long)b);
+    while (v != 0 && v % u->scale != 0)
+        u++;
+    snprintf(out, n, "%lld%s", (long long)(v / u->scale), v ? u->name : "");
 }
 
 static void fmt_bound(const row *r, char *out, size_t n, int64_t v)
 {
     if (r->type == T_DURATION)
-        fmt_duration(out, n, v);
+        fmt_unit(out, n, v, duration_units);
     else if (r->type == T_SIZE)
-        fmt_size(out, n, v);
+        fmt_unit(out, n, v, size_units);
     else
         snprintf(out, n, "%lld", (long long)v);
 }
@@ -476,39 +457,9 @@ static void fmt_expected(const row *r, char *out, size_t n)
     }
 }
 
-/* Quotes s for a message: escapes control characters, cuts long values. */
-static void quote(char *out, size_t n, const char *s)
-{
-    size_t o = 0, max = 80;
-    out[o++] = '"';
-    for (size_t i = 0; s[i] && o + 8 < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (i == max) {
-            o += (size_t)snprintf(out + o, n - o, "...");
-            break;
-        }
-        if (c == '"' || c == '\\')
-            o += (size_t)snprintf(out + o, n - o, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            o += (size_t)snprintf(out + o, n - o, "\\x%02x", c);
-        else
-            out[o++] = (char)c;
-    }
-    snprintf(out + o, n - o, "\"");
-}
+/* ---- problems and setters ---- */
 
-/* ---- loading ---- */
-
-typedef struct {
-    sk_config *cfg;
-    FILE *out;
-    int problems;
-    char from[NROWS][128]; /* where the value in force came from */
-    unsigned char seen[NROWS];
-} ctx;
-
-static void problem(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(ctx *c, const char *fmt, ...)
+void sk_config_problem(ctx *c, const char *fmt, ...)
 {
     c->problems++;
     if (!c->out)
@@ -528,53 +479,10 @@ static const row *find_row(const char *key)
     return NULL;
 }
 
-static size_t edit_distance(const char *a, const char *b)
+/* find_row for config_sources.c (the unit test calls find_row too). */
+const row *sk_config_find_row(const char *key)
 {
-    size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
-    if (la >= 64 || lb >= 64)
-        return 64;
-    for (size_t j = 0; j <= lb; j++)
-        prev[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-        }
-        memcpy(prev, cur, sizeof prev);
-    }
-    return prev[lb];
-}
-
-static int printable(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || *s == '"' || *s == 0x7f)
-            return 0;
-    return 1;
-}
-
-/* Reports an unknown key (shown as prefix + key), with the closest known key when one is
- * close: "--zeebe.adress: unknown option on the command line (did you mean --zeebe.address?)". */
-static void unknown_key(ctx *c, const char *prefix, const char *key, const char *what)
-{
-    size_t best = 4, bi = NROWS;
-    for (size_t i = 0; i < NROWS; i++) {
-        size_t d = edit_distance(key, table[i].key);
-        if (d < best)
-            best = d, bi = i;
-    }
-    char full[128], shown[128];
-    snprintf(full, sizeof full, "%s%s", prefix, key);
-    if (printable(full))
-        snprintf(shown, sizeof shown, "%s", full);
-    else
-        quote(shown, sizeof shown, full);
-    if (bi < NROWS)
-        problem(c, "%s: %s (did you mean %s%s?)", shown, what, prefix, table[bi].key);
-    else
-        problem(c, "%s: %s", shown, what);
+    return find_row(key);
 }
 
 static void report(ctx *c, const row *r, int rc, const char *shown, const char *from)
@@ -582,10 +490,11 @@ static void report(ctx *c, const row *r, int rc, const char *shown, const char *
     char exp[256];
     fmt_expected(r, exp, sizeof exp);
     if (rc == NOMEM)
-        problem(c, "%s: value %s from %s could not be stored: out of memory", r->key, shown, from);
+        sk_config_problem(c, "%s: value %s from %s could not be stored: out of memory", r->key,
+                          shown, from);
     else
-        problem(c, "%s: value %s from %s is %s: expected %s", r->key, shown, from,
-                rc == RANGE ? "out of range" : "not valid", exp);
+        sk_config_problem(c, "%s: value %s from %s is %s: expected %s", r->key, shown, from,
+                          rc == RANGE ? "out of range" : "not valid", exp);
 }
 
 static void accept(ctx *c, const row *r, value *v, const char *from)
@@ -595,7 +504,7 @@ static void accept(ctx *c, const row *r, value *v, const char *from)
 }
 
 /* Parses s as the value of r coming from `from`; stores it or reports why not. */
-static void set_text(ctx *c, const row *r, const char *s, const char *from)
+void sk_config_set_text(ctx *c, const row *r, const char *s, const char *from)
 {
     value v = {0};
     int rc = parse_text(r, s, &v);
@@ -604,7 +513,7 @@ static void set_text(ctx *c, const row *r, const char *s, const char *from)
         return;
     }
     char q[128];
-    quote(q, sizeof q, s);
+    sk_config_quote(q, sizeof q, s);
     report(c, r, rc, q, from);
     value_clear(&v);
 }
@@ -624,12 +533,12 @@ static int json_list(json_t *a, const row *r, value *v)
 
 /* A JSON value from the config file: strings read like any other source, numbers are
  * milliseconds or bytes, arrays are lists. */
-static void set_json(ctx *c, const row *r, json_t *j, const char *from)
+void sk_config_set_json(ctx *c, const row *r, json_t *j, const char *from)
 {
     value v = {0};
     int rc = BAD;
     if (json_is_string(j)) {
-        set_text(c, r, json_string_value(j), from);
+        sk_config_set_text(c, r, json_string_value(j), from);
         return;
     }
     if (json_is_integer(j) && (r->type == T_INT || r->type == T_DURATION || r->type == T_SIZE)) {
@@ -654,53 +563,7 @@ static void set_json(ctx *c, const row *r, json_t *j, const char *from)
     report(c, r, rc, shown, from);
 }
 
-/* Value of NAME in a "NAME=value" list; NULL when absent or empty (an empty variable counts
- * as unset, as templates often leave them). */
-static const char *env_get(char *const *env, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; env && env[i]; i++)
-        if (strncmp(env[i], name, n) == 0 && env[i][n] == '=')
-            return env[i][n + 1] ? env[i] + n + 1 : NULL;
-    return NULL;
-}
-
-static void env_name(const row *r, char *out, size_t n)
-{
-    size_t o = (size_t)snprintf(out, n, "SKIFF_");
-    for (const char *k = r->key; *k && o + 1 < n; k++)
-        out[o++] = *k == '.' ? '_' : (char)(*k >= 'a' && *k <= 'z' ? *k - 32 : *k);
-    out[o] = '\0';
-}
-
-static void load_defaults(ctx *c, char *const *env)
-{
-    for (size_t i = 0; i < NROWS; i++) {
-        const row *r = &table[i];
-        const char *v = NULL;
-        char from[128] = "default";
-        for (size_t k = 0; r->def_env && r->def_env[k] && !v; k++)
-            if ((v = env_get(env, r->def_env[k])))
-                snprintf(from, sizeof from, "default (environment %s)", r->def_env[k]);
-        set_text(c, r, v ? v : r->def, from);
-    }
-}
-
-static void load_env(ctx *c, char *const *env)
-{
-    for (size_t i = 0; i < NROWS; i++) {
-        const row *r = &table[i];
-        char name[64], from[128];
-        env_name(r, name, sizeof name);
-        const char *used = name, *v = env_get(env, name);
-        for (size_t k = 0; r->env && r->env[k] && !v; k++)
-            v = env_get(env, used = r->env[k]);
-        if (!v)
-            continue;
-        snprintf(from, sizeof from, "environment %s", used);
-        set_text(c, r, v, from);
-    }
-}
+/* ---- loading ---- */
 
 #define FILE_MAX (1024 * 1024)
 
@@ -729,134 +592,22 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
     return buf;
 }
 
-/* Walks a JSON object: nested objects extend the key ("zeebe" + "address"), flat dotted
- * names are keys as they are; both forms may be mixed. */
-static void walk_json(ctx *c, json_t *obj, const char *prefix, const char *from)
-{
-    const char *name;
-    json_t *v;
-    json_object_foreach(obj, name, v) {
-        char key[256];
-        int n = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", name);
-        const row *r = n < (int)sizeof key ? find_row(key) : NULL;
-        if (r) {
-            if (c->seen[r - table]++)
-                problem(c, "%s: set more than once in %s", r->key, from);
-            set_json(c, r, v, from);
-        } else if (json_is_object(v) && n < 200) {
-            walk_json(c, v, key, from);
-        } else {
-            char what[300];
-            snprintf(what, sizeof what, "unknown key in %s", from);
-            unknown_key(c, "", key, what);
-        }
-    }
-}
+typedef void (*text_source)(ctx *c, const char *text, size_t len, const char *path);
 
-static void load_json(ctx *c, const char *text, size_t len, const char *path)
-{
-    char from[300];
-    json_error_t e;
-    snprintf(from, sizeof from, "file %s", path);
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
-    if (!root) {
-        problem(c, "%s line %d column %d: invalid JSON: %s", from, e.line, e.column, e.text);
-        return;
-    }
-    if (json_is_object(root)) {
-        memset(c->seen, 0, sizeof c->seen);
-        walk_json(c, root, "", from);
-    } else {
-        problem(c, "%s: expected a JSON object at the top level", from);
-    }
-    json_decref(root);
-}
-
-static void load_file(ctx *c, const char *path)
+/* Reads the file a source names and hands its text to load; a file that cannot be read is a
+ * problem of that source (`what` "file", named by `named_by` "--config or SKIFF_CONFIG"). */
+static void load_path(ctx *c, const char *path, const char *what, const char *named_by,
+                      text_source load)
 {
     char err[160];
     size_t len;
     char *text = read_file(path, &len, err, sizeof err);
     if (!text) {
-        problem(c, "file %s: %s (named by --config or SKIFF_CONFIG)", path, err);
+        sk_config_problem(c, "%s %s: %s (named by %s)", what, path, err, named_by);
         return;
     }
-    load_json(c, text, len, path);
+    load(c, text, len, path);
     free(text);
-}
-
-typedef struct {
-    ctx *c;
-    const char *path;
-} ann_ctx;
-
-static void ann_value(void *ud, int line, const char *key, const char *val)
-{
-    ann_ctx *a = ud;
-    char from[300];
-    if (strncmp(key, "skiff.io/", 9) != 0)
-        return;
-    snprintf(from, sizeof from, "annotations %s line %d", a->path, line);
-    const row *r = find_row(key + 9);
-    if (r) {
-        set_text(a->c, r, val, from);
-        return;
-    }
-    char what[350];
-    snprintf(what, sizeof what, "unknown key in %s", from);
-    unknown_key(a->c, "skiff.io/", key + 9, what);
-}
-
-static void ann_error(void *ud, int line, const char *why)
-{
-    ann_ctx *a = ud;
-    problem(a->c, "annotations %s line %d: %s: expected key=\"value\" (a Kubernetes downward API "
-                  "annotations file)", a->path, line, why);
-}
-
-static void load_annotations(ctx *c, const char *path)
-{
-    char err[160];
-    size_t len;
-    char *text = read_file(path, &len, err, sizeof err);
-    if (!text) {
-        problem(c, "annotations %s: %s (named by --annotations or SKIFF_ANNOTATIONS)", path, err);
-        return;
-    }
-    ann_ctx a = {.c = c, .path = path};
-    sk_annotations_parse_lines(text, len, ann_value, ann_error, &a);
-    free(text);
-}
-
-/* Options after the subcommand: --<key>=<value> or --<key> <value>. --config and
- * --annotations name the other sources (the caller reads them) and are skipped here. */
-static void load_cli(ctx *c, int argc, char *const *argv)
-{
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *eq = strchr(a, '='), *val = eq ? eq + 1 : NULL;
-        char name[128], q[128], from[160];
-        if (strncmp(a, "--", 2) != 0 || a[2] == '\0' || a[2] == '=') {
-            quote(q, sizeof q, a);
-            problem(c, "%s: unexpected argument on the command line: expected --<key>=<value> "
-                       "or --<key> <value>", q);
-            continue;
-        }
-        snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - a - 2 : (ptrdiff_t)strlen(a) - 2),
-                 a + 2);
-        if (!eq && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
-            val = argv[++i];
-        const row *r = find_row(name);
-        int ours = strcmp(name, "config") == 0 || strcmp(name, "annotations") == 0;
-        if (!r && !ours) {
-            unknown_key(c, "--", name, "unknown option on the command line");
-        } else if (!val) {
-            problem(c, "--%s: missing value on the command line: expected --%s=<value> or "
-                       "--%s <value>", name, name, name);
-        } else if (r) {
-            snprintf(from, sizeof from, "command line --%s", r->key);
-            set_text(c, r, val, from);
-        }
-    }
 }
 
 static size_t row_index(const char *key)
@@ -864,17 +615,19 @@ static size_t row_index(const char *key)
     return (size_t)(find_row(key) - table);
 }
 
+/* Rules that tie keys together, checked once every source is applied. */
 static void cross_check(ctx *c)
 {
     const sk_config *cfg = c->cfg;
     if (cfg->zeebe_backoff_initial_ms > cfg->zeebe_backoff_max_ms) {
         char a[32], b[32];
-        fmt_duration(a, sizeof a, cfg->zeebe_backoff_initial_ms);
-        fmt_duration(b, sizeof b, cfg->zeebe_backoff_max_ms);
-        problem(c, "zeebe.backoff_initial: value \"%s\" from %s is larger than "
-                   "zeebe.backoff_max (\"%s\" from %s): expected at most zeebe.backoff_max",
-                a, c->from[row_index("zeebe.backoff_initial")], b,
-                c->from[row_index("zeebe.backoff_max")]);
+        fmt_unit(a, sizeof a, cfg->zeebe_backoff_initial_ms, duration_units);
+        fmt_unit(b, sizeof b, cfg->zeebe_backoff_max_ms, duration_units);
+        sk_config_problem(c, "zeebe.backoff_initial: value \"%s\" from %s is larger than "
+                             "zeebe.backoff_max (\"%s\" from %s): expected at most "
+                             "zeebe.backoff_max",
+                          a, c->from[row_index("zeebe.backoff_initial")], b,
+                          c->from[row_index("zeebe.backoff_max")]);
     }
 }
 
@@ -885,15 +638,16 @@ int sk_config_load(sk_config *cfg, const sk_config_sources *src, FILE *problems)
     if (!src)
         src = &none;
     memset(cfg, 0, sizeof *cfg);
-    load_defaults(&c, src->environ);
+    sk_config_load_defaults(&c, src->environ);
     if (src->file_path)
-        load_file(&c, src->file_path);
+        load_path(&c, src->file_path, "file", "--config or SKIFF_CONFIG", sk_config_load_json);
     if (src->annotations_path)
-        load_annotations(&c, src->annotations_path);
+        load_path(&c, src->annotations_path, "annotations", "--annotations or SKIFF_ANNOTATIONS",
+                  sk_config_load_annotations);
     if (src->environ)
-        load_env(&c, src->environ);
+        sk_config_load_env(&c, src->environ);
     if (src->argc > 0 && src->argv)
-        load_cli(&c, src->argc, src->argv);
+        sk_config_load_cli(&c, src->argc, src->argv);
     cross_check(&c);
     return c.problems;
 }
@@ -903,8 +657,8 @@ int sk_config_load_json_text(sk_config *cfg, const char *text, size_t len, const
 {
     ctx c = {.cfg = cfg, .out = problems};
     memset(cfg, 0, sizeof *cfg);
-    load_defaults(&c, NULL);
-    load_json(&c, text, len, name ? name : "<text>");
+    sk_config_load_defaults(&c, NULL);
+    sk_config_load_json(&c, text, len, name ? name : "<text>");
     cross_check(&c);
     return c.problems;
 }
@@ -913,18 +667,8 @@ void sk_config_clear(sk_config *cfg)
 {
     if (!cfg)
         return;
-    for (size_t i = 0; i < NROWS; i++) {
-        const row *r = &table[i];
-        char *base = (char *)cfg;
-        if (r->type == T_STRING || r->type == T_ADDRESS)
-            free(*(char **)(base + r->off));
-        if (r->type == T_LIST) {
-            char **list = *(char ***)(base + r->off);
-            for (size_t k = 0; list && list[k]; k++)
-                free(list[k]);
-            free(list);
-        }
-    }
+    for (size_t i = 0; i < NROWS; i++)
+        release(cfg, &table[i]);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -1031,8 +775,8 @@ static void doc_default(FILE *out, const row *r)
 
 static void doc_row(FILE *out, const row *r)
 {
-    char name[64], bounds[64];
-    env_name(r, name, sizeof name);
+    char name[64], bounds[80];
+    sk_config_env_name(r, name, sizeof name);
     fmt_bounds(r, bounds, sizeof bounds);
     fprintf(out, "| `%s` | %s", r->key, type_names[r->type]);
     for (size_t i = 0; r->type == T_ENUM && r->choices[i]; i++)

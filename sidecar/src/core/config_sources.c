@@ -1,0 +1,250 @@
+/* The sources of configuration values, in the order they apply: defaults (some read from the
+ * environment), JSON config file, annotations file (Kubernetes downward API), environment,
+ * command line. Each finds the row of every key it names, hands the value to a setter of
+ * config.c and reports what it cannot place (unknown keys, malformed input). */
+#include "core/config_internal.h"
+
+#include <string.h>
+
+#include "core/annotations.h"
+
+/* ---- messages ---- */
+
+/* Quotes s for a message: escapes control characters, cuts long values. */
+void sk_config_quote(char *out, size_t n, const char *s)
+{
+    size_t o = 0, max = 80;
+    out[o++] = '"';
+    for (size_t i = 0; s[i] && o + 8 < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i == max) {
+            o += (size_t)snprintf(out + o, n - o, "...");
+            break;
+        }
+        if (c == '"' || c == '\\')
+            o += (size_t)snprintf(out + o, n - o, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(out + o, n - o, "\\x%02x", c);
+        else
+            out[o++] = (char)c;
+    }
+    snprintf(out + o, n - o, "\"");
+}
+
+/* Levenshtein distance of a and b; 64 when either is 64 bytes or longer. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+    if (la >= 64 || lb >= 64)
+        return 64;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, sizeof prev);
+    }
+    return prev[lb];
+}
+
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == '"' || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Reports an unknown key (shown as prefix + key), with the closest known key when one is
+ * close: "--zeebe.adress: unknown option on the command line (did you mean --zeebe.address?)". */
+static void unknown_key(ctx *c, const char *prefix, const char *key, const char *what)
+{
+    size_t best = 4, bi = NROWS;
+    for (size_t i = 0; i < NROWS; i++) {
+        size_t d = edit_distance(key, sk_config_table[i].key);
+        if (d < best)
+            best = d, bi = i;
+    }
+    char full[128], shown[128];
+    snprintf(full, sizeof full, "%s%s", prefix, key);
+    if (printable(full))
+        snprintf(shown, sizeof shown, "%s", full);
+    else
+        sk_config_quote(shown, sizeof shown, full);
+    if (bi < NROWS)
+        sk_config_problem(c, "%s: %s (did you mean %s%s?)", shown, what, prefix,
+                          sk_config_table[bi].key);
+    else
+        sk_config_problem(c, "%s: %s", shown, what);
+}
+
+/* ---- defaults and environment ---- */
+
+/* Value of NAME in a "NAME=value" list; NULL when absent or empty (an empty variable counts
+ * as unset, as templates often leave them). */
+static const char *env_get(char *const *env, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; env && env[i]; i++)
+        if (strncmp(env[i], name, n) == 0 && env[i][n] == '=')
+            return env[i][n + 1] ? env[i] + n + 1 : NULL;
+    return NULL;
+}
+
+void sk_config_env_name(const row *r, char *out, size_t n)
+{
+    size_t o = (size_t)snprintf(out, n, "SKIFF_");
+    for (const char *k = r->key; *k && o + 1 < n; k++)
+        out[o++] = *k == '.' ? '_' : (char)(*k >= 'a' && *k <= 'z' ? *k - 32 : *k);
+    out[o] = '\0';
+}
+
+void sk_config_load_defaults(ctx *c, char *const *env)
+{
+    for (size_t i = 0; i < NROWS; i++) {
+        const row *r = &sk_config_table[i];
+        const char *v = NULL;
+        char from[128] = "default";
+        for (size_t k = 0; r->def_env && r->def_env[k] && !v; k++)
+            if ((v = env_get(env, r->def_env[k])))
+                snprintf(from, sizeof from, "default (environment %s)", r->def_env[k]);
+        sk_config_set_text(c, r, v ? v : r->def, from);
+    }
+}
+
+void sk_config_load_env(ctx *c, char *const *env)
+{
+    for (size_t i = 0; i < NROWS; i++) {
+        const row *r = &sk_config_table[i];
+        char name[64], from[128];
+        sk_config_env_name(r, name, sizeof name);
+        const char *used = name, *v = env_get(env, name);
+        for (size_t k = 0; r->env && r->env[k] && !v; k++)
+            v = env_get(env, used = r->env[k]);
+        if (!v)
+            continue;
+        snprintf(from, sizeof from, "environment %s", used);
+        sk_config_set_text(c, r, v, from);
+    }
+}
+
+/* ---- JSON config file ---- */
+
+/* Walks a JSON object: nested objects extend the key ("zeebe" + "address"), flat dotted
+ * names are keys as they are; both forms may be mixed. */
+static void walk_json(ctx *c, json_t *obj, const char *prefix, const char *from)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach(obj, name, v) {
+        char key[256];
+        int n = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", name);
+        const row *r = n < (int)sizeof key ? sk_config_find_row(key) : NULL;
+        if (r) {
+            if (c->seen[r - sk_config_table]++)
+                sk_config_problem(c, "%s: set more than once in %s", r->key, from);
+            sk_config_set_json(c, r, v, from);
+        } else if (json_is_object(v) && n < 200) {
+            walk_json(c, v, key, from);
+        } else {
+            char what[300];
+            snprintf(what, sizeof what, "unknown key in %s", from);
+            unknown_key(c, "", key, what);
+        }
+    }
+}
+
+void sk_config_load_json(ctx *c, const char *text, size_t len, const char *path)
+{
+    char from[300];
+    json_error_t e;
+    snprintf(from, sizeof from, "file %s", path);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    if (!root) {
+        sk_config_problem(c, "%s line %d column %d: invalid JSON: %s", from, e.line, e.column,
+                          e.text);
+        return;
+    }
+    if (json_is_object(root)) {
+        memset(c->seen, 0, sizeof c->seen);
+        walk_json(c, root, "", from);
+    } else {
+        sk_config_problem(c, "%s: expected a JSON object at the top level", from);
+    }
+    json_decref(root);
+}
+
+/* ---- annotations file ---- */
+
+typedef struct {
+    ctx *c;
+    const char *path;
+} ann_ctx;
+
+/* One well-formed line: skiff.io/<key> sets key, other annotations are not ours. */
+static void ann_value(void *ud, int line, const char *key, const char *val)
+{
+    ann_ctx *a = ud;
+    char from[300];
+    if (strncmp(key, "skiff.io/", 9) != 0)
+        return;
+    snprintf(from, sizeof from, "annotations %s line %d", a->path, line);
+    const row *r = sk_config_find_row(key + 9);
+    if (r) {
+        sk_config_set_text(a->c, r, val, from);
+        return;
+    }
+    char what[350];
+    snprintf(what, sizeof what, "unknown key in %s", from);
+    unknown_key(a->c, "skiff.io/", key + 9, what);
+}
+
+static void ann_error(void *ud, int line, const char *why)
+{
+    ann_ctx *a = ud;
+    sk_config_problem(a->c, "annotations %s line %d: %s: expected key=\"value\" (a Kubernetes "
+                            "downward API annotations file)", a->path, line, why);
+}
+
+void sk_config_load_annotations(ctx *c, const char *text, size_t len, const char *path)
+{
+    ann_ctx a = {.c = c, .path = path};
+    sk_annotations_parse_lines(text, len, ann_value, ann_error, &a);
+}
+
+/* ---- command line ---- */
+
+/* Options after the subcommand: --<key>=<value> or --<key> <value>. --config and
+ * --annotations name the other sources (the caller reads them) and are skipped here. */
+void sk_config_load_cli(ctx *c, int argc, char *const *argv)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *eq = strchr(a, '='), *val = eq ? eq + 1 : NULL;
+        char name[128], q[128], from[160];
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0' || a[2] == '=') {
+            sk_config_quote(q, sizeof q, a);
+            sk_config_problem(c, "%s: unexpected argument on the command line: expected "
+                                 "--<key>=<value> or --<key> <value>", q);
+            continue;
+        }
+        snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - a - 2 : (ptrdiff_t)strlen(a) - 2),
+                 a + 2);
+        if (!eq && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+            val = argv[++i];
+        const row *r = sk_config_find_row(name);
+        int ours = strcmp(name, "config") == 0 || strcmp(name, "annotations") == 0;
+        if (!r && !ours) {
+            unknown_key(c, "--", name, "unknown option on the command line");
+        } else if (!val) {
+            sk_config_problem(c, "--%s: missing value on the command line: expected "
+                                 "--%s=<value> or --%s <value>", name, name, name);
+        } else if (r) {
+            snprintf(from, sizeof from, "command line --%s", r->key);
+            sk_config_set_text(c, r, val, from);
+        }
+    }
+}
