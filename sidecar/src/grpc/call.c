@@ -14,8 +14,9 @@
 /* Names a caller may not set: pseudo-headers are rejected by the charset check, these either
  * belong to the protocol or are connection-specific (forbidden in HTTP/2). */
 static const char *const reserved_names[] = {
-    "content-type", "te",      "user-agent", "host",    "connection",
-    "keep-alive",   "upgrade", "proxy-connection", "transfer-encoding",
+    "content-type",      "te",         "user-agent", "host",
+    "connection",        "keep-alive", "upgrade",    "proxy-connection",
+    "transfer-encoding",
 };
 
 /* ---- request ---- */
@@ -26,8 +27,7 @@ static int md_name_ok(const char *name)
         return 0;
     for (const char *p = name; *p; p++) {
         char c = *p;
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-              c == '.'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
             return 0;
     }
     for (size_t i = 0; i < sizeof reserved_names / sizeof reserved_names[0]; i++) {
@@ -64,8 +64,8 @@ static const char *check_request(const char *method, const sk_grpc_metadata *md,
     return NULL;
 }
 
-static int copy_request(sk_grpc_call *call, const char *method, const uint8_t *req,
-                        size_t req_len, const sk_grpc_metadata *md, size_t nmd)
+static int copy_request(sk_grpc_call *call, const char *method, const uint8_t *req, size_t req_len,
+                        const sk_grpc_metadata *md, size_t nmd)
 {
     call->path = strdup(method ? method : "");
     call->body_len = 5 + req_len;
@@ -172,13 +172,9 @@ static void detach(sk_grpc_call *call, int rst)
     case SK_CALL_CLOSING:
         TAILQ_REMOVE(&ch->closing, call, link);
         break;
-    case SK_CALL_ACTIVE: {
-        sk_grpc_conn *conn = call->conn;
-        sk_grpc_conn_release(conn, call, rst);
-        if (rst)
-            sk_grpc_conn_flush(conn);
+    case SK_CALL_ACTIVE:
+        sk_grpc_conn_release(call->conn, call, rst);
         break;
-    }
     case SK_CALL_DONE:
         break;
     }
@@ -248,10 +244,9 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- start / free ---- */
 
 sk_grpc_call *sk_grpc_call_start(sk_grpc_channel *ch, const char *method, const uint8_t *req,
-                                 size_t req_len, int64_t timeout_ms,
-                                 const sk_grpc_metadata *md, size_t nmd,
-                                 sk_grpc_message_cb on_message, sk_grpc_close_cb on_close,
-                                 void *ud)
+                                 size_t req_len, int64_t timeout_ms, const sk_grpc_metadata *md,
+                                 size_t nmd, sk_grpc_message_cb on_message,
+                                 sk_grpc_close_cb on_close, void *ud)
 {
     if (ch == NULL || ch->freeing)
         return NULL;
@@ -275,14 +270,15 @@ sk_grpc_call *sk_grpc_call_start(sk_grpc_channel *ch, const char *method, const 
             goto fail;
         evtimer_add(call->deadline_ev, &tv);
     }
+    /* Sent by the channel's tick, later in this loop turn: no protocol work (and so no
+     * callback) inside an API call. */
     call->state = SK_CALL_PENDING;
     TAILQ_INSERT_TAIL(&ch->pending, call, link);
+    sk_grpc_ch_tick(ch);
     if (bad == NULL && req_len > UINT32_MAX)
         bad = "request message too large";
     if (bad != NULL)
         sk_grpc_call_finish_async(call, SK_GRPC_INTERNAL, bad);
-    else if (sk_grpc_channel_connected(ch) && sk_grpc_call_submit(call, ch->current) == 0)
-        sk_grpc_conn_flush(ch->current);
     return call;
 fail:
     sk_grpc_call_free(call);
@@ -445,8 +441,7 @@ void sk_grpc_call_on_stream_close(sk_grpc_call *call, uint32_t h2_error)
     if (h2_error == NGHTTP2_REFUSED_STREAM)
         snprintf(why, sizeof why, "stream refused by the server (not processed)");
     else
-        snprintf(why, sizeof why, "stream reset by the server: %s",
-                 nghttp2_http2_strerror(h2_error));
+        snprintf(why, sizeof why, "stream reset (RST_STREAM %s)", nghttp2_http2_strerror(h2_error));
     sk_grpc_call_finish(call, sk_grpc_status_from_h2_error(h2_error), why, 0);
 }
 

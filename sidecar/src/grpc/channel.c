@@ -89,15 +89,42 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     sk_grpc_ch_leave(ch);
 }
 
-void sk_grpc_ch_conn_ready(sk_grpc_channel *ch, sk_grpc_conn *conn)
+/* Opens streams for the waiting calls on the ready connection, oldest first. */
+static void dispatch_pending(sk_grpc_channel *ch)
 {
-    report(ch, 1);
+    sk_grpc_conn *conn = ch->current;
     sk_grpc_call *call;
+    if (conn == NULL || TAILQ_EMPTY(&ch->pending))
+        return;
     while (conn->state == SK_CONN_READY && (call = TAILQ_FIRST(&ch->pending)) != NULL) {
         if (sk_grpc_call_submit(call, conn) != 0)
             break;
     }
     sk_grpc_conn_flush(conn);
+}
+
+void sk_grpc_ch_conn_ready(sk_grpc_channel *ch, sk_grpc_conn *conn)
+{
+    (void)conn;
+    report(ch, 1);
+    if (!ch->freeing)
+        dispatch_pending(ch);
+}
+
+/* Connections that asked for a flush; a flush may close any of them, so restart each time. */
+static void flush_requested(sk_grpc_channel *ch)
+{
+    sk_grpc_conn *conn;
+again:
+    TAILQ_FOREACH(conn, &ch->draining, link)
+    {
+        if (conn->want_flush) {
+            sk_grpc_conn_flush(conn);
+            goto again;
+        }
+    }
+    if ((conn = ch->current) != NULL && conn->want_flush)
+        sk_grpc_conn_flush(conn);
 }
 
 void sk_grpc_ch_conn_draining(sk_grpc_channel *ch, sk_grpc_conn *conn)
@@ -124,8 +151,9 @@ void sk_grpc_ch_conn_dead(sk_grpc_channel *ch, sk_grpc_conn *conn, int was_curre
     }
 }
 
-/* Deferred work, one loop turn after it was asked for: on_close of calls that failed inside an
- * API call, then the memory of finished calls and closed connections. */
+/* Deferred work, later in the loop turn that asked for it: on_close of calls that failed
+ * inside an API call, streams for new calls, flushes asked for by API calls, then the memory of
+ * finished calls and closed connections. */
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     sk_grpc_channel *ch = arg;
@@ -135,6 +163,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     sk_grpc_call *call;
     while (!ch->freeing && (call = TAILQ_FIRST(&ch->closing)) != NULL)
         sk_grpc_call_deliver_close(call);
+    if (!ch->freeing && sk_grpc_channel_connected(ch))
+        dispatch_pending(ch);
+    if (!ch->freeing)
+        flush_requested(ch);
     /* Only at depth 1: an object's callback may still be on the stack otherwise. */
     if (ch->depth == 1) {
         while ((call = TAILQ_FIRST(&ch->graveyard)) != NULL) {

@@ -3,7 +3,6 @@
  * Loop thread only; see internal.h for ownership. */
 #include "grpc/internal.h"
 
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -195,6 +194,10 @@ static int on_frame_not_send_cb(nghttp2_session *h2, const nghttp2_frame *frame,
     return 0;
 }
 
+/* The client session. Window updates are automatic: every received byte is handed to the call
+ * (or to its deframer, bounded by max_message_bytes) inside the callback, so nothing piles up.
+ * Per-call "pause reading" would switch to nghttp2_option_set_no_auto_window_update and call
+ * nghttp2_session_consume once the application has taken the bytes. */
 static int new_session(sk_grpc_conn *conn)
 {
     nghttp2_session_callbacks *cbs = NULL;
@@ -222,6 +225,14 @@ static int new_session(sk_grpc_conn *conn)
 
 /* ---- bufferevent callbacks ---- */
 
+static void protocol_error(sk_grpc_conn *conn, int rv)
+{
+    char why[SK_GRPC_ERRLEN];
+    snprintf(why, sizeof why, "HTTP/2 error on the connection to %s: %s", conn->ch->authority,
+             nghttp2_strerror(rv));
+    sk_grpc_conn_close(conn, why);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     sk_grpc_conn *conn = arg;
@@ -237,7 +248,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
         conn->in_h2 = 0;
         if (rv < 0) {
             if (conn->state != SK_CONN_DEAD)
-                sk_grpc_conn_close(conn, nghttp2_strerror((int)rv));
+                protocol_error(conn, (int)rv);
             break;
         }
         evbuffer_drain(in, (size_t)rv);
@@ -261,16 +272,17 @@ static void on_connected(sk_grpc_conn *conn)
     char err[SK_GRPC_ERRLEN] = "";
     if (ch->tp->verify != NULL && ch->tp->verify(ch->tp->ctx, conn->bev, err, sizeof err) != 0) {
         char why[SK_GRPC_ERRLEN + 64];
-        snprintf(why, sizeof why, "%s handshake with %s failed: %s", ch->tp->name,
-                 ch->authority, err);
+        snprintf(why, sizeof why, "%s handshake with %s failed: %s", ch->tp->name, ch->authority,
+                 err);
         sk_grpc_conn_close(conn, why);
         return;
     }
     int one = 1;
     evutil_socket_t fd = bufferevent_getfd(conn->bev);
-    /* Small frames must not wait for Nagle; failure only costs latency. */
-    if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
-        sk_grpc_ch_set_error(ch, "TCP_NODELAY: %s", strerror(errno));
+    /* Small frames must not wait for Nagle. Failure (a transport that is not TCP) only costs
+     * latency, so it is not an error. */
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (new_session(conn) != 0) {
         sk_grpc_conn_close(conn, "cannot start the HTTP/2 session (out of memory)");
         return;
@@ -444,25 +456,48 @@ void sk_grpc_conn_drain(sk_grpc_conn *conn)
         sk_grpc_conn_close(conn, NULL);
 }
 
+/* nghttp2 is done with the connection: a drained one closes quietly, otherwise it is a
+ * protocol failure (typically a peer that does not speak HTTP/2). */
+static void session_ended(sk_grpc_conn *conn)
+{
+    char why[SK_GRPC_ERRLEN];
+    if (conn->state == SK_CONN_DRAINING && conn->ncalls == 0) {
+        sk_grpc_conn_close(conn, NULL);
+        return;
+    }
+    snprintf(why, sizeof why, "%s %s: HTTP/2 session ended (protocol error?)",
+             conn->state == SK_CONN_HANDSHAKE ? "cannot connect to" : "connection lost to",
+             conn->ch->authority);
+    sk_grpc_conn_close(conn, why);
+}
+
+void sk_grpc_conn_schedule_flush(sk_grpc_conn *conn)
+{
+    conn->want_flush = 1;
+    if (!conn->in_h2)
+        sk_grpc_ch_tick(conn->ch); /* inside nghttp2, read_cb flushes when it returns */
+}
+
 void sk_grpc_conn_flush(sk_grpc_conn *conn)
 {
-    if (conn->state == SK_CONN_DEAD || conn->h2 == NULL)
-        return;
     if (conn->in_h2) {
         conn->want_flush = 1;
         return;
     }
+    conn->want_flush = 0;
+    if (conn->state == SK_CONN_DEAD || conn->h2 == NULL)
+        return;
     do {
         conn->want_flush = 0;
         conn->in_h2 = 1;
         int rv = nghttp2_session_send(conn->h2);
         conn->in_h2 = 0;
         if (rv != 0 && conn->state != SK_CONN_DEAD)
-            sk_grpc_conn_close(conn, nghttp2_strerror(rv));
+            protocol_error(conn, rv);
     } while (conn->want_flush && conn->state != SK_CONN_DEAD);
     if (conn->state != SK_CONN_DEAD && !nghttp2_session_want_read(conn->h2) &&
         !nghttp2_session_want_write(conn->h2))
-        sk_grpc_conn_close(conn, conn->ncalls ? "HTTP/2 session ended" : NULL);
+        session_ended(conn);
 }
 
 int32_t sk_grpc_conn_submit(sk_grpc_conn *conn, sk_grpc_call *call, const nghttp2_nv *nva,
@@ -492,9 +527,10 @@ void sk_grpc_conn_release(sk_grpc_conn *conn, sk_grpc_call *call, int rst)
     sk_grpc_stream *st = call->stream;
     st->call = NULL;
     /* Also cancels a request whose HEADERS are still queued; failure (out of memory) only
-     * leaves the stream to the server's own deadline. */
-    if (rst && conn->state != SK_CONN_DEAD)
-        (void)nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+     * leaves the stream to the server's own deadline. Sent by the next flush. */
+    if (rst && conn->state != SK_CONN_DEAD &&
+        nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL) == 0)
+        sk_grpc_conn_schedule_flush(conn);
     TAILQ_REMOVE(&conn->calls, call, link);
     conn->ncalls--;
     call->conn = NULL;

@@ -6,8 +6,8 @@
 struct sk_grpc_deframer {
     size_t max;
     uint8_t hdr[5];
-    size_t hdr_len;   /* prefix bytes collected so far (0..5) */
-    uint8_t *buf;     /* payload being reassembled, exactly `need` bytes */
+    size_t hdr_len; /* prefix bytes collected so far (0..5) */
+    uint8_t *buf;   /* payload being reassembled, exactly `need` bytes */
     size_t need;
     size_t have;
     uint32_t rejected;

@@ -15,7 +15,7 @@ enum {
     SK_GRPC_DEFRAMER_COMPRESSED = -2, /* flag byte 1: we never accept compression */
     SK_GRPC_DEFRAMER_BAD_FLAG = -3,   /* flag byte other than 0 or 1 */
     SK_GRPC_DEFRAMER_NOMEM = -4,
-    SK_GRPC_DEFRAMER_STOPPED = -5,    /* the callback asked to stop */
+    SK_GRPC_DEFRAMER_STOPPED = -5, /* the callback asked to stop */
 };
 
 /* One complete message; valid during the call only. Return 0 to go on, non-zero to stop. */

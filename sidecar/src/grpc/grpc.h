@@ -40,16 +40,16 @@ typedef struct sk_grpc_call sk_grpc_call;
 
 /* Zero fields take the defaults noted on the right. */
 typedef struct sk_grpc_channel_opts {
-    const char *target;            /* "host:port", "[v6addr]:port" or "dns:///host:port" */
-    size_t max_message_bytes;      /* receive limit; larger message -> RESOURCE_EXHAUSTED; 4 MiB */
-    int64_t keepalive_ms;          /* HTTP/2 PING interval while calls are active, 0 = off */
-    int64_t connect_timeout_ms;    /* TCP + HTTP/2 preface; 20 s */
-    int64_t reconnect_initial_ms;  /* jittered exponential backoff between attempts; 1 s */
-    int64_t reconnect_max_ms;      /* 120 s */
+    const char *target;           /* "host:port", "[v6addr]:port" or "dns:///host:port" */
+    size_t max_message_bytes;     /* receive limit; larger message -> RESOURCE_EXHAUSTED; 4 MiB */
+    int64_t keepalive_ms;         /* HTTP/2 PING interval while calls are active, 0 = off */
+    int64_t connect_timeout_ms;   /* TCP + HTTP/2 preface; 20 s */
+    int64_t reconnect_initial_ms; /* jittered exponential backoff between attempts; 1 s */
+    int64_t reconnect_max_ms;     /* 120 s */
     /* Additions (zero = default): */
-    int64_t keepalive_timeout_ms;  /* wait for the PING ACK before the connection is dead; 20 s */
+    int64_t keepalive_timeout_ms; /* wait for the PING ACK before the connection is dead; 20 s */
     const struct sk_grpc_transport *transport; /* NULL = plaintext h2c */
-    struct evdns_base *dns;        /* shared resolver; NULL = the channel makes its own */
+    struct evdns_base *dns; /* shared resolver; NULL = the channel makes its own */
 } sk_grpc_channel_opts;
 
 /* Connection state changes (connected = 1 after the HTTP/2 preface is acknowledged). */
@@ -74,7 +74,7 @@ typedef void (*sk_grpc_message_cb)(void *ud, const uint8_t *msg, size_t len);
 typedef void (*sk_grpc_close_cb)(void *ud, int code, const char *message);
 
 typedef struct sk_grpc_metadata {
-    const char *name;  /* lowercase */
+    const char *name; /* lowercase */
     const char *value;
 } sk_grpc_metadata;
 
@@ -87,10 +87,9 @@ typedef struct sk_grpc_metadata {
  * failure arrives through on_close, which never runs before sk_grpc_call_start has returned.
  * The call pointer is invalid once on_close has returned or sk_grpc_call_cancel was called. */
 sk_grpc_call *sk_grpc_call_start(sk_grpc_channel *ch, const char *method, const uint8_t *req,
-                                 size_t req_len, int64_t timeout_ms,
-                                 const sk_grpc_metadata *md, size_t nmd,
-                                 sk_grpc_message_cb on_message, sk_grpc_close_cb on_close,
-                                 void *ud);
+                                 size_t req_len, int64_t timeout_ms, const sk_grpc_metadata *md,
+                                 size_t nmd, sk_grpc_message_cb on_message,
+                                 sk_grpc_close_cb on_close, void *ud);
 /* Cancels (RST_STREAM CANCEL); on_close is NOT called afterwards. Safe from inside the call's
  * own callbacks (on_message) and from other calls' callbacks. */
 void sk_grpc_call_cancel(sk_grpc_call *call);

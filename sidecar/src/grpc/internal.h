@@ -49,7 +49,7 @@ enum sk_grpc_conn_state {
     SK_CONN_CONNECTING, /* TCP (and TLS) in progress */
     SK_CONN_HANDSHAKE,  /* preface sent, waiting for the server's SETTINGS */
     SK_CONN_READY,
-    SK_CONN_DRAINING,   /* GOAWAY received (or stream ids exhausted): no new streams */
+    SK_CONN_DRAINING, /* GOAWAY received (or stream ids exhausted): no new streams */
     SK_CONN_DEAD,
 };
 
@@ -74,10 +74,10 @@ struct sk_grpc_call {
     sk_grpc_close_cb on_close;
     void *ud;
     /* Response. */
-    int headers_seen;  /* the response HEADERS have ended */
-    int http_status;   /* 0 until :status */
+    int headers_seen; /* the response HEADERS have ended */
+    int http_status;  /* 0 until :status */
     int content_type_ok;
-    int grpc_status;   /* -1 until grpc-status */
+    int grpc_status; /* -1 until grpc-status */
     char grpc_message[SK_GRPC_MAX_MESSAGE_TEXT];
     size_t grpc_message_len;
     sk_grpc_deframer *df;
@@ -140,6 +140,7 @@ int64_t sk_grpc_now_ms(void);
 void sk_grpc_ch_enter(sk_grpc_channel *ch);
 /* Leaves an entry point; frees the channel if it was freed inside and this was the outermost. */
 void sk_grpc_ch_leave(sk_grpc_channel *ch);
+/* Schedules the deferred work (closes, sends, flushes, frees) for later in this loop turn. */
 void sk_grpc_ch_tick(sk_grpc_channel *ch);
 void sk_grpc_ch_set_error(sk_grpc_channel *ch, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -158,8 +159,11 @@ void sk_grpc_conn_close(sk_grpc_conn *conn, const char *why);
 /* Stops opening streams on the connection (GOAWAY, stream ids exhausted); the channel gets a
  * new connection and this one closes when its last call is gone. */
 void sk_grpc_conn_drain(sk_grpc_conn *conn);
-/* Writes what nghttp2 has queued; deferred when called from inside nghttp2. */
+/* Writes what nghttp2 has queued (may run callbacks: entry points only); inside nghttp2 it
+ * only marks the connection, and read_cb flushes when nghttp2 returns. */
 void sk_grpc_conn_flush(sk_grpc_conn *conn);
+/* Asks for a flush from the channel's tick: safe anywhere, including inside API calls. */
+void sk_grpc_conn_schedule_flush(sk_grpc_conn *conn);
 /* Submits the request HEADERS and body of an ACTIVE-to-be call; links call and stream.
  * Returns the stream id or a negative nghttp2 error. */
 int32_t sk_grpc_conn_submit(sk_grpc_conn *conn, sk_grpc_call *call, const nghttp2_nv *nva,

@@ -91,8 +91,8 @@ static void on_message(void *ud, const uint8_t *msg, size_t len)
     for (size_t i = 0; i < r->n_metadata; i++)
         json_object_set_new(md, r->metadata[i]->key, json_string(r->metadata[i]->value));
     emit(json_pack("{s:s,s:s,s:i,s:s,s:I,s:o}", "event", "message", "call", c->name, "index",
-                   r->index, "text", r->text, "payload_len", (json_int_t)r->payload.len,
-                   "metadata", md));
+                   r->index, "text", r->text, "payload_len", (json_int_t)r->payload.len, "metadata",
+                   md));
     if (c->on_msg != NULL)
         c->on_msg(c, r);
     skiff__conformance__reply__free_unpacked(r, NULL);
@@ -135,8 +135,8 @@ static pcall *start(probe *p, const char *method, const req_spec *spec, int64_t 
     c->name[2] = '\0';
     p->ncalls++;
     c->p = p;
-    c->call = sk_grpc_call_start(p->ch, method, buf, len, timeout_ms, md, nmd, on_message,
-                                 on_close, c);
+    c->call =
+        sk_grpc_call_start(p->ch, method, buf, len, timeout_ms, md, nmd, on_message, on_close, c);
     if (c->call == NULL) {
         emit(json_pack("{s:s,s:s}", "event", "start_failed", "call", c->name));
         return c;
@@ -233,7 +233,9 @@ static void case_cancel(probe *p)
 static void error_stream(pcall *c, int code)
 {
     (void)code;
-    req_spec s = {.text = "then-fail", .count = 2, .status = SK_GRPC_ABORTED,
+    req_spec s = {.text = "then-fail",
+                  .count = 2,
+                  .status = SK_GRPC_ABORTED,
                   .message = "stream broke: 50% done, r\xc3\xa9sum\xc3\xa9 \xe2\x98\x83 \"q\"\n"};
     start(c->p, STREAM, &s, 5000, NULL, 0)->on_done = done_finish;
 }

@@ -6,8 +6,10 @@ JSON-lines log: {"tag": ..., "event": "start" | "done" | "error-sent" | "cancell
 Prints "listening" once it serves. SIGTERM shuts down gracefully (GOAWAY, in-flight calls get
 --grace seconds); SIGKILL is the hard stop.
 
-usage: server_grpcio.py --port N --log FILE [--proto conformance.proto] [--grace S]
+usage: server_grpcio.py --port N --log FILE [--proto conformance.proto] [--gen DIR] [--grace S]
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -26,9 +28,10 @@ STANDARD_HEADERS = {"user-agent", "content-type", "te", "grpc-accept-encoding",
                     "grpc-timeout", "grpc-encoding"}
 
 
-def load_messages(proto: str):
-    """Generates conformance_pb2 with protoc (from protobuf-compiler) into a temp dir."""
-    out = tempfile.mkdtemp(prefix="skiff-conformance-")
+def load_messages(proto: str, out: str | None):
+    """Generates conformance_pb2 with protoc (from protobuf-compiler) into out (a temp dir when
+    None) and imports it."""
+    out = out or tempfile.mkdtemp(prefix="skiff-conformance-")
     protoc = os.environ.get("SKIFF_PROTOC", "protoc")
     subprocess.run([protoc, f"--python_out={out}", f"-I{os.path.dirname(proto)}", proto],
                    check=True)
@@ -135,10 +138,11 @@ def main() -> int:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--proto", default=os.path.join(HERE, "conformance.proto"))
+    ap.add_argument("--gen", help="directory for the generated conformance_pb2.py")
     ap.add_argument("--grace", type=float, default=5.0)
     args = ap.parse_args()
 
-    pb = load_messages(args.proto)
+    pb = load_messages(args.proto, args.gen)
     svc = Service(pb, Log(args.log))
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(

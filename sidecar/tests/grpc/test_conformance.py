@@ -86,12 +86,14 @@ class Server:
         self.port = port or free_port()
         self.log = workdir / f"{kind}-{self.port}.jsonl"
         self.stderr = workdir / f"{kind}-{self.port}.stderr"
+        self.gen = workdir / "gen"
+        self.gen.mkdir(exist_ok=True)
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
         args = ["--port", str(self.port), "--log", str(self.log)]
         if self.kind == "grpcio":
-            return [GRPC_PYTHON, str(HERE / "server_grpcio.py"), *args]
+            return [GRPC_PYTHON, str(HERE / "server_grpcio.py"), *args, "--gen", str(self.gen)]
         return ["node", str(HERE / "server_grpcjs.mjs"), *args]
 
     def start(self, timeout: float = 30) -> "Server":
@@ -214,6 +216,8 @@ HEADERS, DATA, END_STREAM = 0x1, 0x0, 0x1
 class Probe:
     """A running grpc_probe; its JSON-lines events are collected as they arrive."""
 
+    running: list["Probe"] = []  # killed after each test (see the autouse fixture)
+
     def __init__(self, port: int, case: str, tag: str, *extra: str) -> None:
         cmd = [probe_path(), "--target", f"127.0.0.1:{port}", "--case", case, "--tag", tag,
                *extra]
@@ -222,6 +226,7 @@ class Probe:
                                      text=True)
         self.events: list[dict] = []
         self.cond = threading.Condition()
+        Probe.running.append(self)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -304,6 +309,17 @@ def own_server(request, tmp_path):
 @pytest.fixture
 def tag(request) -> str:
     return request.node.name
+
+
+@pytest.fixture(autouse=True)
+def no_stray_probes():
+    """A failed assertion can leave a probe running (a case may take minutes): kill it."""
+    yield
+    for probe in Probe.running:
+        if probe.proc.poll() is None:
+            probe.proc.kill()
+            probe.proc.wait()
+    Probe.running.clear()
 
 
 # ---- cases -----------------------------------------------------------------------------------

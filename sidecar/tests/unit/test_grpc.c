@@ -127,8 +127,7 @@ static void test_deframer_oversized(void **state)
     const uint8_t huge[5] = {0, 0xff, 0xff, 0xff, 0xff};
     sk_grpc_deframer *df = sk_grpc_deframer_new(100);
     got g = {0};
-    assert_int_equal(sk_grpc_deframer_feed(df, huge, 5, collect, &g),
-                     SK_GRPC_DEFRAMER_TOO_BIG);
+    assert_int_equal(sk_grpc_deframer_feed(df, huge, 5, collect, &g), SK_GRPC_DEFRAMER_TOO_BIG);
     assert_int_equal(sk_grpc_deframer_rejected_len(df), 0xffffffffu);
     /* Sticky: later bytes are refused too. */
     assert_int_equal(sk_grpc_deframer_feed(df, (const uint8_t *)"x", 1, collect, &g),
@@ -145,8 +144,7 @@ static void test_deframer_oversized(void **state)
     assert_int_equal(g.count, 1);
     sk_grpc_deframer_free(df);
     df = sk_grpc_deframer_new(9);
-    assert_int_equal(sk_grpc_deframer_feed(df, buf, len, collect, &g),
-                     SK_GRPC_DEFRAMER_TOO_BIG);
+    assert_int_equal(sk_grpc_deframer_feed(df, buf, len, collect, &g), SK_GRPC_DEFRAMER_TOO_BIG);
     assert_int_equal(sk_grpc_deframer_rejected_len(df), 10);
     sk_grpc_deframer_free(df);
 }
@@ -179,8 +177,7 @@ static void test_deframer_stop(void **state)
     put_msg(buf, &len, "three");
     got g = {.stop_after = 2};
     sk_grpc_deframer *df = sk_grpc_deframer_new(100);
-    assert_int_equal(sk_grpc_deframer_feed(df, buf, len, collect, &g),
-                     SK_GRPC_DEFRAMER_STOPPED);
+    assert_int_equal(sk_grpc_deframer_feed(df, buf, len, collect, &g), SK_GRPC_DEFRAMER_STOPPED);
     assert_int_equal(g.count, 2);
     sk_grpc_deframer_free(df);
 }
@@ -297,8 +294,8 @@ static void test_channel_targets(void **state)
     struct event_base *base = event_base_new();
     const char *good[] = {"127.0.0.1:26500", "localhost:1", "[::1]:26500",
                           "dns:///zeebe.example:443"};
-    const char *bad[] = {"localhost", "host:", "host:0", "host:65536", "[::1]", "::1:80",
-                         ":80", "host:8x", "[]:80"};
+    const char *bad[] = {"localhost", "host:", "host:0",  "host:65536", "[::1]",
+                         "::1:80",    ":80",   "host:8x", "[]:80"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         sk_grpc_channel_opts o = {.target = good[i]};
         sk_grpc_channel *ch = sk_grpc_channel_new(base, &o, NULL, NULL);
