@@ -1,28 +1,18 @@
 #include "core/annotations.h"
+#include "core/text.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Reads n hex digits at s into *v; -1 when one is not a hex digit or missing. */
 static int read_hex(const char *s, const char *end, int n, uint32_t *v)
 {
     *v = 0;
     for (int i = 0; i < n; i++) {
-        if (s + i >= end || hexval(s[i]) < 0)
+        if (s + i >= end || sk_hexval(s[i]) < 0)
             return -1;
-        *v = *v * 16 + (uint32_t)hexval(s[i]);
+        *v = *v * 16 + (uint32_t)sk_hexval(s[i]);
     }
     return 0;
 }

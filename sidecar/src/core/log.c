@@ -1,4 +1,5 @@
 #include "core/log.h"
+#include "core/text.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -84,25 +85,6 @@ static void lb_puts(linebuf *b, const char *s)
     lb_put(b, s, strlen(s));
 }
 
-/* Length of the well-formed UTF-8 sequence at s (1..4), or 0 when it is not one (overlong
- * forms, surrogates and code points above U+10FFFF are not well-formed). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (len == 0 || s[0] > 0xf4 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if (len == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0)))
-        return 0;
-    if (len == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90)))
-        return 0;
-    return len;
-}
-
 /* Appends s[0..n) as a JSON string: quotes, backslashes and control characters escaped,
  * ill-formed UTF-8 replaced by U+FFFD, cut after `max` input bytes. */
 static void lb_json_str(linebuf *b, const char *s, size_t n, size_t max)
@@ -128,7 +110,7 @@ static void lb_json_str(linebuf *b, const char *s, size_t n, size_t max)
             snprintf(esc, sizeof esc, "\\u%04x", c);
             lb_put(b, esc, 6);
         } else {
-            size_t len = utf8_len(u + i, n - i);
+            size_t len = sk_utf8_len(u + i, n - i);
             if (len == 0) {
                 /* A sequence cut by truncation is dropped, not replaced. */
                 if (cut && n - i < 4 && c >= 0xc2)

@@ -1,4 +1,5 @@
 #include "core/metrics.h"
+#include "core/text.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -418,24 +419,6 @@ static void put_u64(buf *b, uint64_t v)
     puts_(b, num);
 }
 
-/* Length of the well-formed UTF-8 sequence at s, 0 when ill-formed (see log.c). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (len == 0 || s[0] > 0xf4 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if (len == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0)))
-        return 0;
-    if (len == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90)))
-        return 0;
-    return len;
-}
-
 /* HELP text escapes \ and newline; label values also escape ". Ill-formed UTF-8, which
  * Prometheus rejects, becomes U+FFFD. */
 static void put_escaped(buf *b, const char *s, int quote)
@@ -450,7 +433,7 @@ static void put_escaped(buf *b, const char *s, int quote)
         } else if (u[i] == '"' && quote) {
             put(b, "\\\"", 2);
         } else {
-            size_t len = utf8_len(u + i, n - i);
+            size_t len = sk_utf8_len(u + i, n - i);
             if (len == 0) {
                 put(b, "\xef\xbf\xbd", 3);
                 len = 1;

@@ -1,6 +1,7 @@
 /* gRPC-over-HTTP/2 wire helpers: the message prefix, grpc-timeout, grpc-message, status codes.
  * Pure functions (no state), declared in grpc.h; any thread. */
 #include "grpc/grpc.h"
+#include "core/text.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -105,17 +106,6 @@ void sk_grpc_timeout_format(int64_t ms, char *out, size_t outlen)
     snprintf(out, outlen, "99999999H");
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 void sk_grpc_message_decode(const char *in, size_t inlen, char *out, size_t outlen)
 {
     if (outlen == 0)
@@ -123,8 +113,8 @@ void sk_grpc_message_decode(const char *in, size_t inlen, char *out, size_t outl
     size_t o = 0;
     for (size_t i = 0; i < inlen && o + 1 < outlen; i++) {
         char c = in[i];
-        if (c == '%' && i + 2 < inlen && hexval(in[i + 1]) >= 0 && hexval(in[i + 2]) >= 0) {
-            int v = hexval(in[i + 1]) * 16 + hexval(in[i + 2]);
+        if (c == '%' && i + 2 < inlen && sk_hexval(in[i + 1]) >= 0 && sk_hexval(in[i + 2]) >= 0) {
+            int v = sk_hexval(in[i + 1]) * 16 + sk_hexval(in[i + 2]);
             if (v != 0) {
                 c = (char)v;
                 i += 2;

@@ -1,0 +1,13 @@
+/* Small text helpers shared by the parsers and encoders. */
+#ifndef SK_TEXT_H
+#define SK_TEXT_H
+
+#include <stddef.h>
+
+/* Length of the well-formed UTF-8 sequence at s (1..4), or 0 when it is not one (overlong
+ * forms, surrogates and code points above U+10FFFF are not well-formed). n >= 1. */
+size_t sk_utf8_len(const unsigned char *s, size_t n);
+/* Value of a hexadecimal digit, -1 when c is not one. */
+int sk_hexval(char c);
+
+#endif
