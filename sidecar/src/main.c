@@ -62,11 +62,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     app *a = arg;
     int64_t now = now_ms();
     if (!a->abandoned && now >= a->grace_deadline_ms && sk_dispatcher_open(a->d) > 0) {
-        SK_WARN("skiff", "grace period over: giving %zu unfinished tasks back", sk_dispatcher_open(a->d));
+        SK_WARN("skiff", "grace period over: giving %zu unfinished tasks back",
+                sk_dispatcher_open(a->d));
         sk_dispatcher_abandon_all(a->d, "skiff shut down before the handler finished");
         a->abandoned = 1;
     }
-    if ((sk_dispatcher_open(a->d) == 0 && sk_zeebe_pending(a->zeebe) == 0) || now >= a->exit_deadline_ms)
+    if ((sk_dispatcher_open(a->d) == 0 && sk_zeebe_pending(a->zeebe) == 0) ||
+        now >= a->exit_deadline_ms)
         event_base_loopexit(a->base, NULL);
 }
 
@@ -148,9 +150,11 @@ static void sources_from_args(sk_config_sources *src, int argc, char **argv)
 {
     *src = (sk_config_sources){.file_path = getenv("SKIFF_CONFIG"),
                                .annotations_path = getenv("SKIFF_ANNOTATIONS"),
-                               .environ = environ, .argc = argc, .argv = argv};
+                               .environ = environ,
+                               .argc = argc,
+                               .argv = argv};
     for (int i = 0; i < argc; i++) {
-        const char **dst = strncmp(argv[i], "--config", 8) == 0        ? &src->file_path
+        const char **dst = strncmp(argv[i], "--config", 8) == 0         ? &src->file_path
                            : strncmp(argv[i], "--annotations", 13) == 0 ? &src->annotations_path
                                                                         : NULL;
         const char *eq = strchr(argv[i], '=');

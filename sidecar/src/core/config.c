@@ -20,69 +20,141 @@
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
 static const row table[] = {
-    {.key = "service.name", .type = T_STRING, .def = "skiff", .min = 1, .max = 255,
-     .env = ENV("OTEL_SERVICE_NAME"), .off = OFF(service_name),
+    {.key = "service.name",
+     .type = T_STRING,
+     .def = "skiff",
+     .min = 1,
+     .max = 255,
+     .env = ENV("OTEL_SERVICE_NAME"),
+     .off = OFF(service_name),
      .help = "Service name in every log line (`service_name`) and in exported telemetry."},
-    {.key = "log.level", .type = T_ENUM, .def = "info", .choices = log_levels,
-     .off = OFF(log_level), .help = "Lowest level of the JSON log lines written to stderr."},
-    {.key = "admin.address", .type = T_ADDRESS, .def = "0.0.0.0:9464", .min = 0, .max = 65535,
+    {.key = "log.level",
+     .type = T_ENUM,
+     .def = "info",
+     .choices = log_levels,
+     .off = OFF(log_level),
+     .help = "Lowest level of the JSON log lines written to stderr."},
+    {.key = "admin.address",
+     .type = T_ADDRESS,
+     .def = "0.0.0.0:9464",
+     .min = 0,
+     .max = 65535,
      .off = OFF(admin_address),
      .help = "Listen address of the admin HTTP server (`/metrics`, `/healthz`, `/readyz`). "
              "Port 0 picks a free port."},
-    {.key = "handler.socket", .type = T_STRING, .def = "/run/skiff/handler.sock", .min = 1,
-     .max = 107, .off = OFF(handler_socket),
+    {.key = "handler.socket",
+     .type = T_STRING,
+     .def = "/run/skiff/handler.sock",
+     .min = 1,
+     .max = 107,
+     .off = OFF(handler_socket),
      .help = "Path of the Unix socket handlers connect to, on a volume shared with the "
              "handler container (107 bytes at most, the limit of a socket address)."},
-    {.key = "handler.max_frame", .type = T_SIZE, .def = "4MiB", .min = KIB, .max = 64 * MIB,
+    {.key = "handler.max_frame",
+     .type = T_SIZE,
+     .def = "4MiB",
+     .min = KIB,
+     .max = 64 * MIB,
      .off = OFF(handler_max_frame),
      .help = "Largest frame exchanged with a handler; a larger one is a protocol error and "
              "closes the connection."},
-    {.key = "handler.hello_timeout", .type = T_DURATION, .def = "10s", .min = 100, .max = 5 * MIN,
+    {.key = "handler.hello_timeout",
+     .type = T_DURATION,
+     .def = "10s",
+     .min = 100,
+     .max = 5 * MIN,
      .off = OFF(handler_hello_timeout_ms),
      .help = "Time a new handler connection has to send its `hello` frame."},
-    {.key = "zeebe.address", .type = T_ADDRESS, .def = "127.0.0.1:26500", .min = 1,
-     .max = 65535, .env = ENV("ZEEBE_ADDRESS", "CAMUNDA_ZEEBE_ADDRESS"),
+    {.key = "zeebe.address",
+     .type = T_ADDRESS,
+     .def = "127.0.0.1:26500",
+     .min = 1,
+     .max = 65535,
+     .env = ENV("ZEEBE_ADDRESS", "CAMUNDA_ZEEBE_ADDRESS"),
      .off = OFF(zeebe_address),
      .help = "Address of the Zeebe gateway (gRPC). `ZEEBE_ADDRESS` is the variable of `zbctl` "
              "and Camunda's clients; `CAMUNDA_ZEEBE_ADDRESS` the one of the platform's Helm "
              "values."},
-    {.key = "zeebe.job_types", .type = T_LIST, .def = "", .min = 0, .max = 100,
-     .off = OFF(zeebe_job_types), .off_len = OFF(zeebe_job_types_len),
+    {.key = "zeebe.job_types",
+     .type = T_LIST,
+     .def = "",
+     .min = 0,
+     .max = 100,
+     .off = OFF(zeebe_job_types),
+     .off_len = OFF(zeebe_job_types_len),
      .help = "Job types to work on, one activation loop each. Empty: no job is activated."},
-    {.key = "zeebe.worker_name", .type = T_STRING, .def = "skiff",
-     .def_env = ENV("POD_NAME", "HOSTNAME"), .min = 1, .max = 255,
+    {.key = "zeebe.worker_name",
+     .type = T_STRING,
+     .def = "skiff",
+     .def_env = ENV("POD_NAME", "HOSTNAME"),
+     .min = 1,
+     .max = 255,
      .off = OFF(zeebe_worker_name),
      .help = "Worker name sent with activations; Zeebe records it on each job it hands out. "
              "The default is read from the environment when the configuration is loaded."},
-    {.key = "zeebe.job_timeout", .type = T_DURATION, .def = "5m", .min = SEC, .max = 168 * HOUR,
+    {.key = "zeebe.job_timeout",
+     .type = T_DURATION,
+     .def = "5m",
+     .min = SEC,
+     .max = 168 * HOUR,
      .off = OFF(zeebe_job_timeout_ms),
      .help = "How long an activated job stays reserved for this worker before Zeebe hands it "
              "to another one; a handler may extend it."},
-    {.key = "zeebe.max_jobs_active", .type = T_INT, .def = "32", .min = 1, .max = 10000,
+    {.key = "zeebe.max_jobs_active",
+     .type = T_INT,
+     .def = "32",
+     .min = 1,
+     .max = 10000,
      .off = OFF(zeebe_max_jobs_active),
      .help = "Most jobs of one job type in flight at once; activation also never asks for "
              "more than the free capacity of the connected handlers."},
-    {.key = "zeebe.request_timeout", .type = T_DURATION, .def = "20s", .min = 0, .max = HOUR,
+    {.key = "zeebe.request_timeout",
+     .type = T_DURATION,
+     .def = "20s",
+     .min = 0,
+     .max = HOUR,
      .off = OFF(zeebe_request_timeout_ms),
      .help = "How long an activation request waits for jobs (long polling). 0: the "
              "gateway's default."},
-    {.key = "zeebe.backoff_initial", .type = T_DURATION, .def = "100ms", .min = 1, .max = MIN,
+    {.key = "zeebe.backoff_initial",
+     .type = T_DURATION,
+     .def = "100ms",
+     .min = 1,
+     .max = MIN,
      .off = OFF(zeebe_backoff_initial_ms),
      .help = "First retry delay after a transient gateway error (UNAVAILABLE, "
              "RESOURCE_EXHAUSTED, ...); it doubles per attempt, with jitter."},
-    {.key = "zeebe.backoff_max", .type = T_DURATION, .def = "10s", .min = 1, .max = HOUR,
+    {.key = "zeebe.backoff_max",
+     .type = T_DURATION,
+     .def = "10s",
+     .min = 1,
+     .max = HOUR,
      .off = OFF(zeebe_backoff_max_ms),
      .help = "Largest retry delay; at least `zeebe.backoff_initial`."},
-    {.key = "grpc.max_message_size", .type = T_SIZE, .def = "4MiB", .min = 64 * KIB, .max = GIB,
+    {.key = "grpc.max_message_size",
+     .type = T_SIZE,
+     .def = "4MiB",
+     .min = 64 * KIB,
+     .max = GIB,
      .off = OFF(grpc_max_message_bytes),
      .help = "Largest gRPC message sent or received; the gateway's default limit is also "
              "4MiB."},
-    {.key = "grpc.keepalive", .type = T_DURATION, .def = "45s", .min = 30 * SEC, .max = HOUR,
-     .flags = F_ZERO_OK, .env = ENV("ZEEBE_KEEP_ALIVE"), .off = OFF(grpc_keepalive_ms),
+    {.key = "grpc.keepalive",
+     .type = T_DURATION,
+     .def = "45s",
+     .min = 30 * SEC,
+     .max = HOUR,
+     .flags = F_ZERO_OK,
+     .env = ENV("ZEEBE_KEEP_ALIVE"),
+     .off = OFF(grpc_keepalive_ms),
      .help = "Interval of HTTP/2 keepalive PINGs to the gateway; 0 turns them off. The gateway "
              "closes connections that ping more often than every 30s. `ZEEBE_KEEP_ALIVE` "
              "(milliseconds) is the variable of Camunda's clients."},
-    {.key = "shutdown.grace_period", .type = T_DURATION, .def = "25s", .min = 0, .max = HOUR,
+    {.key = "shutdown.grace_period",
+     .type = T_DURATION,
+     .def = "25s",
+     .min = 0,
+     .max = HOUR,
      .off = OFF(shutdown_grace_ms),
      .help = "On SIGTERM, time tasks in flight have to finish before they are failed back "
              "to Zeebe with their retries unchanged. Keep it below the pod's "
@@ -170,8 +242,8 @@ int64_t sk_config_parse_size(const char *s)
 
 int sk_config_parse_bool(const char *s)
 {
-    static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no",
-                                                                             "off", "0"};
+    static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no", "off",
+                                                                             "0"};
     for (size_t i = 0; s && i < 4; i++) {
         if (strcasecmp(s, t[i]) == 0)
             return 1;
@@ -431,12 +503,16 @@ static void fmt_expected(const row *r, char *out, size_t n)
         snprintf(out, n, "%san integer in %s..%s", zero, lo, hi);
         break;
     case T_DURATION:
-        snprintf(out, n, "%sa duration such as 250ms, 30s, 5m or 1h (a bare integer is "
-                         "milliseconds) in %s..%s", zero, lo, hi);
+        snprintf(out, n,
+                 "%sa duration such as 250ms, 30s, 5m or 1h (a bare integer is "
+                 "milliseconds) in %s..%s",
+                 zero, lo, hi);
         break;
     case T_SIZE:
-        snprintf(out, n, "%sa size such as 64KiB, 4MiB, 1GiB or 4MB (a bare integer is bytes) "
-                         "in %s..%s", zero, lo, hi);
+        snprintf(out, n,
+                 "%sa size such as 64KiB, 4MiB, 1GiB or 4MB (a bare integer is bytes) "
+                 "in %s..%s",
+                 zero, lo, hi);
         break;
     case T_BOOL:
         snprintf(out, n, "true or false");
@@ -448,8 +524,10 @@ static void fmt_expected(const row *r, char *out, size_t n)
         break;
     }
     case T_LIST:
-        snprintf(out, n, "a comma-separated list (in a config file also a JSON array of "
-                         "strings) of at most %s items", hi);
+        snprintf(out, n,
+                 "a comma-separated list (in a config file also a JSON array of "
+                 "strings) of at most %s items",
+                 hi);
         break;
     case T_ADDRESS:
         snprintf(out, n, "host:port or [ipv6]:port with a port in %s..%s", lo, hi);
@@ -522,7 +600,8 @@ static int json_list(json_t *a, const row *r, value *v)
 {
     size_t i;
     json_t *item;
-    json_array_foreach(a, i, item) {
+    json_array_foreach(a, i, item)
+    {
         if (!json_is_string(item))
             return BAD;
         if (list_add(v, json_string_value(item), json_string_length(item)) != OK)
@@ -578,8 +657,10 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
     char *buf = malloc(FILE_MAX + 1);
     size_t n = buf ? fread(buf, 1, FILE_MAX + 1, f) : 0;
     if (!buf || ferror(f) || n > FILE_MAX) {
-        snprintf(err, errlen, "%s", !buf ? "out of memory" : n > FILE_MAX ? "is larger than 1MiB"
-                                                           : "cannot be read: read error");
+        snprintf(err, errlen, "%s",
+                 !buf           ? "out of memory"
+                 : n > FILE_MAX ? "is larger than 1MiB"
+                                : "cannot be read: read error");
         if (buf && ferror(f) && errno)
             snprintf(err, errlen, "cannot be read: %s", strerror(errno));
         free(buf);
@@ -623,9 +704,10 @@ static void cross_check(ctx *c)
         char a[32], b[32];
         fmt_unit(a, sizeof a, cfg->zeebe_backoff_initial_ms, duration_units);
         fmt_unit(b, sizeof b, cfg->zeebe_backoff_max_ms, duration_units);
-        sk_config_problem(c, "zeebe.backoff_initial: value \"%s\" from %s is larger than "
-                             "zeebe.backoff_max (\"%s\" from %s): expected at most "
-                             "zeebe.backoff_max",
+        sk_config_problem(c,
+                          "zeebe.backoff_initial: value \"%s\" from %s is larger than "
+                          "zeebe.backoff_max (\"%s\" from %s): expected at most "
+                          "zeebe.backoff_max",
                           a, c->from[row_index("zeebe.backoff_initial")], b,
                           c->from[row_index("zeebe.backoff_max")]);
     }
@@ -704,7 +786,8 @@ static const char docs_intro[] =
     "\n"
     "```json\n"
     "{\n"
-    "  \"zeebe\": {\"address\": \"zeebe-gateway:26500\", \"job_types\": [\"underwriting.score\"]},\n"
+    "  \"zeebe\": {\"address\": \"zeebe-gateway:26500\", \"job_types\": "
+    "[\"underwriting.score\"]},\n"
     "  \"log.level\": \"debug\",\n"
     "  \"handler\": {\"max_frame\": \"8MiB\"}\n"
     "}\n"

@@ -13,24 +13,24 @@
 #include "core/annotations.h"
 
 typedef struct sk_config {
-    char *service_name;             /* service.name */
-    int log_level;                  /* log.level (sk_log_level) */
-    char *admin_address;            /* admin.address "host:port" */
-    char *handler_socket;           /* handler.socket */
-    int64_t handler_max_frame;      /* handler.max_frame (bytes) */
+    char *service_name;               /* service.name */
+    int log_level;                    /* log.level (sk_log_level) */
+    char *admin_address;              /* admin.address "host:port" */
+    char *handler_socket;             /* handler.socket */
+    int64_t handler_max_frame;        /* handler.max_frame (bytes) */
     int64_t handler_hello_timeout_ms; /* handler.hello_timeout */
-    char *zeebe_address;            /* zeebe.address "host:port" */
-    char **zeebe_job_types;         /* zeebe.job_types, NULL-terminated */
+    char *zeebe_address;              /* zeebe.address "host:port" */
+    char **zeebe_job_types;           /* zeebe.job_types, NULL-terminated */
     size_t zeebe_job_types_len;
-    char *zeebe_worker_name;        /* zeebe.worker_name */
-    int64_t zeebe_job_timeout_ms;   /* zeebe.job_timeout */
-    int64_t zeebe_max_jobs_active;  /* zeebe.max_jobs_active */
+    char *zeebe_worker_name;          /* zeebe.worker_name */
+    int64_t zeebe_job_timeout_ms;     /* zeebe.job_timeout */
+    int64_t zeebe_max_jobs_active;    /* zeebe.max_jobs_active */
     int64_t zeebe_request_timeout_ms; /* zeebe.request_timeout (long poll) */
     int64_t zeebe_backoff_initial_ms; /* zeebe.backoff_initial */
-    int64_t zeebe_backoff_max_ms;   /* zeebe.backoff_max */
-    int64_t grpc_max_message_bytes; /* grpc.max_message_size */
-    int64_t grpc_keepalive_ms;      /* grpc.keepalive */
-    int64_t shutdown_grace_ms;      /* shutdown.grace_period */
+    int64_t zeebe_backoff_max_ms;     /* zeebe.backoff_max */
+    int64_t grpc_max_message_bytes;   /* grpc.max_message_size */
+    int64_t grpc_keepalive_ms;        /* grpc.keepalive */
+    int64_t shutdown_grace_ms;        /* shutdown.grace_period */
 } sk_config;
 
 /* Where the values come from. Any pointer may be NULL (source absent). */

@@ -41,7 +41,7 @@ typedef struct {
     sk_config *cfg;
     FILE *out; /* problem lines, may be NULL */
     int problems;
-    char from[NROWS][128]; /* where the value in force came from */
+    char from[NROWS][128];     /* where the value in force came from */
     unsigned char seen[NROWS]; /* keys set by the JSON config file (set twice: a problem) */
 } ctx;
 

@@ -140,7 +140,8 @@ static void walk_json(ctx *c, json_t *obj, const char *prefix, const char *from)
 {
     const char *name;
     json_t *v;
-    json_object_foreach(obj, name, v) {
+    json_object_foreach(obj, name, v)
+    {
         char key[256];
         int n = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", name);
         const row *r = n < (int)sizeof key ? sk_config_find_row(key) : NULL;
@@ -206,8 +207,10 @@ static void ann_value(void *ud, int line, const char *key, const char *val)
 static void ann_error(void *ud, int line, const char *why)
 {
     ann_ctx *a = ud;
-    sk_config_problem(a->c, "annotations %s line %d: %s: expected key=\"value\" (a Kubernetes "
-                            "downward API annotations file)", a->path, line, why);
+    sk_config_problem(a->c,
+                      "annotations %s line %d: %s: expected key=\"value\" (a Kubernetes "
+                      "downward API annotations file)",
+                      a->path, line, why);
 }
 
 void sk_config_load_annotations(ctx *c, const char *text, size_t len, const char *path)
@@ -227,8 +230,10 @@ void sk_config_load_cli(ctx *c, int argc, char *const *argv)
         char name[128], q[128], from[160];
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0' || a[2] == '=') {
             sk_config_quote(q, sizeof q, a);
-            sk_config_problem(c, "%s: unexpected argument on the command line: expected "
-                                 "--<key>=<value> or --<key> <value>", q);
+            sk_config_problem(c,
+                              "%s: unexpected argument on the command line: expected "
+                              "--<key>=<value> or --<key> <value>",
+                              q);
             continue;
         }
         snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - a - 2 : (ptrdiff_t)strlen(a) - 2),
@@ -240,8 +245,10 @@ void sk_config_load_cli(ctx *c, int argc, char *const *argv)
         if (!r && !ours) {
             unknown_key(c, "--", name, "unknown option on the command line");
         } else if (!val) {
-            sk_config_problem(c, "--%s: missing value on the command line: expected "
-                                 "--%s=<value> or --%s <value>", name, name, name);
+            sk_config_problem(c,
+                              "--%s: missing value on the command line: expected "
+                              "--%s=<value> or --%s <value>",
+                              name, name, name);
         } else if (r) {
             snprintf(from, sizeof from, "command line --%s", r->key);
             sk_config_set_text(c, r, val, from);

@@ -22,8 +22,8 @@ static struct {
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 /* Field names written by the logger itself; a kv pair may not reuse them. */
-static const char *const reserved[] = {"timestamp", "level",   "service_name", "component",
-                                       "message",   "trace_id", "span_id",     NULL};
+static const char *const reserved[] = {"timestamp", "level",    "service_name", "component",
+                                       "message",   "trace_id", "span_id",      NULL};
 
 void sk_log_init(const char *service_name, sk_log_level level, FILE *out)
 {

@@ -23,7 +23,8 @@ int sk_log_level_parse(const char *name);
 /* kv: NULL or a NULL-terminated array of key, value string pairs (values are escaped; a key
  * that names a field of the logger, such as "message", is written as "kv_<key>"). */
 void sk_log_write(sk_log_level level, const char *component, const sk_log_trace *trace,
-                  const char *const *kv, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+                  const char *const *kv, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 #define SK_KV(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define SK_LOG(lvl, comp, trace, kv, ...)                                                          \

@@ -8,18 +8,18 @@
 #include "handler/session.h"
 
 typedef struct task {
-    struct task *next_hash;           /* id table chain */
-    struct task *next_q, *prev_q;     /* queue (waiting) or session list links */
+    struct task *next_hash;       /* id table chain */
+    struct task *next_q, *prev_q; /* queue (waiting) or session list links */
     const sk_source_ops *ops;
     void *source, *ctx;
-    sk_session *session;              /* NULL while queued */
+    sk_session *session; /* NULL while queued */
     char *id, *route;
-    uint8_t *frame;                   /* encoded task frame, until sent */
+    uint8_t *frame; /* encoded task frame, until sent */
     size_t frame_len;
     double sent_at;
 } task;
 
-typedef struct slot {                 /* one attached session */
+typedef struct slot { /* one attached session */
     sk_session *session;
     char **routes;
     size_t nroutes;
@@ -37,7 +37,7 @@ typedef struct watcher {
 
 struct sk_dispatcher {
     task *buckets[NBUCKETS];
-    char **routes;                    /* routes some source serves */
+    char **routes; /* routes some source serves */
     size_t nroutes;
     size_t max_frame;
     task *queue_head, *queue_tail;
@@ -130,7 +130,8 @@ static slot *pick(const sk_dispatcher *d, const char *route, int *any)
         if (!serves(sl, route))
             continue;
         *any = 1;
-        if (sl->open < sl->capacity && (!best || sl->capacity - sl->open > best->capacity - best->open))
+        if (sl->open < sl->capacity &&
+            (!best || sl->capacity - sl->open > best->capacity - best->open))
             best = sl;
     }
     return best;
@@ -207,10 +208,14 @@ sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics, size_t max_frame)
     if (!d)
         return NULL;
     d->max_frame = max_frame;
-    d->m_sessions = sk_metric_series(
-        sk_metrics_gauge(metrics, "skiff_handler_sessions", "Handler connections past the handshake.", NULL), NULL);
+    d->m_sessions =
+        sk_metric_series(sk_metrics_gauge(metrics, "skiff_handler_sessions",
+                                          "Handler connections past the handshake.", NULL),
+                         NULL);
     d->m_open = sk_metric_series(
-        sk_metrics_gauge(metrics, "skiff_tasks_open", "Tasks held by skiff: sent to a handler or waiting for one.", NULL), NULL);
+        sk_metrics_gauge(metrics, "skiff_tasks_open",
+                         "Tasks held by skiff: sent to a handler or waiting for one.", NULL),
+        NULL);
     d->m_duration = sk_metrics_histogram(metrics, "skiff_handler_duration_seconds",
                                          "Time from task frame written to result frame read.",
                                          SK_KV("source", "route", "result"),
@@ -218,9 +223,9 @@ sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics, size_t max_frame)
     d->m_results = sk_metrics_counter(metrics, "skiff_handler_results_total",
                                       "Result frames received from handlers.",
                                       SK_KV("source", "route", "result"));
-    d->m_abandoned = sk_metrics_counter(metrics, "skiff_tasks_abandoned_total",
-                                        "Tasks given back to their source unfinished (handler gone, shutdown).",
-                                        SK_KV("source"));
+    d->m_abandoned = sk_metrics_counter(
+        metrics, "skiff_tasks_abandoned_total",
+        "Tasks given back to their source unfinished (handler gone, shutdown).", SK_KV("source"));
     if (!d->m_sessions || !d->m_open || !d->m_duration || !d->m_results || !d->m_abandoned) {
         free(d);
         return NULL;
@@ -330,8 +335,7 @@ static void reject(const sk_source_ops *ops, void *source, void *ctx, const char
 }
 
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
-                          const char *route, const char *id, int64_t deadline_ms,
-                          json_t *payload)
+                          const char *route, const char *id, int64_t deadline_ms, json_t *payload)
 {
     char why[160];
     size_t len = 0;
@@ -356,8 +360,13 @@ void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *sour
         ops->abandon(source, ctx, "skiff could not accept the task");
         return;
     }
-    *t = (task){.ops = ops, .source = source, .ctx = ctx, .id = t->id, .route = t->route,
-                .frame = frame, .frame_len = len};
+    *t = (task){.ops = ops,
+                .source = source,
+                .ctx = ctx,
+                .id = t->id,
+                .route = t->route,
+                .frame = frame,
+                .frame_len = len};
     unsigned h = hash(id);
     t->next_hash = d->buckets[h];
     d->buckets[h] = t;

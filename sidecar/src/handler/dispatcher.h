@@ -19,7 +19,7 @@ typedef struct sk_dispatcher sk_dispatcher;
 typedef struct sk_session sk_session;
 
 typedef struct sk_source_ops {
-    const char *name;                                      /* "zeebe" */
+    const char *name; /* "zeebe" */
     void (*complete)(void *source, void *ctx, const sk_msg *result);
     void (*fail)(void *source, void *ctx, const sk_msg *result);
     void (*error)(void *source, void *ctx, const sk_msg *result); /* bpmn_error */
@@ -53,8 +53,7 @@ size_t sk_dispatcher_open(const sk_dispatcher *d);
  * open tasks. deadline_ms: epoch ms, forwarded to the handler. A task whose frame would exceed
  * max_frame is never sent: it ends at once through ops->fail. */
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
-                          const char *route, const char *id, int64_t deadline_ms,
-                          json_t *payload);
+                          const char *route, const char *id, int64_t deadline_ms, json_t *payload);
 
 /* Shutdown: sends `drain` to every session and stops dispatching; queued tasks are abandoned. */
 void sk_dispatcher_drain(sk_dispatcher *d, int64_t deadline_ms);

@@ -28,10 +28,11 @@ static const struct {
     const char *name;
     sk_msg_type type;
 } msg_types[] = {
-    {"hello", SK_MSG_HELLO}, {"complete", SK_MSG_COMPLETE}, {"fail", SK_MSG_FAIL},
-    {"bpmn_error", SK_MSG_BPMN_ERROR}, {"ack", SK_MSG_ACK}, {"nack", SK_MSG_NACK},
-    {"extend", SK_MSG_EXTEND}, {"call", SK_MSG_CALL}, {"ping", SK_MSG_PING},
-    {"pong", SK_MSG_PONG},
+    {"hello", SK_MSG_HELLO},   {"complete", SK_MSG_COMPLETE},
+    {"fail", SK_MSG_FAIL},     {"bpmn_error", SK_MSG_BPMN_ERROR},
+    {"ack", SK_MSG_ACK},       {"nack", SK_MSG_NACK},
+    {"extend", SK_MSG_EXTEND}, {"call", SK_MSG_CALL},
+    {"ping", SK_MSG_PING},     {"pong", SK_MSG_PONG},
 };
 
 static int skiff_only(const char *type)
@@ -195,8 +196,9 @@ int sk_msg_decode(const uint8_t *payload, size_t len, sk_msg *m, const char **pe
     if (i == sizeof(msg_types) / sizeof(msg_types[0])) {
         int ours = skiff_only(type);
         *perr = ours ? SK_PERR_PROTOCOL : SK_PERR_UNKNOWN_TYPE;
-        snprintf(err, errlen, ours ? "\"%.64s\" frames are sent by skiff, not by handlers"
-                                   : "unknown frame type \"%.64s\"",
+        snprintf(err, errlen,
+                 ours ? "\"%.64s\" frames are sent by skiff, not by handlers"
+                      : "unknown frame type \"%.64s\"",
                  type);
         goto fail;
     }

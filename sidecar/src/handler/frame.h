@@ -37,22 +37,22 @@ typedef enum {
 typedef struct sk_msg {
     sk_msg_type type;
     json_t *root;
-    const char *id;      /* results: task id */
-    const char *ref;     /* call, ping, pong */
+    const char *id;  /* results: task id */
+    const char *ref; /* call, ping, pong */
     /* hello */
     int64_t version;
     const char *name;
     int64_t capacity;
-    json_t *job_types;   /* array of strings */
+    json_t *job_types; /* array of strings */
     /* results */
-    json_t *variables;   /* object */
+    json_t *variables; /* object */
     const char *message;
-    const char *code;    /* bpmn_error */
+    const char *code; /* bpmn_error */
     int has_retries;
     int64_t retries;
     int64_t retry_backoff_ms;
-    int64_t timeout_ms;  /* extend */
-    const char *method;  /* call */
+    int64_t timeout_ms; /* extend */
+    const char *method; /* call */
 } sk_msg;
 
 /* Length of the frame at the head of buf. Returns 1 and sets *payload_len when the header is

@@ -97,7 +97,8 @@ static int bind_socket(const char *path, char *err, size_t errlen)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sun.sun_path)) {
-        snprintf(err, errlen, "socket path %s is longer than %zu bytes", path, sizeof(sun.sun_path) - 1);
+        snprintf(err, errlen, "socket path %s is longer than %zu bytes", path,
+                 sizeof(sun.sun_path) - 1);
         return -1;
     }
     memcpy(sun.sun_path, path, strlen(path) + 1);
@@ -129,9 +130,9 @@ sk_listener *sk_listener_new(struct event_base *base, const char *path, sk_dispa
         return NULL;
     }
     *l = (sk_listener){.base = base, .d = d, .opts = *opts, .metrics = metrics, .path = l->path};
-    l->m_accepted = sk_metric_series(
-        sk_metrics_counter(metrics, "skiff_handler_connections_total", "Handler connections accepted.", NULL),
-        NULL);
+    l->m_accepted = sk_metric_series(sk_metrics_counter(metrics, "skiff_handler_connections_total",
+                                                        "Handler connections accepted.", NULL),
+                                     NULL);
     int fd = -1;
     if (clear_stale(path, err, errlen) != 0 || (fd = bind_socket(path, err, errlen)) < 0)
         goto fail;

@@ -17,8 +17,8 @@ typedef enum { S_HELLO, S_READY, S_CLOSING } state;
 struct sk_session {
     struct event_base *base;
     struct bufferevent *bev;
-    struct event *timer;    /* hello timeout, then the closing deadline */
-    struct event *reaper;   /* frees the session on the next loop turn */
+    struct event *timer;  /* hello timeout, then the closing deadline */
+    struct event *reaper; /* frees the session on the next loop turn */
     sk_dispatcher *d;
     sk_session_opts opts;
     sk_metric *m_errors;
@@ -75,7 +75,8 @@ static void close_now(sk_session *s, const char *why)
 {
     if (!s->bev)
         return;
-    SK_LOG(SK_LOG_INFO, "handler", NULL, SK_KV("session", s->name), "handler connection closed: %s", why);
+    SK_LOG(SK_LOG_INFO, "handler", NULL, SK_KV("session", s->name), "handler connection closed: %s",
+           why);
     release(s);
     event_active(s->reaper, 0, 0);
 }
@@ -142,7 +143,8 @@ static void on_hello(sk_session *s, const sk_msg *m)
         return;
     }
     if (json_array_size(m->job_types) == 0) {
-        protocol_error(s, SK_PERR_PROTOCOL, NULL, "hello must list at least one job type in \"job_types\"");
+        protocol_error(s, SK_PERR_PROTOCOL, NULL,
+                       "hello must list at least one job type in \"job_types\"");
         return;
     }
     size_t i;
@@ -204,7 +206,8 @@ static void on_ready_msg(sk_session *s, const sk_msg *m)
     case SK_MSG_ACK:
     case SK_MSG_NACK:
     case SK_MSG_EXTEND:
-        protocol_error(s, SK_PERR_UNSUPPORTED, m->id, "this frame type is reserved and not supported yet");
+        protocol_error(s, SK_PERR_UNSUPPORTED, m->id,
+                       "this frame type is reserved and not supported yet");
         break;
     case SK_MSG_CALL:
         reply_unknown_method(s, m);
@@ -296,11 +299,17 @@ sk_session *sk_session_new(struct event_base *base, int fd, sk_dispatcher *d,
         close(fd);
         return NULL;
     }
-    *s = (sk_session){.base = base, .d = d, .opts = *opts, .on_closed = on_closed, .ud = ud,
-                      .st = S_HELLO, .serial = ++next_serial};
+    *s = (sk_session){.base = base,
+                      .d = d,
+                      .opts = *opts,
+                      .on_closed = on_closed,
+                      .ud = ud,
+                      .st = S_HELLO,
+                      .serial = ++next_serial};
     snprintf(s->name, sizeof(s->name), "handler#%lu", s->serial);
-    s->m_errors = sk_metrics_counter(metrics, "skiff_handler_protocol_errors_total",
-                                     "Protocol errors sent to handlers, by error code.", SK_KV("code"));
+    s->m_errors =
+        sk_metrics_counter(metrics, "skiff_handler_protocol_errors_total",
+                           "Protocol errors sent to handlers, by error code.", SK_KV("code"));
     s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     s->timer = evtimer_new(base, hello_timeout_cb, s);
     s->reaper = event_new(base, -1, 0, reap_cb, s);

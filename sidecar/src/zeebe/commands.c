@@ -13,8 +13,8 @@
 typedef struct cmd {
     sk_zeebe *z;
     zjob *job;
-    const char *method;   /* gRPC path */
-    const char *outcome;  /* metric label when acknowledged */
+    const char *method;  /* gRPC path */
+    const char *outcome; /* metric label when acknowledged */
     uint8_t *req;
     size_t len;
     sk_backoff bo;
@@ -133,8 +133,14 @@ static void start(sk_zeebe *z, zjob *j, const char *method, const char *outcome,
         free(j);
         return;
     }
-    *c = (cmd){.z = z, .job = j, .method = method, .outcome = outcome, .req = req, .len = len,
-               .timer = c->timer, .next = z->cmds};
+    *c = (cmd){.z = z,
+               .job = j,
+               .method = method,
+               .outcome = outcome,
+               .req = req,
+               .len = len,
+               .timer = c->timer,
+               .next = z->cmds};
     if (z->cmds)
         z->cmds->prev = c;
     z->cmds = c;
@@ -162,8 +168,8 @@ void sk_zeebe_complete(sk_zeebe *z, zjob *j, const char *variables)
     start(z, j, "/gateway_protocol.Gateway/CompleteJob", "completed", req, len);
 }
 
-void sk_zeebe_fail(sk_zeebe *z, zjob *j, int32_t retries, const char *message,
-                   int64_t backoff_ms, const char *variables)
+void sk_zeebe_fail(sk_zeebe *z, zjob *j, int32_t retries, const char *message, int64_t backoff_ms,
+                   const char *variables)
 {
     GatewayProtocol__FailJobRequest r = GATEWAY_PROTOCOL__FAIL_JOB_REQUEST__INIT;
     r.jobkey = j->key;

@@ -15,15 +15,15 @@ struct sk_zeebe {
     const sk_config *cfg;
     worker **workers;
     size_t nworkers;
-    size_t pending;          /* commands in flight or waiting to retry */
-    struct cmd *cmds;        /* commands in flight or waiting to retry */
+    size_t pending;   /* commands in flight or waiting to retry */
+    struct cmd *cmds; /* commands in flight or waiting to retry */
     int stopping;
     int closing;
     int connected;
-    sk_metric *m_requests;   /* by method and code */
-    sk_metric *m_jobs;       /* by job type and outcome */
-    sk_metric *m_latency;    /* activation to command acknowledged, by job type */
-    sk_metric *m_open;       /* jobs held, by job type */
+    sk_metric *m_requests; /* by method and code */
+    sk_metric *m_jobs;     /* by job type and outcome */
+    sk_metric *m_latency;  /* activation to command acknowledged, by job type */
+    sk_metric *m_open;     /* jobs held, by job type */
 };
 
 /* An activated job while a handler works on it; owned by the dispatcher task as its ctx. */
@@ -39,8 +39,8 @@ typedef struct zjob {
 /* Result of a job: sent with retries on transient errors until the job deadline. Takes
  * ownership of j. */
 void sk_zeebe_complete(sk_zeebe *z, zjob *j, const char *variables);
-void sk_zeebe_fail(sk_zeebe *z, zjob *j, int32_t retries, const char *message,
-                   int64_t backoff_ms, const char *variables);
+void sk_zeebe_fail(sk_zeebe *z, zjob *j, int32_t retries, const char *message, int64_t backoff_ms,
+                   const char *variables);
 void sk_zeebe_throw(sk_zeebe *z, zjob *j, const char *code, const char *message,
                     const char *variables);
 /* Drops every command still pending (skiff is exiting). */

@@ -13,10 +13,10 @@
 struct worker {
     sk_zeebe *z;
     char *type;
-    sk_grpc_call *call;     /* the pending ActivateJobs long poll */
-    struct event *timer;    /* next poll (backoff or next turn) */
+    sk_grpc_call *call;  /* the pending ActivateJobs long poll */
+    struct event *timer; /* next poll (backoff or next turn) */
     sk_backoff bo;
-    int64_t open;           /* jobs of this type held by skiff */
+    int64_t open; /* jobs of this type held by skiff */
     sk_series *m_open;
 };
 
@@ -92,8 +92,8 @@ static json_t *job_payload(const GatewayProtocol__ActivatedJob *job, json_t *var
     snprintf(pdk, sizeof(pdk), "%" PRId64, job->processdefinitionkey);
     snprintf(eik, sizeof(eik), "%" PRId64, job->elementinstancekey);
     return json_pack("{s:s, s:o, s:o, s:{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:s, s:s}}",
-                     "job_type", job->type, "variables", vars, "headers", headers, "zeebe",
-                     "key", key, "process_instance_key", pik, "bpmn_process_id", job->bpmnprocessid,
+                     "job_type", job->type, "variables", vars, "headers", headers, "zeebe", "key",
+                     key, "process_instance_key", pik, "bpmn_process_id", job->bpmnprocessid,
                      "process_definition_version", job->processdefinitionversion,
                      "process_definition_key", pdk, "element_id", job->elementid,
                      "element_instance_key", eik, "retries", job->retries, "worker", job->worker,
@@ -109,8 +109,12 @@ static void submit_job(worker *w, const GatewayProtocol__ActivatedJob *job)
         SK_ERROR("zeebe", "out of memory: job %lld will time out", (long long)job->key);
         return;
     }
-    *j = (zjob){.w = w, .type = w->type, .key = job->key, .retries = job->retries,
-                .deadline_ms = job->deadline, .activated_at = sk_zeebe_now()};
+    *j = (zjob){.w = w,
+                .type = w->type,
+                .key = job->key,
+                .retries = job->retries,
+                .deadline_ms = job->deadline,
+                .activated_at = sk_zeebe_now()};
     w->open++;
     sk_series_set(w->m_open, (double)w->open);
     const char *const labels[] = {w->type, "activated", NULL};
@@ -119,9 +123,10 @@ static void submit_job(worker *w, const GatewayProtocol__ActivatedJob *job)
     if (!vars || !headers) {
         json_decref(vars);
         json_decref(headers);
-        sk_zeebe_fail(z, j, j->retries > 0 ? j->retries - 1 : 0,
-                      "skiff could not decode the job's variables or custom headers as a JSON object",
-                      0, NULL);
+        sk_zeebe_fail(
+            z, j, j->retries > 0 ? j->retries - 1 : 0,
+            "skiff could not decode the job's variables or custom headers as a JSON object", 0,
+            NULL);
         return;
     }
     char id[32];
@@ -189,8 +194,8 @@ static void poll_jobs(worker *w)
     protobuf_c_message_pack(&r.base, req);
     /* The gateway answers a long poll after requestTimeout; leave it room before our deadline. */
     int64_t timeout = cfg->zeebe_request_timeout_ms + 10000;
-    w->call = sk_grpc_call_start(z->ch, "/gateway_protocol.Gateway/ActivateJobs", req, len,
-                                 timeout, NULL, 0, on_jobs, on_poll_done, w);
+    w->call = sk_grpc_call_start(z->ch, "/gateway_protocol.Gateway/ActivateJobs", req, len, timeout,
+                                 NULL, 0, on_jobs, on_poll_done, w);
     free(req);
     if (!w->call)
         schedule(w, 1000);
@@ -257,7 +262,8 @@ static void on_state(void *ud, int connected)
 {
     sk_zeebe *z = ud;
     z->connected = connected;
-    SK_LOG(connected ? SK_LOG_INFO : SK_LOG_WARN, "zeebe", NULL, SK_KV("address", z->cfg->zeebe_address),
+    SK_LOG(connected ? SK_LOG_INFO : SK_LOG_WARN, "zeebe", NULL,
+           SK_KV("address", z->cfg->zeebe_address),
            connected ? "gateway connected" : "gateway connection lost");
     if (connected)
         on_credit(z);

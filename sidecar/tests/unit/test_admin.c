@@ -78,14 +78,14 @@ static void check(fixture *f, int ok, const char *what)
     }
 }
 
-static void expect(fixture *f, const char *method, const char *path, int status,
-                   const char *body, const char *header)
+static void expect(fixture *f, const char *method, const char *path, int status, const char *body,
+                   const char *header)
 {
     response r = {0};
     char what[4096];
     int rc = http(f->port, method, path, &r);
-    snprintf(what, sizeof what, "%s %s: rc %d status %d body \"%.1000s\" headers:\n%.2000s", method, path,
-             rc, r.status, r.body, r.headers);
+    snprintf(what, sizeof what, "%s %s: rc %d status %d body \"%.1000s\" headers:\n%.2000s", method,
+             path, rc, r.status, r.body, r.headers);
     check(f, rc == 0 && r.status == status, what);
     if (body)
         check(f, strcmp(r.body, body) == 0, what);
@@ -129,9 +129,8 @@ static void test_endpoints(void **state)
     assert_int_equal(evthread_use_pthreads(), 0);
     fixture f = {.base = event_base_new()};
     sk_metrics *m = sk_metrics_new();
-    sk_series_add(sk_metric_series(sk_metrics_counter(m, "skiff_up_total", "Test counter.", NULL),
-                                   NULL),
-                  7);
+    sk_series_add(
+        sk_metric_series(sk_metrics_counter(m, "skiff_up_total", "Test counter.", NULL), NULL), 7);
     char err[256] = "";
     sk_admin *a = sk_admin_new(f.base, "127.0.0.1:0", m, ready_cb, &f, err, sizeof err);
     if (!a)

@@ -105,9 +105,10 @@ static void test_multiline_value(void **state)
 {
     (void)state;
     seen s;
-    const char *text = "a=\"1\"\n"
-                       "config=\"{\\n  \\\"zeebe\\\": {\\\"address\\\": \\\"gw:26500\\\"}\\n}\\n\"\n"
-                       "b=\"2\"\n";
+    const char *text =
+        "a=\"1\"\n"
+        "config=\"{\\n  \\\"zeebe\\\": {\\\"address\\\": \\\"gw:26500\\\"}\\n}\\n\"\n"
+        "b=\"2\"\n";
     assert_int_equal(parse(text, &s), 0);
     assert_int_equal(s.n, 3);
     assert_string_equal(s.values[1], "{\n  \"zeebe\": {\"address\": \"gw:26500\"}\n}\n");
@@ -209,10 +210,10 @@ static void test_plain_interface(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kubelet_file),     cmocka_unit_test(test_escapes),
-        cmocka_unit_test(test_multiline_value),  cmocka_unit_test(test_blank_lines_and_crlf),
-        cmocka_unit_test(test_malformed),        cmocka_unit_test(test_line_numbers),
-        cmocka_unit_test(test_embedded_nul),     cmocka_unit_test(test_plain_interface),
+        cmocka_unit_test(test_kubelet_file),    cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_multiline_value), cmocka_unit_test(test_blank_lines_and_crlf),
+        cmocka_unit_test(test_malformed),       cmocka_unit_test(test_line_numbers),
+        cmocka_unit_test(test_embedded_nul),    cmocka_unit_test(test_plain_interface),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,9 +107,12 @@ static void test_degenerate_init(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bounds_and_growth), cmocka_unit_test(test_growth_is_visible),
-        cmocka_unit_test(test_cap),               cmocka_unit_test(test_reset),
-        cmocka_unit_test(test_jitter),            cmocka_unit_test(test_degenerate_init),
+        cmocka_unit_test(test_bounds_and_growth),
+        cmocka_unit_test(test_growth_is_visible),
+        cmocka_unit_test(test_cap),
+        cmocka_unit_test(test_reset),
+        cmocka_unit_test(test_jitter),
+        cmocka_unit_test(test_degenerate_init),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -304,9 +304,8 @@ static void test_json_text_entry(void **state)
 {
     (void)state;
     sk_config cfg;
-    assert_int_equal(sk_config_load_json_text(&cfg, "{\"zeebe.max_jobs_active\": 3}", 28,
-                                              "mem.json", NULL),
-                     0);
+    assert_int_equal(
+        sk_config_load_json_text(&cfg, "{\"zeebe.max_jobs_active\": 3}", 28, "mem.json", NULL), 0);
     assert_int_equal(cfg.zeebe_max_jobs_active, 3);
     sk_config_clear(&cfg);
     assert_int_equal(sk_config_load_json_text(&cfg, "{", 1, NULL, NULL), 1);
@@ -501,9 +500,22 @@ static void test_parse_duration(void **state)
     assert_int_equal(sk_config_parse_duration("1500"), 1500);
     assert_int_equal(sk_config_parse_duration("0"), 0);
     assert_int_equal(sk_config_parse_duration("0s"), 0);
-    static const char *const bad[] = {"",     "s",  "-5",        "-5s",    "+5",    "5x",
-                                      "5 s",  " 5", "1.5s",      "5sec",   "5ms5",  "5S",
-                                      "1d",   "ms", "999999999999999999999", "9223372036854775807h",
+    static const char *const bad[] = {"",
+                                      "s",
+                                      "-5",
+                                      "-5s",
+                                      "+5",
+                                      "5x",
+                                      "5 s",
+                                      " 5",
+                                      "1.5s",
+                                      "5sec",
+                                      "5ms5",
+                                      "5S",
+                                      "1d",
+                                      "ms",
+                                      "999999999999999999999",
+                                      "9223372036854775807h",
                                       NULL};
     for (size_t i = 0; bad[i]; i++)
         if (sk_config_parse_duration(bad[i]) != -1)
@@ -522,8 +534,18 @@ static void test_parse_size(void **state)
     assert_int_equal(sk_config_parse_size("8Mi"), 8388608);
     assert_int_equal(sk_config_parse_size("100B"), 100);
     assert_int_equal(sk_config_parse_size("1234"), 1234);
-    static const char *const bad[] = {"",    "MiB", "4mib", "4 MiB", "-4MiB", "4.5MiB",
-                                      "4TB", "4MiBs", "4M", "4k", "99999999999999999999GiB", NULL};
+    static const char *const bad[] = {"",
+                                      "MiB",
+                                      "4mib",
+                                      "4 MiB",
+                                      "-4MiB",
+                                      "4.5MiB",
+                                      "4TB",
+                                      "4MiBs",
+                                      "4M",
+                                      "4k",
+                                      "99999999999999999999GiB",
+                                      NULL};
     for (size_t i = 0; bad[i]; i++)
         if (sk_config_parse_size(bad[i]) != -1)
             fail_msg("size \"%s\" accepted", bad[i]);
@@ -557,18 +579,16 @@ static void test_parse_address(void **state)
     (void)state;
     char host[64];
     int port;
-    assert_int_equal(sk_config_parse_address("gw.example.com:26500", host, sizeof host, &port),
-                     0);
+    assert_int_equal(sk_config_parse_address("gw.example.com:26500", host, sizeof host, &port), 0);
     assert_string_equal(host, "gw.example.com");
     assert_int_equal(port, 26500);
     assert_int_equal(sk_config_parse_address("[::1]:0", host, sizeof host, &port), 0);
     assert_string_equal(host, "::1");
     assert_int_equal(port, 0);
     assert_int_equal(sk_config_parse_address("10.0.0.1:65535", host, sizeof host, &port), 0);
-    static const char *const bad[] = {"gw",         "gw:",       ":80",       "gw:65536",
-                                      "gw:-1",      "gw:8o",     "::1:80",    "[::1]80",
-                                      "[gw]:80",    "g w:80",    "http://gw:80", "[]:80",
-                                      "gw:80 ",     NULL};
+    static const char *const bad[] = {"gw",           "gw:",    ":80",     "gw:65536", "gw:-1",
+                                      "gw:8o",        "::1:80", "[::1]80", "[gw]:80",  "g w:80",
+                                      "http://gw:80", "[]:80",  "gw:80 ",  NULL};
     for (size_t i = 0; bad[i]; i++)
         if (sk_config_parse_address(bad[i], host, sizeof host, &port) != -1)
             fail_msg("address \"%s\" accepted", bad[i]);
@@ -582,20 +602,34 @@ static void test_row_parsers_and_bounds(void **state)
         const char *key, *text;
         int rc;
     } cases[] = {
-        {"zeebe.max_jobs_active", "1", OK},       {"zeebe.max_jobs_active", "10000", OK},
-        {"zeebe.max_jobs_active", "0", RANGE},    {"zeebe.max_jobs_active", "10001", RANGE},
-        {"zeebe.max_jobs_active", "-3", RANGE},   {"zeebe.max_jobs_active", "3x", BAD},
-        {"zeebe.job_timeout", "1s", OK},          {"zeebe.job_timeout", "999", RANGE},
-        {"zeebe.request_timeout", "0", OK},       {"zeebe.request_timeout", "2h", RANGE},
-        {"grpc.keepalive", "0", OK},              {"grpc.keepalive", "30s", OK},
-        {"grpc.keepalive", "10s", RANGE},         {"grpc.keepalive", "2h", RANGE},
-        {"handler.max_frame", "1KiB", OK},        {"handler.max_frame", "1023", RANGE},
-        {"handler.max_frame", "64MiB", OK},       {"handler.max_frame", "65MiB", RANGE},
-        {"handler.max_frame", "big", BAD},        {"log.level", "Debug", OK},
-        {"log.level", "trace", BAD},              {"service.name", "", RANGE},
-        {"handler.socket", "/tmp/s.sock", OK},    {"zeebe.address", "gw:0", RANGE},
-        {"admin.address", "127.0.0.1:0", OK},     {"admin.address", "localhost", BAD},
-        {"zeebe.job_types", "", OK},              {"zeebe.job_types", " a , b ", OK},
+        {"zeebe.max_jobs_active", "1", OK},
+        {"zeebe.max_jobs_active", "10000", OK},
+        {"zeebe.max_jobs_active", "0", RANGE},
+        {"zeebe.max_jobs_active", "10001", RANGE},
+        {"zeebe.max_jobs_active", "-3", RANGE},
+        {"zeebe.max_jobs_active", "3x", BAD},
+        {"zeebe.job_timeout", "1s", OK},
+        {"zeebe.job_timeout", "999", RANGE},
+        {"zeebe.request_timeout", "0", OK},
+        {"zeebe.request_timeout", "2h", RANGE},
+        {"grpc.keepalive", "0", OK},
+        {"grpc.keepalive", "30s", OK},
+        {"grpc.keepalive", "10s", RANGE},
+        {"grpc.keepalive", "2h", RANGE},
+        {"handler.max_frame", "1KiB", OK},
+        {"handler.max_frame", "1023", RANGE},
+        {"handler.max_frame", "64MiB", OK},
+        {"handler.max_frame", "65MiB", RANGE},
+        {"handler.max_frame", "big", BAD},
+        {"log.level", "Debug", OK},
+        {"log.level", "trace", BAD},
+        {"service.name", "", RANGE},
+        {"handler.socket", "/tmp/s.sock", OK},
+        {"zeebe.address", "gw:0", RANGE},
+        {"admin.address", "127.0.0.1:0", OK},
+        {"admin.address", "localhost", BAD},
+        {"zeebe.job_types", "", OK},
+        {"zeebe.job_types", " a , b ", OK},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         value v = {0};

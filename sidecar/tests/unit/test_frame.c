@@ -61,13 +61,17 @@ static void test_hello(void **state)
     assert_int_equal(m.capacity, 4);
     assert_int_equal(json_array_size(m.job_types), 2);
     sk_msg_clear(&m);
-    expect_error("{\"type\":\"hello\",\"version\":1,\"name\":\"x\",\"capacity\":0}", SK_PERR_MALFORMED, "capacity");
-    expect_error("{\"type\":\"hello\",\"version\":\"1\",\"name\":\"x\",\"capacity\":1}", SK_PERR_MALFORMED, "version");
+    expect_error("{\"type\":\"hello\",\"version\":1,\"name\":\"x\",\"capacity\":0}",
+                 SK_PERR_MALFORMED, "capacity");
+    expect_error("{\"type\":\"hello\",\"version\":\"1\",\"name\":\"x\",\"capacity\":1}",
+                 SK_PERR_MALFORMED, "version");
     expect_error("{\"type\":\"hello\",\"version\":1,\"capacity\":1}", SK_PERR_MALFORMED, "name");
-    expect_error("{\"type\":\"hello\",\"version\":1,\"name\":\"x\",\"capacity\":1,\"job_types\":[1]}",
-                 SK_PERR_MALFORMED, "job_types[0]");
-    expect_error("{\"type\":\"hello\",\"version\":1,\"name\":\"x\",\"capacity\":1,\"job_types\":\"a\"}",
-                 SK_PERR_MALFORMED, "job_types");
+    expect_error(
+        "{\"type\":\"hello\",\"version\":1,\"name\":\"x\",\"capacity\":1,\"job_types\":[1]}",
+        SK_PERR_MALFORMED, "job_types[0]");
+    expect_error(
+        "{\"type\":\"hello\",\"version\":1,\"name\":\"x\",\"capacity\":1,\"job_types\":\"a\"}",
+        SK_PERR_MALFORMED, "job_types");
 }
 
 static void test_results(void **state)
@@ -76,14 +80,18 @@ static void test_results(void **state)
     sk_msg m;
     const char *perr;
     char err[256];
-    assert_int_equal(decode("{\"type\":\"complete\",\"id\":\"z-1\",\"variables\":{\"a\":1}}", &m, &perr, err, sizeof(err)), 0);
+    assert_int_equal(decode("{\"type\":\"complete\",\"id\":\"z-1\",\"variables\":{\"a\":1}}", &m,
+                            &perr, err, sizeof(err)),
+                     0);
     assert_int_equal(m.type, SK_MSG_COMPLETE);
     assert_string_equal(m.id, "z-1");
     assert_int_equal(json_integer_value(json_object_get(m.variables, "a")), 1);
     sk_msg_clear(&m);
 
-    assert_int_equal(decode("{\"type\":\"fail\",\"id\":\"z-2\",\"message\":\"boom\",\"retries\":0,\"retry_backoff_ms\":500}",
-                            &m, &perr, err, sizeof(err)), 0);
+    assert_int_equal(decode("{\"type\":\"fail\",\"id\":\"z-2\",\"message\":\"boom\",\"retries\":0,"
+                            "\"retry_backoff_ms\":500}",
+                            &m, &perr, err, sizeof(err)),
+                     0);
     assert_int_equal(m.type, SK_MSG_FAIL);
     assert_true(m.has_retries);
     assert_int_equal(m.retries, 0);
@@ -96,17 +104,21 @@ static void test_results(void **state)
     assert_null(m.message);
     sk_msg_clear(&m);
 
-    assert_int_equal(decode("{\"type\":\"bpmn_error\",\"id\":\"z-4\",\"code\":\"REJECTED\"}", &m, &perr, err, sizeof(err)), 0);
+    assert_int_equal(decode("{\"type\":\"bpmn_error\",\"id\":\"z-4\",\"code\":\"REJECTED\"}", &m,
+                            &perr, err, sizeof(err)),
+                     0);
     assert_string_equal(m.code, "REJECTED");
     sk_msg_clear(&m);
 
     expect_error("{\"type\":\"complete\"}", SK_PERR_MALFORMED, "\"id\"");
     expect_error("{\"type\":\"complete\",\"id\":7}", SK_PERR_MALFORMED, "\"id\"");
-    expect_error("{\"type\":\"complete\",\"id\":\"x\",\"variables\":[1]}", SK_PERR_MALFORMED, "variables");
+    expect_error("{\"type\":\"complete\",\"id\":\"x\",\"variables\":[1]}", SK_PERR_MALFORMED,
+                 "variables");
     expect_error("{\"type\":\"fail\",\"id\":\"x\",\"retries\":-1}", SK_PERR_MALFORMED, "negative");
     expect_error("{\"type\":\"fail\",\"id\":\"x\",\"retries\":1.5}", SK_PERR_MALFORMED, "retries");
     expect_error("{\"type\":\"bpmn_error\",\"id\":\"x\"}", SK_PERR_MALFORMED, "code");
-    expect_error("{\"type\":\"bpmn_error\",\"id\":\"x\",\"code\":\"\"}", SK_PERR_MALFORMED, "empty");
+    expect_error("{\"type\":\"bpmn_error\",\"id\":\"x\",\"code\":\"\"}", SK_PERR_MALFORMED,
+                 "empty");
 }
 
 static void test_malformed(void **state)
@@ -120,7 +132,8 @@ static void test_malformed(void **state)
     expect_error("{\"type\":\"teleport\"}", SK_PERR_UNKNOWN_TYPE, "teleport");
     expect_error("{\"type\":\"task\",\"id\":\"x\"}", SK_PERR_PROTOCOL, "sent by skiff");
     expect_error("{\"type\":\"welcome\"}", SK_PERR_PROTOCOL, "sent by skiff");
-    expect_error("{\"type\":\"complete\",\"id\":\"a\",\"id\":\"b\"}", SK_PERR_MALFORMED, "invalid JSON");
+    expect_error("{\"type\":\"complete\",\"id\":\"a\",\"id\":\"b\"}", SK_PERR_MALFORMED,
+                 "invalid JSON");
     expect_error("{\"type\":\"call\",\"ref\":\"1\"}", SK_PERR_MALFORMED, "method");
     /* invalid UTF-8 inside a string */
     expect_error("{\"type\":\"complete\",\"id\":\"\xff\xfe\"}", SK_PERR_MALFORMED, "invalid JSON");
@@ -129,7 +142,8 @@ static void test_malformed(void **state)
 static void test_encode_roundtrip(void **state)
 {
     (void)state;
-    json_t *o = json_pack("{s:s, s:s, s:{s:i}}", "type", "complete", "id", "z-9", "variables", "n", 3);
+    json_t *o =
+        json_pack("{s:s, s:s, s:{s:i}}", "type", "complete", "id", "z-9", "variables", "n", 3);
     size_t len = 0;
     uint8_t *buf = sk_frame_encode(o, &len);
     assert_non_null(buf);
@@ -150,8 +164,8 @@ static void test_encode_roundtrip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_length_prefix), cmocka_unit_test(test_hello),
-        cmocka_unit_test(test_results),       cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_length_prefix),    cmocka_unit_test(test_hello),
+        cmocka_unit_test(test_results),          cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_encode_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,8 +56,8 @@ static void f_abandon(void *src, void *ctx, const char *why)
     snprintf(f->last_why, sizeof(f->last_why), "%s", why);
 }
 
-static const sk_source_ops fake_ops = {.name = "fake", .complete = f_complete, .fail = f_fail,
-                                       .error = f_error, .abandon = f_abandon};
+static const sk_source_ops fake_ops = {
+    .name = "fake", .complete = f_complete, .fail = f_fail, .error = f_error, .abandon = f_abandon};
 
 typedef struct fixture {
     struct event_base *base;
@@ -181,7 +181,8 @@ static void hello(fixture *fx, int capacity)
 {
     char buf[160];
     snprintf(buf, sizeof(buf),
-             "{\"type\":\"hello\",\"version\":1,\"name\":\"t\",\"capacity\":%d,\"job_types\":[\"work\"]}",
+             "{\"type\":\"hello\",\"version\":1,\"name\":\"t\",\"capacity\":%d,\"job_types\":["
+             "\"work\"]}",
              capacity);
     send_json(fx, buf);
     json_t *w;
@@ -297,7 +298,9 @@ static void test_frame_before_hello(void **state)
 static void test_bad_version(void **state)
 {
     fixture *fx = *state;
-    send_json(fx, "{\"type\":\"hello\",\"version\":2,\"name\":\"t\",\"capacity\":1,\"job_types\":[\"w\"]}");
+    send_json(
+        fx,
+        "{\"type\":\"hello\",\"version\":2,\"name\":\"t\",\"capacity\":1,\"job_types\":[\"w\"]}");
     expect_error_and_close(fx, "unsupported_version");
 }
 
@@ -313,7 +316,8 @@ static void test_ping_call_reserved(void **state)
     send_json(fx, "{\"type\":\"call\",\"ref\":\"c1\",\"method\":\"produce\",\"params\":{}}");
     expect_type(fx, "reply", &f);
     assert_false(json_is_true(json_object_get(f, "ok")));
-    assert_string_equal(json_string_value(json_object_get(json_object_get(f, "error"), "code")), "unknown_method");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(f, "error"), "code")),
+                        "unknown_method");
     json_decref(f);
     send_json(fx, "{\"type\":\"ack\",\"id\":\"x\"}");
     expect_type(fx, "error", &f);
@@ -352,7 +356,8 @@ static void test_drain(void **state)
 static void test_unserved_job_type_refused(void **state)
 {
     fixture *fx = *state;
-    send_json(fx, "{\"type\":\"hello\",\"version\":1,\"name\":\"t\",\"capacity\":1,\"job_types\":[\"elsewhere\"]}");
+    send_json(fx, "{\"type\":\"hello\",\"version\":1,\"name\":\"t\",\"capacity\":1,\"job_types\":["
+                  "\"elsewhere\"]}");
     expect_error_and_close(fx, "protocol");
 }
 

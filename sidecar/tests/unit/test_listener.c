@@ -81,7 +81,8 @@ static void test_mode_and_accept(void **state)
 {
     fixture *fx = *state;
     char err[256] = "";
-    sk_listener *l = sk_listener_new(fx->base, fx->path, fx->d, &opts, fx->metrics, err, sizeof(err));
+    sk_listener *l =
+        sk_listener_new(fx->base, fx->path, fx->d, &opts, fx->metrics, err, sizeof(err));
     assert_non_null(l);
     struct stat st;
     assert_int_equal(lstat(fx->path, &st), 0);
@@ -101,7 +102,8 @@ static void test_stale_socket_replaced(void **state)
     fixture *fx = *state;
     close(bound_socket(fx->path)); /* a socket file nobody listens on */
     char err[256] = "";
-    sk_listener *l = sk_listener_new(fx->base, fx->path, fx->d, &opts, fx->metrics, err, sizeof(err));
+    sk_listener *l =
+        sk_listener_new(fx->base, fx->path, fx->d, &opts, fx->metrics, err, sizeof(err));
     assert_non_null(l);
     int c = connect_to(fx->path);
     assert_true(c >= 0);

@@ -65,8 +65,9 @@ static void test_required_fields(void **state)
     SK_INFO("zeebe", "activated %d jobs", 3);
     json_t *j = last_line();
     regex_t re;
-    assert_int_equal(regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-                                  "\\.[0-9]{3}Z$",
+    assert_int_equal(regcomp(&re,
+                             "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                             "\\.[0-9]{3}Z$",
                              REG_EXTENDED | REG_NOSUB),
                      0);
     if (regexec(&re, str(j, "timestamp"), 0, NULL, 0) != 0)

@@ -59,8 +59,8 @@ static void test_labelled_series_order(void **state)
 {
     (void)state;
     sk_metrics *r = sk_metrics_new();
-    sk_metric *m = sk_metrics_counter(r, "skiff_jobs_total", "Jobs by result.",
-                                      L("job_type", "result"));
+    sk_metric *m =
+        sk_metrics_counter(r, "skiff_jobs_total", "Jobs by result.", L("job_type", "result"));
     sk_metric *g = sk_metrics_gauge(r, "skiff_handlers", "Connected handlers.", NULL);
     assert_null(sk_metric_series(m, NULL));
     sk_series *b = sk_metric_series(m, L("b", "ok"));
@@ -99,10 +99,19 @@ static void test_gauge_numbers(void **state)
         double v;
         const char *text;
     } cases[] = {
-        {0, "0"},           {-0.0, "0"},        {42, "42"},        {-7, "-7"},
-        {0.1, "0.1"},       {2.5, "2.5"},       {1e-7, "1e-07"},   {1e20, "1e+20"},
-        {123456789012345, "123456789012345"},   {1.0 / 3, "0.3333333333333333"},
-        {INFINITY, "+Inf"}, {-INFINITY, "-Inf"}, {NAN, "NaN"},
+        {0, "0"},
+        {-0.0, "0"},
+        {42, "42"},
+        {-7, "-7"},
+        {0.1, "0.1"},
+        {2.5, "2.5"},
+        {1e-7, "1e-07"},
+        {1e20, "1e+20"},
+        {123456789012345, "123456789012345"},
+        {1.0 / 3, "0.3333333333333333"},
+        {INFINITY, "+Inf"},
+        {-INFINITY, "-Inf"},
+        {NAN, "NaN"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sk_metrics *r = sk_metrics_new();
@@ -120,8 +129,8 @@ static void test_histogram(void **state)
     (void)state;
     sk_metrics *r = sk_metrics_new();
     const double b[] = {0.1, 1, 2.5};
-    sk_metric *h = sk_metrics_histogram(r, "skiff_task_seconds", "Task latency.", L("job_type"),
-                                        b, 3);
+    sk_metric *h =
+        sk_metrics_histogram(r, "skiff_task_seconds", "Task latency.", L("job_type"), b, 3);
     sk_series *s = sk_metric_series(h, L("score"));
     sk_series_observe(s, 0.05);
     sk_series_observe(s, 0.1); /* le is inclusive */
@@ -159,8 +168,7 @@ static void test_escaping(void **state)
 {
     (void)state;
     sk_metrics *r = sk_metrics_new();
-    sk_metric *m = sk_metrics_counter(r, "x_total", "Back\\slash \"quoted\"\nnext line.",
-                                      L("v"));
+    sk_metric *m = sk_metrics_counter(r, "x_total", "Back\\slash \"quoted\"\nnext line.", L("v"));
     sk_series_add(sk_metric_series(m, L("a\\b\"c\nd")), 1);
     sk_series_add(sk_metric_series(m, L("bad\xff utf8")), 1);
     sk_series_add(sk_metric_series(m, L("")), 1);
@@ -270,15 +278,14 @@ static void test_promtool(void **state)
     sk_series_set(sk_metric_series(g, L("t", "1")), INFINITY);
     sk_series_set(sk_metric_series(g, L("t", "2")), 1e-9);
     sk_metrics_gauge(r, "skiff_empty", "No series yet.", L("x"));
-    sk_metric *h = sk_metrics_histogram(r, "skiff_task_duration_seconds", "Latency.",
-                                        L("job_type"), sk_metrics_latency_buckets,
-                                        sk_metrics_latency_nbuckets);
+    sk_metric *h = sk_metrics_histogram(r, "skiff_task_duration_seconds", "Latency.", L("job_type"),
+                                        sk_metrics_latency_buckets, sk_metrics_latency_nbuckets);
     for (int i = 0; i < 100; i++)
         sk_series_observe(sk_metric_series(h, L(i % 2 ? "a" : "b\xfe")), i * 0.013);
     sk_metrics_histogram(r, "skiff_empty_seconds", "No series yet.", L("x"),
                          sk_metrics_latency_buckets, sk_metrics_latency_nbuckets);
-    sk_series_observe(sk_metric_series(sk_metrics_histogram(r, "skiff_call_seconds", "Calls.",
-                                                            NULL, sk_metrics_latency_buckets,
+    sk_series_observe(sk_metric_series(sk_metrics_histogram(r, "skiff_call_seconds", "Calls.", NULL,
+                                                            sk_metrics_latency_buckets,
                                                             sk_metrics_latency_nbuckets),
                                        NULL),
                       0.5);
