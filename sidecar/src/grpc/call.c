@@ -438,11 +438,21 @@ void sk_grpc_call_on_stream_close(sk_grpc_call *call, uint32_t h2_error)
     if (call->state != SK_CALL_ACTIVE)
         return;
     char why[SK_GRPC_ERRLEN];
-    if (h2_error == NGHTTP2_REFUSED_STREAM)
+    int code = sk_grpc_status_from_h2_error(h2_error);
+    if (h2_error == NGHTTP2_REFUSED_STREAM) {
         snprintf(why, sizeof why, "stream refused by the server (not processed)");
-    else
+    } else if (h2_error == NGHTTP2_CANCEL && call->deadline_ms > 0 &&
+               sk_grpc_now_ms() >= call->deadline_ms) {
+        /* The server's own deadline (our grpc-timeout) passed and it reset the stream, which
+         * grpc-java (the Zeebe gateway) does instead of sending DEADLINE_EXCEEDED; its timer
+         * and ours expire within a millisecond of each other, so this often beats deadline_cb.
+         * grpc-core maps a CANCEL after the deadline the same way. */
+        code = SK_GRPC_DEADLINE_EXCEEDED;
+        snprintf(why, sizeof why, "deadline exceeded (stream reset by the server)");
+    } else {
         snprintf(why, sizeof why, "stream reset (RST_STREAM %s)", nghttp2_http2_strerror(h2_error));
-    sk_grpc_call_finish(call, sk_grpc_status_from_h2_error(h2_error), why, 0);
+    }
+    sk_grpc_call_finish(call, code, why, 0);
 }
 
 void sk_grpc_call_on_not_sent(sk_grpc_call *call, int lib_error)
