@@ -179,7 +179,7 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
                 rc = p.wait()
-            say(f"  {' '.join(map(str, p.args))[-40:]:>40}: exit {rc}")
+            say(f"  {Path(str(p.args[-1])).name:>20}: exit {rc}")
         if started_broker:
             subprocess.run([str(ZEEBE_SH), "stop"], check=False)
             say("  zeebe broker stopped")

@@ -72,7 +72,12 @@ flock -w 1800 9 || devstack_die "timed out waiting for $SKIFF_CACHE/setup.lock"
 pkgs=("${APT_PACKAGES[@]}")
 # Node: keep whatever node is installed (e.g. a newer one); Debian's otherwise.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+new_prometheus=$(apt_missing prometheus)
 apt_ensure "${pkgs[@]}"
+# Only promtool is wanted: do not leave the Prometheus server the package starts running.
+if [ -n "$new_prometheus" ] && [ -d /run/systemd/system ]; then
+  as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
 note "Debian packages present"
 
 # --- 2. npm packages (zbctl, gRPC libraries) ------------------------------------------------

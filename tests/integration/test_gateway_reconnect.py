@@ -7,10 +7,10 @@ import subprocess
 import pytest
 
 from bpmn import service_task
-from conftest import ZEEBE_SH, wait_until
+from conftest import ZEEBE_SH, free_port, free_port_block, wait_until
 import zeebe_client
 
-PORT, MONITOR = "26810", "9810"
+PORT, MONITOR = str(free_port_block(4)), str(free_port())
 
 
 @pytest.fixture(scope="module")

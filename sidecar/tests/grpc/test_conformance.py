@@ -456,7 +456,17 @@ def test_server_killed_then_reconnect(own_server, tag):
     assert own_server.wait_event(tag, "done")
 
 
+def node_major() -> int:
+    out = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
+    return int(out.strip().lstrip("v").split(".")[0] or 0)
+
+
 def test_server_graceful_shutdown(own_server, tag):
+    if own_server.kind == "grpcjs" and node_major() < 20:
+        # Node 18's http2 drops the trailers of a stream still open after the session sent
+        # GOAWAY (nodejs/node#42713), so grpc-js cannot drain a call there; fixed in Node 20.
+        # The grpcio variant of this case still runs.
+        pytest.skip("grpc-js graceful shutdown needs Node >= 20")
     probe = Probe(own_server.port, "graceful", tag)
     own_server.wait_event(tag, "start")
     own_server.terminate()  # GOAWAY; the in-flight call may finish
