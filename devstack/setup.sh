@@ -18,7 +18,7 @@ verbose=0
 note() { [ "$verbose" = 1 ] && devstack_say "$@"; return 0; }
 
 APT_PACKAGES=(
-  build-essential cmake pkg-config clang libclang-rt-14-dev
+  build-essential cmake pkg-config clang libclang-rt-14-dev clang-format-14 shellcheck
   libevent-dev libnghttp2-dev libssl-dev libjansson-dev libcurl4-openssl-dev
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   librdkafka-dev libavro-dev libcmocka-dev

@@ -17,6 +17,10 @@ PY=/usr/bin/python3
 step "setup"
 devstack/setup.sh
 
+step "format and lint"
+git ls-files '*.c' '*.h' | xargs clang-format-14 --dry-run --Werror
+git ls-files '*.sh' .ci/run | xargs shellcheck -x
+
 step "build (-Werror) and unit tests"
 cmake -S . -B build -DSKIFF_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)"
