@@ -4,9 +4,10 @@ import json
 import socket
 import struct
 
+import jsonschema
 import pytest
 
-from conftest import wait_until
+from conftest import ROOT, wait_until
 from test_jobs import deploy
 import zeebe_client
 
@@ -41,6 +42,12 @@ class RawHandler:
         return buf
 
 
+def check_schema(frame):
+    """skiff's frames conform to the normative JSON Schemas of handler-protocol/."""
+    path = ROOT / "handler-protocol" / "schemas" / f"{frame['type']}.schema.json"
+    jsonschema.validate(frame, json.loads(path.read_text()))
+
+
 BAD_FRAMES = {
     "malformed": (lambda task: b'{"type":"complete","id":', None, "malformed_frame"),
     "oversized": (lambda task: b"x" * 16, 64 * 1024 * 1024, "frame_too_large"),
@@ -58,15 +65,19 @@ def test_bad_frame_disconnects_and_loses_nothing(stack, tmp_path, uid, fault):
     raw = RawHandler(skiff.socket)
     raw.send({"type": "hello", "version": 1, "name": "rogue", "capacity": 1,
               "job_types": [job_type]})
-    assert raw.recv()["type"] == "welcome"
+    welcome = raw.recv()
+    assert welcome["type"] == "welcome"
+    check_schema(welcome)
     key = zeebe_client.create_instance(pid, {"x": 4})["processInstanceKey"]
     task = raw.recv()
     assert task["type"] == "task" and task["zeebe"]["process_instance_key"] == str(key)
     assert task["variables"] == {"x": 4}
+    check_schema(task)
     make, length, code = BAD_FRAMES[fault]
     raw.send_bytes(make(task), length)
     err = raw.recv()
     assert err["type"] == "error" and err["code"] == code and err["message"]
+    check_schema(err)
     assert raw.recv() is None, "skiff must close the connection after the error frame"
     failed = wait_until(lambda: stack.find("JOB", "FAILED", processInstanceKey=key), timeout=20,
                         what="job given back")
