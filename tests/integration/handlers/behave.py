@@ -2,6 +2,7 @@
 
 BEHAVE=complete   returns {"doubled": 2 * x, "handled_by": NAME}
 BEHAVE=fail       raises an exception (fail, default retries)
+BEHAVE=fail_explicit raises JobFailed("try later", retries=2, retry_backoff_ms=60000)
 BEHAVE=bpmn_error raises BpmnError(ERROR_CODE) with variables {"reason": "declined"}
 BEHAVE=sleep      sleeps SLEEP seconds, then completes like "complete"
 Every task id received is appended to the file LOG (one per line) before it is worked on.
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "handler-protocol" / "python"))
-from skiff_handler import BpmnError, Handler  # noqa: E402
+from skiff_handler import BpmnError, Handler, JobFailed  # noqa: E402
 
 NAME = os.environ.get("NAME", "behave")
 BEHAVE = os.environ.get("BEHAVE", "complete")
@@ -28,6 +29,8 @@ def work(task):
             f.write(task.id + "\n")
     if BEHAVE == "fail":
         raise RuntimeError("handler says no")
+    if BEHAVE == "fail_explicit":
+        raise JobFailed("try later", retries=2, retry_backoff_ms=60000)
     if BEHAVE == "bpmn_error":
         raise BpmnError(os.environ.get("ERROR_CODE", "REJECTED"), "declined by handler",
                         variables={"reason": "declined"})
