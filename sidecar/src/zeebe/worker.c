@@ -16,7 +16,8 @@ struct worker {
     sk_grpc_call *call;  /* the pending ActivateJobs long poll */
     struct event *timer; /* next poll (backoff or next turn) */
     sk_backoff bo;
-    int64_t open; /* jobs of this type held by skiff */
+    int64_t open;    /* jobs of this type held by skiff */
+    size_t received; /* jobs received by the pending poll */
     sk_series *m_open;
 };
 
@@ -144,6 +145,7 @@ static void on_jobs(void *ud, const uint8_t *msg, size_t len)
         SK_ERROR("zeebe", "undecodable ActivateJobsResponse (%zu bytes) for %s", len, w->type);
         return;
     }
+    w->received += r->n_jobs;
     for (size_t i = 0; i < r->n_jobs; i++)
         submit_job(w, r->jobs[i]);
     gateway_protocol__activate_jobs_response__free_unpacked(r, NULL);
@@ -157,8 +159,10 @@ static void on_poll_done(void *ud, int code, const char *message)
     if (w->z->stopping)
         return;
     if (code == SK_GRPC_OK) {
+        /* An empty answer comes after the long poll's requestTimeout, or at once from a
+         * gateway without long polling: never loop on those without a pause. */
         sk_backoff_reset(&w->bo);
-        schedule(w, 0);
+        schedule(w, w->received ? 0 : w->z->cfg->zeebe_backoff_initial_ms);
         return;
     }
     int64_t delay = sk_backoff_next(&w->bo);
@@ -194,6 +198,7 @@ static void poll_jobs(worker *w)
     protobuf_c_message_pack(&r.base, req);
     /* The gateway answers a long poll after requestTimeout; leave it room before our deadline. */
     int64_t timeout = cfg->zeebe_request_timeout_ms + 10000;
+    w->received = 0;
     w->call = sk_grpc_call_start(z->ch, "/gateway_protocol.Gateway/ActivateJobs", req, len, timeout,
                                  NULL, 0, on_jobs, on_poll_done, w);
     free(req);

@@ -56,11 +56,21 @@ static int f_data(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t 
                   void *ud)
 {
     (void)flags;
-    (void)data;
     (void)ud;
     fstream *st = nghttp2_session_get_stream_user_data(h2, id);
-    if (st != NULL)
-        st->body_len += len;
+    if (st == NULL)
+        return 0;
+    st->body_len += len;
+    if (st->in_len + len > st->in_cap) {
+        size_t cap = (st->in_len + len) * 2;
+        uint8_t *in = realloc(st->in, cap);
+        if (in == NULL)
+            return 0;
+        st->in = in;
+        st->in_cap = cap;
+    }
+    memcpy(st->in + st->in_len, data, len);
+    st->in_len += len;
     return 0;
 }
 
@@ -193,8 +203,10 @@ fserver *fserver_new(struct event_base *base, fmode mode, fscript script)
 
 static void fconn_free(fconn *c)
 {
-    for (int i = 0; i < c->nstreams; i++)
+    for (int i = 0; i < c->nstreams; i++) {
         free(c->streams[i].out);
+        free(c->streams[i].in);
+    }
     if (c->h2 != NULL)
         nghttp2_session_del(c->h2);
     bufferevent_free(c->bev);
@@ -218,6 +230,12 @@ void fserver_drop_all(fserver *srv)
             shutdown(bufferevent_getfd(c->bev), SHUT_RDWR);
         }
     }
+}
+
+void fserver_flush(fserver *srv)
+{
+    for (int i = 0; i < srv->nconns; i++)
+        f_flush(srv->conns[i]);
 }
 
 /* ---- scripted responses ---- */

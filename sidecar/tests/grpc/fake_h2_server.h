@@ -32,6 +32,9 @@ typedef struct fstream {
     size_t out_len, out_off;
     int trailer_status; /* -1: end the stream with the DATA */
     const char *trailer_message;
+    /* Addition: the request body as received (gRPC prefix included), grown as DATA arrives. */
+    uint8_t *in;
+    size_t in_len, in_cap;
 } fstream;
 
 typedef enum { MODE_H2, MODE_SILENT, MODE_GARBAGE } fmode;
@@ -60,6 +63,7 @@ struct fserver {
     int nconns;
     int rst_received[16]; /* count per HTTP/2 error code */
     int pings_received;
+    void *ud; /* addition: the test's own state, for scripts */
 };
 
 fserver *fserver_new(struct event_base *base, fmode mode, fscript script);
@@ -77,5 +81,7 @@ void respond_ok(fstream *st);
  * grpc-message (a trailers-only response). */
 void respond_headers_only(fstream *st, const char *status, const char *grpc_status,
                           const char *grpc_message);
+/* Sends what responses submitted outside a script (a deferred answer) have queued. */
+void fserver_flush(fserver *srv);
 
 #endif
