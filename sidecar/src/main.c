@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <event2/event.h>
 
 #include "core/admin.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -32,13 +32,6 @@ typedef struct app {
     int abandoned;
 } app;
 
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static int ready(void *ud, char *why, size_t whylen)
 {
     app *a = ud;
@@ -60,7 +53,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     app *a = arg;
-    int64_t now = now_ms();
+    int64_t now = sk_wall_ms();
     if (!a->abandoned && now >= a->grace_deadline_ms && sk_dispatcher_open(a->d) > 0) {
         SK_WARN("skiff", "grace period over: giving %zu unfinished tasks back",
                 sk_dispatcher_open(a->d));
@@ -74,7 +67,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 static void begin_shutdown(app *a)
 {
-    int64_t now = now_ms();
+    int64_t now = sk_wall_ms();
     a->stopping = 1;
     a->grace_deadline_ms = now + a->cfg.shutdown_grace_ms;
     a->exit_deadline_ms = a->grace_deadline_ms + 10000;
@@ -96,7 +89,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         begin_shutdown(a);
     } else {
         SK_WARN("skiff", "second signal %d: ending the grace period now", (int)sig);
-        a->grace_deadline_ms = now_ms();
+        a->grace_deadline_ms = sk_wall_ms();
     }
 }
 

@@ -1,9 +1,11 @@
 #include "handler/dispatcher.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "handler/session.h"
 
@@ -16,7 +18,7 @@ typedef struct task {
     char *id, *route;
     uint8_t *frame; /* encoded task frame, until sent */
     size_t frame_len;
-    double sent_at;
+    double received_at, sent_at; /* sk_mono_s() */
 } task;
 
 typedef struct slot { /* one attached session */
@@ -33,6 +35,19 @@ typedef struct watcher {
     struct watcher *next;
 } watcher;
 
+typedef struct method {
+    char *name;
+    sk_method_fn fn;
+    void *ud;
+    struct method *next;
+} method;
+
+struct sk_reply {
+    sk_dispatcher *d;
+    unsigned long session; /* serial of the session owed the reply */
+    char *ref;
+};
+
 #define NBUCKETS 1024
 
 struct sk_dispatcher {
@@ -43,18 +58,22 @@ struct sk_dispatcher {
     task *queue_head, *queue_tail;
     slot *slots;
     watcher *watchers;
+    method *methods;
     size_t open;
     int nsessions;
     int draining;
     sk_series *m_sessions, *m_open;
-    sk_metric *m_duration, *m_results, *m_abandoned;
+    sk_metric *m_duration, *m_results, *m_abandoned, *m_cancelled, *m_overhead;
 };
 
-static double now_s(void)
+/* Upper bounds (seconds) of skiff_task_overhead_seconds: skiff's own time per task is in µs. */
+static const double overhead_buckets[] = {0.000005, 0.00001, 0.000025, 0.00005, 0.000075, 0.0001,
+                                          0.00015,  0.00025, 0.0005,   0.001,   0.0025,   0.01};
+
+static sk_series *overhead(const sk_dispatcher *d, const task *t, const char *phase)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+    const char *const labels[] = {t->ops->name, phase, NULL};
+    return sk_metric_series(d->m_overhead, labels);
 }
 
 static unsigned hash(const char *s)
@@ -175,11 +194,11 @@ static void notify(sk_dispatcher *d)
 
 static void send_to(sk_dispatcher *d, slot *sl, task *t)
 {
-    (void)d;
     t->session = sl->session;
     sl->open++;
-    t->sent_at = now_s();
-    sk_session_write(sl->session, t->frame, t->frame_len);
+    t->sent_at = sk_mono_s();
+    sk_session_write_task(sl->session, t->frame, t->frame_len, t->received_at,
+                          overhead(d, t, "dispatch"));
     free(t->frame);
     t->frame = NULL;
 }
@@ -226,7 +245,18 @@ sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics, size_t max_frame)
     d->m_abandoned = sk_metrics_counter(
         metrics, "skiff_tasks_abandoned_total",
         "Tasks given back to their source unfinished (handler gone, shutdown).", SK_KV("source"));
-    if (!d->m_sessions || !d->m_open || !d->m_duration || !d->m_results || !d->m_abandoned) {
+    d->m_cancelled = sk_metrics_counter(metrics, "skiff_tasks_cancelled_total",
+                                        "Tasks closed by their source while a handler held them "
+                                        "(handler told with a cancel frame), by reason.",
+                                        SK_KV("source", "reason"));
+    d->m_overhead = sk_metrics_histogram(
+        metrics, "skiff_task_overhead_seconds",
+        "skiff's own time per task: dispatch (task off the wire to its frame written to the "
+        "handler socket), result (result frame read to the engine request handed to HTTP/2).",
+        SK_KV("source", "phase"), overhead_buckets,
+        sizeof overhead_buckets / sizeof overhead_buckets[0]);
+    if (!d->m_sessions || !d->m_open || !d->m_duration || !d->m_results || !d->m_abandoned ||
+        !d->m_cancelled || !d->m_overhead) {
         free(d);
         return NULL;
     }
@@ -254,7 +284,113 @@ void sk_dispatcher_free(sk_dispatcher *d)
         d->watchers = w->next;
         free(w);
     }
+    while (d->methods) {
+        method *m = d->methods;
+        d->methods = m->next;
+        free(m->name);
+        free(m);
+    }
     free(d);
+}
+
+int sk_dispatcher_add_method(sk_dispatcher *d, const char *name, sk_method_fn fn, void *ud)
+{
+    method *m = malloc(sizeof(*m));
+    if (!m || !(m->name = strdup(name))) {
+        free(m);
+        return -1;
+    }
+    m->fn = fn;
+    m->ud = ud;
+    m->next = d->methods;
+    d->methods = m;
+    return 0;
+}
+
+json_t *sk_dispatcher_methods(const sk_dispatcher *d)
+{
+    json_t *a = json_array();
+    for (const method *m = d->methods; m && a; m = m->next)
+        json_array_append_new(a, json_string(m->name));
+    return a;
+}
+
+static sk_session *session_by_serial(const sk_dispatcher *d, unsigned long serial)
+{
+    for (slot *sl = d->slots; sl; sl = sl->next)
+        if (sk_session_serial(sl->session) == serial)
+            return sl->session;
+    return NULL;
+}
+
+static sk_reply *reply_new(sk_dispatcher *d, sk_session *s, const char *ref)
+{
+    sk_reply *r = malloc(sizeof(*r));
+    if (!r || !(r->ref = strdup(ref))) {
+        free(r);
+        return NULL;
+    }
+    r->d = d;
+    r->session = sk_session_serial(s);
+    return r;
+}
+
+void sk_reply_drop(sk_reply *r)
+{
+    if (!r)
+        return;
+    free(r->ref);
+    free(r);
+}
+
+/* Sends the reply frame f (stolen) if the session is still there, then frees r. */
+static void reply_send(sk_reply *r, json_t *f)
+{
+    sk_session *s = session_by_serial(r->d, r->session);
+    if (f && s)
+        sk_session_send(s, f);
+    json_decref(f);
+    sk_reply_drop(r);
+}
+
+void sk_reply_ok(sk_reply *r, json_t *result)
+{
+    if (!r) {
+        json_decref(result);
+        return;
+    }
+    reply_send(r, json_pack("{s:s, s:s, s:b, s:o}", "type", "reply", "ref", r->ref, "ok", 1,
+                            "result", result ? result : json_object()));
+}
+
+void sk_reply_error(sk_reply *r, const char *code, const char *fmt, ...)
+{
+    if (!r)
+        return;
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    reply_send(r, json_pack("{s:s, s:s, s:b, s:{s:s, s:s}}", "type", "reply", "ref", r->ref, "ok",
+                            0, "error", "code", code, "message", message));
+}
+
+void sk_dispatcher_call(sk_dispatcher *d, sk_session *s, const sk_msg *m)
+{
+    const method *me = d->methods;
+    while (me && strcmp(me->name, m->method) != 0)
+        me = me->next;
+    sk_reply *r = reply_new(d, s, m->ref);
+    if (!r) {
+        SK_ERROR("dispatcher", "out of memory answering call %s", m->ref);
+        return;
+    }
+    if (me)
+        me->fn(me->ud, m->params, r);
+    else
+        sk_reply_error(r, "unknown_method", "method \"%.64s\" is not available in this skiff",
+                       m->method);
 }
 
 int sk_dispatcher_watch(sk_dispatcher *d, sk_credit_cb cb, void *ud)
@@ -285,6 +421,15 @@ int sk_dispatcher_has_route(const sk_dispatcher *d, const char *route)
         if (strcmp(d->routes[i], route) == 0)
             return 1;
     return 0;
+}
+
+int64_t sk_dispatcher_capacity(const sk_dispatcher *d, const char *route)
+{
+    int64_t capacity = 0;
+    for (slot *sl = d->slots; sl && !d->draining; sl = sl->next)
+        if (serves(sl, route))
+            capacity += sl->capacity;
+    return capacity;
 }
 
 int64_t sk_dispatcher_credits(const sk_dispatcher *d, const char *route)
@@ -335,7 +480,8 @@ static void reject(const sk_source_ops *ops, void *source, void *ctx, const char
 }
 
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
-                          const char *route, const char *id, int64_t deadline_ms, json_t *payload)
+                          const char *route, const char *id, int64_t deadline_ms, json_t *payload,
+                          double received_at)
 {
     char why[160];
     size_t len = 0;
@@ -366,7 +512,8 @@ void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *sour
                 .id = t->id,
                 .route = t->route,
                 .frame = frame,
-                .frame_len = len};
+                .frame_len = len,
+                .received_at = received_at};
     unsigned h = hash(id);
     t->next_hash = d->buckets[h];
     d->buckets[h] = t;
@@ -374,6 +521,23 @@ void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *sour
     sk_series_set(d->m_open, (double)d->open);
     queue_append(d, t);
     pump(d);
+}
+
+int sk_dispatcher_cancel(sk_dispatcher *d, const char *id, const char *reason)
+{
+    task *t = lookup(d, id);
+    if (!t || (t->session && !sk_session_accepts_cancel(t->session)))
+        return 0;
+    if (t->session) {
+        const char *const labels[] = {t->ops->name, reason, NULL};
+        sk_series_add(sk_metric_series(d->m_cancelled, labels), 1);
+        sk_session_cancel(t->session, id, reason);
+    }
+    finish_slot(d, t);
+    task_free(d, t);
+    pump(d);
+    notify(d);
+    return 1;
 }
 
 void sk_dispatcher_drain(sk_dispatcher *d, int64_t deadline_ms)
@@ -456,13 +620,20 @@ static const char *result_name(sk_msg_type type)
     }
 }
 
-int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m)
+int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, double received_at)
 {
     task *t = lookup(d, m->id);
     if (!t || t->session != s)
         return -1;
+    if (m->type == SK_MSG_EXTEND) {
+        if (!t->ops->extend)
+            return -2;
+        sk_reply *r = m->ref ? reply_new(d, s, m->ref) : NULL;
+        t->ops->extend(t->source, t->ctx, m->timeout_ms, r);
+        return 0;
+    }
     const char *const labels[] = {t->ops->name, t->route, result_name(m->type), NULL};
-    sk_series_observe(sk_metric_series(d->m_duration, labels), now_s() - t->sent_at);
+    sk_series_observe(sk_metric_series(d->m_duration, labels), received_at - t->sent_at);
     sk_series_add(sk_metric_series(d->m_results, labels), 1);
     finish_slot(d, t);
     if (m->type == SK_MSG_COMPLETE)
@@ -471,6 +642,7 @@ int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m)
         t->ops->fail(t->source, t->ctx, m);
     else
         t->ops->error(t->source, t->ctx, m);
+    sk_series_observe(overhead(d, t, "result"), sk_mono_s() - received_at);
     task_free(d, t);
     pump(d);
     notify(d);

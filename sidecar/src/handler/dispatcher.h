@@ -18,6 +18,15 @@ struct event_base;
 typedef struct sk_dispatcher sk_dispatcher;
 typedef struct sk_session sk_session;
 
+/* The answer a handler is owed for a call (or an extend with a `ref`). Exactly one of
+ * sk_reply_ok / sk_reply_error / sk_reply_drop must be called; each frees r. A reply to a
+ * session that has closed in the meantime is dropped. */
+typedef struct sk_reply sk_reply;
+void sk_reply_ok(sk_reply *r, json_t *result); /* result stolen; NULL sends {} */
+void sk_reply_error(sk_reply *r, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sk_reply_drop(sk_reply *r);
+
 typedef struct sk_source_ops {
     const char *name; /* "zeebe" */
     void (*complete)(void *source, void *ctx, const sk_msg *result);
@@ -25,7 +34,14 @@ typedef struct sk_source_ops {
     void (*error)(void *source, void *ctx, const sk_msg *result); /* bpmn_error */
     /* The task cannot be finished here (session gone, shutdown): give it back at once. */
     void (*abandon)(void *source, void *ctx, const char *why);
+    /* The handler asks for timeout_ms more time from now (`extend`); the task stays open.
+     * reply is NULL when the handler wants no answer. NULL: the source cannot extend. */
+    void (*extend)(void *source, void *ctx, int64_t timeout_ms, sk_reply *reply);
 } sk_source_ops;
+
+/* A call method (`call` frame): params is the call's params object (NULL when absent),
+ * borrowed for the duration of the function; the function answers through reply. */
+typedef void (*sk_method_fn)(void *ud, const json_t *params, sk_reply *reply);
 
 /* Called when free credits may have risen (a session joined, a task finished). */
 typedef void (*sk_credit_cb)(void *ud);
@@ -41,19 +57,34 @@ int sk_dispatcher_has_route(const sk_dispatcher *d, const char *route);
 
 int sk_dispatcher_watch(sk_dispatcher *d, sk_credit_cb cb, void *ud);
 
+/* Call methods handlers may use; the names are listed in `welcome`. */
+int sk_dispatcher_add_method(sk_dispatcher *d, const char *name, sk_method_fn fn, void *ud);
+/* The method names as a new JSON array (for `welcome`). */
+json_t *sk_dispatcher_methods(const sk_dispatcher *d);
+
 /* Free credits for a route: sum over ready sessions serving it of (capacity - open tasks),
  * minus tasks already queued for it. 0 while draining. */
 int64_t sk_dispatcher_credits(const sk_dispatcher *d, const char *route);
+/* Capacity of the sessions serving a route (0 while draining). */
+int64_t sk_dispatcher_capacity(const sk_dispatcher *d, const char *route);
 /* Number of sessions past the handshake. */
 int sk_dispatcher_sessions(const sk_dispatcher *d);
 /* Open tasks (sent to a handler or queued). */
 size_t sk_dispatcher_open(const sk_dispatcher *d);
 
 /* Submits a task. payload: JSON object of source-specific members, stolen. id: unique among
- * open tasks. deadline_ms: epoch ms, forwarded to the handler. A task whose frame would exceed
- * max_frame is never sent: it ends at once through ops->fail. */
+ * open tasks. deadline_ms: epoch ms, forwarded to the handler. received_at: sk_mono_s() when the
+ * source got the task off the wire (skiff's own dispatch time is measured from it). A task
+ * whose frame would exceed max_frame is never sent: it ends at once through ops->fail. */
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
-                          const char *route, const char *id, int64_t deadline_ms, json_t *payload);
+                          const char *route, const char *id, int64_t deadline_ms, json_t *payload,
+                          double received_at);
+
+/* The source has lost a task it submitted (deadline passed, gone from the engine). A queued
+ * task, or one whose handler accepts `cancel` (told with that reason), is closed: returns 1
+ * and the source owns ctx again (no op will be called for it). Otherwise returns 0 and the
+ * task stays open until its result. */
+int sk_dispatcher_cancel(sk_dispatcher *d, const char *id, const char *reason);
 
 /* Shutdown: sends `drain` to every session and stops dispatching; queued tasks are abandoned. */
 void sk_dispatcher_drain(sk_dispatcher *d, int64_t deadline_ms);
@@ -64,7 +95,12 @@ void sk_dispatcher_abandon_all(sk_dispatcher *d, const char *why);
 int sk_dispatcher_attach(sk_dispatcher *d, sk_session *s, json_t *routes, int64_t capacity);
 /* The session is closing: abandons its open tasks. */
 void sk_dispatcher_detach(sk_dispatcher *d, sk_session *s);
-/* A result frame from session s. Returns 0, or -1 when the id is not open on s. */
-int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m);
+/* A result or extend frame from session s. Returns 0, -1 when the id is not open on s, or -2
+ * for an extend the task's source cannot do. A result read at received_at (sk_mono_s()) is
+ * handed to its source op; the time from received_at to the op's return is skiff's own result
+ * overhead. */
+int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, double received_at);
+/* A `call` frame from session s: runs the method or answers `unknown_method`. */
+void sk_dispatcher_call(sk_dispatcher *d, sk_session *s, const sk_msg *m);
 
 #endif

@@ -91,6 +91,29 @@ static int get_object(json_t *o, const char *key, json_t **out, char *err, size_
     return 0;
 }
 
+/* An optional array of non-empty strings. */
+static int get_names(json_t *o, const char *key, json_t **out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    *out = v;
+    if (!v)
+        return 0;
+    if (!json_is_array(v)) {
+        snprintf(err, errlen, "member \"%s\" must be an array of strings", key);
+        return -1;
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(v, i, t)
+    {
+        if (!json_is_string(t) || json_string_length(t) == 0) {
+            snprintf(err, errlen, "%s[%zu] must be a non-empty string", key, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int decode_hello(sk_msg *m, char *err, size_t errlen)
 {
     json_t *o = m->root;
@@ -102,22 +125,10 @@ static int decode_hello(sk_msg *m, char *err, size_t errlen)
         snprintf(err, errlen, "member \"capacity\" must be in 1..1000000");
         return -1;
     }
-    json_t *types = json_object_get(o, "job_types");
-    if (types && !json_is_array(types)) {
-        snprintf(err, errlen, "member \"job_types\" must be an array of strings");
-        return -1;
-    }
-    size_t i;
-    json_t *t;
-    json_array_foreach(types, i, t)
-    {
-        if (!json_is_string(t) || json_string_length(t) == 0) {
-            snprintf(err, errlen, "job_types[%zu] must be a non-empty string", i);
-            return -1;
-        }
-    }
-    m->job_types = types;
-    return 0;
+    return get_names(o, "job_types", &m->job_types, err, errlen) ||
+                   get_names(o, "features", &m->features, err, errlen)
+               ? -1
+               : 0;
 }
 
 static int decode_result(sk_msg *m, char *err, size_t errlen)
@@ -147,7 +158,14 @@ static int decode_result(sk_msg *m, char *err, size_t errlen)
         }
         return 0;
     case SK_MSG_EXTEND:
-        return get_int(o, "timeout_ms", 1, NULL, &m->timeout_ms, err, errlen);
+        if (get_int(o, "timeout_ms", 1, NULL, &m->timeout_ms, err, errlen) ||
+            get_string(o, "ref", 0, &m->ref, err, errlen))
+            return -1;
+        if (m->timeout_ms < 1) {
+            snprintf(err, errlen, "member \"timeout_ms\" must be at least 1");
+            return -1;
+        }
+        return 0;
     default:
         return 0;
     }
@@ -160,7 +178,8 @@ static int decode_members(sk_msg *m, char *err, size_t errlen)
         return decode_hello(m, err, errlen);
     case SK_MSG_CALL:
         return get_string(m->root, "ref", 1, &m->ref, err, errlen) ||
-                       get_string(m->root, "method", 1, &m->method, err, errlen)
+                       get_string(m->root, "method", 1, &m->method, err, errlen) ||
+                       get_object(m->root, "params", &m->params, err, errlen)
                    ? -1
                    : 0;
     case SK_MSG_PING:

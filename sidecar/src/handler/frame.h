@@ -44,6 +44,7 @@ typedef struct sk_msg {
     const char *name;
     int64_t capacity;
     json_t *job_types; /* array of strings */
+    json_t *features;  /* array of strings, optional */
     /* results */
     json_t *variables; /* object */
     const char *message;
@@ -51,8 +52,9 @@ typedef struct sk_msg {
     int has_retries;
     int64_t retries;
     int64_t retry_backoff_ms;
-    int64_t timeout_ms; /* extend */
+    int64_t timeout_ms; /* extend (its `ref` is optional) */
     const char *method; /* call */
+    json_t *params;     /* call, object, optional */
 } sk_msg;
 
 /* Length of the frame at the head of buf. Returns 1 and sets *payload_len when the header is

@@ -10,9 +10,25 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 typedef enum { S_HELLO, S_READY, S_CLOSING } state;
+
+/* A task frame in the output buffer, for skiff_task_overhead_seconds once it is written. */
+typedef struct {
+    double received_at;
+    sk_series *overhead;
+} unsent;
+
+/* A task cancelled on this session: its late result is ignored, not an error. */
+typedef struct {
+    char *id;
+    double at;
+} cancelled;
+
+#define CANCEL_MEMORY_S 60.0
+#define CANCEL_MEMORY_MAX 4096
 
 struct sk_session {
     struct event_base *base;
@@ -26,8 +42,13 @@ struct sk_session {
     void *ud;
     state st;
     int attached;
+    int accepts_cancel;
     char name[96];
     unsigned long serial;
+    unsent *unsent;
+    size_t nunsent, unsent_cap;
+    cancelled *cancelled; /* oldest first */
+    size_t ncancelled;
 };
 
 static unsigned long next_serial;
@@ -35,6 +56,36 @@ static unsigned long next_serial;
 const char *sk_session_name(const sk_session *s)
 {
     return s->name;
+}
+
+unsigned long sk_session_serial(const sk_session *s)
+{
+    return s->serial;
+}
+
+int sk_session_accepts_cancel(const sk_session *s)
+{
+    return s->accepts_cancel;
+}
+
+/* Forgets cancelled ids older than CANCEL_MEMORY_S, and the oldest beyond CANCEL_MEMORY_MAX. */
+static void forget_cancelled(sk_session *s, double now)
+{
+    size_t n = 0;
+    while (n < s->ncancelled &&
+           (now - s->cancelled[n].at > CANCEL_MEMORY_S || s->ncancelled - n >= CANCEL_MEMORY_MAX))
+        free(s->cancelled[n++].id);
+    memmove(s->cancelled, s->cancelled + n, (s->ncancelled - n) * sizeof(*s->cancelled));
+    s->ncancelled -= n;
+}
+
+static int was_cancelled(sk_session *s, const char *id)
+{
+    forget_cancelled(s, sk_mono_s());
+    for (size_t i = 0; i < s->ncancelled; i++)
+        if (strcmp(s->cancelled[i].id, id) == 0)
+            return 1;
+    return 0;
 }
 
 static void release(sk_session *s)
@@ -48,6 +99,7 @@ static void release(sk_session *s)
     if (s->timer)
         event_free(s->timer);
     s->timer = NULL;
+    s->nunsent = 0;
 }
 
 void sk_session_free(sk_session *s)
@@ -57,6 +109,10 @@ void sk_session_free(sk_session *s)
     release(s);
     if (s->reaper)
         event_free(s->reaper);
+    for (size_t i = 0; i < s->ncancelled; i++)
+        free(s->cancelled[i].id);
+    free(s->cancelled);
+    free(s->unsent);
     free(s);
 }
 
@@ -81,12 +137,47 @@ static void close_now(sk_session *s, const char *why)
     event_active(s->reaper, 0, 0);
 }
 
-void sk_session_write(sk_session *s, const uint8_t *frame, size_t len)
+static int write_frame(sk_session *s, const uint8_t *frame, size_t len)
 {
     if (!s->bev || s->st == S_CLOSING)
-        return;
-    if (bufferevent_write(s->bev, frame, len) != 0)
+        return -1;
+    if (bufferevent_write(s->bev, frame, len) != 0) {
         SK_ERROR("handler", "cannot queue a frame for %s", s->name);
+        return -1;
+    }
+    return 0;
+}
+
+void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, double received_at,
+                           sk_series *overhead)
+{
+    if (write_frame(s, frame, len) != 0 || !overhead)
+        return;
+    if (s->nunsent == s->unsent_cap) {
+        size_t cap = s->unsent_cap ? 2 * s->unsent_cap : 16;
+        unsent *u = realloc(s->unsent, cap * sizeof(*u));
+        if (!u)
+            return;
+        s->unsent = u;
+        s->unsent_cap = cap;
+    }
+    s->unsent[s->nunsent++] = (unsent){received_at, overhead};
+}
+
+void sk_session_cancel(sk_session *s, const char *id, const char *reason)
+{
+    json_t *f = json_pack("{s:s, s:s, s:s}", "type", "cancel", "id", id, "reason", reason);
+    if (f)
+        sk_session_send(s, f);
+    json_decref(f);
+    double now = sk_mono_s();
+    forget_cancelled(s, now);
+    cancelled *c = realloc(s->cancelled, (s->ncancelled + 1) * sizeof(*c));
+    if (!c)
+        return;
+    s->cancelled = c;
+    if ((c[s->ncancelled].id = strdup(id)))
+        c[s->ncancelled++].at = now;
 }
 
 void sk_session_send(sk_session *s, const json_t *frame)
@@ -97,7 +188,7 @@ void sk_session_send(sk_session *s, const json_t *frame)
         SK_ERROR("handler", "cannot encode a frame for %s", s->name);
         return;
     }
-    sk_session_write(s, buf, len);
+    write_frame(s, buf, len);
     free(buf);
 }
 
@@ -159,6 +250,11 @@ static void on_hello(sk_session *s, const sk_msg *m)
         }
     }
     snprintf(s->name, sizeof(s->name), "%.64s#%lu", m->name, s->serial);
+    json_array_foreach(m->features, i, jt)
+    {
+        if (strcmp(json_string_value(jt), "cancel") == 0)
+            s->accepts_cancel = 1;
+    }
     if (sk_dispatcher_attach(s->d, s, m->job_types, m->capacity) != 0) {
         close_now(s, "out of memory");
         return;
@@ -168,8 +264,9 @@ static void on_hello(sk_session *s, const sk_msg *m)
     event_del(s->timer);
     char session[32];
     snprintf(session, sizeof(session), "s-%lu", s->serial);
-    json_t *w = json_pack("{s:s, s:i, s:s, s:I}", "type", "welcome", "version", 1, "session",
-                          session, "max_frame", (json_int_t)s->opts.max_frame);
+    json_t *w = json_pack("{s:s, s:i, s:s, s:I, s:[s, s], s:o}", "type", "welcome", "version", 1,
+                          "session", session, "max_frame", (json_int_t)s->opts.max_frame,
+                          "features", "cancel", "extend", "methods", sk_dispatcher_methods(s->d));
     if (w)
         sk_session_send(s, w);
     json_decref(w);
@@ -177,20 +274,25 @@ static void on_hello(sk_session *s, const sk_msg *m)
            "handler connected with capacity %lld", (long long)m->capacity);
 }
 
-static void reply_unknown_method(sk_session *s, const sk_msg *m)
-{
-    char why[160];
-    snprintf(why, sizeof(why), "method \"%.64s\" is not available in this skiff", m->method);
-    json_t *r = json_pack("{s:s, s:s, s:b, s:{s:s, s:s}}", "type", "reply", "ref", m->ref, "ok", 0,
-                          "error", "code", "unknown_method", "message", why);
-    if (r)
-        sk_session_send(s, r);
-    json_decref(r);
-}
-
-static void on_ready_msg(sk_session *s, const sk_msg *m)
+/* A result or extend: handed to the dispatcher; one for a task cancelled within the last
+ * minute is ignored. */
+static void on_task_msg(sk_session *s, const sk_msg *m, double received_at)
 {
     char why[200];
+    int r = sk_dispatcher_result(s->d, s, m, received_at);
+    if (r == -2) {
+        protocol_error(s, SK_PERR_UNSUPPORTED, m->id, "this task's source cannot extend it");
+    } else if (r != 0 && was_cancelled(s, m->id)) {
+        SK_LOG(SK_LOG_DEBUG, "handler", NULL, SK_KV("session", s->name, "task_id", m->id),
+               "ignoring a frame for a cancelled task");
+    } else if (r != 0) {
+        snprintf(why, sizeof(why), "no open task \"%.100s\" on this connection", m->id);
+        protocol_error(s, SK_PERR_UNKNOWN_TASK, m->id, why);
+    }
+}
+
+static void on_ready_msg(sk_session *s, const sk_msg *m, double received_at)
+{
     switch (m->type) {
     case SK_MSG_HELLO:
         protocol_error(s, SK_PERR_PROTOCOL, NULL, "second hello on one connection");
@@ -198,19 +300,16 @@ static void on_ready_msg(sk_session *s, const sk_msg *m)
     case SK_MSG_COMPLETE:
     case SK_MSG_FAIL:
     case SK_MSG_BPMN_ERROR:
-        if (sk_dispatcher_result(s->d, s, m) != 0) {
-            snprintf(why, sizeof(why), "no open task \"%.100s\" on this connection", m->id);
-            protocol_error(s, SK_PERR_UNKNOWN_TASK, m->id, why);
-        }
+    case SK_MSG_EXTEND:
+        on_task_msg(s, m, received_at);
         break;
     case SK_MSG_ACK:
     case SK_MSG_NACK:
-    case SK_MSG_EXTEND:
         protocol_error(s, SK_PERR_UNSUPPORTED, m->id,
-                       "this frame type is reserved and not supported yet");
+                       "this frame type is reserved for Kafka and not supported yet");
         break;
     case SK_MSG_CALL:
-        reply_unknown_method(s, m);
+        sk_dispatcher_call(s->d, s, m);
         break;
     case SK_MSG_PING: {
         json_t *p = json_pack("{s:s}", "type", "pong");
@@ -226,14 +325,14 @@ static void on_ready_msg(sk_session *s, const sk_msg *m)
     }
 }
 
-static void on_message(sk_session *s, const sk_msg *m)
+static void on_message(sk_session *s, const sk_msg *m, double received_at)
 {
     if (s->st == S_HELLO && m->type != SK_MSG_HELLO)
         protocol_error(s, SK_PERR_PROTOCOL, NULL, "the first frame must be hello");
     else if (s->st == S_HELLO)
         on_hello(s, m);
     else
-        on_ready_msg(s, m);
+        on_ready_msg(s, m, received_at);
 }
 
 /* Decodes every complete frame in the input buffer. */
@@ -242,6 +341,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     sk_session *s = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     char err[256];
+    double received_at = sk_mono_s();
     while (s->st != S_CLOSING && s->bev) {
         size_t avail = evbuffer_get_length(in), plen;
         const char *perr;
@@ -261,7 +361,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
             protocol_error(s, perr, NULL, err);
             return;
         }
-        on_message(s, &m);
+        on_message(s, &m, received_at);
         sk_msg_clear(&m);
     }
 }
@@ -269,6 +369,12 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     sk_session *s = arg;
+    if (s->nunsent && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        double now = sk_mono_s();
+        for (size_t i = 0; i < s->nunsent; i++)
+            sk_series_observe(s->unsent[i].overhead, now - s->unsent[i].received_at);
+        s->nunsent = 0;
+    }
     if (s->st == S_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         close_now(s, "closed after a protocol error");
 }

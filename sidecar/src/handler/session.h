@@ -27,9 +27,20 @@ sk_session *sk_session_new(struct event_base *base, int fd, sk_dispatcher *d,
 void sk_session_free(sk_session *s);
 const char *sk_session_name(const sk_session *s);
 
+/* Distinguishes this session from every other one of the process (never reused). */
+unsigned long sk_session_serial(const sk_session *s);
+/* The handler declared feature "cancel" in its hello. */
+int sk_session_accepts_cancel(const sk_session *s);
+
 /* Writes a frame (welcome, drain, ...) to the handler. */
 void sk_session_send(sk_session *s, const json_t *frame);
-/* Writes an already encoded frame (tasks are encoded once, by the dispatcher). */
-void sk_session_write(sk_session *s, const uint8_t *frame, size_t len);
+/* Writes an already encoded task frame (tasks are encoded once, by the dispatcher). Once the
+ * frame has left for the socket, the time since received_at (sk_mono_s()) is observed in
+ * overhead (may be NULL). */
+void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, double received_at,
+                           sk_series *overhead);
+/* Sends `cancel` for task id and remembers the id for a minute: a result or extend for it is
+ * then ignored instead of being an unknown_task error. */
+void sk_session_cancel(sk_session *s, const char *id, const char *reason);
 
 #endif

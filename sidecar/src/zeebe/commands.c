@@ -1,22 +1,32 @@
-/* Job commands: CompleteJob, FailJob, ThrowError, retried on transient gateway errors with
- * jittered backoff until the job deadline and no longer. */
+/* Gateway commands: CompleteJob, FailJob, ThrowError (a job's result), UpdateJobTimeout (a
+ * handler's extend) and PublishMessage (a handler's call), retried on transient gateway errors
+ * with jittered backoff until their deadline and no longer. */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
+#include "core/clock.h"
 #include "core/log.h"
-#include "gateway.pb-c.h"
 #include "zeebe/internal.h"
+
+typedef enum { CMD_RESULT, CMD_EXTEND, CMD_PUBLISH } cmd_kind;
 
 typedef struct cmd {
     sk_zeebe *z;
-    zjob *job;
+    cmd_kind kind;
+    zjob *job;           /* RESULT: its life; EXTEND: a reference; PUBLISH: NULL */
     const char *method;  /* gRPC path */
-    const char *outcome; /* metric label when acknowledged */
+    const char *outcome; /* RESULT: metric label when acknowledged */
     uint8_t *req;
     size_t len;
+    int64_t deadline_ms; /* epoch ms: transient errors are retried until then */
+    int64_t timeout_ms;  /* EXTEND: the job's new timeout */
+    sk_reply *reply;     /* EXTEND (optional), PUBLISH */
+    uint8_t *resp;       /* PUBLISH: the response message */
+    size_t resp_len;
     sk_backoff bo;
     struct event *timer;
     sk_grpc_call *call;
@@ -26,24 +36,11 @@ typedef struct cmd {
 
 static void send_cmd(cmd *c);
 
-double sk_zeebe_now(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
 int sk_zeebe_transient(int code)
 {
     return code == SK_GRPC_UNAVAILABLE || code == SK_GRPC_RESOURCE_EXHAUSTED ||
            code == SK_GRPC_DEADLINE_EXCEEDED || code == SK_GRPC_CANCELLED ||
            code == SK_GRPC_ABORTED;
-}
-
-static void count_job(sk_zeebe *z, const zjob *j, const char *outcome)
-{
-    const char *const labels[] = {j->type, outcome, NULL};
-    sk_series_add(sk_metric_series(z->m_jobs, labels), 1);
 }
 
 static void cmd_free(cmd *c)
@@ -58,8 +55,9 @@ static void cmd_free(cmd *c)
         c->next->prev = c->prev;
     if (c->timer)
         event_free(c->timer);
+    sk_reply_drop(c->reply);
     free(c->req);
-    free(c->job);
+    free(c->resp);
     free(c);
 }
 
@@ -70,83 +68,158 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     send_cmd(arg);
 }
 
-static void on_close(void *ud, int code, const char *message)
+/* A job's result command is over (acknowledged or given up). */
+static void result_done(cmd *c, int code, const char *message)
 {
-    cmd *c = ud;
     sk_zeebe *z = c->z;
     zjob *j = c->job;
-    c->call = NULL;
-    sk_zeebe_count_request(z, c->method, code);
     if (code == SK_GRPC_OK) {
-        count_job(z, j, c->outcome);
+        sk_zeebe_count_job(z, j->type, c->outcome);
         const char *const labels[] = {j->type, NULL};
-        sk_series_observe(sk_metric_series(z->m_latency, labels), sk_zeebe_now() - j->activated_at);
+        sk_series_observe(sk_metric_series(z->m_latency, labels), sk_mono_s() - j->activated_at);
     } else if (code == SK_GRPC_NOT_FOUND) {
-        count_job(z, j, "not_found");
+        sk_zeebe_count_job(z, j->type, "not_found");
         SK_LOG(SK_LOG_WARN, "zeebe", NULL, SK_KV("job_type", j->type, "command", c->outcome),
                "job %lld is gone (timed out or cancelled): %s", (long long)j->key, message);
-    } else if (sk_zeebe_transient(code) && !z->closing) {
-        int64_t delay = sk_backoff_next(&c->bo);
-        if (sk_zeebe_now() * 1000 + (double)delay < (double)j->deadline_ms) {
-            struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
-            evtimer_add(c->timer, &tv);
-            return;
-        }
-        count_job(z, j, "deadline_passed");
+    } else if (sk_zeebe_transient(code)) {
+        sk_zeebe_count_job(z, j->type, "deadline_passed");
         SK_LOG(SK_LOG_ERROR, "zeebe", NULL, SK_KV("job_type", j->type, "command", c->outcome),
                "giving up on job %lld after %u attempts: deadline passed (%s: %s)",
                (long long)j->key, c->attempts, sk_grpc_code_name(code), message);
     } else {
-        count_job(z, j, "rejected");
+        sk_zeebe_count_job(z, j->type, "rejected");
         SK_LOG(SK_LOG_ERROR, "zeebe", NULL, SK_KV("job_type", j->type, "command", c->outcome),
                "gateway rejected the %s of job %lld: %s %s", c->outcome, (long long)j->key,
                sk_grpc_code_name(code), message);
     }
-    sk_zeebe_job_done(j);
+    sk_zeebe_job_end(j);
+}
+
+static void extend_done(cmd *c, int code, const char *message)
+{
+    zjob *j = c->job;
+    sk_reply *r = c->reply;
+    c->reply = NULL;
+    if (code == SK_GRPC_OK) {
+        int64_t deadline = sk_wall_ms() + c->timeout_ms;
+        if (!j->gone)
+            sk_zeebe_job_extended(j, deadline);
+        sk_reply_ok(r, json_pack("{s:I}", "deadline", (json_int_t)deadline));
+    } else if (code == SK_GRPC_NOT_FOUND) {
+        sk_reply_error(r, "not_found", "the engine no longer has job %" PRId64 " (%s)", j->key,
+                       message);
+        if (!j->gone)
+            sk_zeebe_job_gone(j);
+    } else {
+        SK_LOG(SK_LOG_WARN, "zeebe", NULL, SK_KV("job_type", j->type, "task_id", j->id),
+               "could not extend the job: %s %s", sk_grpc_code_name(code), message);
+        sk_reply_error(r, sk_zeebe_transient(code) ? "unavailable" : "rejected", "%s: %s",
+                       sk_grpc_code_name(code), message);
+    }
+    sk_zeebe_job_release(j);
+}
+
+static void publish_done(cmd *c, int code, const char *message)
+{
+    sk_reply *r = c->reply;
+    c->reply = NULL;
+    GatewayProtocol__PublishMessageResponse *resp =
+        code == SK_GRPC_OK
+            ? gateway_protocol__publish_message_response__unpack(NULL, c->resp_len, c->resp)
+            : NULL;
+    if (resp) {
+        char key[24];
+        snprintf(key, sizeof key, "%" PRId64, resp->key);
+        sk_reply_ok(r, json_pack("{s:s, s:s}", "key", key, "tenant_id",
+                                 resp->tenantid ? resp->tenantid : ""));
+        gateway_protocol__publish_message_response__free_unpacked(resp, NULL);
+    } else if (code == SK_GRPC_OK) {
+        sk_reply_error(r, "rejected", "undecodable PublishMessageResponse (%zu bytes)",
+                       c->resp_len);
+    } else if (code == SK_GRPC_ALREADY_EXISTS) {
+        sk_reply_error(r, "already_exists", "%s", message);
+    } else {
+        sk_reply_error(r, sk_zeebe_transient(code) ? "unavailable" : "rejected", "%s: %s",
+                       sk_grpc_code_name(code), message);
+    }
+}
+
+static void on_message(void *ud, const uint8_t *msg, size_t len)
+{
+    cmd *c = ud;
+    free(c->resp);
+    c->resp_len = 0;
+    if ((c->resp = malloc(len ? len : 1))) {
+        memcpy(c->resp, msg, len);
+        c->resp_len = len;
+    }
+}
+
+static void on_close(void *ud, int code, const char *message)
+{
+    cmd *c = ud;
+    sk_zeebe *z = c->z;
+    c->call = NULL;
+    sk_zeebe_count_request(z, c->method, code);
+    if (sk_zeebe_transient(code) && !z->closing) {
+        int64_t delay = sk_backoff_next(&c->bo);
+        if (sk_wall_ms() + delay < c->deadline_ms) {
+            struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+            evtimer_add(c->timer, &tv);
+            return;
+        }
+    }
+    if (c->kind == CMD_RESULT)
+        result_done(c, code, message);
+    else if (c->kind == CMD_EXTEND)
+        extend_done(c, code, message);
+    else
+        publish_done(c, code, message);
     cmd_free(c);
 }
 
 static void send_cmd(cmd *c)
 {
     c->attempts++;
-    int64_t left = c->job->deadline_ms - (int64_t)(sk_zeebe_now() * 1000);
+    int64_t left = c->deadline_ms - sk_wall_ms();
     int64_t timeout = left > 30000 ? 30000 : left > 1000 ? left : 1000;
-    c->call = sk_grpc_call_start(c->z->ch, c->method, c->req, c->len, timeout, NULL, 0, NULL,
-                                 on_close, c);
+    c->call = sk_grpc_call_start(c->z->ch, c->method, c->req, c->len, timeout, NULL, 0,
+                                 c->kind == CMD_PUBLISH ? on_message : NULL, on_close, c);
     if (!c->call)
         on_close(c, SK_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 }
 
-/* Takes ownership of j and req. */
-static void start(sk_zeebe *z, zjob *j, const char *method, const char *outcome, uint8_t *req,
-                  size_t len)
+/* Starts command c (filled by the caller: kind, job, method, outcome, deadline, reply) with
+ * request req (taken). */
+static void start(sk_zeebe *z, cmd c, uint8_t *req, size_t len)
 {
-    cmd *c = calloc(1, sizeof(*c));
-    z->pending++;
-    if (!c || !req || !(c->timer = evtimer_new(z->base, retry_cb, c))) {
-        SK_LOG(SK_LOG_ERROR, "zeebe", NULL, SK_KV("job_type", j->type),
-               "out of memory sending the %s of job %lld", outcome, (long long)j->key);
-        z->pending--;
-        free(c);
+    cmd *p = calloc(1, sizeof(*p));
+    struct event *timer = p ? evtimer_new(z->base, retry_cb, p) : NULL;
+    if (!timer || !req) {
+        SK_LOG(SK_LOG_ERROR, "zeebe", NULL, SK_KV("method", c.method),
+               "out of memory sending a command");
+        free(p);
         free(req);
-        sk_zeebe_job_done(j);
-        free(j);
+        if (c.kind == CMD_RESULT)
+            sk_zeebe_job_end(c.job);
+        else if (c.kind == CMD_EXTEND)
+            sk_zeebe_job_release(c.job);
+        sk_reply_error(c.reply, "unavailable", "skiff is out of memory");
         return;
     }
-    *c = (cmd){.z = z,
-               .job = j,
-               .method = method,
-               .outcome = outcome,
-               .req = req,
-               .len = len,
-               .timer = c->timer,
-               .next = z->cmds};
+    *p = c;
+    p->z = z;
+    p->req = req;
+    p->len = len;
+    p->timer = timer;
+    p->next = z->cmds;
     if (z->cmds)
-        z->cmds->prev = c;
-    z->cmds = c;
-    sk_backoff_init(&c->bo, z->cfg->zeebe_backoff_initial_ms, z->cfg->zeebe_backoff_max_ms,
-                    (uint64_t)j->key);
-    send_cmd(c);
+        z->cmds->prev = p;
+    z->cmds = p;
+    z->pending++;
+    sk_backoff_init(&p->bo, z->cfg->zeebe_backoff_initial_ms, z->cfg->zeebe_backoff_max_ms,
+                    (uint64_t)(uintptr_t)p);
+    send_cmd(p);
 }
 
 static uint8_t *pack(const ProtobufCMessage *msg, size_t *len)
@@ -158,18 +231,30 @@ static uint8_t *pack(const ProtobufCMessage *msg, size_t *len)
     return buf;
 }
 
+static void start_result(sk_zeebe *z, zjob *j, const char *method, const char *outcome,
+                         const ProtobufCMessage *msg)
+{
+    size_t len;
+    uint8_t *req = pack(msg, &len);
+    start(z,
+          (cmd){.kind = CMD_RESULT,
+                .job = j,
+                .method = method,
+                .outcome = outcome,
+                .deadline_ms = j->deadline_ms},
+          req, len);
+}
+
 void sk_zeebe_complete(sk_zeebe *z, zjob *j, const char *variables)
 {
     GatewayProtocol__CompleteJobRequest r = GATEWAY_PROTOCOL__COMPLETE_JOB_REQUEST__INIT;
     r.jobkey = j->key;
     r.variables = (char *)(variables ? variables : "");
-    size_t len;
-    uint8_t *req = pack(&r.base, &len);
-    start(z, j, "/gateway_protocol.Gateway/CompleteJob", "completed", req, len);
+    start_result(z, j, "/gateway_protocol.Gateway/CompleteJob", "completed", &r.base);
 }
 
 void sk_zeebe_fail(sk_zeebe *z, zjob *j, int32_t retries, const char *message, int64_t backoff_ms,
-                   const char *variables)
+                   const char *variables, const char *outcome)
 {
     GatewayProtocol__FailJobRequest r = GATEWAY_PROTOCOL__FAIL_JOB_REQUEST__INIT;
     r.jobkey = j->key;
@@ -177,9 +262,7 @@ void sk_zeebe_fail(sk_zeebe *z, zjob *j, int32_t retries, const char *message, i
     r.errormessage = (char *)(message ? message : "");
     r.retrybackoff = backoff_ms;
     r.variables = (char *)(variables ? variables : "");
-    size_t len;
-    uint8_t *req = pack(&r.base, &len);
-    start(z, j, "/gateway_protocol.Gateway/FailJob", "failed", req, len);
+    start_result(z, j, "/gateway_protocol.Gateway/FailJob", outcome, &r.base);
 }
 
 void sk_zeebe_throw(sk_zeebe *z, zjob *j, const char *code, const char *message,
@@ -190,9 +273,38 @@ void sk_zeebe_throw(sk_zeebe *z, zjob *j, const char *code, const char *message,
     r.errorcode = (char *)code;
     r.errormessage = (char *)(message ? message : "");
     r.variables = (char *)(variables ? variables : "");
+    start_result(z, j, "/gateway_protocol.Gateway/ThrowError", "bpmn_error", &r.base);
+}
+
+void sk_zeebe_update_timeout(sk_zeebe *z, zjob *j, int64_t timeout_ms, sk_reply *reply)
+{
+    GatewayProtocol__UpdateJobTimeoutRequest r = GATEWAY_PROTOCOL__UPDATE_JOB_TIMEOUT_REQUEST__INIT;
+    r.jobkey = j->key;
+    r.timeout = timeout_ms;
     size_t len;
     uint8_t *req = pack(&r.base, &len);
-    start(z, j, "/gateway_protocol.Gateway/ThrowError", "bpmn_error", req, len);
+    j->refs++;
+    /* Retried until the current deadline: after it the job may be someone else's. */
+    int64_t deadline = j->deadline_ms > sk_wall_ms() ? j->deadline_ms : sk_wall_ms() + 1000;
+    start(z,
+          (cmd){.kind = CMD_EXTEND,
+                .job = j,
+                .method = "/gateway_protocol.Gateway/UpdateJobTimeout",
+                .deadline_ms = deadline,
+                .timeout_ms = timeout_ms,
+                .reply = reply},
+          req, len);
+}
+
+void sk_zeebe_publish_send(sk_zeebe *z, uint8_t *req, size_t len, int64_t deadline_ms,
+                           sk_reply *reply)
+{
+    start(z,
+          (cmd){.kind = CMD_PUBLISH,
+                .method = "/gateway_protocol.Gateway/PublishMessage",
+                .deadline_ms = deadline_ms,
+                .reply = reply},
+          req, len);
 }
 
 void sk_zeebe_cmds_free(sk_zeebe *z)
@@ -201,9 +313,15 @@ void sk_zeebe_cmds_free(sk_zeebe *z)
         cmd *c = z->cmds;
         if (c->call)
             sk_grpc_call_cancel(c->call);
-        SK_LOG(SK_LOG_ERROR, "zeebe", NULL, SK_KV("job_type", c->job->type, "command", c->outcome),
-               "stopping with the %s of job %lld unsent; the engine will time the job out",
-               c->outcome, (long long)c->job->key);
+        if (c->kind == CMD_RESULT) {
+            SK_LOG(SK_LOG_ERROR, "zeebe", NULL,
+                   SK_KV("job_type", c->job->type, "command", c->outcome),
+                   "stopping with the %s of job %lld unsent; the engine will time the job out",
+                   c->outcome, (long long)c->job->key);
+            sk_zeebe_job_release(c->job);
+        } else if (c->kind == CMD_EXTEND) {
+            sk_zeebe_job_release(c->job);
+        }
         cmd_free(c);
     }
 }

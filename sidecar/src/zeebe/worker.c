@@ -1,153 +1,81 @@
-/* Activation loops (one per job type) and the dispatcher source ops for Zeebe jobs. */
-#include <inttypes.h>
+/* One worker per job type: a long-poll ActivateJobs loop, and (zeebe.streaming) a
+ * StreamActivatedJobs stream for the jobs created while it is open. Neither ever takes more
+ * jobs than the handlers have free credits for. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 
+#include "core/clock.h"
 #include "core/log.h"
-#include "gateway.pb-c.h"
 #include "zeebe/internal.h"
 
-struct worker {
-    sk_zeebe *z;
-    char *type;
-    sk_grpc_call *call;  /* the pending ActivateJobs long poll */
-    struct event *timer; /* next poll (backoff or next turn) */
-    sk_backoff bo;
-    int64_t open;    /* jobs of this type held by skiff */
-    size_t received; /* jobs received by the pending poll */
-    sk_series *m_open;
-};
+/* Activation asks again once this share of the worker's limit is free (Camunda's clients poll
+ * again when fewer than 30 % of max jobs active remain). */
+#define REFILL_SHARE 0.3
 
 static void schedule(worker *w, int64_t delay_ms);
 static void poll_jobs(worker *w);
+static void stream_open(worker *w);
 
-static char *dump(const json_t *v)
+void sk_zeebe_count_request(sk_zeebe *z, const char *method, int code)
 {
-    return v ? json_dumps(v, JSON_COMPACT) : NULL;
+    const char *slash = strrchr(method, '/');
+    const char *const labels[] = {slash ? slash + 1 : method, sk_grpc_code_name(code), NULL};
+    sk_series_add(sk_metric_series(z->m_requests, labels), 1);
 }
 
-static void op_complete(void *source, void *ctx, const sk_msg *m)
+void sk_zeebe_count_job(sk_zeebe *z, const char *type, const char *outcome)
 {
-    char *vars = dump(m->variables);
-    sk_zeebe_complete(source, ctx, vars);
-    free(vars);
-}
-
-static void op_fail(void *source, void *ctx, const sk_msg *m)
-{
-    zjob *j = ctx;
-    int32_t retries = m->has_retries ? (int32_t)m->retries : (j->retries > 0 ? j->retries - 1 : 0);
-    char *vars = dump(m->variables);
-    sk_zeebe_fail(source, j, retries, m->message, m->retry_backoff_ms, vars);
-    free(vars);
-}
-
-static void op_error(void *source, void *ctx, const sk_msg *m)
-{
-    char *vars = dump(m->variables);
-    sk_zeebe_throw(source, ctx, m->code, m->message, vars);
-    free(vars);
-}
-
-/* Gives the job back at once with its retries unchanged, so it is activated again now. */
-static void op_abandon(void *source, void *ctx, const char *why)
-{
-    zjob *j = ctx;
-    sk_zeebe_fail(source, j, j->retries, why, 0, NULL);
-}
-
-static const sk_source_ops zeebe_ops = {
-    .name = "zeebe",
-    .complete = op_complete,
-    .fail = op_fail,
-    .error = op_error,
-    .abandon = op_abandon,
-};
-
-void sk_zeebe_job_done(zjob *j)
-{
-    worker *w = j->w;
-    w->open--;
-    sk_series_set(w->m_open, (double)w->open);
-    poll_jobs(w);
-}
-
-static json_t *parse_object(const char *text)
-{
-    json_t *v = text && *text ? json_loads(text, 0, NULL) : json_object();
-    if (v && !json_is_object(v)) {
-        json_decref(v);
-        v = NULL;
-    }
-    return v;
-}
-
-static json_t *job_payload(const GatewayProtocol__ActivatedJob *job, json_t *vars, json_t *headers)
-{
-    char key[24], pik[24], pdk[24], eik[24];
-    snprintf(key, sizeof(key), "%" PRId64, job->key);
-    snprintf(pik, sizeof(pik), "%" PRId64, job->processinstancekey);
-    snprintf(pdk, sizeof(pdk), "%" PRId64, job->processdefinitionkey);
-    snprintf(eik, sizeof(eik), "%" PRId64, job->elementinstancekey);
-    return json_pack("{s:s, s:o, s:o, s:{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:s, s:s}}",
-                     "job_type", job->type, "variables", vars, "headers", headers, "zeebe", "key",
-                     key, "process_instance_key", pik, "bpmn_process_id", job->bpmnprocessid,
-                     "process_definition_version", job->processdefinitionversion,
-                     "process_definition_key", pdk, "element_id", job->elementid,
-                     "element_instance_key", eik, "retries", job->retries, "worker", job->worker,
-                     "tenant_id", job->tenantid ? job->tenantid : "");
-}
-
-/* Turns one activated job into a dispatcher task. */
-static void submit_job(worker *w, const GatewayProtocol__ActivatedJob *job)
-{
-    sk_zeebe *z = w->z;
-    zjob *j = calloc(1, sizeof(*j));
-    if (!j) {
-        SK_ERROR("zeebe", "out of memory: job %lld will time out", (long long)job->key);
-        return;
-    }
-    *j = (zjob){.w = w,
-                .type = w->type,
-                .key = job->key,
-                .retries = job->retries,
-                .deadline_ms = job->deadline,
-                .activated_at = sk_zeebe_now()};
-    w->open++;
-    sk_series_set(w->m_open, (double)w->open);
-    const char *const labels[] = {w->type, "activated", NULL};
+    const char *const labels[] = {type, outcome, NULL};
     sk_series_add(sk_metric_series(z->m_jobs, labels), 1);
-    json_t *vars = parse_object(job->variables), *headers = parse_object(job->customheaders);
-    if (!vars || !headers) {
-        json_decref(vars);
-        json_decref(headers);
-        sk_zeebe_fail(
-            z, j, j->retries > 0 ? j->retries - 1 : 0,
-            "skiff could not decode the job's variables or custom headers as a JSON object", 0,
-            NULL);
-        return;
-    }
-    char id[32];
-    snprintf(id, sizeof(id), "z-%" PRId64, job->key);
-    sk_dispatcher_submit(z->d, &zeebe_ops, z, j, w->type, id, job->deadline,
-                         job_payload(job, vars, headers));
 }
+
+/* Jobs this worker may take now: free handler credits, within max_jobs_active. */
+static int64_t free_credits(const worker *w)
+{
+    int64_t credits = sk_dispatcher_credits(w->z->d, w->type);
+    int64_t room = w->jc->max_jobs_active - w->open;
+    return credits < room ? credits : room;
+}
+
+/* Free credits worth an activation: REFILL_SHARE of what the worker could hold at most. */
+static int worth_asking(const worker *w)
+{
+    int64_t limit = sk_dispatcher_capacity(w->z->d, w->type);
+    if (limit > w->jc->max_jobs_active)
+        limit = w->jc->max_jobs_active;
+    int64_t need = (int64_t)((double)limit * REFILL_SHARE + 0.999);
+    int64_t credits = free_credits(w);
+    return credits > 0 && credits >= (need > 1 ? need : 1);
+}
+
+void sk_zeebe_worker_credit(worker *w)
+{
+    poll_jobs(w);
+    stream_open(w);
+}
+
+static void set_backoff(worker *w, int64_t delay_ms)
+{
+    sk_series_set(w->m_backoff, (double)delay_ms / 1000.0);
+}
+
+/* ---- long polling ---- */
 
 static void on_jobs(void *ud, const uint8_t *msg, size_t len)
 {
     worker *w = ud;
     GatewayProtocol__ActivateJobsResponse *r =
         gateway_protocol__activate_jobs_response__unpack(NULL, len, msg);
+    double received_at = sk_mono_s();
     if (!r) {
         SK_ERROR("zeebe", "undecodable ActivateJobsResponse (%zu bytes) for %s", len, w->type);
         return;
     }
     w->received += r->n_jobs;
     for (size_t i = 0; i < r->n_jobs; i++)
-        submit_job(w, r->jobs[i]);
+        sk_zeebe_submit(w, r->jobs[i], received_at);
     gateway_protocol__activate_jobs_response__free_unpacked(r, NULL);
 }
 
@@ -162,42 +90,51 @@ static void on_poll_done(void *ud, int code, const char *message)
         /* An empty answer comes after the long poll's requestTimeout, or at once from a
          * gateway without long polling: never loop on those without a pause. */
         sk_backoff_reset(&w->bo);
+        set_backoff(w, 0);
         schedule(w, w->received ? 0 : w->z->cfg->zeebe_backoff_initial_ms);
         return;
     }
     int64_t delay = sk_backoff_next(&w->bo);
+    set_backoff(w, delay);
     SK_LOG(SK_LOG_WARN, "zeebe", NULL, SK_KV("job_type", w->type, "code", sk_grpc_code_name(code)),
            "job activation failed: %s; retrying in %lld ms", message, (long long)delay);
     schedule(w, delay);
 }
 
-/* Issues ActivateJobs for as many jobs as handlers can take now, if any. */
+static uint8_t *pack(const ProtobufCMessage *msg, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf)
+        protobuf_c_message_pack(msg, buf);
+    return buf;
+}
+
+/* Issues ActivateJobs for as many jobs as handlers can take now, if that is worth it. */
 static void poll_jobs(worker *w)
 {
     sk_zeebe *z = w->z;
-    const sk_config *cfg = z->cfg;
-    if (w->call || z->stopping || evtimer_pending(w->timer, NULL))
-        return;
-    int64_t credits = sk_dispatcher_credits(z->d, w->type);
-    if (credits > cfg->zeebe_max_jobs_active - w->open)
-        credits = cfg->zeebe_max_jobs_active - w->open;
-    if (credits <= 0)
+    const sk_job_type_config *jc = w->jc;
+    if (w->call || z->stopping || evtimer_pending(w->timer, NULL) || !worth_asking(w))
         return;
     GatewayProtocol__ActivateJobsRequest r = GATEWAY_PROTOCOL__ACTIVATE_JOBS_REQUEST__INIT;
-    r.type = w->type;
-    r.worker = cfg->zeebe_worker_name;
-    r.timeout = cfg->zeebe_job_timeout_ms;
-    r.maxjobstoactivate = (int32_t)credits;
-    r.requesttimeout = cfg->zeebe_request_timeout_ms;
-    size_t len = protobuf_c_message_get_packed_size(&r.base);
-    uint8_t *req = malloc(len ? len : 1);
+    r.type = (char *)w->type;
+    r.worker = jc->worker_name;
+    r.timeout = jc->job_timeout_ms;
+    r.maxjobstoactivate = (int32_t)free_credits(w);
+    r.requesttimeout = jc->request_timeout_ms;
+    r.fetchvariable = jc->fetch_variables;
+    r.n_fetchvariable = jc->fetch_variables_len;
+    r.tenantids = jc->tenant_ids;
+    r.n_tenantids = jc->tenant_ids_len;
+    size_t len;
+    uint8_t *req = pack(&r.base, &len);
     if (!req) {
         schedule(w, 1000);
         return;
     }
-    protobuf_c_message_pack(&r.base, req);
     /* The gateway answers a long poll after requestTimeout; leave it room before our deadline. */
-    int64_t timeout = cfg->zeebe_request_timeout_ms + 10000;
+    int64_t timeout = jc->request_timeout_ms + 10000;
     w->received = 0;
     w->call = sk_grpc_call_start(z->ch, "/gateway_protocol.Gateway/ActivateJobs", req, len, timeout,
                                  NULL, 0, on_jobs, on_poll_done, w);
@@ -219,11 +156,112 @@ static void schedule(worker *w, int64_t delay_ms)
     evtimer_add(w->timer, &tv);
 }
 
+/* ---- job stream ---- */
+
+static void stream_close(worker *w)
+{
+    if (!w->stream)
+        return;
+    sk_grpc_call_cancel(w->stream);
+    w->stream = NULL;
+    sk_series_set(w->m_streams, 0);
+}
+
+static void stream_after(worker *w, int64_t delay_ms)
+{
+    struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+    evtimer_add(w->stream_timer, &tv);
+}
+
+/* A pushed job: taken if a handler has a free credit, else given back at once. When the last
+ * credit is used the stream is closed (the gateway then pushes to other workers or keeps the
+ * job for polling), and reopened once enough credits are free again. */
+static void on_streamed(void *ud, const uint8_t *msg, size_t len)
+{
+    worker *w = ud;
+    GatewayProtocol__ActivatedJob *job = gateway_protocol__activated_job__unpack(NULL, len, msg);
+    double received_at = sk_mono_s();
+    if (!job) {
+        SK_ERROR("zeebe", "undecodable ActivatedJob (%zu bytes) on the %s job stream", len,
+                 w->type);
+        return;
+    }
+    sk_series_add(w->m_streamed, 1);
+    if (free_credits(w) > 0)
+        sk_zeebe_submit(w, job, received_at);
+    else
+        sk_zeebe_yield(w, job);
+    gateway_protocol__activated_job__free_unpacked(job, NULL);
+    if (free_credits(w) <= 0) {
+        stream_close(w);
+        evtimer_del(w->stream_timer);
+    }
+}
+
+static void on_stream_done(void *ud, int code, const char *message)
+{
+    worker *w = ud;
+    w->stream = NULL;
+    sk_series_set(w->m_streams, 0);
+    sk_zeebe_count_request(w->z, "StreamActivatedJobs", code);
+    if (w->z->stopping)
+        return;
+    int64_t delay = sk_backoff_next(&w->stream_bo);
+    SK_LOG(SK_LOG_WARN, "zeebe", NULL, SK_KV("job_type", w->type, "code", sk_grpc_code_name(code)),
+           "job stream closed: %s; reopening in %lld ms", message, (long long)delay);
+    stream_after(w, delay);
+}
+
+static void stream_open(worker *w)
+{
+    sk_zeebe *z = w->z;
+    const sk_job_type_config *jc = w->jc;
+    if (!jc->streaming || w->stream || z->stopping || evtimer_pending(w->stream_timer, NULL) ||
+        !worth_asking(w))
+        return;
+    GatewayProtocol__StreamActivatedJobsRequest r =
+        GATEWAY_PROTOCOL__STREAM_ACTIVATED_JOBS_REQUEST__INIT;
+    r.type = (char *)w->type;
+    r.worker = jc->worker_name;
+    r.timeout = jc->job_timeout_ms;
+    r.fetchvariable = jc->fetch_variables;
+    r.n_fetchvariable = jc->fetch_variables_len;
+    r.tenantids = jc->tenant_ids;
+    r.n_tenantids = jc->tenant_ids_len;
+    size_t len;
+    uint8_t *req = pack(&r.base, &len);
+    w->stream = req ? sk_grpc_call_start(z->ch, "/gateway_protocol.Gateway/StreamActivatedJobs",
+                                         req, len, 0, NULL, 0, on_streamed, on_stream_done, w)
+                    : NULL;
+    free(req);
+    if (!w->stream) {
+        stream_after(w, 1000);
+        return;
+    }
+    sk_series_set(w->m_streams, 1);
+    if (z->cfg->zeebe_stream_recycle_ms > 0)
+        stream_after(w, z->cfg->zeebe_stream_recycle_ms);
+}
+
+/* Reopen after an error, or recycle an open stream so load spreads over the gateways. */
+static void stream_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    if (w->stream)
+        sk_backoff_reset(&w->stream_bo);
+    stream_close(w);
+    stream_open(w);
+}
+
+/* ---- lifecycle ---- */
+
 static void on_credit(void *ud)
 {
     sk_zeebe *z = ud;
     for (size_t i = 0; i < z->nworkers; i++)
-        poll_jobs(z->workers[i]);
+        sk_zeebe_worker_credit(z->workers[i]);
 }
 
 static void worker_free(worker *w)
@@ -232,35 +270,40 @@ static void worker_free(worker *w)
         return;
     if (w->call)
         sk_grpc_call_cancel(w->call);
+    if (w->stream)
+        sk_grpc_call_cancel(w->stream);
     if (w->timer)
         event_free(w->timer);
-    free(w->type);
+    if (w->stream_timer)
+        event_free(w->stream_timer);
     free(w);
 }
 
-static worker *worker_new(sk_zeebe *z, const char *type, uint64_t seed)
+static worker *worker_new(sk_zeebe *z, const sk_job_type_config *jc, uint64_t seed)
 {
     worker *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->z = z;
-    w->type = strdup(type);
+    w->jc = jc;
+    w->type = jc->type;
     w->timer = evtimer_new(z->base, timer_cb, w);
-    const char *const labels[] = {type, NULL};
+    w->stream_timer = evtimer_new(z->base, stream_timer_cb, w);
+    const char *const labels[] = {jc->type, NULL};
     w->m_open = sk_metric_series(z->m_open, labels);
-    if (!w->type || !w->timer || !w->m_open) {
+    w->m_backoff = sk_metric_series(z->m_backoff, labels);
+    w->m_streamed = sk_metric_series(z->m_streamed, labels);
+    w->m_streams = sk_metric_series(z->m_streams, labels);
+    if (!w->timer || !w->stream_timer || !w->m_open || !w->m_backoff || !w->m_streamed ||
+        !w->m_streams) {
         worker_free(w);
         return NULL;
     }
-    sk_backoff_init(&w->bo, z->cfg->zeebe_backoff_initial_ms, z->cfg->zeebe_backoff_max_ms, seed);
+    const sk_config *cfg = z->cfg;
+    sk_backoff_init(&w->bo, cfg->zeebe_backoff_initial_ms, cfg->zeebe_backoff_max_ms, seed);
+    sk_backoff_init(&w->stream_bo, cfg->zeebe_backoff_initial_ms, cfg->zeebe_backoff_max_ms,
+                    seed ^ 0x5eed);
     return w;
-}
-
-void sk_zeebe_count_request(sk_zeebe *z, const char *method, int code)
-{
-    const char *slash = strrchr(method, '/');
-    const char *const labels[] = {slash ? slash + 1 : method, sk_grpc_code_name(code), NULL};
-    sk_series_add(sk_metric_series(z->m_requests, labels), 1);
 }
 
 static void on_state(void *ud, int connected)
@@ -279,33 +322,50 @@ static int register_metrics(sk_zeebe *z, sk_metrics *m)
     z->m_requests = sk_metrics_counter(m, "skiff_zeebe_gateway_requests_total",
                                        "Gateway calls answered, by method and gRPC code.",
                                        SK_KV("method", "code"));
-    z->m_jobs = sk_metrics_counter(m, "skiff_zeebe_jobs_total",
-                                   "Jobs by outcome: activated, completed, failed, bpmn_error, "
-                                   "not_found (gone from the engine), rejected, deadline_passed.",
-                                   SK_KV("job_type", "outcome"));
+    z->m_jobs = sk_metrics_counter(
+        m, "skiff_zeebe_jobs_total",
+        "Jobs by outcome: activated; then completed, failed, bpmn_error, abandoned, yielded, "
+        "timed_out, not_found, rejected or deadline_passed.",
+        SK_KV("job_type", "outcome"));
     z->m_latency = sk_metrics_histogram(m, "skiff_zeebe_job_latency_seconds",
                                         "Time from job activation to its command acknowledged.",
                                         SK_KV("job_type"), sk_metrics_latency_buckets,
                                         sk_metrics_latency_nbuckets);
     z->m_open = sk_metrics_gauge(m, "skiff_zeebe_jobs_in_flight", "Activated jobs held by skiff.",
                                  SK_KV("job_type"));
-    return z->m_requests && z->m_jobs && z->m_latency && z->m_open ? 0 : -1;
+    z->m_backoff = sk_metrics_gauge(m, "skiff_zeebe_activation_backoff_seconds",
+                                    "Delay before the next activation after gateway errors; 0 "
+                                    "when activation is healthy.",
+                                    SK_KV("job_type"));
+    z->m_streamed =
+        sk_metrics_counter(m, "skiff_zeebe_streamed_jobs_total",
+                           "Jobs pushed by the gateway on the job stream.", SK_KV("job_type"));
+    z->m_streams = sk_metrics_gauge(m, "skiff_zeebe_job_streams_open",
+                                    "Job streams open (0 or 1 per job type).", SK_KV("job_type"));
+    z->m_overdue = sk_metrics_counter(m, "skiff_zeebe_jobs_overdue_total",
+                                      "Jobs whose deadline passed while a handler held them.",
+                                      SK_KV("job_type"));
+    return z->m_requests && z->m_jobs && z->m_latency && z->m_open && z->m_backoff &&
+                   z->m_streamed && z->m_streams && z->m_overdue
+               ? 0
+               : -1;
 }
 
 sk_zeebe *sk_zeebe_new(struct event_base *base, const sk_config *cfg, sk_dispatcher *d,
                        sk_metrics *metrics, char *err, size_t errlen)
 {
     sk_zeebe *z = calloc(1, sizeof(*z));
-    if (!z || !(z->workers = calloc(cfg->zeebe_job_types_len + 1, sizeof(worker *))))
+    if (!z || !(z->workers = calloc(cfg->zeebe_jobs_len + 1, sizeof(worker *))))
         goto oom;
     z->base = base;
     z->d = d;
     z->cfg = cfg;
     if (register_metrics(z, metrics) != 0)
         goto oom;
-    for (size_t i = 0; i < cfg->zeebe_job_types_len; i++) {
-        if (!(z->workers[i] = worker_new(z, cfg->zeebe_job_types[i], (uint64_t)(uintptr_t)z + i)) ||
-            sk_dispatcher_add_route(d, cfg->zeebe_job_types[i]) != 0)
+    for (size_t i = 0; i < cfg->zeebe_jobs_len; i++) {
+        const sk_job_type_config *jc = &cfg->zeebe_jobs[i];
+        if (!(z->workers[i] = worker_new(z, jc, (uint64_t)(uintptr_t)z + i)) ||
+            sk_dispatcher_add_route(d, jc->type) != 0)
             goto oom;
         z->nworkers++;
     }
@@ -322,7 +382,8 @@ sk_zeebe *sk_zeebe_new(struct event_base *base, const sk_config *cfg, sk_dispatc
         sk_zeebe_free(z);
         return NULL;
     }
-    if (sk_dispatcher_watch(d, on_credit, z) != 0)
+    if (sk_dispatcher_watch(d, on_credit, z) != 0 ||
+        sk_dispatcher_add_method(d, "publish_message", sk_zeebe_publish_call, z) != 0)
         goto oom;
     return z;
 oom:
@@ -344,7 +405,9 @@ void sk_zeebe_stop(sk_zeebe *z)
         if (w->call)
             sk_grpc_call_cancel(w->call);
         w->call = NULL;
+        stream_close(w);
         evtimer_del(w->timer);
+        evtimer_del(w->stream_timer);
     }
 }
 

@@ -75,6 +75,7 @@ typedef struct fixture {
     sk_dispatcher *d;
     sk_zeebe *z;
     sk_config cfg;
+    sk_job_type_config job; /* the one job type, "work" */
     char address[32];
     char *types[2];
     /* the handler */
@@ -439,7 +440,14 @@ static int setup(void **state)
                           .zeebe_request_timeout_ms = 20000,
                           .zeebe_backoff_initial_ms = 50,
                           .zeebe_backoff_max_ms = 200,
-                          .grpc_max_message_bytes = 4 << 20};
+                          .grpc_max_message_bytes = 4 << 20,
+                          .zeebe_jobs = &fx->job,
+                          .zeebe_jobs_len = 1};
+    fx->job = (sk_job_type_config){.type = "work",
+                                   .worker_name = "skiff-test-worker",
+                                   .job_timeout_ms = 30000,
+                                   .max_jobs_active = 32,
+                                   .request_timeout_ms = 20000};
     *state = fx;
     return 0;
 }
@@ -500,7 +508,7 @@ static void test_max_jobs_active_bounds_activation(void **state)
 {
     fixture *fx = *state;
     static const job_spec jobs[] = {{.key = 201, .retries = 3}};
-    fx->cfg.zeebe_max_jobs_active = 1;
+    fx->job.max_jobs_active = 1;
     then_jobs(fx, jobs, 1);
     fx->dflt[M_COMPLETE] = HOLD;
     start(fx);

@@ -194,7 +194,7 @@ static void hello(fixture *fx, int capacity)
 static void submit(fixture *fx, const char *id)
 {
     sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "work", id, 123,
-                         json_pack("{s:{s:i}}", "variables", "x", 1));
+                         json_pack("{s:{s:i}}", "variables", "x", 1), 0);
     spin(fx);
 }
 
@@ -369,7 +369,7 @@ static void test_oversized_task_fails_in_source(void **state)
     memset(big, 'a', sizeof(big) - 1);
     big[sizeof(big) - 1] = 0;
     sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "work", "big", 0,
-                         json_pack("{s:s}", "blob", big));
+                         json_pack("{s:s}", "blob", big), 0);
     assert_int_equal(fx->src.failed, 1);
     assert_int_equal(fx->src.abandoned, 0);
     assert_int_equal(sk_dispatcher_open(fx->d), 0);
@@ -379,7 +379,7 @@ static void test_no_handler_for_route(void **state)
 {
     fixture *fx = *state;
     hello(fx, 2);
-    sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "nobody", "n-1", 0, json_object());
+    sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "nobody", "n-1", 0, json_object(), 0);
     assert_int_equal(fx->src.abandoned, 1);
     assert_int_equal(sk_dispatcher_open(fx->d), 0);
 }

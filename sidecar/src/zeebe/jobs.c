@@ -1,0 +1,216 @@
+/* An activated job: from the wire to a dispatcher task, the handler's result to a command, and
+ * the watch on its deadline while a handler holds it. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "zeebe/internal.h"
+
+static char *dump(const json_t *v)
+{
+    return v ? json_dumps(v, JSON_COMPACT) : NULL;
+}
+
+/* The handler's result: the job leaves the handler for its command. */
+static zjob *take(void *ctx)
+{
+    zjob *j = ctx;
+    j->held = 0;
+    event_del(j->deadline);
+    return j;
+}
+
+static void op_complete(void *source, void *ctx, const sk_msg *m)
+{
+    char *vars = dump(m->variables);
+    sk_zeebe_complete(source, take(ctx), vars);
+    free(vars);
+}
+
+static void op_fail(void *source, void *ctx, const sk_msg *m)
+{
+    zjob *j = take(ctx);
+    int32_t retries = m->has_retries ? (int32_t)m->retries : (j->retries > 0 ? j->retries - 1 : 0);
+    char *vars = dump(m->variables);
+    sk_zeebe_fail(source, j, retries, m->message, m->retry_backoff_ms, vars, "failed");
+    free(vars);
+}
+
+static void op_error(void *source, void *ctx, const sk_msg *m)
+{
+    char *vars = dump(m->variables);
+    sk_zeebe_throw(source, take(ctx), m->code, m->message, vars);
+    free(vars);
+}
+
+/* Gives the job back at once with its retries unchanged, so it is activated again now. */
+static void op_abandon(void *source, void *ctx, const char *why)
+{
+    zjob *j = take(ctx);
+    sk_zeebe_fail(source, j, j->retries, why, 0, NULL, "abandoned");
+}
+
+static void op_extend(void *source, void *ctx, int64_t timeout_ms, sk_reply *reply)
+{
+    sk_zeebe_update_timeout(source, ctx, timeout_ms, reply);
+}
+
+static const sk_source_ops zeebe_ops = {
+    .name = "zeebe",
+    .complete = op_complete,
+    .fail = op_fail,
+    .error = op_error,
+    .abandon = op_abandon,
+    .extend = op_extend,
+};
+
+void sk_zeebe_job_release(zjob *j)
+{
+    if (--j->refs > 0)
+        return;
+    event_free(j->deadline);
+    free(j);
+}
+
+void sk_zeebe_job_end(zjob *j)
+{
+    worker *w = j->w;
+    j->gone = 1;
+    j->held = 0;
+    event_del(j->deadline);
+    w->open--;
+    sk_series_set(w->m_open, (double)w->open);
+    sk_zeebe_job_release(j);
+    sk_zeebe_worker_credit(w);
+}
+
+static void arm_deadline(zjob *j)
+{
+    int64_t left = j->deadline_ms - sk_wall_ms();
+    if (left < 0)
+        left = 0;
+    struct timeval tv = {left / 1000, (left % 1000) * 1000};
+    event_add(j->deadline, &tv);
+}
+
+/* The handler kept the job past its deadline: Zeebe may give it to another worker now. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    zjob *j = arg;
+    sk_zeebe *z = j->w->z;
+    const char *const labels[] = {j->type, NULL};
+    sk_series_add(sk_metric_series(z->m_overdue, labels), 1);
+    int told = sk_dispatcher_cancel(z->d, j->id, "deadline");
+    SK_LOG(SK_LOG_WARN, "zeebe", NULL, SK_KV("job_type", j->type, "task_id", j->id),
+           "job deadline passed while its handler held it; %s",
+           told ? "handler told to stop (cancel)"
+                : "the handler does not accept cancel, its late result will be forwarded");
+    if (told) {
+        sk_zeebe_count_job(z, j->type, "timed_out");
+        sk_zeebe_job_end(j);
+    }
+}
+
+void sk_zeebe_job_extended(zjob *j, int64_t deadline_ms)
+{
+    j->deadline_ms = deadline_ms;
+    if (j->held)
+        arm_deadline(j);
+}
+
+void sk_zeebe_job_gone(zjob *j)
+{
+    if (j->held && sk_dispatcher_cancel(j->w->z->d, j->id, "job_gone")) {
+        sk_zeebe_count_job(j->w->z, j->type, "not_found");
+        sk_zeebe_job_end(j);
+    }
+}
+
+static json_t *parse_object(const char *text)
+{
+    json_t *v = text && *text ? json_loads(text, 0, NULL) : json_object();
+    if (v && !json_is_object(v)) {
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
+static json_t *job_payload(const GatewayProtocol__ActivatedJob *job, json_t *vars, json_t *headers)
+{
+    char key[24], pik[24], pdk[24], eik[24];
+    snprintf(key, sizeof(key), "%" PRId64, job->key);
+    snprintf(pik, sizeof(pik), "%" PRId64, job->processinstancekey);
+    snprintf(pdk, sizeof(pdk), "%" PRId64, job->processdefinitionkey);
+    snprintf(eik, sizeof(eik), "%" PRId64, job->elementinstancekey);
+    return json_pack("{s:s, s:o, s:o, s:{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:s, s:s}}",
+                     "job_type", job->type, "variables", vars, "headers", headers, "zeebe", "key",
+                     key, "process_instance_key", pik, "bpmn_process_id", job->bpmnprocessid,
+                     "process_definition_version", job->processdefinitionversion,
+                     "process_definition_key", pdk, "element_id", job->elementid,
+                     "element_instance_key", eik, "retries", job->retries, "worker", job->worker,
+                     "tenant_id", job->tenantid ? job->tenantid : "");
+}
+
+static zjob *job_new(worker *w, const GatewayProtocol__ActivatedJob *job)
+{
+    sk_zeebe *z = w->z;
+    zjob *j = calloc(1, sizeof(*j));
+    if (j && !(j->deadline = evtimer_new(z->base, deadline_cb, j))) {
+        free(j);
+        j = NULL;
+    }
+    if (!j) {
+        SK_ERROR("zeebe", "out of memory: job %lld will time out", (long long)job->key);
+        return NULL;
+    }
+    j->w = w;
+    j->type = w->type;
+    j->key = job->key;
+    j->retries = job->retries;
+    j->deadline_ms = job->deadline;
+    j->activated_at = sk_mono_s();
+    j->refs = 1;
+    snprintf(j->id, sizeof(j->id), "z-%" PRId64, job->key);
+    w->open++;
+    sk_series_set(w->m_open, (double)w->open);
+    sk_zeebe_count_job(z, w->type, "activated");
+    return j;
+}
+
+void sk_zeebe_submit(worker *w, const GatewayProtocol__ActivatedJob *job, double received_at)
+{
+    sk_zeebe *z = w->z;
+    zjob *j = job_new(w, job);
+    if (!j)
+        return;
+    json_t *vars = parse_object(job->variables), *headers = parse_object(job->customheaders);
+    if (!vars || !headers) {
+        json_decref(vars);
+        json_decref(headers);
+        sk_zeebe_fail(
+            z, j, j->retries > 0 ? j->retries - 1 : 0,
+            "skiff could not decode the job's variables or custom headers as a JSON object", 0,
+            NULL, "failed");
+        return;
+    }
+    j->held = 1;
+    arm_deadline(j);
+    sk_dispatcher_submit(z->d, &zeebe_ops, z, j, w->type, j->id, job->deadline,
+                         job_payload(job, vars, headers), received_at);
+}
+
+void sk_zeebe_yield(worker *w, const GatewayProtocol__ActivatedJob *job)
+{
+    zjob *j = job_new(w, job);
+    if (j)
+        sk_zeebe_fail(w->z, j, j->retries, "skiff: no free handler capacity, job given back", 0,
+                      NULL, "yielded");
+}

@@ -1,0 +1,62 @@
+/* The handlers' `publish_message` call: params checked member by member, then PublishMessage
+ * to the gateway; the reply carries the message key once the gateway has answered. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/clock.h"
+#include "zeebe/internal.h"
+
+/* How long a publish_message call may take, retries on transient errors included. */
+#define PUBLISH_TIMEOUT_MS 15000
+
+/* An optional string member; 0 when absent or a string, -1 (reply sent) otherwise. */
+static int opt_string(const json_t *params, const char *key, char **out, sk_reply *reply)
+{
+    json_t *v = json_object_get(params, key);
+    if (!v)
+        return 0;
+    if (!json_is_string(v)) {
+        sk_reply_error(reply, "invalid_params", "params.%s must be a string", key);
+        return -1;
+    }
+    *out = (char *)json_string_value(v);
+    return 0;
+}
+
+void sk_zeebe_publish_call(void *ud, const json_t *params, sk_reply *reply)
+{
+    sk_zeebe *z = ud;
+    GatewayProtocol__PublishMessageRequest r = GATEWAY_PROTOCOL__PUBLISH_MESSAGE_REQUEST__INIT;
+    json_t *name = json_object_get(params, "name"),
+           *ttl = json_object_get(params, "time_to_live_ms"),
+           *vars = json_object_get(params, "variables");
+    if (!json_is_string(name) || json_string_length(name) == 0) {
+        sk_reply_error(reply, "invalid_params", "params.name must be a non-empty string");
+        return;
+    }
+    r.name = (char *)json_string_value(name);
+    if (opt_string(params, "correlation_key", &r.correlationkey, reply) ||
+        opt_string(params, "message_id", &r.messageid, reply) ||
+        opt_string(params, "tenant_id", &r.tenantid, reply))
+        return;
+    if (ttl && (!json_is_integer(ttl) || json_integer_value(ttl) < 0)) {
+        sk_reply_error(reply, "invalid_params",
+                       "params.time_to_live_ms must be an integer >= 0 (milliseconds)");
+        return;
+    }
+    r.timetolive = ttl ? json_integer_value(ttl) : 0;
+    if (vars && !json_is_object(vars)) {
+        sk_reply_error(reply, "invalid_params", "params.variables must be an object");
+        return;
+    }
+    char *text = vars ? json_dumps(vars, JSON_COMPACT) : NULL;
+    r.variables = text ? text : "";
+    size_t len = protobuf_c_message_get_packed_size(&r.base);
+    uint8_t *req = malloc(len ? len : 1);
+    if (req)
+        protobuf_c_message_pack(&r.base, req);
+    free(text);
+    sk_zeebe_publish_send(z, req, len, sk_wall_ms() + PUBLISH_TIMEOUT_MS, reply);
+}
