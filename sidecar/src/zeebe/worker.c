@@ -61,6 +61,16 @@ static void set_backoff(worker *w, int64_t delay_ms)
     sk_series_set(w->m_backoff, (double)delay_ms / 1000.0);
 }
 
+/* A job off the wire: taken if a handler has a free credit for it, else given back at once,
+ * never buffered. (The stream and a long poll may both deliver against the same credits.) */
+static void take_or_yield(worker *w, const GatewayProtocol__ActivatedJob *job, double received_at)
+{
+    if (free_credits(w) > 0)
+        sk_zeebe_submit(w, job, received_at);
+    else
+        sk_zeebe_yield(w, job);
+}
+
 /* ---- long polling ---- */
 
 static void on_jobs(void *ud, const uint8_t *msg, size_t len)
@@ -75,7 +85,7 @@ static void on_jobs(void *ud, const uint8_t *msg, size_t len)
     }
     w->received += r->n_jobs;
     for (size_t i = 0; i < r->n_jobs; i++)
-        sk_zeebe_submit(w, r->jobs[i], received_at);
+        take_or_yield(w, r->jobs[i], received_at);
     gateway_protocol__activate_jobs_response__free_unpacked(r, NULL);
 }
 
@@ -173,8 +183,7 @@ static void stream_after(worker *w, int64_t delay_ms)
     evtimer_add(w->stream_timer, &tv);
 }
 
-/* A pushed job: taken if a handler has a free credit, else given back at once. When the last
- * credit is used the stream is closed (the gateway then pushes to other workers or keeps the
+/* A pushed job. When the last credit is used the stream is closed (the gateway then pushes to other workers or keeps the
  * job for polling), and reopened once enough credits are free again. */
 static void on_streamed(void *ud, const uint8_t *msg, size_t len)
 {
@@ -187,10 +196,8 @@ static void on_streamed(void *ud, const uint8_t *msg, size_t len)
         return;
     }
     sk_series_add(w->m_streamed, 1);
-    if (free_credits(w) > 0)
-        sk_zeebe_submit(w, job, received_at);
-    else
-        sk_zeebe_yield(w, job);
+    sk_backoff_reset(&w->stream_bo);
+    take_or_yield(w, job, received_at);
     gateway_protocol__activated_job__free_unpacked(job, NULL);
     if (free_credits(w) <= 0) {
         stream_close(w);
