@@ -1,4 +1,4 @@
-// skiff handler SDK for Node.js (handler protocol v1, no dependencies).
+// skiff handler SDK for Node.js (handler protocol v1.1, no dependencies).
 //
 //   import { Handler, BpmnError, JobFailed } from '@skiff/handler';
 //   const app = new Handler({ name: 'policy-issuer', capacity: 8 });
@@ -10,6 +10,25 @@
 // throwing JobFailed fails the job with explicit retries/backoff, and any other
 // exception fails the job with its message. Up to `capacity` tasks run at once;
 // keep job functions asynchronous so pings are answered while they run.
+//
+// Inside a job function (failures reject with a CallError having a `code`):
+//
+//   const deadline = await task.extend(60_000); // deadline = now + 60 s; also sets task.deadline
+//   task.signal;       // AbortSignal, aborted when skiff cancels the task (task.cancelReason:
+//                      // 'deadline', 'job_gone'); its result is never sent
+//   await task.publishMessage({ name: 'paid', correlationKey: 'order-42', variables: { a: 1 } });
+//   // -> { key: '2251799813685400', tenant_id: '<default>' }
+//
+// app.publishMessage({...}) does the same from outside a job function, on the
+// current connection. Error codes are skiff's (not_found, unavailable, rejected
+// for extend; invalid_params, already_exists, unavailable, rejected for
+// publishMessage) or the SDK's own, raised without waiting for skiff:
+// unsupported (skiff's welcome did not list the feature or method; nothing was
+// sent), cancelled (skiff cancelled the task, also while an extend waits),
+// closed (not connected, the task's result was sent, or the connection was lost
+// before the reply: the outcome is unknown), invalid_params (not
+// JSON-serialisable or larger than max_frame). A cancelled task no longer
+// counts against `capacity`: skiff may send a new one while its function runs.
 //
 // run() connects to $SKIFF_SOCKET (default /run/skiff/handler.sock),
 // reconnecting with a backoff while skiff is not there or after a lost
@@ -50,6 +69,15 @@ export class ProtocolError extends Error {
   constructor(message) {
     super(message);
     this.name = 'ProtocolError';
+  }
+}
+
+/** An extend or call failed; `code` says why (see the top of this file). */
+export class CallError extends Error {
+  constructor(code, message = '') {
+    super(message);
+    this.name = 'CallError';
+    this.code = code;
   }
 }
 
@@ -124,8 +152,20 @@ function toTask(frame) {
     traceparent: frame.traceparent ?? null,
     job, // key, processInstanceKey, bpmnProcessId, elementId, retries, worker, ...
     frame,
+    cancelReason: null,
   };
 }
+
+function messageParams({
+  name, correlationKey = '', variables, timeToLiveMs = 0, messageId, tenantId,
+} = {}) {
+  const params = { name, correlation_key: correlationKey, time_to_live_ms: timeToLiveMs };
+  const optional = { variables, message_id: messageId, tenant_id: tenantId };
+  for (const [k, v] of Object.entries(optional)) if (v !== undefined && v !== null) params[k] = v;
+  return params;
+}
+
+const names = (v) => new Set(Array.isArray(v) ? v.filter((x) => typeof x === 'string') : []);
 
 const defaultLogger = {
   info() {},
@@ -134,6 +174,8 @@ const defaultLogger = {
 };
 
 export class Handler {
+  #state = null; // the current session, once welcomed
+
   constructor({
     name,
     capacity = 1,
@@ -152,6 +194,12 @@ export class Handler {
     });
     this.session = null;
     this.jobs = new Map();
+  }
+
+  /** Publish a Zeebe message on the current connection (same as task.publishMessage). */
+  async publishMessage(options) {
+    if (!this.#state) throw new CallError('closed', 'not connected to skiff');
+    return this.#call(this.#state, 'publish_message', messageParams(options));
   }
 
   /** Register `fn(task)` for a Zeebe job type. */
@@ -200,20 +248,28 @@ export class Handler {
   // no task of this session is still running.
   #serve(sock) {
     return new Promise((resolve, reject) => {
+      // open: task id -> { task, controller } for tasks owing a result; inFlight: results
+      // owed and not yet sent; running: job functions still running, cancelled ones included.
       const state = {
-        sock, welcomed: false, draining: false, closed: false, inFlight: 0,
-        maxFrame: DEFAULT_MAX_FRAME,
+        sock, welcomed: false, draining: false, closed: false, inFlight: 0, running: 0,
+        maxFrame: DEFAULT_MAX_FRAME, features: new Set(), methods: new Set(),
+        open: new Map(), pending: new Map(), nextRef: 1,
       };
       const reader = new FrameReader(DEFAULT_MAX_FRAME);
       let refusal = null;
       state.settle = () => {
-        if (!state.closed || state.inFlight > 0) return;
+        if (!state.closed || state.running > 0) return;
         if (refusal) reject(refusal);
         else resolve({ welcomed: state.welcomed, drained: state.draining });
       };
       sock.on('error', (err) => this.logger.info(`socket error: ${err.message}`));
       sock.on('close', () => {
         state.closed = true;
+        if (this.#state === state) this.#state = null;
+        for (const p of state.pending.values()) {
+          p.reject(new CallError('closed', 'connection to skiff lost before the reply'));
+        }
+        state.pending.clear();
         state.settle();
       });
       sock.on('data', (chunk) => {
@@ -237,7 +293,7 @@ export class Handler {
       });
       this.#send(state, {
         type: 'hello', version: PROTOCOL_VERSION, name: this.name,
-        capacity: this.capacity, job_types: [...this.jobs.keys()],
+        capacity: this.capacity, job_types: [...this.jobs.keys()], features: ['cancel'],
       });
     });
   }
@@ -258,6 +314,9 @@ export class Handler {
       state.maxFrame = frame.max_frame;
       reader.maxFrame = frame.max_frame;
     }
+    state.features = names(frame.features);
+    state.methods = names(frame.methods);
+    this.#state = state;
     this.logger.info(`connected to skiff, session ${this.session}`);
     return null;
   }
@@ -266,6 +325,21 @@ export class Handler {
     switch (frame.type) {
       case 'task':
         this.#runTask(state, frame);
+        break;
+      case 'reply': {
+        const p = state.pending.get(frame.ref);
+        if (!p) break;
+        state.pending.delete(frame.ref);
+        if (frame.ok === true) {
+          p.resolve(isPlainObject(frame.result) ? frame.result : {});
+        } else {
+          const error = isPlainObject(frame.error) ? frame.error : {};
+          p.reject(new CallError(String(error.code ?? 'rejected'), String(error.message ?? '')));
+        }
+        break;
+      }
+      case 'cancel':
+        this.#cancel(state, frame.id, String(frame.reason ?? ''));
         break;
       case 'ping':
         this.#send(state, { type: 'pong', ref: frame.ref ?? '' });
@@ -280,7 +354,6 @@ export class Handler {
           + (frame.id ? ` (task ${frame.id})` : ''));
         break;
       case 'pong':
-      case 'reply':
         break;
       default:
         this.logger.warn(`ignoring unknown frame type ${JSON.stringify(frame.type)}`);
@@ -288,22 +361,103 @@ export class Handler {
   }
 
   async #runTask(state, frame) {
+    const task = toTask(frame);
+    const controller = new AbortController();
+    task.signal = controller.signal;
+    task.extend = (timeoutMs) => this.#extend(state, task, timeoutMs);
+    task.publishMessage = (options) => this.#call(state, 'publish_message', messageParams(options));
+    const entry = { task, controller };
+    state.open.set(task.id, entry);
     state.inFlight += 1;
+    state.running += 1;
     try {
-      this.#send(state, checked(await this.#execute(frame), state.maxFrame));
+      const result = checked(await this.#execute(task), state.maxFrame);
+      if (state.open.get(task.id) === entry) { // else skiff cancelled it: it wants no result
+        state.open.delete(task.id);
+        this.#send(state, result);
+        this.#resultDone(state);
+      }
     } catch (err) {
       this.logger.error(`could not answer task ${frame.id}: ${err.message}`);
     } finally {
-      state.inFlight -= 1;
-      if (state.draining && state.inFlight === 0) this.#close(state);
+      state.running -= 1;
       state.settle();
     }
   }
 
-  async #execute(frame) {
-    const id = frame.id ?? '';
+  #cancel(state, id, reason) {
+    const entry = state.open.get(id);
+    if (!entry) return;
+    state.open.delete(id);
+    entry.task.cancelReason = reason;
+    for (const [ref, p] of state.pending) {
+      if (p.task === entry.task) {
+        state.pending.delete(ref);
+        p.reject(new CallError('cancelled', `task ${id} was cancelled (${reason})`));
+      }
+    }
+    entry.controller.abort(new DOMException(`skiff cancelled task ${id}: ${reason}`, 'AbortError'));
+    this.#resultDone(state);
+  }
+
+  // One owed result less (sent or cancelled).
+  #resultDone(state) {
+    state.inFlight -= 1;
+    if (state.draining && state.inFlight === 0) this.#close(state);
+  }
+
+  async #extend(state, task, timeoutMs) {
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
+      throw new RangeError(`timeoutMs must be an integer >= 1, not ${timeoutMs}`);
+    }
+    if (!state.features.has('extend')) {
+      throw new CallError('unsupported', 'skiff does not support extend');
+    }
+    const members = { id: task.id, timeout_ms: timeoutMs };
+    const result = await this.#request(state, 'extend', members, task);
+    task.deadline = result.deadline;
+    return result.deadline;
+  }
+
+  async #call(state, method, params) {
+    if (!state.methods.has(method)) {
+      throw new CallError('unsupported', `skiff does not offer the method ${method}`);
+    }
+    return this.#request(state, 'call', { method, params });
+  }
+
+  // Send a frame with a fresh ref; resolves with its reply's result.
+  #request(state, type, members, task = null) {
+    if (state.closed) throw new CallError('closed', 'not connected to skiff');
+    if (task?.signal.aborted) {
+      throw new CallError('cancelled', `task ${task.id} was cancelled (${task.cancelReason})`);
+    }
+    if (task && state.open.get(task.id)?.task !== task) {
+      throw new CallError('closed', `task ${task.id} is no longer open`);
+    }
+    const ref = String(state.nextRef++);
+    let data;
     try {
-      const task = toTask(frame);
+      data = encodeFrame({ type, ref, ...members });
+    } catch (err) {
+      throw new CallError('invalid_params', `not JSON-serialisable: ${err.message}`);
+    }
+    if (data.length - 4 > state.maxFrame) {
+      throw new CallError('invalid_params',
+        `${type} frame of ${data.length - 4} bytes exceeds max_frame ${state.maxFrame}`);
+    }
+    return new Promise((resolve, reject) => {
+      state.pending.set(ref, { resolve, reject, task });
+      if (!this.#write(state, data)) {
+        state.pending.delete(ref);
+        reject(new CallError('closed', 'connection to skiff lost'));
+      }
+    });
+  }
+
+  async #execute(task) {
+    const id = task.id ?? '';
+    try {
       const fn = this.jobs.get(task.jobType);
       if (!fn) throw new JobFailed(`no handler for job type ${JSON.stringify(task.jobType)}`);
       const value = await fn(task);
@@ -333,8 +487,12 @@ export class Handler {
   }
 
   #send(state, frame) {
+    return this.#write(state, encodeFrame(frame));
+  }
+
+  #write(state, data) {
     if (state.closed || state.sock.destroyed || !state.sock.writable) return false;
-    state.sock.write(encodeFrame(frame));
+    state.sock.write(data);
     return true;
   }
 

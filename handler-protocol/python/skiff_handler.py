@@ -1,4 +1,4 @@
-"""skiff handler SDK for Python (handler protocol v1, standard library only).
+"""skiff handler SDK for Python (handler protocol v1.1, standard library only).
 
 Usage::
 
@@ -21,6 +21,28 @@ other exception fails the job with the exception's message. ``async def`` job
 functions are supported too. Up to ``capacity`` tasks run at once, each on its
 own worker thread.
 
+Inside a job function (blocking calls, safe from any thread; failures raise
+:class:`CallError` with a ``code``)::
+
+    new_deadline = task.extend(60_000)      # deadline = now + 60 s; also sets task.deadline
+    if task.cancelled.is_set():             # threading.Event, set when skiff cancels
+        return                              # the task (task.cancel_reason: "deadline",
+                                            # "job_gone"); its result is never sent
+    task.publish_message("paid", correlation_key="order-42", variables={"amount": 3})
+    # -> {"key": "2251799813685400", "tenant_id": "<default>"}
+
+``app.publish_message(...)`` does the same from outside a job function, on the
+current connection. Error codes are skiff's (``not_found``, ``unavailable``,
+``rejected`` for extend; ``invalid_params``, ``already_exists``,
+``unavailable``, ``rejected`` for publish_message) or the SDK's own, raised
+without waiting for skiff: ``unsupported`` (skiff's welcome did not list the
+feature or method; nothing was sent), ``cancelled`` (skiff cancelled the task,
+also while an extend waits), ``closed`` (not connected, the task's result was
+sent, or the connection was lost before the reply: the outcome is unknown),
+``invalid_params`` (not JSON-serialisable or larger than ``max_frame``).
+A cancelled task no longer counts against ``capacity``: skiff may send a new
+one while its function still runs.
+
 ``run()`` connects to ``$SKIFF_SOCKET`` (default ``/run/skiff/handler.sock``),
 reconnecting with a backoff when skiff is not there yet or the connection is
 lost, and returns after skiff sends ``drain`` and the tasks in flight are done.
@@ -31,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -38,12 +61,11 @@ import socket
 import struct
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 __all__ = [
-    "Handler", "Task", "Job", "BpmnError", "JobFailed", "ProtocolError",
+    "Handler", "Task", "Job", "BpmnError", "JobFailed", "ProtocolError", "CallError",
     "encode_frame", "PROTOCOL_VERSION", "DEFAULT_SOCKET", "DEFAULT_MAX_FRAME",
 ]
 
@@ -88,6 +110,15 @@ class ProtocolError(Exception):
     """skiff refused the handshake (an ``error`` frame answered ``hello``)."""
 
 
+class CallError(Exception):
+    """An extend or call failed; ``code`` says why (see the module docstring)."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Job:
     """Zeebe metadata of a task (the ``zeebe`` member of the task frame)."""
@@ -109,9 +140,13 @@ class Job:
         return cls(**known)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Task:
-    """One task as received from skiff."""
+    """One task as received from skiff.
+
+    ``deadline`` is updated by :meth:`extend`; ``cancelled`` is set (and
+    ``cancel_reason`` filled) when skiff cancels the task.
+    """
 
     id: str
     source: str
@@ -123,6 +158,9 @@ class Task:
     traceparent: Optional[str] = None
     job: Optional[Job] = None
     frame: Dict[str, Any] = field(default_factory=dict, repr=False)
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    cancel_reason: Optional[str] = None
+    _conn: Optional["_Connection"] = field(default=None, repr=False)
 
     @classmethod
     def from_frame(cls, f: Dict[str, Any]) -> "Task":
@@ -141,6 +179,43 @@ class Task:
         """Seconds until the task's deadline (negative once it has passed)."""
         return self.deadline / 1000.0 - time.time()
 
+    def extend(self, timeout_ms: int) -> int:
+        """Set the job's deadline to now + ``timeout_ms``; returns the new
+        deadline (epoch ms). Blocks until skiff answers; raises
+        :class:`CallError`, or ValueError if ``timeout_ms`` is not an int >= 1."""
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1:
+            raise ValueError(f"timeout_ms must be an int >= 1, not {timeout_ms!r}")
+        conn = self._attached()
+        if "extend" not in conn.features:
+            raise CallError("unsupported", "skiff does not support extend")
+        result = conn.request("extend", {"id": self.id, "timeout_ms": timeout_ms}, task=self)
+        self.deadline = int(result["deadline"])
+        return self.deadline
+
+    def publish_message(self, name: str, correlation_key: str = "",
+                        variables: Optional[Dict[str, Any]] = None, time_to_live_ms: int = 0,
+                        message_id: Optional[str] = None,
+                        tenant_id: Optional[str] = None) -> Dict[str, Any]:
+        """Publish a Zeebe message through skiff; returns ``{"key", "tenant_id"}``.
+        Blocks until skiff answers; raises :class:`CallError`."""
+        return self._attached().call("publish_message", _message_params(
+            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
+
+    def _attached(self) -> "_Connection":
+        if self._conn is None:
+            raise CallError("closed", f"task {self.id} did not come from a skiff connection")
+        return self._conn
+
+
+def _message_params(name: str, correlation_key: str, variables: Optional[Dict[str, Any]],
+                    time_to_live_ms: int, message_id: Optional[str],
+                    tenant_id: Optional[str]) -> Dict[str, Any]:
+    params: Dict[str, Any] = {"name": name, "correlation_key": correlation_key,
+                              "time_to_live_ms": time_to_live_ms}
+    optional = {"variables": variables, "message_id": message_id, "tenant_id": tenant_id}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
+
 
 def encode_frame(frame: Dict[str, Any]) -> bytes:
     """Encode one frame: 4-byte big-endian length, then compact UTF-8 JSON."""
@@ -149,13 +224,42 @@ def encode_frame(frame: Dict[str, Any]) -> bytes:
     return struct.pack(">I", len(data)) + data
 
 
+class _Pending:
+    """A request waiting for its reply (or for a local failure)."""
+
+    def __init__(self, task: Optional[Task]) -> None:
+        self.task = task
+        self.reply: Dict[str, Any] = {}
+        self.done = threading.Event()
+
+
+def _failure(code: str, message: str) -> Dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
 class _Connection:
-    """One socket: exact-length reads on the reader thread, locked writes."""
+    """One socket and its session state.
+
+    The reader thread reads frames; writes are locked. ``cond`` guards the
+    session state: ``open`` (tasks owing a result that skiff may still cancel),
+    ``in_flight`` (results owed and not yet sent), ``running`` (job functions
+    still running, cancelled ones included) and the pending requests.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.max_frame = DEFAULT_MAX_FRAME
+        self.features: frozenset = frozenset()
+        self.methods: frozenset = frozenset()
         self._wlock = threading.Lock()
+        self.cond = threading.Condition()
+        self.open: Dict[str, Task] = {}
+        self.in_flight = 0
+        self.running = 0
+        self.draining = False
+        self.closed = False
+        self._pending: Dict[str, _Pending] = {}
+        self._refs = itertools.count(1)
 
     def _read_exact(self, n: int) -> Optional[bytes]:
         buf = bytearray(n)
@@ -195,14 +299,92 @@ class _Connection:
         return frame
 
     def send(self, frame: Dict[str, Any]) -> bool:
-        data = encode_frame(frame)
+        return self._send_data(encode_frame(frame))
+
+    def _send_data(self, data: bytes) -> bool:
         with self._wlock:
             try:
                 self.sock.sendall(data)
                 return True
             except OSError as e:
-                log.debug("send of %s failed: %s", frame.get("type"), e)
+                log.debug("send failed: %s", e)
                 return False
+
+    def call(self, method: str, params: Dict[str, Any]) -> Dict[str, Any]:
+        if method not in self.methods:
+            raise CallError("unsupported", f"skiff does not offer the method {method}")
+        return self.request("call", {"method": method, "params": params})
+
+    def request(self, kind: str, members: Dict[str, Any],
+                task: Optional[Task] = None) -> Dict[str, Any]:
+        """Send a frame with a fresh ``ref`` and wait for its reply's result."""
+        pending = _Pending(task)
+        with self.cond:
+            if self.closed:
+                raise CallError("closed", "not connected to skiff")
+            if task is not None and task.cancelled.is_set():
+                raise CallError("cancelled", f"task {task.id} was cancelled "
+                                             f"({task.cancel_reason})")
+            if task is not None and task.id not in self.open:
+                raise CallError("closed", f"task {task.id} is no longer open")
+            ref = str(next(self._refs))
+            try:
+                data = encode_frame({"type": kind, "ref": ref, **members})
+            except (TypeError, ValueError) as e:
+                raise CallError("invalid_params", f"not JSON-serialisable: {e}") from None
+            if len(data) - 4 > self.max_frame:
+                raise CallError("invalid_params", f"{kind} frame of {len(data) - 4} bytes "
+                                                  f"exceeds max_frame {self.max_frame}")
+            self._pending[ref] = pending
+        if not self._send_data(data):
+            self.resolve(ref, _failure("closed", "connection to skiff lost"))
+        pending.done.wait()
+        reply = pending.reply
+        if reply.get("ok") is True:
+            result = reply.get("result")
+            return result if isinstance(result, dict) else {}
+        error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+        raise CallError(str(error.get("code", "rejected")), str(error.get("message", "")))
+
+    def resolve(self, ref: str, reply: Dict[str, Any]) -> None:
+        """Hand a reply to the request waiting for ``ref`` (if any)."""
+        with self.cond:
+            pending = self._pending.pop(ref, None)
+        if pending is not None:
+            pending.reply = reply
+            pending.done.set()
+
+    def cancel(self, task_id: str, reason: str) -> None:
+        """skiff cancelled a task: wake its function and free its slot."""
+        with self.cond:
+            task = self.open.pop(task_id, None)
+            if task is None:
+                log.debug("cancel for task %s, which is not open", task_id)
+                return
+            task.cancel_reason = reason
+            task.cancelled.set()
+            failure = _failure("cancelled", f"task {task_id} was cancelled ({reason})")
+            for ref, pending in list(self._pending.items()):
+                if pending.task is task:
+                    del self._pending[ref]
+                    pending.reply = failure
+                    pending.done.set()
+            self.result_done()
+
+    def result_done(self) -> None:
+        """One owed result less (sent or cancelled); caller holds ``cond``."""
+        self.in_flight -= 1
+        if self.draining and self.in_flight == 0:
+            self.shutdown()
+
+    def close(self) -> None:
+        """The connection ended: fail the pending requests."""
+        with self.cond:
+            self.closed = True
+            pending, self._pending = self._pending, {}
+        for p in pending.values():
+            p.reply = _failure("closed", "connection to skiff lost before the reply")
+            p.done.set()
 
     def shutdown(self) -> None:
         try:
@@ -227,9 +409,7 @@ class Handler:
         self.backoff_max = backoff_max
         self.session: Optional[str] = None
         self._jobs: Dict[str, JobFunction] = {}
-        self._cond = threading.Condition()
-        self._in_flight = 0
-        self._draining = False
+        self._conn: Optional[_Connection] = None
 
     def job(self, job_type: str) -> Callable[[JobFunction], JobFunction]:
         """Decorator: register ``fn(task)`` for a Zeebe job type."""
@@ -241,6 +421,19 @@ class Handler:
     @property
     def job_types(self) -> List[str]:
         return list(self._jobs)
+
+    def publish_message(self, name: str, correlation_key: str = "",
+                        variables: Optional[Dict[str, Any]] = None, time_to_live_ms: int = 0,
+                        message_id: Optional[str] = None,
+                        tenant_id: Optional[str] = None) -> Dict[str, Any]:
+        """Publish a Zeebe message on the current connection (same as
+        :meth:`Task.publish_message`); raises :class:`CallError` (``closed``
+        while not connected)."""
+        conn = self._conn
+        if conn is None:
+            raise CallError("closed", "not connected to skiff")
+        return conn.call("publish_message", _message_params(
+            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
 
     def run(self) -> None:
         """Serve until skiff drains this handler.
@@ -279,22 +472,28 @@ class Handler:
             return None
 
     def _serve(self, sock: socket.socket) -> "tuple[bool, bool]":
-        """One session; returns (welcomed, drained)."""
+        """One session; returns (welcomed, drained) once no job function runs."""
         conn = _Connection(sock)
         try:
             if not self._handshake(conn):
                 return False, False
-            self._draining = False
-            with ThreadPoolExecutor(max_workers=self.capacity,
-                                    thread_name_prefix="skiff-task") as pool:
-                drained = self._read_loop(conn, pool)
+            self._conn = conn
+            try:
+                drained = self._read_loop(conn)
+            finally:
+                self._conn = None
+                conn.close()
+            with conn.cond:
+                while conn.running:
+                    conn.cond.wait()
             return True, drained
         finally:
             sock.close()
 
     def _handshake(self, conn: _Connection) -> bool:
         conn.send({"type": "hello", "version": PROTOCOL_VERSION, "name": self.name,
-                   "capacity": self.capacity, "job_types": self.job_types})
+                   "capacity": self.capacity, "job_types": self.job_types,
+                   "features": ["cancel"]})
         frame = conn.recv()
         if frame is None:
             return False
@@ -308,52 +507,76 @@ class Handler:
         max_frame = frame.get("max_frame")
         if isinstance(max_frame, int) and max_frame > 0:
             conn.max_frame = max_frame
+        conn.features = _names(frame.get("features"))
+        conn.methods = _names(frame.get("methods"))
         log.info("connected to skiff, session %s", self.session)
         return True
 
-    def _read_loop(self, conn: _Connection, pool: ThreadPoolExecutor) -> bool:
+    def _read_loop(self, conn: _Connection) -> bool:
         """Dispatch frames until the connection ends; True if it was drained."""
         while True:
             frame = conn.recv()
             if frame is None:
-                return self._draining
+                return conn.draining
             kind = frame["type"]
             if kind == "task":
-                with self._cond:
-                    self._in_flight += 1
-                pool.submit(self._run_task, conn, frame)
+                self._start_task(conn, frame)
+            elif kind == "reply":
+                conn.resolve(str(frame.get("ref", "")), frame)
+            elif kind == "cancel":
+                conn.cancel(str(frame.get("id", "")), str(frame.get("reason", "")))
             elif kind == "ping":
                 conn.send({"type": "pong", "ref": frame.get("ref", "")})
             elif kind == "drain":
                 log.info("skiff asks to drain; finishing tasks in flight")
-                with self._cond:
-                    self._draining = True
-                    if self._in_flight == 0:
+                with conn.cond:
+                    conn.draining = True
+                    if conn.in_flight == 0:
                         conn.shutdown()
             elif kind == "error":
                 log.error("skiff error %s: %s%s", frame.get("code"), frame.get("message"),
                           f" (task {frame['id']})" if "id" in frame else "")
-            elif kind not in ("pong", "reply", "welcome"):
+            elif kind not in ("pong", "welcome"):
                 log.warning("ignoring unknown frame type %r", kind)
 
-    def _run_task(self, conn: _Connection, frame: Dict[str, Any]) -> None:
-        try:
-            result = self._execute(frame)
-            data = self._checked(result, conn.max_frame)
-            conn.send(data)
-        except Exception:  # never let a worker thread die silently
-            log.exception("could not answer task %s", frame.get("id"))
-        finally:
-            with self._cond:
-                self._in_flight -= 1
-                if self._draining and self._in_flight == 0:
-                    conn.shutdown()
-
-    def _execute(self, frame: Dict[str, Any]) -> Dict[str, Any]:
-        """Run the job function for one task frame and build its result frame."""
-        task_id = frame.get("id", "")
+    def _start_task(self, conn: _Connection, frame: Dict[str, Any]) -> None:
         try:
             task = Task.from_frame(frame)
+        except (KeyError, TypeError, ValueError) as e:
+            log.error("skiff sent a malformed task %r: %s", frame.get("id"), e)
+            if isinstance(frame.get("id"), str) and frame["id"]:
+                conn.send({"type": "fail", "id": frame["id"],
+                           "message": f"malformed task frame: {e}"})
+            return
+        task._conn = conn
+        with conn.cond:
+            conn.open[task.id] = task
+            conn.in_flight += 1
+            conn.running += 1
+        threading.Thread(target=self._run_task, args=(conn, task),
+                         name=f"skiff-task-{task.id}").start()
+
+    def _run_task(self, conn: _Connection, task: Task) -> None:
+        result = None
+        try:
+            result = self._checked(self._execute(task), conn.max_frame)
+        except Exception:  # never let a worker thread die silently
+            log.exception("could not answer task %s", task.id)
+        finally:
+            with conn.cond:
+                owed = conn.open.pop(task.id, None) is task  # not owed once skiff cancelled it
+            if owed and result is not None:
+                conn.send(result)
+            with conn.cond:
+                if owed:
+                    conn.result_done()
+                conn.running -= 1
+                conn.cond.notify_all()
+
+    def _execute(self, task: Task) -> Dict[str, Any]:
+        """Run the job function for one task and build its result frame."""
+        task_id = task.id
+        try:
             fn = self._jobs.get(task.job_type)
             if fn is None:
                 raise JobFailed(f"no handler for job type {task.job_type!r}")
@@ -397,6 +620,13 @@ class Handler:
             return {"type": "fail", "id": result["id"],
                     "message": f"result frame of {size} bytes exceeds max_frame {max_frame}"}
         return result
+
+
+def _names(value: Any) -> frozenset:
+    """The strings of a welcome's ``features`` or ``methods`` (absent: none)."""
+    if not isinstance(value, list):
+        return frozenset()
+    return frozenset(v for v in value if isinstance(v, str))
 
 
 async def _awaited(value: Any) -> Any:

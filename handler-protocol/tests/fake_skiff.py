@@ -1,4 +1,4 @@
-"""A tiny fake skiff: the skiff side of handler protocol v1, standard library only.
+"""A tiny fake skiff: the skiff side of handler protocol v1.1, standard library only.
 
 Used by the SDK conformance suite, and handy to try a handler by hand::
 
@@ -6,8 +6,9 @@ Used by the SDK conformance suite, and handy to try a handler by hand::
         --task 'risk-score={"amount": 250000, "applicant": {"age": 41}}'
 
 It waits for one handler, answers its hello, sends the tasks (never more than
-the handler's capacity open at once), prints every result as a JSON line,
-sends a ping, then drains the handler and waits for it to close.
+the handler's capacity open at once), answers extends and ``publish_message``
+calls as if the engine agreed, prints every result (then every other frame) as
+a JSON line, sends a ping, then drains the handler and waits for it to close.
 
 When the ``jsonschema`` package is importable, every frame sent or received is
 checked against ``handler-protocol/schemas``.
@@ -25,9 +26,11 @@ import struct
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+FEATURES = ["cancel", "extend"]  # what skiff v1.1 lists in its welcome
+METHODS = ["publish_message"]
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schemas")
 
 try:
@@ -144,12 +147,43 @@ class Conn:
         assert frame["type"] == kind, f"expected {kind}, got {frame}"
         return frame
 
-    def handshake(self, session: str = "s-1", **extra: Any) -> Dict[str, Any]:
-        """Read hello, answer welcome; returns the hello frame."""
+    def handshake(self, session: str = "s-1", features: Optional[List[str]] = FEATURES,
+                  methods: Optional[List[str]] = METHODS, **extra: Any) -> Dict[str, Any]:
+        """Read hello, answer welcome; returns the hello frame.
+
+        ``features`` or ``methods`` None leaves the member out, as skiff v1.0 did.
+        """
         self.hello = self.expect("hello")
-        self.send({"type": "welcome", "version": 1, "session": session,
-                   "max_frame": self.max_frame, **extra})
+        welcome = {"type": "welcome", "version": 1, "session": session,
+                   "max_frame": self.max_frame}
+        if features is not None:
+            welcome["features"] = features
+        if methods is not None:
+            welcome["methods"] = methods
+        self.send({**welcome, **extra})
         return self.hello
+
+    def reply(self, ref: str, result: Optional[Dict[str, Any]] = None,
+              error: Optional[Tuple[str, str]] = None) -> None:
+        """Answer an extend or call: ok with ``result``, or ``error=(code, message)``."""
+        if error is None:
+            self.send({"type": "reply", "ref": ref, "ok": True, "result": result or {}})
+        else:
+            code, message = error
+            self.send({"type": "reply", "ref": ref, "ok": False,
+                       "error": {"code": code, "message": message}})
+
+    def answer(self, frame: Dict[str, Any]) -> None:
+        """Answer an extend or call as skiff would if the engine agreed."""
+        if frame["type"] == "extend":
+            if "ref" in frame:
+                self.reply(frame["ref"],
+                           {"deadline": int(time.time() * 1000) + frame["timeout_ms"]})
+        elif frame["method"] == "publish_message":
+            self.reply(frame["ref"], {"key": str(next(_keys)),
+                                      "tenant_id": frame["params"].get("tenant_id", "<default>")})
+        else:
+            self.reply(frame["ref"], error=("unknown_method", f"no method {frame['method']}"))
 
     def wait_closed(self, timeout: float = 10.0) -> List[Dict[str, Any]]:
         """Read until the handler closes; returns the frames read meanwhile."""
@@ -165,7 +199,8 @@ class Conn:
                   timeout: float = 10.0) -> Dict[str, Dict[str, Any]]:
         """Send tasks within the handler's capacity; returns id -> result frame.
 
-        Frames other than results (pongs, ...) are kept in ``self.others``.
+        Extends and calls are answered with :meth:`answer`. Frames other than
+        results (extends, calls, pongs, ...) are kept in ``self.others``.
         """
         capacity = int(self.hello["capacity"]) if self.hello else 1
         pending = list(tasks)
@@ -183,6 +218,10 @@ class Conn:
                 open_ids.discard(frame["id"])
                 results[frame["id"]] = frame
             else:
+                if frame["type"] == "extend":
+                    assert frame["id"] in open_ids, f"extend for a task not open: {frame}"
+                if frame["type"] in ("extend", "call"):
+                    self.answer(frame)
                 self.others.append(frame)
         return results
 
@@ -260,6 +299,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         tasks = [_parse_task(t) for t in args.task]
         for result in conn.run_tasks(tasks, timeout=args.timeout).values():
             print(json.dumps(result), flush=True)
+        for frame in conn.others:
+            print(json.dumps(frame), flush=True)
         conn.send({"type": "ping", "ref": "p-1"})
         print(json.dumps(conn.expect("pong", timeout=args.timeout)), flush=True)
         conn.send({"type": "drain", "deadline": int(time.time() * 1000) + 10000})

@@ -2,7 +2,7 @@
 // Same job types and behaviour as sdk_python_handler.py. Environment:
 // SKIFF_SOCKET, CONF_CAPACITY (default 2).
 
-import { Handler, BpmnError, JobFailed } from '../node/index.js';
+import { Handler, BpmnError, CallError, JobFailed } from '../node/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const app = new Handler({
@@ -48,5 +48,50 @@ app.job('conf-sleep', async (task) => {
   return { active_at_start: seen, max_active: maxActive };
 });
 app.job('conf-big', (task) => ({ blob: 'x'.repeat(task.variables.size) }));
+
+const callError = (err) => {
+  if (!(err instanceof CallError)) throw err;
+  return { code: err.code, message: err.message };
+};
+
+app.job('conf-extend', async (task) => {
+  try {
+    const deadline = await task.extend(task.variables.ms);
+    return { deadline, task_deadline: task.deadline };
+  } catch (err) {
+    return { error: callError(err) };
+  }
+});
+app.job('conf-wait-cancel', async (task) => {
+  const cancelled = await sleep(task.variables.ms ?? 5000, false, { signal: task.signal })
+    .catch((err) => err.name === 'AbortError');
+  const extendError = await task.extend(1000).then(() => null, (err) => callError(err).code);
+  // Tell the test what the job saw; the return value must never be sent.
+  await task.publishMessage({
+    name: 'cancelled',
+    correlationKey: task.id,
+    variables: { cancelled, reason: task.cancelReason, extend_error: extendError },
+  });
+  return { late: true };
+});
+app.job('conf-publish', async (task) => {
+  const p = task.variables.params;
+  const publish = task.variables.via === 'handler'
+    ? (o) => app.publishMessage(o) : (o) => task.publishMessage(o);
+  try {
+    return {
+      result: await publish({
+        name: p.name,
+        correlationKey: p.correlation_key,
+        variables: p.variables,
+        timeToLiveMs: p.time_to_live_ms,
+        messageId: p.message_id,
+        tenantId: p.tenant_id,
+      }),
+    };
+  } catch (err) {
+    return { error: callError(err) };
+  }
+});
 
 await app.run();

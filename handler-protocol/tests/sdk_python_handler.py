@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-from skiff_handler import BpmnError, Handler, JobFailed  # noqa: E402
+from skiff_handler import BpmnError, CallError, Handler, JobFailed  # noqa: E402
 
 app = Handler("conformance-python", capacity=int(os.environ.get("CONF_CAPACITY", "2")),
               backoff_initial=0.05, backoff_max=0.2)
@@ -78,6 +78,39 @@ def sleepy(task):
 @app.job("conf-big")
 def big(task):
     return {"blob": "x" * task.variables["size"]}
+
+
+@app.job("conf-extend")
+def extend(task):
+    try:
+        deadline = task.extend(task.variables["ms"])
+    except CallError as e:
+        return {"error": {"code": e.code, "message": e.message}}
+    return {"deadline": deadline, "task_deadline": task.deadline}
+
+
+@app.job("conf-wait-cancel")
+def wait_cancel(task):
+    cancelled = task.cancelled.wait(task.variables.get("ms", 5000) / 1000.0)
+    try:
+        task.extend(1000)
+        extend_error = None
+    except CallError as e:
+        extend_error = e.code
+    # Tell the test what the job saw; the return value must never be sent.
+    task.publish_message("cancelled", correlation_key=task.id, variables={
+        "cancelled": cancelled, "reason": task.cancel_reason, "extend_error": extend_error})
+    return {"late": True}
+
+
+@app.job("conf-publish")
+def publish(task):
+    publish_message = (app.publish_message if task.variables.get("via") == "handler"
+                       else task.publish_message)
+    try:
+        return {"result": publish_message(**task.variables["params"])}
+    except CallError as e:
+        return {"error": {"code": e.code, "message": e.message}}
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ GOOD = [
     {"type": "hello", "version": 1, "name": "x", "capacity": 1, "job_types": ["a", "b"],
      "topics": [], "features": [], "unknown_member": {"ignored": True}},
     {"type": "welcome", "version": 1, "session": "s-1", "max_frame": 4194304},
+    {"type": "welcome", "version": 1, "session": "s-1", "max_frame": 4194304,
+     "features": ["cancel", "extend"], "methods": ["publish_message"]},
     TASK,
     without(TASK, "traceparent"),
     {**TASK, "zeebe": {**ZEEBE, "process_definition_key": "2251799813685249",
@@ -51,15 +53,24 @@ GOOD = [
     {"type": "ack", "id": "k-1"},
     {"type": "nack", "id": "k-1", "message": "bad record"},
     {"type": "extend", "id": "z-1", "timeout_ms": 60000},
+    {"type": "extend", "id": "z-1", "timeout_ms": 1, "ref": "9"},
     {"type": "call", "ref": "7", "method": "publish_message", "params": {"name": "paid"}},
+    {"type": "call", "ref": "7", "method": "publish_message",
+     "params": {"name": "paid", "correlation_key": "order-42", "variables": {"amount": 3},
+                "time_to_live_ms": 0, "message_id": "m-1", "tenant_id": "<default>"}},
+    {"type": "call", "ref": "8", "method": "produce", "params": {"topic": "t"}},
     {"type": "call", "ref": "7", "method": "token"},
     {"type": "reply", "ref": "7", "ok": True, "result": {}},
+    {"type": "reply", "ref": "9", "ok": True, "result": {"deadline": 1732400060000}},
+    {"type": "reply", "ref": "7", "ok": True,
+     "result": {"key": "2251799813685400", "tenant_id": "<default>"}},
     {"type": "reply", "ref": "7", "ok": False,
      "error": {"code": "unknown_method", "message": "no such method"}},
     {"type": "drain", "deadline": 1732400000000},
     {"type": "ping", "ref": "x"},
     {"type": "pong", "ref": "x"},
-    {"type": "cancel", "id": "z-1", "reason": "job cancelled"},
+    {"type": "cancel", "id": "z-1", "reason": "deadline"},
+    {"type": "cancel", "id": "z-1", "reason": "job_gone"},
     {"type": "error", "code": "malformed_frame", "message": "not JSON"},
     {"type": "error", "code": "unknown_task", "message": "no open task z-9", "id": "z-9"},
 ]
@@ -72,6 +83,8 @@ BAD = [
     {"type": "hello", "version": 1, "name": "", "capacity": 1, "job_types": ["a"]},
     {"type": "hello", "version": 1, "capacity": 1, "job_types": ["a"]},
     {"type": "welcome", "version": 1, "session": "s-1"},
+    {"type": "welcome", "version": 1, "session": "s-1", "max_frame": 1, "methods": "x"},
+    {"type": "welcome", "version": 1, "session": "s-1", "max_frame": 1, "features": [""]},
     without(TASK, "id"),
     without(TASK, "zeebe"),
     without(TASK, "job_type"),
@@ -91,6 +104,16 @@ BAD = [
     {"type": "bpmn_error", "id": "z-1", "code": ""},
     {"type": "nack", "id": "k-1"},
     {"type": "extend", "id": "z-1", "timeout_ms": 0},
+    {"type": "extend", "id": "z-1", "timeout_ms": 1.5},
+    {"type": "extend", "id": "z-1", "timeout_ms": 1, "ref": 9},
+    {"type": "extend", "id": "z-1", "timeout_ms": 1, "ref": ""},
+    {"type": "call", "ref": "7", "method": "publish_message"},
+    {"type": "call", "ref": "7", "method": "publish_message", "params": {"name": ""}},
+    {"type": "call", "ref": "7", "method": "publish_message", "params": {"correlation_key": "k"}},
+    {"type": "call", "ref": "7", "method": "publish_message",
+     "params": {"name": "paid", "time_to_live_ms": -1}},
+    {"type": "call", "ref": "7", "method": "publish_message",
+     "params": {"name": "paid", "variables": [1]}},
     {"type": "call", "ref": "7"},
     {"type": "call", "ref": 7, "method": "token"},
     {"type": "reply", "ref": "7", "ok": True},
@@ -100,6 +123,7 @@ BAD = [
     {"type": "ping"},
     {"type": "pong", "ref": 1},
     {"type": "cancel", "id": "z-1"},
+    {"type": "cancel", "id": "z-1", "reason": "job cancelled"},
     {"type": "error", "code": "oops", "message": "m"},
     {"type": "error", "code": "protocol"},
 ]
@@ -128,6 +152,33 @@ def test_every_frame_type_is_in_the_spec():
         spec = f.read()
     for name in FRAME_TYPES:
         assert f"`{name}`" in spec, name
+
+
+def spec_examples() -> list:
+    """Every frame in the ```json blocks of SPEC.md (one or more per block)."""
+    with open(os.path.join(ROOT, "SPEC.md"), encoding="utf-8") as f:
+        spec = f.read()
+    decoder = json.JSONDecoder()
+    frames = []
+    for block in re.findall(r"```json\n(.*?)```", spec, re.S):
+        pos = 0
+        while block[pos:].strip():
+            pos += len(block[pos:]) - len(block[pos:].lstrip())
+            frame, pos = decoder.raw_decode(block, pos)
+            frames.append(frame)
+    inline = re.findall(r"`(\{\"type\":.*?\})`", spec)  # e.g. the error frame of §4.6
+    return frames + [json.loads(f) for f in inline]
+
+
+def test_spec_examples_cover_every_frame_type():
+    # ack, nack, drain and pong are only described in tables
+    assert {f["type"] for f in spec_examples()} == set(FRAME_TYPES) - {"ack", "nack", "drain",
+                                                                       "pong"}
+
+
+@pytest.mark.parametrize("frame", spec_examples(), ids=lambda f: f["type"])
+def test_spec_examples_pass(jsonschema, frame):
+    jsonschema.Draft202012Validator(load(frame["type"])).validate(frame)
 
 
 def test_spec_hex_example_is_right():

@@ -28,7 +28,8 @@ SDKS: Dict[str, List[str]] = {
     "node": ["node", os.path.join(HERE, "sdk_node_handler.mjs")],
 }
 JOB_TYPES = {"conf-complete", "conf-none", "conf-raise", "conf-bpmn", "conf-jobfailed",
-             "conf-async", "conf-sleep", "conf-big"}
+             "conf-async", "conf-sleep", "conf-big", "conf-extend", "conf-wait-cancel",
+             "conf-publish"}
 
 
 def now_ms() -> int:
@@ -111,6 +112,7 @@ def test_hello(skiff, spawn, sdk):
     assert hello["capacity"] == 2
     assert isinstance(hello["job_types"], list)
     assert set(hello["job_types"]) == JOB_TYPES
+    assert hello["features"] == ["cancel"]
     drain_and_exit(conn, proc)
 
 
@@ -302,3 +304,174 @@ def test_closed_connection_is_seen(skiff, spawn):
     proc.proc.kill()
     with pytest.raises(Closed):
         conn.recv(timeout=5)
+
+
+def assert_silent(conn, seconds: float = 0.5) -> None:
+    """The handler sends nothing for a while (e.g. no result for a cancelled task)."""
+    with pytest.raises(TimeoutError):
+        frame = conn.recv(timeout=seconds)
+        pytest.fail(f"unexpected frame {frame}")
+
+
+def test_extend_updates_deadline(skiff, spawn):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_task("conf-extend", {"ms": 60000})
+    conn.send(task)
+    ext = conn.expect("extend")
+    assert ext["id"] == task["id"] and ext["timeout_ms"] == 60000
+    assert isinstance(ext["ref"], str) and ext["ref"]
+    deadline = task["deadline"] + 45678
+    conn.reply(ext["ref"], {"deadline": deadline})
+    done = conn.expect("complete")
+    assert done["id"] == task["id"]
+    assert done["variables"] == {"deadline": deadline, "task_deadline": deadline}
+    drain_and_exit(conn, proc)
+
+
+@pytest.mark.parametrize("code", ["not_found", "some_future_code"])
+def test_extend_error_raises_call_error(skiff, spawn, code):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_task("conf-extend", {"ms": 1000})
+    conn.send(task)
+    conn.reply(conn.expect("extend")["ref"], error=(code, "job 1 is gone"))
+    done = conn.expect("complete")
+    assert done["variables"] == {"error": {"code": code, "message": "job 1 is gone"}}
+    drain_and_exit(conn, proc)
+
+
+def test_extend_with_bad_timeout_is_refused_locally(skiff, spawn):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_task("conf-extend", {"ms": 0})
+    conn.send(task)
+    assert conn.expect("fail")["id"] == task["id"]  # and no extend frame before it
+    drain_and_exit(conn, proc)
+
+
+def test_cancel_stops_task_and_frees_its_slot(skiff, spawn):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    a = make_task("conf-wait-cancel", {"ms": 10000})
+    conn.send(a)
+    conn.send({"type": "cancel", "id": a["id"], "reason": "deadline"})
+    call = conn.expect("call")
+    assert call["method"] == "publish_message"
+    assert call["params"]["name"] == "cancelled" and call["params"]["correlation_key"] == a["id"]
+    # the job saw the cancel and its reason; an extend afterwards fails locally (none is sent)
+    assert call["params"]["variables"] == {"cancelled": True, "reason": "deadline",
+                                           "extend_error": "cancelled"}
+    # a's function still runs (it waits for this reply), yet capacity 1 takes a new task
+    b = make_task("conf-complete", {"n": 1})
+    conn.send(b)
+    assert conn.expect("complete", timeout=5)["id"] == b["id"]
+    conn.reply(call["ref"], {"key": "2251799813685400", "tenant_id": "<default>"})
+    assert_silent(conn)  # a's function returned: its result must not be sent
+    drain_and_exit(conn, proc)
+
+
+def test_cancel_while_extend_waits(skiff, spawn):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_task("conf-extend", {"ms": 60000})
+    conn.send(task)
+    conn.expect("extend")
+    # skiff ignores an extend of a task it cancelled: the SDK must not wait for its reply
+    conn.send({"type": "cancel", "id": task["id"], "reason": "job_gone"})
+    assert_silent(conn)
+    drain_and_exit(conn, proc)  # exits only once the job function has returned
+
+
+PUBLISH_FULL = {"name": "paid", "correlation_key": "order-42", "variables": {"amount": 3},
+                "time_to_live_ms": 5000, "message_id": "m-1", "tenant_id": "t-1"}
+
+
+@pytest.mark.parametrize("via,params,sent", [
+    ("task", {"name": "paid"}, {"name": "paid", "correlation_key": "", "time_to_live_ms": 0}),
+    ("task", PUBLISH_FULL, PUBLISH_FULL),
+    ("handler", PUBLISH_FULL, PUBLISH_FULL),
+])
+def test_publish_message(skiff, spawn, via, params, sent):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_task("conf-publish", {"params": params, "via": via})
+    conn.send(task)
+    call = conn.expect("call")
+    assert call["method"] == "publish_message" and call["params"] == sent
+    result = {"key": "2251799813685400", "tenant_id": sent.get("tenant_id", "<default>")}
+    conn.reply(call["ref"], result)
+    assert conn.expect("complete")["variables"] == {"result": result}
+    drain_and_exit(conn, proc)
+
+
+def test_publish_message_error(skiff, spawn):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_task("conf-publish", {"params": {"name": "paid", "message_id": "m-1"}})
+    conn.send(task)
+    conn.reply(conn.expect("call")["ref"], error=("already_exists", "message m-1 exists"))
+    assert conn.expect("complete")["variables"] == {
+        "error": {"code": "already_exists", "message": "message m-1 exists"}}
+    drain_and_exit(conn, proc)
+
+
+def test_concurrent_calls_with_replies_out_of_order(skiff, spawn):
+    proc = spawn(skiff.path, capacity=4)
+    conn = skiff.accept()
+    conn.handshake()
+    pubs = [make_task("conf-publish", {"params": {"name": f"m{i}"}}) for i in range(3)]
+    ext = make_task("conf-extend", {"ms": 1000})
+    for t in pubs + [ext]:
+        conn.send(t)
+    requests = [conn.recv() for _ in range(4)]
+    assert sorted(f["type"] for f in requests) == ["call", "call", "call", "extend"]
+    assert len({f["ref"] for f in requests}) == 4, "refs must be unique"
+    for f in reversed(requests):
+        if f["type"] == "extend":
+            conn.reply(f["ref"], {"deadline": 1732400060000})
+        else:
+            conn.reply(f["ref"], {"key": f["params"]["name"][1:], "tenant_id": "<default>"})
+    results = {f["id"]: f for f in (conn.expect("complete") for _ in range(4))}
+    for i, t in enumerate(pubs):
+        assert results[t["id"]]["variables"]["result"]["key"] == str(i)
+    assert results[ext["id"]]["variables"]["deadline"] == 1732400060000
+    drain_and_exit(conn, proc)
+
+
+def test_fake_skiff_answers_calls_in_run_tasks(skiff, spawn):
+    proc = spawn(skiff.path, capacity=2)
+    conn = skiff.accept()
+    conn.handshake()
+    pub = make_task("conf-publish", {"params": {"name": "paid"}, "via": "handler"})
+    ext = make_task("conf-extend", {"ms": 60000})
+    r = conn.run_tasks([pub, ext])
+    assert sorted(f["type"] for f in conn.others) == ["call", "extend"]
+    assert r[pub["id"]]["variables"]["result"]["tenant_id"] == "<default>"
+    assert r[ext["id"]]["variables"]["deadline"] >= now_ms() + 50000
+    drain_and_exit(conn, proc)
+
+
+@pytest.mark.parametrize("features,methods", [(None, None), (["cancel", "extend"], ["produce"])],
+                         ids=["skiff-1.0", "no-publish"])
+def test_unsupported_when_welcome_does_not_list_it(skiff, spawn, features, methods):
+    proc = spawn(skiff.path, capacity=2)
+    conn = skiff.accept()
+    conn.handshake(features=features, methods=methods)
+    pub = make_task("conf-publish", {"params": {"name": "paid"}})
+    ext = make_task("conf-extend", {"ms": 1000})
+    r = conn.run_tasks([pub, ext])
+    assert r[pub["id"]]["variables"]["error"]["code"] == "unsupported"
+    if features is None:
+        assert r[ext["id"]]["variables"]["error"]["code"] == "unsupported"
+        assert conn.others == [], "nothing may be sent for an unsupported request"
+    else:
+        assert [f["type"] for f in conn.others] == ["extend"]
+    drain_and_exit(conn, proc)
