@@ -1,9 +1,41 @@
 """Job streaming, UpdateJobTimeout (extend), the deadline `cancel` and publish_message, end to
-end through the real broker, judged by the engine's records."""
+end through the real broker, judged by the engine's records. Most tests speak the protocol
+frame by frame (raw_handler.py); the last ones go through the Python SDK."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from bpmn import HEAD, service_task
 from conftest import wait_until
 from raw_handler import RawHandler
 import zeebe_client
+
+SDK_HANDLER = Path(__file__).resolve().parent / "handlers" / "sdk_features.py"
+
+
+@pytest.fixture
+def sdk_handler():
+    """Starts handlers/sdk_features.py processes; stops them after the test."""
+    procs = []
+
+    def start(skiff, job_types, **env):
+        e = dict(os.environ, SKIFF_SOCKET=skiff.socket, JOB_TYPES=",".join(job_types))
+        e.update({k.upper(): str(v) for k, v in env.items()})
+        log = open(skiff.tmp / "sdk-handler.log", "ab")
+        procs.append((subprocess.Popen([sys.executable, str(SDK_HANDLER)], env=e, stdout=log,
+                                       stderr=log), log))
+
+    yield start
+    for p, log in procs:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        log.close()
 
 
 def deploy(tmp_path, pid, xml):
@@ -203,3 +235,50 @@ def test_publish_message_correlates_to_a_waiting_instance(stack, tmp_path, uid):
     assert not r["ok"] and r["error"]["code"] == "invalid_params", r
     assert skiff.metric("skiff_zeebe_gateway_requests_total", method="PublishMessage") == 2
     h.close()
+
+
+def test_sdk_handler_slower_than_the_job_timeout_extends_and_completes(stack, sdk_handler,
+                                                                       tmp_path, uid):
+    """A handler that needs 4 s for jobs with a 2 s timeout extends them first: each job is
+    completed once, none times out, no other worker could have taken them."""
+    job_type, pid = f"it-sdkext-{uid}", f"p-sdkext-{uid}"
+    deploy(tmp_path, pid, service_task(pid, job_type))
+    skiff = stack.skiff([job_type], zeebe_job_timeout="2s")
+    sdk_handler(skiff, [job_type], feature="extend", extend_ms=30000, sleep=4)
+    piks = [zeebe_client.create_instance(pid)["processInstanceKey"] for _ in range(2)]
+    for pik in piks:
+        wait_until(lambda: completed(stack, pik), timeout=60, what=f"instance {pik} completed")
+        assert stack.find("JOB", "TIMEOUT_UPDATED", processInstanceKey=pik)
+        assert not stack.find("JOB", "TIMED_OUT", processInstanceKey=pik)
+        assert len(stack.find_all("JOB", "COMPLETED", processInstanceKey=pik)) == 1
+    assert skiff.metric("skiff_zeebe_jobs_overdue_total", job_type=job_type) == 0
+
+
+def test_sdk_handler_told_to_stop_when_the_deadline_passes(stack, sdk_handler, tmp_path, uid):
+    """An SDK handler that never finishes: its task is cancelled at the job deadline, its credit
+    comes back, and the engine hands the job out again (here: to the same handler, again)."""
+    job_type, pid = f"it-sdkcancel-{uid}", f"p-sdkcancel-{uid}"
+    deploy(tmp_path, pid, service_task(pid, job_type))
+    skiff = stack.skiff([job_type], zeebe_job_timeout="2s")
+    log = tmp_path / "cancelled.log"
+    sdk_handler(skiff, [job_type], feature="cancel", capacity=1, log=log)
+    pik = zeebe_client.create_instance(pid)["processInstanceKey"]
+    wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 2, timeout=60,
+               what="two cancellations")
+    job_key = stack.find("JOB", "CREATED", processInstanceKey=pik)["key"]
+    assert log.read_text().splitlines()[:2] == [f"z-{job_key} deadline"] * 2
+    wait_until(lambda: len(stack.find_all("JOB", "TIMED_OUT", processInstanceKey=pik)) >= 2,
+               what="the engine timed the job out twice")
+    assert skiff.metric("skiff_zeebe_jobs_total", job_type=job_type, outcome="timed_out") >= 2
+    zeebe_client.cancel_instance(pik)
+
+
+def test_sdk_handler_publishes_a_message(stack, sdk_handler, tmp_path, uid):
+    job_type, pid, message = f"it-sdkpub-{uid}", f"p-sdkpub-{uid}", f"paid-{uid}"
+    deploy(tmp_path, pid, message_catch(pid, message, job_type))
+    skiff = stack.skiff([job_type])
+    sdk_handler(skiff, [job_type], feature="publish", message=message)
+    pik = zeebe_client.create_instance(pid, {"orderId": f"o-{uid}"})["processInstanceKey"]
+    wait_until(lambda: completed(stack, pik), timeout=60, what="instance completed")
+    assert stack.find("PROCESS_MESSAGE_SUBSCRIPTION", "CORRELATED", processInstanceKey=pik)
+    assert stack.find("VARIABLE", "CREATED", processInstanceKey=pik, name="paid")

@@ -9,6 +9,7 @@
 #include "core/config_internal.h"
 
 #define OFF(f) offsetof(sk_config, f)
+#define JOB(f) offsetof(sk_job_type_config, f)
 #define ENV(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define KIB 1024LL
 #define MIB (1024LL * 1024)
@@ -80,6 +81,7 @@ static const row table[] = {
      .def = "",
      .min = 0,
      .max = 100,
+     .flags = F_DISTINCT,
      .off = OFF(zeebe_job_types),
      .off_len = OFF(zeebe_job_types_len),
      .help = "Job types to work on, one activation loop each. Empty: no job is activated."},
@@ -89,7 +91,9 @@ static const row table[] = {
      .def_env = ENV("POD_NAME", "HOSTNAME"),
      .min = 1,
      .max = 255,
+     .flags = F_PER_JOB,
      .off = OFF(zeebe_worker_name),
+     .job_off = JOB(worker_name),
      .help = "Worker name sent with activations; Zeebe records it on each job it hands out. "
              "The default is read from the environment when the configuration is loaded."},
     {.key = "zeebe.job_timeout",
@@ -97,7 +101,9 @@ static const row table[] = {
      .def = "5m",
      .min = SEC,
      .max = 168 * HOUR,
+     .flags = F_PER_JOB,
      .off = OFF(zeebe_job_timeout_ms),
+     .job_off = JOB(job_timeout_ms),
      .help = "How long an activated job stays reserved for this worker before Zeebe hands it "
              "to another one; a handler may extend it."},
     {.key = "zeebe.max_jobs_active",
@@ -105,7 +111,9 @@ static const row table[] = {
      .def = "32",
      .min = 1,
      .max = 10000,
+     .flags = F_PER_JOB,
      .off = OFF(zeebe_max_jobs_active),
+     .job_off = JOB(max_jobs_active),
      .help = "Most jobs of one job type in flight at once; activation also never asks for "
              "more than the free capacity of the connected handlers."},
     {.key = "zeebe.request_timeout",
@@ -113,9 +121,53 @@ static const row table[] = {
      .def = "20s",
      .min = 0,
      .max = HOUR,
+     .flags = F_PER_JOB,
      .off = OFF(zeebe_request_timeout_ms),
+     .job_off = JOB(request_timeout_ms),
      .help = "How long an activation request waits for jobs (long polling). 0: the "
              "gateway's default."},
+    {.key = "zeebe.fetch_variables",
+     .type = T_LIST,
+     .def = "",
+     .min = 0,
+     .max = 1000,
+     .flags = F_PER_JOB,
+     .off = OFF(zeebe_fetch_variables),
+     .off_len = OFF(zeebe_fetch_variables_len),
+     .job_off = JOB(fetch_variables),
+     .job_off_len = JOB(fetch_variables_len),
+     .help = "Variables to fetch with each job (`fetchVariable` of `ActivateJobs`). Empty: "
+             "all variables visible at the job's scope."},
+    {.key = "zeebe.tenant_ids",
+     .type = T_LIST,
+     .def = "",
+     .min = 0,
+     .max = 100,
+     .flags = F_PER_JOB,
+     .off = OFF(zeebe_tenant_ids),
+     .off_len = OFF(zeebe_tenant_ids_len),
+     .job_off = JOB(tenant_ids),
+     .job_off_len = JOB(tenant_ids_len),
+     .help = "Tenants whose jobs to activate (`tenantIds`), on a multi-tenant cluster. Empty: "
+             "the gateway's default tenant (`<default>`)."},
+    {.key = "zeebe.streaming",
+     .type = T_BOOL,
+     .def = "false",
+     .flags = F_PER_JOB,
+     .off = OFF(zeebe_streaming),
+     .job_off = JOB(streaming),
+     .help = "Also receive jobs pushed by the gateway as they are created "
+             "(`StreamActivatedJobs`); polling still picks up the backlog. Off by default, "
+             "like in Camunda's clients."},
+    {.key = "zeebe.stream_recycle",
+     .type = T_DURATION,
+     .def = "5m",
+     .min = 10 * SEC,
+     .max = 24 * HOUR,
+     .flags = F_ZERO_OK,
+     .off = OFF(zeebe_stream_recycle_ms),
+     .help = "With `zeebe.streaming`, a job stream is closed and reopened after this long so "
+             "that the load rebalances across gateways. 0: never."},
     {.key = "zeebe.backoff_initial",
      .type = T_DURATION,
      .def = "100ms",
@@ -319,8 +371,9 @@ static int in_bounds(const row *r, int64_t v)
     return ((r->flags & F_ZERO_OK) && v == 0) || (v >= r->min && v <= r->max);
 }
 
-/* Adds item (n bytes, trimmed of spaces) unless empty or already there. */
-static int list_add(value *v, const char *item, size_t n)
+/* Adds item (n bytes, trimmed of spaces) unless empty or already there; BAD for an item
+ * already there when the row wants them distinct. */
+static int list_add(const row *r, value *v, const char *item, size_t n)
 {
     while (n && (*item == ' ' || *item == '\t'))
         item++, n--;
@@ -330,7 +383,7 @@ static int list_add(value *v, const char *item, size_t n)
         return OK;
     for (size_t i = 0; i < v->nlist; i++)
         if (strlen(v->list[i]) == n && memcmp(v->list[i], item, n) == 0)
-            return OK;
+            return (r->flags & F_DISTINCT) ? BAD : OK;
     char **nl = realloc(v->list, (v->nlist + 2) * sizeof(char *));
     if (!nl)
         return NOMEM;
@@ -341,15 +394,16 @@ static int list_add(value *v, const char *item, size_t n)
     return OK;
 }
 
-static int parse_list(const char *s, value *v)
+static int parse_list(const row *r, const char *s, value *v)
 {
     for (const char *p = s;; p++) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        if (list_add(v, p, n) != OK)
-            return NOMEM;
+        int rc = list_add(r, v, p, n);
+        if (rc != OK)
+            return rc;
         if (!comma)
-            return OK;
+            return v->nlist <= (size_t)r->max ? OK : RANGE;
         p = comma;
     }
 }
@@ -386,9 +440,7 @@ static int parse_text(const row *r, const char *s, value *v)
                 return OK;
         return BAD;
     case T_LIST:
-        if (parse_list(s, v) != OK)
-            return NOMEM;
-        return v->nlist <= (size_t)r->max ? OK : RANGE;
+        return parse_list(r, s, v);
     }
     return BAD;
 }
@@ -463,6 +515,11 @@ static void fmt_bound(const row *r, char *out, size_t n, int64_t v)
         snprintf(out, n, "%lld", (long long)v);
 }
 
+static const char *distinct(const row *r)
+{
+    return (r->flags & F_DISTINCT) ? " distinct" : "";
+}
+
 /* Bounds as the docs show them: "1..10000", "0 or 30s..1h", "1..255 bytes". */
 static void fmt_bounds(const row *r, char *out, size_t n)
 {
@@ -474,7 +531,7 @@ static void fmt_bounds(const row *r, char *out, size_t n)
         snprintf(out, n, "%s..%s bytes", lo, hi);
         break;
     case T_LIST:
-        snprintf(out, n, "at most %s items", hi);
+        snprintf(out, n, "at most %s%s items", hi, distinct(r));
         break;
     case T_ADDRESS:
         snprintf(out, n, "port %s..%s", lo, hi);
@@ -526,8 +583,8 @@ static void fmt_expected(const row *r, char *out, size_t n)
     case T_LIST:
         snprintf(out, n,
                  "a comma-separated list (in a config file also a JSON array of "
-                 "strings) of at most %s items",
-                 hi);
+                 "strings) of at most %s%s items",
+                 hi, distinct(r));
         break;
     case T_ADDRESS:
         snprintf(out, n, "host:port or [ipv6]:port with a port in %s..%s", lo, hi);
@@ -563,37 +620,33 @@ const row *sk_config_find_row(const char *key)
     return find_row(key);
 }
 
-static void report(ctx *c, const row *r, int rc, const char *shown, const char *from)
+static void report(ctx *c, const row *r, const char *key, int rc, const char *shown,
+                   const char *from)
 {
     char exp[256];
     fmt_expected(r, exp, sizeof exp);
     if (rc == NOMEM)
-        sk_config_problem(c, "%s: value %s from %s could not be stored: out of memory", r->key,
-                          shown, from);
+        sk_config_problem(c, "%s: value %s from %s could not be stored: out of memory", key, shown,
+                          from);
     else
-        sk_config_problem(c, "%s: value %s from %s is %s: expected %s", r->key, shown, from,
+        sk_config_problem(c, "%s: value %s from %s is %s: expected %s", key, shown, from,
                           rc == RANGE ? "out of range" : "not valid", exp);
 }
 
-static void accept(ctx *c, const row *r, value *v, const char *from)
-{
-    store(c->cfg, r, v);
-    snprintf(c->from[r - table], sizeof c->from[0], "%s", from);
-}
-
-/* Parses s as the value of r coming from `from`; stores it or reports why not. */
-void sk_config_set_text(ctx *c, const row *r, const char *s, const char *from)
+int sk_config_put_text(ctx *c, const row *r, const char *key, sk_config *dst, const char *s,
+                       const char *from)
 {
     value v = {0};
     int rc = parse_text(r, s, &v);
     if (rc == OK) {
-        accept(c, r, &v, from);
-        return;
+        store(dst, r, &v);
+        return 0;
     }
     char q[128];
     sk_config_quote(q, sizeof q, s);
-    report(c, r, rc, q, from);
+    report(c, r, key, rc, q, from);
     value_clear(&v);
+    return -1;
 }
 
 static int json_list(json_t *a, const row *r, value *v)
@@ -604,22 +657,20 @@ static int json_list(json_t *a, const row *r, value *v)
     {
         if (!json_is_string(item))
             return BAD;
-        if (list_add(v, json_string_value(item), json_string_length(item)) != OK)
-            return NOMEM;
+        int rc = list_add(r, v, json_string_value(item), json_string_length(item));
+        if (rc != OK)
+            return rc;
     }
     return v->nlist <= (size_t)r->max ? OK : RANGE;
 }
 
-/* A JSON value from the config file: strings read like any other source, numbers are
- * milliseconds or bytes, arrays are lists. */
-void sk_config_set_json(ctx *c, const row *r, json_t *j, const char *from)
+int sk_config_put_json(ctx *c, const row *r, const char *key, sk_config *dst, json_t *j,
+                       const char *from)
 {
     value v = {0};
     int rc = BAD;
-    if (json_is_string(j)) {
-        sk_config_set_text(c, r, json_string_value(j), from);
-        return;
-    }
+    if (json_is_string(j))
+        return sk_config_put_text(c, r, key, dst, json_string_value(j), from);
     if (json_is_integer(j) && (r->type == T_INT || r->type == T_DURATION || r->type == T_SIZE)) {
         v.i = json_integer_value(j);
         rc = in_bounds(r, v.i) ? OK : RANGE;
@@ -630,8 +681,8 @@ void sk_config_set_json(ctx *c, const row *r, json_t *j, const char *from)
         rc = json_list(j, r, &v);
     }
     if (rc == OK) {
-        accept(c, r, &v, from);
-        return;
+        store(dst, r, &v);
+        return 0;
     }
     value_clear(&v);
     char *dump = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -639,7 +690,20 @@ void sk_config_set_json(ctx *c, const row *r, json_t *j, const char *from)
     snprintf(shown, sizeof shown, "%.80s%s", dump ? dump : "?",
              dump && strlen(dump) > 80 ? "..." : "");
     free(dump);
-    report(c, r, rc, shown, from);
+    report(c, r, key, rc, shown, from);
+    return -1;
+}
+
+void sk_config_set_text(ctx *c, const row *r, const char *s, const char *from)
+{
+    if (sk_config_put_text(c, r, r->key, c->cfg, s, from) == 0)
+        snprintf(c->from[r - table], sizeof c->from[0], "%s", from);
+}
+
+void sk_config_set_json(ctx *c, const row *r, json_t *j, const char *from)
+{
+    if (sk_config_put_json(c, r, r->key, c->cfg, j, from) == 0)
+        snprintf(c->from[r - table], sizeof c->from[0], "%s", from);
 }
 
 /* ---- loading ---- */
@@ -713,6 +777,15 @@ static void cross_check(ctx *c)
     }
 }
 
+/* Once every source is applied: the rules that tie keys together, then the settings of each
+ * job type. */
+static int finish(ctx *c)
+{
+    cross_check(c);
+    sk_config_resolve_jobs(c);
+    return c->problems;
+}
+
 int sk_config_load(sk_config *cfg, const sk_config_sources *src, FILE *problems)
 {
     static const sk_config_sources none = {0};
@@ -730,8 +803,7 @@ int sk_config_load(sk_config *cfg, const sk_config_sources *src, FILE *problems)
         sk_config_load_env(&c, src->environ);
     if (src->argc > 0 && src->argv)
         sk_config_load_cli(&c, src->argc, src->argv);
-    cross_check(&c);
-    return c.problems;
+    return finish(&c);
 }
 
 int sk_config_load_json_text(sk_config *cfg, const char *text, size_t len, const char *name,
@@ -741,8 +813,7 @@ int sk_config_load_json_text(sk_config *cfg, const char *text, size_t len, const
     memset(cfg, 0, sizeof *cfg);
     sk_config_load_defaults(&c, NULL);
     sk_config_load_json(&c, text, len, name ? name : "<text>");
-    cross_check(&c);
-    return c.problems;
+    return finish(&c);
 }
 
 void sk_config_clear(sk_config *cfg)
@@ -751,6 +822,7 @@ void sk_config_clear(sk_config *cfg)
         return;
     for (size_t i = 0; i < NROWS; i++)
         release(cfg, &table[i]);
+    sk_config_jobs_free(cfg->zeebe_jobs, cfg->zeebe_jobs_len);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -772,6 +844,9 @@ static const char docs_intro[] =
     "4. environment variables: `SKIFF_<KEY>` (upper case, `.` becomes `_`), then the "
     "ecosystem's variables listed for the key;\n"
     "5. command-line options `--<key>=<value>` or `--<key> <value>`.\n"
+    "\n"
+    "Some `zeebe.*` settings can also be set for one job type with keys "
+    "`zeebe.jobs.<type>.<setting>`; see [Per-job-type settings](#per-job-type-settings).\n"
     "\n"
     "`skiff config check` loads every source and reports every problem at once, one line "
     "each, naming the key, the source and the expected form; `skiff run` does the same and "
@@ -834,7 +909,8 @@ static const char docs_intro[] =
     "is bytes.\n"
     "- **int**: a decimal integer.\n"
     "- **list**: comma-separated items (`a,b,c`), spaces around items, empty items and "
-    "repeats ignored; a JSON array of strings in the config file.\n"
+    "repeats ignored (a repeat is an error where the bounds say distinct); a JSON array of "
+    "strings in the config file.\n"
     "- **address**: `host:port`, or `[ipv6]:port`.\n"
     "- **enum**: one of the listed names (any case).\n"
     "\n"
@@ -869,7 +945,8 @@ static void doc_row(FILE *out, const row *r)
     fprintf(out, " | %s | `%s`", bounds, name);
     for (size_t k = 0; r->env && r->env[k]; k++)
         fprintf(out, ", `%s`", r->env[k]);
-    fprintf(out, " | %s |\n", r->help);
+    fprintf(out, " | %s%s |\n", r->help,
+            (r->flags & F_PER_JOB) ? " Can be [set per job type](#per-job-type-settings)." : "");
 }
 
 void sk_config_write_docs(FILE *out)
@@ -877,4 +954,5 @@ void sk_config_write_docs(FILE *out)
     fputs(docs_intro, out);
     for (size_t i = 0; i < NROWS; i++)
         doc_row(out, &table[i]);
+    sk_config_write_job_docs(out);
 }

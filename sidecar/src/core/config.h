@@ -2,7 +2,8 @@
  * `skiff config check` and docs/configuration.md. Sources, later ones winning: defaults <
  * JSON config file < annotations file (Kubernetes downward API, keys "skiff.io/<key>") <
  * environment (SKIFF_<KEY> with '.' -> '_' and upper case, plus the ecosystem's variables) <
- * command line (--<key>=<value>). */
+ * command line (--<key>=<value>). Some zeebe.* settings may also be set for one job type:
+ * "zeebe.jobs.<type>.<setting>" (file, annotations and command line only). */
 #ifndef SK_CONFIG_H
 #define SK_CONFIG_H
 
@@ -11,6 +12,21 @@
 #include <stdio.h>
 
 #include "core/annotations.h"
+
+/* The zeebe.* settings of one job type: the global values with that type's overrides
+ * ("zeebe.jobs.<type>.<setting>") applied. Owned by the sk_config that holds it. */
+typedef struct sk_job_type_config {
+    char *type;                 /* an item of zeebe.job_types */
+    char *worker_name;          /* zeebe.worker_name */
+    int64_t job_timeout_ms;     /* zeebe.job_timeout */
+    int64_t max_jobs_active;    /* zeebe.max_jobs_active */
+    int64_t request_timeout_ms; /* zeebe.request_timeout */
+    char **fetch_variables;     /* zeebe.fetch_variables, NULL-terminated */
+    size_t fetch_variables_len;
+    char **tenant_ids; /* zeebe.tenant_ids, NULL-terminated */
+    size_t tenant_ids_len;
+    int streaming; /* zeebe.streaming */
+} sk_job_type_config;
 
 typedef struct sk_config {
     char *service_name;               /* service.name */
@@ -26,11 +42,21 @@ typedef struct sk_config {
     int64_t zeebe_job_timeout_ms;     /* zeebe.job_timeout */
     int64_t zeebe_max_jobs_active;    /* zeebe.max_jobs_active */
     int64_t zeebe_request_timeout_ms; /* zeebe.request_timeout (long poll) */
+    char **zeebe_fetch_variables;     /* zeebe.fetch_variables, NULL-terminated */
+    size_t zeebe_fetch_variables_len;
+    char **zeebe_tenant_ids; /* zeebe.tenant_ids, NULL-terminated */
+    size_t zeebe_tenant_ids_len;
+    int zeebe_streaming;              /* zeebe.streaming */
+    int64_t zeebe_stream_recycle_ms;  /* zeebe.stream_recycle, 0: never */
     int64_t zeebe_backoff_initial_ms; /* zeebe.backoff_initial */
     int64_t zeebe_backoff_max_ms;     /* zeebe.backoff_max */
     int64_t grpc_max_message_bytes;   /* grpc.max_message_size */
     int64_t grpc_keepalive_ms;        /* grpc.keepalive */
     int64_t shutdown_grace_ms;        /* shutdown.grace_period */
+    /* Resolved at the end of a load: one entry per zeebe.job_types item, in order (NULL when
+     * there is none). Use these rather than the global zeebe.* values above. */
+    sk_job_type_config *zeebe_jobs;
+    size_t zeebe_jobs_len;
 } sk_config;
 
 /* Where the values come from. Any pointer may be NULL (source absent). */
@@ -45,9 +71,10 @@ typedef struct sk_config_sources {
 /* Loads every source, validates every key and reports every problem at once: one line per
  * problem to `problems` (may be NULL; key, source, expected form). Returns the number of
  * problems (0 = ok); cfg is always filled (an invalid value leaves the previous valid one,
- * ultimately the default) and must be released with sk_config_clear. An empty environment
- * variable counts as unset. In argv, --config and --annotations (and their values) are
- * skipped: the caller reads them into file_path and annotations_path. */
+ * ultimately the default; zeebe_jobs is resolved from whatever values are in force) and must be
+ * released with sk_config_clear. An empty environment variable counts as unset. In argv, --config
+ * and --annotations (and their values) are skipped: the caller reads them into file_path and
+ * annotations_path. */
 int sk_config_load(sk_config *cfg, const sk_config_sources *src, FILE *problems);
 void sk_config_clear(sk_config *cfg);
 

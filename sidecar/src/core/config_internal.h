@@ -1,9 +1,11 @@
-/* Private to sidecar/src/core/config.c and config_sources.c.
+/* Private to sidecar/src/core/config.c, config_sources.c and config_jobs.c.
  *
  * config.c holds the table, the value parsers, validation, load orchestration and the docs;
  * config_sources.c reads the sources (defaults, JSON config file, annotations file,
  * environment, command line) and hands each value to a setter of config.c, which parses it
- * against its row, stores it in sk_config or reports why not. A load runs on the caller's
+ * against its row, stores it in sk_config or reports why not. config_jobs.c keeps the
+ * per-job-type overrides ("zeebe.jobs.<type>.<setting>", parsed with the row of
+ * "zeebe.<setting>") and resolves them into sk_config.zeebe_jobs. A load runs on the caller's
  * thread with all its state in one ctx; nothing is kept between loads. */
 #ifndef SK_CONFIG_INTERNAL_H
 #define SK_CONFIG_INTERNAL_H
@@ -17,7 +19,13 @@
 
 typedef enum { T_STRING, T_INT, T_DURATION, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS } ctype;
 
-enum { F_ZERO_OK = 1 }; /* 0 is accepted besides min..max (it means "off" or "peer default") */
+enum {
+    F_ZERO_OK = 1,  /* 0 is accepted besides min..max (it means "off" or "peer default") */
+    F_DISTINCT = 2, /* list: a repeated item is invalid (other lists ignore repeats) */
+    F_PER_JOB = 4,  /* zeebe.<setting> that zeebe.jobs.<type>.<setting> may override */
+};
+
+#define SK_JOBS_PREFIX "zeebe.jobs." /* of the per-job-type keys */
 
 /* One setting. Defaults are written in the text form every source uses and go through the
  * same parser; bounds apply to the value (string: length, list: items, address: port). */
@@ -28,13 +36,16 @@ typedef struct row {
     const char *const *def_env; /* variables read at load time; the first set replaces def */
     int64_t min, max;
     int flags;
-    const char *const *env;     /* ecosystem variables after SKIFF_<KEY>; the first set wins */
-    const char *const *choices; /* enum names, the stored value is the index */
-    size_t off, off_len;        /* field in sk_config; list length field */
+    const char *const *env;      /* ecosystem variables after SKIFF_<KEY>; the first set wins */
+    const char *const *choices;  /* enum names, the stored value is the index */
+    size_t off, off_len;         /* field in sk_config; list length field */
+    size_t job_off, job_off_len; /* F_PER_JOB: the same in sk_job_type_config */
     const char *help;
 } row;
 
-#define NROWS 17 /* rows in the table; config.c checks the count at compile time */
+#define NROWS 21 /* rows in the table; config.c checks the count at compile time */
+
+typedef struct job_over job_over; /* the overrides of one job type (config_jobs.c) */
 
 /* One load in progress. */
 typedef struct {
@@ -43,6 +54,8 @@ typedef struct {
     int problems;
     char from[NROWS][128];     /* where the value in force came from */
     unsigned char seen[NROWS]; /* keys set by the JSON config file (set twice: a problem) */
+    job_over *jobs;            /* per-job-type overrides met so far, njobs of them */
+    size_t njobs;
 } ctx;
 
 /* ---- config.c ---- */
@@ -60,11 +73,20 @@ void sk_config_set_text(ctx *c, const row *r, const char *s, const char *from);
 /* A JSON value from the config file: strings read like any other source, numbers are
  * milliseconds or bytes, arrays are lists. j stays owned by the caller. */
 void sk_config_set_json(ctx *c, const row *r, json_t *j, const char *from);
+/* The same into the field of dst that r describes, a problem naming `key` (as messages show
+ * it); 0 when stored, -1 when reported. */
+int sk_config_put_text(ctx *c, const row *r, const char *key, sk_config *dst, const char *s,
+                       const char *from);
+int sk_config_put_json(ctx *c, const row *r, const char *key, sk_config *dst, json_t *j,
+                       const char *from);
 
 /* ---- config_sources.c ---- */
 
 /* Quotes s for a message into out (n bytes): escapes control characters, cuts long values. */
 void sk_config_quote(char *out, size_t n, const char *s);
+/* key as messages show it into out (n bytes): as it is, or quoted when it has spaces, quotes
+ * or control characters. */
+void sk_config_show_key(char *out, size_t n, const char *key);
 /* SKIFF_<KEY> of r ('.' becomes '_', upper case) into out (n bytes). */
 void sk_config_env_name(const row *r, char *out, size_t n);
 
@@ -76,5 +98,26 @@ void sk_config_load_json(ctx *c, const char *text, size_t len, const char *path)
 void sk_config_load_annotations(ctx *c, const char *text, size_t len, const char *path);
 void sk_config_load_env(ctx *c, char *const *env);
 void sk_config_load_cli(ctx *c, int argc, char *const *argv);
+
+/* ---- config_jobs.c ---- */
+
+/* The name of an F_PER_JOB row as <setting> of zeebe.jobs.<type>.<setting> ("job_timeout"). */
+const char *sk_config_job_setting(const row *r);
+
+/* The override "zeebe.jobs.<type>.<setting>" named key: r is the F_PER_JOB row of
+ * zeebe.<setting>, <type> the type_len bytes at type (inside key). Stores the value for that
+ * type (a later source replaces an earlier one) or reports why not. */
+void sk_config_set_job_text(ctx *c, const row *r, const char *key, const char *type,
+                            size_t type_len, const char *s, const char *from);
+/* The same for a value of the JSON config file (a key set twice in it is a problem). */
+void sk_config_set_job_json(ctx *c, const row *r, const char *key, const char *type,
+                            size_t type_len, json_t *j, const char *from);
+/* Once every source is applied: reports overrides of types that are not in zeebe.job_types,
+ * fills c->cfg->zeebe_jobs and frees the overrides. */
+void sk_config_resolve_jobs(ctx *c);
+/* Frees n resolved entries and the array (NULL accepted; entries may be half-filled). */
+void sk_config_jobs_free(sk_job_type_config *jobs, size_t n);
+/* The "Per-job-type settings" section of docs/configuration.md. */
+void sk_config_write_job_docs(FILE *out);
 
 #endif

@@ -59,27 +59,94 @@ static int printable(const char *s)
     return 1;
 }
 
+void sk_config_show_key(char *out, size_t n, const char *key)
+{
+    if (printable(key))
+        snprintf(out, n, "%s", key);
+    else
+        sk_config_quote(out, n, key);
+}
+
+/* For a key of the form zeebe.jobs.<type>.<setting> (<type> runs to the last '.'): where
+ * <setting> starts in key, and through *r its F_PER_JOB row (NULL when <setting> names
+ * none). NULL when key has another form. */
+static const char *job_setting(const char *key, const row **r)
+{
+    size_t plen = strlen(SK_JOBS_PREFIX);
+    const char *dot = strncmp(key, SK_JOBS_PREFIX, plen) == 0 ? strrchr(key + plen, '.') : NULL;
+    char name[64];
+    *r = NULL;
+    if (!dot)
+        return NULL;
+    if (snprintf(name, sizeof name, "zeebe.%s", dot + 1) < (int)sizeof name)
+        *r = sk_config_find_row(name);
+    if (*r && !((*r)->flags & F_PER_JOB))
+        *r = NULL;
+    return dot + 1;
+}
+
+/* The per-job-type settings, "worker_name, job_timeout, ..." into out (n bytes); out. */
+static const char *job_settings(char *out, size_t n)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < NROWS && o < n; i++)
+        if (sk_config_table[i].flags & F_PER_JOB)
+            o += (size_t)snprintf(out + o, n - o, "%s%s", o ? ", " : "",
+                                  sk_config_job_setting(&sk_config_table[i]));
+    return out;
+}
+
 /* Reports an unknown key (shown as prefix + key), with the closest known key when one is
- * close: "--zeebe.adress: unknown option on the command line (did you mean --zeebe.address?)". */
+ * close: "--zeebe.adress: unknown option on the command line (did you mean --zeebe.address?)".
+ * In zeebe.jobs.<type>.<setting>, only <setting> is compared, with the per-job-type
+ * settings. */
 static void unknown_key(ctx *c, const char *prefix, const char *key, const char *what)
 {
+    const row *unused;
+    const char *setting = job_setting(key, &unused);
     size_t best = 4, bi = NROWS;
     for (size_t i = 0; i < NROWS; i++) {
-        size_t d = edit_distance(key, sk_config_table[i].key);
+        const row *r = &sk_config_table[i];
+        if (setting && !(r->flags & F_PER_JOB))
+            continue;
+        size_t d =
+            setting ? edit_distance(setting, sk_config_job_setting(r)) : edit_distance(key, r->key);
         if (d < best)
             best = d, bi = i;
     }
-    char full[128], shown[128];
+    char full[256], shown[256], list[160];
     snprintf(full, sizeof full, "%s%s", prefix, key);
-    if (printable(full))
-        snprintf(shown, sizeof shown, "%s", full);
-    else
-        sk_config_quote(shown, sizeof shown, full);
-    if (bi < NROWS)
+    sk_config_show_key(shown, sizeof shown, full);
+    if (bi < NROWS && setting)
+        sk_config_problem(c, "%s: %s (did you mean %s%.*s%s?)", shown, what, prefix,
+                          (int)(setting - key), key, sk_config_job_setting(&sk_config_table[bi]));
+    else if (bi < NROWS)
         sk_config_problem(c, "%s: %s (did you mean %s%s?)", shown, what, prefix,
                           sk_config_table[bi].key);
+    else if (strncmp(key, SK_JOBS_PREFIX, strlen(SK_JOBS_PREFIX)) == 0)
+        sk_config_problem(c, "%s: %s: expected %s%s<type>.<setting>, <setting> one of %s", shown,
+                          what, prefix, SK_JOBS_PREFIX, job_settings(list, sizeof list));
     else
         sk_config_problem(c, "%s: %s", shown, what);
+}
+
+/* Sets key from a source of text values: a key of the table or a per-job-type override.
+ * -1 when key is neither (the caller reports it). */
+static int set_key_text(ctx *c, const char *key, const char *val, const char *from)
+{
+    const row *r = sk_config_find_row(key);
+    const char *setting;
+    if (r) {
+        sk_config_set_text(c, r, val, from);
+        return 0;
+    }
+    setting = job_setting(key, &r);
+    if (!r)
+        return -1;
+    const char *type = key + strlen(SK_JOBS_PREFIX);
+    sk_config_set_job_text(c, r, key, type, (size_t)(setting - 1 - type), val, from);
+    return 0;
 }
 
 /* ---- defaults and environment ---- */
@@ -135,7 +202,9 @@ void sk_config_load_env(ctx *c, char *const *env)
 /* ---- JSON config file ---- */
 
 /* Walks a JSON object: nested objects extend the key ("zeebe" + "address"), flat dotted
- * names are keys as they are; both forms may be mixed. */
+ * names are keys as they are; both forms may be mixed. A name is never split at its dots, so
+ * {"zeebe": {"jobs": {"a.b": {"job_timeout": ...}}}} sets zeebe.jobs.a.b.job_timeout, the
+ * override of job type "a.b". */
 static void walk_json(ctx *c, json_t *obj, const char *prefix, const char *from)
 {
     const char *name;
@@ -144,13 +213,18 @@ static void walk_json(ctx *c, json_t *obj, const char *prefix, const char *from)
     {
         char key[256];
         int n = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", name);
-        const row *r = n < (int)sizeof key ? sk_config_find_row(key) : NULL;
+        int fits = n < (int)sizeof key;
+        const row *r = fits ? sk_config_find_row(key) : NULL, *jr = NULL;
+        const char *setting = fits ? job_setting(key, &jr) : NULL;
         if (r) {
             if (c->seen[r - sk_config_table]++)
                 sk_config_problem(c, "%s: set more than once in %s", r->key, from);
             sk_config_set_json(c, r, v, from);
         } else if (json_is_object(v) && n < 200) {
             walk_json(c, v, key, from);
+        } else if (jr) {
+            const char *type = key + strlen(SK_JOBS_PREFIX);
+            sk_config_set_job_json(c, jr, key, type, (size_t)(setting - 1 - type), v, from);
         } else {
             char what[300];
             snprintf(what, sizeof what, "unknown key in %s", from);
@@ -186,7 +260,8 @@ typedef struct {
     const char *path;
 } ann_ctx;
 
-/* One well-formed line: skiff.io/<key> sets key, other annotations are not ours. */
+/* One well-formed line: skiff.io/<key> sets key (a key of the table or a per-job-type
+ * override), other annotations are not ours. */
 static void ann_value(void *ud, int line, const char *key, const char *val)
 {
     ann_ctx *a = ud;
@@ -194,11 +269,8 @@ static void ann_value(void *ud, int line, const char *key, const char *val)
     if (strncmp(key, "skiff.io/", 9) != 0)
         return;
     snprintf(from, sizeof from, "annotations %s line %d", a->path, line);
-    const row *r = sk_config_find_row(key + 9);
-    if (r) {
-        sk_config_set_text(a->c, r, val, from);
+    if (set_key_text(a->c, key + 9, val, from) == 0)
         return;
-    }
     char what[350];
     snprintf(what, sizeof what, "unknown key in %s", from);
     unknown_key(a->c, "skiff.io/", key + 9, what);
@@ -221,13 +293,14 @@ void sk_config_load_annotations(ctx *c, const char *text, size_t len, const char
 
 /* ---- command line ---- */
 
-/* Options after the subcommand: --<key>=<value> or --<key> <value>. --config and
- * --annotations name the other sources (the caller reads them) and are skipped here. */
+/* Options after the subcommand: --<key>=<value> or --<key> <value>, <key> a key of the table
+ * or a per-job-type override. --config and --annotations name the other sources (the caller
+ * reads them) and are skipped here. */
 void sk_config_load_cli(ctx *c, int argc, char *const *argv)
 {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *eq = strchr(a, '='), *val = eq ? eq + 1 : NULL;
-        char name[128], q[128], from[160];
+        char name[256], q[128], from[300];
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0' || a[2] == '=') {
             sk_config_quote(q, sizeof q, a);
             sk_config_problem(c,
@@ -236,12 +309,20 @@ void sk_config_load_cli(ctx *c, int argc, char *const *argv)
                               q);
             continue;
         }
-        snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - a - 2 : (ptrdiff_t)strlen(a) - 2),
-                 a + 2);
+        size_t len = eq ? (size_t)(eq - a - 2) : strlen(a) - 2;
+        if (len >= sizeof name) {
+            sk_config_quote(q, sizeof q, a);
+            sk_config_problem(c, "%s: option name longer than %zu bytes on the command line", q,
+                              sizeof name - 1);
+            continue;
+        }
+        snprintf(name, sizeof name, "%.*s", (int)len, a + 2);
         if (!eq && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
             val = argv[++i];
         const row *r = sk_config_find_row(name);
         int ours = strcmp(name, "config") == 0 || strcmp(name, "annotations") == 0;
+        if (!r)
+            job_setting(name, &r);
         if (!r && !ours) {
             unknown_key(c, "--", name, "unknown option on the command line");
         } else if (!val) {
@@ -250,8 +331,8 @@ void sk_config_load_cli(ctx *c, int argc, char *const *argv)
                               "--%s=<value> or --%s <value>",
                               name, name, name);
         } else if (r) {
-            snprintf(from, sizeof from, "command line --%s", r->key);
-            sk_config_set_text(c, r, val, from);
+            snprintf(from, sizeof from, "command line --%s", name);
+            set_key_text(c, name, val, from);
         }
     }
 }

@@ -1,5 +1,6 @@
 /* Configuration: the table, every source and their precedence, every value parser, problem
- * reporting. Includes config.c to reach the table. */
+ * reporting. Includes config.c to reach the table; the per-job-type settings are tested in
+ * test_config_jobs.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,6 +126,13 @@ static void test_table_rows(void **state)
             assert_non_null(r->choices);
         if (r->type == T_LIST)
             assert_true(r->off_len > 0);
+        if (r->flags & F_PER_JOB) {
+            if (strncmp(r->key, "zeebe.", 6) != 0 || strchr(r->key + 6, '.'))
+                fail_msg("%s: a per-job-type row must be zeebe.<setting>", r->key);
+            assert_true(r->job_off > 0);
+            if (r->type == T_LIST)
+                assert_true(r->job_off_len > 0);
+        }
     }
 }
 
@@ -146,13 +154,16 @@ static void test_table_covers_struct(void **state)
         for (size_t b = 0; r->type == T_LIST && b < sizeof(size_t); b++)
             covered[r->off_len + b] = 1;
     }
+    /* The resolved per-job-type settings are the only fields of no row. */
+    memset(covered + offsetof(sk_config, zeebe_jobs), 1, sizeof(sk_job_type_config *));
+    memset(covered + offsetof(sk_config, zeebe_jobs_len), 1, sizeof(size_t));
     size_t gap = 0;
     for (size_t b = 0; b < sizeof(sk_config); b++) {
         gap = covered[b] ? 0 : gap + 1;
         if (gap >= sizeof(void *))
             fail_msg("bytes up to %zu of sk_config belong to no row", b);
     }
-    assert_int_equal(NROWS, 17);
+    assert_int_equal(NROWS, 21);
 }
 
 static void test_enum_matches_log_levels(void **state)
@@ -185,6 +196,16 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.zeebe_job_timeout_ms, 300000);
     assert_int_equal(cfg.zeebe_max_jobs_active, 32);
     assert_int_equal(cfg.zeebe_request_timeout_ms, 20000);
+    assert_non_null(cfg.zeebe_fetch_variables);
+    assert_null(cfg.zeebe_fetch_variables[0]);
+    assert_int_equal(cfg.zeebe_fetch_variables_len, 0);
+    assert_non_null(cfg.zeebe_tenant_ids);
+    assert_null(cfg.zeebe_tenant_ids[0]);
+    assert_int_equal(cfg.zeebe_tenant_ids_len, 0);
+    assert_int_equal(cfg.zeebe_streaming, 0);
+    assert_int_equal(cfg.zeebe_stream_recycle_ms, 300000);
+    assert_null(cfg.zeebe_jobs);
+    assert_int_equal(cfg.zeebe_jobs_len, 0);
     assert_int_equal(cfg.zeebe_backoff_initial_ms, 100);
     assert_int_equal(cfg.zeebe_backoff_max_ms, 10000);
     assert_int_equal(cfg.grpc_max_message_bytes, 4 * 1024 * 1024);
@@ -244,11 +265,12 @@ static void test_file_list_as_string(void **state)
 {
     (void)state;
     sk_config cfg;
-    srcs s = {.file = "{\"zeebe\": {\"job_types\": \"x, y,,x\"}}"};
+    srcs s = {.file = "{\"zeebe\": {\"fetch_variables\": \"x, y,,x\"}}"};
     load_ok(&cfg, &s);
-    assert_int_equal(cfg.zeebe_job_types_len, 2);
-    assert_string_equal(cfg.zeebe_job_types[0], "x");
-    assert_string_equal(cfg.zeebe_job_types[1], "y");
+    assert_int_equal(cfg.zeebe_fetch_variables_len, 2);
+    assert_string_equal(cfg.zeebe_fetch_variables[0], "x");
+    assert_string_equal(cfg.zeebe_fetch_variables[1], "y");
+    assert_null(cfg.zeebe_fetch_variables[2]);
     sk_config_clear(&cfg);
 }
 
@@ -435,6 +457,12 @@ static void test_cli_problems(void **state)
     load_one_problem(&s, LIST("expected host:port or [ipv6]:port with a port in 1..65535"));
     s.argv = LIST("--bogus", "value");
     load_one_problem(&s, LIST("--bogus: unknown option on the command line"));
+    char long_opt[300] = "--zeebe.jobs.";
+    memset(long_opt + 13, 'x', 270);
+    memcpy(long_opt + 283, ".streaming=on", 14);
+    s.argv = LIST(long_opt);
+    load_one_problem(&s, LIST("\"--zeebe.jobs.xxx", "...\": option name longer than 255 bytes "
+                                                    "on the command line"));
 }
 
 /* ---- precedence across all sources ---- */
@@ -485,6 +513,38 @@ static void test_invalid_keeps_previous(void **state)
     assert_int_equal(cfg.zeebe_max_jobs_active, 5);
     free(p);
     sk_config_clear(&cfg);
+}
+
+/* ---- zeebe keys of activation and streaming ---- */
+
+static void test_zeebe_activation_keys(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    srcs s = {.file = "{\"zeebe\": {\"fetch_variables\": [\"applicant\", \"amount\"],"
+                      " \"streaming\": true, \"stream_recycle\": 0}}",
+              .env = LIST("SKIFF_ZEEBE_TENANT_IDS=<default>, t1")};
+    load_ok(&cfg, &s);
+    assert_int_equal(cfg.zeebe_fetch_variables_len, 2);
+    assert_string_equal(cfg.zeebe_fetch_variables[1], "amount");
+    assert_int_equal(cfg.zeebe_tenant_ids_len, 2);
+    assert_string_equal(cfg.zeebe_tenant_ids[0], "<default>");
+    assert_string_equal(cfg.zeebe_tenant_ids[1], "t1");
+    assert_int_equal(cfg.zeebe_streaming, 1);
+    assert_int_equal(cfg.zeebe_stream_recycle_ms, 0);
+    sk_config_clear(&cfg);
+    s = (srcs){.annotations = "skiff.io/zeebe.streaming=\"on\"",
+               .argv = LIST("--zeebe.stream_recycle=1h")};
+    load_ok(&cfg, &s);
+    assert_int_equal(cfg.zeebe_streaming, 1);
+    assert_int_equal(cfg.zeebe_stream_recycle_ms, 3600000);
+    sk_config_clear(&cfg);
+    s = (srcs){.argv = LIST("--zeebe.stream_recycle=5s")};
+    load_one_problem(&s, LIST("zeebe.stream_recycle: value \"5s\" from command line "
+                              "--zeebe.stream_recycle is out of range: expected 0 or a duration",
+                              "in 10s..24h"));
+    s = (srcs){.file = "{\"zeebe\": {\"streaming\": 1}}"};
+    load_one_problem(&s, LIST("zeebe.streaming: value 1 from file", "expected true or false"));
 }
 
 /* ---- parsers ---- */
@@ -563,14 +623,13 @@ static void test_parse_bool(void **state)
     assert_int_equal(sk_config_parse_bool("2"), -1);
     assert_int_equal(sk_config_parse_bool(""), -1);
     assert_int_equal(sk_config_parse_bool(NULL), -1);
-    /* No row is a bool yet: check the row-level parser with a synthetic one. */
-    const row r = {.key = "x.enabled", .type = T_BOOL, .def = "false"};
+    const row *r = find_row("zeebe.streaming");
     value v = {0};
-    assert_int_equal(parse_text(&r, "on", &v), OK);
+    assert_int_equal(parse_text(r, "on", &v), OK);
     assert_int_equal(v.i, 1);
-    assert_int_equal(parse_text(&r, "maybe", &v), BAD);
+    assert_int_equal(parse_text(r, "maybe", &v), BAD);
     char exp[128];
-    fmt_expected(&r, exp, sizeof exp);
+    fmt_expected(r, exp, sizeof exp);
     assert_string_equal(exp, "true or false");
 }
 
@@ -630,6 +689,16 @@ static void test_row_parsers_and_bounds(void **state)
         {"admin.address", "localhost", BAD},
         {"zeebe.job_types", "", OK},
         {"zeebe.job_types", " a , b ", OK},
+        {"zeebe.job_types", "a,b,a", BAD},
+        {"zeebe.fetch_variables", "a,b,a", OK},
+        {"zeebe.tenant_ids", "<default>,t1", OK},
+        {"zeebe.streaming", "yes", OK},
+        {"zeebe.streaming", "sometimes", BAD},
+        {"zeebe.stream_recycle", "0", OK},
+        {"zeebe.stream_recycle", "10s", OK},
+        {"zeebe.stream_recycle", "9s", RANGE},
+        {"zeebe.stream_recycle", "24h", OK},
+        {"zeebe.stream_recycle", "25h", RANGE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         value v = {0};
@@ -770,6 +839,7 @@ int main(void)
         cmocka_unit_test(test_cli_problems),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_invalid_keeps_previous),
+        cmocka_unit_test(test_zeebe_activation_keys),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_bool),
