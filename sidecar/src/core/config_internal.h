@@ -80,6 +80,11 @@ int sk_config_put_text(ctx *c, const row *r, const char *key, sk_config *dst, co
 int sk_config_put_json(ctx *c, const row *r, const char *key, sk_config *dst, json_t *j,
                        const char *from);
 
+/* A bound of r in the unit the docs and messages use ("30s", "4MiB", "100"). */
+void sk_config_fmt_bound(const row *r, char *out, size_t n, int64_t v);
+/* " distinct" for lists whose items must differ, else "". */
+const char *sk_config_distinct(const row *r);
+
 /* ---- config_sources.c ---- */
 
 /* Quotes s for a message into out (n bytes): escapes control characters, cuts long values. */
