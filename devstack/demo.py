@@ -79,6 +79,34 @@ def start_broker():
     return not running
 
 
+def metric_sum(text, name, label=""):
+    """Sum of the samples of a metric family (optionally those whose labels contain `label`)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and label in line)
+
+
+def overhead_quantile(text, phase, q):
+    """Quantile q of skiff_task_overhead_seconds{phase=...}, interpolated inside its bucket as
+    Prometheus' histogram_quantile does."""
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("skiff_task_overhead_seconds_bucket{") and f'phase="{phase}"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le),
+                            float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    rank, lo, below = q * buckets[-1][1], 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return lo
+            return lo + (le - lo) * (rank - below) / max(count - below, 1e-9)
+        lo, below = le, count
+    return lo
+
+
 def outcome_of(keys, records):
     """End event reached (or "incident") per process instance key, from the engine's records."""
     out = {}
@@ -130,7 +158,7 @@ def main():
         sock = str(run / "handler.sock")
         env = dict(os.environ, SKIFF_HANDLER_SOCKET=sock, SKIFF_ADMIN_ADDRESS=f"127.0.0.1:{port}",
                    SKIFF_ZEEBE_JOB_TYPES=",".join(JOB_TYPES), SKIFF_SERVICE_NAME="skiff-demo",
-                   SKIFF_SOCKET=sock)
+                   SKIFF_ZEEBE_STREAMING="true", SKIFF_SOCKET=sock)
         t0 = time.monotonic()
         skiff = subprocess.Popen([str(ROOT / "build" / "skiff")], env=env,
                                  stderr=open(run / "skiff.log", "wb"))
@@ -170,6 +198,15 @@ def main():
         say("  the rest is the burst waiting for handler capacity and the broker "
             "(a cold JVM right after start)")
         metrics = http(port, "/metrics")[1]
+        streamed = metric_sum(metrics, "skiff_zeebe_streamed_jobs_total")
+        activated = metric_sum(metrics, "skiff_zeebe_jobs_total", 'outcome="activated"')
+        say(f"  {streamed:.0f} of the {activated:.0f} jobs were pushed on the job streams "
+            "(zeebe.streaming), the rest came by long polling")
+        for phase in ("dispatch", "result"):
+            say(f"  skiff's own time per task, {phase}: p50 "
+                f"{overhead_quantile(metrics, phase, 0.5) * 1e6:.0f} us, p99 "
+                f"{overhead_quantile(metrics, phase, 0.99) * 1e6:.0f} us "
+                "(skiff_task_overhead_seconds)")
         say("\nhandler results seen by skiff:")
         for line in metrics.splitlines():
             if line.startswith("skiff_handler_results_total{"):
