@@ -214,6 +214,16 @@ void sk_grpc_call_deliver_close(sk_grpc_call *call)
     sk_grpc_call_finish(call, call->close_code, call->close_msg, 0);
 }
 
+void sk_grpc_call_pause(sk_grpc_call *call, int paused)
+{
+    call->paused = paused;
+    if (!paused && call->stream != NULL && call->stream->held > 0) {
+        size_t held = call->stream->held;
+        call->stream->held = 0;
+        sk_grpc_conn_consume(call->conn, call->stream, held);
+    }
+}
+
 void sk_grpc_call_cancel(sk_grpc_call *call)
 {
     if (call == NULL || call->state == SK_CALL_DONE)

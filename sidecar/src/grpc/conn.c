@@ -19,7 +19,7 @@
 /* Stop handing bytes to the socket buffer above this; nghttp2 keeps the rest queued (bounded
  * by what calls submitted) and we resume when the buffer drains. */
 #define OUT_HIGH_WATER (256 * 1024)
-#define STREAM_WINDOW (1 << 20)
+#define STREAM_WINDOW (64 * 1024) /* what a paused call can still receive */
 #define CONN_WINDOW (1 << 20)
 #define MAX_HEADER_LIST (64 * 1024)
 
@@ -89,7 +89,17 @@ static int on_data_cb(nghttp2_session *h2, uint8_t flags, int32_t id, const uint
     sk_grpc_stream *st = stream_of(h2, id);
     if (st != NULL && st->call != NULL)
         sk_grpc_call_on_data(st->call, data, len);
+    if (st != NULL && st->call != NULL && st->call->paused)
+        st->held += len;
+    else if (nghttp2_session_consume(h2, id, len + (st ? st->held : 0)) == 0 && st)
+        st->held = 0;
     return 0;
+}
+
+void sk_grpc_conn_consume(sk_grpc_conn *conn, sk_grpc_stream *st, size_t len)
+{
+    if (len > 0 && nghttp2_session_consume(conn->h2, st->id, len) == 0)
+        sk_grpc_conn_schedule_flush(conn);
 }
 
 static void became_ready(sk_grpc_conn *conn)
@@ -170,6 +180,8 @@ static int on_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_co
         return 0;
     if (st->call != NULL)
         sk_grpc_call_on_stream_close(st->call, error_code);
+    if (st->held > 0) /* the connection's share of a paused stream's window */
+        nghttp2_session_consume(h2, id, st->held);
     free_stream(conn, st);
     return conn->state == SK_CONN_DEAD ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
@@ -194,23 +206,30 @@ static int on_frame_not_send_cb(nghttp2_session *h2, const nghttp2_frame *frame,
     return 0;
 }
 
-/* The client session. Window updates are automatic: every received byte is handed to the call
- * (or to its deframer, bounded by max_message_bytes) inside the callback, so nothing piles up.
- * Per-call "pause reading" would switch to nghttp2_option_set_no_auto_window_update and call
- * nghttp2_session_consume once the application has taken the bytes. */
+/* The client session. Every received byte is handed to the call (or to its deframer, bounded
+ * by max_message_bytes) inside the callback, so nothing piles up in skiff; window updates are
+ * manual so that a paused call (sk_grpc_call_pause) stops giving its stream window back: the
+ * server can then send at most STREAM_WINDOW more bytes on it. */
 static int new_session(sk_grpc_conn *conn)
 {
     nghttp2_session_callbacks *cbs = NULL;
-    if (nghttp2_session_callbacks_new(&cbs) != 0)
+    nghttp2_option *opt = NULL;
+    if (nghttp2_option_new(&opt) != 0)
         return -1;
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    if (nghttp2_session_callbacks_new(&cbs) != 0) {
+        nghttp2_option_del(opt);
+        return -1;
+    }
     nghttp2_session_callbacks_set_send_callback(cbs, send_cb);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header_cb);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_cb);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv_cb);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close_cb);
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send_cb);
-    int rv = nghttp2_session_client_new(&conn->h2, cbs, conn);
+    int rv = nghttp2_session_client_new2(&conn->h2, cbs, conn, opt);
     nghttp2_session_callbacks_del(cbs);
+    nghttp2_option_del(opt);
     if (rv != 0)
         return -1;
     nghttp2_settings_entry iv[] = {

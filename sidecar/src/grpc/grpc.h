@@ -90,6 +90,10 @@ sk_grpc_call *sk_grpc_call_start(sk_grpc_channel *ch, const char *method, const 
                                  size_t req_len, int64_t timeout_ms, const sk_grpc_metadata *md,
                                  size_t nmd, sk_grpc_message_cb on_message,
                                  sk_grpc_close_cb on_close, void *ud);
+/* Flow control of a (server-streaming) call: while paused, received messages are still
+ * delivered but the stream's HTTP/2 window is not given back, so the server can send at most
+ * one window (64 KiB) more and then waits; resuming gives the window back. */
+void sk_grpc_call_pause(sk_grpc_call *call, int paused);
 /* Cancels (RST_STREAM CANCEL); on_close is NOT called afterwards. Safe from inside the call's
  * own callbacks (on_message) and from other calls' callbacks. */
 void sk_grpc_call_cancel(sk_grpc_call *call);

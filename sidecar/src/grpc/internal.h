@@ -36,6 +36,7 @@ struct sk_grpc_stream {
     TAILQ_ENTRY(sk_grpc_stream) link;
     sk_grpc_call *call; /* NULL once the call has finished or was cancelled */
     int32_t id;
+    size_t held; /* DATA bytes received while the call was paused, not yet given back */
 };
 
 enum sk_grpc_call_state {
@@ -73,6 +74,7 @@ struct sk_grpc_call {
     sk_grpc_message_cb on_message;
     sk_grpc_close_cb on_close;
     void *ud;
+    int paused; /* sk_grpc_call_pause: the flow-control window is not given back */
     /* Response. */
     int headers_seen; /* the response HEADERS have ended */
     int http_status;  /* 0 until :status */
@@ -85,6 +87,10 @@ struct sk_grpc_call {
     int close_code;
     char close_msg[SK_GRPC_ERRLEN];
 };
+
+/* Gives DATA bytes of stream st back to the flow-control windows (WINDOW_UPDATE on the next
+ * flush). */
+void sk_grpc_conn_consume(sk_grpc_conn *conn, sk_grpc_stream *st, size_t len);
 
 struct sk_grpc_conn {
     TAILQ_ENTRY(sk_grpc_conn) link;

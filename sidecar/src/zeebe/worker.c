@@ -183,8 +183,10 @@ static void stream_after(worker *w, int64_t delay_ms)
     evtimer_add(w->stream_timer, &tv);
 }
 
-/* A pushed job. When the last credit is used the stream is closed (the gateway then pushes to other workers or keeps the
- * job for polling), and reopened once enough credits are free again. */
+/* A pushed job. When the last credit is used the stream is paused (HTTP/2 flow control: the
+ * gateway can send at most one more window, then yields the jobs it cannot push back to the
+ * engine for other workers or for polling) and resumed once enough credits are free again.
+ * Closing it instead would lose the jobs already on the wire until their timeout. */
 static void on_streamed(void *ud, const uint8_t *msg, size_t len)
 {
     worker *w = ud;
@@ -199,10 +201,8 @@ static void on_streamed(void *ud, const uint8_t *msg, size_t len)
     sk_backoff_reset(&w->stream_bo);
     take_or_yield(w, job, received_at);
     gateway_protocol__activated_job__free_unpacked(job, NULL);
-    if (free_credits(w) <= 0) {
-        stream_close(w);
-        evtimer_del(w->stream_timer);
-    }
+    if (free_credits(w) <= 0)
+        sk_grpc_call_pause(w->stream, 1);
 }
 
 static void on_stream_done(void *ud, int code, const char *message)
@@ -223,6 +223,8 @@ static void stream_open(worker *w)
 {
     sk_zeebe *z = w->z;
     const sk_job_type_config *jc = w->jc;
+    if (w->stream && worth_asking(w))
+        sk_grpc_call_pause(w->stream, 0);
     if (!jc->streaming || w->stream || z->stopping || evtimer_pending(w->stream_timer, NULL) ||
         !worth_asking(w))
         return;
