@@ -75,6 +75,8 @@ static void forget_cancelled(sk_session *s, double now)
     while (n < s->ncancelled &&
            (now - s->cancelled[n].at > CANCEL_MEMORY_S || s->ncancelled - n >= CANCEL_MEMORY_MAX))
         free(s->cancelled[n++].id);
+    if (n == 0)
+        return; /* also keeps a NULL s->cancelled away from memmove */
     memmove(s->cancelled, s->cancelled + n, (s->ncancelled - n) * sizeof(*s->cancelled));
     s->ncancelled -= n;
 }
@@ -148,20 +150,36 @@ static int write_frame(sk_session *s, const uint8_t *frame, size_t len)
     return 0;
 }
 
+/* Every unsent task frame has left for the socket: their dispatch overhead ends now. */
+static void observe_written(sk_session *s)
+{
+    double now = sk_mono_s();
+    for (size_t i = 0; i < s->nunsent; i++)
+        sk_series_observe(s->unsent[i].overhead, now - s->unsent[i].received_at);
+    s->nunsent = 0;
+}
+
 void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, double received_at,
                            sk_series *overhead)
 {
-    if (write_frame(s, frame, len) != 0 || !overhead)
+    if (write_frame(s, frame, len) != 0)
         return;
-    if (s->nunsent == s->unsent_cap) {
+    if (overhead && s->nunsent == s->unsent_cap) {
         size_t cap = s->unsent_cap ? 2 * s->unsent_cap : 16;
         unsent *u = realloc(s->unsent, cap * sizeof(*u));
-        if (!u)
-            return;
-        s->unsent = u;
-        s->unsent_cap = cap;
+        if (u) {
+            s->unsent = u;
+            s->unsent_cap = cap;
+        }
     }
-    s->unsent[s->nunsent++] = (unsent){received_at, overhead};
+    if (overhead && s->nunsent < s->unsent_cap)
+        s->unsent[s->nunsent++] = (unsent){received_at, overhead};
+    /* Write now rather than on the next loop turn: the handler starts on this task while skiff
+     * decodes the next job of the same batch. */
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    evbuffer_write(out, bufferevent_getfd(s->bev));
+    if (evbuffer_get_length(out) == 0)
+        observe_written(s);
 }
 
 void sk_session_cancel(sk_session *s, const char *id, const char *reason)
@@ -369,12 +387,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     sk_session *s = arg;
-    if (s->nunsent && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-        double now = sk_mono_s();
-        for (size_t i = 0; i < s->nunsent; i++)
-            sk_series_observe(s->unsent[i].overhead, now - s->unsent[i].received_at);
-        s->nunsent = 0;
-    }
+    if (s->nunsent && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        observe_written(s);
     if (s->st == S_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         close_now(s, "closed after a protocol error");
 }
