@@ -3,7 +3,9 @@
 //
 //   node bench/creator.mjs --address 127.0.0.1:26700 --deploy a.bpmn[,b.bpmn]
 //   node bench/creator.mjs --address 127.0.0.1:26700 --process p --count 2000 --concurrency 32 [--rate R]
+//   node bench/creator.mjs --address 127.0.0.1:26700 --process p1,p2,p3 --count 3
 //
+// With several process ids, instance i is of process i modulo their number.
 // With --rate, instance i is requested at start + i/R seconds (open loop, still at most
 // `concurrency` in flight); without it (or 0), as fast as the broker answers.
 // Prints one line: RESULT {"created": N, "seconds": S, "retries": R}. A request the broker
@@ -21,6 +23,7 @@ if (a.deploy) {
   const count = Number(a.count);
   const concurrency = Number(a.concurrency ?? 32);
   const rate = Number(a.rate ?? 0);
+  const processes = a.process.split(',');
   let next = 0;
   let created = 0;
   let retries = 0;
@@ -33,7 +36,7 @@ if (a.deploy) {
       }
       for (let attempt = 0; ; attempt++) {
         try {
-          await zbc.createProcessInstance({ bpmnProcessId: a.process, variables: { n: i } });
+          await zbc.createProcessInstance({ bpmnProcessId: processes[i % processes.length], variables: { n: i } });
           created++;
           break;
         } catch (e) {

