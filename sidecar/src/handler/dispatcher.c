@@ -456,6 +456,11 @@ size_t sk_dispatcher_open(const sk_dispatcher *d)
     return d->open;
 }
 
+int sk_dispatcher_is_open(const sk_dispatcher *d, const char *id)
+{
+    return lookup(d, id) != NULL;
+}
+
 /* Encodes the task frame: the common members, then the source's payload (stolen). */
 static uint8_t *task_frame(const sk_source_ops *ops, const char *id, int64_t deadline_ms,
                            json_t *payload, size_t *len)

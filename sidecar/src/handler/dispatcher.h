@@ -71,6 +71,8 @@ int64_t sk_dispatcher_capacity(const sk_dispatcher *d, const char *route);
 int sk_dispatcher_sessions(const sk_dispatcher *d);
 /* Open tasks (sent to a handler or queued). */
 size_t sk_dispatcher_open(const sk_dispatcher *d);
+/* A task with this id is open. */
+int sk_dispatcher_is_open(const sk_dispatcher *d, const char *id);
 
 /* Submits a task. payload: JSON object of source-specific members, stolen. id: unique among
  * open tasks. deadline_ms: epoch ms, forwarded to the handler. received_at: sk_mono_s() when the

@@ -70,7 +70,7 @@ typedef struct zjob {
     int held;               /* a handler (or the dispatcher queue) has it */
     int gone;               /* its life is over; only references keep it */
     int refs;
-    char id[32]; /* dispatcher task id, "z-<key>" */
+    char id[48]; /* task id: "z-<key>", "z-<key>-<deadline>" for a second activation */
 } zjob;
 
 /* ---- jobs.c ---- */

@@ -179,6 +179,10 @@ static zjob *job_new(worker *w, const GatewayProtocol__ActivatedJob *job)
     j->activated_at = sk_mono_s();
     j->refs = 1;
     snprintf(j->id, sizeof(j->id), "z-%" PRId64, job->key);
+    /* The engine handed the job out again while a handler (one that cannot be told to stop)
+     * still holds the earlier activation: both run, the first result wins. */
+    if (sk_dispatcher_is_open(z->d, j->id))
+        snprintf(j->id, sizeof(j->id), "z-%" PRId64 "-%" PRId64, job->key, job->deadline);
     w->open++;
     sk_series_set(w->m_open, (double)w->open);
     sk_zeebe_count_job(z, w->type, "activated");
