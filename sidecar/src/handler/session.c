@@ -177,8 +177,10 @@ void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, doub
     /* Write now rather than on the next loop turn: the handler starts on this task while skiff
      * decodes the next job of the same batch. */
     struct evbuffer *out = bufferevent_get_output(s->bev);
-    evbuffer_write(out, bufferevent_getfd(s->bev));
-    if (evbuffer_get_length(out) == 0)
+    evbuffer_unfreeze(out, 1); /* a socket bufferevent keeps its output's start frozen */
+    int written = evbuffer_write(out, bufferevent_getfd(s->bev));
+    evbuffer_freeze(out, 1);
+    if (written > 0 && evbuffer_get_length(out) == 0)
         observe_written(s);
 }
 

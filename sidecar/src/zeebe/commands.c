@@ -101,10 +101,9 @@ static void extend_done(cmd *c, int code, const char *message)
     sk_reply *r = c->reply;
     c->reply = NULL;
     if (code == SK_GRPC_OK) {
-        int64_t deadline = sk_wall_ms() + c->timeout_ms;
         if (!j->gone)
-            sk_zeebe_job_extended(j, deadline);
-        sk_reply_ok(r, json_pack("{s:I}", "deadline", (json_int_t)deadline));
+            sk_zeebe_job_extended(j, c->timeout_ms);
+        sk_reply_ok(r, json_pack("{s:I}", "deadline", (json_int_t)(sk_wall_ms() + c->timeout_ms)));
     } else if (code == SK_GRPC_NOT_FOUND) {
         sk_reply_error(r, "not_found", "the engine no longer has job %" PRId64 " (%s)", j->key,
                        message);

@@ -51,6 +51,7 @@ typedef struct worker {
     size_t received; /* jobs received by the pending poll */
     /* job stream (zeebe.streaming) */
     sk_grpc_call *stream;
+    int stream_paused;          /* no free credit: flow control holds the gateway back */
     struct event *stream_timer; /* reopen after an error, or recycle */
     sk_backoff stream_bo;
     sk_series *m_open, *m_backoff, *m_streamed, *m_streams;
@@ -82,8 +83,9 @@ void sk_zeebe_yield(worker *w, const GatewayProtocol__ActivatedJob *job);
 /* Ends a job's life: frees its credit and drops the lifecycle reference. */
 void sk_zeebe_job_end(zjob *j);
 void sk_zeebe_job_release(zjob *j);
-/* Moves a held job's deadline (after UpdateJobTimeout) and re-arms its watch. */
-void sk_zeebe_job_extended(zjob *j, int64_t deadline_ms);
+/* The engine moved the job's deadline to timeout_ms from now (UpdateJobTimeout): so does
+ * skiff, and its watch if a handler holds the job. */
+void sk_zeebe_job_extended(zjob *j, int64_t timeout_ms);
 /* The engine no longer has this held job: tells its handler, if it can be told. */
 void sk_zeebe_job_gone(zjob *j);
 

@@ -89,12 +89,12 @@ void sk_zeebe_job_end(zjob *j)
     sk_zeebe_worker_credit(w);
 }
 
-static void arm_deadline(zjob *j)
+/* The watch runs on skiff's own clock, timeout_ms from now: comparing the gateway's deadline
+ * with skiff's wall clock would cancel early by any clock skew between the two. It fires a
+ * network delay after the engine's deadline, never before. */
+static void arm_deadline(zjob *j, int64_t timeout_ms)
 {
-    int64_t left = j->deadline_ms - sk_wall_ms();
-    if (left < 0)
-        left = 0;
-    struct timeval tv = {left / 1000, (left % 1000) * 1000};
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     event_add(j->deadline, &tv);
 }
 
@@ -118,11 +118,11 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void sk_zeebe_job_extended(zjob *j, int64_t deadline_ms)
+void sk_zeebe_job_extended(zjob *j, int64_t timeout_ms)
 {
-    j->deadline_ms = deadline_ms;
+    j->deadline_ms = sk_wall_ms() + timeout_ms;
     if (j->held)
-        arm_deadline(j);
+        arm_deadline(j, timeout_ms);
 }
 
 void sk_zeebe_job_gone(zjob *j)
@@ -206,7 +206,7 @@ void sk_zeebe_submit(worker *w, const GatewayProtocol__ActivatedJob *job, double
         return;
     }
     j->held = 1;
-    arm_deadline(j);
+    arm_deadline(j, w->jc->job_timeout_ms);
     sk_dispatcher_submit(z->d, &zeebe_ops, z, j, w->type, j->id, job->deadline,
                          job_payload(job, vars, headers), received_at);
 }

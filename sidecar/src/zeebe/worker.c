@@ -174,6 +174,7 @@ static void stream_close(worker *w)
         return;
     sk_grpc_call_cancel(w->stream);
     w->stream = NULL;
+    w->stream_paused = 0;
     sk_series_set(w->m_streams, 0);
 }
 
@@ -201,14 +202,17 @@ static void on_streamed(void *ud, const uint8_t *msg, size_t len)
     sk_backoff_reset(&w->stream_bo);
     take_or_yield(w, job, received_at);
     gateway_protocol__activated_job__free_unpacked(job, NULL);
-    if (free_credits(w) <= 0)
+    if (free_credits(w) <= 0 && w->stream) {
         sk_grpc_call_pause(w->stream, 1);
+        w->stream_paused = 1;
+    }
 }
 
 static void on_stream_done(void *ud, int code, const char *message)
 {
     worker *w = ud;
     w->stream = NULL;
+    w->stream_paused = 0;
     sk_series_set(w->m_streams, 0);
     sk_zeebe_count_request(w->z, "StreamActivatedJobs", code);
     if (w->z->stopping)
@@ -223,8 +227,10 @@ static void stream_open(worker *w)
 {
     sk_zeebe *z = w->z;
     const sk_job_type_config *jc = w->jc;
-    if (w->stream && worth_asking(w))
+    if (w->stream && w->stream_paused && worth_asking(w)) {
         sk_grpc_call_pause(w->stream, 0);
+        w->stream_paused = 0;
+    }
     if (!jc->streaming || w->stream || z->stopping || evtimer_pending(w->stream_timer, NULL) ||
         !worth_asking(w))
         return;
@@ -258,6 +264,10 @@ static void stream_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     worker *w = arg;
+    if (w->stream && w->stream_paused) { /* closing now would lose what is on the wire */
+        stream_after(w, w->z->cfg->zeebe_stream_recycle_ms);
+        return;
+    }
     if (w->stream)
         sk_backoff_reset(&w->stream_bo);
     stream_close(w);

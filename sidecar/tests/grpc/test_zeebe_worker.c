@@ -1,560 +1,99 @@
-/* The Zeebe source's state machine: a scripted in-process HTTP/2 server plays the gateway
- * (ActivateJobs streaming, CompleteJob / FailJob / ThrowError unary), a real dispatcher routes
- * jobs to a handler session driven over a socketpair as a handler would. Checks what reaches
- * the gateway (decoded with the generated protobuf-c code), when, and what the handler sees:
+/* The Zeebe source's activation and job commands against the fake gateway of zeebe_fixture.c:
  * credit-bound activation, job results, abandon, command retries up to the job deadline,
- * activation backoff, shutdown and undecodable jobs. */
+ * activation backoff, shutdown, undecodable jobs, the refill threshold, each job type's own
+ * settings, and job streams (jobs pushed, paused while no credit is free, yielded jobs,
+ * reopened after errors, recycled, closed at stop). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <event2/event.h>
-#include <jansson.h>
 #include <nghttp2/nghttp2.h>
 
-#include "core/config.h"
-#include "core/log.h"
-#include "core/metrics.h"
-#include "fake_h2_server.h"
-#include "gateway.pb-c.h"
-#include "grpc/grpc.h"
-#include "handler/dispatcher.h"
-#include "handler/session.h"
-#include "zeebe/zeebe.h"
-
-enum { M_ACTIVATE, M_COMPLETE, M_FAIL, M_THROW, M_COUNT };
-
-static const char *const paths[M_COUNT] = {
-    ":path: /gateway_protocol.Gateway/ActivateJobs\n",
-    ":path: /gateway_protocol.Gateway/CompleteJob\n",
-    ":path: /gateway_protocol.Gateway/FailJob\n",
-    ":path: /gateway_protocol.Gateway/ThrowError\n",
-};
-
-#define HOLD (-1) /* a scripted answer: none (the request stays open) */
-#define MAX_SCRIPT 8
-#define MAX_REQS 64
-#define MAX_JOBS 4
-/* libevent times timers with a coarse monotonic clock: one may fire a tick before the exact
- * delay measured with gettimeofday. */
-#define SLACK 10
-
-/* A job the fake gateway activates. deadline_in_ms 0: one minute. */
-typedef struct job_spec {
-    int64_t key;
-    int32_t retries;
-    int64_t deadline_in_ms;
-    const char *variables;
-    const char *headers;
-} job_spec;
-
-typedef struct reply {
-    int code; /* gRPC status or HOLD */
-    const job_spec *jobs;
-    size_t njobs;
-} reply;
-
-typedef struct seen { /* one request the gateway received */
-    fstream *st;
-    int method;
-    double at_ms;
-} seen;
-
-typedef struct fixture {
-    struct event_base *base;
-    fserver *srv;
-    sk_metrics *metrics;
-    sk_dispatcher *d;
-    sk_zeebe *z;
-    sk_config cfg;
-    sk_job_type_config job; /* the one job type, "work" */
-    char address[32];
-    char *types[2];
-    /* the handler */
-    sk_session *s;
-    int fd, closed;
-    uint8_t in[65536];
-    size_t inlen;
-    /* the gateway's script and what it saw */
-    reply script[M_COUNT][MAX_SCRIPT];
-    int nscript[M_COUNT], next[M_COUNT], dflt[M_COUNT];
-    seen reqs[MAX_REQS];
-    int nreqs;
-    int64_t last_deadline;
-} fixture;
-
-static double now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec * 1000 + (double)tv.tv_usec / 1000;
-}
-
-/* ---- the loop ---- */
-
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    *(int *)arg = 1;
-}
-
-static void run_for(struct event_base *base, int ms)
-{
-    int expired = 0;
-    struct event *t = evtimer_new(base, on_timeout, &expired);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(t, &tv);
-    while (!expired)
-        event_base_loop(base, EVLOOP_ONCE);
-    event_free(t);
-}
-
-static int count(const fixture *fx, int method)
-{
-    int n = 0;
-    for (int i = 0; i < fx->nreqs; i++)
-        n += fx->reqs[i].method == method;
-    return n;
-}
-
-/* The i-th request of a method. */
-static seen *nth(fixture *fx, int method, int i)
-{
-    for (int k = 0; k < fx->nreqs; k++)
-        if (fx->reqs[k].method == method && i-- == 0)
-            return &fx->reqs[k];
-    fail_msg("request %d of method %d never arrived", i, method);
-    return NULL;
-}
-
-/* Runs the loop until the gateway has seen n requests of a method (or ms pass). */
-static int wait_reqs(fixture *fx, int method, int n, int ms)
-{
-    for (int waited = 0; count(fx, method) < n && waited < ms; waited += 5)
-        run_for(fx->base, 5);
-    return count(fx, method) >= n;
-}
-
-static int wait_idle(fixture *fx, int ms)
-{
-    for (int waited = 0; sk_zeebe_pending(fx->z) > 0 && waited < ms; waited += 5)
-        run_for(fx->base, 5);
-    return sk_zeebe_pending(fx->z) == 0;
-}
-
-/* ---- the gateway ---- */
-
-static void fill_job(GatewayProtocol__ActivatedJob *j, const job_spec *s, int64_t now)
-{
-    GatewayProtocol__ActivatedJob init = GATEWAY_PROTOCOL__ACTIVATED_JOB__INIT;
-    *j = init;
-    j->key = s->key;
-    j->type = "work";
-    j->processinstancekey = s->key + 1;
-    j->bpmnprocessid = "order";
-    j->processdefinitionversion = 2;
-    j->processdefinitionkey = s->key + 2;
-    j->elementid = "charge";
-    j->elementinstancekey = s->key + 3;
-    j->customheaders = (char *)(s->headers ? s->headers : "{}");
-    j->worker = "skiff-test-worker";
-    j->retries = s->retries;
-    j->deadline = now + (s->deadline_in_ms ? s->deadline_in_ms : 60000);
-    j->variables = (char *)(s->variables ? s->variables : "{}");
-    j->tenantid = "<default>";
-}
-
-static void send_message(fstream *st, const ProtobufCMessage *m)
-{
-    size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(len + 5);
-    assert_non_null(buf);
-    sk_grpc_frame_header(buf, len);
-    protobuf_c_message_pack(m, buf + 5);
-    respond(st, "200", "application/grpc", buf, len + 5, 0, NULL);
-    free(buf);
-}
-
-static void answer(fixture *fx, fstream *st, const reply *r)
-{
-    GatewayProtocol__ActivatedJob jobs[MAX_JOBS], *ptrs[MAX_JOBS];
-    GatewayProtocol__ActivateJobsResponse res = GATEWAY_PROTOCOL__ACTIVATE_JOBS_RESPONSE__INIT;
-    char code[12];
-    if (r->code == HOLD)
-        return;
-    if (r->code != SK_GRPC_OK) {
-        snprintf(code, sizeof code, "%d", r->code);
-        respond_headers_only(st, "200", code, "scripted%20failure");
-        return;
-    }
-    assert_true(r->njobs <= MAX_JOBS);
-    int64_t now = (int64_t)now_ms();
-    for (size_t i = 0; i < r->njobs; i++) {
-        fill_job(&jobs[i], &r->jobs[i], now);
-        ptrs[i] = &jobs[i];
-        fx->last_deadline = jobs[i].deadline;
-    }
-    res.n_jobs = r->njobs;
-    res.jobs = ptrs;
-    /* Every response of the gateway is an empty message but ActivateJobs'. */
-    send_message(st, &res.base);
-}
-
-static int method_of(const fstream *st)
-{
-    for (int m = 0; m < M_COUNT; m++)
-        if (strstr(st->headers, paths[m]) != NULL)
-            return m;
-    return -1;
-}
-
-/* Records each request and answers it with the next scripted reply of its method. */
-static void s_gateway(fserver *srv, fstream *st)
-{
-    fixture *fx = srv->ud;
-    int m = method_of(st);
-    assert_true(m >= 0 && fx->nreqs < MAX_REQS);
-    fx->reqs[fx->nreqs++] = (seen){.st = st, .method = m, .at_ms = now_ms()};
-    reply r = {.code = fx->dflt[m]};
-    if (fx->next[m] < fx->nscript[m])
-        r = fx->script[m][fx->next[m]++];
-    answer(fx, st, &r);
-}
-
-static void then(fixture *fx, int method, int code)
-{
-    assert_true(fx->nscript[method] < MAX_SCRIPT);
-    fx->script[method][fx->nscript[method]++] = (reply){.code = code};
-}
-
-static void then_jobs(fixture *fx, const job_spec *jobs, size_t n)
-{
-    assert_true(fx->nscript[M_ACTIVATE] < MAX_SCRIPT);
-    fx->script[M_ACTIVATE][fx->nscript[M_ACTIVATE]++] = (reply){.jobs = jobs, .njobs = n};
-}
-
-/* Answers a held request now. */
-static void answer_later(fixture *fx, seen *r, int code)
-{
-    answer(fx, r->st, &(reply){.code = code});
-    fserver_flush(fx->srv);
-}
-
-static const uint8_t *body(const seen *r, size_t *len)
-{
-    const fstream *st = r->st;
-    assert_true(st->in_len >= 5);
-    assert_int_equal(st->in[0], 0); /* uncompressed */
-    *len = st->in_len - 5;
-    return st->in + 5;
-}
-
-static GatewayProtocol__ActivateJobsRequest *activate_req(fixture *fx, int i)
-{
-    size_t len;
-    const uint8_t *p = body(nth(fx, M_ACTIVATE, i), &len);
-    GatewayProtocol__ActivateJobsRequest *q =
-        gateway_protocol__activate_jobs_request__unpack(NULL, len, p);
-    assert_non_null(q);
-    return q;
-}
-
-static int32_t max_jobs(fixture *fx, int i)
-{
-    GatewayProtocol__ActivateJobsRequest *q = activate_req(fx, i);
-    int32_t n = q->maxjobstoactivate;
-    gateway_protocol__activate_jobs_request__free_unpacked(q, NULL);
-    return n;
-}
-
-static GatewayProtocol__CompleteJobRequest *complete_req(fixture *fx, int i)
-{
-    size_t len;
-    const uint8_t *p = body(nth(fx, M_COMPLETE, i), &len);
-    GatewayProtocol__CompleteJobRequest *q =
-        gateway_protocol__complete_job_request__unpack(NULL, len, p);
-    assert_non_null(q);
-    return q;
-}
-
-/* The FailJob request for a job key. */
-static GatewayProtocol__FailJobRequest *fail_req(fixture *fx, int64_t key)
-{
-    for (int i = 0; i < count(fx, M_FAIL); i++) {
-        size_t len;
-        const uint8_t *p = body(nth(fx, M_FAIL, i), &len);
-        GatewayProtocol__FailJobRequest *q =
-            gateway_protocol__fail_job_request__unpack(NULL, len, p);
-        assert_non_null(q);
-        if (q->jobkey == key)
-            return q;
-        gateway_protocol__fail_job_request__free_unpacked(q, NULL);
-    }
-    fail_msg("no FailJob for job %lld", (long long)key);
-    return NULL;
-}
-
-static GatewayProtocol__ThrowErrorRequest *throw_req(fixture *fx, int i)
-{
-    size_t len;
-    const uint8_t *p = body(nth(fx, M_THROW, i), &len);
-    GatewayProtocol__ThrowErrorRequest *q =
-        gateway_protocol__throw_error_request__unpack(NULL, len, p);
-    assert_non_null(q);
-    return q;
-}
-
-/* Asserts that a JSON text equals the expected JSON text. */
-static void assert_json(const char *text, const char *expected)
-{
-    json_t *a = json_loads(text, 0, NULL), *b = json_loads(expected, 0, NULL);
-    assert_non_null(a);
-    assert_non_null(b);
-    assert_true(json_equal(a, b));
-    json_decref(a);
-    json_decref(b);
-}
-
-/* ---- the handler ---- */
-
-static void on_closed(void *ud, sk_session *s)
-{
-    (void)s;
-    ((fixture *)ud)->closed = 1;
-}
-
-static void send_json(fixture *fx, const char *json)
-{
-    size_t n = strlen(json);
-    uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    assert_int_equal(write(fx->fd, hdr, 4), 4);
-    assert_int_equal(write(fx->fd, json, n), (ssize_t)n);
-    run_for(fx->base, 5);
-}
-
-/* A whole frame already received from skiff, or NULL. */
-static json_t *pop_frame(fixture *fx)
-{
-    ssize_t r;
-    while (fx->inlen < sizeof fx->in &&
-           (r = read(fx->fd, fx->in + fx->inlen, sizeof fx->in - fx->inlen)) > 0)
-        fx->inlen += (size_t)r;
-    if (fx->inlen < 4)
-        return NULL;
-    size_t n =
-        (size_t)fx->in[0] << 24 | (size_t)fx->in[1] << 16 | (size_t)fx->in[2] << 8 | fx->in[3];
-    if (fx->inlen < 4 + n)
-        return NULL;
-    json_t *f = json_loadb((const char *)fx->in + 4, n, 0, NULL);
-    assert_non_null(f);
-    fx->inlen -= 4 + n;
-    memmove(fx->in, fx->in + 4 + n, fx->inlen);
-    return f;
-}
-
-/* Next frame from skiff to the handler, or NULL when none comes within ms. */
-static json_t *next_frame(fixture *fx, int ms)
-{
-    json_t *f;
-    for (int waited = 0; !(f = pop_frame(fx)) && waited < ms; waited += 5)
-        run_for(fx->base, 5);
-    return f;
-}
-
-static json_t *expect_frame(fixture *fx, const char *type)
-{
-    json_t *f = next_frame(fx, 2000);
-    assert_non_null(f);
-    assert_string_equal(json_string_value(json_object_get(f, "type")), type);
-    return f;
-}
-
-/* Connects a handler serving "work" with this capacity and completes the handshake. */
-static void join(fixture *fx, int capacity)
-{
-    int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    evutil_make_socket_nonblocking(sv[0]);
-    evutil_make_socket_nonblocking(sv[1]);
-    sk_session_opts o = {.max_frame = 65536, .hello_timeout_ms = 5000};
-    fx->s = sk_session_new(fx->base, sv[0], fx->d, &o, fx->metrics, on_closed, fx);
-    assert_non_null(fx->s);
-    fx->fd = sv[1];
-    char hello[160];
-    snprintf(hello, sizeof hello,
-             "{\"type\":\"hello\",\"version\":1,\"name\":\"t\",\"capacity\":%d,"
-             "\"job_types\":[\"work\"]}",
-             capacity);
-    send_json(fx, hello);
-    json_decref(expect_frame(fx, "welcome"));
-}
-
-/* Receives the next task frame and checks its id. */
-static void expect_task(fixture *fx, const char *id)
-{
-    json_t *t = expect_frame(fx, "task");
-    assert_string_equal(json_string_value(json_object_get(t, "id")), id);
-    json_decref(t);
-}
-
-/* ---- the source ---- */
-
-static double jobs_total(fixture *fx, const char *outcome)
-{
-    sk_metric *m = sk_metrics_counter(fx->metrics, "skiff_zeebe_jobs_total", NULL,
-                                      SK_KV("job_type", "outcome"));
-    assert_non_null(m);
-    const char *const labels[] = {"work", outcome, NULL};
-    return sk_series_value(sk_metric_series(m, labels));
-}
-
-static int setup(void **state)
-{
-    fixture *fx = calloc(1, sizeof *fx);
-    sk_log_init("test", SK_LOG_ERROR, stderr);
-    fx->base = event_base_new();
-    fx->srv = fserver_new(fx->base, MODE_H2, s_gateway);
-    fx->srv->ud = fx;
-    fx->metrics = sk_metrics_new();
-    fx->d = sk_dispatcher_new(fx->metrics, 65536);
-    fx->fd = -1;
-    fx->dflt[M_ACTIVATE] = HOLD; /* a long poll with nothing to hand out */
-    snprintf(fx->address, sizeof fx->address, "127.0.0.1:%d", fx->srv->port);
-    fx->types[0] = "work";
-    fx->cfg = (sk_config){.service_name = "skiff-test",
-                          .zeebe_address = fx->address,
-                          .zeebe_job_types = fx->types,
-                          .zeebe_job_types_len = 1,
-                          .zeebe_worker_name = "skiff-test-worker",
-                          .zeebe_job_timeout_ms = 30000,
-                          .zeebe_max_jobs_active = 32,
-                          .zeebe_request_timeout_ms = 20000,
-                          .zeebe_backoff_initial_ms = 50,
-                          .zeebe_backoff_max_ms = 200,
-                          .grpc_max_message_bytes = 4 << 20,
-                          .zeebe_jobs = &fx->job,
-                          .zeebe_jobs_len = 1};
-    fx->job = (sk_job_type_config){.type = "work",
-                                   .worker_name = "skiff-test-worker",
-                                   .job_timeout_ms = 30000,
-                                   .max_jobs_active = 32,
-                                   .request_timeout_ms = 20000};
-    *state = fx;
-    return 0;
-}
-
-/* Starts the source with fx->cfg as the test left it. */
-static void start(fixture *fx)
-{
-    char err[128];
-    fx->z = sk_zeebe_new(fx->base, &fx->cfg, fx->d, fx->metrics, err, sizeof err);
-    assert_non_null(fx->z);
-}
-
-static int teardown(void **state)
-{
-    fixture *fx = *state;
-    if (fx->s != NULL && !fx->closed)
-        sk_session_free(fx->s);
-    sk_zeebe_free(fx->z);
-    run_for(fx->base, 20); /* deferred frees (channel, closed session) */
-    sk_dispatcher_free(fx->d);
-    fserver_free(fx->srv);
-    sk_metrics_free(fx->metrics);
-    event_base_free(fx->base);
-    if (fx->fd >= 0)
-        close(fx->fd);
-    free(fx);
-    return 0;
-}
+#include "zeebe_fixture.h"
 
 /* ---- 1. activation waits for a handler ---- */
 
 static void test_no_handler_no_activation(void **state)
 {
-    fixture *fx = *state;
-    start(fx);
+    zf_fixture *fx = *state;
+    zf_start(fx);
     for (int waited = 0; !sk_zeebe_connected(fx->z) && waited < 2000; waited += 10)
-        run_for(fx->base, 10);
+        zf_run_for(fx->base, 10);
     assert_true(sk_zeebe_connected(fx->z));
-    run_for(fx->base, 300);
-    assert_int_equal(count(fx, M_ACTIVATE), 0);
+    zf_run_for(fx->base, 300);
+    assert_int_equal(zf_count(fx, M_ACTIVATE), 0);
 
-    join(fx, 3);
-    assert_true(wait_reqs(fx, M_ACTIVATE, 1, 2000));
-    GatewayProtocol__ActivateJobsRequest *q = activate_req(fx, 0);
+    zf_join(fx, 3);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 1, 2000));
+    GatewayProtocol__ActivateJobsRequest *q = zf_activate_req(fx, 0);
     assert_string_equal(q->type, "work");
     assert_string_equal(q->worker, "skiff-test-worker");
     assert_int_equal(q->maxjobstoactivate, 3);
     assert_int_equal(q->timeout, 30000);
     assert_int_equal(q->requesttimeout, 20000);
-    gateway_protocol__activate_jobs_request__free_unpacked(q, NULL);
-    run_for(fx->base, 100);
-    assert_int_equal(count(fx, M_ACTIVATE), 1); /* one long poll at a time */
+    protobuf_c_message_free_unpacked(&q->base, NULL);
+    zf_run_for(fx->base, 100);
+    assert_int_equal(zf_count(fx, M_ACTIVATE), 1); /* one long poll at a time */
 }
 
 /* ---- 2. credits bound activation ---- */
 
 static void test_max_jobs_active_bounds_activation(void **state)
 {
-    fixture *fx = *state;
+    zf_fixture *fx = *state;
     static const job_spec jobs[] = {{.key = 201, .retries = 3}};
     fx->job.max_jobs_active = 1;
-    then_jobs(fx, jobs, 1);
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 1);
     fx->dflt[M_COMPLETE] = HOLD;
-    start(fx);
-    join(fx, 2);
-    assert_true(wait_reqs(fx, M_ACTIVATE, 1, 2000));
-    assert_int_equal(max_jobs(fx, 0), 1);
-    expect_task(fx, "z-201");
-    run_for(fx->base, 200); /* the session has a free credit, skiff holds its maximum */
-    assert_int_equal(count(fx, M_ACTIVATE), 1);
+    zf_start(fx);
+    zf_join(fx, 2);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 1, 2000));
+    assert_int_equal(zf_max_jobs(fx, 0), 1);
+    zf_expect_task(fx, "z-201");
+    zf_run_for(fx->base, 200); /* the session has a free credit, skiff holds its maximum */
+    assert_int_equal(zf_count(fx, M_ACTIVATE), 1);
 
-    send_json(fx, "{\"type\":\"complete\",\"id\":\"z-201\"}");
-    assert_true(wait_reqs(fx, M_COMPLETE, 1, 2000));
-    run_for(fx->base, 100); /* still held until the gateway acknowledges */
-    assert_int_equal(count(fx, M_ACTIVATE), 1);
-    answer_later(fx, nth(fx, M_COMPLETE, 0), SK_GRPC_OK);
-    assert_true(wait_reqs(fx, M_ACTIVATE, 2, 2000));
-    assert_int_equal(max_jobs(fx, 1), 1);
+    zf_send_json(fx, "{\"type\":\"complete\",\"id\":\"z-201\"}");
+    assert_true(zf_wait_reqs(fx, M_COMPLETE, 1, 2000));
+    zf_run_for(fx->base, 100); /* still held until the gateway acknowledges */
+    assert_int_equal(zf_count(fx, M_ACTIVATE), 1);
+    zf_answer_later(fx, zf_nth(fx, M_COMPLETE, 0), SK_GRPC_OK);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 2, 2000));
+    assert_int_equal(zf_max_jobs(fx, 1), 1);
 }
 
 static void test_open_jobs_use_up_credits(void **state)
 {
-    fixture *fx = *state;
+    zf_fixture *fx = *state;
     static const job_spec jobs[] = {{.key = 211, .retries = 3}, {.key = 212, .retries = 3}};
-    then_jobs(fx, jobs, 2);
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 2);
     fx->dflt[M_COMPLETE] = HOLD;
-    start(fx);
-    join(fx, 2);
-    assert_true(wait_reqs(fx, M_ACTIVATE, 1, 2000));
-    assert_int_equal(max_jobs(fx, 0), 2);
-    expect_task(fx, "z-211");
-    expect_task(fx, "z-212");
-    run_for(fx->base, 200);
-    assert_int_equal(count(fx, M_ACTIVATE), 1);
+    zf_start(fx);
+    zf_join(fx, 2);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 1, 2000));
+    assert_int_equal(zf_max_jobs(fx, 0), 2);
+    zf_expect_task(fx, "z-211");
+    zf_expect_task(fx, "z-212");
+    zf_run_for(fx->base, 200);
+    assert_int_equal(zf_count(fx, M_ACTIVATE), 1);
 
-    send_json(fx, "{\"type\":\"complete\",\"id\":\"z-211\"}");
-    assert_true(wait_reqs(fx, M_ACTIVATE, 2, 2000));
-    assert_int_equal(max_jobs(fx, 1), 1);
+    zf_send_json(fx, "{\"type\":\"complete\",\"id\":\"z-211\"}");
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 2, 2000));
+    assert_int_equal(zf_max_jobs(fx, 1), 1);
 }
 
 /* ---- 3. jobs to tasks, results to commands ---- */
 
 #define BIG 9007199254740993LL /* 2^53 + 1: not representable as a double */
 
-static void check_task_frame(fixture *fx)
+static void check_task_frame(zf_fixture *fx)
 {
-    json_t *t = expect_frame(fx, "task");
+    json_t *t = zf_expect_frame(fx, "task");
     assert_string_equal(json_string_value(json_object_get(t, "id")), "z-9007199254740993");
     assert_string_equal(json_string_value(json_object_get(t, "job_type")), "work");
     assert_string_equal(json_string_value(json_object_get(t, "source")), "zeebe");
@@ -574,35 +113,35 @@ static void check_task_frame(fixture *fx)
     json_decref(t);
 }
 
-static void check_fail(fixture *fx, int64_t key, int32_t retries, const char *message,
+static void check_fail(zf_fixture *fx, int64_t key, int32_t retries, const char *message,
                        int64_t backoff)
 {
-    GatewayProtocol__FailJobRequest *q = fail_req(fx, key);
+    GatewayProtocol__FailJobRequest *q = zf_fail_req(fx, key);
     assert_int_equal(q->retries, retries);
     assert_string_equal(q->errormessage, message);
     assert_int_equal(q->retrybackoff, backoff);
     gateway_protocol__fail_job_request__free_unpacked(q, NULL);
 }
 
-static void check_commands(fixture *fx)
+static void check_commands(zf_fixture *fx)
 {
-    GatewayProtocol__CompleteJobRequest *c = complete_req(fx, 0);
+    GatewayProtocol__CompleteJobRequest *c = zf_complete_req(fx, 0);
     assert_int_equal(c->jobkey, BIG);
-    assert_json(c->variables, "{\"out\":42}");
+    zf_assert_json(c->variables, "{\"out\":42}");
     gateway_protocol__complete_job_request__free_unpacked(c, NULL);
     check_fail(fx, BIG + 2, 2, "boom", 1500);
     check_fail(fx, BIG + 4, 0, "give up", 0);
-    GatewayProtocol__ThrowErrorRequest *e = throw_req(fx, 0);
+    GatewayProtocol__ThrowErrorRequest *e = zf_throw_req(fx, 0);
     assert_int_equal(e->jobkey, BIG + 6);
     assert_string_equal(e->errorcode, "NO_STOCK");
     assert_string_equal(e->errormessage, "out of stock");
-    assert_json(e->variables, "{\"sku\":\"A-1\"}");
+    zf_assert_json(e->variables, "{\"sku\":\"A-1\"}");
     gateway_protocol__throw_error_request__free_unpacked(e, NULL);
 }
 
 static void test_results_become_commands(void **state)
 {
-    fixture *fx = *state;
+    zf_fixture *fx = *state;
     static const job_spec jobs[] = {
         {.key = BIG,
          .retries = 3,
@@ -612,142 +151,142 @@ static void test_results_become_commands(void **state)
         {.key = BIG + 4, .retries = 3},
         {.key = BIG + 6, .retries = 3},
     };
-    then_jobs(fx, jobs, 4);
-    start(fx);
-    join(fx, 4);
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 4);
+    zf_start(fx);
+    zf_join(fx, 4);
     check_task_frame(fx);
-    expect_task(fx, "z-9007199254740995");
-    expect_task(fx, "z-9007199254740997");
-    expect_task(fx, "z-9007199254740999");
-    send_json(fx,
-              "{\"type\":\"complete\",\"id\":\"z-9007199254740993\",\"variables\":{\"out\":42}}");
-    send_json(fx, "{\"type\":\"fail\",\"id\":\"z-9007199254740995\",\"message\":\"boom\","
-                  "\"retry_backoff_ms\":1500}");
-    send_json(
+    zf_expect_task(fx, "z-9007199254740995");
+    zf_expect_task(fx, "z-9007199254740997");
+    zf_expect_task(fx, "z-9007199254740999");
+    zf_send_json(
+        fx, "{\"type\":\"complete\",\"id\":\"z-9007199254740993\",\"variables\":{\"out\":42}}");
+    zf_send_json(fx, "{\"type\":\"fail\",\"id\":\"z-9007199254740995\",\"message\":\"boom\","
+                     "\"retry_backoff_ms\":1500}");
+    zf_send_json(
         fx,
         "{\"type\":\"fail\",\"id\":\"z-9007199254740997\",\"message\":\"give up\",\"retries\":0}");
-    send_json(fx, "{\"type\":\"bpmn_error\",\"id\":\"z-9007199254740999\",\"code\":\"NO_STOCK\","
-                  "\"message\":\"out of stock\",\"variables\":{\"sku\":\"A-1\"}}");
-    assert_true(wait_reqs(fx, M_THROW, 1, 2000));
-    assert_true(wait_idle(fx, 2000));
-    assert_int_equal(count(fx, M_COMPLETE), 1);
-    assert_int_equal(count(fx, M_FAIL), 2);
+    zf_send_json(fx, "{\"type\":\"bpmn_error\",\"id\":\"z-9007199254740999\",\"code\":\"NO_STOCK\","
+                     "\"message\":\"out of stock\",\"variables\":{\"sku\":\"A-1\"}}");
+    assert_true(zf_wait_reqs(fx, M_THROW, 1, 2000));
+    assert_true(zf_wait_idle(fx, 2000));
+    assert_int_equal(zf_count(fx, M_COMPLETE), 1);
+    assert_int_equal(zf_count(fx, M_FAIL), 2);
     check_commands(fx);
-    assert_true(jobs_total(fx, "completed") == 1);
-    assert_true(jobs_total(fx, "failed") == 2);
-    assert_true(jobs_total(fx, "bpmn_error") == 1);
+    assert_true(zf_jobs_total(fx, "completed") == 1);
+    assert_true(zf_jobs_total(fx, "failed") == 2);
+    assert_true(zf_jobs_total(fx, "bpmn_error") == 1);
 }
 
 /* ---- 4. a handler gone gives its jobs back ---- */
 
 static void test_handler_gone_abandons(void **state)
 {
-    fixture *fx = *state;
+    zf_fixture *fx = *state;
     static const job_spec jobs[] = {{.key = 401, .retries = 3}};
-    then_jobs(fx, jobs, 1);
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 1);
     fx->cfg.zeebe_backoff_initial_ms = 1000; /* "at once" is well below any backoff */
     fx->cfg.zeebe_backoff_max_ms = 1000;
-    start(fx);
-    join(fx, 1);
-    expect_task(fx, "z-401");
+    zf_start(fx);
+    zf_join(fx, 1);
+    zf_expect_task(fx, "z-401");
     close(fx->fd);
     fx->fd = -1;
-    double closed_at = now_ms();
-    assert_true(wait_reqs(fx, M_FAIL, 1, 2000));
+    double closed_at = zf_now_ms();
+    assert_true(zf_wait_reqs(fx, M_FAIL, 1, 2000));
     assert_true(fx->closed);
-    assert_true(nth(fx, M_FAIL, 0)->at_ms - closed_at < 200);
+    assert_true(zf_nth(fx, M_FAIL, 0)->at_ms - closed_at < 200);
     check_fail(fx, 401, 3, "handler connection closed", 0);
-    assert_true(wait_idle(fx, 2000));
+    assert_true(zf_wait_idle(fx, 2000));
 }
 
 /* ---- 5. commands retried on transient errors, up to the job deadline ---- */
 
 static void test_command_retried_until_ok(void **state)
 {
-    fixture *fx = *state;
+    zf_fixture *fx = *state;
     static const job_spec jobs[] = {{.key = 501, .retries = 3}};
-    then_jobs(fx, jobs, 1);
-    then(fx, M_COMPLETE, SK_GRPC_UNAVAILABLE);
-    then(fx, M_COMPLETE, SK_GRPC_UNAVAILABLE);
-    then(fx, M_COMPLETE, SK_GRPC_OK);
-    start(fx);
-    join(fx, 1);
-    expect_task(fx, "z-501");
-    send_json(fx, "{\"type\":\"complete\",\"id\":\"z-501\"}");
-    assert_true(wait_reqs(fx, M_COMPLETE, 3, 3000));
-    assert_true(wait_idle(fx, 2000));
-    run_for(fx->base, 200);
-    assert_int_equal(count(fx, M_COMPLETE), 3);
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 1);
+    zf_then(fx, M_COMPLETE, SK_GRPC_UNAVAILABLE);
+    zf_then(fx, M_COMPLETE, SK_GRPC_UNAVAILABLE);
+    zf_then(fx, M_COMPLETE, SK_GRPC_OK);
+    zf_start(fx);
+    zf_join(fx, 1);
+    zf_expect_task(fx, "z-501");
+    zf_send_json(fx, "{\"type\":\"complete\",\"id\":\"z-501\"}");
+    assert_true(zf_wait_reqs(fx, M_COMPLETE, 3, 3000));
+    assert_true(zf_wait_idle(fx, 2000));
+    zf_run_for(fx->base, 200);
+    assert_int_equal(zf_count(fx, M_COMPLETE), 3);
     for (int i = 0; i < 3; i++) {
-        GatewayProtocol__CompleteJobRequest *c = complete_req(fx, i);
+        GatewayProtocol__CompleteJobRequest *c = zf_complete_req(fx, i);
         assert_int_equal(c->jobkey, 501);
         gateway_protocol__complete_job_request__free_unpacked(c, NULL);
     }
-    assert_true(jobs_total(fx, "completed") == 1);
-    assert_true(jobs_total(fx, "deadline_passed") == 0);
+    assert_true(zf_jobs_total(fx, "completed") == 1);
+    assert_true(zf_jobs_total(fx, "deadline_passed") == 0);
 }
 
 static void test_command_gives_up_at_deadline(void **state)
 {
-    fixture *fx = *state;
+    zf_fixture *fx = *state;
     static const job_spec jobs[] = {{.key = 502, .retries = 3, .deadline_in_ms = 300}};
-    then_jobs(fx, jobs, 1);
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 1);
     fx->dflt[M_COMPLETE] = SK_GRPC_UNAVAILABLE;
     fx->cfg.zeebe_backoff_initial_ms = 20; /* dense retries: a late one would show */
     fx->cfg.zeebe_backoff_max_ms = 40;
-    start(fx);
-    join(fx, 1);
-    expect_task(fx, "z-502");
-    send_json(fx, "{\"type\":\"complete\",\"id\":\"z-502\"}");
-    assert_true(wait_idle(fx, 3000));
-    int sent = count(fx, M_COMPLETE);
+    zf_start(fx);
+    zf_join(fx, 1);
+    zf_expect_task(fx, "z-502");
+    zf_send_json(fx, "{\"type\":\"complete\",\"id\":\"z-502\"}");
+    assert_true(zf_wait_idle(fx, 3000));
+    int sent = zf_count(fx, M_COMPLETE);
     assert_true(sent >= 2); /* it did retry */
     /* Timer latency aside, the last attempt went out before the deadline. */
-    assert_true(nth(fx, M_COMPLETE, sent - 1)->at_ms <= (double)fx->last_deadline + 30);
-    assert_true(now_ms() >= (double)fx->last_deadline - 100); /* and not much before */
-    run_for(fx->base, 300);
-    assert_int_equal(count(fx, M_COMPLETE), sent);
-    assert_true(jobs_total(fx, "deadline_passed") == 1);
-    assert_true(jobs_total(fx, "completed") == 0);
+    assert_true(zf_nth(fx, M_COMPLETE, sent - 1)->at_ms <= (double)fx->last_deadline + 30);
+    assert_true(zf_now_ms() >= (double)fx->last_deadline - 100); /* and not much before */
+    zf_run_for(fx->base, 300);
+    assert_int_equal(zf_count(fx, M_COMPLETE), sent);
+    assert_true(zf_jobs_total(fx, "deadline_passed") == 1);
+    assert_true(zf_jobs_total(fx, "completed") == 0);
 }
 
 /* ---- 6. a job gone from the engine is not retried ---- */
 
 static void test_not_found_not_retried(void **state)
 {
-    fixture *fx = *state;
+    zf_fixture *fx = *state;
     static const job_spec jobs[] = {{.key = 601, .retries = 3}};
-    then_jobs(fx, jobs, 1);
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 1);
     fx->dflt[M_COMPLETE] = SK_GRPC_NOT_FOUND;
-    start(fx);
-    join(fx, 1);
-    expect_task(fx, "z-601");
-    send_json(fx, "{\"type\":\"complete\",\"id\":\"z-601\"}");
-    assert_true(wait_reqs(fx, M_COMPLETE, 1, 2000));
-    assert_true(wait_idle(fx, 2000));
-    run_for(fx->base, 300);
-    assert_int_equal(count(fx, M_COMPLETE), 1);
-    assert_true(jobs_total(fx, "not_found") == 1);
-    assert_true(jobs_total(fx, "completed") == 0);
+    zf_start(fx);
+    zf_join(fx, 1);
+    zf_expect_task(fx, "z-601");
+    zf_send_json(fx, "{\"type\":\"complete\",\"id\":\"z-601\"}");
+    assert_true(zf_wait_reqs(fx, M_COMPLETE, 1, 2000));
+    assert_true(zf_wait_idle(fx, 2000));
+    zf_run_for(fx->base, 300);
+    assert_int_equal(zf_count(fx, M_COMPLETE), 1);
+    assert_true(zf_jobs_total(fx, "not_found") == 1);
+    assert_true(zf_jobs_total(fx, "completed") == 0);
 }
 
 /* ---- 7. activation backs off on errors, resets on success, pauses after empty answers ---- */
 
 static void test_activation_backoff(void **state)
 {
-    fixture *fx = *state;
+    zf_fixture *fx = *state;
     fx->cfg.zeebe_backoff_initial_ms = 100;
     fx->cfg.zeebe_backoff_max_ms = 1000;
     for (int i = 0; i < 3; i++)
-        then(fx, M_ACTIVATE, SK_GRPC_RESOURCE_EXHAUSTED);
-    then_jobs(fx, NULL, 0);
-    then(fx, M_ACTIVATE, SK_GRPC_RESOURCE_EXHAUSTED);
-    start(fx);
-    join(fx, 1);
-    assert_true(wait_reqs(fx, M_ACTIVATE, 6, 5000));
+        zf_then(fx, M_ACTIVATE, SK_GRPC_RESOURCE_EXHAUSTED);
+    zf_then_jobs(fx, M_ACTIVATE, NULL, 0);
+    zf_then(fx, M_ACTIVATE, SK_GRPC_RESOURCE_EXHAUSTED);
+    zf_start(fx);
+    zf_join(fx, 1);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 6, 5000));
     double t[6];
     for (int i = 0; i < 6; i++)
-        t[i] = nth(fx, M_ACTIVATE, i)->at_ms;
+        t[i] = zf_nth(fx, M_ACTIVATE, i)->at_ms;
     /* Equal jitter: attempt n waits within [d/2, d], d = 100 ms * 2^n. */
     assert_true(t[1] - t[0] >= 50 - SLACK);
     assert_true(t[2] - t[1] >= 100 - SLACK);
@@ -764,64 +303,373 @@ static void test_activation_backoff(void **state)
 
 static void test_stop(void **state)
 {
-    fixture *fx = *state;
+    zf_fixture *fx = *state;
     static const job_spec jobs[] = {{.key = 801, .retries = 3}};
-    then_jobs(fx, jobs, 1);
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 1);
     fx->dflt[M_COMPLETE] = HOLD;
-    start(fx);
-    join(fx, 2);
-    expect_task(fx, "z-801");
-    assert_true(wait_reqs(fx, M_ACTIVATE, 2, 2000)); /* the second long poll, pending */
-    send_json(fx, "{\"type\":\"complete\",\"id\":\"z-801\"}");
-    assert_true(wait_reqs(fx, M_COMPLETE, 1, 2000));
+    zf_start(fx);
+    zf_join(fx, 2);
+    zf_expect_task(fx, "z-801");
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 2, 2000)); /* the second long poll, pending */
+    zf_send_json(fx, "{\"type\":\"complete\",\"id\":\"z-801\"}");
+    assert_true(zf_wait_reqs(fx, M_COMPLETE, 1, 2000));
     assert_int_equal(sk_zeebe_pending(fx->z), 1);
 
     sk_zeebe_stop(fx->z);
-    fstream *poll = nth(fx, M_ACTIVATE, 1)->st;
+    fstream *poll = zf_nth(fx, M_ACTIVATE, 1)->st;
     for (int waited = 0; !poll->closed && waited < 2000; waited += 5)
-        run_for(fx->base, 5);
+        zf_run_for(fx->base, 5);
     assert_true(poll->closed);
     assert_int_equal(poll->close_code, NGHTTP2_CANCEL);
     assert_true(fx->srv->rst_received[NGHTTP2_CANCEL] >= 1);
     assert_int_equal(sk_zeebe_pending(fx->z), 1);
 
-    answer_later(fx, nth(fx, M_COMPLETE, 0), SK_GRPC_OK);
-    assert_true(wait_idle(fx, 2000));
-    assert_true(jobs_total(fx, "completed") == 1);
-    run_for(fx->base, 300); /* credits are free again, yet no activation */
-    assert_int_equal(count(fx, M_ACTIVATE), 2);
+    zf_answer_later(fx, zf_nth(fx, M_COMPLETE, 0), SK_GRPC_OK);
+    assert_true(zf_wait_idle(fx, 2000));
+    assert_true(zf_jobs_total(fx, "completed") == 1);
+    zf_run_for(fx->base, 300); /* credits are free again, yet no activation */
+    assert_int_equal(zf_count(fx, M_ACTIVATE), 2);
 }
 
 /* ---- 9. undecodable jobs fail at once ---- */
 
 static void test_bad_job_fails(void **state)
 {
-    fixture *fx = *state;
+    zf_fixture *fx = *state;
     static const job_spec jobs[] = {
         {.key = 901, .retries = 3, .variables = "[1,2]"},
         {.key = 902, .retries = 5, .headers = "not json"},
         {.key = 903, .retries = 3, .variables = "{\"ok\":true}"},
     };
-    then_jobs(fx, jobs, 3);
-    start(fx);
-    join(fx, 3);
-    expect_task(fx, "z-903"); /* the first frame: the bad jobs never reach the handler */
-    json_t *more = next_frame(fx, 200);
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 3);
+    zf_start(fx);
+    zf_join(fx, 3);
+    zf_expect_task(fx, "z-903"); /* the first frame: the bad jobs never reach the handler */
+    json_t *more = zf_next_frame(fx, 200);
     assert_null(more);
-    assert_true(wait_reqs(fx, M_FAIL, 2, 2000));
-    GatewayProtocol__FailJobRequest *q = fail_req(fx, 901);
+    assert_true(zf_wait_reqs(fx, M_FAIL, 2, 2000));
+    GatewayProtocol__FailJobRequest *q = zf_fail_req(fx, 901);
     assert_int_equal(q->retries, 2);
     assert_non_null(strstr(q->errormessage, "JSON object"));
     gateway_protocol__fail_job_request__free_unpacked(q, NULL);
-    q = fail_req(fx, 902);
+    q = zf_fail_req(fx, 902);
     assert_int_equal(q->retries, 4);
     assert_non_null(strstr(q->errormessage, "custom headers"));
     gateway_protocol__fail_job_request__free_unpacked(q, NULL);
-    assert_true(wait_idle(fx, 2000));
-    assert_true(jobs_total(fx, "failed") == 2);
+    assert_true(zf_wait_idle(fx, 2000));
+    assert_true(zf_jobs_total(fx, "failed") == 2);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+/* ---- 10. activation asks again once 30 % of what the worker can hold is free ---- */
+
+static void complete_job(zf_fixture *fx, int64_t key)
+{
+    char buf[80];
+    snprintf(buf, sizeof buf, "{\"type\":\"complete\",\"id\":\"z-%lld\"}", (long long)key);
+    zf_send_json(fx, buf);
+}
+
+/* Ten jobs into a worker that can hold ten, the lower of max_jobs_active and the handler's
+ * capacity: two completed free too little (no ActivateJobs), the third frees 3 = ceil(30 %). */
+static void refill(zf_fixture *fx, int64_t max_jobs_active, int capacity)
+{
+    job_spec jobs[10];
+    for (int i = 0; i < 10; i++)
+        jobs[i] = (job_spec){.key = 1001 + i, .retries = 3};
+    fx->job.max_jobs_active = max_jobs_active;
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 10);
+    zf_start(fx);
+    zf_join(fx, capacity);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 1, 2000));
+    assert_int_equal(zf_max_jobs(fx, 0), 10);
+    for (int i = 0; i < 10; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "z-%d", 1001 + i);
+        zf_expect_task(fx, id);
+    }
+    complete_job(fx, 1001);
+    complete_job(fx, 1002);
+    assert_true(zf_wait_reqs(fx, M_COMPLETE, 2, 2000));
+    assert_true(zf_wait_idle(fx, 2000));
+    zf_run_for(fx->base, 200);
+    assert_int_equal(zf_count(fx, M_ACTIVATE), 1);
+    complete_job(fx, 1003);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 2, 2000));
+    assert_int_equal(zf_max_jobs(fx, 1), 3);
+}
+
+static void test_refill_threshold(void **state)
+{
+    refill(*state, 10, 10);
+}
+
+static void test_refill_threshold_capacity_bound(void **state)
+{
+    refill(*state, 20, 10); /* on max_jobs_active 20, the threshold would be 6 */
+}
+
+static void test_refill_threshold_max_jobs_bound(void **state)
+{
+    refill(*state, 10, 20); /* on the capacity 20, the threshold would be 6 */
+}
+
+/* ---- 11. each job type's own settings reach the gateway ---- */
+
+static char *fetch_vars[] = {"amount", "sku", NULL};
+static char *tenants[] = {"tenant-a", "tenant-b", NULL};
+static char *global_fetch[] = {"everything", NULL};
+
+static void typed_config(zf_fixture *fx)
+{
+    fx->cfg.zeebe_worker_name = "global-worker";
+    fx->cfg.zeebe_job_timeout_ms = 1111;
+    fx->cfg.zeebe_max_jobs_active = 1;
+    fx->cfg.zeebe_request_timeout_ms = 2222;
+    fx->cfg.zeebe_fetch_variables = global_fetch;
+    fx->cfg.zeebe_fetch_variables_len = 1;
+    fx->job = (sk_job_type_config){.type = "work",
+                                   .worker_name = "typed-worker",
+                                   .job_timeout_ms = 45000,
+                                   .max_jobs_active = 7,
+                                   .request_timeout_ms = 15000,
+                                   .fetch_variables = fetch_vars,
+                                   .fetch_variables_len = 2,
+                                   .tenant_ids = tenants,
+                                   .tenant_ids_len = 2,
+                                   .streaming = 1};
+}
+
+static void test_job_type_config_in_requests(void **state)
+{
+    zf_fixture *fx = *state;
+    static const char *const want_vars[] = {"amount", "sku"};
+    static const char *const want_tenants[] = {"tenant-a", "tenant-b"};
+    typed_config(fx);
+    zf_start(fx);
+    zf_join(fx, 10);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 1, 2000));
+    assert_true(zf_wait_reqs(fx, M_STREAM, 1, 2000));
+    GatewayProtocol__ActivateJobsRequest *a = zf_activate_req(fx, 0);
+    assert_string_equal(a->type, "work");
+    assert_string_equal(a->worker, "typed-worker");
+    assert_int_equal(a->timeout, 45000);
+    assert_int_equal(a->maxjobstoactivate, 7);
+    assert_int_equal(a->requesttimeout, 15000);
+    zf_assert_strings(a->fetchvariable, a->n_fetchvariable, want_vars, 2);
+    zf_assert_strings(a->tenantids, a->n_tenantids, want_tenants, 2);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+    /* The long poll's own deadline leaves the gateway 10 s to answer after requestTimeout (the
+     * header says what is left when the request leaves). */
+    int64_t left = sk_grpc_timeout_parse(zf_header(zf_nth(fx, M_ACTIVATE, 0), "grpc-timeout"));
+    assert_true(left > 24000 && left <= 25000);
+
+    GatewayProtocol__StreamActivatedJobsRequest *q =
+        zf_request(fx, M_STREAM, 0, &gateway_protocol__stream_activated_jobs_request__descriptor);
+    assert_string_equal(q->type, "work");
+    assert_string_equal(q->worker, "typed-worker");
+    assert_int_equal(q->timeout, 45000);
+    zf_assert_strings(q->fetchvariable, q->n_fetchvariable, want_vars, 2);
+    zf_assert_strings(q->tenantids, q->n_tenantids, want_tenants, 2);
+    protobuf_c_message_free_unpacked(&q->base, NULL);
+    assert_string_equal(zf_header(zf_nth(fx, M_STREAM, 0), "grpc-timeout"), "");
+}
+
+/* ---- 12. job streams ---- */
+
+static double streams_open(zf_fixture *fx)
+{
+    return zf_sample(fx, "skiff_zeebe_job_streams_open{job_type=\"work\"}");
+}
+
+static void expect_cancelled(zf_fixture *fx, int stream)
+{
+    assert_true(zf_wait_closed(fx, M_STREAM, stream, 2000));
+    assert_int_equal(zf_nth(fx, M_STREAM, stream)->st->close_code, NGHTTP2_CANCEL);
+}
+
+static void test_stream_jobs_become_tasks(void **state)
+{
+    zf_fixture *fx = *state;
+    static const job_spec a = {.key = 1101, .retries = 3}, b = {.key = 1102, .retries = 3},
+                          c = {.key = 1103, .retries = 3};
+    fx->job.streaming = 1;
+    zf_start(fx);
+    for (int waited = 0; !sk_zeebe_connected(fx->z) && waited < 2000; waited += 10)
+        zf_run_for(fx->base, 10);
+    zf_run_for(fx->base, 100);
+    assert_int_equal(zf_count(fx, M_STREAM), 0); /* no handler, no credits, no stream */
+    zf_join(fx, 2);
+    assert_true(zf_wait_reqs(fx, M_STREAM, 1, 2000));
+    assert_true(streams_open(fx) == 1);
+    zf_push(fx, 0, &a, 1);
+    zf_expect_task(fx, "z-1101");
+    zf_push(fx, 0, &b, 1);
+    zf_expect_task(fx, "z-1102");
+    assert_true(zf_sample(fx, "skiff_zeebe_streamed_jobs_total{job_type=\"work\"}") == 2);
+    complete_job(fx, 1101);
+    zf_push(fx, 0, &c, 1);
+    zf_expect_task(fx, "z-1103");
+    zf_run_for(fx->base, 100);
+    assert_int_equal(zf_count(fx, M_STREAM), 1); /* one stream all along */
+    assert_false(zf_nth(fx, M_STREAM, 0)->st->closed);
+    assert_int_equal(zf_count(fx, M_FAIL), 0);
+}
+
+/* A job that arrives while every credit is in use is failed back with its retries unchanged. */
+static void expect_yielded(zf_fixture *fx, int64_t key, int32_t retries)
+{
+    GatewayProtocol__FailJobRequest *q = zf_fail_req(fx, key);
+    assert_int_equal(q->retries, retries);
+    assert_int_equal(q->retrybackoff, 0);
+    protobuf_c_message_free_unpacked(&q->base, NULL);
+}
+
+/* Variables of about 30 KB: two such jobs fill most of a paused stream's 64 KiB window. */
+static const char *big_variables(void)
+{
+    static char v[30016];
+    if (!v[0]) {
+        memset(v, 'x', sizeof v - 1);
+        memcpy(v, "{\"pad\":\"", 8);
+        memcpy(v + sizeof v - 3, "\"}", 2);
+    }
+    return v;
+}
+
+/* Out of credits, the stream is paused, not closed: what the gateway had already sent arrives
+ * and is yielded; the rest waits in flow control until a credit frees, then becomes a task. */
+static void test_stream_paused_without_credits(void **state)
+{
+    zf_fixture *fx = *state;
+    job_spec a = {.key = 1151, .retries = 3}, b = {.key = 1152, .retries = 5},
+             c = {.key = 1153, .retries = 6}, d = {.key = 1154, .retries = 3};
+    b.variables = c.variables = d.variables = big_variables();
+    fx->job.streaming = 1;
+    zf_start(fx);
+    zf_join(fx, 1);
+    assert_true(zf_wait_reqs(fx, M_STREAM, 1, 2000));
+    zf_push(fx, 0, &a, 1);
+    zf_expect_task(fx, "z-1151"); /* the only credit */
+    zf_push(fx, 0, &b, 1);
+    zf_push(fx, 0, &c, 1);
+    assert_true(zf_wait_reqs(fx, M_FAIL, 2, 2000));
+    expect_yielded(fx, 1152, 5);
+    expect_yielded(fx, 1153, 6);
+    zf_push(fx, 0, &d, 1); /* beyond the window: held by flow control */
+    assert_null(zf_next_frame(fx, 300));
+    assert_int_equal(zf_count(fx, M_FAIL), 2);
+    assert_false(zf_nth(fx, M_STREAM, 0)->st->closed);
+    assert_true(streams_open(fx) == 1);
+    assert_true(zf_wait_idle(fx, 2000));
+    assert_true(zf_jobs_total(fx, "yielded") == 2);
+
+    complete_job(fx, 1151);
+    zf_expect_task(fx, "z-1154"); /* resumed: the held job arrives with a credit for it */
+    assert_int_equal(zf_count(fx, M_STREAM), 1);
+    assert_int_equal(zf_count(fx, M_FAIL), 2);
+}
+
+static void test_streamed_job_without_credit_yielded(void **state)
+{
+    zf_fixture *fx = *state;
+    static const job_spec polled = {.key = 1201, .retries = 3},
+                          pushed = {.key = 1202, .retries = 5}, later = {.key = 1203, .retries = 3};
+    fx->job.streaming = 1;
+    zf_then_jobs(fx, M_ACTIVATE, &polled, 1);
+    zf_start(fx);
+    zf_join(fx, 1);
+    zf_expect_task(fx, "z-1201"); /* the long poll took the only credit */
+    assert_true(zf_wait_reqs(fx, M_STREAM, 1, 2000));
+    zf_push(fx, 0, &pushed, 1);
+    assert_true(zf_wait_reqs(fx, M_FAIL, 1, 2000));
+    expect_yielded(fx, 1202, 5);
+    assert_true(zf_wait_idle(fx, 2000));
+    assert_true(zf_jobs_total(fx, "yielded") == 1);
+    assert_null(zf_next_frame(fx, 200)); /* never a task */
+    complete_job(fx, 1201);
+    zf_push(fx, 0, &later, 1);
+    zf_expect_task(fx, "z-1203");
+    assert_int_equal(zf_count(fx, M_STREAM), 1);
+}
+
+static void test_polled_job_without_credit_yielded(void **state)
+{
+    zf_fixture *fx = *state;
+    static const job_spec pushed = {.key = 1301, .retries = 3},
+                          polled = {.key = 1302, .retries = 4};
+    fx->job.streaming = 1;
+    zf_start(fx);
+    zf_join(fx, 1);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 1, 2000));
+    assert_true(zf_wait_reqs(fx, M_STREAM, 1, 2000));
+    zf_push(fx, 0, &pushed, 1);
+    zf_expect_task(fx, "z-1301");
+    zf_answer_jobs_later(fx, zf_nth(fx, M_ACTIVATE, 0), &polled, 1);
+    assert_true(zf_wait_reqs(fx, M_FAIL, 1, 2000));
+    expect_yielded(fx, 1302, 4);
+    assert_true(zf_wait_idle(fx, 2000));
+    assert_true(zf_jobs_total(fx, "yielded") == 1);
+    assert_null(zf_next_frame(fx, 200)); /* never a task */
+}
+
+static void test_stream_reopened_after_error(void **state)
+{
+    zf_fixture *fx = *state;
+    fx->job.streaming = 1;
+    fx->cfg.zeebe_backoff_initial_ms = 100;
+    fx->cfg.zeebe_backoff_max_ms = 1000;
+    zf_then(fx, M_STREAM, SK_GRPC_UNAVAILABLE);
+    zf_start(fx);
+    zf_join(fx, 2);
+    assert_true(zf_wait_reqs(fx, M_STREAM, 2, 2000));
+    double gap = zf_nth(fx, M_STREAM, 1)->at_ms - zf_nth(fx, M_STREAM, 0)->at_ms;
+    assert_true(gap >= 50 - SLACK); /* backoff: [50, 100] ms */
+    zf_run_for(fx->base, 50);
+    assert_false(zf_nth(fx, M_STREAM, 1)->st->closed);
+
+    /* An open stream ended by the gateway: reopened too, the backoff grown to [100, 200]. */
+    double ended = zf_now_ms();
+    zf_end_stream(fx, 1, SK_GRPC_UNAVAILABLE);
+    assert_true(zf_wait_reqs(fx, M_STREAM, 3, 2000));
+    assert_true(zf_nth(fx, M_STREAM, 2)->at_ms - ended >= 100 - SLACK);
+    assert_true(zf_sample(fx, "skiff_zeebe_gateway_requests_total{method=\"StreamActivatedJobs\","
+                              "code=\"UNAVAILABLE\"}") == 2);
+    assert_true(streams_open(fx) == 1);
+}
+
+static void test_stream_recycled(void **state)
+{
+    zf_fixture *fx = *state;
+    static const job_spec job = {.key = 1401, .retries = 3};
+    fx->job.streaming = 1;
+    fx->cfg.zeebe_stream_recycle_ms = 200;
+    zf_start(fx);
+    zf_join(fx, 2);
+    assert_true(zf_wait_reqs(fx, M_STREAM, 2, 2000));
+    double gap = zf_nth(fx, M_STREAM, 1)->at_ms - zf_nth(fx, M_STREAM, 0)->at_ms;
+    assert_true(gap >= 200 - SLACK && gap < 600);
+    expect_cancelled(fx, 0);
+    assert_false(zf_nth(fx, M_STREAM, 1)->st->closed);
+    zf_push(fx, 1, &job, 1);
+    zf_expect_task(fx, "z-1401");
+    assert_true(streams_open(fx) == 1);
+}
+
+static void test_stop_closes_stream(void **state)
+{
+    zf_fixture *fx = *state;
+    fx->job.streaming = 1;
+    zf_start(fx);
+    zf_join(fx, 2);
+    assert_true(zf_wait_reqs(fx, M_STREAM, 1, 2000));
+    sk_zeebe_stop(fx->z);
+    expect_cancelled(fx, 0);
+    assert_true(streams_open(fx) == 0);
+    zf_run_for(fx->base, 300);
+    assert_int_equal(zf_count(fx, M_STREAM), 1);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, zf_setup, zf_teardown)
 
 int main(void)
 {
@@ -837,6 +685,17 @@ int main(void)
         T(test_activation_backoff),
         T(test_stop),
         T(test_bad_job_fails),
+        T(test_refill_threshold),
+        T(test_refill_threshold_capacity_bound),
+        T(test_refill_threshold_max_jobs_bound),
+        T(test_job_type_config_in_requests),
+        T(test_stream_jobs_become_tasks),
+        T(test_stream_paused_without_credits),
+        T(test_streamed_job_without_credit_yielded),
+        T(test_polled_job_without_credit_yielded),
+        T(test_stream_reopened_after_error),
+        T(test_stream_recycled),
+        T(test_stop_closes_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

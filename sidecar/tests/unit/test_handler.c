@@ -1,5 +1,6 @@
 /* Sessions and dispatcher together, driven over a socketpair as a handler would: handshake,
- * credits, results, protocol faults, drain. A fake source records what comes back to it. */
+ * credits, results, protocol faults, drain, call methods and their replies, extend, cancel and
+ * skiff's own per-task overhead. A fake source records what comes back to it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,8 @@
 #include <cmocka.h>
 
 #include <poll.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,9 +22,11 @@
 #include "handler/session.h"
 
 typedef struct fake_source {
-    int completed, failed, errors, abandoned;
+    int completed, failed, errors, abandoned, extended;
     char last_vars[256];
     char last_why[256];
+    int64_t last_timeout;
+    int last_had_reply;
 } fake_source;
 
 static void f_complete(void *src, void *ctx, const sk_msg *m)
@@ -56,17 +61,37 @@ static void f_abandon(void *src, void *ctx, const char *why)
     snprintf(f->last_why, sizeof(f->last_why), "%s", why);
 }
 
+/* Extends at once: answers {"timeout_ms": timeout_ms} when the handler asked for a reply. */
+static void f_extend(void *src, void *ctx, int64_t timeout_ms, sk_reply *reply)
+{
+    (void)ctx;
+    fake_source *f = src;
+    f->extended++;
+    f->last_timeout = timeout_ms;
+    f->last_had_reply = reply != NULL;
+    sk_reply_ok(reply, json_pack("{s:I}", "timeout_ms", (json_int_t)timeout_ms));
+}
+
 static const sk_source_ops fake_ops = {
     .name = "fake", .complete = f_complete, .fail = f_fail, .error = f_error, .abandon = f_abandon};
+static const sk_source_ops extending_ops = {.name = "fake",
+                                            .complete = f_complete,
+                                            .fail = f_fail,
+                                            .error = f_error,
+                                            .abandon = f_abandon,
+                                            .extend = f_extend};
 
 typedef struct fixture {
     struct event_base *base;
     sk_metrics *metrics;
     sk_dispatcher *d;
     sk_session *s;
-    int fd; /* the handler's end */
+    int fd;       /* the handler's end */
+    int skiff_fd; /* the session's end (owned by the session) */
     int closed;
     fake_source src;
+    sk_reply *held; /* a call answered later */
+    int credit_calls;
 } fixture;
 
 static void on_closed(void *ud, sk_session *s)
@@ -80,6 +105,7 @@ static int setup(void **state)
     fixture *fx = calloc(1, sizeof(*fx));
     int sv[2];
     sk_log_init("test", SK_LOG_ERROR, stderr);
+    signal(SIGPIPE, SIG_IGN); /* a write to a closed peer fails the test, not the process */
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     fx->base = event_base_new();
     fx->metrics = sk_metrics_new();
@@ -90,6 +116,7 @@ static int setup(void **state)
     sk_session_opts o = {.max_frame = 1024, .hello_timeout_ms = 5000};
     fx->s = sk_session_new(fx->base, sv[0], fx->d, &o, fx->metrics, on_closed, fx);
     fx->fd = sv[1];
+    fx->skiff_fd = sv[0];
     assert_non_null(fx->s);
     *state = fx;
     return 0;
@@ -101,6 +128,7 @@ static int teardown(void **state)
     if (!fx->closed)
         sk_session_free(fx->s);
     event_base_loop(fx->base, EVLOOP_NONBLOCK);
+    sk_reply_drop(fx->held);
     sk_dispatcher_free(fx->d);
     sk_metrics_free(fx->metrics);
     event_base_free(fx->base);
@@ -177,18 +205,24 @@ static void expect_eof(fixture *fx)
     assert_true(fx->closed);
 }
 
-static void hello(fixture *fx, int capacity)
+/* Handshake; features: a JSON array text or NULL. Returns the welcome frame. */
+static json_t *hello_features(fixture *fx, int capacity, const char *features)
 {
-    char buf[160];
+    char buf[200];
     snprintf(buf, sizeof(buf),
              "{\"type\":\"hello\",\"version\":1,\"name\":\"t\",\"capacity\":%d,\"job_types\":["
-             "\"work\"]}",
-             capacity);
+             "\"work\"]%s%s}",
+             capacity, features ? ",\"features\":" : "", features ? features : "");
     send_json(fx, buf);
     json_t *w;
     expect_type(fx, "welcome", &w);
     assert_int_equal(json_integer_value(json_object_get(w, "max_frame")), 1024);
-    json_decref(w);
+    return w;
+}
+
+static void hello(fixture *fx, int capacity)
+{
+    json_decref(hello_features(fx, capacity, NULL));
 }
 
 static void submit(fixture *fx, const char *id)
@@ -384,6 +418,302 @@ static void test_no_handler_for_route(void **state)
     assert_int_equal(sk_dispatcher_open(fx->d), 0);
 }
 
+/* ---- calls, extend, cancel ---- */
+
+/* No frame from skiff within about 50 ms. */
+static void expect_nothing(fixture *fx)
+{
+    for (int i = 0; i < 5; i++) {
+        spin(fx);
+        struct pollfd p = {.fd = fx->fd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, 10), 0);
+    }
+}
+
+/* "echo": answers {"params": params} (or {"none": true}) and {"ud": ud}. */
+static void m_echo(void *ud, const json_t *params, sk_reply *reply)
+{
+    json_t *r = params ? json_pack("{s:O}", "params", params) : json_pack("{s:b}", "none", 1);
+    json_object_set_new(r, "ud", json_string(ud));
+    sk_reply_ok(reply, r);
+}
+
+static void m_refuse(void *ud, const json_t *params, sk_reply *reply)
+{
+    (void)ud;
+    (void)params;
+    sk_reply_error(reply, "nope", "refused %d", 42);
+}
+
+/* "later": keeps the reply for the test to answer. */
+static void m_later(void *ud, const json_t *params, sk_reply *reply)
+{
+    (void)params;
+    ((fixture *)ud)->held = reply;
+}
+
+static void add_methods(fixture *fx)
+{
+    assert_int_equal(sk_dispatcher_add_method(fx->d, "echo", m_echo, "echo-ud"), 0);
+    assert_int_equal(sk_dispatcher_add_method(fx->d, "refuse", m_refuse, NULL), 0);
+    assert_int_equal(sk_dispatcher_add_method(fx->d, "later", m_later, fx), 0);
+}
+
+static int has_string(const json_t *array, const char *s)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(array, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void test_welcome_lists_features_and_methods(void **state)
+{
+    fixture *fx = *state;
+    add_methods(fx);
+    json_t *w = hello_features(fx, 1, NULL);
+    json_t *features = json_object_get(w, "features"), *methods = json_object_get(w, "methods");
+    assert_int_equal(json_array_size(features), 2);
+    assert_true(has_string(features, "cancel") && has_string(features, "extend"));
+    assert_int_equal(json_array_size(methods), 3);
+    assert_true(has_string(methods, "echo") && has_string(methods, "refuse") &&
+                has_string(methods, "later"));
+    json_decref(w);
+}
+
+static json_t *expect_reply(fixture *fx, const char *ref, int ok)
+{
+    json_t *r;
+    expect_type(fx, "reply", &r);
+    assert_string_equal(json_string_value(json_object_get(r, "ref")), ref);
+    assert_int_equal(json_is_true(json_object_get(r, "ok")), ok);
+    return r;
+}
+
+static void test_call_routed_to_method(void **state)
+{
+    fixture *fx = *state;
+    add_methods(fx);
+    hello(fx, 1);
+    send_json(fx, "{\"type\":\"call\",\"ref\":\"c1\",\"method\":\"echo\",\"params\":{\"a\":[1]}}");
+    json_t *r = expect_reply(fx, "c1", 1), *res = json_object_get(r, "result");
+    char *text = json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(text, "{\"params\":{\"a\":[1]},\"ud\":\"echo-ud\"}");
+    free(text);
+    json_decref(r);
+    send_json(fx, "{\"type\":\"call\",\"ref\":\"c2\",\"method\":\"echo\"}");
+    r = expect_reply(fx, "c2", 1);
+    assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "none")));
+    json_decref(r);
+    send_json(fx, "{\"type\":\"call\",\"ref\":\"c3\",\"method\":\"refuse\",\"params\":{}}");
+    r = expect_reply(fx, "c3", 0);
+    json_t *e = json_object_get(r, "error");
+    assert_string_equal(json_string_value(json_object_get(e, "code")), "nope");
+    assert_string_equal(json_string_value(json_object_get(e, "message")), "refused 42");
+    json_decref(r);
+    send_json(fx, "{\"type\":\"call\",\"ref\":\"c4\",\"method\":\"ech\",\"params\":{}}");
+    r = expect_reply(fx, "c4", 0);
+    e = json_object_get(r, "error");
+    assert_string_equal(json_string_value(json_object_get(e, "code")), "unknown_method");
+    json_decref(r);
+    assert_false(fx->closed);
+}
+
+static void test_reply_after_close_dropped(void **state)
+{
+    fixture *fx = *state;
+    add_methods(fx);
+    hello(fx, 1);
+    send_json(fx, "{\"type\":\"call\",\"ref\":\"c1\",\"method\":\"later\"}");
+    assert_non_null(fx->held);
+    expect_nothing(fx);
+    shutdown(fx->fd, SHUT_WR);
+    spin(fx);
+    assert_true(fx->closed);
+    sk_reply *r = fx->held;
+    fx->held = NULL;
+    sk_reply_ok(r, json_pack("{s:s}", "late", "yes")); /* no session: dropped, freed */
+}
+
+static void test_reply_later_delivered(void **state)
+{
+    fixture *fx = *state;
+    add_methods(fx);
+    hello(fx, 1);
+    send_json(fx, "{\"type\":\"call\",\"ref\":\"c1\",\"method\":\"later\"}");
+    expect_nothing(fx);
+    sk_reply *r = fx->held;
+    fx->held = NULL;
+    sk_reply_error(r, "too_late", "answered after %s", "a while");
+    spin(fx);
+    json_decref(expect_reply(fx, "c1", 0));
+}
+
+static void test_extend_unsupported_without_op(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 1);
+    submit(fx, "t-1");
+    expect_type(fx, "task", NULL);
+    send_json(fx, "{\"type\":\"extend\",\"id\":\"t-1\",\"timeout_ms\":1000,\"ref\":\"e1\"}");
+    json_t *e;
+    expect_type(fx, "error", &e);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), "unsupported");
+    assert_string_equal(json_string_value(json_object_get(e, "id")), "t-1");
+    json_decref(e);
+    assert_false(fx->closed);
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"t-1\"}");
+    assert_int_equal(fx->src.completed, 1);
+}
+
+static void test_extend_handed_to_source(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 1);
+    sk_dispatcher_submit(fx->d, &extending_ops, &fx->src, NULL, "work", "t-1", 0, json_object(), 0);
+    expect_type(fx, "task", NULL);
+    send_json(fx, "{\"type\":\"extend\",\"id\":\"t-1\",\"timeout_ms\":1500,\"ref\":\"e1\"}");
+    assert_int_equal(fx->src.extended, 1);
+    assert_int_equal(fx->src.last_timeout, 1500);
+    json_t *r = expect_reply(fx, "e1", 1);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r, "result"), "timeout_ms")), 1500);
+    json_decref(r);
+    send_json(fx, "{\"type\":\"extend\",\"id\":\"t-1\",\"timeout_ms\":700}");
+    assert_int_equal(fx->src.extended, 2);
+    assert_false(fx->src.last_had_reply);
+    expect_nothing(fx);
+    assert_int_equal(sk_dispatcher_open(fx->d), 1); /* extend leaves the task open */
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"t-1\"}");
+    assert_int_equal(fx->src.completed, 1);
+}
+
+static double cancelled_total(fixture *fx, const char *reason)
+{
+    sk_metric *m = sk_metrics_counter(fx->metrics, "skiff_tasks_cancelled_total", NULL,
+                                      SK_KV("source", "reason"));
+    assert_non_null(m);
+    const char *const labels[] = {"fake", reason, NULL};
+    return sk_series_value(sk_metric_series(m, labels));
+}
+
+static void on_credit(void *ud)
+{
+    ((fixture *)ud)->credit_calls++;
+}
+
+static void test_cancel_with_feature(void **state)
+{
+    fixture *fx = *state;
+    json_decref(hello_features(fx, 1, "[\"cancel\"]"));
+    assert_int_equal(sk_dispatcher_watch(fx->d, on_credit, fx), 0);
+    submit(fx, "t-1");
+    submit(fx, "t-2"); /* waits for the only credit */
+    expect_type(fx, "task", NULL);
+    assert_int_equal(sk_dispatcher_cancel(fx->d, "t-1", "deadline"), 1);
+    json_t *c;
+    expect_type(fx, "cancel", &c);
+    assert_string_equal(json_string_value(json_object_get(c, "id")), "t-1");
+    assert_string_equal(json_string_value(json_object_get(c, "reason")), "deadline");
+    json_decref(c);
+    expect_type(fx, "task", &c); /* the freed credit goes to the waiting task */
+    assert_string_equal(json_string_value(json_object_get(c, "id")), "t-2");
+    json_decref(c);
+    assert_int_equal(sk_dispatcher_open(fx->d), 1);
+    assert_true(fx->credit_calls >= 1);
+    assert_true(cancelled_total(fx, "deadline") == 1);
+    /* The source owns the task again: no op runs for it, ever. */
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"t-1\"}");
+    send_json(fx, "{\"type\":\"extend\",\"id\":\"t-1\",\"timeout_ms\":100,\"ref\":\"e\"}");
+    expect_nothing(fx);
+    assert_false(fx->closed);
+    assert_int_equal(fx->src.completed + fx->src.failed + fx->src.abandoned, 0);
+    assert_int_equal(sk_dispatcher_cancel(fx->d, "t-1", "deadline"), 0); /* not open any more */
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"t-2\"}");
+    assert_int_equal(fx->src.completed, 1);
+    /* Only the cancelled id is forgiven. */
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"t-3\"}");
+    expect_error_and_close(fx, "unknown_task");
+}
+
+static void test_cancel_without_feature(void **state)
+{
+    fixture *fx = *state;
+    json_decref(hello_features(fx, 2, "[\"extend\", \"batch\"]"));
+    submit(fx, "t-1");
+    expect_type(fx, "task", NULL);
+    assert_int_equal(sk_dispatcher_cancel(fx->d, "t-1", "deadline"), 0);
+    expect_nothing(fx);
+    assert_int_equal(sk_dispatcher_open(fx->d), 1);
+    assert_true(cancelled_total(fx, "deadline") == 0);
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"t-1\"}");
+    assert_int_equal(fx->src.completed, 1);
+    assert_false(fx->closed);
+}
+
+static void test_cancel_queued_task(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 1);
+    submit(fx, "a");
+    submit(fx, "b"); /* waits for a credit */
+    expect_type(fx, "task", NULL);
+    assert_int_equal(sk_dispatcher_cancel(fx->d, "b", "deadline"), 1);
+    expect_nothing(fx); /* the handler never heard of it */
+    assert_int_equal(sk_dispatcher_open(fx->d), 1);
+    assert_true(cancelled_total(fx, "deadline") == 0);
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"a\"}");
+    expect_nothing(fx); /* b is not sent once a credit frees */
+    assert_int_equal(sk_dispatcher_open(fx->d), 0);
+    assert_int_equal(fx->src.completed + fx->src.abandoned + fx->src.failed, 1);
+}
+
+/* skiff_task_overhead_seconds_count for the fake source and a phase. */
+static double overhead_count(fixture *fx, const char *phase)
+{
+    char sample[128], *text = sk_metrics_render(fx->metrics, NULL);
+    assert_non_null(text);
+    snprintf(sample, sizeof sample,
+             "\nskiff_task_overhead_seconds_count{source=\"fake\",phase=\"%s\"} ", phase);
+    const char *p = strstr(text, sample);
+    double v = p ? strtod(p + strlen(sample), NULL) : 0;
+    free(text);
+    return v;
+}
+
+static void test_overhead_observed(void **state)
+{
+    fixture *fx = *state;
+    char blob[900];
+    memset(blob, 'x', sizeof blob - 1);
+    blob[sizeof blob - 1] = 0;
+    int tiny = 1; /* the kernel's minimum: a few KiB */
+    assert_int_equal(setsockopt(fx->skiff_fd, SOL_SOCKET, SO_SNDBUF, &tiny, sizeof tiny), 0);
+    hello(fx, 32);
+    for (int i = 0; i < 32; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "t-%d", i);
+        sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "work", id, 0,
+                             json_pack("{s:s}", "blob", blob), 0);
+    }
+    spin(fx);
+    /* 30 KiB of task frames, the handler reads none: the first ones are written at once, the
+     * rest cannot have left yet. */
+    assert_true(overhead_count(fx, "dispatch") < 32);
+    for (int i = 0; i < 32; i++)
+        expect_type(fx, "task", NULL);
+    spin(fx);
+    assert_true(overhead_count(fx, "dispatch") == 32);
+    assert_true(overhead_count(fx, "result") == 0);
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"t-0\"}");
+    assert_int_equal(fx->src.completed, 1);
+    assert_true(overhead_count(fx, "result") == 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +730,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_handler_for_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unserved_job_type_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_task_fails_in_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_welcome_lists_features_and_methods, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_call_routed_to_method, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_after_close_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_later_delivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_extend_unsupported_without_op, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_extend_handed_to_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_with_feature, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_without_feature, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_queued_task, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overhead_observed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
