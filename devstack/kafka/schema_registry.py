@@ -1,0 +1,774 @@
+#!/usr/bin/env python3
+"""skiff devstack: a Confluent Schema Registry stand-in (Python standard library only).
+
+A STAND-IN, not Confluent's registry: Karapace is not published on PyPI and Confluent's
+registry is not on Maven Central, so neither installs from the registries these machines reach
+(see docs/adr/0005-devstack-kafka.md). It implements the part of Confluent's REST API that
+skiff and the official clients use, for AVRO schemas only:
+
+  GET    /schemas/ids/{id}                    {"schema": "..."}; 40403 if unknown
+  GET    /schemas/ids/{id}/schema             the schema itself
+  GET    /schemas/ids/{id}/subjects           ["subject", ...]
+  GET    /schemas/ids/{id}/versions           [{"subject": s, "version": v}, ...]
+  GET    /schemas/types                       ["AVRO"]
+  GET    /subjects[?deleted=true]             ["subject", ...]
+  POST   /subjects/{s}/versions               {"id": n}; 409 incompatible, 42201 invalid
+  POST   /subjects/{s}                        {"subject", "id", "version", "schema"}; 40401, 40403
+  GET    /subjects/{s}/versions               [1, 2, ...]; 40401
+  GET    /subjects/{s}/versions/{v|latest}    {"subject", "id", "version", "schema"}; 40402, 42202
+  GET    /subjects/{s}/versions/{v}/schema    the schema itself
+  GET    /subjects/{s}/versions/{v}/referencedby   [] (references are not supported)
+  DELETE /subjects/{s}[?permanent=true]       soft (then hard) delete; [versions]
+  DELETE /subjects/{s}/versions/{v}[?permanent=true]
+  POST   /compatibility/subjects/{s}/versions[/{v|latest}][?verbose=true]   {"is_compatible": b}
+  GET    /config, PUT /config                 global level (default BACKWARD)
+  GET    /config/{s}[?defaultToGlobal=true], PUT /config/{s}, DELETE /config/{s}
+  GET    /mode                                {"mode": "READWRITE"}
+  GET    /                                    {}
+
+Compatibility is really checked: Avro schema resolution (the rules of Avro's
+SchemaCompatibility: field defaults, type promotions, unions, enum symbols, names and
+aliases) for NONE, BACKWARD, FORWARD, FULL and their _TRANSITIVE forms; soft-deleted versions
+are left out. Errors are Confluent's: HTTP status plus {"error_code": ..., "message": ...};
+responses are application/vnd.schemaregistry.v1+json.
+
+Limits (what the real registry does and this one does not): AVRO only (JSON and PROTOBUF are
+refused with 42201); no schema references; no contexts, modes other than READWRITE, metadata,
+rule sets, GUIDs, normalization (?normalize is accepted and ignored) or authentication;
+schemas are deduplicated on their compact JSON text (with {"type": "<primitive>"} folded to
+"<primitive>"), not on Avro's full canonical form; storage is memory, optionally a JSON file
+(--state) rewritten after each change, instead of the _schemas Kafka topic.
+
+Run: python3 schema_registry.py [--host 127.0.0.1] [--port 28081] [--state FILE]
+     [--compatibility BACKWARD] [--quiet]
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE",
+          "FULL", "FULL_TRANSITIVE")
+PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_VERSION = 2 ** 31 - 1
+MAX_BODY = 16 * 1024 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class SchemaError(Exception):
+    pass
+
+
+# --- Avro schema parsing ---------------------------------------------------------------------
+
+def _fullname(name, namespace):
+    if "." in name:
+        return name
+    return f"{namespace}.{name}" if namespace else name
+
+
+def _check_name(fullname):
+    for part in fullname.split("."):
+        if not NAME_RE.match(part):
+            raise SchemaError(f"invalid name {fullname!r}")
+
+
+def parse_schema(obj):
+    """Parses an Avro schema (decoded JSON) into nodes; raises SchemaError when invalid.
+
+    Nodes: {"type": primitive} | record {"type", "name", "aliases", "fields": [...]} |
+    enum {"type", "name", "aliases", "symbols", "default"} | fixed {"type", "name", "size"} |
+    {"type": "array", "items"} | {"type": "map", "values"} | {"type": "union", "branches"}.
+    Named types are shared node objects, so recursive schemas are graphs.
+    """
+    names = {}
+    return _parse(obj, None, names)
+
+
+def _parse(obj, namespace, names):
+    if isinstance(obj, str):
+        if obj in PRIMITIVES:
+            return {"type": obj}
+        full = _fullname(obj, namespace)
+        if full in names:
+            return names[full]
+        if obj in names:
+            return names[obj]
+        raise SchemaError(f"unknown type {obj!r}")
+    if isinstance(obj, list):
+        branches = [_parse(b, namespace, names) for b in obj]
+        seen = set()
+        for b in branches:
+            if b["type"] == "union":
+                raise SchemaError("a union may not directly contain a union")
+            key = b.get("name") or b["type"]
+            if key in seen:
+                raise SchemaError(f"duplicate {key!r} in union")
+            seen.add(key)
+        return {"type": "union", "branches": branches}
+    if not isinstance(obj, dict):
+        raise SchemaError(f"not a schema: {json.dumps(obj)[:80]}")
+    t = obj.get("type")
+    if t is None:
+        raise SchemaError("a schema object needs a \"type\"")
+    if isinstance(t, (dict, list)):
+        return _parse(t, namespace, names)
+    if not isinstance(t, str):
+        raise SchemaError(f"invalid type {t!r}")
+    if t in PRIMITIVES:
+        return {"type": t}
+    if t in ("record", "error", "enum", "fixed"):
+        name = obj.get("name")
+        if not isinstance(name, str) or not name:
+            raise SchemaError(f"a {t} needs a \"name\"")
+        ns = obj.get("namespace", namespace)
+        if ns is not None and not isinstance(ns, str):
+            raise SchemaError("\"namespace\" must be a string")
+        full = _fullname(name, ns or None)
+        _check_name(full)
+        if full in names or full in PRIMITIVES:
+            raise SchemaError(f"type {full!r} is defined twice")
+        inner_ns = full.rpartition(".")[0] or None
+        aliases = obj.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise SchemaError(f"\"aliases\" of {full!r} must be a list of strings")
+        node = {"type": "record" if t == "error" else t, "name": full,
+                "aliases": [_fullname(a, inner_ns) for a in aliases]}
+        names[full] = node
+        if t in ("record", "error"):
+            _parse_fields(obj, node, inner_ns, names)
+        elif t == "enum":
+            symbols = obj.get("symbols")
+            if (not isinstance(symbols, list) or not all(
+                    isinstance(s, str) and NAME_RE.match(s) for s in symbols)):
+                raise SchemaError(f"enum {full!r} needs \"symbols\", a list of names")
+            if len(set(symbols)) != len(symbols):
+                raise SchemaError(f"enum {full!r} has duplicate symbols")
+            node["symbols"] = symbols
+            node["default"] = obj.get("default")
+            if node["default"] is not None and node["default"] not in symbols:
+                raise SchemaError(f"enum {full!r}: default is not one of its symbols")
+        else:
+            size = obj.get("size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise SchemaError(f"fixed {full!r} needs a \"size\"")
+            node["size"] = size
+        return node
+    if t == "array":
+        if "items" not in obj:
+            raise SchemaError("an array needs \"items\"")
+        return {"type": "array", "items": _parse(obj["items"], namespace, names)}
+    if t == "map":
+        if "values" not in obj:
+            raise SchemaError("a map needs \"values\"")
+        return {"type": "map", "values": _parse(obj["values"], namespace, names)}
+    # A reference to a named type written as {"type": "Name"}.
+    return _parse(t, namespace, names)
+
+
+def _parse_fields(obj, node, namespace, names):
+    fields = obj.get("fields")
+    if not isinstance(fields, list):
+        raise SchemaError(f"record {node['name']!r} needs \"fields\", a list")
+    node["fields"] = []
+    seen = set()
+    for f in fields:
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+            raise SchemaError(f"record {node['name']!r}: each field needs a \"name\"")
+        fname = f["name"]
+        if not NAME_RE.match(fname):
+            raise SchemaError(f"invalid field name {fname!r}")
+        if fname in seen:
+            raise SchemaError(f"record {node['name']!r}: duplicate field {fname!r}")
+        seen.add(fname)
+        if "type" not in f:
+            raise SchemaError(f"field {fname!r} needs a \"type\"")
+        ftype = _parse(f["type"], namespace, names)
+        aliases = f.get("aliases", [])
+        if not isinstance(aliases, list):
+            raise SchemaError(f"field {fname!r}: \"aliases\" must be a list")
+        field = {"name": fname, "type": ftype, "has_default": "default" in f,
+                 "default": f.get("default"), "aliases": aliases}
+        if field["has_default"] and not valid_default(ftype, f["default"]):
+            raise SchemaError(f"invalid default for field {fname!r}: "
+                              f"{json.dumps(f['default'])[:80]}")
+        node["fields"].append(field)
+
+
+def valid_default(node, value, _depth=0):
+    """Whether a JSON value is a valid default for the schema node (Avro's JSON encoding)."""
+    if _depth > 64:
+        return True
+    t = node["type"]
+    if t == "null":
+        return value is None
+    if t == "boolean":
+        return isinstance(value, bool)
+    if t in ("int", "long"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t in ("float", "double"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t in ("bytes", "string"):
+        return isinstance(value, str)
+    if t == "fixed":
+        return isinstance(value, str) and len(value) == node["size"]
+    if t == "enum":
+        return value in node["symbols"]
+    if t == "array":
+        return isinstance(value, list) and all(
+            valid_default(node["items"], v, _depth + 1) for v in value)
+    if t == "map":
+        return isinstance(value, dict) and all(
+            valid_default(node["values"], v, _depth + 1) for v in value.values())
+    if t == "record":
+        if not isinstance(value, dict):
+            return False
+        for f in node["fields"]:
+            if f["name"] in value:
+                if not valid_default(f["type"], value[f["name"]], _depth + 1):
+                    return False
+            elif not f["has_default"]:
+                return False
+        return True
+    if t == "union":
+        # The Avro specification says the first branch; Avro's Java library (which Confluent's
+        # registry uses) accepts a value of any branch, and so does this stand-in.
+        return any(valid_default(b, value, _depth + 1) for b in node["branches"])
+    return False
+
+
+# --- Avro schema resolution (compatibility) --------------------------------------------------
+
+PROMOTIONS = {
+    "int": ("long", "float", "double"),
+    "long": ("float", "double"),
+    "float": ("double",),
+    "string": ("bytes",),
+    "bytes": ("string",),
+}
+
+
+def _short(name):
+    return name.rpartition(".")[2]
+
+
+def _names_match(reader, writer):
+    return _short(reader["name"]) == _short(writer["name"]) or writer["name"] in reader.get(
+        "aliases", [])
+
+
+def incompatibilities(reader, writer):
+    """Reasons why data written with `writer` cannot be read with `reader` ([] = compatible)."""
+    problems = []
+    _resolve(reader, writer, "", problems, set())
+    return problems
+
+
+def _describe(node):
+    return node.get("name") or node["type"]
+
+
+def _resolve(reader, writer, path, problems, seen):
+    key = (id(reader), id(writer))
+    if key in seen:
+        return
+    seen.add(key)
+    rt, wt = reader["type"], writer["type"]
+    if wt == "union":
+        for i, b in enumerate(writer["branches"]):
+            _resolve(reader, b, f"{path}/{i}", problems, seen)
+        return
+    if rt == "union":
+        for b in reader["branches"]:
+            trial = []
+            _resolve(b, writer, path, trial, set(seen))
+            if not trial:
+                return
+        problems.append(f"{path or '/'}: reader union lacks writer type {_describe(writer)}")
+        return
+    if rt != wt:
+        if rt in PROMOTIONS.get(wt, ()):
+            return
+        problems.append(f"{path or '/'}: reader type {_describe(reader)} does not match "
+                        f"writer type {_describe(writer)}")
+        return
+    if rt in PRIMITIVES:
+        return
+    if rt in ("record", "enum", "fixed") and not _names_match(reader, writer):
+        problems.append(f"{path or '/'}: name mismatch: reader {reader['name']}, "
+                        f"writer {writer['name']}")
+        return
+    if rt == "fixed":
+        if reader["size"] != writer["size"]:
+            problems.append(f"{path or '/'}: fixed size mismatch: reader {reader['size']}, "
+                            f"writer {writer['size']}")
+    elif rt == "enum":
+        missing = [s for s in writer["symbols"] if s not in reader["symbols"]]
+        if missing and reader.get("default") is None:
+            problems.append(f"{path or '/'}: reader enum {reader['name']} lacks symbols "
+                            f"{missing}")
+    elif rt == "array":
+        _resolve(reader["items"], writer["items"], f"{path}/items", problems, seen)
+    elif rt == "map":
+        _resolve(reader["values"], writer["values"], f"{path}/values", problems, seen)
+    elif rt == "record":
+        wfields = {f["name"]: f for f in writer["fields"]}
+        for rf in reader["fields"]:
+            wf = wfields.get(rf["name"])
+            if wf is None:
+                wf = next((wfields[a] for a in rf["aliases"] if a in wfields), None)
+            if wf is None:
+                if not rf["has_default"]:
+                    problems.append(f"{path}/fields/{rf['name']}: reader field "
+                                    f"{rf['name']!r} has no default value and is missing "
+                                    f"in the writer's schema")
+                continue
+            _resolve(rf["type"], wf["type"], f"{path}/fields/{rf['name']}", problems, seen)
+
+
+def check_level(level, new, olders):
+    """Problems of `new` (parsed) against `olders` (parsed, oldest first) under `level`."""
+    if level == "NONE" or not olders:
+        return []
+    targets = olders if level.endswith("_TRANSITIVE") else olders[-1:]
+    base = level.replace("_TRANSITIVE", "")
+    problems = []
+    for old in targets:
+        if base in ("BACKWARD", "FULL"):
+            problems += incompatibilities(new, old)
+        if base in ("FORWARD", "FULL"):
+            problems += incompatibilities(old, new)
+    return problems
+
+
+def canonical_text(obj):
+    """The stored text of a schema: compact JSON, {"type": "<primitive>"} folded."""
+    def fold(o):
+        if isinstance(o, dict):
+            if len(o) == 1 and o.get("type") in PRIMITIVES:
+                return o["type"]
+            return {k: fold(v) if k in ("type", "items", "values", "fields") else v
+                    for k, v in o.items()}
+        if isinstance(o, list):
+            return [fold(v) for v in o]
+        return o
+    return json.dumps(fold(obj), separators=(",", ":"), ensure_ascii=False)
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+class Registry:
+    def __init__(self, compatibility="BACKWARD", state_file=None):
+        self.lock = threading.RLock()
+        self.state_file = state_file
+        self.schemas = {}       # id -> schema text
+        self.ids = {}           # schema text -> id
+        self.subjects = {}      # name -> {"versions": [{"version", "id", "deleted"}], "next": n}
+        self.subject_config = {}
+        self.compatibility = compatibility
+        self.next_id = 1
+        self._parsed = {}
+        if state_file and os.path.exists(state_file):
+            self._load()
+
+    # persistence
+    def _load(self):
+        with open(self.state_file, encoding="utf-8") as f:
+            st = json.load(f)
+        self.schemas = {int(k): v for k, v in st["schemas"].items()}
+        self.ids = {v: k for k, v in self.schemas.items()}
+        self.subjects = st["subjects"]
+        self.subject_config = st["subject_config"]
+        self.compatibility = st["compatibility"]
+        self.next_id = st["next_id"]
+
+    def _save(self):
+        if not self.state_file:
+            return
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"schemas": self.schemas, "subjects": self.subjects,
+                       "subject_config": self.subject_config,
+                       "compatibility": self.compatibility, "next_id": self.next_id}, f)
+        os.replace(tmp, self.state_file)
+
+    def parsed(self, sid):
+        p = self._parsed.get(sid)
+        if p is None:
+            p = self._parsed[sid] = parse_schema(json.loads(self.schemas[sid]))
+        return p
+
+    # helpers
+    @staticmethod
+    def read_schema(body):
+        if not isinstance(body, dict) or not isinstance(body.get("schema"), str):
+            raise ApiError(422, 42201, "Invalid schema: the request needs a \"schema\" string")
+        stype = body.get("schemaType") or "AVRO"
+        if stype != "AVRO":
+            raise ApiError(422, 42201, f"Invalid schema: schemaType {stype} is not supported "
+                           f"by devstack's registry stand-in (AVRO only)")
+        if body.get("references"):
+            raise ApiError(422, 42201, "Invalid schema: schema references are not supported "
+                           "by devstack's registry stand-in")
+        try:
+            obj = json.loads(body["schema"])
+        except ValueError as e:
+            raise ApiError(422, 42201, f"Invalid schema: not JSON: {e}") from None
+        try:
+            node = parse_schema(obj)
+        except SchemaError as e:
+            raise ApiError(422, 42201, f"Invalid schema: {e}") from None
+        except RecursionError:
+            raise ApiError(422, 42201, "Invalid schema: nested too deeply") from None
+        return canonical_text(obj), node
+
+    def subject(self, name, deleted=False):
+        sub = self.subjects.get(name)
+        if sub is None or not any(deleted or not v["deleted"] for v in sub["versions"]):
+            raise ApiError(404, 40401, f"Subject '{name}' not found.")
+        return sub
+
+    @staticmethod
+    def parse_version(v):
+        if v == "latest":
+            return -1
+        try:
+            n = int(v)
+        except ValueError:
+            n = 0
+        if n == -1 or 1 <= n <= MAX_VERSION:
+            return n
+        raise ApiError(422, 42202, f"The specified version '{v}' is not a valid version id. "
+                       "Allowed values are between [1, 2^31-1] and the string \"latest\"")
+
+    def version_entry(self, name, v, deleted=False):
+        sub = self.subject(name, deleted)
+        n = self.parse_version(v)
+        live = [e for e in sub["versions"] if deleted or not e["deleted"]]
+        if n == -1:
+            if live:
+                return live[-1]
+        else:
+            for e in live:
+                if e["version"] == n:
+                    return e
+        raise ApiError(404, 40402, f"Version {v} not found.")
+
+    def level(self, name):
+        return self.subject_config.get(name, self.compatibility)
+
+    def entry_json(self, name, e):
+        return {"subject": name, "version": e["version"], "id": e["id"],
+                "schema": self.schemas[e["id"]]}
+
+    # operations
+    def register(self, name, body):
+        text, node = self.read_schema(body)
+        with self.lock:
+            sub = self.subjects.get(name)
+            if sub:
+                for e in sub["versions"]:
+                    if not e["deleted"] and self.schemas[e["id"]] == text:
+                        return {"id": e["id"]}
+                olders = [self.parsed(e["id"]) for e in sub["versions"] if not e["deleted"]]
+                problems = check_level(self.level(name), node, olders)
+                if problems:
+                    raise ApiError(409, 409, "Schema being registered is incompatible with an "
+                                   f"earlier schema for subject \"{name}\", details: "
+                                   f"{problems} ({self.level(name)})")
+            sid = self.ids.get(text)
+            if sid is None:
+                sid = self.next_id
+                self.next_id += 1
+                self.schemas[sid] = text
+                self.ids[text] = sid
+                self._parsed[sid] = node
+            if sub is None:
+                sub = self.subjects[name] = {"versions": [], "next": 1}
+            sub["versions"].append({"version": sub["next"], "id": sid, "deleted": False})
+            sub["next"] += 1
+            self._save()
+            return {"id": sid}
+
+    def lookup(self, name, body, deleted=False):
+        text, _ = self.read_schema(body)
+        with self.lock:
+            sub = self.subject(name, deleted)
+            for e in reversed(sub["versions"]):
+                if (deleted or not e["deleted"]) and self.schemas[e["id"]] == text:
+                    return self.entry_json(name, e)
+        raise ApiError(404, 40403, "Schema not found")
+
+    def compatibility_check(self, name, version, body, verbose):
+        _, node = self.read_schema(body)
+        with self.lock:
+            level = self.level(name)
+            if version is None:
+                sub = self.subjects.get(name)
+                olders = [self.parsed(e["id"]) for e in (sub or {"versions": []})["versions"]
+                          if not e["deleted"]]
+                problems = check_level(level, node, olders)
+            else:
+                sub = self.subjects.get(name)
+                if version == "latest" and (sub is None or all(
+                        e["deleted"] for e in sub["versions"])):
+                    problems = []     # nothing registered yet: anything is compatible
+                else:
+                    e = self.version_entry(name, version)
+                    problems = check_level(level.replace("_TRANSITIVE", ""), node,
+                                           [self.parsed(e["id"])])
+        out = {"is_compatible": not problems}
+        if verbose:
+            out["messages"] = problems
+        return out
+
+    def delete_subject(self, name, permanent):
+        with self.lock:
+            sub = self.subjects.get(name)
+            if sub is None or not sub["versions"]:
+                raise ApiError(404, 40401, f"Subject '{name}' not found.")
+            live = [e for e in sub["versions"] if not e["deleted"]]
+            if permanent:
+                if live:
+                    raise ApiError(404, 40405, f"Subject '{name}' was not deleted first before "
+                                   "being permanently deleted")
+                out = [e["version"] for e in sub["versions"]]
+                del self.subjects[name]
+                self.subject_config.pop(name, None)
+            else:
+                if not live:
+                    raise ApiError(404, 40404, f"Subject '{name}' was soft deleted.Set "
+                                   "permanent=true to delete permanently")
+                for e in live:
+                    e["deleted"] = True
+                out = [e["version"] for e in live]
+            self._save()
+            return out
+
+    def delete_version(self, name, v, permanent):
+        with self.lock:
+            e = self.version_entry(name, v, deleted=permanent)
+            if permanent:
+                if not e["deleted"]:
+                    raise ApiError(404, 40407, f"Subject '{name}' Version {e['version']} was "
+                                   "not deleted first before being permanently deleted")
+                self.subjects[name]["versions"].remove(e)
+                if not self.subjects[name]["versions"]:
+                    del self.subjects[name]
+            else:
+                e["deleted"] = True
+            self._save()
+            return e["version"]
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+def _flag(query, key):
+    return query.get(key, ["false"])[-1].lower() == "true"
+
+
+def route(reg, method, parts, query, body):
+    """Returns (status, json-able) or raises ApiError."""
+    n = len(parts)
+    if n == 0:
+        if method == "GET":
+            return 200, {}
+    elif parts[0] == "schemas":
+        if n == 2 and parts[1] == "types" and method == "GET":
+            return 200, ["AVRO"]
+        if n >= 3 and parts[1] == "ids" and method == "GET":
+            try:
+                sid = int(parts[2])
+            except ValueError:
+                sid = -1
+            with reg.lock:
+                text = reg.schemas.get(sid)
+                if text is None:
+                    raise ApiError(404, 40403, f"Schema {parts[2]} not found")
+                if n == 3:
+                    return 200, {"schema": text}
+                if n == 4 and parts[3] == "schema":
+                    return 200, json.loads(text)
+                pairs = [(s, e["version"]) for s, sub in sorted(reg.subjects.items())
+                         for e in sub["versions"]
+                         if e["id"] == sid and (_flag(query, "deleted") or not e["deleted"])]
+                if n == 4 and parts[3] == "subjects":
+                    return 200, sorted({s for s, _ in pairs})
+                if n == 4 and parts[3] == "versions":
+                    return 200, [{"subject": s, "version": v} for s, v in pairs]
+    elif parts[0] == "subjects":
+        if n == 1 and method == "GET":
+            deleted = _flag(query, "deleted")
+            with reg.lock:
+                return 200, sorted(s for s, sub in reg.subjects.items()
+                                   if any(deleted or not e["deleted"] for e in sub["versions"]))
+        if n >= 2:
+            name = parts[1]
+            if n == 2 and method == "POST":
+                return 200, reg.lookup(name, body, _flag(query, "deleted"))
+            if n == 2 and method == "DELETE":
+                return 200, reg.delete_subject(name, _flag(query, "permanent"))
+            if n == 3 and parts[2] == "versions":
+                if method == "POST":
+                    return 200, reg.register(name, body)
+                if method == "GET":
+                    deleted = _flag(query, "deleted")
+                    with reg.lock:
+                        sub = reg.subject(name, deleted)
+                        return 200, [e["version"] for e in sub["versions"]
+                                     if deleted or not e["deleted"]]
+            if n >= 4 and parts[2] == "versions":
+                if n == 4 and method == "DELETE":
+                    return 200, reg.delete_version(name, parts[3], _flag(query, "permanent"))
+                if method == "GET":
+                    with reg.lock:
+                        e = reg.version_entry(name, parts[3], _flag(query, "deleted"))
+                        if n == 4:
+                            return 200, reg.entry_json(name, e)
+                        if n == 5 and parts[4] == "schema":
+                            return 200, json.loads(reg.schemas[e["id"]])
+                        if n == 5 and parts[4] == "referencedby":
+                            return 200, []
+    elif parts[0] == "compatibility":
+        if (method == "POST" and n in (4, 5) and parts[1] == "subjects"
+                and parts[3] == "versions"):
+            version = parts[4] if n == 5 else None
+            if version is not None:
+                reg.parse_version(version)
+            return 200, reg.compatibility_check(parts[2], version, body,
+                                                _flag(query, "verbose"))
+    elif parts[0] == "config":
+        if n == 1 and method == "GET":
+            return 200, {"compatibilityLevel": reg.compatibility}
+        if n <= 2 and method == "PUT":
+            level = body.get("compatibility") if isinstance(body, dict) else None
+            if not isinstance(level, str) or level.upper() not in LEVELS:
+                raise ApiError(422, 42203, "Invalid compatibility level. Valid values are "
+                               + ", ".join(LEVELS))
+            with reg.lock:
+                if n == 1:
+                    reg.compatibility = level.upper()
+                else:
+                    reg.subject_config[parts[1]] = level.upper()
+                reg._save()
+            return 200, {"compatibility": level.upper()}
+        if n == 2 and method == "GET":
+            with reg.lock:
+                level = reg.subject_config.get(parts[1])
+                if level is None and _flag(query, "defaultToGlobal"):
+                    level = reg.compatibility
+            if level is None:
+                raise ApiError(404, 40408, f"Subject '{parts[1]}' does not have subject-level "
+                               "compatibility configured")
+            return 200, {"compatibilityLevel": level}
+        if n == 2 and method == "DELETE":
+            with reg.lock:
+                level = reg.subject_config.pop(parts[1], None)
+                reg._save()
+            if level is None:
+                raise ApiError(404, 40401, f"Subject '{parts[1]}' not found.")
+            return 200, {"compatibilityLevel": level}
+    elif parts[0] == "mode" and n == 1 and method == "GET":
+        return 200, {"mode": "READWRITE"}
+    raise ApiError(404, 404, "HTTP 404 Not Found")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body are separate writes: without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK add about 40 ms to every keep-alive request.
+    disable_nagle_algorithm = True
+    server_version = "skiff-devstack-schema-registry/1"
+    registry = None
+    quiet = False
+
+    def _handle(self, method):
+        status, payload = 500, None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self.close_connection = True
+                raise ApiError(413, 413, "request body too large")
+            raw = self.rfile.read(length) if length else b""
+            body = None
+            if raw:
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    raise ApiError(400, 400, "Unexpected character: the request body is not "
+                                   "JSON") from None
+            url = urlsplit(self.path)
+            parts = [unquote(p) for p in url.path.split("/") if p]
+            status, payload = route(self.registry, method, parts, parse_qs(url.query), body)
+        except ApiError as e:
+            status, payload = e.status, {"error_code": e.code, "message": e.message}
+        except Exception as e:  # noqa: BLE001 - report, never crash the server
+            status, payload = 500, {"error_code": 50001, "message": f"internal error: {e!r}"}
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 - http.server naming
+        self._handle("GET")
+
+    def do_POST(self):  # noqa: N802
+        self._handle("POST")
+
+    def do_PUT(self):  # noqa: N802
+        self._handle("PUT")
+
+    def do_DELETE(self):  # noqa: N802
+        self._handle("DELETE")
+
+    def log_message(self, fmt, *args):
+        if not self.quiet:
+            sys.stderr.write("%s %s\n" % (self.log_date_time_string(), fmt % args))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=28081)
+    ap.add_argument("--state", help="JSON file to keep schemas in (default: memory only)")
+    ap.add_argument("--compatibility", default="BACKWARD", choices=LEVELS)
+    ap.add_argument("--quiet", action="store_true", help="no access log")
+    args = ap.parse_args(argv)
+
+    Handler.registry = Registry(args.compatibility, args.state)
+    Handler.quiet = args.quiet
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.allow_reuse_address = True
+    httpd = ThreadingHTTPServer((args.host, args.port), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    sys.stderr.write(f"schema registry stand-in listening on http://{args.host}:"
+                     f"{httpd.server_address[1]} (compatibility {args.compatibility}, "
+                     f"state {args.state or 'memory'})\n")
+    sys.stderr.flush()
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# skiff devstack: a Confluent-compatible Schema Registry on loopback. A STAND-IN
+# (devstack/kafka/schema_registry.py, Python standard library): Karapace is not on PyPI and
+# Confluent's registry is not on Maven Central (docs/adr/0005-devstack-kafka.md). AVRO only;
+# compatibility (BACKWARD by default) is really checked with Avro's resolution rules.
+#
+#   schema-registry.sh start     clean start (no schemas; stops one this script started on
+#                                the same port first), waits until it answers
+#   schema-registry.sh stop      SIGTERM, wait, then SIGKILL; fine when none runs
+#   schema-registry.sh restart   stop + start
+#   schema-registry.sh status    exit 0 and the subjects when running, exit 3 when not
+#   schema-registry.sh logs [-f|N]   access log (tail)
+#   schema-registry.sh env       shell lines to eval: SCHEMA_REGISTRY_URL, ...
+#
+# It needs nothing but /usr/bin/python3, and no Kafka broker (schemas live in memory and in
+# $SKIFF_SCHEMA_REGISTRY_RUN_DIR/schemas.json, not in a _schemas topic).
+# Settings (environment): see devstack/README.md.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+SR_PY=${SKIFF_SCHEMA_REGISTRY_PYTHON:-/usr/bin/python3}
+SR_SCRIPT=$DEVSTACK_DIR/kafka/schema_registry.py
+SR_HOST=${SKIFF_SCHEMA_REGISTRY_HOST:-127.0.0.1}
+SR_PORT=${SKIFF_SCHEMA_REGISTRY_PORT:-28081}
+SR_RUN=${SKIFF_SCHEMA_REGISTRY_RUN_DIR:-$SKIFF_RUN_DIR/schema-registry-$SR_PORT}
+SR_LOG=$SR_RUN/schema-registry.log
+SR_PIDFILE=$SR_RUN/schema-registry.pid
+SR_STATE=$SR_RUN/schemas.json
+SR_COMPATIBILITY=${SKIFF_SCHEMA_REGISTRY_COMPATIBILITY:-BACKWARD}
+START_TIMEOUT=${SKIFF_SCHEMA_REGISTRY_START_TIMEOUT:-20}
+STOP_TIMEOUT=${SKIFF_SCHEMA_REGISTRY_STOP_TIMEOUT:-10}
+URL=http://$SR_HOST:$SR_PORT
+
+usage() {
+  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+# PID of the registry this script started for this port, if it is still running.
+registry_pid() {
+  local pid cmdline
+  [ -f "$SR_PIDFILE" ] || return 1
+  pid=$(cat "$SR_PIDFILE" 2>/dev/null || true)
+  [ -n "$pid" ] && running "$pid" || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+  [[ "$cmdline" == *schema_registry.py* && "$cmdline" == *"--state $SR_STATE "* ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+# True while process $1 runs (a zombie does not count: whoever adopted it, PID 1 in some
+# sandboxes, may take a second or two to reap it, and its ports are already closed).
+running() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "${st%% *}" != Z ]
+}
+
+log_tail() {
+  if [ -f "$SR_LOG" ]; then
+    printf -- '--- last lines of %s ---\n' "$SR_LOG" >&2
+    tail -n 40 "$SR_LOG" >&2
+    printf -- '---\n' >&2
+  fi
+}
+
+# Ready = GET /subjects answers a JSON list with the registry's content type.
+answers() {
+  local out
+  out=$(curl -fsS --max-time 2 -D - "$URL/subjects" 2>/dev/null) || return 1
+  grep -qi '^content-type: application/vnd.schemaregistry.v1+json' <<<"$out" &&
+    grep -q '^\[' <<<"$out"
+}
+
+wait_ready() {
+  local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
+  while :; do
+    if ! running "$pid"; then
+      printf 'devstack: error: schema registry exited during start-up\n' >&2
+      log_tail
+      return 1
+    fi
+    answers && return 0
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      printf 'devstack: error: schema registry not ready after %ss (%s)\n' \
+        "$START_TIMEOUT" "$URL" >&2
+      log_tail
+      return 1
+    fi
+    sleep 0.05
+  done
+}
+
+do_stop() {
+  local pid i
+  if ! pid=$(registry_pid); then
+    rm -f "$SR_PIDFILE"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+    running "$pid" || break
+    sleep 0.1
+  done
+  if running "$pid"; then
+    devstack_say "schema registry (pid $pid) still running after ${STOP_TIMEOUT}s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    while running "$pid"; do sleep 0.1; done
+  fi
+  rm -f "$SR_PIDFILE"
+}
+
+do_start() {
+  local pid t0 elapsed
+  [ -x "$SR_PY" ] || devstack_die "$SR_PY not found (SKIFF_SCHEMA_REGISTRY_PYTHON)"
+  if registry_pid >/dev/null; then
+    devstack_say "stopping the running schema registry for a clean start"
+    do_stop
+  fi
+  if port_in_use "$SR_HOST" "$SR_PORT"; then
+    devstack_die "port $SR_HOST:$SR_PORT is already in use (SKIFF_SCHEMA_REGISTRY_PORT moves it)"
+  fi
+  case "$SR_RUN" in
+    /?*/?*) ;;
+    *) devstack_die "refusing to use run dir '$SR_RUN' (wiped on start): give a deeper path" ;;
+  esac
+  t0=$(date +%s%N)
+  rm -rf "$SR_RUN"
+  mkdir -p "$SR_RUN"
+  (
+    cd "$SR_RUN"
+    exec setsid "$SR_PY" "$SR_SCRIPT" --host "$SR_HOST" --port "$SR_PORT" \
+      --state "$SR_STATE" --compatibility "$SR_COMPATIBILITY"
+  ) >>"$SR_LOG" 2>&1 </dev/null &
+  pid=$!
+  printf '%s\n' "$pid" >"$SR_PIDFILE"
+  if ! wait_ready "$pid"; then
+    do_stop
+    exit 1
+  fi
+  elapsed=$((($(date +%s%N) - t0) / 1000000))
+  write_env >"$SR_RUN/env"
+  printf 'schema registry (stand-in) ready on %s in %d.%01ds (pid %s, compatibility %s)\n' \
+    "$URL" $((elapsed / 1000)) $((elapsed % 1000 / 100)) "$pid" "$SR_COMPATIBILITY"
+}
+
+write_env() {
+  printf 'export SCHEMA_REGISTRY_URL=%q\n' "$URL"
+  printf 'export SKIFF_SCHEMA_REGISTRY_URL=%q\n' "$URL"
+  printf 'export SKIFF_SCHEMA_REGISTRY_LOG=%q\n' "$SR_LOG"
+}
+
+do_status() {
+  local pid subjects
+  if pid=$(registry_pid); then
+    printf 'schema registry (stand-in) running (pid %s, %s, run dir %s)\n' "$pid" "$URL" "$SR_RUN"
+    if subjects=$(curl -fsS --max-time 2 "$URL/subjects" 2>/dev/null); then
+      printf 'subjects: %s\n' "$subjects"
+    else
+      printf '(not answering)\n'
+    fi
+    return 0
+  fi
+  printf 'schema registry not running (%s)\n' "$URL"
+  return 3
+}
+
+cmd=${1:-}
+case "$cmd" in
+  start) do_start ;;
+  stop) do_stop ;;
+  restart) do_stop && do_start ;;
+  status) do_status ;;
+  logs)
+    [ -f "$SR_LOG" ] || devstack_die "no log yet at $SR_LOG"
+    if [ "${2:-}" = "-f" ]; then exec tail -n 100 -f "$SR_LOG"; fi
+    tail -n "${2:-200}" "$SR_LOG"
+    ;;
+  env) write_env ;;
+  *) usage ;;
+esac
