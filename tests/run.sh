@@ -2,7 +2,8 @@
 # Runs every test of skiff on this machine, installing what it needs first (idempotent):
 # unit tests (plain -Werror build and ASan+UBSan build), gRPC conformance against grpcio and
 # grpc-js, handler protocol and SDK conformance, short fuzz runs, and integration tests of the
-# real skiff binary (sanitized) against the real Zeebe broker with SDK handlers.
+# real skiff binary (sanitized) against the real Zeebe broker with SDK handlers; last, devstack's
+# Kafka broker and Schema Registry checked with the official Kafka and Avro clients.
 #
 #   tests/run.sh                 everything
 #   SKIFF_FUZZ_SECONDS=60 ...    longer fuzz runs (default 10 s per target)
@@ -52,5 +53,8 @@ $PY -m pytest -q -p no:cacheprovider handler-protocol/tests
 step "integration: skiff (ASan+UBSan) + real Zeebe broker + SDK handlers"
 SKIFF_BIN=$ROOT/build-asan/skiff ASAN_OPTIONS=detect_leaks=1 \
   $PY -m pytest -q -p no:cacheprovider tests/integration "$@"
+
+step "devstack Kafka: real broker + Schema Registry, checked with the official clients"
+$PY devstack/kafka_selfcheck.py
 
 step "all tests passed"
