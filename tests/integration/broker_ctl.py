@@ -21,7 +21,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import ZEEBE_SH, free_port, free_port_block, wait_until
+from conftest import ZEEBE_SH, free_port_block, wait_until
 import zeebe_client
 
 
@@ -30,7 +30,7 @@ class OwnBroker:
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.port = free_port_block(4)
-        self.monitor = free_port()
+        self.monitor = free_port_block(1)
         self.address = f"127.0.0.1:{self.port}"
         self.run_dir = self.base / "run"
         self.data_dir = self.base / "data"

@@ -33,12 +33,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ephemeral_start() -> int:
+    """First port of the kernel's range for outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_block(n: int) -> int:
     """First of n consecutive free loopback ports (a broker uses its gateway port and the next
-    three)."""
+    three; its monitoring port is a block of 1). Taken below the kernel's ephemeral range: a
+    broker binds seconds after this check, and in between any outgoing connection of the
+    machine may be given a port from that range."""
     import random
+    top = min(ephemeral_start(), 60000)
     for _ in range(200):
-        base = random.randrange(30000, 60000 - n)
+        base = random.randrange(20000, top - n)
         try:
             socks = []
             for port in range(base, base + n):

@@ -7,10 +7,10 @@ import subprocess
 import pytest
 
 from bpmn import service_task
-from conftest import ZEEBE_SH, free_port, free_port_block, wait_until
+from conftest import ZEEBE_SH, free_port_block, wait_until
 import zeebe_client
 
-PORT, MONITOR = str(free_port_block(4)), str(free_port())
+PORT, MONITOR = str(free_port_block(4)), str(free_port_block(1))
 
 
 @pytest.fixture(scope="module")
