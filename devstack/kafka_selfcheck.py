@@ -280,7 +280,12 @@ def main():
         return "3 partitions, zstd"
 
     def list_topics():
+        # A new topic reaches the broker's metadata cache a moment after CreateTopics returns.
+        deadline = time.monotonic() + 10
         md = admin.list_topics(timeout=10)
+        while topic not in md.topics and time.monotonic() < deadline:
+            time.sleep(0.1)
+            md = admin.list_topics(timeout=10)
         expect(topic in md.topics, f"{topic} not listed: {sorted(md.topics)}")
         expect(len(md.topics[topic].partitions) == 3, "partition count")
         return f"{len(md.topics)} topics"
