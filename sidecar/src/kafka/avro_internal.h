@@ -1,0 +1,121 @@
+/* Private to the Avro <-> JSON codec (avro_schema.c, avro_logical.c, avro_decode.c,
+ * avro_encode.c): the compiled schema, error and path buffers, and the functions the pieces
+ * call across files. Not for use outside sidecar/src/kafka/avro_*.c. */
+#ifndef SK_AVRO_INTERNAL_H
+#define SK_AVRO_INTERNAL_H
+
+#include "kafka/avro_json.h"
+
+/* ---- compiled schema --------------------------------------------------------------------- */
+
+typedef enum {
+    K_NULL,
+    K_BOOLEAN,
+    K_INT,
+    K_LONG,
+    K_FLOAT,
+    K_DOUBLE,
+    K_BYTES,
+    K_STRING,
+    K_RECORD,
+    K_ENUM,
+    K_ARRAY,
+    K_MAP,
+    K_UNION,
+    K_FIXED,
+} kind;
+
+typedef enum { L_NONE, L_DECIMAL, L_DATE, L_TS_MILLIS, L_TS_MICROS, L_UUID } logical;
+
+typedef struct node node;
+
+typedef struct field {
+    char *name;
+    node *type;
+    uint8_t *def; /* pre-encoded default, NULL when the field has none */
+    size_t def_len;
+    json_t *def_json; /* kept until the defaults are compiled */
+} field;
+
+struct node {
+    kind k;
+    logical lt;
+    int precision, scale;
+    char *name;  /* full name of a named type; NULL otherwise */
+    size_t size; /* fixed */
+    size_t n;    /* fields, symbols or branches */
+    field *fields;
+    char **symbols;
+    node **branches;
+    node *items;  /* array items, map values */
+    int nu_other; /* union ["null", X] / [X, "null"]: index of X, else -1 */
+};
+
+struct sk_avro_schema {
+    node *root;
+    node **all; /* every node, for freeing; named types are looked up here too */
+    size_t n_all, cap_all;
+};
+
+/* ---- errors and paths -------------------------------------------------------------------- */
+
+typedef struct path {
+    char buf[512];
+    size_t len;
+} path;
+
+typedef struct errbuf {
+    char *err;
+    size_t errlen;
+    int set;
+} errbuf;
+
+/* ---- schema compiler --------------------------------------------------------------------- */
+
+typedef struct compiler {
+    sk_avro_schema *s;
+    errbuf e;
+} compiler;
+
+#define DEC_MAX_BYTES 256 /* decimal: two's-complement big-endian unscaled integer */
+
+extern const char *const sk_avro_kind_names[];
+
+/* ---- avro_schema.c: errors, paths, names --------------------------------------------------- */
+
+size_t sk_avro_path_push(path *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sk_avro_path_pop(path *p, size_t saved);
+int sk_avro_fail(errbuf *e, const path *p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *sk_avro_type_name(const node *n);
+
+/* ---- avro_logical.c: text, decimal, dates and timestamps, uuid ----------------------------- */
+
+int sk_avro_utf8_valid(const uint8_t *s, size_t n);
+/* bytes -> JSON string of code points U+0000..U+00FF. */
+json_t *sk_avro_bytes_to_json(const uint8_t *b, size_t n);
+/* JSON string of code points <= U+00FF -> bytes (malloc'ed, *n). NULL when a code point is
+ * above U+00FF (*bad set) or on allocation failure. */
+uint8_t *sk_avro_json_to_bytes(const json_t *j, size_t *n, int *bad);
+int sk_avro_uuid_valid(const char *s, size_t n);
+/* Decimal text of the unscaled value in b[0..n) with `scale` fraction digits. */
+json_t *sk_avro_decimal_to_json(const uint8_t *b, size_t n, int scale);
+/* Parses "[-]digits[.digits]" into unscaled digits (no leading zeros, "" for 0); -1 + msg. */
+int sk_avro_decimal_digits(const char *s, int scale, int precision, char *dig, size_t cap, int *neg,
+                           const char **msg);
+/* Days since the epoch -> "YYYY-MM-DD"; NULL outside years 0001..9999. */
+json_t *sk_avro_date_to_json(int64_t days);
+/* Units since the epoch -> RFC 3339 UTC with `digits` fraction digits; NULL outside years
+ * 0001..9999. */
+json_t *sk_avro_timestamp_to_json(int64_t v, int64_t unit, int digits);
+/* "YYYY-MM-DD" -> days since the epoch; -1 when invalid. */
+int sk_avro_parse_date(const char *s, int64_t *days);
+/* RFC 3339 "YYYY-MM-DDTHH:MM:SS[.f](Z|+hh:mm|-hh:mm)" -> units since the epoch (UTC). */
+int sk_avro_parse_timestamp(const char *s, int64_t unit, int digits, int64_t *out);
+
+/* ---- avro_encode.c ------------------------------------------------------------------------- */
+
+/* Encodes every field default once (Avro JSON encoding, union defaults use branch 0). */
+int sk_avro_compile_defaults(compiler *c);
+
+#endif
