@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kafka/avro_json.h"
+#include "schema/avro_json.h"
 
 static const char *const schemas[] = {
     ("{\"type\":\"record\",\"name\":\"All\",\"namespace\":\"f\",\"fields\":["

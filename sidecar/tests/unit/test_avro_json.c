@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kafka/avro_json.h"
+#include "schema/avro_json.h"
 
 static sk_avro_schema *schema(const char *json)
 {

@@ -1,6 +1,6 @@
 /* Avro binary -> JSON: the bounded binary reader, the decoder, sk_avro_to_json and the
  * Confluent wire-format helpers. */
-#include "kafka/avro_internal.h"
+#include "schema/avro_internal.h"
 
 #include <math.h>
 #include <stdio.h>

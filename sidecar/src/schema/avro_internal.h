@@ -1,10 +1,10 @@
 /* Private to the Avro <-> JSON codec (avro_schema.c, avro_logical.c, avro_decode.c,
  * avro_encode.c): the compiled schema, error and path buffers, and the functions the pieces
- * call across files. Not for use outside sidecar/src/kafka/avro_*.c. */
+ * call across files. Not for use outside sidecar/src/schema/avro_*.c. */
 #ifndef SK_AVRO_INTERNAL_H
 #define SK_AVRO_INTERNAL_H
 
-#include "kafka/avro_json.h"
+#include "schema/avro_json.h"
 
 /* ---- compiled schema --------------------------------------------------------------------- */
 

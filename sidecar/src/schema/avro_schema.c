@@ -1,6 +1,6 @@
 /* Avro schema handling: errors and paths shared by the codec, the capped avro-c allocator,
  * the schema compiler (JSON schema -> node tree) and sk_avro_schema_parse/free. */
-#include "kafka/avro_internal.h"
+#include "schema/avro_internal.h"
 
 #include <avro.h>
 #include <pthread.h>

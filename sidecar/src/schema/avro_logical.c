@@ -1,6 +1,6 @@
 /* Value conversions for the Avro codec: UTF-8 checks, bytes <-> JSON strings, decimals, dates
  * and timestamps (proleptic Gregorian), uuid text. No reader or writer state. */
-#include "kafka/avro_internal.h"
+#include "schema/avro_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

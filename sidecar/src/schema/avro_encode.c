@@ -1,6 +1,6 @@
 /* JSON -> Avro binary: the growing binary writer, the encoder (decimal encoding included),
  * field defaults compiled at schema parse time, and sk_avro_from_json. */
-#include "kafka/avro_internal.h"
+#include "schema/avro_internal.h"
 
 #include <math.h>
 #include <stdio.h>
