@@ -18,206 +18,6 @@
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
 
-static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
-
-static const row table[] = {
-    {.key = "service.name",
-     .type = T_STRING,
-     .def = "skiff",
-     .min = 1,
-     .max = 255,
-     .env = ENV("OTEL_SERVICE_NAME"),
-     .off = OFF(service_name),
-     .help = "Service name in every log line (`service_name`) and in exported telemetry."},
-    {.key = "log.level",
-     .type = T_ENUM,
-     .def = "info",
-     .choices = log_levels,
-     .off = OFF(log_level),
-     .help = "Lowest level of the JSON log lines written to stderr."},
-    {.key = "admin.address",
-     .type = T_ADDRESS,
-     .def = "0.0.0.0:9464",
-     .min = 0,
-     .max = 65535,
-     .off = OFF(admin_address),
-     .help = "Listen address of the admin HTTP server (`/metrics`, `/healthz`, `/readyz`). "
-             "Port 0 picks a free port."},
-    {.key = "handler.socket",
-     .type = T_STRING,
-     .def = "/run/skiff/handler.sock",
-     .min = 1,
-     .max = 107,
-     .off = OFF(handler_socket),
-     .help = "Path of the Unix socket handlers connect to, on a volume shared with the "
-             "handler container (107 bytes at most, the limit of a socket address)."},
-    {.key = "handler.max_frame",
-     .type = T_SIZE,
-     .def = "4MiB",
-     .min = KIB,
-     .max = 64 * MIB,
-     .off = OFF(handler_max_frame),
-     .help = "Largest frame exchanged with a handler; a larger one is a protocol error and "
-             "closes the connection."},
-    {.key = "handler.hello_timeout",
-     .type = T_DURATION,
-     .def = "10s",
-     .min = 100,
-     .max = 5 * MIN,
-     .off = OFF(handler_hello_timeout_ms),
-     .help = "Time a new handler connection has to send its `hello` frame."},
-    {.key = "zeebe.address",
-     .type = T_ADDRESS,
-     .def = "127.0.0.1:26500",
-     .min = 1,
-     .max = 65535,
-     .env = ENV("ZEEBE_ADDRESS", "CAMUNDA_ZEEBE_ADDRESS"),
-     .off = OFF(zeebe_address),
-     .help = "Address of the Zeebe gateway (gRPC). `ZEEBE_ADDRESS` is the variable of `zbctl` "
-             "and Camunda's clients; `CAMUNDA_ZEEBE_ADDRESS` the one of the platform's Helm "
-             "values."},
-    {.key = "zeebe.job_types",
-     .type = T_LIST,
-     .def = "",
-     .min = 0,
-     .max = 100,
-     .flags = F_DISTINCT,
-     .off = OFF(zeebe_job_types),
-     .off_len = OFF(zeebe_job_types_len),
-     .help = "Job types to work on, one activation loop each. Empty: no job is activated."},
-    {.key = "zeebe.worker_name",
-     .type = T_STRING,
-     .def = "skiff",
-     .def_env = ENV("POD_NAME", "HOSTNAME"),
-     .min = 1,
-     .max = 255,
-     .flags = F_PER_JOB,
-     .off = OFF(zeebe_worker_name),
-     .job_off = JOB(worker_name),
-     .help = "Worker name sent with activations; Zeebe records it on each job it hands out. "
-             "The default is read from the environment when the configuration is loaded."},
-    {.key = "zeebe.job_timeout",
-     .type = T_DURATION,
-     .def = "5m",
-     .min = SEC,
-     .max = 168 * HOUR,
-     .flags = F_PER_JOB,
-     .off = OFF(zeebe_job_timeout_ms),
-     .job_off = JOB(job_timeout_ms),
-     .help = "How long an activated job stays reserved for this worker before Zeebe hands it "
-             "to another one; a handler may extend it."},
-    {.key = "zeebe.max_jobs_active",
-     .type = T_INT,
-     .def = "32",
-     .min = 1,
-     .max = 10000,
-     .flags = F_PER_JOB,
-     .off = OFF(zeebe_max_jobs_active),
-     .job_off = JOB(max_jobs_active),
-     .help = "Most jobs of one job type in flight at once; activation also never asks for "
-             "more than the free capacity of the connected handlers."},
-    {.key = "zeebe.request_timeout",
-     .type = T_DURATION,
-     .def = "20s",
-     .min = 0,
-     .max = HOUR,
-     .flags = F_PER_JOB,
-     .off = OFF(zeebe_request_timeout_ms),
-     .job_off = JOB(request_timeout_ms),
-     .help = "How long an activation request waits for jobs (long polling). 0: the "
-             "gateway's default."},
-    {.key = "zeebe.fetch_variables",
-     .type = T_LIST,
-     .def = "",
-     .min = 0,
-     .max = 1000,
-     .flags = F_PER_JOB,
-     .off = OFF(zeebe_fetch_variables),
-     .off_len = OFF(zeebe_fetch_variables_len),
-     .job_off = JOB(fetch_variables),
-     .job_off_len = JOB(fetch_variables_len),
-     .help = "Variables to fetch with each job (`fetchVariable` of `ActivateJobs`). Empty: "
-             "all variables visible at the job's scope."},
-    {.key = "zeebe.tenant_ids",
-     .type = T_LIST,
-     .def = "",
-     .min = 0,
-     .max = 100,
-     .flags = F_PER_JOB,
-     .off = OFF(zeebe_tenant_ids),
-     .off_len = OFF(zeebe_tenant_ids_len),
-     .job_off = JOB(tenant_ids),
-     .job_off_len = JOB(tenant_ids_len),
-     .help = "Tenants whose jobs to activate (`tenantIds`), on a multi-tenant cluster. Empty: "
-             "the gateway's default tenant (`<default>`)."},
-    {.key = "zeebe.streaming",
-     .type = T_BOOL,
-     .def = "false",
-     .flags = F_PER_JOB,
-     .off = OFF(zeebe_streaming),
-     .job_off = JOB(streaming),
-     .help = "Also receive jobs pushed by the gateway as they are created "
-             "(`StreamActivatedJobs`); polling still picks up the backlog. Off by default, "
-             "like in Camunda's clients."},
-    {.key = "zeebe.stream_recycle",
-     .type = T_DURATION,
-     .def = "5m",
-     .min = 10 * SEC,
-     .max = 24 * HOUR,
-     .flags = F_ZERO_OK,
-     .off = OFF(zeebe_stream_recycle_ms),
-     .help = "With `zeebe.streaming`, a job stream is closed and reopened after this long so "
-             "that the load rebalances across gateways. 0: never."},
-    {.key = "zeebe.backoff_initial",
-     .type = T_DURATION,
-     .def = "100ms",
-     .min = 1,
-     .max = MIN,
-     .off = OFF(zeebe_backoff_initial_ms),
-     .help = "First retry delay after a transient gateway error (UNAVAILABLE, "
-             "RESOURCE_EXHAUSTED, ...); it doubles per attempt, with jitter."},
-    {.key = "zeebe.backoff_max",
-     .type = T_DURATION,
-     .def = "10s",
-     .min = 1,
-     .max = HOUR,
-     .off = OFF(zeebe_backoff_max_ms),
-     .help = "Largest retry delay; at least `zeebe.backoff_initial`."},
-    {.key = "grpc.max_message_size",
-     .type = T_SIZE,
-     .def = "4MiB",
-     .min = 64 * KIB,
-     .max = GIB,
-     .off = OFF(grpc_max_message_bytes),
-     .help = "Largest gRPC message sent or received; the gateway's default limit is also "
-             "4MiB."},
-    {.key = "grpc.keepalive",
-     .type = T_DURATION,
-     .def = "45s",
-     .min = 30 * SEC,
-     .max = HOUR,
-     .flags = F_ZERO_OK,
-     .env = ENV("ZEEBE_KEEP_ALIVE"),
-     .off = OFF(grpc_keepalive_ms),
-     .help = "Interval of HTTP/2 keepalive PINGs to the gateway; 0 turns them off. The gateway "
-             "closes connections that ping more often than every 30s. `ZEEBE_KEEP_ALIVE` "
-             "(milliseconds) is the variable of Camunda's clients."},
-    {.key = "shutdown.grace_period",
-     .type = T_DURATION,
-     .def = "25s",
-     .min = 0,
-     .max = HOUR,
-     .off = OFF(shutdown_grace_ms),
-     .help = "On SIGTERM, time tasks in flight have to finish before they are failed back "
-             "to Zeebe with their retries unchanged. Keep it below the pod's "
-             "`terminationGracePeriodSeconds`."},
-};
-
-_Static_assert(sizeof table / sizeof table[0] == NROWS, "NROWS must count the rows of table");
-
-/* The table for config_sources.c; this file, and its unit test that includes it, say table. */
-const row *const sk_config_table = table;
-
 /* ---- value parsers ---- */
 
 /* A unit of a duration (scale in milliseconds) or of a size (in bytes). */
@@ -584,8 +384,8 @@ void sk_config_problem(ctx *c, const char *fmt, ...)
 static const row *find_row(const char *key)
 {
     for (size_t i = 0; i < NROWS; i++)
-        if (strcmp(table[i].key, key) == 0)
-            return &table[i];
+        if (strcmp(sk_config_table[i].key, key) == 0)
+            return &sk_config_table[i];
     return NULL;
 }
 
@@ -672,13 +472,13 @@ int sk_config_put_json(ctx *c, const row *r, const char *key, sk_config *dst, js
 void sk_config_set_text(ctx *c, const row *r, const char *s, const char *from)
 {
     if (sk_config_put_text(c, r, r->key, c->cfg, s, from) == 0)
-        snprintf(c->from[r - table], sizeof c->from[0], "%s", from);
+        snprintf(c->from[r - sk_config_table], sizeof c->from[0], "%s", from);
 }
 
 void sk_config_set_json(ctx *c, const row *r, json_t *j, const char *from)
 {
     if (sk_config_put_json(c, r, r->key, c->cfg, j, from) == 0)
-        snprintf(c->from[r - table], sizeof c->from[0], "%s", from);
+        snprintf(c->from[r - sk_config_table], sizeof c->from[0], "%s", from);
 }
 
 /* ---- loading ---- */
@@ -732,24 +532,61 @@ static void load_path(ctx *c, const char *path, const char *what, const char *na
 
 static size_t row_index(const char *key)
 {
-    return (size_t)(find_row(key) - table);
+    return (size_t)(find_row(key) - sk_config_table);
+}
+
+/* A duration key whose value must not exceed another's. */
+static void check_at_most(ctx *c, const char *key, int64_t v, const char *max_key, int64_t max)
+{
+    if (v <= max)
+        return;
+    char a[32], b[32];
+    fmt_unit(a, sizeof a, v, duration_units);
+    fmt_unit(b, sizeof b, max, duration_units);
+    sk_config_problem(
+        c, "%s: value \"%s\" from %s is larger than %s (\"%s\" from %s): expected at most %s", key,
+        a, c->from[row_index(key)], max_key, b, c->from[row_index(max_key)], max_key);
+}
+
+/* Kafka needs its brokers as addresses and a Schema Registry (every record is Avro). */
+static void check_kafka(ctx *c)
+{
+    sk_config *cfg = c->cfg;
+    char host[256];
+    int port;
+    for (size_t i = 0; i < cfg->kafka_brokers_len; i++)
+        if (sk_config_parse_address(cfg->kafka_brokers[i], host, sizeof host, &port) != 0 ||
+            port == 0)
+            sk_config_problem(c, "kafka.brokers: item \"%.100s\" from %s: expected host:port",
+                              cfg->kafka_brokers[i], c->from[row_index("kafka.brokers")]);
+    if (cfg->kafka_topics_len > 0 && cfg->kafka_brokers_len == 0)
+        sk_config_problem(c,
+                          "kafka.topics: set (from %s) but kafka.brokers is empty: expected "
+                          "the brokers to consume from",
+                          c->from[row_index("kafka.topics")]);
+    if (cfg->kafka_brokers_len > 0 && cfg->registry_url[0] == '\0')
+        sk_config_problem(c,
+                          "schema_registry.url: empty while kafka.brokers is set (from %s): "
+                          "expected the Schema Registry URL (records are Avro)",
+                          c->from[row_index("kafka.brokers")]);
+    if (cfg->kafka_group_id[0] == '\0') {
+        char *id = strdup(cfg->service_name);
+        if (id) {
+            free(cfg->kafka_group_id);
+            cfg->kafka_group_id = id;
+        }
+    }
 }
 
 /* Rules that tie keys together, checked once every source is applied. */
 static void cross_check(ctx *c)
 {
     const sk_config *cfg = c->cfg;
-    if (cfg->zeebe_backoff_initial_ms > cfg->zeebe_backoff_max_ms) {
-        char a[32], b[32];
-        fmt_unit(a, sizeof a, cfg->zeebe_backoff_initial_ms, duration_units);
-        fmt_unit(b, sizeof b, cfg->zeebe_backoff_max_ms, duration_units);
-        sk_config_problem(c,
-                          "zeebe.backoff_initial: value \"%s\" from %s is larger than "
-                          "zeebe.backoff_max (\"%s\" from %s): expected at most "
-                          "zeebe.backoff_max",
-                          a, c->from[row_index("zeebe.backoff_initial")], b,
-                          c->from[row_index("zeebe.backoff_max")]);
-    }
+    check_at_most(c, "zeebe.backoff_initial", cfg->zeebe_backoff_initial_ms, "zeebe.backoff_max",
+                  cfg->zeebe_backoff_max_ms);
+    check_at_most(c, "kafka.retry_backoff_initial", cfg->kafka_backoff_initial_ms,
+                  "kafka.retry_backoff_max", cfg->kafka_backoff_max_ms);
+    check_kafka(c);
 }
 
 /* Once every source is applied: the rules that tie keys together, then the settings of each
@@ -796,7 +633,7 @@ void sk_config_clear(sk_config *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < NROWS; i++)
-        release(cfg, &table[i]);
+        release(cfg, &sk_config_table[i]);
     sk_config_jobs_free(cfg->zeebe_jobs, cfg->zeebe_jobs_len);
     memset(cfg, 0, sizeof *cfg);
 }

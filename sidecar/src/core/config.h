@@ -28,6 +28,13 @@ typedef struct sk_job_type_config {
     int streaming; /* zeebe.streaming */
 } sk_job_type_config;
 
+/* kafka.ordering */
+typedef enum { SK_KAFKA_ORDER_KEY, SK_KAFKA_ORDER_PARTITION, SK_KAFKA_ORDER_NONE } sk_kafka_order;
+/* Topic classes of the platform's topic standards, each with its compression. */
+typedef enum { SK_TOPIC_BUSINESS, SK_TOPIC_AGENT, SK_TOPIC_DLQ, SK_TOPIC_OTHER } sk_topic_class;
+/* kafka.compression_*: index into {"none", "gzip", "snappy", "lz4", "zstd"} */
+extern const char *const sk_kafka_codecs[];
+
 typedef struct sk_config {
     char *service_name;               /* service.name */
     int log_level;                    /* log.level (sk_log_level) */
@@ -52,7 +59,26 @@ typedef struct sk_config {
     int64_t zeebe_backoff_max_ms;     /* zeebe.backoff_max */
     int64_t grpc_max_message_bytes;   /* grpc.max_message_size */
     int64_t grpc_keepalive_ms;        /* grpc.keepalive */
-    int64_t shutdown_grace_ms;        /* shutdown.grace_period */
+    char **kafka_brokers;             /* kafka.brokers "host:port" items, NULL-terminated */
+    size_t kafka_brokers_len;
+    char **kafka_topics; /* kafka.topics, NULL-terminated */
+    size_t kafka_topics_len;
+    char *kafka_group_id;              /* kafka.group_id ("" until resolved: service.name) */
+    int kafka_ordering;                /* kafka.ordering (sk_kafka_order) */
+    int64_t kafka_max_attempts;        /* kafka.max_attempts */
+    int64_t kafka_backoff_initial_ms;  /* kafka.retry_backoff_initial */
+    int64_t kafka_backoff_max_ms;      /* kafka.retry_backoff_max */
+    int64_t kafka_task_timeout_ms;     /* kafka.task_timeout */
+    int64_t kafka_commit_interval_ms;  /* kafka.commit_interval */
+    int64_t kafka_max_buffered;        /* kafka.max_buffered (records per partition) */
+    int64_t kafka_delivery_timeout_ms; /* kafka.delivery_timeout */
+    int kafka_compression[4];          /* kafka.compression_* by sk_topic_class */
+    char *registry_url;                /* schema_registry.url */
+    char *registry_username;           /* schema_registry.username */
+    char *registry_password;           /* schema_registry.password */
+    int64_t registry_latest_ttl_ms;    /* schema_registry.latest_ttl */
+    int64_t registry_timeout_ms;       /* schema_registry.timeout */
+    int64_t shutdown_grace_ms;         /* shutdown.grace_period */
     /* Resolved at the end of a load: one entry per zeebe.job_types item, in order (NULL when
      * there is none). Use these rather than the global zeebe.* values above. */
     sk_job_type_config *zeebe_jobs;

@@ -126,7 +126,7 @@ static void doc_default(FILE *out, const row *r)
 {
     for (size_t k = 0; r->def_env && r->def_env[k]; k++)
         fprintf(out, "`$%s`, else ", r->def_env[k]);
-    if (r->type == T_LIST && !*r->def)
+    if (!*r->def)
         fputs("(empty)", out);
     else
         fprintf(out, "`%s`", r->def);

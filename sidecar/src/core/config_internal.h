@@ -1,7 +1,7 @@
-/* Private to sidecar/src/core/config.c, config_sources.c and config_jobs.c.
+/* Private to sidecar/src/core/config*.c.
  *
- * config.c holds the table, the value parsers, validation, load orchestration and the docs;
- * config_sources.c reads the sources (defaults, JSON config file, annotations file,
+ * config_table.c holds the table; config.c the value parsers, validation, load orchestration
+ * and the docs; config_sources.c reads the sources (defaults, JSON config file, annotations file,
  * environment, command line) and hands each value to a setter of config.c, which parses it
  * against its row, stores it in sk_config or reports why not. config_jobs.c keeps the
  * per-job-type overrides ("zeebe.jobs.<type>.<setting>", parsed with the row of
@@ -25,6 +25,13 @@ enum {
     F_PER_JOB = 4,  /* zeebe.<setting> that zeebe.jobs.<type>.<setting> may override */
 };
 
+#define KIB 1024LL
+#define MIB (1024LL * 1024)
+#define GIB (1024LL * 1024 * 1024)
+#define SEC 1000LL
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+
 #define SK_JOBS_PREFIX "zeebe.jobs." /* of the per-job-type keys */
 
 /* One setting. Defaults are written in the text form every source uses and go through the
@@ -43,7 +50,7 @@ typedef struct row {
     const char *help;
 } row;
 
-#define NROWS 21 /* rows in the table; config.c checks the count at compile time */
+#define NROWS 41 /* rows in the table; config_table.c checks the count at compile time */
 
 typedef struct job_over job_over; /* the overrides of one job type (config_jobs.c) */
 
@@ -58,10 +65,14 @@ typedef struct {
     size_t njobs;
 } ctx;
 
+/* ---- config_table.c ---- */
+
+/* The table, NROWS rows in the order of the docs. */
+extern const row sk_config_table[NROWS];
+
 /* ---- config.c ---- */
 
-/* The table, NROWS rows in the order of the docs, and its lookup (NULL for an unknown key). */
-extern const row *const sk_config_table;
+/* A row by key (NULL for an unknown key). */
 const row *sk_config_find_row(const char *key);
 
 /* Counts a problem and writes it as one line to c->out (when set). */

@@ -1,0 +1,107 @@
+/* Kafka and Schema Registry settings: defaults, the platform's variables, and the rules that
+ * tie them together (brokers as addresses, a registry for Kafka, the group id default). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/config.h"
+#include "config_test_helpers.h"
+
+static void test_defaults_leave_kafka_off(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *problems;
+    assert_int_equal(load(&cfg, &(srcs){0}, &problems), 0);
+    assert_int_equal(cfg.kafka_brokers_len, 0);
+    assert_int_equal(cfg.kafka_topics_len, 0);
+    assert_string_equal(cfg.kafka_group_id, "skiff");
+    assert_int_equal(cfg.kafka_ordering, SK_KAFKA_ORDER_KEY);
+    assert_int_equal(cfg.kafka_max_attempts, 5);
+    assert_string_equal(sk_kafka_codecs[cfg.kafka_compression[SK_TOPIC_BUSINESS]], "zstd");
+    assert_string_equal(sk_kafka_codecs[cfg.kafka_compression[SK_TOPIC_AGENT]], "lz4");
+    assert_string_equal(sk_kafka_codecs[cfg.kafka_compression[SK_TOPIC_DLQ]], "gzip");
+    free(problems);
+    sk_config_clear(&cfg);
+}
+
+static void test_platform_variables(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *problems;
+    srcs s = {.env = LIST("KAFKA_BOOTSTRAP_SERVERS=k1:9092,k2:9092",
+                          "SCHEMA_REGISTRY_URL=http://registry:8081", "OTEL_SERVICE_NAME=quote",
+                          "SKIFF_KAFKA_TOPICS=business.policy.issued.v1")};
+    assert_int_equal(load(&cfg, &s, &problems), 0);
+    assert_int_equal(cfg.kafka_brokers_len, 2);
+    assert_string_equal(cfg.kafka_brokers[1], "k2:9092");
+    assert_string_equal(cfg.registry_url, "http://registry:8081");
+    assert_string_equal(cfg.kafka_group_id, "quote");
+    assert_string_equal(cfg.kafka_topics[0], "business.policy.issued.v1");
+    free(problems);
+    sk_config_clear(&cfg);
+}
+
+static void test_explicit_group_and_annotations(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *problems;
+    srcs s = {.annotations = "skiff.io/kafka.brokers=\"k:9092\"\n"
+                             "skiff.io/schema_registry.url=\"http://r:8081\"\n"
+                             "skiff.io/kafka.group_id=\"underwriting\"\n"
+                             "skiff.io/kafka.ordering=\"partition\"\n"
+                             "skiff.io/kafka.compression_dlq=\"zstd\"\n"};
+    assert_int_equal(load(&cfg, &s, &problems), 0);
+    assert_string_equal(cfg.kafka_group_id, "underwriting");
+    assert_int_equal(cfg.kafka_ordering, SK_KAFKA_ORDER_PARTITION);
+    assert_string_equal(sk_kafka_codecs[cfg.kafka_compression[SK_TOPIC_DLQ]], "zstd");
+    free(problems);
+    sk_config_clear(&cfg);
+}
+
+static void test_rules_reported_together(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *problems;
+    srcs s = {.argv = LIST("--kafka.brokers=k:9092,nohost", "--kafka.topics=t",
+                           "--kafka.retry_backoff_initial=2m", "--kafka.compression_agent=brotli")};
+    assert_int_equal(load(&cfg, &s, &problems), 4);
+    assert_non_null(strstr(problems, "kafka.brokers: item \"nohost\""));
+    assert_non_null(strstr(problems, "schema_registry.url: empty while kafka.brokers is set"));
+    assert_non_null(strstr(problems, "kafka.retry_backoff_initial: value \"2m\""));
+    assert_non_null(strstr(problems, "kafka.compression_agent"));
+    free(problems);
+    sk_config_clear(&cfg);
+}
+
+static void test_topics_need_brokers(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *problems;
+    srcs s = {.argv = LIST("--kafka.topics=t")};
+    assert_int_equal(load(&cfg, &s, &problems), 1);
+    assert_non_null(strstr(problems, "kafka.topics: set (from command line"));
+    free(problems);
+    sk_config_clear(&cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_leave_kafka_off),
+        cmocka_unit_test(test_platform_variables),
+        cmocka_unit_test(test_explicit_group_and_annotations),
+        cmocka_unit_test(test_rules_reported_together),
+        cmocka_unit_test(test_topics_need_brokers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
