@@ -564,6 +564,13 @@ static void check_kafka(ctx *c)
                           "kafka.topics: set (from %s) but kafka.brokers is empty: expected "
                           "the brokers to consume from",
                           c->from[row_index("kafka.topics")]);
+    for (size_t i = 0; i < cfg->kafka_topics_len; i++)
+        for (size_t j = 0; j < cfg->zeebe_job_types_len; j++)
+            if (strcmp(cfg->kafka_topics[i], cfg->zeebe_job_types[j]) == 0)
+                sk_config_problem(c,
+                                  "kafka.topics: \"%.100s\" is also in zeebe.job_types: "
+                                  "expected distinct names (a handler's hello names either)",
+                                  cfg->kafka_topics[i]);
     if (cfg->kafka_brokers_len > 0 && cfg->registry_url[0] == '\0')
         sk_config_problem(c,
                           "schema_registry.url: empty while kafka.brokers is set (from %s): "

@@ -50,9 +50,14 @@ struct sk_reply {
 
 #define NBUCKETS 1024
 
+/* A route and the source serving it; names are unique across sources (config checks). */
+typedef struct route_def {
+    char *source, *name;
+} route_def;
+
 struct sk_dispatcher {
     task *buckets[NBUCKETS];
-    char **routes; /* routes some source serves */
+    route_def *routes; /* routes some source serves */
     size_t nroutes;
     size_t max_frame;
     task *queue_head, *queue_tail;
@@ -276,8 +281,10 @@ void sk_dispatcher_free(sk_dispatcher *d)
         free(sl->routes);
         free(sl);
     }
-    for (size_t i = 0; i < d->nroutes; i++)
-        free(d->routes[i]);
+    for (size_t i = 0; i < d->nroutes; i++) {
+        free(d->routes[i].source);
+        free(d->routes[i].name);
+    }
     free(d->routes);
     while (d->watchers) {
         watcher *w = d->watchers;
@@ -403,22 +410,28 @@ int sk_dispatcher_watch(sk_dispatcher *d, sk_credit_cb cb, void *ud)
     return 0;
 }
 
-int sk_dispatcher_add_route(sk_dispatcher *d, const char *route)
+int sk_dispatcher_add_route(sk_dispatcher *d, const char *source, const char *name)
 {
-    char **routes = realloc(d->routes, (d->nroutes + 1) * sizeof(char *));
+    route_def *routes = realloc(d->routes, (d->nroutes + 1) * sizeof(route_def));
     if (!routes)
         return -1;
     d->routes = routes;
-    if (!(routes[d->nroutes] = strdup(route)))
+    route_def *r = &routes[d->nroutes];
+    r->source = strdup(source);
+    r->name = strdup(name);
+    if (!r->source || !r->name) {
+        free(r->source);
+        free(r->name);
         return -1;
+    }
     d->nroutes++;
     return 0;
 }
 
-int sk_dispatcher_has_route(const sk_dispatcher *d, const char *route)
+int sk_dispatcher_has_route(const sk_dispatcher *d, const char *source, const char *name)
 {
     for (size_t i = 0; i < d->nroutes; i++)
-        if (strcmp(d->routes[i], route) == 0)
+        if (strcmp(d->routes[i].name, name) == 0 && strcmp(d->routes[i].source, source) == 0)
             return 1;
     return 0;
 }
@@ -620,6 +633,10 @@ static const char *result_name(sk_msg_type type)
         return "fail";
     case SK_MSG_BPMN_ERROR:
         return "bpmn_error";
+    case SK_MSG_ACK:
+        return "ack";
+    case SK_MSG_NACK:
+        return "nack";
     default:
         return "other";
     }
@@ -637,13 +654,15 @@ int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, doubl
         t->ops->extend(t->source, t->ctx, m->timeout_ms, r);
         return 0;
     }
+    if (!(t->ops->results & SK_RESULT(m->type)))
+        return -3;
     const char *const labels[] = {t->ops->name, t->route, result_name(m->type), NULL};
     sk_series_observe(sk_metric_series(d->m_duration, labels), received_at - t->sent_at);
     sk_series_add(sk_metric_series(d->m_results, labels), 1);
     finish_slot(d, t);
-    if (m->type == SK_MSG_COMPLETE)
+    if (m->type == SK_MSG_COMPLETE || m->type == SK_MSG_ACK)
         t->ops->complete(t->source, t->ctx, m);
-    else if (m->type == SK_MSG_FAIL)
+    else if (m->type == SK_MSG_FAIL || m->type == SK_MSG_NACK)
         t->ops->fail(t->source, t->ctx, m);
     else
         t->ops->error(t->source, t->ctx, m);

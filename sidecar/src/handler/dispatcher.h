@@ -27,8 +27,13 @@ void sk_reply_error(sk_reply *r, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void sk_reply_drop(sk_reply *r);
 
+#define SK_RESULT(type) (1u << (type))
+
 typedef struct sk_source_ops {
-    const char *name; /* "zeebe" */
+    const char *name; /* "zeebe", "kafka" */
+    /* Result frames the source takes, SK_RESULT bits: another one is refused (the task stays
+     * open). complete/ack go to complete, fail/nack to fail, bpmn_error to error. */
+    unsigned results;
     void (*complete)(void *source, void *ctx, const sk_msg *result);
     void (*fail)(void *source, void *ctx, const sk_msg *result);
     void (*error)(void *source, void *ctx, const sk_msg *result); /* bpmn_error */
@@ -51,9 +56,10 @@ sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics, size_t max_frame);
 /* Abandons every open task, then frees. Sessions must have been closed first. */
 void sk_dispatcher_free(sk_dispatcher *d);
 
-/* Routes some source serves; a handler asking for another one is refused at hello. */
-int sk_dispatcher_add_route(sk_dispatcher *d, const char *route);
-int sk_dispatcher_has_route(const sk_dispatcher *d, const char *route);
+/* Routes some source serves (a job type, a topic); a handler asking for another one is
+ * refused at hello. A name is a route of one source only. */
+int sk_dispatcher_add_route(sk_dispatcher *d, const char *source, const char *name);
+int sk_dispatcher_has_route(const sk_dispatcher *d, const char *source, const char *name);
 
 int sk_dispatcher_watch(sk_dispatcher *d, sk_credit_cb cb, void *ud);
 
@@ -97,10 +103,10 @@ void sk_dispatcher_abandon_all(sk_dispatcher *d, const char *why);
 int sk_dispatcher_attach(sk_dispatcher *d, sk_session *s, json_t *routes, int64_t capacity);
 /* The session is closing: abandons its open tasks. */
 void sk_dispatcher_detach(sk_dispatcher *d, sk_session *s);
-/* A result or extend frame from session s. Returns 0, -1 when the id is not open on s, or -2
- * for an extend the task's source cannot do. A result read at received_at (sk_mono_s()) is
- * handed to its source op; the time from received_at to the op's return is skiff's own result
- * overhead. */
+/* A result or extend frame from session s. Returns 0, -1 when the id is not open on s, -2
+ * for an extend the task's source cannot do, or -3 for a result type its source does not take. A
+ * result read at received_at (sk_mono_s()) is handed to its source op; the time from received_at to
+ * the op's return is skiff's own result overhead. */
 int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, double received_at);
 /* A `call` frame from session s: runs the method or answers `unknown_method`. */
 void sk_dispatcher_call(sk_dispatcher *d, sk_session *s, const sk_msg *m);

@@ -91,6 +91,20 @@ static int get_object(json_t *o, const char *key, json_t **out, char *err, size_
     return 0;
 }
 
+static int get_bool(json_t *o, const char *key, int *out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    *out = 0;
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v)) {
+        snprintf(err, errlen, "member \"%s\" must be a boolean", key);
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
 /* An optional array of non-empty strings. */
 static int get_names(json_t *o, const char *key, json_t **out, char *err, size_t errlen)
 {
@@ -126,6 +140,7 @@ static int decode_hello(sk_msg *m, char *err, size_t errlen)
         return -1;
     }
     return get_names(o, "job_types", &m->job_types, err, errlen) ||
+                   get_names(o, "topics", &m->topics, err, errlen) ||
                    get_names(o, "features", &m->features, err, errlen)
                ? -1
                : 0;
@@ -146,6 +161,17 @@ static int decode_result(sk_msg *m, char *err, size_t errlen)
         if ((m->has_retries && (m->retries < 0 || m->retries > INT32_MAX)) ||
             m->retry_backoff_ms < 0) {
             snprintf(err, errlen, "\"retries\" and \"retry_backoff_ms\" must not be negative");
+            return -1;
+        }
+        return 0;
+    case SK_MSG_NACK:
+        if (get_string(o, "message", 1, &m->message, err, errlen) ||
+            get_int(o, "retry_backoff_ms", 0, &m->has_retry_backoff, &m->retry_backoff_ms, err,
+                    errlen) ||
+            get_bool(o, "dead_letter", &m->dead_letter, err, errlen))
+            return -1;
+        if (m->retry_backoff_ms < 0) {
+            snprintf(err, errlen, "member \"retry_backoff_ms\" must not be negative");
             return -1;
         }
         return 0;

@@ -43,7 +43,8 @@ typedef struct sk_msg {
     int64_t version;
     const char *name;
     int64_t capacity;
-    json_t *job_types; /* array of strings */
+    json_t *job_types; /* array of strings, optional */
+    json_t *topics;    /* array of strings, optional */
     json_t *features;  /* array of strings, optional */
     /* results */
     json_t *variables; /* object */
@@ -52,9 +53,11 @@ typedef struct sk_msg {
     int has_retries;
     int64_t retries;
     int64_t retry_backoff_ms;
-    int64_t timeout_ms; /* extend (its `ref` is optional) */
-    const char *method; /* call */
-    json_t *params;     /* call, object, optional */
+    int has_retry_backoff; /* nack: retry_backoff_ms given */
+    int dead_letter;       /* nack */
+    int64_t timeout_ms;    /* extend (its `ref` is optional) */
+    const char *method;    /* call */
+    json_t *params;        /* call, object, optional */
 } sk_msg;
 
 /* Length of the frame at the head of buf. Returns 1 and sets *payload_len when the header is

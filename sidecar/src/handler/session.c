@@ -244,6 +244,25 @@ static void protocol_error(sk_session *s, const char *code, const char *id, cons
         close_now(s, message);
 }
 
+/* Answers `error` and returns 1 when a name of hello's list is not a route of source. */
+static int unknown_route(sk_session *s, json_t *names, const char *source, const char *what,
+                         const char *key)
+{
+    size_t i;
+    json_t *name;
+    json_array_foreach(names, i, name)
+    {
+        if (!sk_dispatcher_has_route(s->d, source, json_string_value(name))) {
+            char why[200];
+            snprintf(why, sizeof(why), "%s \"%.64s\" is not configured in %s", what,
+                     json_string_value(name), key);
+            protocol_error(s, SK_PERR_PROTOCOL, NULL, why);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void on_hello(sk_session *s, const sk_msg *m)
 {
     char why[160];
@@ -253,32 +272,32 @@ static void on_hello(sk_session *s, const sk_msg *m)
         protocol_error(s, SK_PERR_VERSION, NULL, why);
         return;
     }
-    if (json_array_size(m->job_types) == 0) {
+    if (json_array_size(m->job_types) == 0 && json_array_size(m->topics) == 0) {
         protocol_error(s, SK_PERR_PROTOCOL, NULL,
-                       "hello must list at least one job type in \"job_types\"");
+                       "hello must list at least one job type or topic (\"job_types\", "
+                       "\"topics\")");
         return;
     }
+    if (unknown_route(s, m->job_types, "zeebe", "job type", "zeebe.job_types") ||
+        unknown_route(s, m->topics, "kafka", "topic", "kafka.topics"))
+        return;
+    snprintf(s->name, sizeof(s->name), "%.64s#%lu", m->name, s->serial);
     size_t i;
     json_t *jt;
-    json_array_foreach(m->job_types, i, jt)
-    {
-        if (!sk_dispatcher_has_route(s->d, json_string_value(jt))) {
-            snprintf(why, sizeof(why), "job type \"%.64s\" is not configured in zeebe.job_types",
-                     json_string_value(jt));
-            protocol_error(s, SK_PERR_PROTOCOL, NULL, why);
-            return;
-        }
-    }
-    snprintf(s->name, sizeof(s->name), "%.64s#%lu", m->name, s->serial);
     json_array_foreach(m->features, i, jt)
     {
         if (strcmp(json_string_value(jt), "cancel") == 0)
             s->accepts_cancel = 1;
     }
-    if (sk_dispatcher_attach(s->d, s, m->job_types, m->capacity) != 0) {
+    json_t *routes = json_array();
+    if (!routes || (m->job_types && json_array_extend(routes, m->job_types)) ||
+        (m->topics && json_array_extend(routes, m->topics)) ||
+        sk_dispatcher_attach(s->d, s, routes, m->capacity) != 0) {
+        json_decref(routes);
         close_now(s, "out of memory");
         return;
     }
+    json_decref(routes);
     s->attached = 1;
     s->st = S_READY;
     event_del(s->timer);
@@ -302,6 +321,10 @@ static void on_task_msg(sk_session *s, const sk_msg *m, double received_at)
     int r = sk_dispatcher_result(s->d, s, m, received_at);
     if (r == -2) {
         protocol_error(s, SK_PERR_UNSUPPORTED, m->id, "this task's source cannot extend it");
+    } else if (r == -3) {
+        protocol_error(s, SK_PERR_UNSUPPORTED, m->id,
+                       "this result does not apply to the task: Zeebe tasks take complete, "
+                       "fail or bpmn_error; Kafka tasks take ack or nack");
     } else if (r != 0 && was_cancelled(s, m->id)) {
         SK_LOG(SK_LOG_DEBUG, "handler", NULL, SK_KV("session", s->name, "task_id", m->id),
                "ignoring a frame for a cancelled task");
@@ -321,12 +344,9 @@ static void on_ready_msg(sk_session *s, const sk_msg *m, double received_at)
     case SK_MSG_FAIL:
     case SK_MSG_BPMN_ERROR:
     case SK_MSG_EXTEND:
-        on_task_msg(s, m, received_at);
-        break;
     case SK_MSG_ACK:
     case SK_MSG_NACK:
-        protocol_error(s, SK_PERR_UNSUPPORTED, m->id,
-                       "this frame type is reserved for Kafka and not supported yet");
+        on_task_msg(s, m, received_at);
         break;
     case SK_MSG_CALL:
         sk_dispatcher_call(s->d, s, m);

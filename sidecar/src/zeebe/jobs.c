@@ -62,6 +62,7 @@ static void op_extend(void *source, void *ctx, int64_t timeout_ms, sk_reply *rep
 
 static const sk_source_ops zeebe_ops = {
     .name = "zeebe",
+    .results = SK_RESULT(SK_MSG_COMPLETE) | SK_RESULT(SK_MSG_FAIL) | SK_RESULT(SK_MSG_BPMN_ERROR),
     .complete = op_complete,
     .fail = op_fail,
     .error = op_error,

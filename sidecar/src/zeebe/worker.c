@@ -384,7 +384,7 @@ sk_zeebe *sk_zeebe_new(struct event_base *base, const sk_config *cfg, sk_dispatc
     for (size_t i = 0; i < cfg->zeebe_jobs_len; i++) {
         const sk_job_type_config *jc = &cfg->zeebe_jobs[i];
         if (!(z->workers[i] = worker_new(z, jc, (uint64_t)(uintptr_t)z + i)) ||
-            sk_dispatcher_add_route(d, jc->type) != 0)
+            sk_dispatcher_add_route(d, "zeebe", jc->type) != 0)
             goto oom;
         z->nworkers++;
     }

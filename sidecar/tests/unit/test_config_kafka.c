@@ -94,6 +94,19 @@ static void test_topics_need_brokers(void **state)
     sk_config_clear(&cfg);
 }
 
+static void test_topic_and_job_type_distinct(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *problems;
+    srcs s = {.argv = LIST("--kafka.brokers=k:9092", "--schema_registry.url=http://r",
+                           "--kafka.topics=orders", "--zeebe.job_types=orders")};
+    assert_int_equal(load(&cfg, &s, &problems), 1);
+    assert_non_null(strstr(problems, "kafka.topics: \"orders\" is also in zeebe.job_types"));
+    free(problems);
+    sk_config_clear(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -102,6 +115,7 @@ int main(void)
         cmocka_unit_test(test_explicit_group_and_annotations),
         cmocka_unit_test(test_rules_reported_together),
         cmocka_unit_test(test_topics_need_brokers),
+        cmocka_unit_test(test_topic_and_job_type_distinct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,6 +121,47 @@ static void test_results(void **state)
                  "empty");
 }
 
+static void test_kafka_frames(void **state)
+{
+    (void)state;
+    sk_msg m;
+    const char *perr;
+    char err[256];
+    assert_int_equal(decode("{\"type\":\"hello\",\"version\":1,\"name\":\"k\",\"capacity\":1,"
+                            "\"topics\":[\"orders\"]}",
+                            &m, &perr, err, sizeof(err)),
+                     0);
+    assert_null(m.job_types);
+    assert_string_equal(json_string_value(json_array_get(m.topics, 0)), "orders");
+    sk_msg_clear(&m);
+    expect_error("{\"type\":\"hello\",\"version\":1,\"name\":\"k\",\"capacity\":1,"
+                 "\"topics\":[\"\"]}",
+                 SK_PERR_MALFORMED, "topics[0]");
+
+    assert_int_equal(decode("{\"type\":\"ack\",\"id\":\"k-1\"}", &m, &perr, err, sizeof(err)), 0);
+    assert_int_equal(m.type, SK_MSG_ACK);
+    sk_msg_clear(&m);
+    assert_int_equal(decode("{\"type\":\"nack\",\"id\":\"k-1\",\"message\":\"down\"}", &m, &perr,
+                            err, sizeof(err)),
+                     0);
+    assert_false(m.has_retry_backoff);
+    assert_false(m.dead_letter);
+    sk_msg_clear(&m);
+    assert_int_equal(decode("{\"type\":\"nack\",\"id\":\"k-1\",\"message\":\"bad\","
+                            "\"retry_backoff_ms\":0,\"dead_letter\":true}",
+                            &m, &perr, err, sizeof(err)),
+                     0);
+    assert_true(m.has_retry_backoff);
+    assert_int_equal(m.retry_backoff_ms, 0);
+    assert_true(m.dead_letter);
+    sk_msg_clear(&m);
+    expect_error("{\"type\":\"nack\",\"id\":\"k-1\"}", SK_PERR_MALFORMED, "message");
+    expect_error("{\"type\":\"nack\",\"id\":\"k-1\",\"message\":\"x\",\"dead_letter\":1}",
+                 SK_PERR_MALFORMED, "dead_letter");
+    expect_error("{\"type\":\"nack\",\"id\":\"k-1\",\"message\":\"x\",\"retry_backoff_ms\":-5}",
+                 SK_PERR_MALFORMED, "negative");
+}
+
 static void test_malformed(void **state)
 {
     (void)state;
@@ -164,9 +205,9 @@ static void test_encode_roundtrip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_length_prefix),    cmocka_unit_test(test_hello),
-        cmocka_unit_test(test_results),          cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_encode_roundtrip),
+        cmocka_unit_test(test_length_prefix), cmocka_unit_test(test_hello),
+        cmocka_unit_test(test_results),       cmocka_unit_test(test_kafka_frames),
+        cmocka_unit_test(test_malformed),     cmocka_unit_test(test_encode_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

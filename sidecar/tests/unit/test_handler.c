@@ -72,9 +72,16 @@ static void f_extend(void *src, void *ctx, int64_t timeout_ms, sk_reply *reply)
     sk_reply_ok(reply, json_pack("{s:I}", "timeout_ms", (json_int_t)timeout_ms));
 }
 
-static const sk_source_ops fake_ops = {
-    .name = "fake", .complete = f_complete, .fail = f_fail, .error = f_error, .abandon = f_abandon};
+#define ZEEBE_RESULTS                                                                              \
+    (SK_RESULT(SK_MSG_COMPLETE) | SK_RESULT(SK_MSG_FAIL) | SK_RESULT(SK_MSG_BPMN_ERROR))
+static const sk_source_ops fake_ops = {.name = "fake",
+                                       .results = ZEEBE_RESULTS,
+                                       .complete = f_complete,
+                                       .fail = f_fail,
+                                       .error = f_error,
+                                       .abandon = f_abandon};
 static const sk_source_ops extending_ops = {.name = "fake",
+                                            .results = ZEEBE_RESULTS,
                                             .complete = f_complete,
                                             .fail = f_fail,
                                             .error = f_error,
@@ -110,8 +117,8 @@ static int setup(void **state)
     fx->base = event_base_new();
     fx->metrics = sk_metrics_new();
     fx->d = sk_dispatcher_new(fx->metrics, 1024);
-    sk_dispatcher_add_route(fx->d, "work");
-    sk_dispatcher_add_route(fx->d, "nobody");
+    sk_dispatcher_add_route(fx->d, "zeebe", "work");
+    sk_dispatcher_add_route(fx->d, "zeebe", "nobody");
     evutil_make_socket_nonblocking(sv[0]);
     sk_session_opts o = {.max_frame = 1024, .hello_timeout_ms = 5000};
     fx->s = sk_session_new(fx->base, sv[0], fx->d, &o, fx->metrics, on_closed, fx);
@@ -353,12 +360,84 @@ static void test_ping_call_reserved(void **state)
     assert_string_equal(json_string_value(json_object_get(json_object_get(f, "error"), "code")),
                         "unknown_method");
     json_decref(f);
-    send_json(fx, "{\"type\":\"ack\",\"id\":\"x\"}");
+    assert_false(fx->closed);
+    assert_int_equal(sk_dispatcher_sessions(fx->d), 1);
+}
+
+/* ack/nack apply to Kafka tasks only, complete/fail/bpmn_error to Zeebe ones: a mismatch is
+ * answered `unsupported` and leaves the task open. */
+static void test_result_type_per_source(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 1);
+    submit(fx, "t-1");
+    json_t *f;
+    expect_type(fx, "task", &f);
+    json_decref(f);
+    send_json(fx, "{\"type\":\"ack\",\"id\":\"t-1\"}");
+    expect_type(fx, "error", &f);
+    assert_string_equal(json_string_value(json_object_get(f, "code")), "unsupported");
+    assert_string_equal(json_string_value(json_object_get(f, "id")), "t-1");
+    json_decref(f);
+    assert_false(fx->closed);
+    assert_true(sk_dispatcher_is_open(fx->d, "t-1"));
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"t-1\"}");
+    spin(fx);
+    assert_int_equal(fx->src.completed, 1);
+}
+
+static const sk_source_ops kafka_ops = {.name = "kafka",
+                                        .results = SK_RESULT(SK_MSG_ACK) | SK_RESULT(SK_MSG_NACK),
+                                        .complete = f_complete,
+                                        .fail = f_fail,
+                                        .error = f_error,
+                                        .abandon = f_abandon};
+
+/* A handler may serve topics only; a topic must be a route of the Kafka source, and a job
+ * type of the same name would not do. ack and nack (with its members) reach the source. */
+static void test_topics_hello_and_kafka_results(void **state)
+{
+    fixture *fx = *state;
+    sk_dispatcher_add_route(fx->d, "kafka", "orders");
+    send_json(fx, "{\"type\":\"hello\",\"version\":1,\"name\":\"k\",\"capacity\":2,"
+                  "\"topics\":[\"orders\"]}");
+    json_t *f;
+    expect_type(fx, "welcome", &f);
+    json_decref(f);
+    sk_dispatcher_submit(fx->d, &kafka_ops, &fx->src, NULL, "orders", "k-1", 123,
+                         json_pack("{s:{s:i}}", "value", "x", 1), 0);
+    sk_dispatcher_submit(fx->d, &kafka_ops, &fx->src, NULL, "orders", "k-2", 123,
+                         json_pack("{s:{s:i}}", "value", "x", 2), 0);
+    spin(fx);
+    expect_type(fx, "task", &f);
+    json_decref(f);
+    expect_type(fx, "task", &f);
+    json_decref(f);
+    send_json(fx, "{\"type\":\"complete\",\"id\":\"k-1\"}");
     expect_type(fx, "error", &f);
     assert_string_equal(json_string_value(json_object_get(f, "code")), "unsupported");
     json_decref(f);
-    assert_false(fx->closed);
-    assert_int_equal(sk_dispatcher_sessions(fx->d), 1);
+    send_json(fx, "{\"type\":\"ack\",\"id\":\"k-1\"}");
+    send_json(fx, "{\"type\":\"nack\",\"id\":\"k-2\",\"message\":\"boom\"}");
+    spin(fx);
+    assert_int_equal(fx->src.completed, 1);
+    assert_int_equal(fx->src.failed, 1);
+}
+
+static void test_hello_routes_checked_per_source(void **state)
+{
+    fixture *fx = *state;
+    send_json(fx, "{\"type\":\"hello\",\"version\":1,\"name\":\"k\",\"capacity\":2,"
+                  "\"topics\":[\"work\"]}");
+    expect_error_and_close(fx, "protocol");
+}
+
+static void test_hello_without_routes(void **state)
+{
+    fixture *fx = *state;
+    send_json(fx, "{\"type\":\"hello\",\"version\":1,\"name\":\"k\",\"capacity\":2,"
+                  "\"job_types\":[],\"topics\":[]}");
+    expect_error_and_close(fx, "protocol");
 }
 
 static void test_handler_eof_abandons(void **state)
@@ -725,6 +804,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_frame_before_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_call_reserved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_result_type_per_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topics_hello_and_kafka_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_routes_checked_per_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_without_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_eof_abandons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_handler_for_route, setup, teardown),

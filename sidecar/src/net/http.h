@@ -1,0 +1,73 @@
+/* Non-blocking HTTP client: libcurl's multi-socket API driven by a libevent loop (one event per
+ * socket curl watches, one timer). Used by the Schema Registry client, later by Vault, OAuth and
+ * OTLP. Loop thread only: every function below and every callback runs on the thread that runs
+ * the event_base.
+ *
+ * Requests follow no redirects, speak only http and https, never raise signals
+ * (CURLOPT_NOSIGNAL) and honour the standard proxy environment variables (http_proxy,
+ * https_proxy, no_proxy) as libcurl does. */
+#ifndef SK_HTTP_H
+#define SK_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+#define SK_HTTP_MAX_BODY ((size_t)8 << 20) /* default bound on a response body */
+
+typedef struct sk_http sk_http;
+typedef struct sk_http_req sk_http_req;
+
+/* What a request ended with. error is NULL when a whole response arrived (any status); when it
+ * is set the request failed (connect error, timeout, body over the limit...) and status is the
+ * status of a response cut short, 0 when none arrived. body holds the bytes received, possibly
+ * partial when error is set. Everything is valid during the callback only. */
+typedef struct sk_http_result {
+    long status;
+    const char *body; /* NUL-terminated, body_len bytes */
+    size_t body_len;
+    const char *error; /* curl's message and its CURLOPT_ERRORBUFFER detail */
+    double ttfb_s;     /* time to first byte */
+    double total_s;
+} sk_http_result;
+
+typedef void (*sk_http_cb)(void *ud, const sk_http_result *r);
+
+/* Calls curl_global_init(CURL_GLOBAL_DEFAULT) once per process; later calls return its first
+ * result. sk_http_new calls it; main may call it before starting threads, since
+ * curl_global_init is not thread-safe on every platform. 0 or -1. */
+int sk_http_global_init(void);
+
+/* A client on base; NULL with err set on failure. */
+sk_http *sk_http_new(struct event_base *base, char *err, size_t errlen);
+
+/* Cancels every request in flight (their callbacks are not called) and frees the client.
+ * Accepts NULL. May be called from inside a completion callback of this client: the requests
+ * not yet delivered are dropped and the memory is released when that callback returns. */
+void sk_http_free(sk_http *h);
+
+/* Bound on a response body (default SK_HTTP_MAX_BODY) for requests started afterwards; a larger
+ * body ends the request with an error. */
+void sk_http_set_max_body(sk_http *h, size_t max);
+
+/* Starts a request. method: "GET", "POST", "PUT", "DELETE", "HEAD"...; headers: NULL or a
+ * NULL-terminated list of "Name: value"; body: body_len bytes (copied) or NULL; userpwd:
+ * "user:password" for basic auth or NULL (copied by curl, never logged); timeout_ms: bound on the
+ * whole request (<= 0: 30 s). Everything is copied: the caller's buffers may go right after.
+ *
+ * cb runs later from the loop, never from inside this call, exactly once unless the request is
+ * cancelled or the client freed. Returns NULL when the request cannot start (out of memory, bad
+ * arguments, client being freed); cb is then never called. The handle is valid until cb returns
+ * or the request is cancelled.
+ *
+ * Inside cb it is allowed to start requests, to cancel other requests and to free the client;
+ * cancelling the request being delivered does nothing. */
+sk_http_req *sk_http_request(sk_http *h, const char *method, const char *url,
+                             const char *const *headers, const char *body, size_t body_len,
+                             const char *userpwd, int64_t timeout_ms, sk_http_cb cb, void *ud);
+
+/* Stops a request; its callback is not called. Accepts NULL. */
+void sk_http_cancel(sk_http_req *r);
+
+#endif
