@@ -1,34 +1,48 @@
-// skiff handler SDK for Node.js (handler protocol v1.1, no dependencies).
+// skiff handler SDK for Node.js (handler protocol v1.2, no dependencies).
 //
-//   import { Handler, BpmnError, JobFailed } from '@skiff/handler';
+//   import { Handler, BpmnError, JobFailed, Retry, DeadLetter } from '@skiff/handler';
 //   const app = new Handler({ name: 'policy-issuer', capacity: 8 });
 //   app.job('issue-policy', async (task) => ({ policyId: 'P-1' }));
+//   app.topic('business.policy.issued.v1', async (task) => {
+//     // task.value; task.record: { topic, partition, offset, key, headers, timestamp, ... }
+//     if (task.value.premium.startsWith('-')) throw new DeadLetter('negative premium');
+//     if (!(await searchIsUp())) throw new Retry('search down', { backoffMs: 10_000 });
+//   }); // resolving acks the record; any other exception nacks it
 //   await app.run();
 //
 // A job function receives a task and returns an object of variables (or
 // nothing) to complete the job. Throwing BpmnError throws a BPMN error,
 // throwing JobFailed fails the job with explicit retries/backoff, and any other
-// exception fails the job with its message. Up to `capacity` tasks run at once;
-// keep job functions asynchronous so pings are answered while they run.
+// exception fails the job with its message. A topic function receives a Kafka
+// task: returning acks the record, throwing Retry (nack with retry_backoff_ms) or
+// DeadLetter (nack with dead_letter) or any other exception (nack with its
+// message) nacks it. Up to `capacity` tasks run at once; keep functions
+// asynchronous so pings are answered while they run.
 //
-// Inside a job function (failures reject with a CallError having a `code`):
+// Inside a job or topic function (failures reject with a CallError having a `code`):
 //
 //   const deadline = await task.extend(60_000); // deadline = now + 60 s; also sets task.deadline
 //   task.signal;       // AbortSignal, aborted when skiff cancels the task (task.cancelReason:
 //                      // 'deadline', 'job_gone'); its result is never sent
 //   await task.publishMessage({ name: 'paid', correlationKey: 'order-42', variables: { a: 1 } });
 //   // -> { key: '2251799813685400', tenant_id: '<default>' }
+//   await task.produce({ topic: 'business.policy.indexed.v1', value: { policyId: 'P-1' },
+//                        key: 'P-1', headers: { source: 'indexer' } });
+//   // -> { topic, partition: 0, offset: 88, schema_id: 9 }
 //
-// app.publishMessage({...}) does the same from outside a job function, on the
-// current connection. Error codes are skiff's (not_found, unavailable, rejected
-// for extend; invalid_params, already_exists, unavailable, rejected for
-// publishMessage) or the SDK's own, raised without waiting for skiff:
-// unsupported (skiff's welcome did not list the feature or method; nothing was
-// sent), cancelled (skiff cancelled the task, also while an extend waits),
-// closed (not connected, the task's result was sent, or the connection was lost
-// before the reply: the outcome is unknown), invalid_params (not
-// JSON-serialisable or larger than max_frame). A cancelled task no longer
-// counts against `capacity`: skiff may send a new one while its function runs.
+// app.publishMessage({...}) and app.produce({...}) do the same from outside a
+// function, on the current connection. Error codes are skiff's (not_found,
+// unavailable, rejected for extend; invalid_params, already_exists, unavailable,
+// rejected for publishMessage; invalid_params, invalid_value, schema_not_found,
+// unavailable, produce_failed for produce; treat any other code as a failure
+// too) or the SDK's own, raised without waiting for skiff: unsupported (skiff's
+// welcome did not list the feature or method, or the task is a Kafka task, which
+// cannot be extended; nothing was sent), cancelled (skiff cancelled the task,
+// also while an extend waits), closed (not connected, the task's result was
+// sent, or the connection was lost before the reply: the outcome is unknown),
+// invalid_params (not JSON-serialisable, larger than max_frame, or a produce
+// without a value). A cancelled task no longer counts against `capacity`: skiff
+// may send a new one while its function runs.
 //
 // run() connects to $SKIFF_SOCKET (default /run/skiff/handler.sock),
 // reconnecting with a backoff while skiff is not there or after a lost
@@ -61,6 +75,25 @@ export class JobFailed extends Error {
     this.retries = retries;
     this.retryBackoffMs = retryBackoffMs;
     this.variables = variables;
+  }
+}
+
+/** Kafka: nack the record; skiff retries it after `backoffMs` (undefined: its own backoff).
+ *  In a job function: fail the job with that backoff. */
+export class Retry extends JobFailed {
+  constructor(message, { backoffMs } = {}) {
+    super(message, { retryBackoffMs: backoffMs });
+    this.name = 'Retry';
+    this.backoffMs = backoffMs;
+  }
+}
+
+/** Kafka: nack the record to the dead-letter topic at once. In a job function: fail with
+ *  retries 0. */
+export class DeadLetter extends JobFailed {
+  constructor(message) {
+    super(message, { retries: 0 });
+    this.name = 'DeadLetter';
   }
 }
 
@@ -137,9 +170,15 @@ export class FrameReader {
 const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 
+const camelKeys = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [camel(k), v]));
+
 function toTask(frame) {
-  const job = isPlainObject(frame.zeebe)
-    ? Object.fromEntries(Object.entries(frame.zeebe).map(([k, v]) => [camel(k), v]))
+  const job = isPlainObject(frame.zeebe) ? camelKeys(frame.zeebe) : null;
+  const record = isPlainObject(frame.kafka)
+    ? {
+      key: null, keyBase64: null, headers: {}, headersBase64: {}, timestamp: null,
+      ...Object.fromEntries(Object.entries(camelKeys(frame.kafka)).filter(([, v]) => v != null)),
+    }
     : null;
   return {
     id: frame.id,
@@ -151,6 +190,9 @@ function toTask(frame) {
     attempt: frame.attempt ?? 1,
     traceparent: frame.traceparent ?? null,
     job, // key, processInstanceKey, bpmnProcessId, elementId, retries, worker, ...
+    topic: frame.topic ?? '',
+    value: frame.value ?? null,
+    record, // topic, partition, offset, key, keyBase64, headers, headersBase64, timestamp, schemaId
     frame,
     cancelReason: null,
   };
@@ -162,6 +204,16 @@ function messageParams({
   const params = { name, correlation_key: correlationKey, time_to_live_ms: timeToLiveMs };
   const optional = { variables, message_id: messageId, tenant_id: tenantId };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined && v !== null) params[k] = v;
+  return params;
+}
+
+function produceParams({ topic, value, key, headers } = {}) {
+  if (value === undefined) {
+    throw new CallError('invalid_params', 'produce needs a value (null is one)');
+  }
+  const params = { topic, value };
+  if (key !== undefined && key !== null) params.key = key;
+  if (headers !== undefined && headers !== null) params.headers = headers;
   return params;
 }
 
@@ -194,6 +246,7 @@ export class Handler {
     });
     this.session = null;
     this.jobs = new Map();
+    this.topics = new Map();
   }
 
   /** Publish a Zeebe message on the current connection (same as task.publishMessage). */
@@ -202,15 +255,29 @@ export class Handler {
     return this.#call(this.#state, 'publish_message', messageParams(options));
   }
 
+  /** Write a Kafka record on the current connection (same as task.produce). */
+  async produce(options) {
+    if (!this.#state) throw new CallError('closed', 'not connected to skiff');
+    return this.#call(this.#state, 'produce', produceParams(options));
+  }
+
   /** Register `fn(task)` for a Zeebe job type. */
   job(jobType, fn) {
     this.jobs.set(jobType, fn);
     return this;
   }
 
+  /** Register `fn(task)` for the records of a Kafka topic. */
+  topic(topic, fn) {
+    this.topics.set(topic, fn);
+    return this;
+  }
+
   /** Serve until skiff drains this handler; rejects with ProtocolError if skiff refuses hello. */
   async run() {
-    if (this.jobs.size === 0) throw new Error('register at least one job type before run()');
+    if (this.jobs.size === 0 && this.topics.size === 0) {
+      throw new Error('register at least one job type or topic before run()');
+    }
     let delay = this.backoffInitialMs;
     for (;;) {
       const sock = await this.#connect();
@@ -291,10 +358,13 @@ export class Handler {
           }
         }
       });
-      this.#send(state, {
-        type: 'hello', version: PROTOCOL_VERSION, name: this.name,
-        capacity: this.capacity, job_types: [...this.jobs.keys()], features: ['cancel'],
-      });
+      const hello = {
+        type: 'hello', version: PROTOCOL_VERSION, name: this.name, capacity: this.capacity,
+      };
+      if (this.jobs.size > 0) hello.job_types = [...this.jobs.keys()];
+      if (this.topics.size > 0) hello.topics = [...this.topics.keys()];
+      hello.features = ['cancel'];
+      this.#send(state, hello);
     });
   }
 
@@ -366,6 +436,7 @@ export class Handler {
     task.signal = controller.signal;
     task.extend = (timeoutMs) => this.#extend(state, task, timeoutMs);
     task.publishMessage = (options) => this.#call(state, 'publish_message', messageParams(options));
+    task.produce = async (options) => this.#call(state, 'produce', produceParams(options));
     const entry = { task, controller };
     state.open.set(task.id, entry);
     state.inFlight += 1;
@@ -409,6 +480,9 @@ export class Handler {
   async #extend(state, task, timeoutMs) {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
       throw new RangeError(`timeoutMs must be an integer >= 1, not ${timeoutMs}`);
+    }
+    if (task.source === 'kafka') {
+      throw new CallError('unsupported', 'a Kafka task cannot be extended');
     }
     if (!state.features.has('extend')) {
       throw new CallError('unsupported', 'skiff does not support extend');
@@ -456,6 +530,7 @@ export class Handler {
   }
 
   async #execute(task) {
+    if (task.source === 'kafka') return this.#executeRecord(task);
     const id = task.id ?? '';
     try {
       const fn = this.jobs.get(task.jobType);
@@ -486,6 +561,31 @@ export class Handler {
     }
   }
 
+  // Run the topic function for one Kafka task: ack, or nack on an exception.
+  async #executeRecord(task) {
+    const id = task.id ?? '';
+    try {
+      const fn = this.topics.get(task.topic);
+      if (!fn) throw new JobFailed(`no handler for topic ${JSON.stringify(task.topic)}`);
+      await fn(task);
+      return { type: 'ack', id };
+    } catch (err) {
+      if (err instanceof DeadLetter) {
+        return { type: 'nack', id, message: err.message, dead_letter: true };
+      }
+      if (err instanceof JobFailed) { // Retry too
+        const out = { type: 'nack', id, message: err.message };
+        if (err.retryBackoffMs !== undefined && err.retryBackoffMs !== null) {
+          out.retry_backoff_ms = err.retryBackoffMs;
+        }
+        return out;
+      }
+      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      this.logger.warn(`task ${id} failed: ${err?.stack ?? message}`);
+      return { type: 'nack', id, message };
+    }
+  }
+
   #send(state, frame) {
     return this.#write(state, encodeFrame(frame));
   }
@@ -506,21 +606,22 @@ function withVariables(frame, variables) {
   return frame;
 }
 
-// Replace a result that cannot be encoded or is too large by a fail.
+// Replace a result that cannot be encoded or is too large by a fail (a nack,
+// keeping its other members, for a Kafka task).
 function checked(result, maxFrame) {
+  const failed = (message) => {
+    if (result.type === 'nack') return { ...result, message };
+    return { type: result.type === 'ack' ? 'nack' : 'fail', id: result.id, message };
+  };
   if ('variables' in result && !isPlainObject(result.variables)) {
-    return { type: 'fail', id: result.id, message: 'variables must be a plain object' };
+    return failed('variables must be a plain object');
   }
   let size;
   try {
     size = Buffer.byteLength(JSON.stringify(result), 'utf8');
   } catch (err) {
-    const message = `result is not JSON-serialisable: ${err.message}`;
-    return { type: 'fail', id: result.id, message };
+    return failed(`result is not JSON-serialisable: ${err.message}`);
   }
-  if (size > maxFrame) {
-    const message = `result frame of ${size} bytes exceeds max_frame ${maxFrame}`;
-    return { type: 'fail', id: result.id, message };
-  }
+  if (size > maxFrame) return failed(`result frame of ${size} bytes exceeds max_frame ${maxFrame}`);
   return result;
 }

@@ -1,8 +1,8 @@
-"""skiff handler SDK for Python (handler protocol v1.1, standard library only).
+"""skiff handler SDK for Python (handler protocol v1.2, standard library only).
 
 Usage::
 
-    from skiff_handler import Handler, BpmnError, JobFailed
+    from skiff_handler import Handler, BpmnError, JobFailed, Retry, DeadLetter
 
     app = Handler("risk-scorer", capacity=4)
 
@@ -12,16 +12,27 @@ Usage::
             raise BpmnError("RISK_TOO_HIGH", "amount too large")
         return {"riskScore": 42}
 
+    @app.topic("business.policy.issued.v1")
+    def index(task):                # task.value, task.record (partition, offset, key, ...)
+        if task.value["premium"].startswith("-"):
+            raise DeadLetter("negative premium")        # nack, dead_letter: true
+        if not search_is_up():
+            raise Retry("search down", backoff_ms=10_000)  # nack, retry_backoff_ms
+        # returning (any value) acks the record; any other exception nacks it
+
     app.run()
 
 A job function receives a :class:`Task` and returns a dict of variables (or
 ``None``) to complete the job. Raising :class:`BpmnError` throws a BPMN error,
 raising :class:`JobFailed` fails the job with explicit retries/backoff, and any
-other exception fails the job with the exception's message. ``async def`` job
-functions are supported too. Up to ``capacity`` tasks run at once, each on its
-own worker thread.
+other exception fails the job with the exception's message. A topic function
+receives a Kafka task (``task.topic``, ``task.value``, ``task.record``): returning
+acks the record, raising :class:`Retry` or :class:`DeadLetter` nacks it with a
+backoff or to the dead-letter topic, any other exception nacks it with its
+message. ``async def`` functions are supported too. Up to ``capacity`` tasks run
+at once, each on its own worker thread.
 
-Inside a job function (blocking calls, safe from any thread; failures raise
+Inside a job or topic function (blocking calls, safe from any thread; failures raise
 :class:`CallError` with a ``code``)::
 
     new_deadline = task.extend(60_000)      # deadline = now + 60 s; also sets task.deadline
@@ -30,13 +41,19 @@ Inside a job function (blocking calls, safe from any thread; failures raise
                                             # "job_gone"); its result is never sent
     task.publish_message("paid", correlation_key="order-42", variables={"amount": 3})
     # -> {"key": "2251799813685400", "tenant_id": "<default>"}
+    task.produce("business.policy.indexed.v1", {"policyId": "P-1"}, key="P-1",
+                 headers={"source": "indexer"})
+    # -> {"topic": ..., "partition": 0, "offset": 88, "schema_id": 9}
 
-``app.publish_message(...)`` does the same from outside a job function, on the
-current connection. Error codes are skiff's (``not_found``, ``unavailable``,
-``rejected`` for extend; ``invalid_params``, ``already_exists``,
-``unavailable``, ``rejected`` for publish_message) or the SDK's own, raised
-without waiting for skiff: ``unsupported`` (skiff's welcome did not list the
-feature or method; nothing was sent), ``cancelled`` (skiff cancelled the task,
+``app.publish_message(...)`` and ``app.produce(...)`` do the same from outside
+a function, on the current connection. Error codes are skiff's (``not_found``,
+``unavailable``, ``rejected`` for extend; ``invalid_params``,
+``already_exists``, ``unavailable``, ``rejected`` for publish_message;
+``invalid_params``, ``invalid_value``, ``schema_not_found``, ``unavailable``,
+``produce_failed`` for produce; treat any other code as a failure too) or the
+SDK's own, raised without waiting for skiff: ``unsupported`` (skiff's welcome
+did not list the feature or method, or the task is a Kafka task, which cannot
+be extended; nothing was sent), ``cancelled`` (skiff cancelled the task,
 also while an extend waits), ``closed`` (not connected, the task's result was
 sent, or the connection was lost before the reply: the outcome is unknown),
 ``invalid_params`` (not JSON-serialisable or larger than ``max_frame``).
@@ -65,7 +82,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 __all__ = [
-    "Handler", "Task", "Job", "BpmnError", "JobFailed", "ProtocolError", "CallError",
+    "Handler", "Task", "Job", "Record", "BpmnError", "JobFailed", "Retry", "DeadLetter",
+    "ProtocolError", "CallError",
     "encode_frame", "PROTOCOL_VERSION", "DEFAULT_SOCKET", "DEFAULT_MAX_FRAME",
 ]
 
@@ -106,6 +124,23 @@ class JobFailed(Exception):
         self.variables = variables
 
 
+class Retry(JobFailed):
+    """Kafka: nack the record so that skiff retries it after ``backoff_ms``
+    (``None``: skiff's own backoff). In a job function: fail with that backoff."""
+
+    def __init__(self, message: str, backoff_ms: Optional[int] = None) -> None:
+        super().__init__(message, retry_backoff_ms=backoff_ms)
+        self.backoff_ms = backoff_ms
+
+
+class DeadLetter(JobFailed):
+    """Kafka: nack the record with ``dead_letter``: skiff writes it to the
+    dead-letter topic at once. In a job function: fail with retries 0."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retries=0)
+
+
 class ProtocolError(Exception):
     """skiff refused the handshake (an ``error`` frame answered ``hello``)."""
 
@@ -140,9 +175,36 @@ class Job:
         return cls(**known)
 
 
+@dataclass(frozen=True)
+class Record:
+    """Kafka metadata of a task (the ``kafka`` member of the task frame).
+
+    ``key`` is None without a key or when it is not valid UTF-8 (then
+    ``key_base64`` holds it); headers whose value is not valid UTF-8 are in
+    ``headers_base64``; ``timestamp`` (epoch ms) is None when the record has none.
+    """
+
+    topic: str = ""
+    partition: int = 0
+    offset: int = 0
+    key: Optional[str] = None
+    headers: Dict[str, str] = field(default_factory=dict)
+    timestamp: Optional[int] = None
+    schema_id: int = 0
+    key_base64: Optional[str] = None
+    headers_base64: Dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Record":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if d.get(k) is not None}
+        return cls(**known)
+
+
 @dataclass(eq=False)
 class Task:
-    """One task as received from skiff.
+    """One task as received from skiff: a Zeebe job (``source == "zeebe"``:
+    ``job_type``, ``variables``, ``headers``, ``job``) or a Kafka record
+    (``source == "kafka"``: ``topic``, ``value``, ``record``).
 
     ``deadline`` is updated by :meth:`extend`; ``cancelled`` is set (and
     ``cancel_reason`` filled) when skiff cancels the task.
@@ -157,6 +219,9 @@ class Task:
     attempt: int = 1
     traceparent: Optional[str] = None
     job: Optional[Job] = None
+    topic: str = ""
+    value: Any = None
+    record: Optional[Record] = None
     frame: Dict[str, Any] = field(default_factory=dict, repr=False)
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_reason: Optional[str] = None
@@ -164,7 +229,7 @@ class Task:
 
     @classmethod
     def from_frame(cls, f: Dict[str, Any]) -> "Task":
-        zeebe = f.get("zeebe")
+        zeebe, kafka = f.get("zeebe"), f.get("kafka")
         return cls(
             id=f["id"], source=f.get("source", "zeebe"),
             job_type=f.get("job_type", ""),
@@ -172,6 +237,8 @@ class Task:
             deadline=int(f.get("deadline", 0)), attempt=int(f.get("attempt", 1)),
             traceparent=f.get("traceparent"),
             job=Job.from_dict(zeebe) if isinstance(zeebe, dict) else None,
+            topic=f.get("topic", ""), value=f.get("value"),
+            record=Record.from_dict(kafka) if isinstance(kafka, dict) else None,
             frame=f,
         )
 
@@ -186,6 +253,8 @@ class Task:
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1:
             raise ValueError(f"timeout_ms must be an int >= 1, not {timeout_ms!r}")
         conn = self._attached()
+        if self.source == "kafka":
+            raise CallError("unsupported", "a Kafka task cannot be extended")
         if "extend" not in conn.features:
             raise CallError("unsupported", "skiff does not support extend")
         result = conn.request("extend", {"id": self.id, "timeout_ms": timeout_ms}, task=self)
@@ -201,6 +270,14 @@ class Task:
         return self._attached().call("publish_message", _message_params(
             name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
 
+    def produce(self, topic: str, value: Any, key: Optional[str] = None,
+                headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        """Write a Kafka record through skiff (``value`` encoded to Avro with the
+        latest schema of ``<topic>-value``); returns ``{"topic", "partition",
+        "offset", "schema_id"}`` once the broker confirmed it. Blocks; raises
+        :class:`CallError`."""
+        return self._attached().call("produce", _produce_params(topic, value, key, headers))
+
     def _attached(self) -> "_Connection":
         if self._conn is None:
             raise CallError("closed", f"task {self.id} did not come from a skiff connection")
@@ -213,6 +290,14 @@ def _message_params(name: str, correlation_key: str, variables: Optional[Dict[st
     params: Dict[str, Any] = {"name": name, "correlation_key": correlation_key,
                               "time_to_live_ms": time_to_live_ms}
     optional = {"variables": variables, "message_id": message_id, "tenant_id": tenant_id}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
+
+
+def _produce_params(topic: str, value: Any, key: Optional[str],
+                    headers: Optional[Dict[str, str]]) -> Dict[str, Any]:
+    params: Dict[str, Any] = {"topic": topic, "value": value}
+    optional = {"key": key, "headers": headers}
     params.update({k: v for k, v in optional.items() if v is not None})
     return params
 
@@ -394,7 +479,7 @@ class _Connection:
 
 
 class Handler:
-    """A handler process: registers job functions and serves skiff's tasks."""
+    """A handler process: registers job and topic functions and serves skiff's tasks."""
 
     def __init__(self, name: str, capacity: int = 1, *,
                  socket_path: Optional[str] = None, reconnect: bool = True,
@@ -409,6 +494,7 @@ class Handler:
         self.backoff_max = backoff_max
         self.session: Optional[str] = None
         self._jobs: Dict[str, JobFunction] = {}
+        self._topics: Dict[str, JobFunction] = {}
         self._conn: Optional[_Connection] = None
 
     def job(self, job_type: str) -> Callable[[JobFunction], JobFunction]:
@@ -418,9 +504,20 @@ class Handler:
             return fn
         return register
 
+    def topic(self, topic: str) -> Callable[[JobFunction], JobFunction]:
+        """Decorator: register ``fn(task)`` for the records of a Kafka topic."""
+        def register(fn: JobFunction) -> JobFunction:
+            self._topics[topic] = fn
+            return fn
+        return register
+
     @property
     def job_types(self) -> List[str]:
         return list(self._jobs)
+
+    @property
+    def topics(self) -> List[str]:
+        return list(self._topics)
 
     def publish_message(self, name: str, correlation_key: str = "",
                         variables: Optional[Dict[str, Any]] = None, time_to_live_ms: int = 0,
@@ -435,6 +532,16 @@ class Handler:
         return conn.call("publish_message", _message_params(
             name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
 
+    def produce(self, topic: str, value: Any, key: Optional[str] = None,
+                headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        """Write a Kafka record on the current connection (same as
+        :meth:`Task.produce`); raises :class:`CallError` (``closed`` while not
+        connected)."""
+        conn = self._conn
+        if conn is None:
+            raise CallError("closed", "not connected to skiff")
+        return conn.call("produce", _produce_params(topic, value, key, headers))
+
     def run(self) -> None:
         """Serve until skiff drains this handler.
 
@@ -442,8 +549,8 @@ class Handler:
         after a lost connection (unless ``reconnect=False``, then it returns).
         Raises :class:`ProtocolError` if skiff rejects the hello.
         """
-        if not self._jobs:
-            raise ValueError("register at least one job type before run()")
+        if not self._jobs and not self._topics:
+            raise ValueError("register at least one job type or topic before run()")
         delay = self.backoff_initial
         while True:
             sock = self._connect()
@@ -491,9 +598,14 @@ class Handler:
             sock.close()
 
     def _handshake(self, conn: _Connection) -> bool:
-        conn.send({"type": "hello", "version": PROTOCOL_VERSION, "name": self.name,
-                   "capacity": self.capacity, "job_types": self.job_types,
-                   "features": ["cancel"]})
+        hello: Dict[str, Any] = {"type": "hello", "version": PROTOCOL_VERSION,
+                                 "name": self.name, "capacity": self.capacity}
+        if self._jobs:
+            hello["job_types"] = self.job_types
+        if self._topics:
+            hello["topics"] = self.topics
+        hello["features"] = ["cancel"]
+        conn.send(hello)
         frame = conn.recv()
         if frame is None:
             return False
@@ -545,7 +657,8 @@ class Handler:
         except (KeyError, TypeError, ValueError) as e:
             log.error("skiff sent a malformed task %r: %s", frame.get("id"), e)
             if isinstance(frame.get("id"), str) and frame["id"]:
-                conn.send({"type": "fail", "id": frame["id"],
+                kind = "nack" if frame.get("source") == "kafka" else "fail"
+                conn.send({"type": kind, "id": frame["id"],
                            "message": f"malformed task frame: {e}"})
             return
         task._conn = conn
@@ -575,6 +688,8 @@ class Handler:
 
     def _execute(self, task: Task) -> Dict[str, Any]:
         """Run the job function for one task and build its result frame."""
+        if task.source == "kafka":
+            return self._execute_record(task)
         task_id = task.id
         try:
             fn = self._jobs.get(task.job_type)
@@ -604,21 +719,48 @@ class Handler:
                         exc_info=True)
             return {"type": "fail", "id": task_id, "message": f"{type(e).__name__}: {e}"}
 
+    def _execute_record(self, task: Task) -> Dict[str, Any]:
+        """Run the topic function for one Kafka task: ack, or nack on an exception."""
+        task_id = task.id
+        try:
+            fn = self._topics.get(task.topic)
+            if fn is None:
+                raise JobFailed(f"no handler for topic {task.topic!r}")
+            value = fn(task)
+            if inspect.isawaitable(value):
+                asyncio.run(_awaited(value))
+            return {"type": "ack", "id": task_id}
+        except DeadLetter as e:
+            return {"type": "nack", "id": task_id, "message": e.message, "dead_letter": True}
+        except JobFailed as e:  # Retry too
+            out: Dict[str, Any] = {"type": "nack", "id": task_id, "message": e.message}
+            if e.retry_backoff_ms is not None:
+                out["retry_backoff_ms"] = int(e.retry_backoff_ms)
+            return out
+        except Exception as e:
+            log.warning("task %s failed: %s: %s", task_id, type(e).__name__, e,
+                        exc_info=True)
+            return {"type": "nack", "id": task_id, "message": f"{type(e).__name__}: {e}"}
+
     @staticmethod
     def _checked(result: Dict[str, Any], max_frame: int) -> Dict[str, Any]:
-        """Replace a result that cannot be encoded or is too large by a fail."""
+        """Replace a result that cannot be encoded or is too large by a fail
+        (a nack, keeping its other members, for a Kafka task)."""
+        def failed(message: str) -> Dict[str, Any]:
+            if result["type"] == "nack":
+                return {**result, "message": message}
+            kind = "nack" if result["type"] == "ack" else "fail"
+            return {"type": kind, "id": result["id"], "message": message}
+
         variables = result.get("variables")
         if variables is not None and not isinstance(variables, dict):
-            return {"type": "fail", "id": result["id"],
-                    "message": f"variables must be a dict, not {type(variables).__name__}"}
+            return failed(f"variables must be a dict, not {type(variables).__name__}")
         try:
             size = len(encode_frame(result)) - 4
         except (TypeError, ValueError) as e:
-            return {"type": "fail", "id": result["id"],
-                    "message": f"result is not JSON-serialisable: {e}"}
+            return failed(f"result is not JSON-serialisable: {e}")
         if size > max_frame:
-            return {"type": "fail", "id": result["id"],
-                    "message": f"result frame of {size} bytes exceeds max_frame {max_frame}"}
+            return failed(f"result frame of {size} bytes exceeds max_frame {max_frame}")
         return result
 
 

@@ -1,14 +1,16 @@
-"""A tiny fake skiff: the skiff side of handler protocol v1.1, standard library only.
+"""A tiny fake skiff: the skiff side of handler protocol v1.2, standard library only.
 
 Used by the SDK conformance suite, and handy to try a handler by hand::
 
     python3 fake_skiff.py --socket /tmp/skiff.sock \\
-        --task 'risk-score={"amount": 250000, "applicant": {"age": 41}}'
+        --task 'risk-score={"amount": 250000, "applicant": {"age": 41}}' \\
+        --record 'business.policy.issued.v1={"policyId": "P-1", "premium": "1200.50"}'
 
-It waits for one handler, answers its hello, sends the tasks (never more than
-the handler's capacity open at once), answers extends and ``publish_message``
-calls as if the engine agreed, prints every result (then every other frame) as
-a JSON line, sends a ping, then drains the handler and waits for it to close.
+It waits for one handler, answers its hello, sends the tasks and Kafka records
+(never more than the handler's capacity open at once), answers extends,
+``publish_message`` and ``produce`` calls as if the engine and the broker
+agreed, prints every result (then every other frame) as a JSON line, sends a
+ping, then drains the handler and waits for it to close.
 
 When the ``jsonschema`` package is importable, every frame sent or received is
 checked against ``handler-protocol/schemas``.
@@ -29,8 +31,9 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
-FEATURES = ["cancel", "extend"]  # what skiff v1.1 lists in its welcome
-METHODS = ["publish_message"]
+FEATURES = ["cancel", "extend"]  # what skiff v1.2 lists in its welcome
+METHODS = ["publish_message", "produce"]  # produce: with a Kafka producer configured
+RESULTS = ("complete", "fail", "bpmn_error", "ack", "nack")
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schemas")
 
 try:
@@ -39,6 +42,7 @@ except ImportError:  # validation is a bonus, not a requirement
     jsonschema = None
 
 _keys = itertools.count(2251799813685321)
+_offsets = itertools.count(1742)
 
 
 class Closed(Exception):
@@ -83,6 +87,24 @@ def make_task(job_type: str, variables: Optional[Dict[str, Any]] = None,
             "bpmn_process_id": "conformance", "process_definition_version": 1,
             "element_id": job_type, "retries": 3, "worker": "fake-skiff",
         },
+    }
+    frame.update(extra)
+    return frame
+
+
+def make_kafka_task(topic: str, value: Any = None, key: Optional[str] = "k-1",
+                    headers: Optional[Dict[str, str]] = None, partition: int = 3,
+                    attempt: int = 1, **extra: Any) -> Dict[str, Any]:
+    """A well-formed Kafka task frame with a fresh offset (``extra`` goes to the top level)."""
+    offset = next(_offsets)
+    now = int(time.time() * 1000)
+    frame = {
+        "type": "task", "id": f"k-{topic}-{partition}-{offset}-{attempt}", "source": "kafka",
+        "topic": topic, "deadline": now + 30000, "attempt": attempt,
+        "traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01",
+        "value": value,
+        "kafka": {"topic": topic, "partition": partition, "offset": offset, "key": key,
+                  "headers": headers or {}, "timestamp": now - 1000, "schema_id": 7},
     }
     frame.update(extra)
     return frame
@@ -174,7 +196,7 @@ class Conn:
                        "error": {"code": code, "message": message}})
 
     def answer(self, frame: Dict[str, Any]) -> None:
-        """Answer an extend or call as skiff would if the engine agreed."""
+        """Answer an extend or call as skiff would if the engine (or broker) agreed."""
         if frame["type"] == "extend":
             if "ref" in frame:
                 self.reply(frame["ref"],
@@ -182,6 +204,9 @@ class Conn:
         elif frame["method"] == "publish_message":
             self.reply(frame["ref"], {"key": str(next(_keys)),
                                       "tenant_id": frame["params"].get("tenant_id", "<default>")})
+        elif frame["method"] == "produce":
+            self.reply(frame["ref"], {"topic": frame["params"]["topic"], "partition": 0,
+                                      "offset": next(_offsets), "schema_id": 1})
         else:
             self.reply(frame["ref"], error=("unknown_method", f"no method {frame['method']}"))
 
@@ -213,7 +238,7 @@ class Conn:
                 open_ids.add(task["id"])
                 self.send(task)
             frame = self.recv(timeout)
-            if frame["type"] in ("complete", "fail", "bpmn_error"):
+            if frame["type"] in RESULTS:
                 assert frame["id"] in open_ids, f"result for a task not open: {frame}"
                 open_ids.discard(frame["id"])
                 results[frame["id"]] = frame
@@ -284,11 +309,18 @@ def _parse_task(arg: str) -> Dict[str, Any]:
     return make_task(job_type, json.loads(variables) if variables else {})
 
 
+def _parse_record(arg: str) -> Dict[str, Any]:
+    topic, _, value = arg.partition("=")
+    return make_kafka_task(topic, json.loads(value) if value else None)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--socket", default=os.environ.get("SKIFF_SOCKET", "/tmp/skiff.sock"))
     p.add_argument("--task", action="append", default=[], metavar="JOB_TYPE=JSON",
                    help="a task to send (repeatable); JSON is its variables")
+    p.add_argument("--record", action="append", default=[], metavar="TOPIC=JSON",
+                   help="a Kafka task to send (repeatable); JSON is the record value")
     p.add_argument("--timeout", type=float, default=30.0)
     args = p.parse_args(argv)
     with FakeSkiff(args.socket) as skiff:
@@ -296,7 +328,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         conn = skiff.accept(timeout=args.timeout)
         hello = conn.handshake()
         print(json.dumps(hello), flush=True)
-        tasks = [_parse_task(t) for t in args.task]
+        tasks = [_parse_task(t) for t in args.task] + [_parse_record(r) for r in args.record]
         for result in conn.run_tasks(tasks, timeout=args.timeout).values():
             print(json.dumps(result), flush=True)
         for frame in conn.others:

@@ -1,8 +1,11 @@
 // Conformance test handler for the Node SDK (driven by test_sdk_conformance.py).
-// Same job types and behaviour as sdk_python_handler.py. Environment:
-// SKIFF_SOCKET, CONF_CAPACITY (default 2).
+// Same job types, topics and behaviour as sdk_python_handler.py. Environment:
+// SKIFF_SOCKET, CONF_CAPACITY (default 2), CONF_MODE: all (default: job types and
+// topics), zeebe (job types only) or kafka (topics only).
 
-import { Handler, BpmnError, CallError, JobFailed } from '../node/index.js';
+import {
+  Handler, BpmnError, CallError, DeadLetter, JobFailed, Retry,
+} from '../node/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const app = new Handler({
@@ -11,11 +14,14 @@ const app = new Handler({
   backoffInitialMs: 50,
   backoffMaxMs: 200,
 });
+const MODE = process.env.CONF_MODE || 'all';
+const job = MODE === 'kafka' ? () => {} : (name, fn) => app.job(name, fn);
+const topic = MODE === 'zeebe' ? () => {} : (name, fn) => app.topic(name, fn);
 
 let active = 0;
 let maxActive = 0;
 
-app.job('conf-complete', (task) => ({
+job('conf-complete', (task) => ({
   doubled: task.variables.n * 2,
   seen: {
     id: task.id, job_type: task.jobType, headers: task.headers,
@@ -23,23 +29,23 @@ app.job('conf-complete', (task) => ({
     traceparent: task.traceparent, deadline: task.deadline, attempt: task.attempt,
   },
 }));
-app.job('conf-none', () => undefined);
-app.job('conf-raise', (task) => {
+job('conf-none', () => undefined);
+job('conf-raise', (task) => {
   throw new Error(`boom ${task.variables.msg ?? ''}`);
 });
-app.job('conf-bpmn', () => {
+job('conf-bpmn', () => {
   throw new BpmnError('RISK_TOO_HIGH', 'too risky', { variables: { reason: 'amount' } });
 });
-app.job('conf-jobfailed', () => {
+job('conf-jobfailed', () => {
   throw new JobFailed('try later', {
     retries: 2, retryBackoffMs: 5000, variables: { attempted: true },
   });
 });
-app.job('conf-async', async () => {
+job('conf-async', async () => {
   await sleep(10);
   return { async: true };
 });
-app.job('conf-sleep', async (task) => {
+job('conf-sleep', async (task) => {
   active += 1;
   maxActive = Math.max(maxActive, active);
   const seen = active;
@@ -47,14 +53,14 @@ app.job('conf-sleep', async (task) => {
   active -= 1;
   return { active_at_start: seen, max_active: maxActive };
 });
-app.job('conf-big', (task) => ({ blob: 'x'.repeat(task.variables.size) }));
+job('conf-big', (task) => ({ blob: 'x'.repeat(task.variables.size) }));
 
 const callError = (err) => {
   if (!(err instanceof CallError)) throw err;
   return { code: err.code, message: err.message };
 };
 
-app.job('conf-extend', async (task) => {
+job('conf-extend', async (task) => {
   try {
     const deadline = await task.extend(task.variables.ms);
     return { deadline, task_deadline: task.deadline };
@@ -62,7 +68,7 @@ app.job('conf-extend', async (task) => {
     return { error: callError(err) };
   }
 });
-app.job('conf-wait-cancel', async (task) => {
+job('conf-wait-cancel', async (task) => {
   const cancelled = await sleep(task.variables.ms ?? 5000, false, { signal: task.signal })
     .catch((err) => err.name === 'AbortError');
   const extendError = await task.extend(1000).then(() => null, (err) => callError(err).code);
@@ -74,7 +80,7 @@ app.job('conf-wait-cancel', async (task) => {
   });
   return { late: true };
 });
-app.job('conf-publish', async (task) => {
+job('conf-publish', async (task) => {
   const p = task.variables.params;
   const publish = task.variables.via === 'handler'
     ? (o) => app.publishMessage(o) : (o) => task.publishMessage(o);
@@ -92,6 +98,69 @@ app.job('conf-publish', async (task) => {
   } catch (err) {
     return { error: callError(err) };
   }
+});
+
+job('conf-produce', async (task) => {
+  const p = task.variables.params;
+  const produce = task.variables.via === 'handler'
+    ? (o) => app.produce(o) : (o) => task.produce(o);
+  try {
+    return {
+      result: await produce({
+        topic: p.topic, value: p.value, key: p.key, headers: p.headers,
+      }),
+    };
+  } catch (err) {
+    return { error: callError(err) };
+  }
+});
+
+// Kafka topics. A topic function cannot return data, so conf.seen reports what it
+// saw by producing it (the produce call is the test's window into the function).
+topic('conf.seen', async (task) => {
+  const r = task.record;
+  await task.produce({
+    topic: 'conf.seen.out',
+    value: {
+      id: task.id, source: task.source, topic: task.topic, value: task.value,
+      attempt: task.attempt, deadline: task.deadline, traceparent: task.traceparent,
+      record: {
+        topic: r.topic, partition: r.partition, offset: r.offset,
+        key: r.key, key_base64: r.keyBase64, headers: r.headers,
+        headers_base64: r.headersBase64, timestamp: r.timestamp, schema_id: r.schemaId,
+      },
+    },
+    key: r.key,
+    headers: { 'seen-by': 'conformance' },
+  });
+  return { ignored: true }; // a topic function's return value is ignored: ack
+});
+topic('conf.ok', () => undefined);
+topic('conf.raise', (task) => {
+  throw new Error(`bad record ${task.value.msg ?? ''}`);
+});
+topic('conf.retry', (task) => {
+  throw new Retry('try later', { backoffMs: task.value.ms });
+});
+topic('conf.retry-default', () => {
+  throw new Retry('try later');
+});
+topic('conf.dlq', () => {
+  throw new DeadLetter('poison record');
+});
+topic('conf.async', async () => {
+  await sleep(10);
+});
+topic('conf.extend', async (task) => {
+  await task.extend(1000); // a Kafka task cannot be extended: CallError, so a nack
+});
+topic('conf.wait-cancel', async (task) => {
+  const cancelled = await sleep(task.value.ms ?? 5000, false, { signal: task.signal })
+    .catch((err) => err.name === 'AbortError');
+  // Tell the test what the function saw; its ack must never be sent.
+  await task.produce({
+    topic: 'conf.cancelled', value: { cancelled, reason: task.cancelReason },
+  });
 });
 
 await app.run();

@@ -2,7 +2,8 @@
 
 Every SDK ships the same handler: same name scheme, same job types, same
 behaviour, so that one suite checks them all. Environment: SKIFF_SOCKET,
-CONF_CAPACITY (default 2).
+CONF_CAPACITY (default 2), CONF_MODE: "all" (default: job types and topics),
+"zeebe" (job types only) or "kafka" (topics only).
 """
 
 import asyncio
@@ -13,17 +14,27 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-from skiff_handler import BpmnError, CallError, Handler, JobFailed  # noqa: E402
+from skiff_handler import (BpmnError, CallError, DeadLetter, Handler, JobFailed,  # noqa: E402
+                           Retry)
 
 app = Handler("conformance-python", capacity=int(os.environ.get("CONF_CAPACITY", "2")),
               backoff_initial=0.05, backoff_max=0.2)
+MODE = os.environ.get("CONF_MODE", "all")
+
+
+def _skip(name):
+    return lambda fn: fn
+
+
+job = app.job if MODE != "kafka" else _skip
+topic = app.topic if MODE != "zeebe" else _skip
 
 _lock = threading.Lock()
 _active = 0
 _max_active = 0
 
 
-@app.job("conf-complete")
+@job("conf-complete")
 def complete(task):
     return {
         "doubled": task.variables["n"] * 2,
@@ -36,33 +47,33 @@ def complete(task):
     }
 
 
-@app.job("conf-none")
+@job("conf-none")
 def none(task):
     return None
 
 
-@app.job("conf-raise")
+@job("conf-raise")
 def fail(task):
     raise RuntimeError("boom " + task.variables.get("msg", ""))
 
 
-@app.job("conf-bpmn")
+@job("conf-bpmn")
 def bpmn(task):
     raise BpmnError("RISK_TOO_HIGH", "too risky", variables={"reason": "amount"})
 
 
-@app.job("conf-jobfailed")
+@job("conf-jobfailed")
 def job_failed(task):
     raise JobFailed("try later", retries=2, retry_backoff_ms=5000, variables={"attempted": True})
 
 
-@app.job("conf-async")
+@job("conf-async")
 async def in_async(task):
     await asyncio.sleep(0.01)
     return {"async": True}
 
 
-@app.job("conf-sleep")
+@job("conf-sleep")
 def sleepy(task):
     global _active, _max_active
     with _lock:
@@ -75,12 +86,12 @@ def sleepy(task):
         return {"active_at_start": seen, "max_active": _max_active}
 
 
-@app.job("conf-big")
+@job("conf-big")
 def big(task):
     return {"blob": "x" * task.variables["size"]}
 
 
-@app.job("conf-extend")
+@job("conf-extend")
 def extend(task):
     try:
         deadline = task.extend(task.variables["ms"])
@@ -89,7 +100,7 @@ def extend(task):
     return {"deadline": deadline, "task_deadline": task.deadline}
 
 
-@app.job("conf-wait-cancel")
+@job("conf-wait-cancel")
 def wait_cancel(task):
     cancelled = task.cancelled.wait(task.variables.get("ms", 5000) / 1000.0)
     try:
@@ -103,7 +114,7 @@ def wait_cancel(task):
     return {"late": True}
 
 
-@app.job("conf-publish")
+@job("conf-publish")
 def publish(task):
     publish_message = (app.publish_message if task.variables.get("via") == "handler"
                        else task.publish_message)
@@ -111,6 +122,74 @@ def publish(task):
         return {"result": publish_message(**task.variables["params"])}
     except CallError as e:
         return {"error": {"code": e.code, "message": e.message}}
+
+
+@job("conf-produce")
+def produce(task):
+    produce = app.produce if task.variables.get("via") == "handler" else task.produce
+    try:
+        return {"result": produce(**task.variables["params"])}
+    except CallError as e:
+        return {"error": {"code": e.code, "message": e.message}}
+
+
+# Kafka topics. A topic function cannot return data, so conf.seen reports what it
+# saw by producing it (the produce call is the test's window into the function).
+
+@topic("conf.seen")
+def seen(task):
+    r = task.record
+    task.produce("conf.seen.out", {
+        "id": task.id, "source": task.source, "topic": task.topic, "value": task.value,
+        "attempt": task.attempt, "deadline": task.deadline, "traceparent": task.traceparent,
+        "record": {"topic": r.topic, "partition": r.partition, "offset": r.offset,
+                   "key": r.key, "key_base64": r.key_base64, "headers": r.headers,
+                   "headers_base64": r.headers_base64, "timestamp": r.timestamp,
+                   "schema_id": r.schema_id},
+    }, key=r.key, headers={"seen-by": "conformance"})
+    return {"ignored": True}  # a topic function's return value is ignored: ack
+
+
+@topic("conf.ok")
+def ok(task):
+    return None
+
+
+@topic("conf.raise")
+def record_raise(task):
+    raise RuntimeError("bad record " + task.value.get("msg", ""))
+
+
+@topic("conf.retry")
+def record_retry(task):
+    raise Retry("try later", backoff_ms=task.value["ms"])
+
+
+@topic("conf.retry-default")
+def record_retry_default(task):
+    raise Retry("try later")
+
+
+@topic("conf.dlq")
+def record_dlq(task):
+    raise DeadLetter("poison record")
+
+
+@topic("conf.async")
+async def record_async(task):
+    await asyncio.sleep(0.01)
+
+
+@topic("conf.extend")
+def record_extend(task):
+    task.extend(1000)  # a Kafka task cannot be extended: CallError, so a nack
+
+
+@topic("conf.wait-cancel")
+def record_wait_cancel(task):
+    cancelled = task.cancelled.wait(task.value.get("ms", 5000) / 1000.0)
+    # Tell the test what the function saw; its ack must never be sent.
+    task.produce("conf.cancelled", {"cancelled": cancelled, "reason": task.cancel_reason})
 
 
 if __name__ == "__main__":

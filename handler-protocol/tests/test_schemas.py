@@ -24,6 +24,12 @@ TASK = {"type": "task", "id": "z-2251799813685321", "source": "zeebe",
         "job_type": "risk-score", "deadline": 1732400000000, "attempt": 1,
         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         "variables": {"amount": 250000}, "headers": {"model": "v3"}, "zeebe": ZEEBE}
+KAFKA = {"topic": "business.policy.issued.v1", "partition": 3, "offset": 1742, "key": "P-1",
+         "headers": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+         "timestamp": 1732400000000, "schema_id": 7}
+KTASK = {"type": "task", "id": "k-business.policy.issued.v1-3-1742-1", "source": "kafka",
+         "topic": "business.policy.issued.v1", "deadline": 1732400300000, "attempt": 1,
+         "value": {"policyId": "P-1", "premium": "1200.50"}, "kafka": KAFKA}
 
 
 def without(d: dict, key: str) -> dict:
@@ -35,10 +41,25 @@ GOOD = [
      "job_types": ["risk-score"]},
     {"type": "hello", "version": 1, "name": "x", "capacity": 1, "job_types": ["a", "b"],
      "topics": [], "features": [], "unknown_member": {"ignored": True}},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 1, "topics": ["t.v1"]},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 1, "job_types": [],
+     "topics": ["t.v1", "u.v1"], "features": ["cancel"]},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 1, "job_types": ["a"],
+     "topics": ["t.v1"]},
     {"type": "welcome", "version": 1, "session": "s-1", "max_frame": 4194304},
     {"type": "welcome", "version": 1, "session": "s-1", "max_frame": 4194304,
      "features": ["cancel", "extend"], "methods": ["publish_message"]},
+    {"type": "welcome", "version": 1, "session": "s-1", "max_frame": 4194304,
+     "features": ["cancel", "extend"], "methods": ["publish_message", "produce"]},
     TASK,
+    KTASK,
+    without(KTASK, "traceparent"),
+    {**KTASK, "value": None, "attempt": 3},
+    {**KTASK, "value": [1, "\u0000\u00ff", {"a": None}]},
+    {**KTASK, "kafka": {**without(KAFKA, "timestamp"), "key": None}},
+    {**KTASK, "kafka": {**KAFKA, "key": None, "key_base64": "/w==",
+                        "headers_base64": {"bin": "AP8="}}},
+    {**KTASK, "unknown_member": 1, "kafka": {**KAFKA, "unknown_member": 2}},
     without(TASK, "traceparent"),
     {**TASK, "zeebe": {**ZEEBE, "process_definition_key": "2251799813685249",
                        "element_instance_key": "2251799813685320", "tenant_id": "<default>"}},
@@ -52,13 +73,21 @@ GOOD = [
      "variables": {"a": 1}},
     {"type": "ack", "id": "k-1"},
     {"type": "nack", "id": "k-1", "message": "bad record"},
+    {"type": "nack", "id": "k-1", "message": "later", "retry_backoff_ms": 0},
+    {"type": "nack", "id": "k-1", "message": "poison", "dead_letter": True},
+    {"type": "nack", "id": "k-1", "message": "m", "retry_backoff_ms": 5000, "dead_letter": False},
     {"type": "extend", "id": "z-1", "timeout_ms": 60000},
     {"type": "extend", "id": "z-1", "timeout_ms": 1, "ref": "9"},
     {"type": "call", "ref": "7", "method": "publish_message", "params": {"name": "paid"}},
     {"type": "call", "ref": "7", "method": "publish_message",
      "params": {"name": "paid", "correlation_key": "order-42", "variables": {"amount": 3},
                 "time_to_live_ms": 0, "message_id": "m-1", "tenant_id": "<default>"}},
-    {"type": "call", "ref": "8", "method": "produce", "params": {"topic": "t"}},
+    {"type": "call", "ref": "8", "method": "produce", "params": {"topic": "t", "value": None}},
+    {"type": "call", "ref": "8", "method": "produce",
+     "params": {"topic": "t", "value": {"policyId": "P-1"}, "key": "P-1",
+                "headers": {"source": "x"}}},
+    {"type": "reply", "ref": "8", "ok": True,
+     "result": {"topic": "t", "partition": 0, "offset": 88, "schema_id": 9}},
     {"type": "call", "ref": "7", "method": "token"},
     {"type": "reply", "ref": "7", "ok": True, "result": {}},
     {"type": "reply", "ref": "9", "ok": True, "result": {"deadline": 1732400060000}},
@@ -82,6 +111,10 @@ BAD = [
     {"type": "hello", "version": 1, "name": "x", "capacity": 1, "job_types": []},
     {"type": "hello", "version": 1, "name": "", "capacity": 1, "job_types": ["a"]},
     {"type": "hello", "version": 1, "capacity": 1, "job_types": ["a"]},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 1},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 1, "job_types": [], "topics": []},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 1, "topics": [""]},
+    {"type": "hello", "version": 1, "name": "x", "capacity": 1, "topics": "t.v1"},
     {"type": "welcome", "version": 1, "session": "s-1"},
     {"type": "welcome", "version": 1, "session": "s-1", "max_frame": 1, "methods": "x"},
     {"type": "welcome", "version": 1, "session": "s-1", "max_frame": 1, "features": [""]},
@@ -94,6 +127,23 @@ BAD = [
     {**TASK, "headers": {"n": 1}},
     {**TASK, "zeebe": {**ZEEBE, "key": 2251799813685321}},
     {**TASK, "zeebe": without(ZEEBE, "retries")},
+    without(TASK, "variables"),
+    without(TASK, "headers"),
+    {**TASK, "source": "sqs"},
+    without(KTASK, "topic"),
+    without(KTASK, "kafka"),
+    without(KTASK, "value"),
+    without(KTASK, "attempt"),
+    {**KTASK, "attempt": 0},
+    {**KTASK, "kafka": without(KAFKA, "partition")},
+    {**KTASK, "kafka": without(KAFKA, "key")},
+    {**KTASK, "kafka": without(KAFKA, "schema_id")},
+    {**KTASK, "kafka": {**KAFKA, "partition": "3"}},
+    {**KTASK, "kafka": {**KAFKA, "offset": "1742"}},
+    {**KTASK, "kafka": {**KAFKA, "key": 1}},
+    {**KTASK, "kafka": {**KAFKA, "headers": {"n": 1}}},
+    {**KTASK, "kafka": {**KAFKA, "timestamp": "2024-01-02T03:04:05Z"}},
+    {**KTASK, "kafka": {**KAFKA, "key_base64": "/w=="}},  # key_base64 only with key null
     {"type": "complete"},
     {"type": "complete", "id": "z-1", "variables": [1]},
     {"type": "complete", "id": ""},
@@ -103,6 +153,10 @@ BAD = [
     {"type": "bpmn_error", "id": "z-1"},
     {"type": "bpmn_error", "id": "z-1", "code": ""},
     {"type": "nack", "id": "k-1"},
+    {"type": "nack", "id": "k-1", "message": "m", "retry_backoff_ms": -1},
+    {"type": "nack", "id": "k-1", "message": "m", "retry_backoff_ms": 1.5},
+    {"type": "nack", "id": "k-1", "message": "m", "dead_letter": "yes"},
+    {"type": "ack"},
     {"type": "extend", "id": "z-1", "timeout_ms": 0},
     {"type": "extend", "id": "z-1", "timeout_ms": 1.5},
     {"type": "extend", "id": "z-1", "timeout_ms": 1, "ref": 9},
@@ -114,6 +168,14 @@ BAD = [
      "params": {"name": "paid", "time_to_live_ms": -1}},
     {"type": "call", "ref": "7", "method": "publish_message",
      "params": {"name": "paid", "variables": [1]}},
+    {"type": "call", "ref": "8", "method": "produce"},
+    {"type": "call", "ref": "8", "method": "produce", "params": {"topic": "t"}},
+    {"type": "call", "ref": "8", "method": "produce", "params": {"value": 1}},
+    {"type": "call", "ref": "8", "method": "produce", "params": {"topic": "", "value": 1}},
+    {"type": "call", "ref": "8", "method": "produce",
+     "params": {"topic": "t", "value": 1, "key": 1}},
+    {"type": "call", "ref": "8", "method": "produce",
+     "params": {"topic": "t", "value": 1, "headers": {"n": 1}}},
     {"type": "call", "ref": "7"},
     {"type": "call", "ref": 7, "method": "token"},
     {"type": "reply", "ref": "7", "ok": True},
@@ -171,9 +233,17 @@ def spec_examples() -> list:
 
 
 def test_spec_examples_cover_every_frame_type():
-    # ack, nack, drain and pong are only described in tables
-    assert {f["type"] for f in spec_examples()} == set(FRAME_TYPES) - {"ack", "nack", "drain",
-                                                                       "pong"}
+    # drain and pong are only described in tables
+    assert {f["type"] for f in spec_examples()} == set(FRAME_TYPES) - {"drain", "pong"}
+
+
+def test_spec_has_kafka_examples():
+    frames = spec_examples()
+    assert any(f["type"] == "hello" and "job_types" not in f and f.get("topics") for f in frames)
+    assert any(f["type"] == "task" and f["source"] == "kafka" for f in frames)
+    assert any(f["type"] == "call" and f["method"] == "produce" for f in frames)
+    nacks = [f for f in frames if f["type"] == "nack"]
+    assert any("retry_backoff_ms" in f for f in nacks) and any(f.get("dead_letter") for f in nacks)
 
 
 @pytest.mark.parametrize("frame", spec_examples(), ids=lambda f: f["type"])

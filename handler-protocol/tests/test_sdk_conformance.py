@@ -21,7 +21,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from fake_skiff import Closed, FakeSkiff, encode, make_task  # noqa: E402
+from fake_skiff import Closed, FakeSkiff, encode, make_kafka_task, make_task  # noqa: E402
 
 SDKS: Dict[str, List[str]] = {
     "python": [sys.executable, os.path.join(HERE, "sdk_python_handler.py")],
@@ -29,7 +29,9 @@ SDKS: Dict[str, List[str]] = {
 }
 JOB_TYPES = {"conf-complete", "conf-none", "conf-raise", "conf-bpmn", "conf-jobfailed",
              "conf-async", "conf-sleep", "conf-big", "conf-extend", "conf-wait-cancel",
-             "conf-publish"}
+             "conf-publish", "conf-produce"}
+TOPICS = {"conf.seen", "conf.ok", "conf.raise", "conf.retry", "conf.retry-default", "conf.dlq",
+          "conf.async", "conf.extend", "conf.wait-cancel"}
 
 
 def now_ms() -> int:
@@ -48,10 +50,11 @@ def _sdk_params() -> list:
 class HandlerProcess:
     """A test handler running as a subprocess, stderr kept in a file."""
 
-    def __init__(self, cmd: List[str], socket_path: str, capacity: int) -> None:
+    def __init__(self, cmd: List[str], socket_path: str, capacity: int,
+                 mode: str = "all") -> None:
         self._err = tempfile.TemporaryFile()
         env = dict(os.environ, SKIFF_SOCKET=socket_path, CONF_CAPACITY=str(capacity),
-                   PYTHONUNBUFFERED="1")
+                   CONF_MODE=mode, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self._err)
 
@@ -81,8 +84,8 @@ def sdk(request) -> str:
 def spawn(sdk) -> Callable[..., HandlerProcess]:
     procs: List[HandlerProcess] = []
 
-    def start(socket_path: str, capacity: int = 2) -> HandlerProcess:
-        p = HandlerProcess(SDKS[sdk], socket_path, capacity)
+    def start(socket_path: str, capacity: int = 2, mode: str = "all") -> HandlerProcess:
+        p = HandlerProcess(SDKS[sdk], socket_path, capacity, mode)
         procs.append(p)
         return p
 
@@ -112,7 +115,33 @@ def test_hello(skiff, spawn, sdk):
     assert hello["capacity"] == 2
     assert isinstance(hello["job_types"], list)
     assert set(hello["job_types"]) == JOB_TYPES
+    assert isinstance(hello["topics"], list)
+    assert set(hello["topics"]) == TOPICS
     assert hello["features"] == ["cancel"]
+    drain_and_exit(conn, proc)
+
+
+def test_hello_zeebe_only_is_unchanged(skiff, spawn, sdk):
+    """A handler without topics sends exactly the v1.1 hello: no topics member."""
+    proc = spawn(skiff.path, capacity=3, mode="zeebe")
+    conn = skiff.accept()
+    hello = conn.handshake()
+    assert list(hello) == ["type", "version", "name", "capacity", "job_types", "features"]
+    assert hello == {"type": "hello", "version": 1, "name": f"conformance-{sdk}",
+                     "capacity": 3, "job_types": hello["job_types"], "features": ["cancel"]}
+    assert set(hello["job_types"]) == JOB_TYPES
+    drain_and_exit(conn, proc)
+
+
+def test_hello_topics_only(skiff, spawn, sdk):
+    proc = spawn(skiff.path, capacity=2, mode="kafka")
+    conn = skiff.accept()
+    hello = conn.handshake()
+    assert list(hello) == ["type", "version", "name", "capacity", "topics", "features"]
+    assert set(hello["topics"]) == TOPICS
+    assert hello["features"] == ["cancel"]
+    task = make_kafka_task("conf.ok", {"a": 1})
+    assert conn.run_tasks([task])[task["id"]] == {"type": "ack", "id": task["id"]}
     drain_and_exit(conn, proc)
 
 
@@ -474,4 +503,203 @@ def test_unsupported_when_welcome_does_not_list_it(skiff, spawn, features, metho
         assert conn.others == [], "nothing may be sent for an unsupported request"
     else:
         assert [f["type"] for f in conn.others] == ["extend"]
+    drain_and_exit(conn, proc)
+
+
+# --- Kafka (protocol 1.2) ---------------------------------------------------------------
+
+def test_kafka_results(skiff, spawn):
+    proc = spawn(skiff.path, capacity=2)
+    conn = skiff.accept()
+    conn.handshake()
+    t_ok = make_kafka_task("conf.ok", {"a": 1})
+    t_async = make_kafka_task("conf.async", None, key=None)
+    t_raise = make_kafka_task("conf.raise", {"msg": "hello"})
+    t_retry = make_kafka_task("conf.retry", {"ms": 2500}, attempt=2)
+    t_retry_default = make_kafka_task("conf.retry-default", {})
+    t_dlq = make_kafka_task("conf.dlq", {})
+    t_unknown = make_kafka_task("conf.nope", {})
+    tasks = [t_ok, t_async, t_raise, t_retry, t_retry_default, t_dlq, t_unknown]
+    r = conn.run_tasks(tasks)
+    assert r[t_ok["id"]] == {"type": "ack", "id": t_ok["id"]}
+    assert r[t_async["id"]] == {"type": "ack", "id": t_async["id"]}
+
+    failed = r[t_raise["id"]]
+    assert failed["type"] == "nack" and "bad record hello" in failed["message"]
+    assert "retry_backoff_ms" not in failed and "dead_letter" not in failed
+
+    assert r[t_retry["id"]] == {"type": "nack", "id": t_retry["id"], "message": "try later",
+                                "retry_backoff_ms": 2500}
+    assert r[t_retry_default["id"]] == {"type": "nack", "id": t_retry_default["id"],
+                                        "message": "try later"}
+    assert r[t_dlq["id"]] == {"type": "nack", "id": t_dlq["id"], "message": "poison record",
+                              "dead_letter": True}
+    unknown = r[t_unknown["id"]]
+    assert unknown["type"] == "nack" and "conf.nope" in unknown["message"]
+    assert "dead_letter" not in unknown
+    drain_and_exit(conn, proc)
+
+
+def seen_by_function(task):
+    """What conf.seen reports (by producing it) for a Kafka task frame."""
+    k = task["kafka"]
+    return {
+        "id": task["id"], "source": "kafka", "topic": task["topic"], "value": task["value"],
+        "attempt": task["attempt"], "deadline": task["deadline"],
+        "traceparent": task["traceparent"],
+        "record": {"topic": k["topic"], "partition": k["partition"], "offset": k["offset"],
+                   "key": k["key"], "key_base64": k.get("key_base64"), "headers": k["headers"],
+                   "headers_base64": k.get("headers_base64", {}),
+                   "timestamp": k.get("timestamp"), "schema_id": k["schema_id"]},
+    }
+
+
+KAFKA_VALUE = {"policyId": "P-1", "premium": "1200.50", "city": "Zürich \U0001F680",
+               "bytes": "\u0000\u00ff", "lines": [{"n": 1, "ok": True, "note": None}],
+               "ratio": 0.25, "count": 9007199254740991, "issued": "2024-01-02T03:04:05.123Z"}
+
+
+def test_kafka_task_reaches_the_function_intact(skiff, spawn):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    full = make_kafka_task("conf.seen", KAFKA_VALUE, key="P-1", attempt=2,
+                           headers={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+                                    "city": "Zürich"})
+    binary = make_kafka_task("conf.seen", None, key=None)
+    binary["kafka"].update(key_base64="/w==", headers_base64={"bin": "AP8="})
+    del binary["kafka"]["timestamp"]
+    for task in (full, binary):
+        conn.send(task)
+        call = conn.expect("call")
+        assert call["method"] == "produce"
+        params = {"topic": "conf.seen.out", "value": seen_by_function(task),
+                  "headers": {"seen-by": "conformance"}}
+        if task["kafka"]["key"] is not None:
+            params["key"] = task["kafka"]["key"]
+        assert call["params"] == params
+        conn.reply(call["ref"], {"topic": "conf.seen.out", "partition": 0, "offset": 88,
+                                 "schema_id": 9})
+        assert conn.expect("ack") == {"type": "ack", "id": task["id"]}
+    drain_and_exit(conn, proc)
+
+
+def test_kafka_produce_error_nacks(skiff, spawn):
+    """A CallError the topic function does not catch nacks the record with its message."""
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_kafka_task("conf.seen", {"a": 1})
+    conn.send(task)
+    conn.reply(conn.expect("call")["ref"],
+               error=("schema_not_found", "subject conf.seen.out-value not found"))
+    nack = conn.expect("nack")
+    assert nack["id"] == task["id"]
+    assert "subject conf.seen.out-value not found" in nack["message"]
+    drain_and_exit(conn, proc)
+
+
+def test_kafka_task_cannot_be_extended(skiff, spawn):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_kafka_task("conf.extend", {})
+    conn.send(task)
+    nack = conn.expect("nack")  # and no extend frame before it
+    assert nack["id"] == task["id"] and "cannot be extended" in nack["message"]
+    drain_and_exit(conn, proc)
+
+
+def test_kafka_cancel_sends_no_ack(skiff, spawn):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    a = make_kafka_task("conf.wait-cancel", {"ms": 10000})
+    conn.send(a)
+    conn.send({"type": "cancel", "id": a["id"], "reason": "deadline"})
+    call = conn.expect("call")
+    assert call["method"] == "produce" and call["params"] == {
+        "topic": "conf.cancelled", "value": {"cancelled": True, "reason": "deadline"}}
+    b = make_kafka_task("conf.ok", {})  # the slot is free while a's function still runs
+    conn.send(b)
+    assert conn.expect("ack", timeout=5)["id"] == b["id"]
+    conn.reply(call["ref"], {"topic": "conf.cancelled", "partition": 0, "offset": 1,
+                             "schema_id": 1})
+    assert_silent(conn)  # a's function returned: its ack must not be sent
+    drain_and_exit(conn, proc)
+
+
+def test_kafka_and_zeebe_tasks_on_one_connection(skiff, spawn):
+    proc = spawn(skiff.path, capacity=2)
+    conn = skiff.accept()
+    conn.handshake()
+    z = make_task("conf-async")
+    k = make_kafka_task("conf.async", {})
+    r = conn.run_tasks([z, k, make_task("conf-none"), make_kafka_task("conf.ok", 1)])
+    assert r[z["id"]]["type"] == "complete" and r[k["id"]] == {"type": "ack", "id": k["id"]}
+    drain_and_exit(conn, proc)
+
+
+PRODUCE_FULL = {"topic": "business.policy.indexed.v1", "value": {"policyId": "P-1", "n": None},
+                "key": "P-1", "headers": {"source": "conformance", "city": "Zürich"}}
+PRODUCE_RESULT = {"topic": "business.policy.indexed.v1", "partition": 2, "offset": 88,
+                  "schema_id": 9}
+
+
+@pytest.mark.parametrize("via,params", [
+    ("task", {"topic": "t.v1", "value": None}),
+    ("task", {"topic": "t.v1", "value": [1, "two", {"3": 3.5}]}),
+    ("task", PRODUCE_FULL),
+    ("handler", PRODUCE_FULL),
+])
+def test_produce(skiff, spawn, via, params):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_task("conf-produce", {"params": params, "via": via})
+    conn.send(task)
+    call = conn.expect("call")
+    assert call["method"] == "produce" and call["params"] == params
+    conn.reply(call["ref"], PRODUCE_RESULT)
+    assert conn.expect("complete")["variables"] == {"result": PRODUCE_RESULT}
+    drain_and_exit(conn, proc)
+
+
+@pytest.mark.parametrize("code,message", [
+    ("invalid_value", "$.premium: expected string, got integer"),
+    ("produce_failed", "Broker: Message size too large"),
+    ("some_future_code", "new in skiff 9"),
+])
+def test_produce_error_raises_call_error(skiff, spawn, code, message):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_task("conf-produce", {"params": {"topic": "t.v1", "value": {"premium": 1}}})
+    conn.send(task)
+    conn.reply(conn.expect("call")["ref"], error=(code, message))
+    assert conn.expect("complete")["variables"] == {"error": {"code": code, "message": message}}
+    drain_and_exit(conn, proc)
+
+
+def test_produce_unsupported_without_producer(skiff, spawn):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake(methods=["publish_message"])  # skiff without a Kafka producer
+    task = make_task("conf-produce", {"params": {"topic": "t.v1", "value": 1}})
+    r = conn.run_tasks([task])
+    assert r[task["id"]]["variables"]["error"]["code"] == "unsupported"
+    assert conn.others == [], "nothing may be sent for an unsupported call"
+    drain_and_exit(conn, proc)
+
+
+def test_fake_skiff_answers_produce_in_run_tasks(skiff, spawn):
+    proc = spawn(skiff.path, capacity=2)
+    conn = skiff.accept()
+    conn.handshake()
+    rec = make_kafka_task("conf.seen", {"a": 1})
+    job = make_task("conf-produce", {"params": {"topic": "t.v1", "value": 1}, "via": "handler"})
+    r = conn.run_tasks([rec, job])
+    assert r[rec["id"]] == {"type": "ack", "id": rec["id"]}
+    assert r[job["id"]]["variables"]["result"]["topic"] == "t.v1"
+    assert sorted(f["params"]["topic"] for f in conn.others) == ["conf.seen.out", "t.v1"]
     drain_and_exit(conn, proc)
