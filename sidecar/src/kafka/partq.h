@@ -27,7 +27,7 @@ typedef enum {
 
 typedef struct sk_partq sk_partq;
 
-/* NULL when out of memory. */
+/* NULL when out of memory or order is not one of the sk_order values. */
 sk_partq *sk_partq_new(sk_order order);
 /* Frees q and every record it holds. Accepts NULL; never touches the records' ud. */
 void sk_partq_free(sk_partq *q);
