@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +107,8 @@ static void on_sock_event(evutil_socket_t fd, short what, void *arg)
 {
     sk_http *h = arg;
     int running = 0;
-    int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int action =
+        ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     curl_multi_socket_action(h->multi, fd, action, &running);
     collect_done(h);
 }
@@ -188,7 +190,7 @@ static size_t on_write(char *data, size_t size, size_t n, void *ud)
         size_t cap = r->cap ? r->cap : MIN_BODY_ALLOC;
         while (cap < r->len + len + 1)
             cap *= 2;
-        if (cap > r->max + 1)
+        if (r->max < SIZE_MAX && cap > r->max + 1)
             cap = r->max + 1;
         char *buf = realloc(r->buf, cap);
         if (!buf)
@@ -390,8 +392,7 @@ sk_http *sk_http_new(struct event_base *base, char *err, size_t errlen)
     TAILQ_INIT(&h->done);
     LIST_INIT(&h->socks);
     if (!(h->timer = evtimer_new(base, on_timer, h)) ||
-        !(h->deliver = event_new(base, -1, 0, on_deliver, h)) ||
-        !(h->multi = curl_multi_init())) {
+        !(h->deliver = event_new(base, -1, 0, on_deliver, h)) || !(h->multi = curl_multi_init())) {
         snprintf(err, errlen, "http: out of memory");
         goto fail;
     }
