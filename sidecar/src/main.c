@@ -13,6 +13,7 @@
 #include "core/metrics.h"
 #include "handler/dispatcher.h"
 #include "handler/listener.h"
+#include "kafka/kafka.h"
 #include "zeebe/zeebe.h"
 
 extern char **environ;
@@ -24,6 +25,7 @@ typedef struct app {
     sk_dispatcher *d;
     sk_listener *listener;
     sk_zeebe *zeebe;
+    sk_kafka *kafka;
     sk_admin *admin;
     struct event *sigterm, *sigint, *tick;
     int64_t grace_deadline_ms;
@@ -37,8 +39,10 @@ static int ready(void *ud, char *why, size_t whylen)
     app *a = ud;
     if (a->stopping)
         snprintf(why, whylen, "shutting down");
-    else if (!sk_zeebe_connected(a->zeebe))
+    else if (a->cfg.zeebe_job_types_len > 0 && !sk_zeebe_connected(a->zeebe))
         snprintf(why, whylen, "Zeebe gateway %s not reachable", a->cfg.zeebe_address);
+    else if (!sk_kafka_ready(a->kafka, why, whylen))
+        return 0;
     else if (sk_dispatcher_sessions(a->d) == 0)
         snprintf(why, whylen, "no handler connected on %s", a->cfg.handler_socket);
     else
@@ -60,7 +64,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         sk_dispatcher_abandon_all(a->d, "skiff shut down before the handler finished");
         a->abandoned = 1;
     }
-    if ((sk_dispatcher_open(a->d) == 0 && sk_zeebe_pending(a->zeebe) == 0) ||
+    size_t kafka_left = sk_kafka_pending(a->kafka);
+    if ((sk_dispatcher_open(a->d) == 0 && sk_zeebe_pending(a->zeebe) == 0 && kafka_left == 0) ||
         now >= a->exit_deadline_ms)
         event_base_loopexit(a->base, NULL);
 }
@@ -75,6 +80,7 @@ static void begin_shutdown(app *a)
             sk_dispatcher_open(a->d), (long long)a->cfg.shutdown_grace_ms);
     sk_listener_stop(a->listener);
     sk_zeebe_stop(a->zeebe);
+    sk_kafka_stop(a->kafka);
     sk_dispatcher_drain(a->d, a->grace_deadline_ms);
     struct timeval tv = {0, 100000};
     event_add(a->tick, &tv);
@@ -103,7 +109,9 @@ static int start(app *a)
         SK_ERROR("skiff", "out of memory at start-up");
         return -1;
     }
-    if (!(a->zeebe = sk_zeebe_new(a->base, &a->cfg, a->d, a->metrics, err, sizeof(err))) ||
+    a->kafka = sk_kafka_new(a->base, &a->cfg, a->d, a->metrics, err, sizeof(err));
+    if ((!a->kafka && err[0]) ||
+        !(a->zeebe = sk_zeebe_new(a->base, &a->cfg, a->d, a->metrics, err, sizeof(err))) ||
         !(a->listener = sk_listener_new(a->base, a->cfg.handler_socket, a->d, &so, a->metrics, err,
                                         sizeof(err))) ||
         !(a->admin = sk_admin_new(a->base, a->cfg.admin_address, a->metrics, ready, a, err,
@@ -124,6 +132,9 @@ static void stop(app *a)
 {
     sk_admin_free(a->admin);
     sk_listener_free(a->listener);
+    if (a->d) /* tasks still queued go back to their sources while those exist */
+        sk_dispatcher_abandon_all(a->d, "skiff stopped");
+    sk_kafka_free(a->kafka);
     sk_zeebe_free(a->zeebe);
     sk_dispatcher_free(a->d);
     if (a->sigterm)
@@ -177,7 +188,8 @@ static int cmd_run(int argc, char **argv)
         SK_LOG(SK_LOG_INFO, "skiff", NULL,
                SK_KV("socket", a.cfg.handler_socket, "zeebe", a.cfg.zeebe_address, "admin",
                      a.cfg.admin_address),
-               "skiff %s started with %zu job types", SKIFF_VERSION, a.cfg.zeebe_job_types_len);
+               "skiff %s started with %zu job types and %zu topics", SKIFF_VERSION,
+               a.cfg.zeebe_job_types_len, a.cfg.kafka_topics_len);
         rc = event_base_dispatch(a.base) < 0 ? 1 : 0;
         SK_INFO("skiff", "stopped");
     }

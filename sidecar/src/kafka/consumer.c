@@ -1,0 +1,487 @@
+/* The consumer: group membership with cooperative rebalancing, polling on the loop, the
+ * assigned partitions with their record queues, pause/resume by handler capacity, commits of
+ * the highest contiguous processed offset (on an interval, on revocation, at shutdown), and
+ * consumer lag from librdkafka's statistics. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "kafka/internal.h"
+
+#define POLL_BATCH 1000       /* records per loop turn, then the loop serves others */
+#define STATS_INTERVAL "5000" /* ms between statistics (consumer lag) */
+
+static kpart *part_find(sk_kafka *k, const char *topic, int32_t partition)
+{
+    for (kpart *p = k->parts; p; p = p->next)
+        if (!p->revoked && p->partition == partition && strcmp(p->topic, topic) == 0)
+            return p;
+    return NULL;
+}
+
+static void part_unlink(kpart *p)
+{
+    kpart **pp = &p->k->parts;
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = p->next;
+}
+
+static void free_rec(void *ctx, int64_t offset, void *ud)
+{
+    (void)ctx;
+    (void)offset;
+    krec_free(ud);
+}
+
+static void part_free(kpart *p)
+{
+    sk_partq_foreach(p->q, free_rec, NULL);
+    sk_partq_free(p->q);
+    free(p->topic);
+    free(p);
+}
+
+static kpart *part_new(sk_kafka *k, const char *topic, int32_t partition)
+{
+    kpart *p = calloc(1, sizeof *p);
+    if (!p || !(p->topic = strdup(topic)) ||
+        !(p->q = sk_partq_new((sk_order)k->cfg->kafka_ordering))) {
+        if (p)
+            free(p->topic);
+        free(p);
+        return NULL;
+    }
+    char num[16];
+    snprintf(num, sizeof num, "%d", (int)partition);
+    const char *const by_topic[] = {topic, NULL}, *const by_part[] = {topic, num, NULL};
+    p->k = k;
+    p->partition = partition;
+    p->committed = -1;
+    p->m_held = sk_metric_series(k->m_held, by_topic);
+    p->m_paused = sk_metric_series(k->m_paused, by_topic);
+    p->m_lag = sk_metric_series(k->m_lag, by_part);
+    p->next = k->parts;
+    k->parts = p;
+    return p;
+}
+
+static void set_paused(kpart *p, int paused)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+    rd_kafka_resp_err_t e =
+        paused ? rd_kafka_pause_partitions(p->k->rk, l) : rd_kafka_resume_partitions(p->k->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        SK_WARN("kafka", "cannot %s %s[%d]: %s", paused ? "pause" : "resume", p->topic,
+                (int)p->partition, rd_kafka_err2str(e));
+        return;
+    }
+    p->paused = paused;
+    sk_series_add(p->m_paused, paused ? 1 : -1);
+}
+
+/* Commits the position of p, or of every partition still ours when p is NULL (async). */
+static void commit(sk_kafka *k, kpart *only)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+    for (kpart *p = k->parts; p; p = p->next) {
+        if ((only && p != only) || (!only && p->revoked))
+            continue;
+        int64_t pos = sk_partq_position(p->q);
+        if (pos >= 0 && pos > p->committed)
+            rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = pos;
+    }
+    if (l->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, 1);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            SK_WARN("kafka", "commit not sent: %s", rd_kafka_err2str(e));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    sk_kafka *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return;
+    const char *const labels[] = {err ? "error" : "ok", NULL};
+    sk_series_add(sk_metric_series(k->m_commits, labels), 1);
+    if (err)
+        SK_WARN("kafka", "offset commit failed: %s", rd_kafka_err2str(err));
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+        for (kpart *p = k->parts; p && !tp->err; p = p->next)
+            if (p->partition == tp->partition && strcmp(p->topic, tp->topic) == 0 &&
+                tp->offset > p->committed)
+                p->committed = tp->offset;
+    }
+}
+
+static void commit_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    commit(arg, NULL);
+}
+
+static void assign(sk_kafka *k, rd_kafka_topic_partition_list_t *parts, int coop)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        if (!part_find(k, tp->topic, tp->partition) && !part_new(k, tp->topic, tp->partition))
+            SK_ERROR("kafka", "out of memory for %s[%d]", tp->topic, (int)tp->partition);
+    }
+    if (coop) {
+        rd_kafka_error_t *e = rd_kafka_incremental_assign(k->rk, parts);
+        if (e) {
+            SK_ERROR("kafka", "assign: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    } else {
+        rd_kafka_assign(k->rk, parts);
+    }
+    k->assigned_once = 1;
+    SK_LOG(SK_LOG_INFO, "kafka", NULL, NULL, "assigned %d partitions", parts->cnt);
+}
+
+typedef struct collect {
+    krec **recs;
+    size_t n;
+} collect;
+
+static void collect_rec(void *ctx, int64_t offset, void *ud)
+{
+    (void)offset;
+    collect *c = ctx;
+    c->recs[c->n++] = ud;
+}
+
+/* A partition leaves: its position is committed (unless the assignment was lost), records not
+ * with a handler are dropped, the others go when their handler or dead-letter write ends. */
+static void revoke_part(sk_kafka *k, kpart *p, int lost)
+{
+    if (!lost)
+        commit(k, p);
+    p->revoked = 1;
+    sk_series_set(p->m_lag, 0);
+    if (p->paused)
+        sk_series_add(p->m_paused, -1);
+    collect c = {.recs = calloc(sk_partq_open(p->q) + 1, sizeof(krec *))};
+    if (c.recs) {
+        p->revoking = 1;
+        sk_partq_foreach(p->q, collect_rec, &c);
+        for (size_t i = 0; i < c.n; i++)
+            krec_revoke(c.recs[i]);
+        p->revoking = 0;
+        free(c.recs);
+    }
+    if (p->nrecs == 0) {
+        part_unlink(p);
+        part_free(p);
+    }
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    sk_kafka *k = opaque;
+    int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        assign(k, parts, coop);
+        return;
+    }
+    int lost = rd_kafka_assignment_lost(rk);
+    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++) {
+            kpart *p = part_find(k, parts->elems[i].topic, parts->elems[i].partition);
+            if (p)
+                revoke_part(k, p, lost);
+        }
+    } else {
+        SK_ERROR("kafka", "rebalance failed: %s", rd_kafka_err2str(err));
+    }
+    SK_LOG(SK_LOG_INFO, "kafka", NULL, NULL, "%s %d partitions", lost ? "lost" : "revoked",
+           parts->cnt);
+    if (coop) {
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+        if (e)
+            rd_kafka_error_destroy(e);
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* Consumer lag per partition from the statistics JSON ("consumer_lag": high watermark minus
+ * committed offset; -1 while unknown). */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    sk_kafka *k = opaque;
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *topics = json_object_get(root, "topics");
+    for (kpart *p = k->parts; p; p = p->next) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", (int)p->partition);
+        json_t *tp =
+            json_object_get(json_object_get(json_object_get(topics, p->topic), "partitions"), num);
+        json_int_t lag = json_integer_value(json_object_get(tp, "consumer_lag"));
+        if (!p->revoked && tp && lag >= 0)
+            sk_series_set(p->m_lag, (double)lag);
+    }
+    json_decref(root);
+    return 0;
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    sk_kafka *k = opaque;
+    const char *const labels[] = {rd_kafka_err2name((rd_kafka_resp_err_t)err), NULL};
+    sk_series_add(sk_metric_series(k->m_errors, labels), 1);
+    char why[256];
+    if (rd_kafka_fatal_error(rk, why, sizeof why)) {
+        snprintf(k->fatal, sizeof k->fatal, "%s", why);
+        SK_ERROR("kafka", "fatal consumer error: %s", why);
+        return;
+    }
+    SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("client", "consumer"), "%s: %s",
+           rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void poll_batch(sk_kafka *k)
+{
+    int n = 0;
+    rd_kafka_message_t *m;
+    while (n < POLL_BATCH && (m = rd_kafka_consumer_poll(k->rk, 0))) {
+        n++;
+        kpart *p = m->err ? NULL : part_find(k, rd_kafka_topic_name(m->rkt), m->partition);
+        if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            error_cb(k->rk, m->err, rd_kafka_message_errstr(m), k);
+        if (p)
+            krec_arrive(p, m);
+        else
+            rd_kafka_message_destroy(m);
+    }
+    if (n == POLL_BATCH) /* more may wait: the pipe will not say so again */
+        event_active(k->wake.ev, EV_READ, 0);
+    kconsumer_pump(k);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char buf[64];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    poll_batch(arg);
+}
+
+/* Starts what records may, topic credits permitting, then pauses partitions holding records
+ * that cannot start (no free credit, or kafka.max_buffered reached) and resumes the others.
+ * Reentrant calls (a dispatch that fails at once) are folded into the running one. */
+void kconsumer_pump(sk_kafka *k)
+{
+    if (!k->rk)
+        return;
+    if (k->pumping) {
+        k->repump = 1;
+        return;
+    }
+    k->pumping = 1;
+    do {
+        k->repump = 0;
+        for (kpart *p = k->parts; p; p = p->next) {
+            if (p->revoked)
+                continue;
+            int64_t credits = k->stopping ? 0 : sk_dispatcher_credits(k->d, p->topic);
+            int64_t offset;
+            krec *r;
+            while (credits > 0 && (r = sk_partq_take(p->q, &offset))) {
+                krec_dispatch(r);
+                credits = sk_dispatcher_credits(k->d, p->topic);
+            }
+            size_t waiting = sk_partq_unstarted(p->q);
+            int pause = k->stopping || waiting >= (size_t)k->cfg->kafka_max_buffered ||
+                        (waiting > 0 && credits <= 0);
+            if (pause != p->paused)
+                set_paused(p, pause);
+        }
+    } while (k->repump);
+    k->pumping = 0;
+    /* The next pump starts with another partition: scarce credits go round. */
+    if (k->parts && k->parts->next) {
+        kpart *first = k->parts, *last = first;
+        while (last->next)
+            last = last->next;
+        k->parts = first->next;
+        first->next = NULL;
+        last->next = first;
+    }
+}
+
+static void credits_freed(void *ud)
+{
+    kconsumer_pump(ud);
+}
+
+void kconsumer_release(krec *r)
+{
+    kpart *p = r->p;
+    p->nrecs--;
+    sk_series_add(p->m_held, -1);
+    krec_free(r);
+    if (p->revoked && !p->revoking && p->nrecs == 0) {
+        part_unlink(p);
+        part_free(p);
+    }
+}
+
+static int register_metrics(sk_kafka *k)
+{
+    static const char *const topic[] = {"topic", NULL},
+                             *const outcome[] = {"topic", "outcome", NULL},
+                             *const reason[] = {"topic", "reason", NULL},
+                             *const part[] = {"topic", "partition", NULL},
+                             *const result[] = {"result", NULL}, *const code[] = {"code", NULL};
+    sk_metrics *m = k->metrics;
+    k->m_received = sk_metrics_counter(m, "skiff_kafka_records_received_total",
+                                       "Records read from Kafka, by topic.", topic);
+    k->m_processed = sk_metrics_counter(
+        m, "skiff_kafka_records_processed_total",
+        "Records processed (committable), by topic and outcome: acked by a handler or "
+        "dead_lettered.",
+        outcome);
+    k->m_redeliver = sk_metrics_counter(
+        m, "skiff_kafka_redeliveries_total",
+        "Records delivered to handlers again, by topic and reason: nack, deadline, handler_lost.",
+        reason);
+    k->m_dead = sk_metrics_counter(
+        m, "skiff_kafka_dead_letters_total",
+        "Records written to <topic>.dlq, by source topic and reason: attempts, handler, "
+        "undecodable, too_large.",
+        reason);
+    k->m_lag = sk_metrics_gauge(m, "skiff_kafka_consumer_lag",
+                                "Records behind the partition's end (high watermark minus "
+                                "committed offset), per partition owned; 0 once revoked.",
+                                part);
+    k->m_paused = sk_metrics_gauge(m, "skiff_kafka_partitions_paused",
+                                   "Partitions paused because their records cannot start "
+                                   "(no free handler capacity, kafka.max_buffered reached).",
+                                   topic);
+    k->m_held = sk_metrics_gauge(m, "skiff_kafka_records_held",
+                                 "Records read and not yet processed, by topic.", topic);
+    k->m_commits = sk_metrics_counter(m, "skiff_kafka_commits_total",
+                                      "Offset commits answered by the broker, by result.", result);
+    k->m_errors = sk_metrics_counter(m, "skiff_kafka_client_errors_total",
+                                     "Errors reported by the Kafka client, by code.", code);
+    return k->m_received && k->m_processed && k->m_redeliver && k->m_dead && k->m_lag &&
+                   k->m_paused && k->m_held && k->m_commits && k->m_errors
+               ? 0
+               : -1;
+}
+
+static rd_kafka_conf_t *consumer_conf(sk_kafka *k, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *c = kconf_new(k, err, errlen);
+    if (!c || kconf_set(c, "group.id", k->cfg->kafka_group_id, err, errlen) ||
+        kconf_set(c, "enable.auto.commit", "false", err, errlen) ||
+        kconf_set(c, "enable.auto.offset.store", "false", err, errlen) ||
+        kconf_set(c, "auto.offset.reset", "earliest", err, errlen) ||
+        kconf_set(c, "partition.assignment.strategy", "cooperative-sticky", err, errlen) ||
+        kconf_set(c, "statistics.interval.ms", STATS_INTERVAL, err, errlen) ||
+        kconf_set(c, "queued.max.messages.kbytes", "8192", err, errlen)) {
+        if (c)
+            rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+    rd_kafka_conf_set_offset_commit_cb(c, commit_cb);
+    rd_kafka_conf_set_stats_cb(c, stats_cb);
+    rd_kafka_conf_set_error_cb(c, error_cb);
+    rd_kafka_conf_set_opaque(c, k);
+    return c;
+}
+
+static int subscribe(sk_kafka *k, char *err, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new((int)k->cfg->kafka_topics_len);
+    for (size_t i = 0; i < k->cfg->kafka_topics_len; i++)
+        rd_kafka_topic_partition_list_add(l, k->cfg->kafka_topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(k->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e)
+        snprintf(err, errlen, "Kafka subscribe: %s", rd_kafka_err2str(e));
+    return e ? -1 : 0;
+}
+
+int kconsumer_start(sk_kafka *k, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < k->cfg->kafka_topics_len; i++)
+        if (sk_dispatcher_add_route(k->d, "kafka", k->cfg->kafka_topics[i]) != 0)
+            return -1;
+    if (register_metrics(k) != 0 || sk_dispatcher_watch(k->d, credits_freed, k) != 0)
+        return -1;
+    rd_kafka_conf_t *c = consumer_conf(k, err, errlen);
+    char why[512];
+    if (!c)
+        return -1;
+    if (!(k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, why, sizeof why))) {
+        snprintf(err, errlen, "Kafka consumer: %s", why);
+        rd_kafka_conf_destroy(c);
+        return -1;
+    }
+    rd_kafka_set_log_queue(k->rk, NULL);
+    rd_kafka_poll_set_consumer(k->rk);
+    k->queue = rd_kafka_queue_get_consumer(k->rk);
+    struct timeval tv = {k->cfg->kafka_commit_interval_ms / 1000,
+                         (k->cfg->kafka_commit_interval_ms % 1000) * 1000};
+    if (!k->queue || kwake_start(k, &k->wake, k->queue, on_wake, k) != 0 ||
+        !(k->commit_timer = event_new(k->base, -1, EV_PERSIST, commit_tick, k)) ||
+        event_add(k->commit_timer, &tv) != 0) {
+        snprintf(err, errlen, "cannot watch the consumer's queue");
+        return -1;
+    }
+    return subscribe(k, err, errlen);
+}
+
+void kconsumer_stop(sk_kafka *k)
+{
+    kconsumer_pump(k); /* pauses every partition */
+}
+
+void kconsumer_close(sk_kafka *k)
+{
+    k->closing = 1;
+    commit(k, NULL);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(k->rk, k->queue);
+    if (e) {
+        SK_WARN("kafka", "leaving the group: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
+
+void kconsumer_free(sk_kafka *k)
+{
+    if (k->commit_timer)
+        event_free(k->commit_timer);
+    kwake_stop(&k->wake);
+    while (k->parts) {
+        kpart *p = k->parts;
+        k->parts = p->next;
+        part_free(p);
+    }
+    if (k->queue)
+        rd_kafka_queue_destroy(k->queue);
+    if (k->rk)
+        rd_kafka_destroy_flags(
+            k->rk, rd_kafka_consumer_closed(k->rk) ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}

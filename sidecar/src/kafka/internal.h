@@ -1,0 +1,149 @@
+/* Shared between the Kafka module's files.
+ *
+ *   kafka.c     the module object: set-up, readiness, shutdown
+ *   consumer.c  group membership, rebalances, polling, pause/resume, commits, lag
+ *   records.c   one record from the wire to its task and back: decode, dispatch, ack/nack,
+ *               retry backoff, deadline, dead letter
+ *   producer.c  the idempotent producer: topic handles with their compression, delivery
+ *               reports, dead-letter records
+ *   produce.c   the handlers' `produce` call */
+#ifndef SK_KAFKA_INTERNAL_H
+#define SK_KAFKA_INTERNAL_H
+
+#include <event2/util.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "core/backoff.h"
+#include "kafka/kafka.h"
+#include "kafka/partq.h"
+#include "schema/registry.h"
+
+struct event;
+
+/* A librdkafka client whose event queue wakes the loop through a pipe. */
+typedef struct kwake {
+    int fds[2];
+    struct event *ev;
+} kwake;
+
+typedef struct kproducer kproducer;
+typedef struct kpart kpart;
+typedef struct krec krec;
+
+struct sk_kafka {
+    struct event_base *base;
+    const sk_config *cfg;
+    sk_dispatcher *d;
+    sk_metrics *metrics;
+    sk_registry *registry;
+    kproducer *producer;
+    /* consumer (NULL without kafka.topics) */
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    kwake wake;
+    struct event *commit_timer;
+    kpart *parts;           /* assigned partitions, and revoked ones still holding records */
+    struct pcall *calls;    /* produce calls waiting for a schema */
+    uint64_t serial;        /* task ids */
+    size_t running;         /* records with a handler or being dead-lettered */
+    int assigned_once;      /* a first assignment happened */
+    int stopping, closing;  /* sk_kafka_stop called; group leave started */
+    int pumping, repump;    /* kconsumer_pump running; called again meanwhile */
+    char fatal[256];        /* a fatal consumer error, "" when none */
+    sk_metric *m_received;  /* records read, by topic */
+    sk_metric *m_processed; /* by topic and outcome (acked, dead_lettered) */
+    sk_metric *m_redeliver; /* by topic and reason */
+    sk_metric *m_dead;      /* dead-lettered, by topic and reason */
+    sk_metric *m_lag;       /* by topic and partition */
+    sk_metric *m_paused;    /* paused partitions, by topic */
+    sk_metric *m_held;      /* records held by skiff, by topic */
+    sk_metric *m_commits;   /* by result */
+    sk_metric *m_errors;    /* client errors, by code */
+};
+
+/* An assigned partition. */
+struct kpart {
+    sk_kafka *k;
+    char *topic;
+    int32_t partition;
+    sk_partq *q;
+    int paused;
+    int revoked;       /* no longer ours: results are dropped, it goes when empty */
+    int revoking;      /* its records are being dropped */
+    size_t nrecs;      /* krec objects of this partition */
+    int64_t committed; /* last position committed, -1 none */
+    sk_series *m_held, *m_paused, *m_lag;
+    kpart *next;
+};
+
+/* A record held by skiff, from the poll until it is processed. */
+struct krec {
+    kpart *p;
+    rd_kafka_message_t *msg;
+    int64_t offset;
+    int attempt;            /* deliveries so far */
+    int in_dispatcher;      /* a task is open for it */
+    json_t *payload;        /* task members (value, kafka, topic...) once decoded */
+    char id[320];           /* task id of the current delivery */
+    struct event *timer;    /* retry backoff, schema retry or deadline */
+    sk_backoff bo;          /* schema lookups and dead-letter writes */
+    int dlq_writing;        /* its dead-letter write is in flight */
+    const char *dlq_reason; /* why it is being dead-lettered */
+    double decode_s;        /* skiff's time decoding it */
+    sk_registry_lookup *lookup;
+    char *error;        /* why its last attempt failed */
+    double received_at; /* sk_mono_s() at the poll */
+};
+
+/* ---- consumer.c ---- */
+int kconsumer_start(sk_kafka *k, char *err, size_t errlen);
+/* Shutdown: pauses every partition. */
+void kconsumer_stop(sk_kafka *k);
+/* Once no record is running: commits the positions and starts leaving the group. */
+void kconsumer_close(sk_kafka *k);
+void kconsumer_free(sk_kafka *k);
+/* Hands out records that may start and pauses or resumes partitions accordingly. */
+void kconsumer_pump(sk_kafka *k);
+/* A record finished (processed or dropped with its partition): frees it; a revoked partition
+ * goes with its last record. */
+void kconsumer_release(krec *r);
+
+/* ---- records.c ---- */
+/* A record just polled: pushed to its partition's queue and decoded (possibly after a schema
+ * lookup). Takes msg. */
+void krec_arrive(kpart *p, rd_kafka_message_t *msg);
+/* Sends a startable record to the handlers. */
+void krec_dispatch(krec *r);
+/* Its partition was revoked: cancels what can be cancelled; the record goes when its handler
+ * or dead-letter write is over. */
+void krec_revoke(krec *r);
+void krec_free(krec *r);
+
+/* ---- producer.c ---- */
+typedef void (*kdelivery_cb)(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
+kproducer *kproducer_new(sk_kafka *k, char *err, size_t errlen);
+void kproducer_free(kproducer *p);
+/* Produces a record (key/value copied; headers stolen, may be NULL). cb runs from the loop
+ * with the delivery report, exactly once, unless this returns -1 (err set, nothing sent). */
+int kproducer_send(kproducer *p, const char *topic, const void *key, size_t keylen,
+                   const void *value, size_t valuelen, rd_kafka_headers_t *headers, kdelivery_cb cb,
+                   void *ud, char *err, size_t errlen);
+/* Records sent and not yet reported. */
+size_t kproducer_pending(const kproducer *p);
+
+/* ---- produce.c ---- */
+int kproduce_register(sk_kafka *k);
+/* Answers the calls still waiting for a schema (shutdown). */
+void kproduce_cancel_all(sk_kafka *k);
+
+/* ---- kafka.c ---- */
+/* Wakes the loop when q has events: fn runs on the loop. */
+int kwake_start(sk_kafka *k, kwake *w, rd_kafka_queue_t *q,
+                void (*fn)(evutil_socket_t, short, void *), void *arg);
+void kwake_stop(kwake *w);
+/* librdkafka configuration shared by the consumer and the producer, errors into err. */
+rd_kafka_conf_t *kconf_new(const sk_kafka *k, char *err, size_t errlen);
+int kconf_set(rd_kafka_conf_t *c, const char *name, const char *value, char *err, size_t errlen);
+
+#endif

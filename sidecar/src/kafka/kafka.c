@@ -1,0 +1,159 @@
+/* The Kafka module object: set-up of the registry, the producer and the consumer, readiness,
+ * shutdown, and the wake-up pipes that bring librdkafka's events onto the loop. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "kafka/internal.h"
+
+int kwake_start(sk_kafka *k, kwake *w, rd_kafka_queue_t *q,
+                void (*fn)(evutil_socket_t, short, void *), void *arg)
+{
+    if (pipe(w->fds) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++)
+        if (fcntl(w->fds[i], F_SETFL, O_NONBLOCK) != 0 || fcntl(w->fds[i], F_SETFD, FD_CLOEXEC))
+            return -1;
+    if (!(w->ev = event_new(k->base, w->fds[0], EV_READ | EV_PERSIST, fn, arg)) ||
+        event_add(w->ev, NULL) != 0)
+        return -1;
+    /* librdkafka writes this byte whenever q goes from empty to non-empty. */
+    rd_kafka_queue_io_event_enable(q, w->fds[1], "1", 1);
+    return 0;
+}
+
+void kwake_stop(kwake *w)
+{
+    if (w->ev)
+        event_free(w->ev);
+    w->ev = NULL;
+    for (int i = 0; i < 2; i++)
+        if (w->fds[i] > 0)
+            close(w->fds[i]);
+    w->fds[0] = w->fds[1] = -1;
+}
+
+int kconf_set(rd_kafka_conf_t *c, const char *name, const char *value, char *err, size_t errlen)
+{
+    char why[256];
+    if (rd_kafka_conf_set(c, name, value, why, sizeof why) == RD_KAFKA_CONF_OK)
+        return 0;
+    snprintf(err, errlen, "librdkafka setting %s=%s: %s", name, value, why);
+    return -1;
+}
+
+/* librdkafka's own log lines (syslog levels: 0-3 errors, 4 warnings, the rest debug). With
+ * log.queue they are served by the polls on the loop, never from librdkafka's threads. */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    sk_log_level l = level <= 3 ? SK_LOG_ERROR : level == 4 ? SK_LOG_WARN : SK_LOG_DEBUG;
+    SK_LOG(l, "kafka", NULL, SK_KV("facility", fac), "%s", buf);
+}
+
+rd_kafka_conf_t *kconf_new(const sk_kafka *k, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    size_t len = 0;
+    for (size_t i = 0; i < k->cfg->kafka_brokers_len; i++)
+        len += strlen(k->cfg->kafka_brokers[i]) + 1;
+    char *brokers = calloc(1, len + 1);
+    for (size_t i = 0; brokers && i < k->cfg->kafka_brokers_len; i++) {
+        if (i)
+            strcat(brokers, ",");
+        strcat(brokers, k->cfg->kafka_brokers[i]);
+    }
+    int bad = !c || !brokers || kconf_set(c, "bootstrap.servers", brokers, err, errlen) ||
+              kconf_set(c, "client.id", k->cfg->service_name, err, errlen) ||
+              kconf_set(c, "log.queue", "true", err, errlen);
+    free(brokers);
+    if (bad) {
+        if (c)
+            rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(c, log_cb);
+    return c;
+}
+
+sk_kafka *sk_kafka_new(struct event_base *base, const sk_config *cfg, sk_dispatcher *d,
+                       sk_metrics *metrics, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    if (cfg->kafka_brokers_len == 0)
+        return NULL;
+    sk_kafka *k = calloc(1, sizeof *k);
+    if (!k) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    *k = (sk_kafka){.base = base, .cfg = cfg, .d = d, .metrics = metrics, .wake.fds = {-1, -1}};
+    sk_registry_opts ro = {.url = cfg->registry_url,
+                           .username = cfg->registry_username,
+                           .password = cfg->registry_password,
+                           .latest_ttl_ms = cfg->registry_latest_ttl_ms,
+                           .timeout_ms = cfg->registry_timeout_ms};
+    if (!(k->registry = sk_registry_new(base, &ro, metrics, err, errlen)) ||
+        !(k->producer = kproducer_new(k, err, errlen)) || kproduce_register(k) != 0 ||
+        (cfg->kafka_topics_len > 0 && kconsumer_start(k, err, errlen) != 0)) {
+        if (!err[0])
+            snprintf(err, errlen, "out of memory");
+        sk_kafka_free(k);
+        return NULL;
+    }
+    SK_LOG(SK_LOG_INFO, "kafka", NULL, SK_KV("group", cfg->kafka_group_id),
+           "Kafka started: %zu topics to consume, producer ready", cfg->kafka_topics_len);
+    return k;
+}
+
+int sk_kafka_ready(const sk_kafka *k, char *why, size_t whylen)
+{
+    if (!k || !k->rk)
+        return 1;
+    if (k->fatal[0]) {
+        snprintf(why, whylen, "Kafka consumer failed: %s", k->fatal);
+        return 0;
+    }
+    if (!k->assigned_once) {
+        snprintf(why, whylen, "Kafka consumer group %s has not assigned partitions yet",
+                 k->cfg->kafka_group_id);
+        return 0;
+    }
+    return 1;
+}
+
+void sk_kafka_stop(sk_kafka *k)
+{
+    if (!k || k->stopping)
+        return;
+    k->stopping = 1;
+    if (k->rk)
+        kconsumer_stop(k);
+}
+
+size_t sk_kafka_pending(sk_kafka *k)
+{
+    if (!k)
+        return 0;
+    size_t n = k->running + kproducer_pending(k->producer);
+    if (k->rk && k->stopping && n == 0 && !k->closing)
+        kconsumer_close(k); /* the last record is done: commit and leave */
+    return n + (k->rk && k->closing && !rd_kafka_consumer_closed(k->rk));
+}
+
+void sk_kafka_free(sk_kafka *k)
+{
+    if (!k)
+        return;
+    k->stopping = 1;
+    kproduce_cancel_all(k);
+    kproducer_free(k->producer); /* reports what is still queued while its owners exist */
+    kconsumer_free(k);
+    sk_registry_free(k->registry);
+    free(k);
+}

@@ -1,0 +1,224 @@
+/* The idempotent producer (acks=all, retried by librdkafka until kafka.delivery_timeout): one
+ * topic handle per topic, carrying the compression of its class (business events, agent
+ * commands, dead letters, other). Delivery reports are served on the loop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "kafka/internal.h"
+
+#define MAX_TOPIC_HANDLES 1000 /* beyond: the producer's default compression */
+
+typedef struct ktopic {
+    char *name;
+    rd_kafka_topic_t *rkt;
+    struct ktopic *next;
+} ktopic;
+
+struct kproducer {
+    sk_kafka *k;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *main;
+    kwake wake;
+    ktopic *topics;
+    size_t ntopics;
+    size_t pending;
+    sk_metric *m_produced; /* by topic and result */
+    sk_metric *m_seconds;  /* send to delivery report */
+};
+
+/* One record sent and not yet reported. */
+typedef struct delivery {
+    kproducer *p;
+    kdelivery_cb cb;
+    void *ud;
+    double sent_at;
+} delivery;
+
+static sk_topic_class topic_class(const char *topic)
+{
+    size_t n = strlen(topic);
+    if (n >= 4 && strcmp(topic + n - 4, ".dlq") == 0)
+        return SK_TOPIC_DLQ;
+    if (strncmp(topic, "business.", 9) == 0)
+        return SK_TOPIC_BUSINESS;
+    if (strncmp(topic, "agent.", 6) == 0)
+        return SK_TOPIC_AGENT;
+    return SK_TOPIC_OTHER;
+}
+
+/* The handle of topic, created with its class's compression; NULL past MAX_TOPIC_HANDLES. */
+static rd_kafka_topic_t *topic_handle(kproducer *p, const char *topic)
+{
+    for (ktopic *t = p->topics; t; t = t->next)
+        if (strcmp(t->name, topic) == 0)
+            return t->rkt;
+    if (p->ntopics >= MAX_TOPIC_HANDLES)
+        return NULL;
+    rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
+    char why[256];
+    const char *codec = sk_kafka_codecs[p->k->cfg->kafka_compression[topic_class(topic)]];
+    if (!tc || rd_kafka_topic_conf_set(tc, "compression.codec", codec, why, sizeof why) !=
+                   RD_KAFKA_CONF_OK) {
+        if (tc)
+            rd_kafka_topic_conf_destroy(tc);
+        return NULL;
+    }
+    ktopic *t = calloc(1, sizeof *t);
+    if (!t || !(t->name = strdup(topic)) || !(t->rkt = rd_kafka_topic_new(p->rk, topic, tc))) {
+        if (!t || !t->rkt)
+            rd_kafka_topic_conf_destroy(tc);
+        if (t)
+            free(t->name);
+        free(t);
+        return NULL;
+    }
+    t->next = p->topics;
+    p->topics = t;
+    p->ntopics++;
+    return t->rkt;
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    delivery *dl = m->_private;
+    kproducer *p = dl->p;
+    p->pending--;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    const char *const labels[] = {topic, m->err ? "error" : "ok", NULL};
+    sk_series_add(sk_metric_series(p->m_produced, labels), 1);
+    sk_series_observe(sk_metric_series(p->m_seconds, NULL), sk_mono_s() - dl->sent_at);
+    if (m->err)
+        SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("topic", topic), "record not delivered: %s",
+               rd_kafka_err2str(m->err));
+    dl->cb(dl->ud, m->err, m->partition, m->offset);
+    free(dl);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("client", "producer"), "%s: %s",
+           rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    kproducer *p = arg;
+    char buf[64];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    rd_kafka_poll(p->rk, 0);
+}
+
+kproducer *kproducer_new(sk_kafka *k, char *err, size_t errlen)
+{
+    kproducer *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    *p = (kproducer){.k = k, .wake.fds = {-1, -1}};
+    char ms[32];
+    snprintf(ms, sizeof ms, "%lld", (long long)k->cfg->kafka_delivery_timeout_ms);
+    rd_kafka_conf_t *c = kconf_new(k, err, errlen);
+    if (!c || kconf_set(c, "enable.idempotence", "true", err, errlen) ||
+        kconf_set(c, "acks", "all", err, errlen) ||
+        kconf_set(c, "message.timeout.ms", ms, err, errlen)) {
+        if (c)
+            rd_kafka_conf_destroy(c);
+        free(p);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+    rd_kafka_conf_set_error_cb(c, error_cb);
+    char why[512];
+    if (!(p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, why, sizeof why))) {
+        snprintf(err, errlen, "Kafka producer: %s", why);
+        rd_kafka_conf_destroy(c);
+        free(p);
+        return NULL;
+    }
+    rd_kafka_set_log_queue(p->rk, NULL);
+    p->main = rd_kafka_queue_get_main(p->rk);
+    static const char *const by_topic[] = {"topic", "result", NULL};
+    p->m_produced = sk_metrics_counter(k->metrics, "skiff_kafka_produced_total",
+                                       "Records produced (produce calls and dead letters), by "
+                                       "topic and delivery result.",
+                                       by_topic);
+    p->m_seconds =
+        sk_metrics_histogram(k->metrics, "skiff_kafka_produce_seconds",
+                             "Time from sending a record to its delivery report (acks=all).", NULL,
+                             sk_metrics_latency_buckets, sk_metrics_latency_nbuckets);
+    if (kwake_start(k, &p->wake, p->main, on_wake, p) != 0) {
+        snprintf(err, errlen, "cannot watch the producer's queue");
+        kproducer_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int kproducer_send(kproducer *p, const char *topic, const void *key, size_t keylen,
+                   const void *value, size_t valuelen, rd_kafka_headers_t *headers, kdelivery_cb cb,
+                   void *ud, char *err, size_t errlen)
+{
+    delivery *dl = calloc(1, sizeof *dl);
+    rd_kafka_topic_t *rkt = dl ? topic_handle(p, topic) : NULL;
+    if (!rkt) {
+        snprintf(err, errlen, "out of memory or too many topics");
+        free(dl);
+        if (headers)
+            rd_kafka_headers_destroy(headers);
+        return -1;
+    }
+    *dl = (delivery){.p = p, .cb = cb, .ud = ud, .sent_at = sk_mono_s()};
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, valuelen),
+                          RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(dl), RD_KAFKA_V_END);
+    if (e) {
+        snprintf(err, errlen, "%s", rd_kafka_err2str(e));
+        free(dl);
+        if (headers)
+            rd_kafka_headers_destroy(headers);
+        return -1;
+    }
+    p->pending++;
+    return 0;
+}
+
+size_t kproducer_pending(const kproducer *p)
+{
+    return p ? p->pending : 0;
+}
+
+void kproducer_free(kproducer *p)
+{
+    if (!p)
+        return;
+    if (p->rk) {
+        /* Records still queued are reported (purged) to their owners, which still exist. */
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(p->rk, 2000);
+    }
+    kwake_stop(&p->wake);
+    while (p->topics) {
+        ktopic *t = p->topics;
+        p->topics = t->next;
+        rd_kafka_topic_destroy(t->rkt);
+        free(t->name);
+        free(t);
+    }
+    if (p->main)
+        rd_kafka_queue_destroy(p->main);
+    if (p->rk)
+        rd_kafka_destroy(p->rk);
+    free(p);
+}

@@ -1,0 +1,497 @@
+/* One record from the poll to its commit: Avro decoding (schema by id from the registry), the
+ * task handed to the dispatcher, ack / nack / deadline / lost handler, retry backoff, and the
+ * dead-letter write to <topic>.dlq that counts as processed once confirmed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/evp.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "kafka/internal.h"
+
+static void op_ack(void *source, void *ctx, const sk_msg *m);
+static void op_nack(void *source, void *ctx, const sk_msg *m);
+static void op_abandon(void *source, void *ctx, const char *why);
+
+static const sk_source_ops kafka_ops = {
+    .name = "kafka",
+    .results = SK_RESULT(SK_MSG_ACK) | SK_RESULT(SK_MSG_NACK),
+    .complete = op_ack,
+    .fail = op_nack,
+    .error = op_nack,
+    .abandon = op_abandon,
+};
+
+static void count(sk_metric *m, const char *topic, const char *what)
+{
+    const char *const labels[] = {topic, what, NULL};
+    sk_series_add(sk_metric_series(m, labels), 1);
+}
+
+/* Runs fn once after ms on the record's timer. */
+static void arm(krec *r, int64_t ms, event_callback_fn fn)
+{
+    sk_kafka *k = r->p->k;
+    if (r->timer)
+        event_free(r->timer);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (!(r->timer = event_new(k->base, -1, 0, fn, r)) || event_add(r->timer, &tv) != 0)
+        SK_ERROR("kafka", "cannot arm a timer for %s[%d]@%lld", r->p->topic, (int)r->p->partition,
+                 (long long)r->offset);
+}
+
+static void disarm(krec *r)
+{
+    if (r->timer)
+        event_free(r->timer);
+    r->timer = NULL;
+}
+
+/* ---- the task payload ---- */
+
+static json_t *base64(const void *buf, size_t len)
+{
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    json_t *s =
+        out ? json_string((EVP_EncodeBlock((unsigned char *)out, buf, (int)len), out)) : NULL;
+    free(out);
+    return s;
+}
+
+/* Bytes as a JSON string when they are UTF-8, else NULL (the caller adds a base64 form). */
+static json_t *text(const void *buf, size_t len)
+{
+    return json_stringn(buf ? buf : "", len);
+}
+
+static json_t *headers_json(const rd_kafka_message_t *m, json_t **binary)
+{
+    json_t *h = json_object();
+    rd_kafka_headers_t *hdrs;
+    *binary = NULL;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return h;
+    const char *name;
+    const void *val;
+    size_t size;
+    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
+        json_t *v = text(val, size);
+        if (!v) {
+            if (!*binary)
+                *binary = json_object();
+            json_object_set_new(*binary, name, base64(val, size));
+        } else {
+            json_object_set_new(h, name, v);
+        }
+    }
+    return h;
+}
+
+/* The members of the record's task frame, with value the decoded record value. */
+static json_t *payload(krec *r, json_t *value, int32_t schema_id)
+{
+    const rd_kafka_message_t *m = r->msg;
+    json_t *bin_headers, *kafka = json_pack("{s:s, s:i, s:I}", "topic", r->p->topic, "partition",
+                                            (int)r->p->partition, "offset", (json_int_t)r->offset);
+    json_t *key = m->key ? text(m->key, m->key_len) : json_null();
+    json_object_set_new(kafka, "key", key ? key : json_null());
+    if (!key)
+        json_object_set_new(kafka, "key_base64", base64(m->key, m->key_len));
+    json_object_set_new(kafka, "headers", headers_json(m, &bin_headers));
+    if (bin_headers)
+        json_object_set_new(kafka, "headers_base64", bin_headers);
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+    if (ts >= 0)
+        json_object_set_new(kafka, "timestamp", json_integer(ts));
+    if (schema_id >= 0)
+        json_object_set_new(kafka, "schema_id", json_integer(schema_id));
+    json_t *p = json_pack("{s:s, s:o, s:o}", "topic", r->p->topic, "value", value, "kafka", kafka);
+    json_t *tp = json_object_get(json_object_get(kafka, "headers"), "traceparent");
+    if (p && json_is_string(tp))
+        json_object_set(p, "traceparent", tp);
+    return p;
+}
+
+/* ---- decoding ---- */
+
+static void dead_letter(krec *r, const char *reason, const char *why);
+static void lookup_schema(krec *r, int32_t id);
+
+static void decoded(krec *r, json_t *value, int32_t schema_id, double started)
+{
+    if (!(r->payload = payload(r, value, schema_id))) {
+        dead_letter(r, "undecodable", "out of memory building the task");
+        return;
+    }
+    r->decode_s += sk_mono_s() - started;
+    sk_partq_ready(r->p->q, r->offset);
+}
+
+static void decode_with(krec *r, const sk_avro_schema *schema, int32_t id)
+{
+    double started = sk_mono_s();
+    uint32_t sid;
+    const uint8_t *body;
+    size_t len;
+    char err[512];
+    sk_avro_wire_split(r->msg->payload, r->msg->len, &sid, &body, &len, err, sizeof err);
+    json_t *v = sk_avro_to_json(schema, body, len, err, sizeof err);
+    if (!v) {
+        char why[600];
+        snprintf(why, sizeof why, "value does not decode with schema %d: %s", (int)id, err);
+        dead_letter(r, "undecodable", why);
+        return;
+    }
+    decoded(r, v, id, started);
+}
+
+static void retry_lookup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    krec *r = arg;
+    uint32_t id;
+    const uint8_t *body;
+    size_t len;
+    char err[64];
+    sk_avro_wire_split(r->msg->payload, r->msg->len, &id, &body, &len, err, sizeof err);
+    lookup_schema(r, (int32_t)id);
+}
+
+static void schema_cb(void *ud, sk_reg_status st, int32_t id, const sk_avro_schema *schema,
+                      const char *err)
+{
+    krec *r = ud;
+    r->lookup = NULL;
+    if (st == SK_REG_OK) {
+        decode_with(r, schema, id);
+        kconsumer_pump(r->p->k);
+    } else if (st == SK_REG_UNAVAILABLE) {
+        int64_t ms = sk_backoff_next(&r->bo);
+        SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("topic", r->p->topic),
+               "schema %d unavailable, record %d@%lld waits %lld ms: %s", (int)id,
+               (int)r->p->partition, (long long)r->offset, (long long)ms, err);
+        arm(r, ms, retry_lookup);
+    } else {
+        dead_letter(r, "undecodable", err);
+    }
+}
+
+static void lookup_schema(krec *r, int32_t id)
+{
+    if (!(r->lookup = sk_registry_by_id(r->p->k->registry, id, schema_cb, r)))
+        arm(r, sk_backoff_next(&r->bo), retry_lookup);
+}
+
+/* Decodes at once when the schema is cached, else after a lookup; undecodable records go to
+ * the dead-letter topic without reaching a handler. */
+static void decode(krec *r)
+{
+    const rd_kafka_message_t *m = r->msg;
+    if (!m->payload) { /* a tombstone: no value, no schema */
+        decoded(r, json_null(), -1, sk_mono_s());
+        return;
+    }
+    uint32_t id;
+    const uint8_t *body;
+    size_t len;
+    char err[256], why[300];
+    if (sk_avro_wire_split(m->payload, m->len, &id, &body, &len, err, sizeof err) != 0) {
+        snprintf(why, sizeof why, "not in the Confluent Avro wire format: %s", err);
+        dead_letter(r, "undecodable", why);
+        return;
+    }
+    sk_reg_status st;
+    const char *cached_err;
+    const sk_avro_schema *s = sk_registry_cached(r->p->k->registry, (int32_t)id, &st, &cached_err);
+    if (s)
+        decode_with(r, s, (int32_t)id);
+    else if (st == SK_REG_NOT_FOUND || st == SK_REG_INVALID)
+        dead_letter(r, "undecodable", cached_err ? cached_err : "unknown schema");
+    else
+        lookup_schema(r, (int32_t)id);
+}
+
+void krec_arrive(kpart *p, rd_kafka_message_t *msg)
+{
+    sk_kafka *k = p->k;
+    krec *r = calloc(1, sizeof *r);
+    if (!r || sk_partq_push(p->q, msg->offset, msg->key, msg->key ? msg->key_len : 0, r) != 0) {
+        /* A record read again after a rewind, or no memory: it is not ours to track. */
+        SK_LOG(SK_LOG_DEBUG, "kafka", NULL, SK_KV("topic", p->topic), "skipping %d@%lld",
+               (int)p->partition, (long long)msg->offset);
+        free(r);
+        rd_kafka_message_destroy(msg);
+        return;
+    }
+    *r = (krec){.p = p, .msg = msg, .offset = msg->offset};
+    sk_backoff_init(&r->bo, k->cfg->kafka_backoff_initial_ms ? k->cfg->kafka_backoff_initial_ms : 1,
+                    k->cfg->kafka_backoff_max_ms ? k->cfg->kafka_backoff_max_ms : 1,
+                    (uint64_t)msg->offset ^ (uint64_t)(uintptr_t)r);
+    p->nrecs++;
+    sk_series_add(p->m_held, 1);
+    const char *const labels[] = {p->topic, NULL};
+    sk_series_add(sk_metric_series(k->m_received, labels), 1);
+    decode(r);
+}
+
+/* ---- delivery to handlers ---- */
+
+static void deadline_passed(evutil_socket_t fd, short what, void *arg);
+
+void krec_dispatch(krec *r)
+{
+    sk_kafka *k = r->p->k;
+    r->attempt++;
+    snprintf(r->id, sizeof r->id, "k-%.200s-%d-%lld-%llu", r->p->topic, (int)r->p->partition,
+             (long long)r->offset, (unsigned long long)++k->serial);
+    json_object_set_new(r->payload, "attempt", json_integer(r->attempt));
+    r->in_dispatcher = 1;
+    k->running++;
+    arm(r, k->cfg->kafka_task_timeout_ms, deadline_passed);
+    /* skiff's own time: decoding, then building and writing the frame (not the wait for a
+     * free credit or for an earlier record of the same key). */
+    double now = sk_mono_s();
+    sk_dispatcher_submit(k->d, &kafka_ops, k, r, r->p->topic, r->id,
+                         sk_wall_ms() + k->cfg->kafka_task_timeout_ms, json_incref(r->payload),
+                         now - r->decode_s);
+    r->decode_s = 0;
+}
+
+/* The handler is done with the record (a result, a cancel, a lost connection). Returns 1 when
+ * the record's partition is gone (the record was released). */
+static int back_from_handler(krec *r)
+{
+    r->in_dispatcher = 0;
+    r->p->k->running--;
+    disarm(r);
+    if (!r->p->revoked)
+        return 0;
+    kconsumer_release(r);
+    return 1;
+}
+
+static void processed(krec *r, const char *outcome)
+{
+    sk_kafka *k = r->p->k;
+    count(k->m_processed, r->p->topic, outcome);
+    sk_partq_done(r->p->q, r->offset);
+    kconsumer_release(r);
+    kconsumer_pump(k);
+}
+
+static void op_ack(void *source, void *ctx, const sk_msg *m)
+{
+    (void)source;
+    (void)m;
+    krec *r = ctx;
+    if (!back_from_handler(r))
+        processed(r, "acked");
+}
+
+static void redeliver(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    krec *r = arg;
+    disarm(r);
+    sk_partq_ready(r->p->q, r->offset);
+    kconsumer_pump(r->p->k);
+}
+
+/* A failed attempt: retried after a backoff while attempts remain, else dead-lettered. */
+static void attempt_failed(krec *r, const char *why, const char *reason, int has_backoff,
+                           int64_t backoff_ms)
+{
+    sk_kafka *k = r->p->k;
+    free(r->error);
+    r->error = strdup(why);
+    if (r->attempt >= k->cfg->kafka_max_attempts) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%d attempts failed, the last: %s", r->attempt, why);
+        dead_letter(r, "attempts", msg);
+        return;
+    }
+    sk_partq_hold(r->p->q, r->offset);
+    count(k->m_redeliver, r->p->topic, reason);
+    if (!has_backoff) {
+        int64_t d = k->cfg->kafka_backoff_initial_ms;
+        for (int i = 1; i < r->attempt && d < k->cfg->kafka_backoff_max_ms; i++)
+            d *= 2;
+        d = d < k->cfg->kafka_backoff_max_ms ? d : k->cfg->kafka_backoff_max_ms;
+        backoff_ms = d / 2 + (d > 1 ? (int64_t)(r->bo.rng = r->bo.rng * 6364136223846793005ULL +
+                                                            1442695040888963407ULL) %
+                                          (d - d / 2 + 1)
+                                    : d - d / 2);
+        (void)0;
+    }
+    arm(r, backoff_ms, redeliver);
+}
+
+static void op_nack(void *source, void *ctx, const sk_msg *m)
+{
+    (void)source;
+    krec *r = ctx;
+    if (back_from_handler(r))
+        return;
+    const char *why = m->message ? m->message : "failed";
+    if (m->type != SK_MSG_NACK) /* skiff could not even send it (frame too large) */
+        dead_letter(r, "too_large", why);
+    else if (m->dead_letter)
+        dead_letter(r, "handler", why);
+    else
+        attempt_failed(r, why, "nack", m->has_retry_backoff, m->retry_backoff_ms);
+}
+
+static void op_abandon(void *source, void *ctx, const char *why)
+{
+    (void)source;
+    krec *r = ctx;
+    if (back_from_handler(r))
+        return;
+    sk_kafka *k = r->p->k;
+    SK_LOG(SK_LOG_INFO, "kafka", NULL, SK_KV("task_id", r->id),
+           "record given back (%s): delivered again", why);
+    r->attempt--; /* not the record's fault: the same attempt again */
+    sk_partq_hold(r->p->q, r->offset);
+    if (k->stopping)
+        return; /* left uncommitted: the next owner of the partition gets it */
+    count(k->m_redeliver, r->p->topic, "handler_lost");
+    sk_partq_ready(r->p->q, r->offset);
+    kconsumer_pump(k);
+}
+
+static void deadline_passed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    krec *r = arg;
+    disarm(r);
+    if (!sk_dispatcher_cancel(r->p->k->d, r->id, "deadline")) {
+        SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("task_id", r->id),
+               "deadline passed; the handler does not take cancel, its result is awaited");
+        return;
+    }
+    if (!back_from_handler(r))
+        attempt_failed(r, "deadline passed (kafka.task_timeout)", "deadline", 0, 0);
+}
+
+/* ---- dead letters ---- */
+
+static void add_header(rd_kafka_headers_t *h, const char *name, const char *fmt, long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, fmt, v);
+    rd_kafka_header_add(h, name, -1, buf, -1);
+}
+
+/* The original headers plus where the record came from and why it is here. */
+static rd_kafka_headers_t *dlq_headers(const krec *r)
+{
+    rd_kafka_headers_t *orig, *h;
+    h = rd_kafka_message_headers(r->msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
+            ? rd_kafka_headers_copy(orig)
+            : rd_kafka_headers_new(8);
+    rd_kafka_timestamp_type_t tstype;
+    rd_kafka_header_add(h, "skiff.dlq.reason", -1, r->dlq_reason, -1);
+    rd_kafka_header_add(h, "skiff.dlq.error", -1, r->error ? r->error : "", -1);
+    add_header(h, "skiff.dlq.attempts", "%lld", r->attempt);
+    rd_kafka_header_add(h, "skiff.original.topic", -1, r->p->topic, -1);
+    add_header(h, "skiff.original.partition", "%lld", r->p->partition);
+    add_header(h, "skiff.original.offset", "%lld", (long long)r->offset);
+    add_header(h, "skiff.original.timestamp", "%lld",
+               (long long)rd_kafka_message_timestamp(r->msg, &tstype));
+    return h;
+}
+
+static void write_dead_letter(krec *r);
+
+static void rewrite_dead_letter(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    disarm(arg);
+    write_dead_letter(arg);
+}
+
+static void dlq_delivered(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
+{
+    (void)partition;
+    (void)offset;
+    krec *r = ud;
+    sk_kafka *k = r->p->k;
+    r->dlq_writing = 0;
+    k->running--;
+    if (r->p->revoked) {
+        kconsumer_release(r);
+        return;
+    }
+    if (!err) {
+        count(k->m_dead, r->p->topic, r->dlq_reason);
+        processed(r, "dead_lettered");
+        return;
+    }
+    if (k->stopping)
+        return; /* left uncommitted */
+    int64_t ms = sk_backoff_next(&r->bo);
+    SK_LOG(SK_LOG_ERROR, "kafka", NULL, SK_KV("topic", r->p->topic),
+           "dead-letter write of %d@%lld failed, again in %lld ms: %s", (int)r->p->partition,
+           (long long)r->offset, (long long)ms, rd_kafka_err2str(err));
+    arm(r, ms, rewrite_dead_letter);
+}
+
+static void write_dead_letter(krec *r)
+{
+    sk_kafka *k = r->p->k;
+    char topic[300], err[256];
+    snprintf(topic, sizeof topic, "%s.dlq", r->p->topic);
+    r->dlq_writing = 1;
+    k->running++;
+    if (kproducer_send(k->producer, topic, r->msg->key, r->msg->key ? r->msg->key_len : 0,
+                       r->msg->payload, r->msg->len, dlq_headers(r), dlq_delivered, r, err,
+                       sizeof err) != 0)
+        dlq_delivered(r, RD_KAFKA_RESP_ERR__FAIL, -1, -1);
+}
+
+static void dead_letter(krec *r, const char *reason, const char *why)
+{
+    SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("topic", r->p->topic, "reason", reason),
+           "record %d@%lld goes to %s.dlq: %s", (int)r->p->partition, (long long)r->offset,
+           r->p->topic, why);
+    if (why != r->error) {
+        free(r->error);
+        r->error = strdup(why);
+    }
+    r->dlq_reason = reason;
+    write_dead_letter(r);
+}
+
+/* ---- ownership ---- */
+
+void krec_revoke(krec *r)
+{
+    sk_kafka *k = r->p->k;
+    if (r->in_dispatcher) {
+        if (sk_dispatcher_cancel(k->d, r->id, "revoked") && !back_from_handler(r))
+            kconsumer_release(r);
+        return;
+    }
+    if (!r->dlq_writing)
+        kconsumer_release(r);
+}
+
+void krec_free(krec *r)
+{
+    if (!r)
+        return;
+    disarm(r);
+    sk_registry_cancel(r->lookup);
+    json_decref(r->payload);
+    free(r->error);
+    rd_kafka_message_destroy(r->msg);
+    free(r);
+}
