@@ -289,16 +289,6 @@ static void on_hello(sk_session *s, const sk_msg *m)
         if (strcmp(json_string_value(jt), "cancel") == 0)
             s->accepts_cancel = 1;
     }
-    json_t *routes = json_array();
-    if (!routes || (m->job_types && json_array_extend(routes, m->job_types)) ||
-        (m->topics && json_array_extend(routes, m->topics)) ||
-        sk_dispatcher_attach(s->d, s, routes, m->capacity) != 0) {
-        json_decref(routes);
-        close_now(s, "out of memory");
-        return;
-    }
-    json_decref(routes);
-    s->attached = 1;
     s->st = S_READY;
     event_del(s->timer);
     char session[32];
@@ -309,6 +299,18 @@ static void on_hello(sk_session *s, const sk_msg *m)
     if (w)
         sk_session_send(s, w);
     json_decref(w);
+    /* Attached after the welcome is queued: a source may send tasks from inside the attach. */
+    json_t *routes = json_array();
+    s->attached = 1;
+    if (!routes || (m->job_types && json_array_extend(routes, m->job_types)) ||
+        (m->topics && json_array_extend(routes, m->topics)) ||
+        sk_dispatcher_attach(s->d, s, routes, m->capacity) != 0) {
+        s->attached = 0;
+        json_decref(routes);
+        close_now(s, "out of memory");
+        return;
+    }
+    json_decref(routes);
     SK_LOG(SK_LOG_INFO, "handler", NULL, SK_KV("session", s->name),
            "handler connected with capacity %lld", (long long)m->capacity);
 }

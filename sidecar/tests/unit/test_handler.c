@@ -432,6 +432,30 @@ static void test_hello_routes_checked_per_source(void **state)
     expect_error_and_close(fx, "protocol");
 }
 
+static void submit_on_credit(void *ud)
+{
+    fixture *fx = ud;
+    if (fx->credit_calls++ == 0 && sk_dispatcher_credits(fx->d, "work") > 0)
+        sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "work", "t-eager", 123,
+                             json_object(), 0);
+}
+
+/* A source that submits as soon as credits appear (inside the attach) still lets the welcome
+ * go first. */
+static void test_welcome_before_first_task(void **state)
+{
+    fixture *fx = *state;
+    sk_dispatcher_watch(fx->d, submit_on_credit, fx);
+    json_t *f;
+    send_json(fx, "{\"type\":\"hello\",\"version\":1,\"name\":\"k\",\"capacity\":1,"
+                  "\"job_types\":[\"work\"]}");
+    expect_type(fx, "welcome", &f);
+    json_decref(f);
+    expect_type(fx, "task", &f);
+    assert_string_equal(json_string_value(json_object_get(f, "id")), "t-eager");
+    json_decref(f);
+}
+
 static void test_hello_without_routes(void **state)
 {
     fixture *fx = *state;
@@ -808,6 +832,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_topics_hello_and_kafka_results, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_routes_checked_per_source, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_without_routes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_welcome_before_first_task, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_eof_abandons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_handler_for_route, setup, teardown),
