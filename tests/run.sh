@@ -2,8 +2,9 @@
 # Runs every test of skiff on this machine, installing what it needs first (idempotent):
 # unit tests (plain -Werror build and ASan+UBSan build), gRPC conformance against grpcio and
 # grpc-js, handler protocol and SDK conformance, short fuzz runs, and integration tests of the
-# real skiff binary (sanitized) against the real Zeebe broker with SDK handlers; last, devstack's
-# Kafka broker and Schema Registry checked with the official Kafka and Avro clients.
+# real skiff binary (sanitized) against the real Zeebe broker with SDK handlers; then devstack's
+# Kafka broker and Schema Registry checked with the official Kafka and Avro clients, and the
+# Kafka integration tests of skiff against them (and the librdkafka mock cluster for faults).
 #
 #   tests/run.sh                 everything
 #   SKIFF_FUZZ_SECONDS=60 ...    longer fuzz runs (default 10 s per target)
@@ -56,5 +57,9 @@ SKIFF_BIN=$ROOT/build-asan/skiff ASAN_OPTIONS=detect_leaks=1 \
 
 step "devstack Kafka: real broker + Schema Registry, checked with the official clients"
 $PY devstack/kafka_selfcheck.py
+
+step "integration: skiff (ASan+UBSan) + real Kafka broker + Schema Registry + SDK handlers"
+SKIFF_BIN=$ROOT/build-asan/skiff SKIFF_KAFKA_MOCK_BIN=$ROOT/build/skiff-kafka-mock \
+  ASAN_OPTIONS=detect_leaks=1 devstack/kafka.sh python -m pytest -q -p no:cacheprovider tests/kafka
 
 step "all tests passed"
