@@ -280,7 +280,8 @@ const row sk_config_table[NROWS] = {
      .off = OFF(kafka_max_buffered),
      .help = "Records of one partition held by skiff before they reach a handler (waiting for "
              "capacity, for an earlier record with the same key, or for a retry); at this "
-             "number the partition is paused."},
+             "number the partition is paused, and also at ten times this number of records "
+             "read but not yet committable (behind a record still in retry)."},
     {.key = "kafka.delivery_timeout",
      .type = T_DURATION,
      .def = "2m",

@@ -309,7 +309,8 @@ void kconsumer_pump(sk_kafka *k)
                 credits = sk_dispatcher_credits(k->d, p->topic);
             }
             size_t waiting = sk_partq_unstarted(p->q);
-            int pause = k->stopping || waiting >= (size_t)k->cfg->kafka_max_buffered ||
+            size_t limit = (size_t)k->cfg->kafka_max_buffered;
+            int pause = k->stopping || waiting >= limit || sk_partq_held(p->q) >= 10 * limit ||
                         (waiting > 0 && credits <= 0);
             if (pause != p->paused)
                 set_paused(p, pause);
@@ -335,6 +336,7 @@ static void credits_freed(void *ud)
 void kconsumer_release(krec *r)
 {
     kpart *p = r->p;
+    sk_partq_done(p->q, r->offset); /* already DONE when processed; dropped ones leave too */
     p->nrecs--;
     sk_series_add(p->m_held, -1);
     krec_free(r);

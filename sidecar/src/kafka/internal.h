@@ -88,6 +88,7 @@ struct krec {
     char id[320];           /* task id of the current delivery */
     struct event *timer;    /* retry backoff, schema retry or deadline */
     sk_backoff bo;          /* schema lookups and dead-letter writes */
+    sk_backoff retry_bo;    /* deliveries after a failed attempt */
     int dlq_writing;        /* its dead-letter write is in flight */
     const char *dlq_reason; /* why it is being dead-lettered */
     double decode_s;        /* skiff's time decoding it */

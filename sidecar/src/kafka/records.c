@@ -229,9 +229,10 @@ void krec_arrive(kpart *p, rd_kafka_message_t *msg)
         return;
     }
     *r = (krec){.p = p, .msg = msg, .offset = msg->offset};
-    sk_backoff_init(&r->bo, k->cfg->kafka_backoff_initial_ms ? k->cfg->kafka_backoff_initial_ms : 1,
-                    k->cfg->kafka_backoff_max_ms ? k->cfg->kafka_backoff_max_ms : 1,
-                    (uint64_t)msg->offset ^ (uint64_t)(uintptr_t)r);
+    uint64_t seed = (uint64_t)msg->offset ^ (uint64_t)(uintptr_t)r;
+    sk_backoff_init(&r->bo, k->cfg->kafka_backoff_initial_ms, k->cfg->kafka_backoff_max_ms, seed);
+    sk_backoff_init(&r->retry_bo, k->cfg->kafka_backoff_initial_ms, k->cfg->kafka_backoff_max_ms,
+                    seed + 1);
     p->nrecs++;
     sk_series_add(p->m_held, 1);
     const char *const labels[] = {p->topic, NULL};
@@ -318,17 +319,8 @@ static void attempt_failed(krec *r, const char *why, const char *reason, int has
     }
     sk_partq_hold(r->p->q, r->offset);
     count(k->m_redeliver, r->p->topic, reason);
-    if (!has_backoff) {
-        int64_t d = k->cfg->kafka_backoff_initial_ms;
-        for (int i = 1; i < r->attempt && d < k->cfg->kafka_backoff_max_ms; i++)
-            d *= 2;
-        d = d < k->cfg->kafka_backoff_max_ms ? d : k->cfg->kafka_backoff_max_ms;
-        backoff_ms = d / 2 + (d > 1 ? (int64_t)(r->bo.rng = r->bo.rng * 6364136223846793005ULL +
-                                                            1442695040888963407ULL) %
-                                          (d - d / 2 + 1)
-                                    : d - d / 2);
-        (void)0;
-    }
+    if (!has_backoff)
+        backoff_ms = sk_backoff_next(&r->retry_bo);
     arm(r, backoff_ms, redeliver);
 }
 
