@@ -8,16 +8,6 @@
 
 #include "core/config_internal.h"
 
-#define OFF(f) offsetof(sk_config, f)
-#define JOB(f) offsetof(sk_job_type_config, f)
-#define ENV(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define KIB 1024LL
-#define MIB (1024LL * 1024)
-#define GIB (1024LL * 1024 * 1024)
-#define SEC 1000LL
-#define MIN (60 * SEC)
-#define HOUR (60 * MIN)
-
 /* ---- value parsers ---- */
 
 /* A unit of a duration (scale in milliseconds) or of a size (in bytes). */
