@@ -5,29 +5,22 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include "core/clock.h"
 #include "net/http.h"
 
+#include "http_test_server.h"
+
 #define BIG_BODY 5000
 
 typedef struct {
-    struct event_base *base;
-    struct evhttp *srv;
-    struct event *tick; /* keeps EVLOOP_ONCE from blocking for ever */
-    int port;
+    test_server server;
     int requests; /* seen by the server */
     char method[16], uri[256], xtest[64], ctype[64], auth[128], body[256];
     sk_http *http;
@@ -64,12 +57,6 @@ static const char *method_name(enum evhttp_cmd_type c)
     default:
         return "OTHER";
     }
-}
-
-static void copy_header(struct evhttp_request *req, const char *name, char *out, size_t len)
-{
-    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), name);
-    snprintf(out, len, "%s", v ? v : "");
 }
 
 static void reply(struct evhttp_request *req, int code, const char *body, size_t len)
@@ -118,32 +105,14 @@ static void on_server(struct evhttp_request *req, void *arg)
     }
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    f->srv = evhttp_new(f->base);
-    evhttp_set_allowed_methods(f->srv, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
-    evhttp_set_gencb(f->srv, on_server, f);
-    struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(f->srv, "127.0.0.1", 0);
-    assert_non_null(s);
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&sa, &len), 0);
-    f->port = ntohs(sa.sin_port);
-    f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
-    struct timeval tv = {.tv_usec = 20000};
-    event_add(f->tick, &tv);
+    test_server_start(&f->server, on_server, f);
+    evhttp_set_allowed_methods(f->server.evhttp, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                                     EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
     char err[256] = "";
-    f->http = sk_http_new(f->base, err, sizeof err);
+    f->http = sk_http_new(f->server.base, err, sizeof err);
     if (!f->http)
         fail_msg("sk_http_new: %s", err);
     *state = f;
@@ -154,9 +123,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     sk_http_free(f->http);
-    evhttp_free(f->srv);
-    event_free(f->tick);
-    event_base_free(f->base);
+    test_server_stop(&f->server);
     free(f);
     return 0;
 }
@@ -182,30 +149,10 @@ static void on_done(void *ud, const sk_http_result *r)
     }
 }
 
-static void url(const fixture *f, const char *path, char *out, size_t len)
-{
-    snprintf(out, len, "http://127.0.0.1:%d%s", f->port, path);
-}
-
-static void run_until(fixture *f, const int *counter, int target)
-{
-    double deadline = sk_mono_s() + 10;
-    while (*counter < target && sk_mono_s() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    assert_true(*counter >= target);
-}
-
-static void run_for(fixture *f, double seconds)
-{
-    double deadline = sk_mono_s() + seconds;
-    while (sk_mono_s() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-}
-
 static sk_http_req *get(fixture *f, const char *path, int64_t timeout_ms, outcome *o)
 {
     char u[128];
-    url(f, path, u, sizeof u);
+    test_server_url(&f->server, path, u, sizeof u);
     return sk_http_request(f->http, "GET", u, NULL, NULL, 0, NULL, timeout_ms, on_done, o);
 }
 
@@ -214,18 +161,18 @@ static void test_get(void **state)
     fixture *f = *state;
     outcome o = {0};
     char u[128];
-    url(f, "/echo", u, sizeof u);
+    test_server_url(&f->server, "/echo", u, sizeof u);
     const char *headers[] = {"X-Test: hello", NULL};
     assert_non_null(sk_http_request(f->http, "GET", u, headers, NULL, 0, NULL, 5000, on_done, &o));
     assert_int_equal(o.calls, 0); /* never from inside sk_http_request */
-    run_until(f, &o.calls, 1);
+    run_until(&f->server, &o.calls, 1);
     assert_false(o.failed);
     assert_int_equal(o.status, 200);
     assert_string_equal(o.body, "GET hello ");
     assert_int_equal(o.body_len, strlen("GET hello "));
     assert_true(o.total_s > 0);
     assert_string_equal(f->auth, "");
-    run_for(f, 0.05);
+    run_for(&f->server, 0.05);
     assert_int_equal(o.calls, 1);
 }
 
@@ -234,23 +181,23 @@ static void test_post_and_put(void **state)
     fixture *f = *state;
     outcome o = {0}, p = {0};
     char u[128];
-    url(f, "/echo", u, sizeof u);
+    test_server_url(&f->server, "/echo", u, sizeof u);
     const char *headers[] = {"Content-Type: application/json", "X-Test: abc", NULL};
     assert_non_null(
         sk_http_request(f->http, "POST", u, headers, "{\"a\":1}", 7, NULL, 5000, on_done, &o));
-    run_until(f, &o.calls, 1);
+    run_until(&f->server, &o.calls, 1);
     assert_int_equal(o.status, 200);
     assert_string_equal(o.body, "POST abc {\"a\":1}");
     assert_string_equal(f->ctype, "application/json");
 
     assert_non_null(sk_http_request(f->http, "PUT", u, NULL, "xyz", 3, NULL, 5000, on_done, &p));
-    run_until(f, &p.calls, 1);
+    run_until(&f->server, &p.calls, 1);
     assert_string_equal(p.body, "PUT  xyz");
 
     /* An empty POST sends an empty body (curl must not read stdin). */
     outcome q = {0};
     assert_non_null(sk_http_request(f->http, "POST", u, NULL, NULL, 0, NULL, 5000, on_done, &q));
-    run_until(f, &q.calls, 1);
+    run_until(&f->server, &q.calls, 1);
     assert_string_equal(q.body, "POST  ");
 }
 
@@ -259,16 +206,16 @@ static void test_status_and_auth(void **state)
     fixture *f = *state;
     outcome o = {0}, a = {0};
     assert_non_null(get(f, "/status/404", 5000, &o));
-    run_until(f, &o.calls, 1);
+    run_until(&f->server, &o.calls, 1);
     assert_false(o.failed);
     assert_int_equal(o.status, 404);
     assert_string_equal(o.body, "status 404");
 
     char u[128];
-    url(f, "/echo", u, sizeof u);
+    test_server_url(&f->server, "/echo", u, sizeof u);
     assert_non_null(
         sk_http_request(f->http, "GET", u, NULL, NULL, 0, "alice:s3cret", 5000, on_done, &a));
-    run_until(f, &a.calls, 1);
+    run_until(&f->server, &a.calls, 1);
     assert_string_equal(f->auth, "Basic YWxpY2U6czNjcmV0");
 }
 
@@ -278,13 +225,13 @@ static void test_bad_arguments(void **state)
     outcome o = {0};
     const char *bad_header[] = {"X-Test: a\r\nX-Evil: b", NULL};
     char u[128];
-    url(f, "/echo", u, sizeof u);
+    test_server_url(&f->server, "/echo", u, sizeof u);
     assert_null(sk_http_request(NULL, "GET", u, NULL, NULL, 0, NULL, 0, on_done, &o));
     assert_null(sk_http_request(f->http, "G T", u, NULL, NULL, 0, NULL, 0, on_done, &o));
     assert_null(sk_http_request(f->http, "GET", u, bad_header, NULL, 0, NULL, 0, on_done, &o));
     assert_null(sk_http_request(f->http, "GET", u, NULL, NULL, 3, NULL, 0, on_done, &o));
     assert_null(sk_http_request(f->http, "GET", NULL, NULL, NULL, 0, NULL, 0, on_done, &o));
-    run_for(f, 0.05);
+    run_for(&f->server, 0.05);
     assert_int_equal(o.calls, 0);
     assert_int_equal(f->requests, 0);
 }
@@ -293,17 +240,13 @@ static void test_refused(void **state)
 {
     fixture *f = *state;
     /* A bound socket that does not listen refuses connections, and keeps its port. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
+    int port;
+    int fd = refusing_socket(&port);
     char u[128];
-    snprintf(u, sizeof u, "http://127.0.0.1:%d/x", ntohs(sa.sin_port));
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/x", port);
     outcome o = {0};
     assert_non_null(sk_http_request(f->http, "GET", u, NULL, NULL, 0, NULL, 5000, on_done, &o));
-    run_until(f, &o.calls, 1);
+    run_until(&f->server, &o.calls, 1);
     close(fd);
     assert_true(o.failed);
     assert_int_equal(o.status, 0);
@@ -317,7 +260,7 @@ static void test_timeout(void **state)
     outcome o = {0};
     double t0 = sk_mono_s();
     assert_non_null(get(f, "/slow", 200, &o));
-    run_until(f, &o.calls, 1);
+    run_until(&f->server, &o.calls, 1);
     double took = sk_mono_s() - t0;
     assert_true(o.failed);
     assert_int_equal(o.status, 0);
@@ -333,9 +276,9 @@ static void test_body_limit(void **state)
     assert_non_null(get(f, "/big", 5000, &a));        /* Content-Length over the limit */
     assert_non_null(get(f, "/bigchunked", 5000, &b)); /* found out while reading */
     assert_non_null(get(f, "/status/200", 5000, &c));
-    run_until(f, &a.calls, 1);
-    run_until(f, &b.calls, 1);
-    run_until(f, &c.calls, 1);
+    run_until(&f->server, &a.calls, 1);
+    run_until(&f->server, &b.calls, 1);
+    run_until(&f->server, &c.calls, 1);
     assert_true(a.failed);
     assert_true(b.failed);
     if (!strstr(a.error, "over the limit of 1000 bytes") || !strstr(b.error, "over the limit"))
@@ -347,7 +290,7 @@ static void test_body_limit(void **state)
     outcome d = {0};
     sk_http_set_max_body(f->http, BIG_BODY);
     assert_non_null(get(f, "/bigchunked", 5000, &d));
-    run_until(f, &d.calls, 1);
+    run_until(&f->server, &d.calls, 1);
     assert_false(d.failed);
     assert_int_equal(d.body_len, BIG_BODY);
 }
@@ -359,12 +302,12 @@ static void test_cancel(void **state)
     sk_http_cancel(get(f, "/echo", 5000, &a)); /* before it started */
     sk_http_req *held = get(f, "/slow", 5000, &b);
     assert_non_null(held);
-    run_until(f, &f->requests, 1);
+    run_until(&f->server, &f->requests, 1);
     sk_http_cancel(held); /* while the server holds it */
     sk_http_cancel(NULL);
     assert_non_null(get(f, "/status/204", 5000, &c));
-    run_until(f, &c.calls, 1);
-    run_for(f, 0.1);
+    run_until(&f->server, &c.calls, 1);
+    run_for(&f->server, 0.1);
     assert_int_equal(a.calls, 0);
     assert_int_equal(b.calls, 0);
     assert_int_equal(c.status, 204);
@@ -376,11 +319,11 @@ static void test_free_in_flight(void **state)
     outcome a = {0}, b = {0}, c = {0};
     assert_non_null(get(f, "/slow", 5000, &a));
     assert_non_null(get(f, "/slow", 5000, &b));
-    run_until(f, &f->requests, 2);
+    run_until(&f->server, &f->requests, 2);
     assert_non_null(get(f, "/echo", 5000, &c)); /* not started yet */
     sk_http_free(f->http);
     f->http = NULL;
-    run_for(f, 0.1);
+    run_for(&f->server, 0.1);
     assert_int_equal(a.calls + b.calls + c.calls, 0);
     sk_http_free(NULL);
 }
@@ -392,13 +335,13 @@ static void test_reentry(void **state)
     outcome held = {0}, next = {0};
     sk_http_req *h = get(f, "/slow", 5000, &held);
     char u[128];
-    url(f, "/status/201", u, sizeof u);
+    test_server_url(&f->server, "/status/201", u, sizeof u);
     outcome first = {.cancel = h, .start = f->http, .start_url = u, .then = &next};
     assert_non_null(get(f, "/echo", 5000, &first));
-    run_until(f, &next.calls, 1);
+    run_until(&f->server, &next.calls, 1);
     assert_non_null(first.started);
     assert_int_equal(next.status, 201);
-    run_for(f, 0.05);
+    run_for(&f->server, 0.05);
     assert_int_equal(held.calls, 0);
     assert_int_equal(first.calls, 1);
 }
@@ -411,9 +354,9 @@ static void test_free_in_callback(void **state)
     assert_non_null(get(f, "/echo", 5000, &a));
     assert_non_null(get(f, "/slow", 5000, &b));
     assert_non_null(get(f, "/slow", 5000, &c));
-    run_until(f, &a.calls, 1);
+    run_until(&f->server, &a.calls, 1);
     assert_null(f->http);
-    run_for(f, 0.1);
+    run_for(&f->server, 0.1);
     assert_int_equal(a.calls, 1);
     assert_int_equal(b.calls + c.calls, 0);
 }

@@ -4,21 +4,16 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
-#include "core/clock.h"
 #include "schema/registry.h"
+
+#include "http_test_server.h"
 
 #define MAX_ROUTES 16
 
@@ -34,10 +29,7 @@ typedef struct {
 } route;
 
 typedef struct {
-    struct event_base *base;
-    struct evhttp *srv;
-    struct event *tick; /* keeps EVLOOP_ONCE from blocking for ever */
-    int port;
+    test_server server;
     route routes[MAX_ROUTES];
     int nroutes;
     int requests;
@@ -75,12 +67,6 @@ static int hits(const fixture *f, const char *uri)
     return 0;
 }
 
-static void copy_header(struct evhttp_request *req, const char *name, char *out, size_t len)
-{
-    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), name);
-    snprintf(out, len, "%s", v ? v : "");
-}
-
 static void on_server(struct evhttp_request *req, void *arg)
 {
     fixture *f = arg;
@@ -105,18 +91,11 @@ static void on_server(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
 static void open_registry(fixture *f, const char *user, const char *pass, int64_t ttl_ms,
                           size_t max_ids, const char *path)
 {
     char url[128], err[256] = "";
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
+    test_server_url(&f->server, path, url, sizeof url);
     sk_registry_opts o = {.url = url,
                           .username = user,
                           .password = pass,
@@ -124,7 +103,7 @@ static void open_registry(fixture *f, const char *user, const char *pass, int64_
                           .timeout_ms = 5000,
                           .max_ids = max_ids};
     sk_registry_free(f->reg);
-    f->reg = sk_registry_new(f->base, &o, f->m, err, sizeof err);
+    f->reg = sk_registry_new(f->server.base, &o, f->m, err, sizeof err);
     if (!f->reg)
         fail_msg("sk_registry_new: %s", err);
 }
@@ -132,18 +111,7 @@ static void open_registry(fixture *f, const char *user, const char *pass, int64_
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    f->srv = evhttp_new(f->base);
-    evhttp_set_gencb(f->srv, on_server, f);
-    struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(f->srv, "127.0.0.1", 0);
-    assert_non_null(s);
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&sa, &len), 0);
-    f->port = ntohs(sa.sin_port);
-    f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
-    struct timeval tv = {.tv_usec = 20000};
-    event_add(f->tick, &tv);
+    test_server_start(&f->server, on_server, f);
     f->m = sk_metrics_new();
     open_registry(f, NULL, NULL, 60000, 0, "");
     *state = f;
@@ -155,9 +123,7 @@ static int teardown(void **state)
     fixture *f = *state;
     sk_registry_free(f->reg);
     sk_metrics_free(f->m);
-    evhttp_free(f->srv);
-    event_free(f->tick);
-    event_base_free(f->base);
+    test_server_stop(&f->server);
     free(f);
     return 0;
 }
@@ -181,39 +147,33 @@ static void on_lookup(void *ud, sk_reg_status st, int32_t id, const sk_avro_sche
     }
 }
 
-static void run_until(fixture *f, const int *counter, int target)
-{
-    double deadline = sk_mono_s() + 10;
-    while (*counter < target && sk_mono_s() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    assert_true(*counter >= target);
-}
-
-static void run_for(fixture *f, double seconds)
-{
-    double deadline = sk_mono_s() + seconds;
-    while (sk_mono_s() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-}
-
 static void by_id(fixture *f, int32_t id, outcome *o)
 {
     assert_non_null(sk_registry_by_id(f->reg, id, on_lookup, o));
     assert_int_equal(o->calls, 0); /* never from inside the call */
-    run_until(f, &o->calls, 1);
+    run_until(&f->server, &o->calls, 1);
 }
 
 static void latest(fixture *f, const char *subject, outcome *o)
 {
     assert_non_null(sk_registry_latest(f->reg, subject, on_lookup, o));
     assert_int_equal(o->calls, 0);
-    run_until(f, &o->calls, 1);
+    run_until(&f->server, &o->calls, 1);
 }
 
 static void expect_err(const outcome *o, const char *a, const char *b)
 {
     if (!strstr(o->err, a) || (b && !strstr(o->err, b)))
         fail_msg("expected \"%s\" and \"%s\" in: %s", a, b ? b : "", o->err);
+}
+
+/* Looks id up and expects status st with an error that contains a and b. */
+static void by_id_fails(fixture *f, int32_t id, sk_reg_status st, const char *a, const char *b)
+{
+    outcome o = {0};
+    by_id(f, id, &o);
+    assert_int_equal(o.st, st);
+    expect_err(&o, a, b);
 }
 
 static double metric(fixture *f, const char *result)
@@ -232,8 +192,8 @@ static void test_by_id_cached_and_coalesced(void **state)
     assert_null(sk_registry_cached(f->reg, 1, NULL, NULL));
     assert_non_null(sk_registry_by_id(f->reg, 1, on_lookup, &a));
     assert_non_null(sk_registry_by_id(f->reg, 1, on_lookup, &b));
-    run_until(f, &b.calls, 1);
-    run_until(f, &a.calls, 1);
+    run_until(&f->server, &b.calls, 1);
+    run_until(&f->server, &a.calls, 1);
     assert_int_equal(hits(f, "/schemas/ids/1"), 1);
     assert_int_equal(a.st, SK_REG_OK);
     assert_int_equal(a.id, 1);
@@ -292,18 +252,14 @@ static void test_invalid_cached(void **state)
     serve(f, "/schemas/ids/4", 200,
           "{\"schema\":\"syntax = \\\"proto3\\\";\",\"schemaType\":\"PROTOBUF\"}");
     serve(f, "/schemas/ids/5", 200, "{\"schema\":\"\\\"string\\\"\",\"schemaType\":\"AVRO\"}");
-    outcome a = {0}, b = {0}, c = {0}, d = {0};
+    outcome a = {0}, b = {0};
+    by_id_fails(f, 3, SK_REG_INVALID, "schema id 3", "Avro schema");
     by_id(f, 3, &a);
     assert_int_equal(a.st, SK_REG_INVALID);
-    expect_err(&a, "schema id 3", "Avro schema");
-    by_id(f, 3, &b);
-    assert_int_equal(b.st, SK_REG_INVALID);
     assert_int_equal(hits(f, "/schemas/ids/3"), 1);
-    by_id(f, 4, &c);
-    assert_int_equal(c.st, SK_REG_INVALID);
-    expect_err(&c, "schema id 4", "PROTOBUF");
-    by_id(f, 5, &d);
-    assert_int_equal(d.st, SK_REG_OK);
+    by_id_fails(f, 4, SK_REG_INVALID, "schema id 4", "PROTOBUF");
+    by_id(f, 5, &b);
+    assert_int_equal(b.st, SK_REG_OK);
     sk_reg_status st;
     assert_null(sk_registry_cached(f->reg, 3, &st, NULL));
     assert_int_equal(st, SK_REG_INVALID);
@@ -314,19 +270,17 @@ static void test_unavailable_not_cached(void **state)
 {
     fixture *f = *state;
     serve(f, "/schemas/ids/6", 500, "{\"error_code\":50001,\"message\":\"boom\"}");
-    outcome a = {0}, b = {0}, c = {0};
-    by_id(f, 6, &a);
-    assert_int_equal(a.st, SK_REG_UNAVAILABLE);
-    expect_err(&a, "schema id 6", "HTTP 500");
+    outcome a = {0}, b = {0};
+    by_id_fails(f, 6, SK_REG_UNAVAILABLE, "schema id 6", "HTTP 500");
     sk_reg_status st = SK_REG_OK;
     assert_null(sk_registry_cached(f->reg, 6, &st, NULL));
     assert_int_equal(st, SK_REG_UNAVAILABLE);
-    by_id(f, 6, &b); /* asks again */
-    assert_int_equal(b.st, SK_REG_UNAVAILABLE);
+    by_id(f, 6, &a); /* asks again */
+    assert_int_equal(a.st, SK_REG_UNAVAILABLE);
     assert_int_equal(hits(f, "/schemas/ids/6"), 2);
     serve(f, "/schemas/ids/6", 200, RECORD_SCHEMA);
-    by_id(f, 6, &c);
-    assert_int_equal(c.st, SK_REG_OK);
+    by_id(f, 6, &b);
+    assert_int_equal(b.st, SK_REG_OK);
     assert_int_equal(hits(f, "/schemas/ids/6"), 3);
     assert_true(metric(f, "unavailable") == 2);
 }
@@ -337,39 +291,29 @@ static void test_unavailable_kinds(void **state)
     serve(f, "/schemas/ids/7", 401, "{\"error_code\":40101,\"message\":\"Unauthorized\"}");
     serve(f, "/schemas/ids/8", 200, "not json");
     serve(f, "/schemas/ids/9", 200, "{\"nothing\":1}");
-    outcome a = {0}, b = {0}, c = {0}, d = {0};
-    by_id(f, 7, &a);
+    outcome a = {0};
+    by_id_fails(f, 7, SK_REG_UNAVAILABLE, "HTTP 401", "check the registry credentials");
+    by_id_fails(f, 8, SK_REG_UNAVAILABLE, "schema id 8", "unparseable");
+    by_id(f, 9, &a);
     assert_int_equal(a.st, SK_REG_UNAVAILABLE);
-    expect_err(&a, "HTTP 401", "check the registry credentials");
-    by_id(f, 8, &b);
-    assert_int_equal(b.st, SK_REG_UNAVAILABLE);
-    expect_err(&b, "schema id 8", "unparseable");
-    by_id(f, 9, &c);
-    assert_int_equal(c.st, SK_REG_UNAVAILABLE);
     /* A 404 without the registry's code: a wrong URL, not an unknown id. */
-    by_id(f, 10, &d);
-    assert_int_equal(d.st, SK_REG_UNAVAILABLE);
-    expect_err(&d, "HTTP 404", "check the registry URL");
+    by_id_fails(f, 10, SK_REG_UNAVAILABLE, "HTTP 404", "check the registry URL");
 
     /* Nothing listening. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
+    int port;
+    int fd = refusing_socket(&port);
     char url[64], err[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     sk_registry_opts o = {.url = url, .username = "bob", .password = "hunter2"};
-    sk_registry *r = sk_registry_new(f->base, &o, NULL, err, sizeof err);
+    sk_registry *r = sk_registry_new(f->server.base, &o, NULL, err, sizeof err);
     assert_non_null(r);
-    outcome e = {0};
-    assert_non_null(sk_registry_by_id(r, 1, on_lookup, &e));
-    run_until(f, &e.calls, 1);
+    outcome b = {0};
+    assert_non_null(sk_registry_by_id(r, 1, on_lookup, &b));
+    run_until(&f->server, &b.calls, 1);
     close(fd);
-    assert_int_equal(e.st, SK_REG_UNAVAILABLE);
-    expect_err(&e, "schema id 1", "unreachable");
-    assert_null(strstr(e.err, "hunter2"));
+    assert_int_equal(b.st, SK_REG_UNAVAILABLE);
+    expect_err(&b, "schema id 1", "unreachable");
+    assert_null(strstr(b.err, "hunter2"));
     sk_registry_free(r);
 }
 
@@ -384,8 +328,8 @@ static void test_latest_ttl(void **state)
     assert_null(sk_registry_cached_latest(f->reg, "orders-value", NULL));
     assert_non_null(sk_registry_latest(f->reg, "orders-value", on_lookup, &a));
     assert_non_null(sk_registry_latest(f->reg, "orders-value", on_lookup, &b));
-    run_until(f, &a.calls, 1);
-    run_until(f, &b.calls, 1);
+    run_until(&f->server, &a.calls, 1);
+    run_until(&f->server, &b.calls, 1);
     assert_int_equal(hits(f, uri), 1);
     assert_string_equal(f->uri, uri);
     assert_int_equal(a.st, SK_REG_OK);
@@ -400,7 +344,7 @@ static void test_latest_ttl(void **state)
     assert_ptr_equal(c.schema, a.schema);
     assert_int_equal(f->requests, 1);
 
-    run_for(f, 0.08); /* past the TTL */
+    run_for(&f->server, 0.08); /* past the TTL */
     assert_null(sk_registry_cached_latest(f->reg, "orders-value", NULL));
     serve(f, uri, 200,
           "{\"subject\":\"orders-value\",\"version\":2,\"id\":8,\"schema\":\"\\\"long\\\"\"}");
@@ -464,11 +408,11 @@ static void test_cancel(void **state)
     sk_registry_lookup *la = sk_registry_by_id(f->reg, 1, on_lookup, &a);
     assert_non_null(sk_registry_by_id(f->reg, 1, on_lookup, &b));
     sk_registry_cancel(la); /* waiting on the shared request */
-    run_until(f, &b.calls, 1);
+    run_until(&f->server, &b.calls, 1);
     sk_registry_cancel(sk_registry_by_id(f->reg, 1, on_lookup, &c)); /* answered, not delivered */
     sk_registry_cancel(NULL);
     by_id(f, 1, &d);
-    run_for(f, 0.05);
+    run_for(&f->server, 0.05);
     assert_int_equal(a.calls + c.calls, 0);
     assert_int_equal(b.st, SK_REG_OK);
     assert_int_equal(hits(f, "/schemas/ids/1"), 1);
@@ -487,7 +431,7 @@ static void test_free_registry(void **state)
     assert_non_null(sk_registry_latest(f->reg, "t", on_lookup, &c));
     sk_registry_free(f->reg);
     f->reg = NULL;
-    run_for(f, 0.1);
+    run_for(&f->server, 0.1);
     assert_int_equal(b.calls + c.calls, 0);
     sk_registry_free(NULL);
 
@@ -496,8 +440,8 @@ static void test_free_registry(void **state)
     outcome d = {.free_it = &f->reg}, e = {0};
     assert_non_null(sk_registry_by_id(f->reg, 1, on_lookup, &d));
     assert_non_null(sk_registry_by_id(f->reg, 1, on_lookup, &e));
-    run_until(f, &d.calls, 1);
-    run_for(f, 0.05);
+    run_until(&f->server, &d.calls, 1);
+    run_for(&f->server, 0.05);
     assert_null(f->reg);
     assert_int_equal(e.calls, 0);
 }
@@ -508,12 +452,10 @@ static void test_cache_bound(void **state)
     serve(f, "/schemas/ids/1", 200, RECORD_SCHEMA);
     serve(f, "/schemas/ids/2", 200, RECORD_SCHEMA);
     open_registry(f, NULL, NULL, 60000, 1, "");
-    outcome a = {0}, b = {0};
+    outcome a = {0};
     by_id(f, 1, &a);
     assert_int_equal(a.st, SK_REG_OK);
-    by_id(f, 2, &b);
-    assert_int_equal(b.st, SK_REG_UNAVAILABLE);
-    expect_err(&b, "schema id 2", "cache full");
+    by_id_fails(f, 2, SK_REG_UNAVAILABLE, "schema id 2", "cache full");
     assert_int_equal(hits(f, "/schemas/ids/2"), 0);
     sk_metric *full = sk_metrics_counter(f->m, "skiff_schema_registry_cache_full_total", "x", NULL);
     assert_true(sk_series_value(sk_metric_series(full, NULL)) == 1);
@@ -524,7 +466,7 @@ static void test_bad_arguments(void **state)
     fixture *f = *state;
     char err[128] = "";
     sk_registry_opts o = {0};
-    assert_null(sk_registry_new(f->base, &o, NULL, err, sizeof err));
+    assert_null(sk_registry_new(f->server.base, &o, NULL, err, sizeof err));
     assert_non_null(strstr(err, "no URL"));
     outcome a = {0};
     assert_null(sk_registry_latest(f->reg, "", on_lookup, &a));
