@@ -1,4 +1,9 @@
-"""Drives the skiff demo (run it through devstack/demo.sh, which builds skiff first)."""
+"""Drives the skiff demo (run it through devstack/demo.sh, which builds skiff first).
+
+One skiff serves three handlers: the risk scorer (Python) and the policy issuer (Node) work the
+underwriting process's jobs on the real Zeebe broker; the issuer announces every issued policy
+on Kafka (business.policy.issued.v1, Avro), and the policy notifier (Python) consumes those
+events, all through skiff (the Kafka step: demo_kafka.py)."""
 import argparse
 import json
 import os
@@ -146,35 +151,42 @@ def main():
     sys.path.insert(0, str(HERE))
     import records
     import zeebe_client
+    from demo_kafka import NOTIFIER, KafkaStep
 
-    say("== skiff demo: underwriting with a Python and a Node handler ==")
+    say("== skiff demo: underwriting with a Python and a Node handler, and a Kafka event ==")
     started_broker = start_broker()
     run = Path(tempfile.mkdtemp(prefix="skiff-demo-"))
+    kafka = KafkaStep(run, say)
     procs = []
     try:
+        kafka.start()
         zeebe_client.deploy(str(ROOT / "examples" / "underwriting" / "underwriting.bpmn"))
         say("deployed examples/underwriting/underwriting.bpmn")
         port = admin_port()
         sock = str(run / "handler.sock")
         env = dict(os.environ, SKIFF_HANDLER_SOCKET=sock, SKIFF_ADMIN_ADDRESS=f"127.0.0.1:{port}",
                    SKIFF_ZEEBE_JOB_TYPES=",".join(JOB_TYPES), SKIFF_SERVICE_NAME="skiff-demo",
-                   SKIFF_ZEEBE_STREAMING="true", SKIFF_SOCKET=sock)
+                   SKIFF_ZEEBE_STREAMING="true", SKIFF_SOCKET=sock, **kafka.handler_env())
         t0 = time.monotonic()
-        skiff = subprocess.Popen([str(ROOT / "build" / "skiff")], env=env,
+        skiff = subprocess.Popen([str(ROOT / "build" / "skiff")] + kafka.skiff_args(), env=env,
                                  stderr=open(run / "skiff.log", "wb"))
-        procs.append(skiff)
+        procs.append(("skiff", skiff))
         for name, cmd in (("risk-scorer", [sys.executable, "examples/python/risk_scorer.py"]),
-                          ("policy-issuer", ["node", "examples/node/policy_issuer.mjs"])):
-            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env,
-                                          stdout=open(run / f"{name}.log", "wb"),
-                                          stderr=subprocess.STDOUT))
-        wait(lambda: http(port, "/readyz")[0] == 200, 20, "skiff to be ready")
-        say(f"skiff ready in {time.monotonic() - t0:.2f}s with both handlers connected "
-            f"(logs in {run})")
+                          ("policy-issuer", ["node", "examples/node/policy_issuer.mjs"]),
+                          ("policy-notifier", [sys.executable] + NOTIFIER)):
+            procs.append((Path(cmd[-1]).name, subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=open(run / f"{name}.log", "wb"),
+                stderr=subprocess.STDOUT)))
+        wait(lambda: http(port, "/readyz")[0] == 200 or skiff.poll() is not None, 60,
+             "skiff to be ready")
+        if skiff.poll() is not None:
+            raise SystemExit(f"demo: skiff exited ({skiff.returncode}); see {run}/skiff.log")
+        say(f"skiff ready in {time.monotonic() - t0:.2f}s: Zeebe gateway reachable, Kafka "
+            f"partitions assigned, the three handlers connected (logs in {run})")
 
         rng = random.Random(7)
         apps = [application(i, rng) for i in range(args.instances)]
-        t0 = time.monotonic()
+        t0, since_ms = time.monotonic(), int(time.time() * 1000)
         with ThreadPoolExecutor(8) as pool:
             keys = list(pool.map(lambda v: zeebe_client.create_instance("underwriting", v)
                                  ["processInstanceKey"], apps))
@@ -207,6 +219,8 @@ def main():
                 f"{overhead_quantile(metrics, phase, 0.5) * 1e6:.0f} us, p99 "
                 f"{overhead_quantile(metrics, phase, 0.99) * 1e6:.0f} us "
                 "(skiff_task_overhead_seconds)")
+        kafka.report(outcomes, since_ms, lambda: http(port, "/metrics")[1], wait)
+        metrics = http(port, "/metrics")[1]
         say("\nhandler results seen by skiff:")
         for line in metrics.splitlines():
             if line.startswith("skiff_handler_results_total{"):
@@ -216,19 +230,20 @@ def main():
             f"probes /healthz /readyz")
     finally:
         say("\nshutting down: SIGTERM to skiff (handlers drain and exit)")
-        for p in procs[:1]:
+        for _, p in procs[:1]:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in procs:
+        for name, p in procs:
             try:
                 rc = p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
                 rc = p.wait()
-            say(f"  {Path(str(p.args[-1])).name:>20}: exit {rc}")
+            say(f"  {name:>20}: exit {rc}")
         if started_broker:
             subprocess.run([str(ZEEBE_SH), "stop"], check=False)
             say("  zeebe broker stopped")
+        kafka.stop()
 
 
 if __name__ == "__main__":
