@@ -2,18 +2,49 @@
 # skiff benchmark, one command: skiff vs the official clients' job workers (@camunda8/sdk,
 # pyzeebe, the Java client), side by side, against the real Zeebe broker (devstack), on this
 # machine; then skiff's memory with 1,000 jobs in flight (and the peers'), and its start-up
-# time. Writes docs/benchmarks.md (the results section) and prints the tables.
+# time. Then the Kafka benchmark: skiff + a Python SDK handler against a confluent-kafka consumer
+# with the official AvroDeserializer, on a real Kafka broker (bench/kafka_bench.py). Writes
+# docs/benchmarks.md (the Zeebe results section and the Kafka one) and prints the tables.
 #
-#   bench/run.sh [--instances N] [--rate R] [--rounds K] [--contenders a,b,...] [--no-doc] ...
-#                (bench/zeebe_bench.py --help lists every option)
+#   bench/run.sh [--zeebe-only | --kafka-only] [ZEEBE-OPTIONS] [--kafka KAFKA-OPTIONS]
 #
-# The broker runs on its own ports (gateway 26700, monitoring 9800; override with
-# SKIFF_BENCH_ZEEBE_PORT / SKIFF_BENCH_MONITOR_PORT) and is stopped at the end.
+#   ZEEBE-OPTIONS  --instances N --rate R --rounds K --contenders a,b,... --no-doc ...
+#                  (bench/zeebe_bench.py --help lists every option); --no-doc applies to both
+#   KAFKA-OPTIONS  --records N --rate R --live-seconds S --rounds K --contenders ... --no-doc
+#                  (bench/kafka_bench.py --help); with --kafka-only every option is one of these
+#
+# The Zeebe broker runs on its own ports (gateway 26700, monitoring 9800; override with
+# SKIFF_BENCH_ZEEBE_PORT / SKIFF_BENCH_MONITOR_PORT) and is stopped before the Kafka step. The
+# Kafka benchmark starts and stops its own broker and schema registry on theirs (29192 and
+# 29193, 28181; SKIFF_BENCH_KAFKA_PORT / SKIFF_BENCH_REGISTRY_PORT).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 t_start=$(date +%s)
 
 say() { printf 'bench: %s\n' "$*" >&2; }
+
+run_zeebe=1 run_kafka=1
+for a in "$@"; do
+  case "$a" in
+    --kafka-only) run_zeebe=0 ;;
+    --zeebe-only) run_kafka=0 ;;
+  esac
+done
+if [ "$run_zeebe$run_kafka" = 00 ]; then
+  say "--zeebe-only and --kafka-only exclude each other"
+  exit 2
+fi
+zeebe_args=() kafka_args=() to_kafka=$((1 - run_zeebe))
+for a in "$@"; do
+  case "$a" in
+    --kafka-only | --zeebe-only) ;;
+    --kafka) to_kafka=1 ;;
+    *) if [ "$to_kafka" = 1 ]; then kafka_args+=("$a"); else zeebe_args+=("$a"); fi ;;
+  esac
+done
+for a in "${zeebe_args[@]}"; do
+  if [ "$a" = --no-doc ]; then kafka_args+=(--no-doc); fi
+done
 
 # Our own broker, never someone else's: drop inherited devstack settings that would point
 # zeebe.sh or records.py at another broker, then pin the ports.
@@ -39,6 +70,8 @@ if ! { cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release &&
 fi
 rm -f "$buildlog"
 
+# ---- the Zeebe benchmark (unless --kafka-only) ----
+if [ "$run_zeebe" = 1 ]; then
 say "Node peer (@camunda8/sdk, bench/node_modules)"
 if [ ! -d bench/node_modules ] || [ bench/package-lock.json -nt bench/node_modules ]; then
   (cd bench && npm ci --no-audit --no-fund --loglevel=error)
@@ -107,5 +140,17 @@ devstack/zeebe.sh start
 args=(--command "bench/run.sh${*:+ $*}")
 [ -n "$pyzeebe_missing" ] && args+=(--pyzeebe-missing "$pyzeebe_missing")
 [ -n "$java_missing" ] && args+=(--java-missing "$java_missing")
-/usr/bin/python3 bench/zeebe_bench.py "${args[@]}" "$@"
+/usr/bin/python3 bench/zeebe_bench.py "${args[@]}" "${zeebe_args[@]}"
+devstack/zeebe.sh stop # before the Kafka step: its JVM would share the cores
+trap - EXIT
+fi
+
+# ---- the Kafka benchmark (unless --zeebe-only) ----
+if [ "$run_kafka" = 1 ]; then
+  # kafka_bench.py starts (and stops) its own broker and registry; `kafka.sh python` is the
+  # clients venv (confluent-kafka, fastavro), installed on first use.
+  say "Kafka benchmark (bench/kafka_bench.py)"
+  devstack/kafka.sh python bench/kafka_bench.py --command "bench/run.sh${*:+ $*}" \
+    "${kafka_args[@]}"
+fi
 say "done in $(($(date +%s) - t_start)) s"
