@@ -274,14 +274,15 @@ const row sk_config_table[NROWS] = {
              "committed."},
     {.key = "kafka.max_buffered",
      .type = T_INT,
-     .def = "1000",
+     .def = "200",
      .min = 1,
-     .max = 1000000,
+     .max = 100000,
      .off = OFF(kafka_max_buffered),
-     .help = "Records of one partition held by skiff before they reach a handler (waiting for "
-             "capacity, for an earlier record with the same key, or for a retry); at this "
-             "number the partition is paused, and also at ten times this number of records "
-             "read but not yet committable (behind a record still in retry)."},
+     .help = "Records of one partition read and waiting to start (for handler capacity, for an "
+             "earlier record with the same key, or for a retry): at this number the partition "
+             "is paused, and resumed at half. It is also paused at ten times this number of "
+             "records not yet committable (behind a record still in retry), and while no "
+             "handler serves its topic."},
     {.key = "kafka.delivery_timeout",
      .type = T_DURATION,
      .def = "2m",

@@ -73,6 +73,8 @@ static kpart *part_new(sk_kafka *k, const char *topic, int32_t partition)
 
 static void set_paused(kpart *p, int paused)
 {
+    if (paused == p->paused)
+        return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
     rd_kafka_resp_err_t e =
@@ -284,8 +286,20 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     poll_batch(arg);
 }
 
-/* Starts what records may, topic credits permitting, then pauses partitions holding records
- * that cannot start (no free credit, or kafka.max_buffered reached) and resumes the others.
+/* Whether p's fetching should stop: at kafka.max_buffered records waiting to start (resumed
+ * at half, so that a saturated handler does not flip it per record), at ten times that many
+ * records not yet committable, when no handler serves the topic, and at shutdown. */
+static int must_pause(const sk_kafka *k, const kpart *p)
+{
+    size_t waiting = sk_partq_unstarted(p->q), limit = (size_t)k->cfg->kafka_max_buffered;
+    if (k->stopping || sk_partq_held(p->q) >= 10 * limit ||
+        (waiting > 0 && sk_dispatcher_capacity(k->d, p->topic) == 0))
+        return 1;
+    return p->paused ? waiting > limit / 2 : waiting >= limit;
+}
+
+/* Starts what records may, topic credits permitting, then pauses or resumes partitions
+ * (must_pause).
  * Reentrant calls (a dispatch that fails at once) are folded into the running one. */
 void kconsumer_pump(sk_kafka *k)
 {
@@ -308,12 +322,7 @@ void kconsumer_pump(sk_kafka *k)
                 krec_dispatch(r);
                 credits = sk_dispatcher_credits(k->d, p->topic);
             }
-            size_t waiting = sk_partq_unstarted(p->q);
-            size_t limit = (size_t)k->cfg->kafka_max_buffered;
-            int pause = k->stopping || waiting >= limit || sk_partq_held(p->q) >= 10 * limit ||
-                        (waiting > 0 && credits <= 0);
-            if (pause != p->paused)
-                set_paused(p, pause);
+            set_paused(p, must_pause(k, p));
         }
     } while (k->repump);
     k->pumping = 0;
@@ -399,7 +408,7 @@ static rd_kafka_conf_t *consumer_conf(sk_kafka *k, char *err, size_t errlen)
         kconf_set(c, "auto.offset.reset", "earliest", err, errlen) ||
         kconf_set(c, "partition.assignment.strategy", "cooperative-sticky", err, errlen) ||
         kconf_set(c, "statistics.interval.ms", STATS_INTERVAL, err, errlen) ||
-        kconf_set(c, "queued.max.messages.kbytes", "8192", err, errlen)) {
+        kconf_set(c, "queued.max.messages.kbytes", "1024", err, errlen)) {
         if (c)
             rd_kafka_conf_destroy(c);
         return NULL;

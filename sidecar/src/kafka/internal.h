@@ -82,8 +82,10 @@ struct krec {
     kpart *p;
     rd_kafka_message_t *msg;
     int64_t offset;
-    int attempt;            /* deliveries so far */
-    int in_dispatcher;      /* a task is open for it */
+    int attempt;                  /* deliveries so far */
+    int in_dispatcher;            /* a task is open for it */
+    const sk_avro_schema *schema; /* its value's, once known (NULL: a tombstone) */
+    int32_t schema_id;
     json_t *payload;        /* task members (value, kafka, topic...) once decoded */
     char id[320];           /* task id of the current delivery */
     struct event *timer;    /* retry backoff, schema retry or deadline */
@@ -91,10 +93,8 @@ struct krec {
     sk_backoff retry_bo;    /* deliveries after a failed attempt */
     int dlq_writing;        /* its dead-letter write is in flight */
     const char *dlq_reason; /* why it is being dead-lettered */
-    double decode_s;        /* skiff's time decoding it */
     sk_registry_lookup *lookup;
-    char *error;        /* why its last attempt failed */
-    double received_at; /* sk_mono_s() at the poll */
+    char *error; /* why its last attempt failed */
 };
 
 /* ---- consumer.c ---- */

@@ -121,32 +121,24 @@ static json_t *payload(krec *r, json_t *value, int32_t schema_id)
 static void dead_letter(krec *r, const char *reason, const char *why);
 static void lookup_schema(krec *r, int32_t id);
 
-static void decoded(krec *r, json_t *value, int32_t schema_id, double started)
+/* The record's schema is known (NULL: a tombstone): it may start. Its value is decoded only
+ * when it does (krec_dispatch), so that records waiting for capacity stay small. */
+static void schema_known(krec *r, const sk_avro_schema *schema, int32_t id)
 {
-    if (!(r->payload = payload(r, value, schema_id))) {
-        dead_letter(r, "undecodable", "out of memory building the task");
-        return;
-    }
-    r->decode_s += sk_mono_s() - started;
+    r->schema = schema;
+    r->schema_id = id;
     sk_partq_ready(r->p->q, r->offset);
 }
 
-static void decode_with(krec *r, const sk_avro_schema *schema, int32_t id)
+/* The id in the record's Confluent header (checked at arrival). */
+static int32_t wire_id(const krec *r)
 {
-    double started = sk_mono_s();
-    uint32_t sid;
+    uint32_t id = 0;
     const uint8_t *body;
     size_t len;
-    char err[512];
-    sk_avro_wire_split(r->msg->payload, r->msg->len, &sid, &body, &len, err, sizeof err);
-    json_t *v = sk_avro_to_json(schema, body, len, err, sizeof err);
-    if (!v) {
-        char why[600];
-        snprintf(why, sizeof why, "value does not decode with schema %d: %s", (int)id, err);
-        dead_letter(r, "undecodable", why);
-        return;
-    }
-    decoded(r, v, id, started);
+    char err[64];
+    sk_avro_wire_split(r->msg->payload, r->msg->len, &id, &body, &len, err, sizeof err);
+    return (int32_t)id;
 }
 
 static void retry_lookup(evutil_socket_t fd, short what, void *arg)
@@ -154,12 +146,7 @@ static void retry_lookup(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     krec *r = arg;
-    uint32_t id;
-    const uint8_t *body;
-    size_t len;
-    char err[64];
-    sk_avro_wire_split(r->msg->payload, r->msg->len, &id, &body, &len, err, sizeof err);
-    lookup_schema(r, (int32_t)id);
+    lookup_schema(r, wire_id(r));
 }
 
 static void schema_cb(void *ud, sk_reg_status st, int32_t id, const sk_avro_schema *schema,
@@ -168,7 +155,7 @@ static void schema_cb(void *ud, sk_reg_status st, int32_t id, const sk_avro_sche
     krec *r = ud;
     r->lookup = NULL;
     if (st == SK_REG_OK) {
-        decode_with(r, schema, id);
+        schema_known(r, schema, id);
         kconsumer_pump(r->p->k);
     } else if (st == SK_REG_UNAVAILABLE) {
         int64_t ms = sk_backoff_next(&r->bo);
@@ -187,13 +174,13 @@ static void lookup_schema(krec *r, int32_t id)
         arm(r, sk_backoff_next(&r->bo), retry_lookup);
 }
 
-/* Decodes at once when the schema is cached, else after a lookup; undecodable records go to
- * the dead-letter topic without reaching a handler. */
-static void decode(krec *r)
+/* Finds the record's schema: at once when cached, else after a lookup. Records that cannot be
+ * decoded go to the dead-letter topic without reaching a handler. */
+static void find_schema(krec *r)
 {
     const rd_kafka_message_t *m = r->msg;
     if (!m->payload) { /* a tombstone: no value, no schema */
-        decoded(r, json_null(), -1, sk_mono_s());
+        schema_known(r, NULL, -1);
         return;
     }
     uint32_t id;
@@ -209,11 +196,37 @@ static void decode(krec *r)
     const char *cached_err;
     const sk_avro_schema *s = sk_registry_cached(r->p->k->registry, (int32_t)id, &st, &cached_err);
     if (s)
-        decode_with(r, s, (int32_t)id);
+        schema_known(r, s, (int32_t)id);
     else if (st == SK_REG_NOT_FOUND || st == SK_REG_INVALID)
         dead_letter(r, "undecodable", cached_err ? cached_err : "unknown schema");
     else
         lookup_schema(r, (int32_t)id);
+}
+
+/* Decodes the value into the task's members; a value that does not decode is dead-lettered
+ * (-1). */
+static int decode(krec *r)
+{
+    json_t *v = json_null();
+    char err[512], why[600];
+    if (r->schema) {
+        uint32_t id;
+        const uint8_t *body;
+        size_t len;
+        sk_avro_wire_split(r->msg->payload, r->msg->len, &id, &body, &len, err, sizeof err);
+        v = sk_avro_to_json(r->schema, body, len, err, sizeof err);
+    }
+    if (!v) {
+        snprintf(why, sizeof why, "value does not decode with schema %d: %s", (int)r->schema_id,
+                 err);
+        dead_letter(r, "undecodable", why);
+        return -1;
+    }
+    if (!(r->payload = payload(r, v, r->schema_id))) {
+        dead_letter(r, "undecodable", "out of memory building the task");
+        return -1;
+    }
+    return 0;
 }
 
 void krec_arrive(kpart *p, rd_kafka_message_t *msg)
@@ -237,7 +250,7 @@ void krec_arrive(kpart *p, rd_kafka_message_t *msg)
     sk_series_add(p->m_held, 1);
     const char *const labels[] = {p->topic, NULL};
     sk_series_add(sk_metric_series(k->m_received, labels), 1);
-    decode(r);
+    find_schema(r);
 }
 
 /* ---- delivery to handlers ---- */
@@ -247,6 +260,9 @@ static void deadline_passed(evutil_socket_t fd, short what, void *arg);
 void krec_dispatch(krec *r)
 {
     sk_kafka *k = r->p->k;
+    double started = sk_mono_s(); /* skiff's own time: decoding, building, writing the frame */
+    if (!r->payload && decode(r) != 0)
+        return;
     r->attempt++;
     snprintf(r->id, sizeof r->id, "k-%.200s-%d-%lld-%llu", r->p->topic, (int)r->p->partition,
              (long long)r->offset, (unsigned long long)++k->serial);
@@ -254,13 +270,9 @@ void krec_dispatch(krec *r)
     r->in_dispatcher = 1;
     k->running++;
     arm(r, k->cfg->kafka_task_timeout_ms, deadline_passed);
-    /* skiff's own time: decoding, then building and writing the frame (not the wait for a
-     * free credit or for an earlier record of the same key). */
-    double now = sk_mono_s();
     sk_dispatcher_submit(k->d, &kafka_ops, k, r, r->p->topic, r->id,
                          sk_wall_ms() + k->cfg->kafka_task_timeout_ms, json_incref(r->payload),
-                         now - r->decode_s);
-    r->decode_s = 0;
+                         started);
 }
 
 /* The handler is done with the record (a result, a cancel, a lost connection). Returns 1 when
