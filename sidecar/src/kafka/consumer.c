@@ -337,9 +337,22 @@ void kconsumer_pump(sk_kafka *k)
     }
 }
 
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kconsumer_pump(arg);
+}
+
+void kconsumer_pump_soon(sk_kafka *k)
+{
+    if (k->pump_ev) /* activating an active event does nothing: one pump per turn */
+        event_active(k->pump_ev, EV_TIMEOUT, 0);
+}
+
 static void credits_freed(void *ud)
 {
-    kconsumer_pump(ud);
+    kconsumer_pump_soon(ud);
 }
 
 void kconsumer_release(krec *r)
@@ -457,6 +470,7 @@ int kconsumer_start(sk_kafka *k, char *err, size_t errlen)
                          (k->cfg->kafka_commit_interval_ms % 1000) * 1000};
     if (!k->queue || kwake_start(k, &k->wake, k->queue, on_wake, k) != 0 ||
         !(k->commit_timer = event_new(k->base, -1, EV_PERSIST, commit_tick, k)) ||
+        !(k->pump_ev = event_new(k->base, -1, 0, pump_cb, k)) ||
         event_add(k->commit_timer, &tv) != 0) {
         snprintf(err, errlen, "cannot watch the consumer's queue");
         return -1;
@@ -484,6 +498,8 @@ void kconsumer_free(sk_kafka *k)
 {
     if (k->commit_timer)
         event_free(k->commit_timer);
+    if (k->pump_ev)
+        event_free(k->pump_ev);
     kwake_stop(&k->wake);
     while (k->parts) {
         kpart *p = k->parts;

@@ -43,6 +43,7 @@ struct sk_kafka {
     rd_kafka_queue_t *queue;
     kwake wake;
     struct event *commit_timer;
+    struct event *pump_ev;  /* kconsumer_pump_soon */
     kpart *parts;           /* assigned partitions, and revoked ones still holding records */
     struct pcall *calls;    /* produce calls waiting for a schema */
     uint64_t serial;        /* task ids */
@@ -106,6 +107,9 @@ void kconsumer_close(sk_kafka *k);
 void kconsumer_free(sk_kafka *k);
 /* Hands out records that may start and pauses or resumes partitions accordingly. */
 void kconsumer_pump(sk_kafka *k);
+/* The same on the next loop turn, once for any number of calls (results, timers, credits): a
+ * handler's ack returns at once and a burst of them is served by one pump. */
+void kconsumer_pump_soon(sk_kafka *k);
 /* A record finished (processed or dropped with its partition): frees it; a revoked partition
  * goes with its last record. */
 void kconsumer_release(krec *r);

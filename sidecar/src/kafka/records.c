@@ -156,7 +156,7 @@ static void schema_cb(void *ud, sk_reg_status st, int32_t id, const sk_avro_sche
     r->lookup = NULL;
     if (st == SK_REG_OK) {
         schema_known(r, schema, id);
-        kconsumer_pump(r->p->k);
+        kconsumer_pump_soon(r->p->k);
     } else if (st == SK_REG_UNAVAILABLE) {
         int64_t ms = sk_backoff_next(&r->bo);
         SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("topic", r->p->topic),
@@ -294,7 +294,7 @@ static void processed(krec *r, const char *outcome)
     count(k->m_processed, r->p->topic, outcome);
     sk_partq_done(r->p->q, r->offset);
     kconsumer_release(r);
-    kconsumer_pump(k);
+    kconsumer_pump_soon(k);
 }
 
 static void op_ack(void *source, void *ctx, const sk_msg *m)
@@ -313,7 +313,7 @@ static void redeliver(evutil_socket_t fd, short what, void *arg)
     krec *r = arg;
     disarm(r);
     sk_partq_ready(r->p->q, r->offset);
-    kconsumer_pump(r->p->k);
+    kconsumer_pump_soon(r->p->k);
 }
 
 /* A failed attempt: retried after a backoff while attempts remain, else dead-lettered. */
@@ -366,7 +366,7 @@ static void op_abandon(void *source, void *ctx, const char *why)
         return; /* left uncommitted: the next owner of the partition gets it */
     count(k->m_redeliver, r->p->topic, "handler_lost");
     sk_partq_ready(r->p->q, r->offset);
-    kconsumer_pump(k);
+    kconsumer_pump_soon(k);
 }
 
 static void deadline_passed(evutil_socket_t fd, short what, void *arg)
