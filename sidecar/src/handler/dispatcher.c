@@ -606,6 +606,8 @@ void sk_dispatcher_detach(sk_dispatcher *d, sk_session *s)
     slot *sl = *pp;
     if (!sl)
         return;
+    /* Unlinked first: a source that gives a task straight back must not see s again. */
+    *pp = sl->next;
     for (unsigned i = 0; i < NBUCKETS; i++) {
         task *t = d->buckets[i];
         while (t) {
@@ -615,7 +617,6 @@ void sk_dispatcher_detach(sk_dispatcher *d, sk_session *s)
             t = next;
         }
     }
-    *pp = sl->next;
     for (size_t i = 0; i < sl->nroutes; i++)
         free(sl->routes[i]);
     free(sl->routes);

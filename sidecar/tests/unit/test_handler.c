@@ -476,6 +476,38 @@ static void test_handler_eof_abandons(void **state)
     assert_int_equal(fx->src.abandoned, 1);
 }
 
+/* A source told of an abandoned task looks at the credits to give it back at once (as the
+ * Kafka source does): the session being closed must no longer count. */
+static sk_dispatcher *abandon_d;
+static int64_t credits_at_abandon = -1;
+
+static void f_abandon_credits(void *src, void *ctx, const char *why)
+{
+    f_abandon(src, ctx, why);
+    credits_at_abandon = sk_dispatcher_credits(abandon_d, "work");
+}
+
+static const sk_source_ops credits_ops = {.name = "fake",
+                                          .results = ZEEBE_RESULTS,
+                                          .complete = f_complete,
+                                          .fail = f_fail,
+                                          .error = f_error,
+                                          .abandon = f_abandon_credits};
+
+static void test_abandon_sees_no_closing_credit(void **state)
+{
+    fixture *fx = *state;
+    abandon_d = fx->d;
+    hello(fx, 2);
+    sk_dispatcher_submit(fx->d, &credits_ops, &fx->src, NULL, "work", "t-1", 123, json_object(), 0);
+    spin(fx);
+    shutdown(fx->fd, SHUT_WR);
+    spin(fx);
+    assert_true(fx->closed);
+    assert_int_equal(fx->src.abandoned, 1);
+    assert_int_equal(credits_at_abandon, 0);
+}
+
 static void test_drain(void **state)
 {
     fixture *fx = *state;
@@ -833,6 +865,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hello_routes_checked_per_source, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_without_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_welcome_before_first_task, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abandon_sees_no_closing_credit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_eof_abandons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_handler_for_route, setup, teardown),
