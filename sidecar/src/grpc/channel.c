@@ -165,6 +165,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         sk_grpc_call_deliver_close(call);
     if (!ch->freeing && sk_grpc_channel_connected(ch))
         dispatch_pending(ch);
+    else if (!ch->freeing && !TAILQ_EMPTY(&ch->pending))
+        schedule_connect(ch, 0); /* a lazy channel's first call (a no-op while connecting) */
     if (!ch->freeing)
         flush_requested(ch);
     /* Only at depth 1: an object's callback may still be on the stack otherwise. */
@@ -291,7 +293,8 @@ sk_grpc_channel *sk_grpc_channel_new(struct event_base *base, const sk_grpc_chan
     ch->tick_ev = event_new(base, -1, 0, tick_cb, ch);
     if (ch->retry_ev == NULL || ch->tick_ev == NULL)
         goto fail;
-    schedule_connect(ch, 0);
+    if (!opts->lazy)
+        schedule_connect(ch, 0);
     return ch;
 fail:
     destroy(ch);

@@ -50,6 +50,7 @@ typedef struct sk_grpc_channel_opts {
     int64_t keepalive_timeout_ms; /* wait for the PING ACK before the connection is dead; 20 s */
     const struct sk_grpc_transport *transport; /* NULL = plaintext h2c */
     struct evdns_base *dns; /* shared resolver; NULL = the channel makes its own */
+    int lazy;               /* connect at the first call instead of at once */
 } sk_grpc_channel_opts;
 
 /* Connection state changes (connected = 1 after the HTTP/2 preface is acknowledged). */

@@ -395,6 +395,8 @@ sk_zeebe *sk_zeebe_new(struct event_base *base, const sk_config *cfg, sk_dispatc
         .connect_timeout_ms = 5000,
         .reconnect_initial_ms = cfg->zeebe_backoff_initial_ms,
         .reconnect_max_ms = cfg->zeebe_backoff_max_ms,
+        /* Without job types the gateway is only needed for the handlers' calls. */
+        .lazy = cfg->zeebe_jobs_len == 0,
     };
     if (!(z->ch = sk_grpc_channel_new(base, &o, on_state, z))) {
         snprintf(err, errlen, "cannot create the gateway channel to %s", cfg->zeebe_address);

@@ -328,6 +328,26 @@ static void test_rst_stream_codes(void **state)
 
 /* ---- tests: the request on the wire ---- */
 
+/* A lazy channel opens no connection until its first call, then serves it. */
+static void test_lazy_connects_at_first_call(void **state)
+{
+    (void)state;
+    fixture *f = setup(MODE_H2, s_ok);
+    sk_grpc_channel_free(f->ch);
+    char target[32];
+    snprintf(target, sizeof target, "127.0.0.1:%d", f->srv->port);
+    sk_grpc_channel_opts o = {.target = target, .connect_timeout_ms = 300, .lazy = 1};
+    f->ch = sk_grpc_channel_new(f->base, &o, on_state, &f->states);
+    run_for(f->base, 200);
+    assert_int_equal(f->srv->nconns, 0);
+    result r = {0};
+    start(f->ch, &r, 1500);
+    assert_true(run_until(f->base, &r.closed, 3000));
+    assert_int_equal(r.code, SK_GRPC_OK);
+    assert_int_equal(f->srv->nconns, 1);
+    teardown(f);
+}
+
 static void test_request_headers_and_body(void **state)
 {
     (void)state;
@@ -652,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_truncated_message),
         cmocka_unit_test(test_oversized_prefix_resets_stream),
         cmocka_unit_test(test_rst_stream_codes),
+        cmocka_unit_test(test_lazy_connects_at_first_call),
         cmocka_unit_test(test_request_headers_and_body),
         cmocka_unit_test(test_bad_metadata_closes_async),
         cmocka_unit_test(test_unreachable_then_deadline),
