@@ -53,8 +53,8 @@ static int get_string(json_t *o, const char *key, int required, const char **out
     *out = NULL;
     if (!v && !required)
         return 0;
-    if (!json_is_string(v)) {
-        snprintf(err, errlen, "member \"%s\" must be a string", key);
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+        snprintf(err, errlen, "member \"%s\" must be a string without NUL bytes", key);
         return -1;
     }
     *out = json_string_value(v);
@@ -222,7 +222,9 @@ int sk_msg_decode(const uint8_t *payload, size_t len, sk_msg *m, const char **pe
     json_error_t jerr;
     memset(m, 0, sizeof(*m));
     *perr = SK_PERR_MALFORMED;
-    m->root = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* NUL is allowed inside strings: an Avro string or bytes value may hold one (appendix). */
+    m->root =
+        json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!m->root) {
         snprintf(err, errlen, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
         return -1;

@@ -60,7 +60,9 @@ static rd_kafka_topic_t *topic_handle(kproducer *p, const char *topic)
             return t->rkt;
     if (p->ntopics >= MAX_TOPIC_HANDLES)
         return NULL;
-    rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
+    /* A copy of the default topic settings: message.timeout.ms (kafka.delivery_timeout) is a
+     * topic setting in librdkafka; a fresh topic conf would fall back to 300 s. */
+    rd_kafka_topic_conf_t *tc = rd_kafka_default_topic_conf_dup(p->rk);
     char why[256];
     const char *codec = sk_kafka_codecs[p->k->cfg->kafka_compression[topic_class(topic)]];
     if (!tc || rd_kafka_topic_conf_set(tc, "compression.codec", codec, why, sizeof why) !=

@@ -58,6 +58,13 @@ static int put_blob(writer *w, const void *src, size_t n)
     return put_long(w, (int64_t)n) < 0 ? -1 : put(w, src, n);
 }
 
+/* A JSON string whose text a C string would cut short: a NUL byte is never part of a decimal,
+ * a date, a timestamp or an enum symbol. */
+static int cut_by_nul(const json_t *v)
+{
+    return json_is_string(v) && strlen(json_string_value(v)) != json_string_length(v);
+}
+
 /* Encodes a decimal (string, or integer) as two's complement: minimal length when size is 0,
  * else sign-extended to exactly `size` bytes. */
 static int decimal_from_json(writer *w, const node *n, const json_t *v)
@@ -69,6 +76,8 @@ static int decimal_from_json(writer *w, const node *n, const json_t *v)
         s = text;
     } else if (!s) {
         return -2;
+    } else if (cut_by_nul(v)) {
+        return sk_avro_fail(&w->e, &w->p, "decimal \"%.40s\" contains a NUL byte", s);
     }
     char dig[1024];
     int neg;
@@ -145,6 +154,8 @@ static int encode_integer(writer *w, const node *n, const json_t *v)
 {
     int64_t x;
     const char *s = json_string_value(v);
+    if (s && !w->defmode && n->lt != L_NONE && cut_by_nul(v))
+        return sk_avro_fail(&w->e, &w->p, "\"%.40s\" contains a NUL byte", s);
     if (s && !w->defmode && n->lt == L_DATE) {
         if (sk_avro_parse_date(s, &x) < 0 || s[10])
             return sk_avro_fail(&w->e, &w->p, "invalid date \"%.40s\" (want YYYY-MM-DD)", s);
@@ -230,6 +241,8 @@ static int encode_enum(writer *w, const node *n, const json_t *v)
 {
     if (!json_is_string(v))
         return mismatch(w, n, v);
+    if (cut_by_nul(v))
+        return sk_avro_fail(&w->e, &w->p, "\"%.40s\" contains a NUL byte", json_string_value(v));
     for (size_t i = 0; i < n->n; i++)
         if (strcmp(n->symbols[i], json_string_value(v)) == 0)
             return put_long(w, (int64_t)i);

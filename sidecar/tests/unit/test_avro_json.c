@@ -202,6 +202,16 @@ static void test_logical_types(void **state)
     expect_encode_error(uuid, "\"123e4567e89b12d3a456426614174000\"",
                         "$: invalid uuid \"123e4567e89b12d3a456426614174000\"");
     expect_decode_error(uuid, "\x02x", 2, "invalid uuid");
+    /* A NUL byte is data in a string, never part of a decimal, a date, a timestamp or a symbol
+     * (a C string would stop there and take the prefix for the value). */
+    round_trip("\"string\"", "\"a\\u0000b\"",
+               "\x06"
+               "a\0b",
+               4, NULL);
+    expect_encode_error(dec, "\"1.5\\u0000junk\"", "$: decimal \"1.5\" contains a NUL byte");
+    expect_encode_error(date, "\"2024-01-02\\u0000x\"", "$: \"2024-01-02\" contains a NUL byte");
+    expect_encode_error("{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"A\"]}", "\"A\\u0000B\"",
+                        "$: \"A\" contains a NUL byte");
     /* Unknown logical types and invalid decimals fall back to the underlying type. */
     round_trip("{\"type\":\"int\",\"logicalType\":\"time-millis\"}", "5", "\x0a", 1, NULL);
     round_trip("{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":0}", "\"ab\"",
