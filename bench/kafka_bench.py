@@ -49,7 +49,6 @@ import os
 import platform
 import queue
 import random
-import shlex
 import signal
 import subprocess
 import sys
@@ -105,9 +104,12 @@ with warnings.catch_warnings():
 sys.path.insert(0, str(BENCH))
 from kafka_common import PRODUCED_HEADER  # noqa: E402
 # The /proc, HTTP, histogram and formatting helpers of the Zeebe benchmark (stdlib only).
-from zeebe_bench import (Proc, all_cpu, cpu_seconds, cpu_used, fmt, free_port,  # noqa: E402
-                         histogram, histogram_delta, http_get, log, mb, median,
-                         overhead_from_buckets, pct, sh, split_cpu, status_kb, wait_until)
+from zeebe_bench import (all_cpu, cpu_model_and_ram, cpu_seconds, cpu_used,  # noqa: E402
+                         fmt, free_port, histogram, histogram_delta, http_get, log, mb, median,
+                         metric_sum, overhead_from_buckets, pct, publish, rounds, sh, split_cpu,
+                         skiff_warnings, start_skiff, status_kb, wait_until)
+sys.path.insert(0, str(ROOT / "devstack"))
+from devstack_env import shell_env  # noqa: E402  (devstack/devstack_env.py)
 
 OVERHEAD_METRIC = "skiff_task_overhead_seconds"
 OVERHEAD_PHASES = ("dispatch", "result")
@@ -194,18 +196,6 @@ def order_event(i: int, rng: random.Random) -> Tuple[bytes, Dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- broker, registry
-
-def shell_env(cmd: List[str], env: Dict[str, str]) -> Dict[str, str]:
-    """The `export K=V` lines a devstack script's `env` command prints."""
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    result = {}
-    for line in out.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            k, _, v = words[1].partition("=")
-            result[k] = v
-    return result
-
 
 def read_pid(path: Path) -> Optional[int]:
     try:
@@ -454,13 +444,7 @@ class Contender:
             }
             settings.update(kv.split("=", 1) for kv in args.skiff_set)
             cmd = [args.skiff] + ["--%s=%s" % kv for kv in settings.items()]
-            skiff = Proc("skiff", cmd, env, self.workdir, ready=False)
-            self.procs.append(skiff)
-            self.cpu0["skiff"] = 0.0  # from its start: the C process has no import phase
-            wait_until(lambda: http_get("http://%s/healthz" % self.admin)[0] == 200
-                       or not skiff.alive(), 15, "skiff /healthz")
-            if not skiff.alive():
-                raise RuntimeError("skiff exited:\n" + skiff.tail())
+            start_skiff(self, cmd, env)
             henv = dict(env, SKIFF_SOCKET=sock, TOPICS=self.topic, CAPACITY=str(args.capacity))
             self.counter = Child("handler", [py, str(BENCH / "kafka_py_handler.py")], henv,
                                  self.workdir)
@@ -499,13 +483,7 @@ class Contender:
         text = self.metrics_text()
         if text is None:
             return None
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                head, value = line.rsplit(" ", 1)
-                if all('%s="%s"' % kv in head for kv in labels.items()):
-                    total += float(value)
-        return total
+        return metric_sum(text, name, **labels)
 
     def pids(self) -> Dict[str, int]:
         return {p.role: p.pid for p in self.procs}
@@ -522,13 +500,7 @@ class Contender:
                 raise RuntimeError("%s (%s) exited:\n%s" % (p.role, self.name, p.tail()))
 
     def skiff_warnings(self) -> List[str]:
-        out = []
-        for p in self.procs:
-            if p.role == "skiff":
-                for line in p.tail(10 ** 7).splitlines():
-                    if '"level":"warn"' in line or '"level":"error"' in line:
-                        out.append(line)
-        return out
+        return skiff_warnings(self.procs)
 
     def stop(self) -> None:
         # skiff first: it drains, commits, tells the handler, and the handler leaves.
@@ -883,17 +855,7 @@ def skiff_commit() -> str:
 
 
 def machine(stack: Stack, args: argparse.Namespace) -> List[Tuple[str, str]]:
-    cpu = ""
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
+    cpu, mem_kb = cpu_model_and_ram()
     java = ""
     if stack.broker_pid:
         try:
@@ -1104,10 +1066,7 @@ def main() -> int:
                     r = run_backlog(args, stack, warm, args.warmup, n,
                                     "bench-%s-warmup-%s" % (run_id, n), workdir)
                     log("warm-up %s: %s records/s" % (n, num(r.get("records_per_s"), 0)))
-            for rnd in range(args.rounds):
-                order = names if rnd % 2 == 0 else names[::-1]
-                if args.rounds > 1:
-                    log("round %d of %d: %s" % (rnd + 1, args.rounds, ", ".join(order)))
+            for rnd, order in rounds(names, args.rounds):
                 for n in order:
                     tag = "%s-r%d" % (n, rnd + 1)
                     if "live" in phases:
@@ -1132,13 +1091,7 @@ def main() -> int:
             kafka = None
         stack.close()
     text = report(args, runs, names, mach, started, preload_s)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"%s/%s" % k: v for k, v in runs.items()}, indent=1, default=str))
-    if not args.no_doc:
-        write_doc(Path(args.doc), text)
-        log("results written to %s" % args.doc)
+    publish(args, text, {"%s/%s" % k: v for k, v in runs.items()}, write_doc, default=str)
     return 0
 
 

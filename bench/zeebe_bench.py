@@ -392,6 +392,41 @@ class Proc:
             self.log.close()
 
 
+def start_skiff(contender, cmd, env):
+    """Starts skiff as the contender's first process (its CPU counted from its start: the C
+    process has no import phase) and waits for its /healthz at contender.admin."""
+    skiff = Proc("skiff", cmd, env, contender.workdir, ready=False)
+    contender.procs.append(skiff)
+    contender.cpu0["skiff"] = 0.0
+    wait_until(lambda: http_get("http://%s/healthz" % contender.admin)[0] == 200
+               or not skiff.alive(), 15, "skiff /healthz")
+    if not skiff.alive():
+        raise RuntimeError("skiff exited:\n" + skiff.tail())
+    return skiff
+
+
+def skiff_warnings(procs):
+    """The log lines at level warn or error of the skiff processes among procs."""
+    out = []
+    for p in procs:
+        if p.role == "skiff":
+            for line in p.tail(10 ** 7).splitlines():
+                if '"level":"warn"' in line or '"level":"error"' in line:
+                    out.append(line)
+    return out
+
+
+def metric_sum(text, name, **labels):
+    """The sum of the samples of metric `name` with these labels in a /metrics exposition."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            head, value = line.rsplit(" ", 1)
+            if all('%s="%s"' % kv in head for kv in labels.items()):
+                total += float(value)
+    return total
+
+
 class Contender:
     """One running worker: skiff + handler, or a peer client process. With hold=H, max jobs
     active and handler capacity are H and the worker holds its jobs until release()."""
@@ -424,13 +459,7 @@ class Contender:
             senv = dict(env, SKIFF_ZEEBE_JOB_TYPES=t, SKIFF_HANDLER_SOCKET=sock,
                         SKIFF_ADMIN_ADDRESS=self.admin, SKIFF_ZEEBE_ADDRESS=ADDRESS,
                         SKIFF_ZEEBE_MAX_JOBS_ACTIVE=jobs, SKIFF_ZEEBE_WORKER_NAME="skiff-bench")
-            skiff = Proc("skiff", [args.skiff], senv, self.workdir, ready=False)
-            self.procs.append(skiff)
-            self.cpu0["skiff"] = 0.0  # from its start: the C process has no import phase
-            wait_until(lambda: http_get("http://%s/healthz" % self.admin)[0] == 200
-                       or not skiff.alive(), 15, "skiff /healthz")
-            if not skiff.alive():
-                raise RuntimeError("skiff exited:\n" + skiff.tail())
+            start_skiff(self, [args.skiff], senv)
             henv = dict(env, SKIFF_SOCKET=sock, JOB_TYPES=t, CAPACITY=jobs)
             if name == "skiff-node":
                 cmd = ["node", str(BENCH / "skiff_node_handler.mjs")]
@@ -494,13 +523,7 @@ class Contender:
     def skiff_metric(self, name, **labels):
         if not self.admin:
             return None
-        total = 0.0
-        for line in http_get("http://%s/metrics" % self.admin)[1].splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                head, value = line.rsplit(" ", 1)
-                if all('%s="%s"' % kv in head for kv in labels.items()):
-                    total += float(value)
-        return total
+        return metric_sum(http_get("http://%s/metrics" % self.admin)[1], name, **labels)
 
     def skiff_metrics_text(self):
         """skiff's /metrics exposition, or None (no skiff, or no answer)."""
@@ -515,13 +538,7 @@ class Contender:
 
     def skiff_warnings(self):
         """skiff's log lines at level warn or error."""
-        out = []
-        for p in self.procs:
-            if p.role == "skiff":
-                for line in p.tail(10 ** 7).splitlines():
-                    if '"level":"warn"' in line or '"level":"error"' in line:
-                        out.append(line)
-        return out
+        return skiff_warnings(self.procs)
 
     def stop(self):
         # skiff first: it drains, tells the handler, and the handler leaves on its own.
@@ -920,6 +937,16 @@ def warm_up(args, workdir, run_id):
 
 # ----------------------------------------------------------------------------- report
 
+def rounds(names, count):
+    """(round index, the contenders' order) for each of `count` rounds: the order is reversed
+    every other round; each round is logged when there are several."""
+    for rnd in range(count):
+        order = names if rnd % 2 == 0 else names[::-1]
+        if count > 1:
+            log("round %d of %d: %s" % (rnd + 1, count, ", ".join(order)))
+        yield rnd, order
+
+
 def median(values):
     values = sorted(v for v in values if v is not None)
     if not values:
@@ -1088,7 +1115,8 @@ def skiff_version():
                             if dirty else "")
 
 
-def machine(broker_version):
+def cpu_model_and_ram():
+    """(the CPU's model name, the RAM in kB), from /proc/cpuinfo and /proc/meminfo."""
     cpu = ""
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -1100,6 +1128,11 @@ def machine(broker_version):
         for line in f:
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
+    return cpu, mem_kb
+
+
+def machine(broker_version):
+    cpu, mem_kb = cpu_model_and_ram()
     java = ""
     try:
         exe = os.readlink("/proc/%d/exe" % broker_pid())
@@ -1356,6 +1389,17 @@ def write_doc(path, text):
     path.write_text(new)
 
 
+def publish(args, text, raw, write_doc, default=None):
+    """Prints the report; writes `raw` as JSON to --json (json.dumps' `default` for what JSON
+    cannot hold) and the report into --doc with write_doc(path, text) unless --no-doc."""
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=1, default=default))
+    if not args.no_doc:
+        write_doc(Path(args.doc), text)
+        log("results written to %s" % args.doc)
+
+
 # ----------------------------------------------------------------------------- main
 
 def main():
@@ -1418,10 +1462,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="skiff-bench-", dir=args.logs) as tmp:
         workdir = args.logs or tmp
         warm_up(args, workdir, run_id)
-        for rnd in range(args.rounds):
-            order = names if rnd % 2 == 0 else names[::-1]
-            if args.rounds > 1:
-                log("round %d of %d: %s" % (rnd + 1, args.rounds, ", ".join(order)))
+        for rnd, order in rounds(names, args.rounds):
             for n in order:
                 for phase in ("live", "backlog"):
                     tag = "%s-r%d" % (phase, rnd + 1) if args.rounds > 1 else None
@@ -1439,15 +1480,10 @@ def main():
             broker_version = m.group(1).decode()
             break
     text = report(args, res, skipped, broker_version, started, hold, startup)
-    print(text)
-    if args.json:
-        raw = {"%s/%s" % k: v for k, v in runs.items()}
-        raw.update({"%s/hold" % n: r for n, r in hold.items()})
-        raw["skiff/startup"] = startup
-        Path(args.json).write_text(json.dumps(raw, indent=1))
-    if not args.no_doc:
-        write_doc(Path(args.doc), text)
-        log("results written to %s" % args.doc)
+    raw = {"%s/%s" % k: v for k, v in runs.items()}
+    raw.update({"%s/hold" % n: r for n, r in hold.items()})
+    raw["skiff/startup"] = startup
+    publish(args, text, raw, write_doc)
     return 0
 
 

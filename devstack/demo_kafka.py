@@ -7,13 +7,14 @@ the broker and the schema registry (devstack/kafka.sh, devstack/schema-registry.
 run, creates the topics, registers the schema, and checks and reports what happened.
 """
 import json
-import shlex
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+
+from devstack_env import shell_env
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -28,18 +29,6 @@ METRICS_SHOWN = ("skiff_kafka_produced_total", "skiff_kafka_records_received_tot
                  "skiff_kafka_records_processed_total", "skiff_kafka_redeliveries_total",
                  "skiff_kafka_dead_letters_total", "skiff_kafka_consumer_lag",
                  "skiff_kafka_produce_seconds_count", "skiff_kafka_produce_seconds_sum")
-
-
-def shell_env(script):
-    """The `export K=V` lines of a devstack script's `env` command, as a dict."""
-    out = subprocess.run([str(script), "env"], check=True, capture_output=True, text=True)
-    env = {}
-    for line in out.stdout.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            k, _, v = words[1].partition("=")
-            env[k] = v
-    return env
 
 
 def registry(url, path, body=None):
@@ -81,8 +70,8 @@ class KafkaStep:
             if subprocess.run([str(script), "status"], capture_output=True).returncode != 0:
                 subprocess.run([str(script), "start"], check=True)
                 self.started.append(script)
-        self.bootstrap = shell_env(KAFKA_SH)["KAFKA_BOOTSTRAP"]
-        self.registry_url = shell_env(REGISTRY_SH)["SCHEMA_REGISTRY_URL"]
+        self.bootstrap = shell_env([str(KAFKA_SH), "env"])["KAFKA_BOOTSTRAP"]
+        self.registry_url = shell_env([str(REGISTRY_SH), "env"])["SCHEMA_REGISTRY_URL"]
         # Topics are never created automatically (as in production); both at once.
         topics = {TOPIC: PARTITIONS, TOPIC + ".dlq": 1}
         procs = {t: subprocess.Popen([str(KAFKA_SH), "tool", "topics", "--create",

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,9 @@ import uuid
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from devstack_env import shell_env  # noqa: E402  (devstack/devstack_env.py)
+
 KAFKA_SH = os.path.join(HERE, "kafka.sh")
 REGISTRY_SH = os.path.join(HERE, "schema-registry.sh")
 
@@ -62,18 +64,6 @@ def ensure_venv():
           f"running with {py}", flush=True)
     os.environ["SKIFF_KAFKA_SELFCHECK_REEXEC"] = "1"
     os.execv(py, [py, os.path.abspath(__file__)] + sys.argv[1:])
-
-
-def shell_env(cmd):
-    """Parses the `export K=V` lines a devstack script's `env` command prints."""
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    env = {}
-    for line in out.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            k, _, v = words[1].partition("=")
-            env[k] = v
-    return env
 
 
 class Checks:

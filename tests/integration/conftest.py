@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "devstack"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import records as zrecords  # noqa: E402  (devstack/records.py)
+from devstack_env import shell_env, terminate  # noqa: E402  (devstack/devstack_env.py)
 import zeebe_client  # noqa: E402  (devstack/zeebe_client.py)
 
 SKIFF_BIN = Path(os.environ.get("SKIFF_BIN", ROOT / "build" / "skiff"))
@@ -81,13 +82,7 @@ def broker():
     started = subprocess.run([str(ZEEBE_SH), "status"], capture_output=True).returncode != 0
     if started:
         subprocess.run([str(ZEEBE_SH), "start"], check=True)
-    env = subprocess.run([str(ZEEBE_SH), "env"], check=True, capture_output=True, text=True).stdout
-    values = {}
-    for line in env.splitlines():
-        line = line.removeprefix("export ").strip()
-        if "=" in line:
-            k, v = line.split("=", 1)
-            values[k] = v.strip("'\"")
+    values = shell_env([str(ZEEBE_SH), "env"])
     os.environ.update(values)  # zeebe_client and records read the address and stream path
     yield values
     if started:
@@ -180,12 +175,7 @@ class HandlerProc:
         self.proc.wait()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        terminate(self.proc, timeout=10)
         self.out.close()
 
 

@@ -26,6 +26,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "devstack"))
+from devstack_env import shell_env, terminate  # noqa: E402  (devstack/devstack_env.py)
+
 HERE = Path(__file__).resolve().parent
 SKIFF_BIN = Path(os.environ.get("SKIFF_BIN", ROOT / "build" / "skiff"))
 KAFKA_SH = ROOT / "devstack" / "kafka.sh"
@@ -98,17 +101,6 @@ def wait_until(pred: Callable[[], Any], timeout: float = WAIT, interval: float =
                     extra = f"\n(diagnostics failed: {e})"
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
         time.sleep(interval)
-
-
-def shell_env(cmd: List[str]) -> Dict[str, str]:
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    env = {}
-    for line in out.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            k, _, v = words[1].partition("=")
-            env[k] = v
-    return env
 
 
 def parse_metrics(text: str) -> List[Tuple[str, Dict[str, str], float]]:
@@ -489,12 +481,7 @@ class HandlerProc:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        terminate(self.proc, timeout=10)
         self.out.close()
 
     def logs(self) -> str:
@@ -582,6 +569,18 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
+def stop_stack(st: Stack, request) -> None:
+    """st.stop_all() at the end of a test: its problems fail a test that passed; after a test
+    that already failed (or xfailed) they are printed, not added as a teardown error."""
+    try:
+        st.stop_all()
+    except AssertionError as e:
+        call = getattr(request.node, "rep_call", None)
+        if call is not None and call.passed:
+            raise
+        print(f"teardown of a failed test: {e}")
+
+
 @pytest.fixture
 def stack(kafka: KafkaStack, tmp_path: Path, request):
     st = Stack(kafka, tmp_path)
@@ -589,12 +588,6 @@ def stack(kafka: KafkaStack, tmp_path: Path, request):
         yield st
     finally:
         try:
-            st.stop_all()
-        except AssertionError as e:
-            call = getattr(request.node, "rep_call", None)
-            if call is not None and call.passed:
-                raise
-            # The test already failed (or xfailed): report, do not add a teardown error.
-            print(f"teardown of a failed test: {e}")
+            stop_stack(st, request)
         finally:
             shutil.rmtree(st.sockdir, ignore_errors=True)

@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from conftest import (CMD_SCHEMA, KAFKA_SH, ROOT, WAIT, KafkaStack, Skiff, Stack, acked_offsets,
-                      cmd, events_of, wait_until)
+                      cmd, events_of, stop_stack, wait_until)
 from confluent_kafka import Producer
 from kafka_mock import MockCluster
 
@@ -158,12 +158,7 @@ def mock_stack(kafka: KafkaStack, tmp_path: Path, request) -> Iterator[Tuple[Moc
         yield mock, mk, st
     finally:
         try:
-            st.stop_all()
-        except AssertionError as e:
-            call = getattr(request.node, "rep_call", None)
-            if call is not None and call.passed:
-                raise
-            print(f"teardown of a failed test: {e}")
+            stop_stack(st, request)
         finally:
             mock.close()
             log.close()
@@ -171,16 +166,28 @@ def mock_stack(kafka: KafkaStack, tmp_path: Path, request) -> Iterator[Tuple[Moc
 
 # ---- 1. produce errors (mock cluster) --------------------------------------------------------
 
+def producing_skiff(mock_stack, kafka: KafkaStack, topics: List[str], registered: List[str],
+                    group: str, delivery_timeout: str) -> Tuple[Skiff, InProcHandler]:
+    """On the mock cluster: `topics` created (1 partition each) and visible, CMD_SCHEMA
+    registered for the `registered` ones, and a skiff (kafka.delivery_timeout) consuming
+    topics[0] with an InProcHandler that serves it, ready."""
+    mock, mk, st = mock_stack
+    for t in topics:
+        mock.create_topic(t, 1, 1)
+        wait_topic(mk, t, 1)
+    for t in registered:
+        kafka.register(f"{t}-value", CMD_SCHEMA)
+    skiff = st.skiff([topics[0]], group, kafka__delivery_timeout=delivery_timeout)
+    h = InProcHandler(skiff, [topics[0]])
+    skiff.wait_ready()
+    return skiff, h
+
+
 def test_retriable_produce_errors_write_the_record_once(mock_stack, kafka, uid):
     mock, mk, st = mock_stack
     idle, out, probe = f"kf.idle.{uid}", f"kf.out.{uid}", f"kf.probe.{uid}"
-    for t in (idle, out, probe):
-        mock.create_topic(t, 1, 1)
-        wait_topic(mk, t, 1)
-    kafka.register(f"{out}-value", CMD_SCHEMA)
-    skiff = st.skiff([idle], f"kf-retriable-{uid}", kafka__delivery_timeout="30s")
-    h = InProcHandler(skiff, [idle])
-    skiff.wait_ready()
+    skiff, h = producing_skiff(mock_stack, kafka, [idle, out, probe], [out],
+                               f"kf-retriable-{uid}", "30s")
 
     first = h.produce(out, cmd("before"), key="k")  # producer id, metadata: all set up
     assert first["ok"] and first["result"]["offset"] == 0, first
@@ -207,14 +214,8 @@ def test_non_retriable_produce_error_fails_the_call(mock_stack, kafka, uid, code
     mock, mk, st = mock_stack
     idle, out, other = f"kf.idle.{uid}", f"kf.out.{uid}", f"kf.other.{uid}"
     probe = f"kf.probe.{uid}"
-    for t in (idle, out, other, probe):
-        mock.create_topic(t, 1, 1)
-        wait_topic(mk, t, 1)
-    kafka.register(f"{out}-value", CMD_SCHEMA)
-    kafka.register(f"{other}-value", CMD_SCHEMA)
-    skiff = st.skiff([idle], f"kf-refused-{uid}", kafka__delivery_timeout="10s")
-    h = InProcHandler(skiff, [idle])
-    skiff.wait_ready()
+    skiff, h = producing_skiff(mock_stack, kafka, [idle, out, other, probe], [out, other],
+                               f"kf-refused-{uid}", "10s")
 
     first = h.produce(out, cmd("before"))
     assert first["ok"] and first["result"]["offset"] == 0, first
@@ -248,13 +249,8 @@ def test_non_retriable_produce_error_fails_the_call(mock_stack, kafka, uid, code
 def test_produce_call_times_out_while_every_broker_is_down(mock_stack, kafka, uid):
     mock, mk, st = mock_stack
     idle, out = f"kf.idle.{uid}", f"kf.out.{uid}"
-    for t in (idle, out):
-        mock.create_topic(t, 1, 1)
-        wait_topic(mk, t, 1)
-    kafka.register(f"{out}-value", CMD_SCHEMA)
-    skiff = st.skiff([idle], f"kf-timeout-{uid}", kafka__delivery_timeout="3s")
-    h = InProcHandler(skiff, [idle])
-    skiff.wait_ready()
+    skiff, h = producing_skiff(mock_stack, kafka, [idle, out], [out], f"kf-timeout-{uid}",
+                               "3s")
     first = h.produce(out, cmd("before"))
     assert first["ok"] and first["result"]["offset"] == 0, first
 
@@ -566,10 +562,4 @@ def test_broker_frozen_then_restarted(private_broker, kafka, tmp_path, uid, requ
         assert inproc.error is None, inproc.error
         st.stop_all()
     finally:
-        try:
-            st.stop_all()
-        except AssertionError as e:
-            call = getattr(request.node, "rep_call", None)
-            if call is not None and call.passed:
-                raise
-            print(f"teardown of a failed test: {e}")
+        stop_stack(st, request)
