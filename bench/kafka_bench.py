@@ -707,6 +707,24 @@ def overhead_of(results: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     return overhead_from_buckets(pooled)
 
 
+Row = Tuple[str, Callable[[Dict[str, Any]], Optional[float]], int, bool]
+
+
+def cpu_rows(n: Callable[[Dict[str, Any]], Optional[float]], others: str) -> List[Row]:
+    """The CPU rows both phases show; n: records handled in a round's result."""
+    return [
+        ("**consumer CPU s / 1,000 records**", lambda r: per_k(role_sum(r["cpu_s"]), n(r)), 3,
+         True),
+        ("· of which skiff", lambda r: per_k(role_sum(r["cpu_s"], "skiff"), n(r)), 3, False),
+        ("· of which handler", lambda r: per_k(role_sum(r["cpu_s"], "handler"), n(r)), 3,
+         False),
+        ("broker CPU s / 1,000 records", lambda r: per_k(r.get("broker_cpu_s"), n(r)), 3,
+         False),
+        ("machine CPU busy, % of all cores", lambda r: r.get("machine_busy_pct"), 0, False),
+        (f"· other processes, CPU s ({others})", lambda r: r.get("other_cpu_s"), 1, False),
+    ]
+
+
 def rows_backlog() -> List[Tuple[str, Callable[[Dict[str, Any]], Optional[float]], int, bool]]:
     """(label, value of one round's result, digits, show the spread and a ratio)."""
     n = lambda r: r.get("handled")  # noqa: E731
@@ -716,16 +734,7 @@ def rows_backlog() -> List[Tuple[str, Callable[[Dict[str, Any]], Optional[float]
          lambda r: r.get("records_per_s"), 0, True),
         ("consumer ready → all N handled, s (group join included)",
          lambda r: r.get("ready_to_all_s"), 2, True),
-        ("**consumer CPU s / 1,000 records**", lambda r: per_k(role_sum(r["cpu_s"]), n(r)), 3,
-         True),
-        ("· of which skiff", lambda r: per_k(role_sum(r["cpu_s"], "skiff"), n(r)), 3, False),
-        ("· of which handler", lambda r: per_k(role_sum(r["cpu_s"], "handler"), n(r)), 3,
-         False),
-        ("broker CPU s / 1,000 records", lambda r: per_k(r.get("broker_cpu_s"), n(r)), 3,
-         False),
-        ("machine CPU busy, % of all cores", lambda r: r.get("machine_busy_pct"), 0, False),
-        ("· other processes, CPU s (not ours: broker, registry, consumer, bench)",
-         lambda r: r.get("other_cpu_s"), 1, False),
+        *cpu_rows(n, "not ours: broker, registry, consumer, bench"),
         ("**peak RSS, MB** (VmHWM, end of phase)", lambda r: mb(role_sum(r["peak_rss_kb"])), 1,
          True),
         ("· of which skiff", lambda r: mb(role_sum(r["peak_rss_kb"], "skiff")), 1, True),
@@ -742,15 +751,7 @@ def rows_live() -> List[Tuple[str, Callable[[Dict[str, Any]], Optional[float]], 
         ("latency p90, ms", lambda r: r.get("lat_p90"), 1, True),
         ("**latency p99, ms**", lambda r: r.get("lat_p99"), 1, True),
         ("latency max, ms", lambda r: r.get("lat_max"), 1, True),
-        ("**consumer CPU s / 1,000 records**", lambda r: per_k(role_sum(r["cpu_s"]), n(r)), 3,
-         True),
-        ("· of which skiff", lambda r: per_k(role_sum(r["cpu_s"], "skiff"), n(r)), 3, False),
-        ("· of which handler", lambda r: per_k(role_sum(r["cpu_s"], "handler"), n(r)), 3,
-         False),
-        ("broker CPU s / 1,000 records", lambda r: per_k(r.get("broker_cpu_s"), n(r)), 3,
-         False),
-        ("machine CPU busy, % of all cores", lambda r: r.get("machine_busy_pct"), 0, False),
-        ("· other processes, CPU s (not ours)", lambda r: r.get("other_cpu_s"), 1, False),
+        *cpu_rows(n, "not ours"),
         ("**RSS idle, MB** (VmRSS: joined, partitions assigned, no record yet)",
          lambda r: mb(role_sum(r["idle_rss_kb"])), 1, True),
         ("· of which skiff", lambda r: mb(role_sum(r["idle_rss_kb"], "skiff")), 1, True),
