@@ -79,6 +79,8 @@ static void set_paused(kpart *p, int paused)
     rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
     rd_kafka_resp_err_t e =
         paused ? rd_kafka_pause_partitions(p->k->rk, l) : rd_kafka_resume_partitions(p->k->rk, l);
+    if (!e) /* the partition's own outcome; an unchanged state is tried again by the next pump */
+        e = l->elems[0].err;
     rd_kafka_topic_partition_list_destroy(l);
     if (e) {
         SK_WARN("kafka", "cannot %s %s[%d]: %s", paused ? "pause" : "resume", p->topic,
@@ -119,7 +121,9 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     sk_series_add(sk_metric_series(k->m_commits, labels), 1);
     if (err)
         SK_WARN("kafka", "offset commit failed: %s", rd_kafka_err2str(err));
-    for (int i = 0; offsets && i < offsets->cnt; i++) {
+    /* A failed request may leave the partitions' own errors unset: nothing of it counts as
+     * committed, so the next tick sends those positions again. */
+    for (int i = 0; !err && offsets && i < offsets->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &offsets->elems[i];
         for (kpart *p = k->parts; p && !tp->err; p = p->next)
             if (p->partition == tp->partition && strcmp(p->topic, tp->topic) == 0 &&
