@@ -74,17 +74,19 @@ import itertools
 import json
 import logging
 import os
+import queue
 import socket
 import struct
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 __all__ = [
     "Handler", "Task", "Job", "Record", "BpmnError", "JobFailed", "Retry", "DeadLetter",
     "ProtocolError", "CallError",
-    "encode_frame", "PROTOCOL_VERSION", "DEFAULT_SOCKET", "DEFAULT_MAX_FRAME",
+    "encode_frame", "error_info", "PROTOCOL_VERSION", "DEFAULT_SOCKET", "DEFAULT_MAX_FRAME",
 ]
 
 PROTOCOL_VERSION = 1
@@ -226,9 +228,29 @@ class Task:
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_reason: Optional[str] = None
     _conn: Optional["_Connection"] = field(default=None, repr=False)
+    _aio: Any = field(default=None, repr=False)  # (loop, asyncio.Task) of an async function
+
+    @property
+    def route(self) -> str:
+        """The job type (Zeebe) or topic (Kafka) that picks the function."""
+        return self.topic if self.source == "kafka" else self.job_type
+
+    async def wait_cancelled(self, timeout: Optional[float] = None) -> bool:
+        """For ``async def`` functions: wait until skiff cancels the task (True) or
+        ``timeout`` seconds pass (False). A cancel also cancels the function's coroutine,
+        so any ``await`` raises ``asyncio.CancelledError``."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self.cancelled.is_set():
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     @classmethod
     def from_frame(cls, f: Dict[str, Any]) -> "Task":
+        """The task of a frame; TypeError/ValueError when a member has the wrong type."""
+        _check_task_frame(f)
         zeebe, kafka = f.get("zeebe"), f.get("kafka")
         return cls(
             id=f["id"], source=f.get("source", "zeebe"),
@@ -250,6 +272,17 @@ class Task:
         """Set the job's deadline to now + ``timeout_ms``; returns the new
         deadline (epoch ms). Blocks until skiff answers; raises
         :class:`CallError`, or ValueError if ``timeout_ms`` is not an int >= 1."""
+        conn, members = self._extend_request(timeout_ms)
+        self.deadline = int(conn.request("extend", members, task=self)["deadline"])
+        return self.deadline
+
+    async def extend_async(self, timeout_ms: int) -> int:
+        """:meth:`extend` for an ``async def`` function."""
+        conn, members = self._extend_request(timeout_ms)
+        self.deadline = int((await conn.request_async("extend", members, task=self))["deadline"])
+        return self.deadline
+
+    def _extend_request(self, timeout_ms: int) -> "tuple[_Connection, Dict[str, Any]]":
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1:
             raise ValueError(f"timeout_ms must be an int >= 1, not {timeout_ms!r}")
         conn = self._attached()
@@ -257,9 +290,7 @@ class Task:
             raise CallError("unsupported", "a Kafka task cannot be extended")
         if "extend" not in conn.features:
             raise CallError("unsupported", "skiff does not support extend")
-        result = conn.request("extend", {"id": self.id, "timeout_ms": timeout_ms}, task=self)
-        self.deadline = int(result["deadline"])
-        return self.deadline
+        return conn, {"id": self.id, "timeout_ms": timeout_ms}
 
     def publish_message(self, name: str, correlation_key: str = "",
                         variables: Optional[Dict[str, Any]] = None, time_to_live_ms: int = 0,
@@ -270,6 +301,14 @@ class Task:
         return self._attached().call("publish_message", _message_params(
             name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
 
+    async def publish_message_async(self, name: str, correlation_key: str = "",
+                                    variables: Optional[Dict[str, Any]] = None,
+                                    time_to_live_ms: int = 0, message_id: Optional[str] = None,
+                                    tenant_id: Optional[str] = None) -> Dict[str, Any]:
+        """:meth:`publish_message` for an ``async def`` function."""
+        return await self._attached().call_async("publish_message", _message_params(
+            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
+
     def produce(self, topic: str, value: Any, key: Optional[str] = None,
                 headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
         """Write a Kafka record through skiff (``value`` encoded to Avro with the
@@ -278,10 +317,39 @@ class Task:
         :class:`CallError`."""
         return self._attached().call("produce", _produce_params(topic, value, key, headers))
 
+    async def produce_async(self, topic: str, value: Any, key: Optional[str] = None,
+                            headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        """:meth:`produce` for an ``async def`` function."""
+        return await self._attached().call_async("produce",
+                                                 _produce_params(topic, value, key, headers))
+
     def _attached(self) -> "_Connection":
         if self._conn is None:
             raise CallError("closed", f"task {self.id} did not come from a skiff connection")
         return self._conn
+
+
+_TASK_MEMBERS = {"id": str, "source": str, "job_type": str, "topic": str, "deadline": int,
+                 "attempt": int, "traceparent": str, "variables": dict, "headers": dict,
+                 "zeebe": dict, "kafka": dict}
+_KAFKA_MEMBERS = {"topic": str, "partition": int, "offset": int, "schema_id": int,
+                  "timestamp": int, "headers": dict, "headers_base64": dict}
+
+
+def _check_task_frame(f: Dict[str, Any]) -> None:
+    def check(obj: Dict[str, Any], types: Dict[str, type], where: str) -> None:
+        for name, kind in types.items():
+            v = obj.get(name)
+            if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
+                raise TypeError(f"{where}{name} must be {kind.__name__}, "
+                                f"not {type(v).__name__}")
+    check(f, _TASK_MEMBERS, "")
+    if not f.get("id"):
+        raise ValueError("id must be a non-empty string")
+    if f.get("source", "zeebe") not in ("zeebe", "kafka"):
+        raise ValueError(f"unknown source {f.get('source')!r}")
+    if isinstance(f.get("kafka"), dict):
+        check(f["kafka"], _KAFKA_MEMBERS, "kafka.")
 
 
 def _message_params(name: str, correlation_key: str, variables: Optional[Dict[str, Any]],
@@ -310,16 +378,37 @@ def encode_frame(frame: Dict[str, Any]) -> bytes:
 
 
 class _Pending:
-    """A request waiting for its reply (or for a local failure)."""
+    """A request waiting for its reply (or for a local failure): a blocked thread waits on
+    ``done``, a coroutine on ``on_done`` (called once, from the thread that resolves it)."""
 
-    def __init__(self, task: Optional[Task]) -> None:
+    def __init__(self, task: Optional[Task],
+                 on_done: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
         self.task = task
         self.reply: Dict[str, Any] = {}
         self.done = threading.Event()
+        self.on_done = on_done
+
+    def finish(self, reply: Dict[str, Any]) -> None:
+        self.reply = reply
+        self.done.set()
+        if self.on_done is not None:
+            self.on_done(reply)
 
 
 def _failure(code: str, message: str) -> Dict[str, Any]:
     return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def _reply_result(reply: Dict[str, Any]) -> Dict[str, Any]:
+    """A reply's result, or :class:`CallError` with its error."""
+    if reply.get("ok") is True:
+        result = reply.get("result")
+        return result if isinstance(result, dict) else {}
+    error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+    raise CallError(str(error.get("code", "rejected")), str(error.get("message", "")))
+
+
+_SKIP: Dict[str, Any] = {"type": ""}  # recv's answer for a frame to ignore
 
 
 class _Connection:
@@ -358,7 +447,8 @@ class _Connection:
         return bytes(buf)
 
     def recv(self) -> Optional[Dict[str, Any]]:
-        """Next frame, or None when the connection is closed."""
+        """Next frame, None when the connection is closed (or the framing is lost), or
+        ``_SKIP`` for a frame whose body is not a JSON object with a type (ignored)."""
         try:
             head = self._read_exact(4)
             if head is None:
@@ -376,11 +466,11 @@ class _Connection:
         try:
             frame = json.loads(body.decode("utf-8"))
         except ValueError as e:
-            log.error("skiff sent an undecodable frame (%s); closing", e)
-            return None
+            log.error("skiff sent an undecodable frame (%s); ignoring it", e)
+            return _SKIP
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            log.error("skiff sent a frame without a type; closing")
-            return None
+            log.error("skiff sent a frame that is not an object with a string type; ignoring it")
+            return _SKIP
         return frame
 
     def send(self, frame: Dict[str, Any]) -> bool:
@@ -396,14 +486,39 @@ class _Connection:
                 return False
 
     def call(self, method: str, params: Dict[str, Any]) -> Dict[str, Any]:
+        self._check_method(method)
+        return self.request("call", {"method": method, "params": params})
+
+    async def call_async(self, method: str, params: Dict[str, Any]) -> Dict[str, Any]:
+        self._check_method(method)
+        return await self.request_async("call", {"method": method, "params": params})
+
+    def _check_method(self, method: str) -> None:
         if method not in self.methods:
             raise CallError("unsupported", f"skiff does not offer the method {method}")
-        return self.request("call", {"method": method, "params": params})
 
     def request(self, kind: str, members: Dict[str, Any],
                 task: Optional[Task] = None) -> Dict[str, Any]:
         """Send a frame with a fresh ``ref`` and wait for its reply's result."""
-        pending = _Pending(task)
+        pending = self.start_request(kind, members, _Pending(task))
+        pending.done.wait()
+        return _reply_result(pending.reply)
+
+    async def request_async(self, kind: str, members: Dict[str, Any],
+                            task: Optional[Task] = None) -> Dict[str, Any]:
+        """:meth:`request` for a coroutine: awaits the reply on the running loop."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def deliver(reply: Dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(reply))
+
+        self.start_request(kind, members, _Pending(task, deliver))
+        return _reply_result(await future)
+
+    def start_request(self, kind: str, members: Dict[str, Any], pending: _Pending) -> _Pending:
+        """Register ``pending`` under a fresh ref and send the frame (errors raise at once)."""
+        task = pending.task
         with self.cond:
             if self.closed:
                 raise CallError("closed", "not connected to skiff")
@@ -423,21 +538,14 @@ class _Connection:
             self._pending[ref] = pending
         if not self._send_data(data):
             self.resolve(ref, _failure("closed", "connection to skiff lost"))
-        pending.done.wait()
-        reply = pending.reply
-        if reply.get("ok") is True:
-            result = reply.get("result")
-            return result if isinstance(result, dict) else {}
-        error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
-        raise CallError(str(error.get("code", "rejected")), str(error.get("message", "")))
+        return pending
 
     def resolve(self, ref: str, reply: Dict[str, Any]) -> None:
         """Hand a reply to the request waiting for ``ref`` (if any)."""
         with self.cond:
             pending = self._pending.pop(ref, None)
         if pending is not None:
-            pending.reply = reply
-            pending.done.set()
+            pending.finish(reply)
 
     def cancel(self, task_id: str, reason: str) -> None:
         """skiff cancelled a task: wake its function and free its slot."""
@@ -448,12 +556,14 @@ class _Connection:
                 return
             task.cancel_reason = reason
             task.cancelled.set()
+            if task._aio is not None:
+                loop, aio = task._aio
+                loop.call_soon_threadsafe(aio.cancel)
             failure = _failure("cancelled", f"task {task_id} was cancelled ({reason})")
             for ref, pending in list(self._pending.items()):
                 if pending.task is task:
                     del self._pending[ref]
-                    pending.reply = failure
-                    pending.done.set()
+                    pending.finish(failure)
             self.result_done()
 
     def result_done(self) -> None:
@@ -468,8 +578,7 @@ class _Connection:
             self.closed = True
             pending, self._pending = self._pending, {}
         for p in pending.values():
-            p.reply = _failure("closed", "connection to skiff lost before the reply")
-            p.done.set()
+            p.finish(_failure("closed", "connection to skiff lost before the reply"))
 
     def shutdown(self) -> None:
         try:
@@ -496,6 +605,9 @@ class Handler:
         self._jobs: Dict[str, JobFunction] = {}
         self._topics: Dict[str, JobFunction] = {}
         self._conn: Optional[_Connection] = None
+        self._pool = _WorkerPool()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop_lock = threading.Lock()
 
     def job(self, job_type: str) -> Callable[[JobFunction], JobFunction]:
         """Decorator: register ``fn(task)`` for a Zeebe job type."""
@@ -542,6 +654,26 @@ class Handler:
             raise CallError("closed", "not connected to skiff")
         return conn.call("produce", _produce_params(topic, value, key, headers))
 
+    async def publish_message_async(self, name: str, correlation_key: str = "",
+                                    variables: Optional[Dict[str, Any]] = None,
+                                    time_to_live_ms: int = 0, message_id: Optional[str] = None,
+                                    tenant_id: Optional[str] = None) -> Dict[str, Any]:
+        """:meth:`publish_message` for coroutines."""
+        return await self._current().call_async("publish_message", _message_params(
+            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
+
+    async def produce_async(self, topic: str, value: Any, key: Optional[str] = None,
+                            headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        """:meth:`produce` for coroutines."""
+        return await self._current().call_async("produce",
+                                                _produce_params(topic, value, key, headers))
+
+    def _current(self) -> "_Connection":
+        conn = self._conn
+        if conn is None:
+            raise CallError("closed", "not connected to skiff")
+        return conn
+
     def run(self) -> None:
         """Serve until skiff drains this handler.
 
@@ -567,6 +699,23 @@ class Handler:
                 return
             time.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
+
+    async def run_async(self) -> None:
+        """:meth:`run` from a coroutine (e.g. a FastAPI lifespan task): the socket is served
+        on a thread, and ``async def`` functions run on the caller's event loop."""
+        with self._loop_lock:
+            self._loop = asyncio.get_running_loop()
+        await asyncio.get_running_loop().run_in_executor(None, self.run)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop for ``async def`` functions: run_async's, else one on its own thread."""
+        with self._loop_lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="skiff-asyncio",
+                                 daemon=True).start()
+                self._loop = loop
+            return self._loop
 
     def _connect(self) -> Optional[socket.socket]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -607,6 +756,8 @@ class Handler:
         hello["features"] = ["cancel"]
         conn.send(hello)
         frame = conn.recv()
+        while frame is _SKIP:
+            frame = conn.recv()
         if frame is None:
             return False
         if frame["type"] == "error":
@@ -630,6 +781,8 @@ class Handler:
             frame = conn.recv()
             if frame is None:
                 return conn.draining
+            if frame is _SKIP:
+                continue
             kind = frame["type"]
             if kind == "task":
                 self._start_task(conn, frame)
@@ -666,81 +819,87 @@ class Handler:
             conn.open[task.id] = task
             conn.in_flight += 1
             conn.running += 1
-        threading.Thread(target=self._run_task, args=(conn, task),
-                         name=f"skiff-task-{task.id}").start()
+        fn = (self._topics if task.source == "kafka" else self._jobs).get(task.route)
+        if inspect.iscoroutinefunction(fn):
+            asyncio.run_coroutine_threadsafe(self._run_async(conn, task, fn), self._event_loop())
+        else:
+            self._pool.submit(lambda: self._run_sync(conn, task, fn))
 
-    def _run_task(self, conn: _Connection, task: Task) -> None:
-        result = None
+    def _run_sync(self, conn: _Connection, task: Task, fn: Optional[JobFunction]) -> None:
+        """A sync function on a pool thread (an awaitable it returns runs to completion)."""
         try:
-            result = self._checked(self._execute(task), conn.max_frame)
-        except Exception:  # never let a worker thread die silently
+            value = self._call(task, fn)
+            if inspect.isawaitable(value):
+                value = asyncio.run(_awaited(value))
+            result = self._result(task, value, None)
+        except Exception as e:
+            result = self._result(task, None, e)
+        self._finish(conn, task, result)
+
+    async def _run_async(self, conn: _Connection, task: Task, fn: JobFunction) -> None:
+        """An ``async def`` function on the handler's event loop; skiff's cancel cancels it."""
+        result: Optional[Dict[str, Any]] = None
+        try:
+            with conn.cond:
+                task._aio = (asyncio.get_running_loop(), asyncio.current_task())
+                if task.cancelled.is_set():  # cancelled before it started: its first await
+                    task._aio[1].cancel()    # raises CancelledError
+            result = self._result(task, await fn(task), None)
+        except asyncio.CancelledError:
+            if not task.cancelled.is_set():
+                raise
+        except Exception as e:
+            result = self._result(task, None, e)
+        finally:
+            self._finish(conn, task, result)
+
+    @staticmethod
+    def _call(task: Task, fn: Optional[JobFunction]) -> Any:
+        if fn is None:
+            what = "topic" if task.source == "kafka" else "job type"
+            raise JobFailed(f"no handler for {what} {task.route!r}")
+        return fn(task)
+
+    def _finish(self, conn: _Connection, task: Task, result: Optional[Dict[str, Any]]) -> None:
+        """Send the result unless skiff cancelled the task; release its slot."""
+        try:
+            with conn.cond:
+                owed = conn.open.pop(task.id, None) is task
+            if owed and result is not None:
+                conn.send(self._checked(result, conn.max_frame))
+        except Exception:  # never let a worker die silently
             log.exception("could not answer task %s", task.id)
         finally:
-            with conn.cond:
-                owed = conn.open.pop(task.id, None) is task  # not owed once skiff cancelled it
-            if owed and result is not None:
-                conn.send(result)
             with conn.cond:
                 if owed:
                     conn.result_done()
                 conn.running -= 1
                 conn.cond.notify_all()
 
-    def _execute(self, task: Task) -> Dict[str, Any]:
-        """Run the job function for one task and build its result frame."""
+    def _result(self, task: Task, value: Any, exc: Optional[BaseException]) -> Dict[str, Any]:
+        """The result frame for a function's return value or exception."""
         if task.source == "kafka":
-            return self._execute_record(task)
-        task_id = task.id
-        try:
-            fn = self._jobs.get(task.job_type)
-            if fn is None:
-                raise JobFailed(f"no handler for job type {task.job_type!r}")
-            value = fn(task)
-            if inspect.isawaitable(value):
-                value = asyncio.run(_awaited(value))
-            if value is not None and not isinstance(value, dict):
-                raise TypeError(f"job function returned {type(value).__name__}, "
-                                "expected a dict or None")
-            return _with_variables({"type": "complete", "id": task_id}, value)
-        except BpmnError as e:
-            out = {"type": "bpmn_error", "id": task_id, "code": e.code}
-            if e.message:
-                out["message"] = e.message
-            return _with_variables(out, e.variables)
-        except JobFailed as e:
-            out = {"type": "fail", "id": task_id, "message": e.message}
-            if e.retries is not None:
-                out["retries"] = int(e.retries)
-            if e.retry_backoff_ms is not None:
-                out["retry_backoff_ms"] = int(e.retry_backoff_ms)
-            return _with_variables(out, e.variables)
-        except Exception as e:
-            log.warning("task %s failed: %s: %s", task_id, type(e).__name__, e,
-                        exc_info=True)
-            return {"type": "fail", "id": task_id, "message": f"{type(e).__name__}: {e}"}
-
-    def _execute_record(self, task: Task) -> Dict[str, Any]:
-        """Run the topic function for one Kafka task: ack, or nack on an exception."""
-        task_id = task.id
-        try:
-            fn = self._topics.get(task.topic)
-            if fn is None:
-                raise JobFailed(f"no handler for topic {task.topic!r}")
-            value = fn(task)
-            if inspect.isawaitable(value):
-                asyncio.run(_awaited(value))
-            return {"type": "ack", "id": task_id}
-        except DeadLetter as e:
-            return {"type": "nack", "id": task_id, "message": e.message, "dead_letter": True}
-        except JobFailed as e:  # Retry too
-            out: Dict[str, Any] = {"type": "nack", "id": task_id, "message": e.message}
-            if e.retry_backoff_ms is not None:
-                out["retry_backoff_ms"] = int(e.retry_backoff_ms)
-            return out
-        except Exception as e:
-            log.warning("task %s failed: %s: %s", task_id, type(e).__name__, e,
-                        exc_info=True)
-            return {"type": "nack", "id": task_id, "message": f"{type(e).__name__}: {e}"}
+            return _record_result(task, exc)
+        if exc is None and value is not None and not isinstance(value, dict):
+            exc = TypeError(f"job function returned {type(value).__name__}, "
+                            "expected a dict or None")
+        if exc is None:
+            return _with_variables({"type": "complete", "id": task.id}, value)
+        if isinstance(exc, BpmnError):
+            out = {"type": "bpmn_error", "id": task.id, "code": exc.code}
+            if exc.message:
+                out["message"] = exc.message
+            return _with_variables(out, exc.variables)
+        if isinstance(exc, JobFailed):
+            out = {"type": "fail", "id": task.id, "message": exc.message}
+            if exc.retries is not None:
+                out["retries"] = int(exc.retries)
+            if exc.retry_backoff_ms is not None:
+                out["retry_backoff_ms"] = int(exc.retry_backoff_ms)
+            return _with_variables(out, exc.variables)
+        log.warning("task %s failed: %s: %s", task.id, type(exc).__name__, exc, exc_info=exc)
+        return {"type": "fail", "id": task.id, "message": f"{type(exc).__name__}: {exc}",
+                "error": error_info(exc)}
 
     @staticmethod
     def _checked(result: Dict[str, Any], max_frame: int) -> Dict[str, Any]:
@@ -762,6 +921,63 @@ class Handler:
         if size > max_frame:
             return failed(f"result frame of {size} bytes exceeds max_frame {max_frame}")
         return result
+
+
+def _record_result(task: Task, exc: Optional[BaseException]) -> Dict[str, Any]:
+    """ack, or the nack for a topic function's exception."""
+    if exc is None:
+        return {"type": "ack", "id": task.id}
+    if isinstance(exc, DeadLetter):
+        return {"type": "nack", "id": task.id, "message": exc.message, "dead_letter": True}
+    if isinstance(exc, JobFailed):  # Retry too
+        out: Dict[str, Any] = {"type": "nack", "id": task.id, "message": exc.message}
+        if exc.retry_backoff_ms is not None:
+            out["retry_backoff_ms"] = int(exc.retry_backoff_ms)
+        return out
+    log.warning("task %s failed: %s: %s", task.id, type(exc).__name__, exc, exc_info=exc)
+    return {"type": "nack", "id": task.id, "message": f"{type(exc).__name__}: {exc}",
+            "error": error_info(exc)}
+
+
+def error_info(exc: BaseException, limit: int = 64) -> Dict[str, Any]:
+    """The structured ``error`` of a fail or nack frame (SPEC §4.2): type, message and the
+    stack, innermost frame first, without the SDK's own dispatching frames."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    while len(frames) > 1 and frames[0].filename == __file__:
+        frames = frames[1:]
+    stack = [{"file": f.filename, "line": f.lineno or 0, "function": f.name}
+             for f in reversed(frames)]
+    return {"type": type(exc).__name__, "message": str(exc), "stack": stack[:limit]}
+
+
+class _WorkerPool:
+    """Threads for sync functions, reused from task to task. A thread is added only when
+    every one is busy, so there are never more than the most functions that ran at once
+    (``capacity``, plus cancelled ones that had not returned yet)."""
+
+    def __init__(self) -> None:
+        self._jobs: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self.threads = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            spawn = self._idle == 0
+            if spawn:
+                self.threads += 1
+            else:
+                self._idle -= 1
+        self._jobs.put(job)
+        if spawn:
+            threading.Thread(target=self._work, name=f"skiff-worker-{self.threads}",
+                             daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            self._jobs.get()()
+            with self._lock:
+                self._idle += 1
 
 
 def _names(value: Any) -> frozenset:

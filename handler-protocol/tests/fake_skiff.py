@@ -277,7 +277,7 @@ class FakeSkiff:
         self.sock.bind(self.path)
         self.sock.listen(8)
 
-    def accept(self, timeout: float = 10.0) -> Conn:
+    def accept(self, timeout: float = 30.0) -> Conn:
         assert self.sock is not None, "call listen() first"
         self.sock.settimeout(timeout)
         try:

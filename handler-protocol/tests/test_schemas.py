@@ -68,6 +68,11 @@ GOOD = [
     {"type": "fail", "id": "z-1", "message": "down"},
     {"type": "fail", "id": "z-1", "message": "down", "retries": 0, "retry_backoff_ms": 5000,
      "variables": {}},
+    {"type": "fail", "id": "z-1", "message": "RuntimeError: down", "error": {
+        "type": "RuntimeError", "message": "down",
+        "stack": [{"file": "/app/h.py", "line": 3, "function": "score"},
+                  {"file": "", "line": 0, "function": ""}]}},
+    {"type": "nack", "id": "k-1", "message": "down", "error": {"message": "down", "stack": []}},
     {"type": "bpmn_error", "id": "z-1", "code": "RISK_TOO_HIGH"},
     {"type": "bpmn_error", "id": "z-1", "code": "RISK_TOO_HIGH", "message": "m",
      "variables": {"a": 1}},
@@ -150,6 +155,12 @@ BAD = [
     {"type": "fail", "id": "z-1"},
     {"type": "fail", "id": "z-1", "message": "m", "retries": -1},
     {"type": "fail", "id": "z-1", "message": "m", "retry_backoff_ms": "5s"},
+    {"type": "fail", "id": "z-1", "message": "m", "error": {"message": "m"}},
+    {"type": "fail", "id": "z-1", "message": "m", "error": {"message": "m", "stack": [
+        {"file": "a.py", "line": -1, "function": "f"}]}},
+    {"type": "fail", "id": "z-1", "message": "m", "error": {"message": "m", "stack": [
+        {"file": "a.py", "line": 1}]}},
+    {"type": "nack", "id": "k-1", "message": "m", "error": "boom"},
     {"type": "bpmn_error", "id": "z-1"},
     {"type": "bpmn_error", "id": "z-1", "code": ""},
     {"type": "nack", "id": "k-1"},

@@ -1,9 +1,10 @@
-"""Conformance test handler for the Python SDK (driven by test_sdk_conformance.py).
+"""Conformance handler of the Python SDK (handler-protocol/conformance/CONTRACT.md).
 
-Every SDK ships the same handler: same name scheme, same job types, same
-behaviour, so that one suite checks them all. Environment: SKIFF_SOCKET,
-CONF_CAPACITY (default 2), CONF_MODE: "all" (default: job types and topics),
-"zeebe" (job types only) or "kafka" (topics only).
+Every SDK ships the same handler: same job types, topics and behaviour, so that one suite
+checks them all. Environment: SKIFF_SOCKET, CONF_NAME, CONF_CAPACITY (default 2), CONF_MODE:
+"all" (default: job types and topics), "zeebe" (job types only) or "kafka" (topics only);
+CONF_STYLE: "sync" (default: plain functions on the SDK's worker pool) or "async" (the same
+behaviours as ``async def`` functions on asyncio, served by ``run_async``).
 """
 
 import asyncio
@@ -12,14 +13,16 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from skiff_handler import (BpmnError, CallError, DeadLetter, Handler, JobFailed,  # noqa: E402
                            Retry)
 
-app = Handler("conformance-python", capacity=int(os.environ.get("CONF_CAPACITY", "2")),
+app = Handler(os.environ.get("CONF_NAME", "conformance-python"),
+              capacity=int(os.environ.get("CONF_CAPACITY", "2")),
               backoff_initial=0.05, backoff_max=0.2)
 MODE = os.environ.get("CONF_MODE", "all")
+ASYNC = os.environ.get("CONF_STYLE", "sync") == "async"
 
 
 def _skip(name):
@@ -192,5 +195,19 @@ def record_wait_cancel(task):
     task.produce("conf.cancelled", {"cancelled": cancelled, "reason": task.cancel_reason})
 
 
+@job("conf-echo")
+def echo(task):
+    return {"echo": task.variables, "key": task.job.key,
+            "process_instance_key": task.job.process_instance_key}
+
+
+if ASYNC:  # the same behaviours again, as async def functions (they replace the ones above)
+    import conformance_handler_async  # noqa: E402
+
+    conformance_handler_async.register(app, job, topic)
+
 if __name__ == "__main__":
-    app.run()
+    if ASYNC:
+        asyncio.run(app.run_async())
+    else:
+        app.run()

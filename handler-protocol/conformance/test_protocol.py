@@ -1,35 +1,23 @@
-"""Conformance suite for handler SDKs: every SDK must pass it.
-
-Each SDK ships a test handler (``sdk_<lang>_handler.*``) with the same job
-types and behaviour; this suite runs it as a subprocess against the fake skiff
-in ``fake_skiff.py`` and checks what it sends on the wire. To add an SDK, write
-its test handler and add one line to ``SDKS``.
+"""Conformance scenarios written as code: the ones whose timing or state does not fit a
+recorded scenario (scenarios/*.json, run by test_recorded.py). Each runs once per
+registered SDK against its conformance handler (CONTRACT.md).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from suite import level
+from fake_skiff import Closed, FakeSkiff, encode, make_kafka_task, make_task
 
-from fake_skiff import Closed, FakeSkiff, encode, make_kafka_task, make_task  # noqa: E402
-
-SDKS: Dict[str, List[str]] = {
-    "python": [sys.executable, os.path.join(HERE, "sdk_python_handler.py")],
-    "node": ["node", os.path.join(HERE, "sdk_node_handler.mjs")],
-}
 JOB_TYPES = {"conf-complete", "conf-none", "conf-raise", "conf-bpmn", "conf-jobfailed",
              "conf-async", "conf-sleep", "conf-big", "conf-extend", "conf-wait-cancel",
              "conf-publish", "conf-produce"}
+LEVEL2_JOB_TYPES = {"conf-echo"}
 TOPICS = {"conf.seen", "conf.ok", "conf.raise", "conf.retry", "conf.retry-default", "conf.dlq",
           "conf.async", "conf.extend", "conf.wait-cancel"}
 
@@ -38,75 +26,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _sdk_params() -> list:
-    out = []
-    for name, cmd in SDKS.items():
-        missing = shutil.which(cmd[0]) is None
-        out.append(pytest.param(name, marks=pytest.mark.skipif(
-            missing, reason=f"{cmd[0]} not installed")))
-    return out
-
-
-class HandlerProcess:
-    """A test handler running as a subprocess, stderr kept in a file."""
-
-    def __init__(self, cmd: List[str], socket_path: str, capacity: int,
-                 mode: str = "all") -> None:
-        self._err = tempfile.TemporaryFile()
-        env = dict(os.environ, SKIFF_SOCKET=socket_path, CONF_CAPACITY=str(capacity),
-                   CONF_MODE=mode, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self._err)
-
-    def wait(self, timeout: float = 10.0) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"handler did not exit in {timeout}s; stderr:\n{self.stderr()}")
-
-    def stderr(self) -> str:
-        self._err.seek(0)
-        return self._err.read().decode("utf-8", "replace")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._err.close()
-
-
-@pytest.fixture(params=_sdk_params())
-def sdk(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def spawn(sdk) -> Callable[..., HandlerProcess]:
-    procs: List[HandlerProcess] = []
-
-    def start(socket_path: str, capacity: int = 2, mode: str = "all") -> HandlerProcess:
-        p = HandlerProcess(SDKS[sdk], socket_path, capacity, mode)
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        p.kill()
-
-
-@pytest.fixture
-def skiff():
-    with FakeSkiff() as s:
-        yield s
-
-
-def drain_and_exit(conn, proc: HandlerProcess) -> None:
+def drain_and_exit(conn, proc) -> None:
     conn.send({"type": "drain", "deadline": now_ms() + 10000})
     assert conn.wait_closed(10) == []
     assert proc.wait() == 0, proc.stderr()
 
 
-def test_hello(skiff, spawn, sdk):
+def job_types(reg) -> set:
+    """The job types a handler of this registration's contract level serves."""
+    return JOB_TYPES | (LEVEL2_JOB_TYPES if reg["level"] >= 2 else set())
+
+
+def test_hello(skiff, spawn, sdk, reg):
     proc = spawn(skiff.path, capacity=2)
     conn = skiff.accept()
     hello = conn.handshake()
@@ -114,14 +45,14 @@ def test_hello(skiff, spawn, sdk):
     assert hello["name"] == f"conformance-{sdk}"
     assert hello["capacity"] == 2
     assert isinstance(hello["job_types"], list)
-    assert set(hello["job_types"]) == JOB_TYPES
+    assert set(hello["job_types"]) == job_types(reg)
     assert isinstance(hello["topics"], list)
     assert set(hello["topics"]) == TOPICS
     assert hello["features"] == ["cancel"]
     drain_and_exit(conn, proc)
 
 
-def test_hello_zeebe_only_is_unchanged(skiff, spawn, sdk):
+def test_hello_zeebe_only_is_unchanged(skiff, spawn, sdk, reg):
     """A handler without topics sends exactly the v1.1 hello: no topics member."""
     proc = spawn(skiff.path, capacity=3, mode="zeebe")
     conn = skiff.accept()
@@ -129,7 +60,7 @@ def test_hello_zeebe_only_is_unchanged(skiff, spawn, sdk):
     assert list(hello) == ["type", "version", "name", "capacity", "job_types", "features"]
     assert hello == {"type": "hello", "version": 1, "name": f"conformance-{sdk}",
                      "capacity": 3, "job_types": hello["job_types"], "features": ["cancel"]}
-    assert set(hello["job_types"]) == JOB_TYPES
+    assert set(hello["job_types"]) == job_types(reg)
     drain_and_exit(conn, proc)
 
 
@@ -142,59 +73,6 @@ def test_hello_topics_only(skiff, spawn, sdk):
     assert hello["features"] == ["cancel"]
     task = make_kafka_task("conf.ok", {"a": 1})
     assert conn.run_tasks([task])[task["id"]] == {"type": "ack", "id": task["id"]}
-    drain_and_exit(conn, proc)
-
-
-def test_results(skiff, spawn):
-    proc = spawn(skiff.path, capacity=2)
-    conn = skiff.accept()
-    conn.handshake()
-    headers = {"model": "v3", "city": "Zürich \U0001F680"}  # non-ASCII must round-trip
-    t_complete = make_task("conf-complete", {"n": 21}, headers)
-    t_none = make_task("conf-none")
-    t_raise = make_task("conf-raise", {"msg": "hello"})
-    t_bpmn = make_task("conf-bpmn")
-    t_failed = make_task("conf-jobfailed")
-    t_async = make_task("conf-async")
-    t_unknown = make_task("conf-nope")
-    tasks = [t_complete, t_none, t_raise, t_bpmn, t_failed, t_async, t_unknown]
-    r = conn.run_tasks(tasks)
-
-    done = r[t_complete["id"]]
-    assert done["type"] == "complete"
-    assert done["variables"]["doubled"] == 42
-    assert done["variables"]["seen"] == {
-        "id": t_complete["id"], "job_type": "conf-complete", "headers": headers,
-        "key": t_complete["zeebe"]["key"], "retries": 3,
-        "traceparent": t_complete["traceparent"], "deadline": t_complete["deadline"],
-        "attempt": 1,
-    }
-
-    assert r[t_none["id"]]["type"] == "complete"
-    assert "variables" not in r[t_none["id"]]
-
-    failed = r[t_raise["id"]]
-    assert failed["type"] == "fail"
-    assert "boom hello" in failed["message"]
-    assert "retries" not in failed and "retry_backoff_ms" not in failed
-
-    err = r[t_bpmn["id"]]
-    assert err["type"] == "bpmn_error"
-    assert err["code"] == "RISK_TOO_HIGH"
-    assert err["message"] == "too risky"
-    assert err["variables"] == {"reason": "amount"}
-
-    jf = r[t_failed["id"]]
-    assert jf["type"] == "fail"
-    assert jf["message"] == "try later"
-    assert jf["retries"] == 2 and jf["retry_backoff_ms"] == 5000
-    assert jf["variables"] == {"attempted": True}
-
-    assert r[t_async["id"]] == {"type": "complete", "id": t_async["id"],
-                                "variables": {"async": True}}
-
-    unknown = r[t_unknown["id"]]
-    assert unknown["type"] == "fail" and "conf-nope" in unknown["message"]
     drain_and_exit(conn, proc)
 
 
@@ -342,46 +220,6 @@ def assert_silent(conn, seconds: float = 0.5) -> None:
         pytest.fail(f"unexpected frame {frame}")
 
 
-def test_extend_updates_deadline(skiff, spawn):
-    proc = spawn(skiff.path, capacity=1)
-    conn = skiff.accept()
-    conn.handshake()
-    task = make_task("conf-extend", {"ms": 60000})
-    conn.send(task)
-    ext = conn.expect("extend")
-    assert ext["id"] == task["id"] and ext["timeout_ms"] == 60000
-    assert isinstance(ext["ref"], str) and ext["ref"]
-    deadline = task["deadline"] + 45678
-    conn.reply(ext["ref"], {"deadline": deadline})
-    done = conn.expect("complete")
-    assert done["id"] == task["id"]
-    assert done["variables"] == {"deadline": deadline, "task_deadline": deadline}
-    drain_and_exit(conn, proc)
-
-
-@pytest.mark.parametrize("code", ["not_found", "some_future_code"])
-def test_extend_error_raises_call_error(skiff, spawn, code):
-    proc = spawn(skiff.path, capacity=1)
-    conn = skiff.accept()
-    conn.handshake()
-    task = make_task("conf-extend", {"ms": 1000})
-    conn.send(task)
-    conn.reply(conn.expect("extend")["ref"], error=(code, "job 1 is gone"))
-    done = conn.expect("complete")
-    assert done["variables"] == {"error": {"code": code, "message": "job 1 is gone"}}
-    drain_and_exit(conn, proc)
-
-
-def test_extend_with_bad_timeout_is_refused_locally(skiff, spawn):
-    proc = spawn(skiff.path, capacity=1)
-    conn = skiff.accept()
-    conn.handshake()
-    task = make_task("conf-extend", {"ms": 0})
-    conn.send(task)
-    assert conn.expect("fail")["id"] == task["id"]  # and no extend frame before it
-    drain_and_exit(conn, proc)
-
-
 def test_cancel_stops_task_and_frees_its_slot(skiff, spawn):
     proc = spawn(skiff.path, capacity=1)
     conn = skiff.accept()
@@ -440,18 +278,6 @@ def test_publish_message(skiff, spawn, via, params, sent):
     drain_and_exit(conn, proc)
 
 
-def test_publish_message_error(skiff, spawn):
-    proc = spawn(skiff.path, capacity=1)
-    conn = skiff.accept()
-    conn.handshake()
-    task = make_task("conf-publish", {"params": {"name": "paid", "message_id": "m-1"}})
-    conn.send(task)
-    conn.reply(conn.expect("call")["ref"], error=("already_exists", "message m-1 exists"))
-    assert conn.expect("complete")["variables"] == {
-        "error": {"code": "already_exists", "message": "message m-1 exists"}}
-    drain_and_exit(conn, proc)
-
-
 def test_concurrent_calls_with_replies_out_of_order(skiff, spawn):
     proc = spawn(skiff.path, capacity=4)
     conn = skiff.accept()
@@ -506,40 +332,6 @@ def test_unsupported_when_welcome_does_not_list_it(skiff, spawn, features, metho
     drain_and_exit(conn, proc)
 
 
-# --- Kafka (protocol 1.2) ---------------------------------------------------------------
-
-def test_kafka_results(skiff, spawn):
-    proc = spawn(skiff.path, capacity=2)
-    conn = skiff.accept()
-    conn.handshake()
-    t_ok = make_kafka_task("conf.ok", {"a": 1})
-    t_async = make_kafka_task("conf.async", None, key=None)
-    t_raise = make_kafka_task("conf.raise", {"msg": "hello"})
-    t_retry = make_kafka_task("conf.retry", {"ms": 2500}, attempt=2)
-    t_retry_default = make_kafka_task("conf.retry-default", {})
-    t_dlq = make_kafka_task("conf.dlq", {})
-    t_unknown = make_kafka_task("conf.nope", {})
-    tasks = [t_ok, t_async, t_raise, t_retry, t_retry_default, t_dlq, t_unknown]
-    r = conn.run_tasks(tasks)
-    assert r[t_ok["id"]] == {"type": "ack", "id": t_ok["id"]}
-    assert r[t_async["id"]] == {"type": "ack", "id": t_async["id"]}
-
-    failed = r[t_raise["id"]]
-    assert failed["type"] == "nack" and "bad record hello" in failed["message"]
-    assert "retry_backoff_ms" not in failed and "dead_letter" not in failed
-
-    assert r[t_retry["id"]] == {"type": "nack", "id": t_retry["id"], "message": "try later",
-                                "retry_backoff_ms": 2500}
-    assert r[t_retry_default["id"]] == {"type": "nack", "id": t_retry_default["id"],
-                                        "message": "try later"}
-    assert r[t_dlq["id"]] == {"type": "nack", "id": t_dlq["id"], "message": "poison record",
-                              "dead_letter": True}
-    unknown = r[t_unknown["id"]]
-    assert unknown["type"] == "nack" and "conf.nope" in unknown["message"]
-    assert "dead_letter" not in unknown
-    drain_and_exit(conn, proc)
-
-
 def seen_by_function(task):
     """What conf.seen reports (by producing it) for a Kafka task frame."""
     k = task["kafka"]
@@ -581,32 +373,6 @@ def test_kafka_task_reaches_the_function_intact(skiff, spawn):
         conn.reply(call["ref"], {"topic": "conf.seen.out", "partition": 0, "offset": 88,
                                  "schema_id": 9})
         assert conn.expect("ack") == {"type": "ack", "id": task["id"]}
-    drain_and_exit(conn, proc)
-
-
-def test_kafka_produce_error_nacks(skiff, spawn):
-    """A CallError the topic function does not catch nacks the record with its message."""
-    proc = spawn(skiff.path, capacity=1)
-    conn = skiff.accept()
-    conn.handshake()
-    task = make_kafka_task("conf.seen", {"a": 1})
-    conn.send(task)
-    conn.reply(conn.expect("call")["ref"],
-               error=("schema_not_found", "subject conf.seen.out-value not found"))
-    nack = conn.expect("nack")
-    assert nack["id"] == task["id"]
-    assert "subject conf.seen.out-value not found" in nack["message"]
-    drain_and_exit(conn, proc)
-
-
-def test_kafka_task_cannot_be_extended(skiff, spawn):
-    proc = spawn(skiff.path, capacity=1)
-    conn = skiff.accept()
-    conn.handshake()
-    task = make_kafka_task("conf.extend", {})
-    conn.send(task)
-    nack = conn.expect("nack")  # and no extend frame before it
-    assert nack["id"] == task["id"] and "cannot be extended" in nack["message"]
     drain_and_exit(conn, proc)
 
 
@@ -665,22 +431,6 @@ def test_produce(skiff, spawn, via, params):
     drain_and_exit(conn, proc)
 
 
-@pytest.mark.parametrize("code,message", [
-    ("invalid_value", "$.premium: expected string, got integer"),
-    ("produce_failed", "Broker: Message size too large"),
-    ("some_future_code", "new in skiff 9"),
-])
-def test_produce_error_raises_call_error(skiff, spawn, code, message):
-    proc = spawn(skiff.path, capacity=1)
-    conn = skiff.accept()
-    conn.handshake()
-    task = make_task("conf-produce", {"params": {"topic": "t.v1", "value": {"premium": 1}}})
-    conn.send(task)
-    conn.reply(conn.expect("call")["ref"], error=(code, message))
-    assert conn.expect("complete")["variables"] == {"error": {"code": code, "message": message}}
-    drain_and_exit(conn, proc)
-
-
 def test_produce_unsupported_without_producer(skiff, spawn):
     proc = spawn(skiff.path, capacity=1)
     conn = skiff.accept()
@@ -702,4 +452,64 @@ def test_fake_skiff_answers_produce_in_run_tasks(skiff, spawn):
     assert r[rec["id"]] == {"type": "ack", "id": rec["id"]}
     assert r[job["id"]]["variables"]["result"]["topic"] == "t.v1"
     assert sorted(f["params"]["topic"] for f in conn.others) == ["conf.seen.out", "t.v1"]
+    drain_and_exit(conn, proc)
+
+
+@level(2)
+def test_structured_error_has_a_stack_into_the_handler(skiff, spawn):
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_task("conf-raise", {"msg": "deep"})
+    error = conn.run_tasks([task])[task["id"]]["error"]
+    assert isinstance(error["type"], str) and "boom deep" in error["message"]
+    stack = error["stack"]
+    assert isinstance(stack, list) and stack, error
+    for frame in stack:
+        assert set(frame) >= {"file", "line", "function"}, frame
+        assert isinstance(frame["file"], str) and isinstance(frame["function"], str), frame
+        assert isinstance(frame["line"], int) and not isinstance(frame["line"], bool), frame
+        assert frame["line"] >= 0, frame
+    assert any("conformance" in f["file"].lower() for f in stack), stack
+    drain_and_exit(conn, proc)
+
+
+def test_reconnects_after_skiff_restarts(spawn):
+    """skiff goes away (socket closed and removed) with a task in flight, and comes back
+    on the same path: the handler reconnects and serves the new session."""
+    tmp = tempfile.mkdtemp(prefix="skiff-")
+    path = os.path.join(tmp, "restart.sock")
+    skiff = FakeSkiff(path)
+    proc = spawn(path, capacity=2)
+    conn = skiff.accept()
+    conn.handshake(session="before")
+    conn.send(make_task("conf-sleep", {"ms": 300}))
+    conn.close()
+    skiff.close()  # skiff is gone: the socket file too
+    time.sleep(0.3)
+    assert proc.alive(), "the handler must outlive skiff: " + proc.stderr()
+    with FakeSkiff(path) as skiff:
+        conn = skiff.accept()
+        conn.handshake(session="after")
+        a, b = make_task("conf-complete", {"n": 1}), make_kafka_task("conf.ok", {})
+        r = conn.run_tasks([a, b])
+        assert r[a["id"]]["variables"]["doubled"] == 2 and r[b["id"]]["type"] == "ack"
+        drain_and_exit(conn, proc)
+    os.rmdir(tmp)
+
+
+@pytest.mark.parametrize("length", [0, 5 * 1024 * 1024])
+def test_broken_framing_closes_and_reconnects(skiff, spawn, length):
+    """A length of 0 or above max_frame loses the framing: the SDK closes (it does not
+    crash) and comes back on a new connection."""
+    proc = spawn(skiff.path, capacity=1)
+    conn = skiff.accept()
+    conn.handshake()
+    conn.send_raw(length.to_bytes(4, "big") + b"{}")
+    assert conn.wait_closed(10) == []
+    assert proc.alive(), proc.stderr()
+    conn = skiff.accept()
+    conn.handshake()
+    task = make_task("conf-none")
+    assert conn.run_tasks([task])[task["id"]]["type"] == "complete"
     drain_and_exit(conn, proc)
