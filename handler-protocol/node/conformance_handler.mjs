@@ -1,15 +1,15 @@
-// Conformance test handler for the Node SDK (driven by test_sdk_conformance.py).
-// Same job types, topics and behaviour as sdk_python_handler.py. Environment:
-// SKIFF_SOCKET, CONF_CAPACITY (default 2), CONF_MODE: all (default: job types and
-// topics), zeebe (job types only) or kafka (topics only).
+// Conformance handler of the Node SDK (handler-protocol/conformance/CONTRACT.md).
+// Same job types, topics and behaviour as every SDK's. Environment: SKIFF_SOCKET,
+// CONF_NAME, CONF_CAPACITY (default 2), CONF_MODE: all (default: job types and topics),
+// zeebe (job types only) or kafka (topics only).
 
 import {
   Handler, BpmnError, CallError, DeadLetter, JobFailed, Retry,
-} from '../node/index.js';
+} from './index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const app = new Handler({
-  name: 'conformance-node',
+  name: process.env.CONF_NAME || 'conformance-node',
   capacity: Number(process.env.CONF_CAPACITY || 2),
   backoffInitialMs: 50,
   backoffMaxMs: 200,
@@ -54,6 +54,9 @@ job('conf-sleep', async (task) => {
   return { active_at_start: seen, max_active: maxActive };
 });
 job('conf-big', (task) => ({ blob: 'x'.repeat(task.variables.size) }));
+job('conf-echo', (task) => ({
+  echo: task.variables, key: task.job.key, process_instance_key: task.job.processInstanceKey,
+}));
 
 const callError = (err) => {
   if (!(err instanceof CallError)) throw err;

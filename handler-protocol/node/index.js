@@ -122,7 +122,23 @@ export function encodeFrame(frame) {
   return Buffer.concat([head, body]);
 }
 
-/** Incremental frame decoder: push() bytes, get whole frames back. */
+/** The frame in a body, or a `{ type: null, malformed }` marker when the body is not UTF-8
+ *  JSON holding an object with a string `type` (the framing is intact: it is skipped). */
+function parseBody(body, utf8) {
+  let frame;
+  try {
+    frame = JSON.parse(utf8.decode(body));
+  } catch (err) {
+    return { type: null, malformed: `not UTF-8 JSON: ${err.message}` };
+  }
+  if (!isPlainObject(frame) || typeof frame.type !== 'string') {
+    return { type: null, malformed: 'not an object with a string "type"' };
+  }
+  return frame;
+}
+
+/** Incremental frame decoder: push() bytes, get whole frames back (a malformed body gives
+ *  a `{ type: null, malformed }` marker; a bad length throws: the framing is lost). */
 export class FrameReader {
   #chunks = [];
   #length = 0;
@@ -156,12 +172,9 @@ export class FrameReader {
         }
       }
       if (this.#length < this.#need) break;
-      const frame = JSON.parse(this.#utf8.decode(this.#take(this.#need)));
+      const body = this.#take(this.#need);
       this.#need = -1;
-      if (!isPlainObject(frame) || typeof frame.type !== 'string') {
-        throw new Error('frame is not an object with a string "type"');
-      }
-      frames.push(frame);
+      frames.push(parseBody(body, this.#utf8));
     }
     return frames;
   }
@@ -195,6 +208,55 @@ function toTask(frame) {
     record, // topic, partition, offset, key, keyBase64, headers, headersBase64, timestamp, schemaId
     frame,
     cancelReason: null,
+  };
+}
+
+const TASK_MEMBERS = {
+  id: 'string', source: 'string', job_type: 'string', topic: 'string', deadline: 'integer',
+  attempt: 'integer', traceparent: 'string', variables: 'object', headers: 'object',
+  zeebe: 'object', kafka: 'object',
+};
+const KAFKA_MEMBERS = {
+  topic: 'string', partition: 'integer', offset: 'integer', schema_id: 'integer',
+  timestamp: 'integer', headers: 'object', headers_base64: 'object',
+};
+
+function typeProblem(obj, types, where) {
+  for (const [name, kind] of Object.entries(types)) {
+    const v = obj[name];
+    if (v === undefined || v === null) continue;
+    const ok = kind === 'integer' ? Number.isInteger(v)
+      : kind === 'object' ? isPlainObject(v) : typeof v === kind;
+    if (!ok) return `${where}${name} must be ${kind === 'object' ? 'an object' : `a ${kind}`}`;
+  }
+  return null;
+}
+
+// Why a task frame cannot be served, or null.
+function taskProblem(frame) {
+  const problem = typeProblem(frame, TASK_MEMBERS, '');
+  if (problem) return problem;
+  if (!frame.id) return 'id must be a non-empty string';
+  if (!['zeebe', 'kafka', undefined].includes(frame.source)) return `unknown source ${frame.source}`;
+  return isPlainObject(frame.kafka) ? typeProblem(frame.kafka, KAFKA_MEMBERS, 'kafka.') : null;
+}
+
+// V8 stack lines: "    at fn (file:line:col)" or "    at file:line:col".
+const STACK_LINE = /^\s*at (?:(.*?) \()?(.*?):(\d+):\d+\)?$/;
+
+/** The structured `error` of a fail or nack frame (SPEC §4.2), innermost frame first. */
+export function errorInfo(err) {
+  const stack = [];
+  for (const line of String(err?.stack ?? '').split('\n').slice(1)) {
+    const m = STACK_LINE.exec(line);
+    if (m && stack.length < 64) {
+      stack.push({ file: m[2].replace(/^file:\/\//, ''), line: Number(m[3]), function: m[1] ?? '' });
+    }
+  }
+  return {
+    type: err instanceof Error ? err.name : typeof err,
+    message: err instanceof Error ? err.message : String(err),
+    stack,
   };
 }
 
@@ -350,7 +412,9 @@ export class Handler {
         }
         for (const frame of frames) {
           if (state.closed) return;
-          if (!state.welcomed) {
+          if (!state.welcomed && frame.type === null) {
+            this.logger.error(`skiff sent a malformed frame (${frame.malformed}); ignoring it`);
+          } else if (!state.welcomed) {
             refusal = this.#onHandshake(state, reader, frame);
             if (refusal) return;
           } else {
@@ -393,6 +457,9 @@ export class Handler {
 
   #onFrame(state, frame) {
     switch (frame.type) {
+      case null:
+        this.logger.error(`skiff sent a malformed frame (${frame.malformed}); ignoring it`);
+        break;
       case 'task':
         this.#runTask(state, frame);
         break;
@@ -431,6 +498,15 @@ export class Handler {
   }
 
   async #runTask(state, frame) {
+    const problem = taskProblem(frame);
+    if (problem) {
+      this.logger.error(`skiff sent a malformed task ${JSON.stringify(frame.id)}: ${problem}`);
+      if (typeof frame.id === 'string' && frame.id) {
+        const type = frame.source === 'kafka' ? 'nack' : 'fail';
+        this.#send(state, { type, id: frame.id, message: `malformed task frame: ${problem}` });
+      }
+      return;
+    }
     const task = toTask(frame);
     const controller = new AbortController();
     task.signal = controller.signal;
@@ -557,7 +633,7 @@ export class Handler {
       }
       const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
       this.logger.warn(`task ${id} failed: ${err?.stack ?? message}`);
-      return { type: 'fail', id, message };
+      return { type: 'fail', id, message, error: errorInfo(err) };
     }
   }
 
@@ -582,7 +658,7 @@ export class Handler {
       }
       const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
       this.logger.warn(`task ${id} failed: ${err?.stack ?? message}`);
-      return { type: 'nack', id, message };
+      return { type: 'nack', id, message, error: errorInfo(err) };
     }
   }
 
