@@ -1,0 +1,3 @@
+module skiff/handler
+
+go 1.19
