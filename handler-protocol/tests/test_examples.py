@@ -63,15 +63,25 @@ def run_handler(cmd, tasks):
     return [results[t["id"]] for t in tasks]
 
 
-def test_risk_scorer():
+def risk_scorer_command(lang):
+    """The risk scorer in one language (the Go one is built first: examples/go/build.sh)."""
+    if lang == "python":
+        return [sys.executable, os.path.join(EXAMPLES, "python", "risk_scorer.py")]
+    subprocess.run([os.path.join(EXAMPLES, "go", "build.sh")], check=True)
+    return [os.path.join(EXAMPLES, "go", ".build", "risk_scorer")]
+
+
+@pytest.mark.parametrize("lang", ["python", "go"])
+def test_risk_scorer(lang):
     tasks = [make_task("risk-score", {"amount": 250000, "applicant": {"age": 41}}),
              make_task("risk-score",
                        {"amount": 10**6, "applicant": {"age": 22, "priorClaims": 1}}),
              make_task("risk-score", {"amount": 5})]
-    low, high, bad = run_handler(
-        [sys.executable, os.path.join(EXAMPLES, "python", "risk_scorer.py")], tasks)
-    assert low["type"] == "complete" and low["variables"]["riskScore"] == 30
-    assert high["type"] == "complete" and high["variables"]["riskScore"] == 90
+    low, high, bad = run_handler(risk_scorer_command(lang), tasks)
+    assert low["type"] == "complete" and low["variables"] == {
+        "riskScore": 30, "riskFactors": ["amount +10"]}
+    assert high["type"] == "complete" and high["variables"] == {
+        "riskScore": 90, "riskFactors": ["amount +40", "young applicant +20", "prior claims +10"]}
     assert bad["type"] == "fail" and bad["retries"] == 0
 
 
