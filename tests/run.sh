@@ -48,8 +48,9 @@ for fuzzer in build-fuzz/fuzz_*; do
   rm -rf "$work" "$work.log"
 done
 
-step "handler protocol: schemas and SDK conformance"
+step "handler protocol: schemas, examples and the SDK conformance suite"
 $PY -m pytest -q -p no:cacheprovider handler-protocol/tests
+tests/conformance.sh
 
 step "integration: skiff (ASan+UBSan) + real Zeebe broker + SDK handlers"
 SKIFF_BIN=$ROOT/build-asan/skiff ASAN_OPTIONS=detect_leaks=1 \
