@@ -66,6 +66,7 @@ func (s *session) startTask(body []byte) {
 	t.setDeadline(w.Deadline)
 	s.mu.Lock()
 	s.open[t.ID] = t
+	s.inFlight++
 	s.running.Add(1)
 	s.mu.Unlock()
 	go s.runTask(ctx, t)

@@ -25,6 +25,7 @@ type session struct {
 
 	mu       sync.Mutex
 	open     map[string]*Task // tasks owing a result (not cancelled)
+	inFlight int              // results owed and not yet written (or the task cancelled)
 	pending  map[string]*pending
 	nextRef  uint64
 	draining bool
@@ -237,7 +238,7 @@ func (s *session) dispatch(kind string, body []byte) {
 	case "drain":
 		s.mu.Lock()
 		s.draining = true
-		idle := len(s.open) == 0
+		idle := s.inFlight == 0
 		s.mu.Unlock()
 		if idle {
 			s.shutdown()
@@ -283,7 +284,8 @@ func (s *session) cancel(id, reason string) {
 // resultDone: one owed result less (sent or cancelled); closes a drained idle session.
 func (s *session) resultDone() {
 	s.mu.Lock()
-	idle := s.draining && len(s.open) == 0
+	s.inFlight--
+	idle := s.draining && s.inFlight == 0
 	s.mu.Unlock()
 	if idle {
 		s.shutdown()

@@ -282,3 +282,32 @@ func TestKafkaResults(t *testing.T) {
 		t.Errorf("DeadLetter in a job fails with retries 0: %v", got)
 	}
 }
+
+func TestDrainSendsEveryResultBeforeClosing(t *testing.T) {
+	f := newFakeSkiff(t)
+	const n = 20
+	h := New("go-test", Capacity(n), Socket(f.path), quiet())
+	gate := make(chan struct{})
+	h.Job("gate", func(ctx context.Context, task *Task) (Vars, error) {
+		<-gate // all finish at the same moment, racing to send their results
+		return nil, nil
+	})
+	done := start(t, f, h)
+	f.handshake()
+	for i := 0; i < n; i++ {
+		f.send(task("z-"+string(rune('a'+i)), "gate", `{}`))
+	}
+	f.send(map[string]any{"type": "drain", "deadline": 0})
+	close(gate)
+	seen := map[any]bool{}
+	for i := 0; i < n; i++ {
+		seen[f.recv()["id"]] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct results, want %d", len(seen), n)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	done <- nil
+}

@@ -29,8 +29,13 @@ other exception fails the job with the exception's message. A topic function
 receives a Kafka task (``task.topic``, ``task.value``, ``task.record``): returning
 acks the record, raising :class:`Retry` or :class:`DeadLetter` nacks it with a
 backoff or to the dead-letter topic, any other exception nacks it with its
-message. ``async def`` functions are supported too. Up to ``capacity`` tasks run
-at once, each on its own worker thread.
+message; an ordinary exception also gives the frame a structured ``error`` (type,
+message, stack: :func:`error_info`). Up to ``capacity`` tasks run at once: plain
+functions on a pool of reused worker threads (it grows only while every thread is busy),
+``async def`` functions on one asyncio event loop (``await app.run_async()`` serves from a
+coroutine and runs them on the caller's loop), where the calls below have awaitable forms
+(``await task.extend_async(ms)``, ``task.publish_message_async(...)``,
+``task.produce_async(...)``) and skiff's cancel cancels the coroutine.
 
 Inside a job or topic function (blocking calls, safe from any thread; failures raise
 :class:`CallError` with a ``code``)::

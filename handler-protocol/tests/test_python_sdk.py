@@ -1,0 +1,94 @@
+"""Unit tests of the Python SDK's pieces that the conformance suite sees only from outside:
+the bounded worker pool, structured errors, async functions on the caller's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, HERE)
+
+import skiff_handler  # noqa: E402
+from fake_skiff import FakeSkiff, make_task  # noqa: E402
+
+
+def test_pool_reuses_threads_and_grows_only_when_all_are_busy():
+    pool = skiff_handler._WorkerPool()
+    done = threading.Semaphore(0)
+    for _ in range(200):  # one at a time: one thread does them all
+        pool.submit(done.release)
+        assert done.acquire(timeout=5)
+    assert pool.threads == 1
+    gate = threading.Event()
+    started = threading.Semaphore(0)
+
+    def blocked():
+        started.release()
+        gate.wait(5)
+        done.release()
+
+    for _ in range(3):  # three at once: three threads, the first one reused
+        pool.submit(blocked)
+    for _ in range(3):
+        assert started.acquire(timeout=5)
+    assert pool.threads == 3
+    gate.set()
+    for _ in range(3):
+        assert done.acquire(timeout=5)
+    for _ in range(50):
+        pool.submit(done.release)
+        assert done.acquire(timeout=5)
+    assert pool.threads == 3
+
+
+def inner():
+    raise ValueError("deep down")
+
+
+def outer():
+    inner()
+
+
+def test_error_info_is_innermost_first():
+    try:
+        outer()
+    except ValueError as e:
+        info = skiff_handler.error_info(e)
+    assert info["type"] == "ValueError" and info["message"] == "deep down"
+    names = [f["function"] for f in info["stack"]]
+    assert names[:3] == ["inner", "outer", "test_error_info_is_innermost_first"]
+    assert all(f["file"] == __file__ and f["line"] > 0 for f in info["stack"][:3])
+
+
+def test_async_functions_run_on_the_loop_of_run_async():
+    app = skiff_handler.Handler("unit", capacity=2)
+    seen = {}
+
+    @app.job("where")
+    async def where(task):
+        seen["loop"] = asyncio.get_running_loop()
+        seen["calls"] = await task.publish_message_async("m")
+        return {"ok": True}
+
+    async def main(path):
+        app.socket_path = path
+        seen["main"] = asyncio.get_running_loop()
+        await app.run_async()
+
+    with FakeSkiff() as skiff:
+        t = threading.Thread(target=lambda: asyncio.run(main(skiff.path)))
+        t.start()
+        conn = skiff.accept()
+        conn.handshake()
+        task = make_task("where")
+        assert conn.run_tasks([task])[task["id"]]["variables"] == {"ok": True}
+        conn.send({"type": "drain", "deadline": int(time.time() * 1000) + 5000})
+        conn.wait_closed(5)
+        t.join(10)
+    assert seen["loop"] is seen["main"]
+    assert seen["calls"]["tenant_id"] == "<default>"
