@@ -439,17 +439,18 @@ class _Connection:
         self.closed = False
         self._pending: Dict[str, _Pending] = {}
         self._refs = itertools.count(1)
+        self._rbuf = bytearray()
 
     def _read_exact(self, n: int) -> Optional[bytes]:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            k = self.sock.recv_into(view[got:])
-            if k == 0:
+        """n bytes from the socket (read ahead in large chunks), None at EOF."""
+        while len(self._rbuf) < n:
+            chunk = self.sock.recv(max(65536, n - len(self._rbuf)))
+            if not chunk:
                 return None
-            got += k
-        return bytes(buf)
+            self._rbuf += chunk
+        out = bytes(self._rbuf[:n])
+        del self._rbuf[:n]
+        return out
 
     def recv(self) -> Optional[Dict[str, Any]]:
         """Next frame, None when the connection is closed (or the framing is lost), or
@@ -612,7 +613,9 @@ class Handler:
         self._conn: Optional[_Connection] = None
         self._pool = _WorkerPool()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._loop_lock = threading.Lock()
+        self._loop_lock = threading.RLock()
+        self._loop_queue: List[Any] = []
+        self._loop_woken = False
 
     def job(self, job_type: str) -> Callable[[JobFunction], JobFunction]:
         """Decorator: register ``fn(task)`` for a Zeebe job type."""
@@ -826,9 +829,27 @@ class Handler:
             conn.running += 1
         fn = (self._topics if task.source == "kafka" else self._jobs).get(task.route)
         if inspect.iscoroutinefunction(fn):
-            asyncio.run_coroutine_threadsafe(self._run_async(conn, task, fn), self._event_loop())
+            self._to_loop(conn, task, fn)
         else:
             self._pool.submit(lambda: self._run_sync(conn, task, fn))
+
+    def _to_loop(self, conn: _Connection, task: Task, fn: JobFunction) -> None:
+        """Hand an async task to the event loop; one wake-up serves every task queued
+        before the loop gets to them."""
+        with self._loop_lock:
+            self._loop_queue.append((conn, task, fn))
+            if self._loop_woken:
+                return
+            self._loop_woken = True
+        self._event_loop().call_soon_threadsafe(self._start_queued)
+
+    def _start_queued(self) -> None:
+        with self._loop_lock:
+            queued, self._loop_queue = self._loop_queue, []
+            self._loop_woken = False
+        loop = asyncio.get_running_loop()
+        for conn, task, fn in queued:
+            loop.create_task(self._run_async(conn, task, fn))
 
     def _run_sync(self, conn: _Connection, task: Task, fn: Optional[JobFunction]) -> None:
         """A sync function on a pool thread (an awaitable it returns runs to completion)."""
@@ -871,7 +892,7 @@ class Handler:
             with conn.cond:
                 owed = conn.open.pop(task.id, None) is task
             if owed and result is not None:
-                conn.send(self._checked(result, conn.max_frame))
+                conn._send_data(self._encoded(result, conn.max_frame))
         except Exception:  # never let a worker die silently
             log.exception("could not answer task %s", task.id)
         finally:
@@ -907,25 +928,26 @@ class Handler:
                 "error": error_info(exc)}
 
     @staticmethod
-    def _checked(result: Dict[str, Any], max_frame: int) -> Dict[str, Any]:
-        """Replace a result that cannot be encoded or is too large by a fail
-        (a nack, keeping its other members, for a Kafka task)."""
-        def failed(message: str) -> Dict[str, Any]:
-            if result["type"] == "nack":
-                return {**result, "message": message}
+    def _encoded(result: Dict[str, Any], max_frame: int) -> bytes:
+        """The result's frame; a fail (a nack, keeping its other members, for a Kafka
+        task) instead when it cannot be encoded or is too large."""
+        def failed(message: str) -> bytes:
+            if result["type"] == "nack":  # keeps its backoff or dead letter, not its error
+                kept = {k: v for k, v in result.items() if k != "error"}
+                return encode_frame({**kept, "message": message})
             kind = "nack" if result["type"] == "ack" else "fail"
-            return {"type": kind, "id": result["id"], "message": message}
+            return encode_frame({"type": kind, "id": result["id"], "message": message})
 
         variables = result.get("variables")
         if variables is not None and not isinstance(variables, dict):
             return failed(f"variables must be a dict, not {type(variables).__name__}")
         try:
-            size = len(encode_frame(result)) - 4
+            data = encode_frame(result)
         except (TypeError, ValueError) as e:
             return failed(f"result is not JSON-serialisable: {e}")
-        if size > max_frame:
-            return failed(f"result frame of {size} bytes exceeds max_frame {max_frame}")
-        return result
+        if len(data) - 4 > max_frame:
+            return failed(f"result frame of {len(data) - 4} bytes exceeds max_frame {max_frame}")
+        return data
 
 
 def _record_result(task: Task, exc: Optional[BaseException]) -> Dict[str, Any]:
