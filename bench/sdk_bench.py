@@ -13,9 +13,11 @@ the same run (its ``build`` first). Per SDK:
   at the end; the fake skiff's own CPU share is printed, to show it was not the limit.
 
 The handler gets ``CONF_CAPACITY`` = ``--capacity``; results are counted by their frames'
-type (``complete``) without parsing the JSON. Usage::
+type (``complete``) without parsing the JSON. With ``--rounds N`` every SDK runs N times
+(order reversed every other round) and the table shows medians. The table replaces the block
+between the ``sdk-results`` markers in docs/benchmarks.md (``--no-doc``: print only)::
 
-    /usr/bin/python3 bench/sdk_bench.py [--sdks go,python] [--tasks 100000] [--markdown]
+    /usr/bin/python3 bench/sdk_bench.py [--sdks go,python] [--tasks 100000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import os
 import resource
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -216,11 +219,44 @@ def table(rows: List[Dict[str, Any]]) -> str:
         if "error" in r:
             out.append(f"| {r['sdk']} | not run: {r['error']} | | | | | |")
             continue
-        out.append(f"| {r['language']} (`{r['sdk']}`) | {r['tasks_per_s']:,.0f} | "
+        spread = (f" ({r['range'][0]:,.0f}-{r['range'][1]:,.0f})"
+                  if "range" in r and r["range"][0] != r["range"][1] else "")
+        out.append(f"| {r['language']} (`{r['sdk']}`) | {r['tasks_per_s']:,.0f}{spread} | "
                    f"{r['cpu_s_per_1000']:.3f} | {r['cpu_share']:.0%} | "
                    f"{r['feeder_share']:.0%} | {r['rss_idle_mb']:.1f} | "
                    f"{r['rss_loaded_mb']:.1f} |")
     return "\n".join(out)
+
+
+BEGIN, END = "<!-- sdk-results:begin -->", "<!-- sdk-results:end -->"
+DOC = os.path.join(ROOT, "docs", "benchmarks.md")
+
+
+def write_doc(path: str, text: str) -> None:
+    """Replaces the SDK results block of docs/benchmarks.md (appends a section with one
+    when the file has none)."""
+    block = (f"{BEGIN}\n<!-- Written by bench/sdk_bench.py; everything between these markers "
+             f"is replaced on each run. -->\n\n{text}\n\n{END}")
+    with open(path, encoding="utf-8") as f:
+        old = f.read()
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + f"\n\n## Handler SDKs\n\n### Results (SDKs)\n\n{block}\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(new)
+
+
+def median_row(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[0]
+    row = dict(ok[0])
+    for key in ("tasks_per_s", "cpu_s_per_1000", "cpu_share", "feeder_share", "rss_idle_mb",
+                "rss_loaded_mb"):
+        row[key] = statistics.median(r[key] for r in ok)
+    row["range"] = (min(r["tasks_per_s"] for r in ok), max(r["tasks_per_s"] for r in ok))
+    return row
 
 
 def main() -> int:
@@ -230,20 +266,30 @@ def main() -> int:
     p.add_argument("--tasks", type=int, default=100_000)
     p.add_argument("--warmup", type=int, default=20_000)
     p.add_argument("--capacity", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    p.add_argument("--no-doc", action="store_true", help="leave docs/benchmarks.md alone")
     args = p.parse_args()
-    rows = []
-    for sdk_id in [s for s in args.sdks.split(",") if s]:
+    ids = [s for s in args.sdks.split(",") if s]
+    for sdk_id in ids:
         if sdk_id not in REGISTRATIONS:
             p.error(f"unknown SDK {sdk_id}; registered: {sorted(REGISTRATIONS)}")
-        print(f"[sdk-bench] {sdk_id} ...", file=sys.stderr, flush=True)
-        rows.append(bench_sdk(sdk_id, args.tasks, args.warmup, args.capacity))
-    print(f"{args.tasks:,} trivial tasks per SDK after {args.warmup:,} of warm-up, capacity "
-          f"{args.capacity}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{os.cpu_count()} cores\n")
-    print(table(rows))
+    runs: Dict[str, List[Dict[str, Any]]] = {i: [] for i in ids}
+    for rnd in range(args.rounds):
+        for sdk_id in (ids if rnd % 2 == 0 else ids[::-1]):
+            print(f"[sdk-bench] round {rnd + 1}: {sdk_id} ...", file=sys.stderr, flush=True)
+            runs[sdk_id].append(bench_sdk(sdk_id, args.tasks, args.warmup, args.capacity))
+    rows = [median_row(runs[i]) for i in ids]
+    load = os.getloadavg()[0]
+    text = (f"{args.tasks:,} trivial tasks per SDK after {args.warmup:,} of warm-up, capacity "
+            f"{args.capacity}, {args.rounds} round(s) (medians), "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+            f"load average {load:.1f} at the end\n\n{table(rows)}")
+    print(text)
     if args.json:
         print(json.dumps(rows, indent=2))
+    if not args.no_doc:
+        write_doc(DOC, text)
     return 0
 
 
