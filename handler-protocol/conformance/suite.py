@@ -95,14 +95,11 @@ def _run_build(reg: Dict[str, Any]) -> str:
 
 
 def argv(reg: Dict[str, Any]) -> List[str]:
-    out = []
-    for a in reg["run"]:
-        if a == "{python}":
-            out.append(sys.executable)
-        elif not os.path.isabs(a) and os.sep in a:
-            out.append(os.path.join(ROOT, a))
-        else:
-            out.append(a)
+    """The run command: "{python}" is this interpreter; a relative program path is made
+    absolute (other arguments stay as they are: the handler runs in the repository root)."""
+    out = [sys.executable if a == "{python}" else a for a in reg["run"]]
+    if os.sep in out[0] and not os.path.isabs(out[0]):
+        out[0] = os.path.join(ROOT, out[0])
     return out
 
 
