@@ -612,6 +612,7 @@ class Handler:
         self._topics: Dict[str, JobFunction] = {}
         self._conn: Optional[_Connection] = None
         self._pool = _WorkerPool()
+        self._stopping = threading.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_lock = threading.RLock()
         self._loop_queue: List[Any] = []
@@ -692,11 +693,12 @@ class Handler:
         if not self._jobs and not self._topics:
             raise ValueError("register at least one job type or topic before run()")
         delay = self.backoff_initial
-        while True:
+        self._stopping.clear()
+        while not self._stopping.is_set():
             sock = self._connect()
             if sock is not None:
                 welcomed, drained = self._serve(sock)
-                if drained:
+                if drained or self._stopping.is_set():
                     return
                 if welcomed:
                     delay = self.backoff_initial
@@ -705,15 +707,28 @@ class Handler:
                 if sock is None:
                     raise ConnectionError(f"cannot connect to skiff at {self.socket_path}")
                 return
-            time.sleep(delay)
+            self._stopping.wait(delay)
             delay = min(delay * 2, self.backoff_max)
+
+    def stop(self) -> None:
+        """Make :meth:`run` return: closes the connection (skiff gives the tasks still in
+        flight back at once) once the functions running now have returned."""
+        self._stopping.set()
+        conn = self._conn
+        if conn is not None:
+            conn.shutdown()
 
     async def run_async(self) -> None:
         """:meth:`run` from a coroutine (e.g. a FastAPI lifespan task): the socket is served
-        on a thread, and ``async def`` functions run on the caller's event loop."""
+        on a thread, and ``async def`` functions run on the caller's event loop. Cancelling
+        it stops the handler (:meth:`stop`)."""
         with self._loop_lock:
             self._loop = asyncio.get_running_loop()
-        await asyncio.get_running_loop().run_in_executor(None, self.run)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.run)
+        except asyncio.CancelledError:  # the app shuts down: stop serving
+            self.stop()
+            raise
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The loop for ``async def`` functions: run_async's, else one on its own thread."""

@@ -92,3 +92,31 @@ def test_async_functions_run_on_the_loop_of_run_async():
         t.join(10)
     assert seen["loop"] is seen["main"]
     assert seen["calls"]["tenant_id"] == "<default>"
+
+
+def test_cancelling_run_async_stops_the_handler():
+    app = skiff_handler.Handler("unit", capacity=1, backoff_initial=0.05)
+
+    @app.job("noop")
+    async def noop(task):
+        return None
+
+    async def main(path):
+        app.socket_path = path
+        runner = asyncio.ensure_future(app.run_async())
+        await asyncio.sleep(0.5)
+        runner.cancel()
+        try:
+            await runner
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    with FakeSkiff() as skiff:
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=asyncio.run(main(skiff.path))))
+        t.start()
+        conn = skiff.accept()
+        conn.handshake()
+        assert conn.wait_closed(5) == []  # stop() closed the connection
+        t.join(10)
+    assert not t.is_alive() and out["r"] == "cancelled"
