@@ -86,9 +86,9 @@ func (h *Handler) serveOnce(ctx context.Context) (welcomed, drained bool, err er
 		h.logger.Printf("handshake with skiff failed: %v", err)
 		return false, false, nil
 	}
-	h.current <- s
+	h.setSession(s)
 	drained = s.readLoop(r)
-	<-h.current
+	h.setSession(nil)
 	s.shutdown()
 	s.running.Wait()
 	if ctx.Err() != nil {

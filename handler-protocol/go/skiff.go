@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -62,7 +63,8 @@ type Handler struct {
 	topics         map[string]TopicFunc
 	jobOrder       []string
 	topicOrder     []string
-	current        chan *session // holds the welcomed session, if any (capacity 1)
+	mu             sync.Mutex
+	current        *session // the welcomed session, if any
 }
 
 // Option configures a Handler.
@@ -92,7 +94,6 @@ func New(name string, opts ...Option) *Handler {
 		backoffInitial: 100 * time.Millisecond, backoffMax: 5 * time.Second,
 		logger: log.New(os.Stderr, "skiff-handler: ", log.LstdFlags|log.Lmicroseconds),
 		jobs:   map[string]JobFunc{}, topics: map[string]TopicFunc{},
-		current: make(chan *session, 1),
 	}
 	if h.socket == "" {
 		h.socket = DefaultSocket
@@ -280,13 +281,15 @@ func (h *Handler) Produce(ctx context.Context, p Produce) (Produced, error) {
 }
 
 func (h *Handler) session() *session {
-	select {
-	case s := <-h.current:
-		h.current <- s
-		return s
-	default:
-		return nil
-	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.current
+}
+
+func (h *Handler) setSession(s *session) {
+	h.mu.Lock()
+	h.current = s
+	h.mu.Unlock()
 }
 
 // Run serves until skiff drains the handler (nil), ctx ends (ctx.Err()), or skiff refuses

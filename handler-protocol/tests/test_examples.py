@@ -67,11 +67,13 @@ def risk_scorer_command(lang):
     """The risk scorer in one language (the Go one is built first: examples/go/build.sh)."""
     if lang == "python":
         return [sys.executable, os.path.join(EXAMPLES, "python", "risk_scorer.py")]
+    if lang == "python-async":
+        return [sys.executable, os.path.join(EXAMPLES, "python", "risk_scorer_async.py")]
     subprocess.run([os.path.join(EXAMPLES, "go", "build.sh")], check=True)
     return [os.path.join(EXAMPLES, "go", ".build", "risk_scorer")]
 
 
-@pytest.mark.parametrize("lang", ["python", "go"])
+@pytest.mark.parametrize("lang", ["python", "python-async", "go"])
 def test_risk_scorer(lang):
     tasks = [make_task("risk-score", {"amount": 250000, "applicant": {"age": 41}}),
              make_task("risk-score",
