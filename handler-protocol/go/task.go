@@ -76,6 +76,9 @@ func (t *Task) setDeadline(ms int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.deadline = ms
+	if ms <= 0 { // no deadline given: only a cancel stops the context
+		return
+	}
 	wait := time.Until(time.UnixMilli(ms))
 	if t.timer == nil {
 		t.timer = time.AfterFunc(wait, t.stop)
