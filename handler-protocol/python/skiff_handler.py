@@ -425,8 +425,15 @@ class _Connection:
     still running, cancelled ones included) and the pending requests.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: Optional[socket.socket],
+                 stream: Optional["tuple[asyncio.StreamReader, asyncio.StreamWriter]"] = None
+                 ) -> None:
         self.sock = sock
+        # run_async: the connection is an asyncio stream read on the loop; other threads
+        # write through the loop
+        self.loop = asyncio.get_running_loop() if stream is not None else None
+        self.reader, self.writer = stream if stream is not None else (None, None)
+        self._loop_thread = threading.get_ident()
         self.max_frame = DEFAULT_MAX_FRAME
         self.features: frozenset = frozenset()
         self.methods: frozenset = frozenset()
@@ -457,18 +464,33 @@ class _Connection:
         ``_SKIP`` for a frame whose body is not a JSON object with a type (ignored)."""
         try:
             head = self._read_exact(4)
-            if head is None:
+            if head is None or not self._length_ok(head):
                 return None
-            (n,) = struct.unpack(">I", head)
-            if n == 0 or n > self.max_frame:
-                log.error("skiff sent a frame of %d bytes (max %d); closing",
-                          n, self.max_frame)
-                return None
-            body = self._read_exact(n)
+            body = self._read_exact(struct.unpack(">I", head)[0])
         except OSError:
             return None
-        if body is None:
+        return None if body is None else self._parse(body)
+
+    async def arecv(self) -> Optional[Dict[str, Any]]:
+        """:meth:`recv` on the asyncio stream."""
+        try:
+            head = await self.reader.readexactly(4)
+            if not self._length_ok(head):
+                return None
+            body = await self.reader.readexactly(struct.unpack(">I", head)[0])
+        except (asyncio.IncompleteReadError, OSError):
             return None
+        return self._parse(body)
+
+    def _length_ok(self, head: bytes) -> bool:
+        (n,) = struct.unpack(">I", head)
+        if n == 0 or n > self.max_frame:
+            log.error("skiff sent a frame of %d bytes (max %d); closing", n, self.max_frame)
+            return False
+        return True
+
+    @staticmethod
+    def _parse(body: bytes) -> Dict[str, Any]:
         try:
             frame = json.loads(body.decode("utf-8"))
         except ValueError as e:
@@ -482,7 +504,19 @@ class _Connection:
     def send(self, frame: Dict[str, Any]) -> bool:
         return self._send_data(encode_frame(frame))
 
+    def on_loop(self) -> bool:
+        """True on the thread of run_async's event loop (where blocking would deadlock)."""
+        return self.loop is not None and threading.get_ident() == self._loop_thread
+
     def _send_data(self, data: bytes) -> bool:
+        if self.writer is not None:
+            if self.closed or self.writer.is_closing():
+                return False
+            if self.on_loop():
+                self.writer.write(data)
+            else:
+                self.loop.call_soon_threadsafe(self._write, data)
+            return True
         with self._wlock:
             try:
                 self.sock.sendall(data)
@@ -490,6 +524,10 @@ class _Connection:
             except OSError as e:
                 log.debug("send failed: %s", e)
                 return False
+
+    def _write(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
 
     def call(self, method: str, params: Dict[str, Any]) -> Dict[str, Any]:
         self._check_method(method)
@@ -506,6 +544,9 @@ class _Connection:
     def request(self, kind: str, members: Dict[str, Any],
                 task: Optional[Task] = None) -> Dict[str, Any]:
         """Send a frame with a fresh ``ref`` and wait for its reply's result."""
+        if self.on_loop():
+            raise CallError("unsupported", "a blocking call on the event loop would never get "
+                                           "its reply: await the *_async form")
         pending = self.start_request(kind, members, _Pending(task))
         pending.done.wait()
         return _reply_result(pending.reply)
@@ -587,6 +628,9 @@ class _Connection:
             p.finish(_failure("closed", "connection to skiff lost before the reply"))
 
     def shutdown(self) -> None:
+        if self.writer is not None:
+            self.loop.call_soon_threadsafe(self.writer.close)  # flushes what is queued first
+            return
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -719,16 +763,69 @@ class Handler:
             conn.shutdown()
 
     async def run_async(self) -> None:
-        """:meth:`run` from a coroutine (e.g. a FastAPI lifespan task): the socket is served
-        on a thread, and ``async def`` functions run on the caller's event loop. Cancelling
-        it stops the handler (:meth:`stop`)."""
+        """:meth:`run` as a coroutine (e.g. a FastAPI lifespan task): the connection is an
+        asyncio stream of the caller's loop, and ``async def`` functions run on that loop
+        (plain ones still on the worker pool). Cancelling it stops the handler
+        (:meth:`stop`)."""
+        if not self._jobs and not self._topics:
+            raise ValueError("register at least one job type or topic before run_async()")
         with self._loop_lock:
             self._loop = asyncio.get_running_loop()
+        delay = self.backoff_initial
+        self._stopping.clear()
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.run)
+            while not self._stopping.is_set():
+                conn = await self._aconnect()
+                if conn is not None:
+                    welcomed, drained = await self._aserve(conn)
+                    if drained or self._stopping.is_set():
+                        return
+                    if welcomed:
+                        delay = self.backoff_initial
+                    log.warning("connection to skiff at %s lost", self.socket_path)
+                if not self.reconnect:
+                    if conn is None:
+                        raise ConnectionError(f"cannot connect to skiff at {self.socket_path}")
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
         except asyncio.CancelledError:  # the app shuts down: stop serving
             self.stop()
             raise
+
+    async def _aconnect(self) -> Optional[_Connection]:
+        try:
+            stream = await asyncio.open_unix_connection(self.socket_path)
+        except OSError as e:
+            log.info("cannot connect to skiff at %s: %s", self.socket_path, e)
+            return None
+        return _Connection(None, stream)
+
+    async def _aserve(self, conn: _Connection) -> "tuple[bool, bool]":
+        """One session on the event loop; returns (welcomed, drained) once no function runs."""
+        try:
+            conn.send(self._hello())
+            frame = await conn.arecv()
+            while frame is _SKIP:
+                frame = await conn.arecv()
+            if frame is None or not self._welcomed(conn, frame):
+                return False, False
+            self._conn = conn
+            try:
+                while True:
+                    frame = await conn.arecv()
+                    if frame is None:
+                        break
+                    if frame is not _SKIP:
+                        self._dispatch(conn, frame)
+            finally:
+                self._conn = None
+                conn.close()
+            while conn.running:  # functions still running (cancelled ones too)
+                await asyncio.sleep(0.01)
+            return True, conn.draining
+        finally:
+            conn.writer.close()
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The loop for ``async def`` functions: run_async's, else one on its own thread."""
@@ -769,7 +866,7 @@ class Handler:
         finally:
             sock.close()
 
-    def _handshake(self, conn: _Connection) -> bool:
+    def _hello(self) -> Dict[str, Any]:
         hello: Dict[str, Any] = {"type": "hello", "version": PROTOCOL_VERSION,
                                  "name": self.name, "capacity": self.capacity}
         if self._jobs:
@@ -777,12 +874,17 @@ class Handler:
         if self._topics:
             hello["topics"] = self.topics
         hello["features"] = ["cancel"]
-        conn.send(hello)
+        return hello
+
+    def _handshake(self, conn: _Connection) -> bool:
+        conn.send(self._hello())
         frame = conn.recv()
         while frame is _SKIP:
             frame = conn.recv()
-        if frame is None:
-            return False
+        return frame is not None and self._welcomed(conn, frame)
+
+    def _welcomed(self, conn: _Connection, frame: Dict[str, Any]) -> bool:
+        """Takes skiff's answer to hello: True for a welcome; raises ProtocolError."""
         if frame["type"] == "error":
             raise ProtocolError(f"skiff refused hello: {frame.get('code')}: "
                                 f"{frame.get('message')}")
@@ -804,28 +906,31 @@ class Handler:
             frame = conn.recv()
             if frame is None:
                 return conn.draining
-            if frame is _SKIP:
-                continue
-            kind = frame["type"]
-            if kind == "task":
-                self._start_task(conn, frame)
-            elif kind == "reply":
-                conn.resolve(str(frame.get("ref", "")), frame)
-            elif kind == "cancel":
-                conn.cancel(str(frame.get("id", "")), str(frame.get("reason", "")))
-            elif kind == "ping":
-                conn.send({"type": "pong", "ref": frame.get("ref", "")})
-            elif kind == "drain":
-                log.info("skiff asks to drain; finishing tasks in flight")
-                with conn.cond:
-                    conn.draining = True
-                    if conn.in_flight == 0:
-                        conn.shutdown()
-            elif kind == "error":
-                log.error("skiff error %s: %s%s", frame.get("code"), frame.get("message"),
-                          f" (task {frame['id']})" if "id" in frame else "")
-            elif kind not in ("pong", "welcome"):
-                log.warning("ignoring unknown frame type %r", kind)
+            if frame is not _SKIP:
+                self._dispatch(conn, frame)
+
+    def _dispatch(self, conn: _Connection, frame: Dict[str, Any]) -> None:
+        """Handle one frame from skiff."""
+        kind = frame["type"]
+        if kind == "task":
+            self._start_task(conn, frame)
+        elif kind == "reply":
+            conn.resolve(str(frame.get("ref", "")), frame)
+        elif kind == "cancel":
+            conn.cancel(str(frame.get("id", "")), str(frame.get("reason", "")))
+        elif kind == "ping":
+            conn.send({"type": "pong", "ref": frame.get("ref", "")})
+        elif kind == "drain":
+            log.info("skiff asks to drain; finishing tasks in flight")
+            with conn.cond:
+                conn.draining = True
+                if conn.in_flight == 0:
+                    conn.shutdown()
+        elif kind == "error":
+            log.error("skiff error %s: %s%s", frame.get("code"), frame.get("message"),
+                      f" (task {frame['id']})" if "id" in frame else "")
+        elif kind not in ("pong", "welcome"):
+            log.warning("ignoring unknown frame type %r", kind)
 
     def _start_task(self, conn: _Connection, frame: Dict[str, Any]) -> None:
         try:
@@ -843,7 +948,9 @@ class Handler:
             conn.in_flight += 1
             conn.running += 1
         fn = (self._topics if task.source == "kafka" else self._jobs).get(task.route)
-        if inspect.iscoroutinefunction(fn):
+        if inspect.iscoroutinefunction(fn) and conn.loop is not None:
+            conn.loop.create_task(self._run_async(conn, task, fn))  # run_async: on its loop
+        elif inspect.iscoroutinefunction(fn):
             self._to_loop(conn, task, fn)
         else:
             self._pool.submit(lambda: self._run_sync(conn, task, fn))

@@ -120,3 +120,42 @@ def test_cancelling_run_async_stops_the_handler():
         assert conn.wait_closed(5) == []  # stop() closed the connection
         t.join(10)
     assert not t.is_alive() and out["r"] == "cancelled"
+
+
+def test_run_async_serves_plain_functions_on_the_pool_too():
+    """Under run_async the connection lives on the loop: a plain function's result and its
+    blocking call go through the loop from a pool thread; a blocking call made on the loop
+    itself is refused (it could never get its reply)."""
+    app = skiff_handler.Handler("unit", capacity=2)
+
+    @app.job("plain")
+    def plain(task):
+        return {"thread": threading.current_thread().name,
+                "key": task.publish_message("m")["key"]}
+
+    @app.job("blocking-on-loop")
+    async def blocking_on_loop(task):
+        try:
+            task.publish_message("m")
+        except skiff_handler.CallError as e:
+            return {"code": e.code}
+        return {"code": None}
+
+    async def main(path):
+        app.socket_path = path
+        await app.run_async()
+
+    with FakeSkiff() as skiff:
+        t = threading.Thread(target=lambda: asyncio.run(main(skiff.path)))
+        t.start()
+        conn = skiff.accept()
+        conn.handshake()
+        a, b = make_task("plain"), make_task("blocking-on-loop")
+        r = conn.run_tasks([a, b])
+        conn.send({"type": "drain", "deadline": int(time.time() * 1000) + 5000})
+        conn.wait_closed(5)
+        t.join(10)
+    assert r[a["id"]]["variables"]["thread"].startswith("skiff-worker")
+    assert r[a["id"]]["variables"]["key"].isdigit()
+    assert r[b["id"]]["variables"] == {"code": "unsupported"}
+    assert [f["type"] for f in conn.others] == ["call"]
