@@ -1,0 +1,146 @@
+"""skiff's memory at ready, split the way a pod's cgroup sees it, for several skiff binaries side
+by side (e.g. the normal dynamically linked build and the image's build).
+
+For each binary and each mode a Python SDK handler and skiff start; once /readyz answers 200,
+skiff idles 2 s and its /proc/<pid>/status is read: VmRSS = RssAnon (its own heap, stacks and
+written data pages) + RssFile (pages of the executable and of the shared libraries it touched)
++ RssShmem. In a container nobody shares the file pages, so all of VmRSS is charged to the pod.
+Also counted: the shared objects mapped (/proc/<pid>/maps) and the executable's size.
+
+Modes: zeebe (one job type, the Zeebe gateway at $ZEEBE_ADDRESS) and kafka (the same plus a
+Kafka consumer and producer: $KAFKA_BOOTSTRAP, $SCHEMA_REGISTRY_URL, topic $TOPIC, which must
+exist). Run by bench/image_memory.sh, which starts the brokers; prints a Markdown table.
+
+  python3 bench/image_memory.py --mode zeebe --mode kafka dynamic=build-rel/skiff image=PATH
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+
+
+def status(pid):
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in FIELDS:
+            out[key] = int(value.split()[0])
+    return out
+
+
+def shared_objects(pid):
+    names = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        path = line.split()[-1]
+        if ".so" in os.path.basename(path):
+            names.add(path)
+    return len(names)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def readyz(admin):
+    try:
+        with urllib.request.urlopen(f"http://{admin}/readyz", timeout=1) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def handler_code(mode):
+    lines = ["import os, signal, sys",
+             f"sys.path.insert(0, {str(ROOT / 'handler-protocol' / 'python')!r})",
+             "from skiff_handler import Handler",
+             "app = Handler('memory-bench', capacity=32)",
+             "app.job('memory-bench')(lambda task: {'ok': True})"]
+    if mode == "kafka":
+        lines.append("app.topic(os.environ['TOPIC'])(lambda task: None)")
+    lines += ["signal.signal(signal.SIGTERM, lambda *_: os._exit(0))", "app.run()"]
+    return "\n".join(lines)
+
+
+def skiff_args(binary, mode, sock, admin):
+    args = [binary, f"--handler.socket={sock}", f"--admin.address={admin}",
+            f"--zeebe.address={os.environ['ZEEBE_ADDRESS']}", "--zeebe.job_types=memory-bench",
+            "--log.level=warn"]
+    if mode == "kafka":
+        args += [f"--kafka.brokers={os.environ['KAFKA_BOOTSTRAP']}",
+                 f"--schema_registry.url={os.environ['SCHEMA_REGISTRY_URL']}",
+                 f"--kafka.topics={os.environ['TOPIC']}", "--kafka.group_id=memory-bench"]
+    return args
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure(binary, mode, idle_s):
+    work = Path(tempfile.mkdtemp(prefix="skiff-memory-"))
+    sock, admin = str(work / "h.sock"), f"127.0.0.1:{free_port()}"
+    # Only the command line configures skiff (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...
+    # would turn Kafka on in the zeebe mode).
+    env = {"PATH": os.environ["PATH"], "SKIFF_SOCKET": sock, "TOPIC": os.environ.get("TOPIC", "")}
+    log = open(work / "log", "wb")
+    handler = subprocess.Popen([sys.executable, "-c", handler_code(mode)], env=env,
+                               stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    sk = subprocess.Popen(skiff_args(binary, mode, sock, admin), env=env, stdout=log, stderr=log,
+                          stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not readyz(admin):
+            if time.monotonic() > deadline or sk.poll() is not None:
+                raise RuntimeError(f"{binary} ({mode}) not ready:\n"
+                                   + (work / "log").read_text(errors="replace")[-3000:])
+            time.sleep(0.05)
+        time.sleep(idle_s)
+        return dict(status(sk.pid), so=shared_objects(sk.pid))
+    finally:
+        stop(sk)
+        stop(handler)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mode", action="append", choices=("zeebe", "kafka"))
+    p.add_argument("--idle", type=float, default=2.0, help="seconds idle after ready")
+    p.add_argument("binaries", nargs="+", help="label=path")
+    args = p.parse_args()
+    rows = []
+    for spec in args.binaries:
+        label, _, path = spec.partition("=")
+        for mode in args.mode or ["zeebe"]:
+            m = measure(path, mode, args.idle)
+            rows.append((label, mode, os.path.getsize(path), m))
+            print(f"{label} {mode}: {m}", file=sys.stderr)
+    print("| skiff build | mode | VmRSS, MB | RssAnon, MB | RssFile, MB | RssShmem, MB "
+          "| shared objects mapped | executable, MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, mode, size, m in rows:
+        mb = [f"{m[k] / 1024:.1f}" for k in FIELDS]
+        print(f"| {label} | {mode} | " + " | ".join(mb) + f" | {m['so']} | {size / 1e6:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
