@@ -7,11 +7,16 @@ written data pages) + RssFile (pages of the executable and of the shared librari
 + RssShmem. In a container nobody shares the file pages, so all of VmRSS is charged to the pod.
 Also counted: the shared objects mapped (/proc/<pid>/maps) and the executable's size.
 
+A binary given as image:NAME is the skiff of that container image (devstack/image.sh build),
+run with `buildah run --isolation chroot` as uid 65532 (host network, the socket directory bind
+mounted): the libraries it maps are the image's, not the host's.
+
 Modes: zeebe (one job type, the Zeebe gateway at $ZEEBE_ADDRESS) and kafka (the same plus a
 Kafka consumer and producer: $KAFKA_BOOTSTRAP, $SCHEMA_REGISTRY_URL, topic $TOPIC, which must
 exist). Run by bench/image_memory.sh, which starts the brokers; prints a Markdown table.
 
-  python3 bench/image_memory.py --mode zeebe --mode kafka dynamic=build-rel/skiff image=PATH
+  python3 bench/image_memory.py --mode zeebe --mode kafka dynamic=build-rel/skiff \
+      image=image:localhost/skiff:dev
 """
 import argparse
 import os
@@ -46,6 +51,18 @@ def shared_objects(pid):
     return len(names)
 
 
+def executable_rss(pid):
+    """kB resident of the mappings of the executable file itself (from /proc/<pid>/smaps)."""
+    exe, total, current = os.readlink(f"/proc/{pid}/exe"), 0, None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:
+            current = head[5] if len(head) > 5 else ""
+        elif head and head[0] == "Rss:" and current == exe:
+            total += int(head[1])
+    return total
+
+
 def free_port():
     import socket
     with socket.socket() as s:
@@ -73,8 +90,8 @@ def handler_code(mode):
     return "\n".join(lines)
 
 
-def skiff_args(binary, mode, sock, admin):
-    args = [binary, f"--handler.socket={sock}", f"--admin.address={admin}",
+def skiff_args(mode, sock, admin):
+    args = [f"--handler.socket={sock}", f"--admin.address={admin}",
             f"--zeebe.address={os.environ['ZEEBE_ADDRESS']}", "--zeebe.job_types=memory-bench",
             "--log.level=warn"]
     if mode == "kafka":
@@ -82,6 +99,25 @@ def skiff_args(binary, mode, sock, admin):
                  f"--schema_registry.url={os.environ['SCHEMA_REGISTRY_URL']}",
                  f"--kafka.topics={os.environ['TOPIC']}", "--kafka.group_id=memory-bench"]
     return args
+
+
+def skiff_pid(admin):
+    """The skiff process serving `admin` (under buildah run it is not our child)."""
+    for d in Path("/proc").iterdir():
+        try:
+            if (d.name.isdigit() and os.path.basename(os.readlink(d / "exe")) == "skiff"
+                    and f"--admin.address={admin}" in (d / "cmdline").read_text().split("\0")):
+                return int(d.name)
+        except OSError:
+            continue
+    return None
+
+
+def command(binary, args, work, ctr):
+    if ctr is None:
+        return [binary] + args
+    return ["buildah", "run", "--isolation", "chroot", "--user", "65532:65532",
+            "-v", f"{work}:{work}", ctr, "--", "/usr/bin/skiff"] + args
 
 
 def stop(proc):
@@ -94,8 +130,9 @@ def stop(proc):
             proc.wait()
 
 
-def measure(binary, mode, idle_s):
+def measure(binary, mode, idle_s, ctr):
     work = Path(tempfile.mkdtemp(prefix="skiff-memory-"))
+    work.chmod(0o777)  # skiff in the image runs as uid 65532
     sock, admin = str(work / "h.sock"), f"127.0.0.1:{free_port()}"
     # Only the command line configures skiff (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...
     # would turn Kafka on in the zeebe mode).
@@ -103,8 +140,8 @@ def measure(binary, mode, idle_s):
     log = open(work / "log", "wb")
     handler = subprocess.Popen([sys.executable, "-c", handler_code(mode)], env=env,
                                stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    sk = subprocess.Popen(skiff_args(binary, mode, sock, admin), env=env, stdout=log, stderr=log,
-                          stdin=subprocess.DEVNULL)
+    sk = subprocess.Popen(command(binary, skiff_args(mode, sock, admin), work, ctr), env=env,
+                          stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not readyz(admin):
@@ -113,12 +150,21 @@ def measure(binary, mode, idle_s):
                                    + (work / "log").read_text(errors="replace")[-3000:])
             time.sleep(0.05)
         time.sleep(idle_s)
-        return dict(status(sk.pid), so=shared_objects(sk.pid))
+        pid = skiff_pid(admin)
+        return dict(status(pid), so=shared_objects(pid), exe=executable_rss(pid))
     finally:
         stop(sk)
         stop(handler)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def image_skiff_size(ctr):
+    mnt = subprocess.check_output(["buildah", "mount", ctr], text=True).strip()
+    try:
+        return os.path.getsize(Path(mnt) / "usr/bin/skiff")
+    finally:
+        subprocess.run(["buildah", "umount", ctr], stdout=subprocess.DEVNULL, check=False)
 
 
 def main():
@@ -130,16 +176,26 @@ def main():
     rows = []
     for spec in args.binaries:
         label, _, path = spec.partition("=")
-        for mode in args.mode or ["zeebe"]:
-            m = measure(path, mode, args.idle)
-            rows.append((label, mode, os.path.getsize(path), m))
-            print(f"{label} {mode}: {m}", file=sys.stderr)
+        ctr = None
+        if path.startswith("image:"):
+            ctr = subprocess.check_output(["buildah", "from", "--pull=never", path[6:]],
+                                          text=True).strip()
+        try:
+            size = os.path.getsize(path) if ctr is None else image_skiff_size(ctr)
+            for mode in args.mode or ["zeebe"]:
+                m = measure(path, mode, args.idle, ctr)
+                rows.append((label, mode, size, m))
+                print(f"{label} {mode}: {m}", file=sys.stderr)
+        finally:
+            if ctr:
+                subprocess.run(["buildah", "rm", ctr], stdout=subprocess.DEVNULL, check=False)
     print("| skiff build | mode | VmRSS, MB | RssAnon, MB | RssFile, MB | RssShmem, MB "
-          "| shared objects mapped | executable, MB |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| of which the executable's pages, MB | shared objects mapped | executable, MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, mode, size, m in rows:
         mb = [f"{m[k] / 1024:.1f}" for k in FIELDS]
-        print(f"| {label} | {mode} | " + " | ".join(mb) + f" | {m['so']} | {size / 1e6:.1f} |")
+        print(f"| {label} | {mode} | " + " | ".join(mb)
+              + f" | {m['exe'] / 1024:.1f} | {m['so']} | {size / 1e6:.1f} |")
 
 
 if __name__ == "__main__":

@@ -142,6 +142,7 @@ check_run() { # container
   runner=$!
   for i in $(seq 1 100); do
     pid=$(skiff_pid "$admin")
+    TEST_PID=$pid
     [ -n "$pid" ] && curl -fsS "http://$admin/healthz" >/dev/null 2>&1 && break
     kill -0 "$runner" 2>/dev/null || break
     sleep 0.1
@@ -155,6 +156,13 @@ check_run() { # container
     "$(grep -E '^(VmRSS|RssAnon|RssFile)' "/proc/$pid/status" | tr -s ' \t\n' ' ')"
   kill -TERM "$pid"
   wait "$runner" || devstack_die "image test: skiff run exited $? after SIGTERM"
+  TEST_PID=
+}
+
+# EXIT trap of test: the skiff it started (if still running) and its container.
+test_cleanup() {
+  [ -z "${TEST_PID:-}" ] || kill -KILL "$TEST_PID" 2>/dev/null || true
+  [ -z "${TEST_CTR:-}" ] || as_root buildah rm "$TEST_CTR" >/dev/null 2>&1 || true
 }
 
 cmd_test() {
@@ -166,7 +174,7 @@ cmd_test() {
     "$(as_root buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$IMAGE")"
   ctr=$(as_root buildah from --pull=never --name "skiff-image-test-$$" "$IMAGE")
   TEST_CTR=$ctr
-  trap 'as_root buildah rm "$TEST_CTR" >/dev/null 2>&1 || true' EXIT
+  trap test_cleanup EXIT
   # The files as built, before buildah run adds /etc/hosts and /etc/resolv.conf.
   mnt=$(as_root buildah mount "$ctr")
   check_files "$mnt"
