@@ -51,8 +51,11 @@ ensure_tools() {
 # The base root filesystem: Debian 12 minbase (what debian:bookworm-slim holds), merged /usr,
 # without manual pages, documentation (copyright files kept) and locales.
 base_tar() {
-  [ -s "$BASE_TAR" ] && [ "${SKIFF_IMAGE_REFRESH:-0}" != 1 ] && return 0
   mkdir -p "$(dirname "$BASE_TAR")"
+  # One maker at a time (parallel CI jobs on one cache).
+  exec 8>"$BASE_TAR.lock"
+  flock -w 900 8 || devstack_die "timed out waiting for $BASE_TAR.lock"
+  [ -s "$BASE_TAR" ] && [ "${SKIFF_IMAGE_REFRESH:-0}" != 1 ] && return 0
   devstack_say "making the Debian 12 base with mmdebstrap (cached in $BASE_TAR)"
   local tmp=${BASE_TAR%.tar}.tmp.tar log
   log=$(mktemp)
