@@ -9,7 +9,8 @@
 #   image.sh size        uncompressed and compressed (gzip, as pushed) size of the image
 #   image.sh push DEST   buildah push, e.g. docker://registry.example/skiff:1.2.3 or
 #                        oci-archive:skiff.tar
-#   image.sh clean       removes the image and this script's containers (keeps the caches)
+#   image.sh clean       removes the image, this script's containers and buildah's untagged
+#                        intermediate images (the layer cache); keeps the base and its tar
 #
 # Caches: the base root filesystem tar in $SKIFF_CACHE/image/ (about 1 min to make, refreshed
 # with SKIFF_IMAGE_REFRESH=1); buildah's layer cache (/var/lib/containers) keeps the build
@@ -222,6 +223,8 @@ cmd_clean() {
     as_root buildah rm "$ctr" >/dev/null
   done
   as_root buildah rmi "$IMAGE" >/dev/null 2>&1 || true
+  # Untagged intermediate images: buildah's layer cache of earlier builds.
+  as_root buildah rmi --prune >/dev/null 2>&1 || true
 }
 
 case ${1:-} in
