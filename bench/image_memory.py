@@ -171,7 +171,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mode", action="append", choices=("zeebe", "kafka"))
     p.add_argument("--idle", type=float, default=2.0, help="seconds idle after ready")
-    p.add_argument("binaries", nargs="+", help="label=path")
+    p.add_argument("--max-rss-mb", type=float,
+                   help="exit 1 when a VmRSS at ready is above this (tests/image.sh: 8)")
+    p.add_argument("binaries", nargs="+", help="label=path or label=image:NAME")
     args = p.parse_args()
     rows = []
     for spec in args.binaries:
@@ -196,6 +198,12 @@ def main():
         mb = [f"{m[k] / 1024:.1f}" for k in FIELDS]
         print(f"| {label} | {mode} | " + " | ".join(mb)
               + f" | {m['exe'] / 1024:.1f} | {m['so']} | {size / 1e6:.1f} |")
+    over = [(label, mode, m["VmRSS"]) for label, mode, _, m in rows
+            if args.max_rss_mb is not None and m["VmRSS"] > args.max_rss_mb * 1024]
+    for label, mode, kb in over:
+        print(f"{label} ({mode}): VmRSS {kb / 1024:.1f} MB at ready, above {args.max_rss_mb} MB",
+              file=sys.stderr)
+    sys.exit(1 if over else 0)
 
 
 if __name__ == "__main__":
