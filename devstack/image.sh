@@ -92,7 +92,7 @@ cmd_build() {
   base_tar
   base_image
   as_root buildah bud --quiet --isolation chroot --pull=never --layers \
-    --build-arg "DEBIAN_IMAGE=$BASE_IMAGE" -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" >/dev/null
+    --build-arg "DEBIAN_IMAGE=$BASE_IMAGE" -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" </dev/null >/dev/null
   devstack_say "built $IMAGE in $((SECONDS - t0)) s"
 }
 
