@@ -4,7 +4,8 @@
 # grpc-js, handler protocol and SDK conformance, short fuzz runs, and integration tests of the
 # real skiff binary (sanitized) against the real Zeebe broker with SDK handlers; then devstack's
 # Kafka broker and Schema Registry checked with the official Kafka and Avro clients, and the
-# Kafka integration tests of skiff against them (and the librdkafka mock cluster for faults).
+# Kafka integration tests of skiff against them (and the librdkafka mock cluster for faults);
+# then the container image built from the Dockerfile with buildah and tested inside.
 #
 #   tests/run.sh                 everything
 #   SKIFF_FUZZ_SECONDS=60 ...    longer fuzz runs (default 10 s per target)
@@ -62,5 +63,8 @@ $PY devstack/kafka_selfcheck.py
 step "integration: skiff (ASan+UBSan) + real Kafka broker + Schema Registry + SDK handlers"
 SKIFF_BIN=$ROOT/build-asan/skiff SKIFF_KAFKA_MOCK_BIN=$ROOT/build/skiff-kafka-mock \
   ASAN_OPTIONS=detect_leaks=1 devstack/kafka.sh python -m pytest -q -p no:cacheprovider tests/kafka
+
+step "container image: built with buildah from the Dockerfile, tested inside as uid 65532"
+tests/image.sh
 
 step "all tests passed"

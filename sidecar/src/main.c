@@ -224,14 +224,14 @@ static void usage(FILE *out)
     fprintf(out, "usage: skiff [run] [--<key>=<value>...] [--config FILE] [--annotations FILE]\n"
                  "       skiff config check [options]   report every configuration problem\n"
                  "       skiff config docs              print the configuration reference\n"
-                 "       skiff version\n");
+                 "       skiff version | --version\n");
 }
 
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "config") == 0)
         return cmd_config(argc - 2, argv + 2);
-    if (argc >= 2 && strcmp(argv[1], "version") == 0) {
+    if (argc >= 2 && (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0)) {
         printf("skiff %s\n", SKIFF_VERSION);
         return 0;
     }
