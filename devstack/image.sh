@@ -119,9 +119,12 @@ check_files() { # mounted root filesystem
       devstack_die "image test: no dpkg status entry for $pkg"
   done
   # Every executable file is skiff or a file of a package with a status entry (its md5sums).
+  # The packaged list is read once: "awk | grep -q" under pipefail fails when grep stops early.
+  local packaged
+  packaged=$(awk '{ print $2 }' "$mnt"/var/lib/dpkg/status.d/*.md5sums)
   while IFS= read -r f; do
     [ "$f" = usr/bin/skiff ] && continue
-    awk '{ print $2 }' "$mnt"/var/lib/dpkg/status.d/*.md5sums | grep -qxF "$f" ||
+    grep -qxF "$f" <<<"$packaged" ||
       devstack_die "image test: /$f is executable and belongs to no package"
   done < <(cd "$mnt" && find . -type f -perm /111 | sed 's|^\./||')
   printf 'image test: no shell; executables are skiff and packaged files; dpkg entries ok\n'
