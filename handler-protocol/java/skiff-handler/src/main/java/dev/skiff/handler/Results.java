@@ -8,7 +8,7 @@ import java.util.Map;
 /** Builds the result frames (SPEC §4.2), including the structured {@code error} of a fail. */
 final class Results {
   private static final int MAX_STACK = 64;
-  private static final String SDK_PACKAGE = "dev.skiff.handler.";
+  private static final String RUNNER = Handler.class.getName();
 
   private Results() {}
 
@@ -97,11 +97,12 @@ final class Results {
     List<Map<String, Object>> out = new ArrayList<>();
     boolean userSeen = false;
     for (StackTraceElement el : e.getStackTrace()) {
-      boolean sdk = el.getClassName().startsWith(SDK_PACKAGE);
-      if (sdk && userSeen) {
+      String cls = el.getClassName();
+      boolean runner = cls.equals(RUNNER) || cls.startsWith(RUNNER + "$");
+      if (runner && userSeen) {
         break;
       }
-      userSeen |= !sdk;
+      userSeen |= !runner;
       if (out.size() == MAX_STACK) {
         break;
       }

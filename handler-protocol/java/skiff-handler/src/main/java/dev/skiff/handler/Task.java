@@ -229,6 +229,9 @@ public final class Task {
   /** The function starts (or ends, with null) on the current thread. */
   synchronized void runner(Thread t) {
     runner = t;
+    if (t != null && isCancelled()) {
+      t.interrupt(); // cancelled before the function started
+    }
   }
 
   /** skiff cancelled the task: flag it, then interrupt the function's thread (atomically). */
