@@ -19,12 +19,12 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
 /** skiff's side of the protocol for the unit tests: accepts handlers, sends and reads frames. */
-final class FakeSkiff implements AutoCloseable {
-  final Path dir;
-  final Path path;
+public final class FakeSkiff implements AutoCloseable {
+  public final Path dir;
+  public final Path path;
   private ServerSocketChannel server;
 
-  FakeSkiff() throws IOException {
+  public FakeSkiff() throws IOException {
     dir = Files.createTempDirectory("skiff-test");
     path = dir.resolve("handler.sock");
     listen();
@@ -42,7 +42,7 @@ final class FakeSkiff implements AutoCloseable {
     Files.deleteIfExists(path);
   }
 
-  Peer accept() throws IOException {
+  public Peer accept() throws IOException {
     return new Peer(server.accept());
   }
 
@@ -53,7 +53,7 @@ final class FakeSkiff implements AutoCloseable {
     Files.deleteIfExists(dir);
   }
 
-  static Map<String, Object> task(String jobType, Map<String, Object> variables) {
+  public static Map<String, Object> task(String jobType, Map<String, Object> variables) {
     Map<String, Object> zeebe = new LinkedHashMap<>();
     zeebe.put("key", "2251799813685321");
     zeebe.put("process_instance_key", "2251799813685310");
@@ -74,7 +74,7 @@ final class FakeSkiff implements AutoCloseable {
     return t;
   }
 
-  static Map<String, Object> record(String topic, Object value) {
+  public static Map<String, Object> record(String topic, Object value) {
     Map<String, Object> t = new LinkedHashMap<>();
     t.put("type", "task");
     t.put("id", "k-" + System.nanoTime());
@@ -89,7 +89,7 @@ final class FakeSkiff implements AutoCloseable {
   }
 
   /** One accepted handler connection. */
-  static final class Peer implements AutoCloseable {
+  public static final class Peer implements AutoCloseable {
     final SocketChannel ch;
     final LinkedBlockingQueue<Map<String, Object>> frames = new LinkedBlockingQueue<>();
     volatile boolean eof;
@@ -132,30 +132,30 @@ final class FakeSkiff implements AutoCloseable {
       return true;
     }
 
-    void send(Map<String, ?> frame) throws IOException {
+    public void send(Map<String, ?> frame) throws IOException {
       sendRaw(Json.write(frame).getBytes(StandardCharsets.UTF_8));
     }
 
-    void sendRaw(byte[] body) throws IOException {
+    public void sendRaw(byte[] body) throws IOException {
       ByteBuffer b = ByteBuffer.allocate(4 + body.length).putInt(body.length).put(body).flip();
       while (b.hasRemaining()) {
         ch.write(b);
       }
     }
 
-    Map<String, Object> recv() throws InterruptedException {
+    public Map<String, Object> recv() throws InterruptedException {
       Map<String, Object> f = frames.poll(10, TimeUnit.SECONDS);
       assertNotNull(f, "no frame from the handler within 10 s");
       return f;
     }
 
     /** Nothing arrives for half a second. */
-    void assertSilent() throws InterruptedException {
+    public void assertSilent() throws InterruptedException {
       Map<String, Object> f = frames.poll(500, TimeUnit.MILLISECONDS);
       assertEquals(null, f, "expected silence");
     }
 
-    Map<String, Object> handshake(List<String> features, List<String> methods, int maxFrame)
+    public Map<String, Object> handshake(List<String> features, List<String> methods, int maxFrame)
         throws IOException, InterruptedException {
       Map<String, Object> hello = recv();
       assertEquals("hello", hello.get("type"));
@@ -170,7 +170,7 @@ final class FakeSkiff implements AutoCloseable {
       return hello;
     }
 
-    Map<String, Object> handshake() throws IOException, InterruptedException {
+    public Map<String, Object> handshake() throws IOException, InterruptedException {
       return handshake(List.of("cancel", "extend"), List.of("publish_message", "produce"),
           4 << 20);
     }
