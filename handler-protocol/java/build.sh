@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds (and tests) the Java SDK with Maven; installs JDK 17 and Maven from Debian when missing.
 #   build.sh conformance   the SDK and the conformance handler, no tests (the suite's build step)
+#   build.sh package       everything packaged, no tests (the example jar for test_examples.py)
 #   build.sh test          everything: unit tests, the Spring Boot starter, the example (default)
 # Offline once ~/.m2 holds the dependencies (the first run fetches them from Maven Central).
 set -eu
@@ -15,6 +16,7 @@ mvn_run() {
 }
 case "$mode" in
   conformance) mvn_run -pl conformance -am package -DskipTests ;;
+  package) mvn_run package -DskipTests ;;
   test) mvn_run verify ;;
-  *) echo "usage: $0 [conformance|test]" >&2; exit 2 ;;
+  *) echo "usage: $0 [conformance|package|test]" >&2; exit 2 ;;
 esac
