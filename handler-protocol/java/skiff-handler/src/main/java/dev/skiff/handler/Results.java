@@ -58,7 +58,7 @@ final class Results {
     return f;
   }
 
-  /** A Kafka task's answer to an exception: nack (dead letter, backoff, or the message). */
+  /** A Kafka task's answer to an exception: nack (dead letter, backoff, or message and stack). */
   static Map<String, Object> nack(Task task, Throwable e) {
     Map<String, Object> f = Frames.frame("nack");
     f.put("id", task.id());
@@ -72,6 +72,7 @@ final class Results {
       return f;
     }
     f.put("message", describe(e));
+    f.put("error", error(e));
     return f;
   }
 

@@ -162,8 +162,10 @@ class HandlerTest {
         results.get(2));
     assertEquals(Map.of("type", "nack", "message", "poison", "dead_letter", true),
         results.get(3));
-    assertEquals(Map.of("type", "nack", "message", "IllegalArgumentException: bad"),
-        results.get(4));
+    assertEquals("IllegalArgumentException: bad", results.get(4).get("message"));
+    assertEquals("java.lang.IllegalArgumentException",
+        ((Map<?, ?>) results.get(4).get("error")).get("type"));
+    assertFalse(results.get(4).containsKey("dead_letter"));
     assertEquals("fail", results.get(5).get("type"));
     assertTrue(results.get(5).get("message").toString().contains("unknown-type"));
     assertEquals(Map.of("type", "nack", "message", "no handler for topic unknown.topic"),
