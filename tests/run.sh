@@ -53,6 +53,9 @@ step "handler protocol: schemas, examples and the SDK conformance suite"
 $PY -m pytest -q -p no:cacheprovider handler-protocol/tests
 tests/conformance.sh
 
+step "Java SDK: unit tests, Spring Boot starter, example (Maven)"
+handler-protocol/java/build.sh test
+
 step "integration: skiff (ASan+UBSan) + real Zeebe broker + SDK handlers"
 SKIFF_BIN=$ROOT/build-asan/skiff ASAN_OPTIONS=detect_leaks=1 \
   $PY -m pytest -q -p no:cacheprovider tests/integration "$@"

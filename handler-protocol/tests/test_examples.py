@@ -96,3 +96,33 @@ def test_policy_issuer():
     assert issued["type"] == "complete"
     assert issued["variables"]["policyId"] == "POL-" + tasks[0]["zeebe"]["process_instance_key"]
     assert rejected["type"] == "bpmn_error" and rejected["code"] == "POLICY_REJECTED"
+
+
+def test_risk_scorer_java():
+    """The Spring Boot risk scorer (examples/java) gives the Python example's answers."""
+    build = subprocess.run([os.path.join(HERE, "..", "java", "build.sh"), "package"],
+                           capture_output=True, text=True, timeout=1800)
+    assert build.returncode == 0, build.stdout + build.stderr
+    jar = os.path.join(EXAMPLES, "java", "target", "risk-scorer.jar")
+    tasks = [make_task("risk-score", {"amount": 250000, "applicant": {"age": 41}}),
+             make_task("risk-score",
+                       {"amount": 10**6, "applicant": {"age": 22, "priorClaims": 1}}),
+             make_task("risk-score", {"amount": 5})]
+    with FakeSkiff() as skiff:
+        proc = subprocess.Popen(["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-jar",
+                                 jar], env=dict(os.environ, SKIFF_SOCKET=skiff.path))
+        try:
+            conn = skiff.accept(timeout=60)  # a JVM and Spring start: allow a loaded machine
+            conn.handshake()
+            results = conn.run_tasks(tasks)
+            conn.send({"type": "drain", "deadline": int(time.time() * 1000) + 5000})
+            conn.wait_closed(10)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    low, high, bad = [results[t["id"]] for t in tasks]
+    assert low["type"] == "complete" and low["variables"]["riskScore"] == 30
+    assert low["variables"]["riskFactors"] == ["amount +10"]
+    assert high["type"] == "complete" and high["variables"]["riskScore"] == 90
+    assert bad["type"] == "fail" and bad["retries"] == 0
