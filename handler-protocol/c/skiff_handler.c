@@ -698,6 +698,11 @@ static int on_frame(skh_conn *c, json_t *f, skh_event *ev)
 /* Reads once from the socket: 1 got bytes, 0 nothing now, -1 the session ended. */
 static int read_some(skh_conn *c)
 {
+    if (c->in.off > 0) { /* keep the unread tail at the front: the buffer stays bounded */
+        memmove(c->in.data, c->in.data + c->in.off, c->in.len - c->in.off);
+        c->in.len -= c->in.off;
+        c->in.off = 0;
+    }
     if (buf_reserve(&c->in, READ_CHUNK) < 0)
         return -1;
     ssize_t k = recv(c->fd, c->in.data + c->in.len, READ_CHUNK, MSG_DONTWAIT);
@@ -1089,8 +1094,9 @@ struct skh_handler {
     char *name, *socket_path;
     route *jobs, *topics;
     skh_conn *conn;
-    pthread_mutex_t mu; /* guards what follows; taken before conn->mu, never after */
-    pthread_cond_t cv;
+    pthread_mutex_t mu;  /* guards what follows; taken before conn->mu, never after */
+    pthread_cond_t cv;   /* replies, cancels, functions done */
+    pthread_cond_t work; /* a task queued (idle workers wait on it, woken one at a time) */
     waiter *waiters;
     skh_task *q_head, *q_tail;
     int queued, idle, running, exiting, stop, draining;
@@ -1116,6 +1122,7 @@ skh_handler *skh_handler_new(const skh_options *o, skh_error *err)
     h->wake[0] = h->wake[1] = -1;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
+    pthread_cond_init(&h->work, NULL);
     if (h->name == NULL || pipe2(h->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
         skh_handler_free(h);
         set_err(err, SKH_E_IO, "cannot set up the handler");
@@ -1147,6 +1154,7 @@ void skh_handler_free(skh_handler *h)
     }
     free(h->threads);
     pthread_cond_destroy(&h->cv);
+    pthread_cond_destroy(&h->work);
     pthread_mutex_destroy(&h->mu);
     free(h->name);
     free(h->socket_path);
@@ -1235,7 +1243,7 @@ static void *worker_main(void *arg)
     for (;;) {
         while (h->q_head == NULL && !h->exiting) {
             h->idle++;
-            pthread_cond_wait(&h->cv, &h->mu);
+            pthread_cond_wait(&h->work, &h->mu);
             h->idle--;
         }
         if (h->q_head == NULL)
@@ -1247,8 +1255,8 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&h->mu);
         run_task(h, t);
         pthread_mutex_lock(&h->mu);
-        h->running--;
-        pthread_cond_broadcast(&h->cv);
+        if (--h->running == 0)
+            pthread_cond_broadcast(&h->cv);
         if (h->draining)
             wake(h);
     }
@@ -1277,7 +1285,7 @@ static void enqueue(skh_handler *h, skh_task *t)
                 h->n_threads++;
         }
     }
-    pthread_cond_signal(&h->cv);
+    pthread_cond_signal(&h->work);
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -1545,7 +1553,7 @@ static void stop_workers(skh_handler *h)
 {
     pthread_mutex_lock(&h->mu);
     h->exiting = 1;
-    pthread_cond_broadcast(&h->cv);
+    pthread_cond_broadcast(&h->work);
     pthread_mutex_unlock(&h->mu);
     for (size_t i = 0; i < h->n_threads; i++)
         pthread_join(h->threads[i], NULL);

@@ -84,3 +84,38 @@ def test_policy_issuer():
     assert issued["type"] == "complete"
     assert issued["variables"]["policyId"] == "POL-" + tasks[0]["zeebe"]["process_instance_key"]
     assert rejected["type"] == "bpmn_error" and rejected["code"] == "POLICY_REJECTED"
+
+
+RISK_TASKS = [
+    ({"amount": 250000, "applicant": {"age": 41}}, 30),
+    ({"amount": 10**6, "applicant": {"age": 22, "priorClaims": 1}}, 90),
+]
+
+
+def check_risk_scorer(cmd):
+    tasks = [make_task("risk-score", v) for v, _ in RISK_TASKS] + [
+        make_task("risk-score", {"amount": 5})]
+    *scored, bad = run_handler(cmd, tasks)
+    for (_, expected), result in zip(RISK_TASKS, scored):
+        assert result["type"] == "complete" and result["variables"]["riskScore"] == expected
+    assert bad["type"] == "fail" and bad["retries"] == 0
+
+
+def built(script, binary):
+    """Builds an SDK with its own (idempotent) script and returns the example's path."""
+    root = os.path.join(HERE, "..", "..")
+    subprocess.run([os.path.join(root, script)], check=True, cwd=root)
+    return os.path.join(root, binary)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_risk_scorer_c():
+    check_risk_scorer([built("handler-protocol/c/build.sh", "handler-protocol/c/.build/risk-scorer")])
+
+
+@pytest.mark.skipif(shutil.which("cargo") is None and
+                    not os.path.exists(os.path.expanduser("~/.cargo/bin/cargo")),
+                    reason="no cargo")
+def test_risk_scorer_rust():
+    check_risk_scorer([built("handler-protocol/rust/build.sh",
+                             "handler-protocol/rust/target/release/examples/risk-scorer")])

@@ -36,8 +36,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod conn;
 mod frame;
+mod pool;
+use conn::Conn;
 pub use frame::{decode_frame, encode_frame, FrameError};
+use pool::{Pool, Routes};
 
 pub const PROTOCOL_VERSION: i64 = 1;
 pub const DEFAULT_SOCKET: &str = "/run/skiff/handler.sock";
@@ -674,14 +678,14 @@ enum Session {
     Lost(bool, String),
 }
 
-fn error_of(f: &Value) -> CallError {
+pub(crate) fn error_of(f: &Value) -> CallError {
     CallError::new(
         f["code"].as_str().unwrap_or("rejected"),
         f["message"].as_str().unwrap_or(""),
     )
 }
 
-fn reply_result(f: &Value) -> Result<Value, CallError> {
+pub(crate) fn reply_result(f: &Value) -> Result<Value, CallError> {
     if f["ok"].as_bool() == Some(true) {
         Ok(match &f["result"] {
             Value::Object(_) => f["result"].clone(),
@@ -697,14 +701,14 @@ fn reply_result(f: &Value) -> Result<Value, CallError> {
 }
 
 /// One JSON log line on stderr.
-fn log(service: &str, level: &str, message: &str) {
+pub(crate) fn log(service: &str, level: &str, message: &str) {
     let line = json!({"timestamp": timestamp(SystemTime::now()), "level": level,
                       "service_name": service, "message": message});
     eprintln!("{line}");
 }
 
 /// ISO 8601 UTC with milliseconds (civil date from days since the epoch, Hinnant's method).
-fn timestamp(t: SystemTime) -> String {
+pub(crate) fn timestamp(t: SystemTime) -> String {
     let ms = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -726,437 +730,6 @@ fn timestamp(t: SystemTime) -> String {
         rem % 1000,
     );
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
-}
-
-struct Routes {
-    jobs: HashMap<String, JobFn>,
-    topics: HashMap<String, TopicFn>,
-}
-
-impl Routes {
-    /// Runs the task's function and builds its result frame.
-    fn execute(&self, task: &Task) -> Value {
-        let id = task.id.as_str();
-        if task.source == Source::Kafka {
-            let r = match self.topics.get(&task.topic) {
-                None => Err(HandlerError::failed(
-                    &format!("no handler for topic '{}'", task.topic),
-                    None,
-                    None,
-                )),
-                Some(f) => f(task),
-            };
-            return match r {
-                Ok(()) => json!({"type": "ack", "id": id}),
-                Err(HandlerError::Failed {
-                    message,
-                    retry_backoff_ms,
-                    dead_letter,
-                    ..
-                }) => {
-                    let mut n = json!({"type": "nack", "id": id, "message": message});
-                    if let Some(ms) = retry_backoff_ms {
-                        n["retry_backoff_ms"] = ms.into();
-                    }
-                    if dead_letter {
-                        n["dead_letter"] = true.into();
-                    }
-                    n
-                }
-                Err(e) => json!({"type": "nack", "id": id, "message": e.message()}),
-            };
-        }
-        let r = match self.jobs.get(&task.job_type) {
-            None => Err(HandlerError::failed(
-                &format!("no handler for job type '{}'", task.job_type),
-                None,
-                None,
-            )),
-            Some(f) => f(task),
-        };
-        job_result(id, r)
-    }
-}
-
-fn job_result(id: &str, r: Result<Option<Value>, HandlerError>) -> Value {
-    let with_vars = |mut f: Value, v: Option<Value>| {
-        if let Some(v) = v {
-            f["variables"] = v;
-        }
-        f
-    };
-    match r {
-        Ok(v) => with_vars(json!({"type": "complete", "id": id}), v),
-        Err(HandlerError::Bpmn {
-            code,
-            message,
-            variables,
-        }) => {
-            let mut f = json!({"type": "bpmn_error", "id": id, "code": code});
-            if !message.is_empty() {
-                f["message"] = message.into();
-            }
-            with_vars(f, variables)
-        }
-        Err(HandlerError::Failed {
-            message,
-            retries,
-            retry_backoff_ms,
-            variables,
-            ..
-        }) => {
-            let mut f = json!({"type": "fail", "id": id, "message": message});
-            if let Some(r) = retries {
-                f["retries"] = r.into();
-            }
-            if let Some(ms) = retry_backoff_ms {
-                f["retry_backoff_ms"] = ms.into();
-            }
-            with_vars(f, variables)
-        }
-        Err(HandlerError::Other {
-            type_name,
-            message,
-            stack,
-        }) => {
-            let frames: Vec<Value> = stack
-                .iter()
-                .map(|s| json!({"file": s.file, "line": s.line, "function": s.function}))
-                .collect();
-            json!({"type": "fail", "id": id, "message": message,
-                   "error": {"type": type_name, "message": message, "stack": frames}})
-        }
-    }
-}
-
-/// Worker threads, started on demand and kept for reuse. A cancelled task's function may still
-/// run while a new task takes its credit, so there may be more threads than capacity.
-struct Pool {
-    tx: mpsc::Sender<Task>,
-    rx: Arc<Mutex<mpsc::Receiver<Task>>>,
-    shared: Arc<(Mutex<PoolState>, Condvar)>,
-    routes: Arc<Routes>,
-}
-
-#[derive(Default)]
-struct PoolState {
-    idle: usize,
-    queued: usize,
-    running: usize,
-}
-
-impl Pool {
-    fn new(routes: Arc<Routes>) -> Self {
-        let (tx, rx) = mpsc::channel();
-        Pool {
-            tx,
-            rx: Arc::new(Mutex::new(rx)),
-            shared: Arc::default(),
-            routes,
-        }
-    }
-
-    fn submit(&self, task: Task) {
-        let (lock, _) = &*self.shared;
-        let mut st = lock.lock().unwrap();
-        st.queued += 1;
-        st.running += 1;
-        let spawn = st.queued > st.idle;
-        drop(st);
-        let _ = self.tx.send(task);
-        if spawn {
-            let (rx, shared, routes) = (self.rx.clone(), self.shared.clone(), self.routes.clone());
-            thread::spawn(move || worker(rx, shared, routes));
-        }
-    }
-
-    /// Waits until no function runs (after a session ended).
-    fn wait_idle(&self) {
-        let (lock, cv) = &*self.shared;
-        let mut st = lock.lock().unwrap();
-        while st.running > 0 {
-            st = cv.wait(st).unwrap();
-        }
-    }
-}
-
-fn worker(
-    rx: Arc<Mutex<mpsc::Receiver<Task>>>,
-    shared: Arc<(Mutex<PoolState>, Condvar)>,
-    routes: Arc<Routes>,
-) {
-    let (lock, cv) = &*shared;
-    loop {
-        lock.lock().unwrap().idle += 1;
-        let next = rx.lock().unwrap().recv();
-        {
-            let mut st = lock.lock().unwrap();
-            st.idle -= 1;
-            if next.is_ok() {
-                st.queued -= 1;
-            }
-        }
-        let Ok(task) = next else { return };
-        let result = routes.execute(&task);
-        task.conn.send_result(&task, result);
-        drop(task);
-        lock.lock().unwrap().running -= 1;
-        cv.notify_all();
-    }
-}
-
-type ReplyTx = mpsc::Sender<Result<Value, CallError>>;
-
-/// One session: the write half of the socket and the protocol state.
-struct Conn {
-    name: String,
-    writer: Mutex<UnixStream>,
-    closer: UnixStream,
-    state: Mutex<ConnState>,
-    cond: Condvar,
-}
-
-struct ConnState {
-    max_frame: usize,
-    features: Vec<String>,
-    methods: Vec<String>,
-    open: HashMap<String, Arc<TaskState>>,
-    /// ref -> (the task an extend is for, where its reply goes)
-    pending: HashMap<String, (Option<String>, ReplyTx)>,
-    next_ref: u64,
-    draining: bool,
-    closed: bool,
-}
-
-fn names(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-impl Conn {
-    fn new(stream: &UnixStream, name: String) -> io::Result<Self> {
-        Ok(Conn {
-            name,
-            writer: Mutex::new(stream.try_clone()?),
-            closer: stream.try_clone()?,
-            state: Mutex::new(ConnState {
-                max_frame: DEFAULT_MAX_FRAME,
-                features: Vec::new(),
-                methods: Vec::new(),
-                open: HashMap::new(),
-                pending: HashMap::new(),
-                next_ref: 0,
-                draining: false,
-                closed: false,
-            }),
-            cond: Condvar::new(),
-        })
-    }
-
-    fn welcome(&self, w: &Value) {
-        let mut st = self.state.lock().unwrap();
-        if let Some(m) = w["max_frame"].as_u64().filter(|m| *m > 0) {
-            st.max_frame = m as usize;
-        }
-        st.features = names(&w["features"]);
-        st.methods = names(&w["methods"]);
-        log(
-            &self.name,
-            "info",
-            &format!(
-                "connected to skiff, session {}",
-                w["session"].as_str().unwrap_or("")
-            ),
-        );
-    }
-
-    fn has_feature(&self, f: &str) -> bool {
-        self.state.lock().unwrap().features.iter().any(|x| x == f)
-    }
-
-    fn send(&self, frame: &Value) -> Result<(), CallError> {
-        let max = self.state.lock().unwrap().max_frame;
-        let data = encode_frame(frame, max)
-            .map_err(|e| CallError::new("invalid_params", e.to_string()))?;
-        self.send_bytes(&data)
-    }
-
-    fn send_bytes(&self, data: &[u8]) -> Result<(), CallError> {
-        let mut w = self.writer.lock().unwrap();
-        w.write_all(data)
-            .map_err(|e| CallError::new("closed", format!("connection to skiff lost: {e}")))
-    }
-
-    fn open(&self, id: &str, state: Arc<TaskState>) {
-        self.state
-            .lock()
-            .unwrap()
-            .open
-            .insert(id.to_string(), state);
-    }
-
-    /// Sends a task's result unless skiff cancelled it; a too large one becomes a fail / nack.
-    fn send_result(&self, task: &Task, result: Value) {
-        let (owed, max) = {
-            let mut st = self.state.lock().unwrap();
-            (st.open.remove(&task.id).is_some(), st.max_frame)
-        };
-        if owed {
-            let data = match encode_frame(&result, max) {
-                Ok(d) => d,
-                Err(e) => {
-                    let kind = if task.source == Source::Kafka {
-                        "nack"
-                    } else {
-                        "fail"
-                    };
-                    let alt = json!({"type": kind, "id": task.id, "message": e.to_string()});
-                    encode_frame(&alt, max).unwrap_or_default()
-                }
-            };
-            let _ = self.send_bytes(&data);
-        }
-        let st = self.state.lock().unwrap();
-        if owed && st.draining && st.open.is_empty() {
-            self.shutdown();
-        }
-    }
-
-    fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
-        if !self
-            .state
-            .lock()
-            .unwrap()
-            .methods
-            .iter()
-            .any(|m| m == method)
-        {
-            return Err(CallError::new(
-                "unsupported",
-                format!("skiff does not offer the method {method}"),
-            ));
-        }
-        self.request("call", json!({"method": method, "params": params}), None)
-    }
-
-    /// Sends a frame with a fresh ref and waits for its reply.
-    fn request(&self, kind: &str, members: Value, task: Option<&Task>) -> Result<Value, CallError> {
-        let (tx, rx) = mpsc::channel();
-        let data = {
-            let mut st = self.state.lock().unwrap();
-            if st.closed {
-                return Err(CallError::new("closed", "not connected to skiff"));
-            }
-            if let Some(t) = task {
-                if t.is_cancelled() {
-                    let reason = t.cancel_reason().unwrap_or_default();
-                    return Err(CallError::new(
-                        "cancelled",
-                        format!("task {} was cancelled ({reason})", t.id),
-                    ));
-                }
-                if !st.open.contains_key(&t.id) {
-                    return Err(CallError::new(
-                        "closed",
-                        format!("task {} is no longer open", t.id),
-                    ));
-                }
-            }
-            st.next_ref += 1;
-            let r = st.next_ref.to_string();
-            let mut f = json!({"type": kind, "ref": r});
-            if let (Some(obj), Value::Object(m)) = (f.as_object_mut(), members) {
-                obj.extend(m);
-            }
-            let data = encode_frame(&f, st.max_frame)
-                .map_err(|e| CallError::new("invalid_params", e.to_string()))?;
-            st.pending.insert(r, (task.map(|t| t.id.clone()), tx));
-            data
-        };
-        self.send_bytes(&data)?;
-        rx.recv().unwrap_or_else(|_| {
-            Err(CallError::new(
-                "closed",
-                "connection to skiff lost before the reply",
-            ))
-        })
-    }
-
-    fn resolve(&self, r: &str, result: Result<Value, CallError>) {
-        if let Some((_, tx)) = self.state.lock().unwrap().pending.remove(r) {
-            let _ = tx.send(result);
-        }
-    }
-
-    fn cancel(&self, id: &str, reason: &str) {
-        let mut st = self.state.lock().unwrap();
-        let Some(task) = st.open.remove(id) else {
-            return;
-        };
-        let reason = if reason == "deadline" || reason == "revoked" {
-            reason
-        } else {
-            "job_gone"
-        };
-        *task.reason.lock().unwrap() = Some(reason.to_string());
-        task.cancelled.store(true, Ordering::SeqCst);
-        let refs: Vec<String> = st
-            .pending
-            .iter()
-            .filter(|(_, p)| p.0.as_deref() == Some(id))
-            .map(|(r, _)| r.clone())
-            .collect();
-        for r in refs {
-            if let Some((_, tx)) = st.pending.remove(&r) {
-                let _ = tx.send(Err(CallError::new(
-                    "cancelled",
-                    format!("task {id} was cancelled ({reason})"),
-                )));
-            }
-        }
-        if st.draining && st.open.is_empty() {
-            self.shutdown();
-        }
-        self.cond.notify_all();
-    }
-
-    fn drain(&self) {
-        let mut st = self.state.lock().unwrap();
-        st.draining = true;
-        log(
-            &self.name,
-            "info",
-            &format!(
-                "skiff asks to drain; finishing {} tasks in flight",
-                st.open.len()
-            ),
-        );
-        if st.open.is_empty() {
-            self.shutdown();
-        }
-    }
-
-    fn shutdown(&self) {
-        let _ = self.closer.shutdown(std::net::Shutdown::Both);
-    }
-
-    /// The session ended: pending requests fail with `closed`.
-    fn close(&self) {
-        let mut st = self.state.lock().unwrap();
-        st.closed = true;
-        for (_, (_, tx)) in st.pending.drain() {
-            let _ = tx.send(Err(CallError::new(
-                "closed",
-                "connection to skiff lost before the reply",
-            )));
-        }
-        self.cond.notify_all();
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::pool::job_result;
 
 #[test]
 fn frame_round_trip_and_limits() {
