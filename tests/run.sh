@@ -51,6 +51,9 @@ done
 step "handler protocol: schemas and SDK conformance"
 $PY -m pytest -q -p no:cacheprovider handler-protocol/tests
 
+step "C and Rust SDKs: format, lint, unit tests (C also ASan+UBSan and fuzz)"
+handler-protocol/c/build.sh test && handler-protocol/rust/build.sh test
+
 step "integration: skiff (ASan+UBSan) + real Zeebe broker + SDK handlers"
 SKIFF_BIN=$ROOT/build-asan/skiff ASAN_OPTIONS=detect_leaks=1 \
   $PY -m pytest -q -p no:cacheprovider tests/integration "$@"
