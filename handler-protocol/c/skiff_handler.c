@@ -1589,6 +1589,16 @@ static int make_conn(skh_handler *h, skh_error *err)
     return 0;
 }
 
+/* Resets the session flags; 1 when the handler was stopped. */
+static int begin_session(skh_handler *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->draining = 0;
+    int stop = h->stop;
+    pthread_mutex_unlock(&h->mu);
+    return stop;
+}
+
 int skh_handler_run(skh_handler *h, skh_error *err)
 {
     int initial = h->opts.backoff_initial_ms > 0 ? h->opts.backoff_initial_ms : 100;
@@ -1597,9 +1607,8 @@ int skh_handler_run(skh_handler *h, skh_error *err)
     skh_error e;
     if (make_conn(h, err) < 0)
         return -1;
-    while (!h->stop) {
+    while (!begin_session(h)) {
         int welcomed = 0;
-        h->draining = 0;
         if (skh_conn_connect(h->conn, &e) < 0) {
             logf_(h->conn, "info", "%s", e.message);
         } else {

@@ -439,6 +439,25 @@ static void test_handler_serves_calls_and_drains(void **state)
     rmdir(path);
 }
 
+static void test_handler_waits_for_skiff_until_stopped(void **state)
+{
+    (void)state;
+    skh_options o = {.name = "unit",
+                     .capacity = 1,
+                     .socket_path = "/nonexistent/skiff.sock",
+                     .backoff_initial_ms = 1,
+                     .backoff_max_ms = 2};
+    skh_handler *h = skh_handler_new(&o, NULL);
+    assert_int_equal(skh_handler_job(h, "echo", job_echo, NULL), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, run_thread, h);
+    skh_handler_stop(h);
+    void *rc;
+    pthread_join(th, &rc);
+    assert_int_equal(*(int *)rc, 0);
+    skh_handler_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_bad_frames_are_skipped_then_bad_length_closes),
         cmocka_unit_test(test_refused_hello),
         cmocka_unit_test(test_handler_serves_calls_and_drains),
+        cmocka_unit_test(test_handler_waits_for_skiff_until_stopped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
