@@ -9,9 +9,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null; then
   apt-get install -y -q cargo >/dev/null
 fi
-cargo build -q --release --bins --examples
+cargo build -q --release --features tokio --bins --examples
 if [ "${1:-}" = test ]; then
   cargo fmt --check
   cargo clippy -q --all-targets -- -D warnings
-  cargo test -q
+  cargo clippy -q --all-targets --features tokio -- -D warnings
+  cargo test -q --features tokio
 fi

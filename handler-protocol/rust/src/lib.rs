@@ -36,6 +36,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod conn;
 mod frame;
 mod pool;
@@ -232,6 +234,26 @@ struct TaskState {
 }
 
 impl Task {
+    #[cfg(all(test, feature = "tokio"))]
+    fn for_test(conn: Arc<Conn>) -> Self {
+        Task {
+            id: "z-1".into(),
+            source: Source::Zeebe,
+            job_type: "a".into(),
+            topic: String::new(),
+            attempt: 1,
+            traceparent: None,
+            variables: json!({}),
+            headers: json!({}),
+            zeebe: Value::Null,
+            value: Value::Null,
+            kafka: Value::Null,
+            frame: Value::Null,
+            deadline: AtomicI64::new(0),
+            state: Arc::default(),
+            conn,
+        }
+    }
     /// The deadline (epoch ms), updated by a successful [`Task::extend`].
     pub fn deadline(&self) -> i64 {
         self.deadline.load(Ordering::SeqCst)
@@ -380,8 +402,8 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-type JobFn = Arc<dyn Fn(&Task) -> Result<Option<Value>, HandlerError> + Send + Sync>;
-type TopicFn = Arc<dyn Fn(&Task) -> Result<(), HandlerError> + Send + Sync>;
+type JobFn = Arc<dyn Fn(&Arc<Task>) -> Result<Option<Value>, HandlerError> + Send + Sync>;
+type TopicFn = Arc<dyn Fn(&Arc<Task>) -> Result<(), HandlerError> + Send + Sync>;
 
 /// A handler process: job and topic functions, served on one connection at a time.
 pub struct Handler {
@@ -445,7 +467,8 @@ impl Handler {
     where
         F: Fn(&Task) -> Result<Option<Value>, HandlerError> + Send + Sync + 'static,
     {
-        self.jobs.push((job_type.into(), Arc::new(f)));
+        self.jobs
+            .push((job_type.into(), Arc::new(move |t: &Arc<Task>| f(t))));
         self
     }
     /// Registers `f` for the records of a Kafka topic.
@@ -453,7 +476,8 @@ impl Handler {
     where
         F: Fn(&Task) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
-        self.topics.push((topic.into(), Arc::new(f)));
+        self.topics
+            .push((topic.into(), Arc::new(move |t: &Arc<Task>| f(t))));
         self
     }
     /// A handle for calls outside a task.
@@ -668,7 +692,7 @@ impl Handler {
             conn: conn.clone(),
         };
         conn.open(&id, state);
-        pool.submit(task);
+        pool.submit(Arc::new(task));
     }
 }
 

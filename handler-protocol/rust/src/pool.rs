@@ -9,7 +9,7 @@ pub(crate) struct Routes {
 
 impl Routes {
     /// Runs the task's function and builds its result frame.
-    pub(crate) fn execute(&self, task: &Task) -> Value {
+    pub(crate) fn execute(&self, task: &Arc<Task>) -> Value {
         let id = task.id.as_str();
         if task.source == Source::Kafka {
             let r = match self.topics.get(&task.topic) {
@@ -106,8 +106,8 @@ pub(crate) fn job_result(id: &str, r: Result<Option<Value>, HandlerError>) -> Va
 /// Worker threads, started on demand and kept for reuse. A cancelled task's function may still
 /// run while a new task takes its credit, so there may be more threads than capacity.
 pub(crate) struct Pool {
-    pub(crate) tx: mpsc::Sender<Task>,
-    pub(crate) rx: Arc<Mutex<mpsc::Receiver<Task>>>,
+    pub(crate) tx: mpsc::Sender<Arc<Task>>,
+    pub(crate) rx: Arc<Mutex<mpsc::Receiver<Arc<Task>>>>,
     pub(crate) shared: Arc<(Mutex<PoolState>, Condvar)>,
     pub(crate) routes: Arc<Routes>,
 }
@@ -130,7 +130,7 @@ impl Pool {
         }
     }
 
-    pub(crate) fn submit(&self, task: Task) {
+    pub(crate) fn submit(&self, task: Arc<Task>) {
         let (lock, _) = &*self.shared;
         let mut st = lock.lock().unwrap();
         st.queued += 1;
@@ -155,7 +155,7 @@ impl Pool {
 }
 
 pub(crate) fn worker(
-    rx: Arc<Mutex<mpsc::Receiver<Task>>>,
+    rx: Arc<Mutex<mpsc::Receiver<Arc<Task>>>>,
     shared: Arc<(Mutex<PoolState>, Condvar)>,
     routes: Arc<Routes>,
 ) {

@@ -148,10 +148,6 @@ fn register_jobs(app: &mut Handler) {
             Err(HandlerError::failed("try later", Some(2), Some(5000))
                 .with_variables(json!({"attempted": true})))
         })
-        .job("conf-async", |_| {
-            sleep(Duration::from_millis(10));
-            Ok(Some(json!({"async": true})))
-        })
         .job("conf-sleep", sleepy)
         .job("conf-big", |t| {
             Ok(Some(
@@ -182,6 +178,22 @@ fn register_jobs(app: &mut Handler) {
         });
 }
 
+/// conf-async / conf.async: async functions on tokio (the crate's `tokio` feature).
+fn register_async(app: &mut Handler, jobs: bool, topics: bool) {
+    if jobs {
+        app.job_async("conf-async", |_| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(Some(json!({"async": true})))
+        });
+    }
+    if topics {
+        app.topic_async("conf.async", |_| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(())
+        });
+    }
+}
+
 fn register_topics(app: &mut Handler) {
     app.topic("conf.seen", topic_seen)
         .topic("conf.ok", |_| Ok(()))
@@ -199,10 +211,6 @@ fn register_topics(app: &mut Handler) {
         })
         .topic("conf.dlq", |_| {
             Err(HandlerError::dead_letter("poison record"))
-        })
-        .topic("conf.async", |_| {
-            sleep(Duration::from_millis(10));
-            Ok(())
         })
         .topic("conf.extend", |t| {
             t.extend(1000)?;
@@ -227,6 +235,7 @@ fn main() {
     if mode != "zeebe" {
         register_topics(&mut app);
     }
+    register_async(&mut app, mode != "kafka", mode != "zeebe");
     if let Err(e) = app.run() {
         eprintln!("{e}");
         std::process::exit(1);
