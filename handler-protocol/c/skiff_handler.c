@@ -695,16 +695,19 @@ static int on_frame(skh_conn *c, json_t *f, skh_event *ev)
     return 0;
 }
 
-/* Reads once from the socket: 1 got bytes, 0 nothing now, -1 the session ended. */
-static int read_some(skh_conn *c)
+/* Reads once from the socket: 1 got bytes, 0 nothing now, -1 the session ended (why says
+ * why). Loop thread only, without the lock: the input buffer and fd are the loop's. */
+static int read_some(skh_conn *c, skh_error *why)
 {
     if (c->in.off > 0) { /* keep the unread tail at the front: the buffer stays bounded */
         memmove(c->in.data, c->in.data + c->in.off, c->in.len - c->in.off);
         c->in.len -= c->in.off;
         c->in.off = 0;
     }
-    if (buf_reserve(&c->in, READ_CHUNK) < 0)
+    if (buf_reserve(&c->in, READ_CHUNK) < 0) {
+        set_err(why, SKH_E_IO, "out of memory");
         return -1;
+    }
     ssize_t k = recv(c->fd, c->in.data + c->in.len, READ_CHUNK, MSG_DONTWAIT);
     if (k > 0) {
         c->in.len += (size_t)k;
@@ -713,34 +716,30 @@ static int read_some(skh_conn *c)
     if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
     if (k == 0)
-        set_err(&c->close_why, SKH_E_CLOSED, "skiff closed the connection");
+        set_err(why, SKH_E_CLOSED, "skiff closed the connection");
     else
-        set_err(&c->close_why, SKH_E_IO, "recv: %s", strerror(errno));
-    c->state = ST_CLOSING;
+        set_err(why, SKH_E_IO, "recv: %s", strerror(errno));
     return -1;
 }
 
-/* The next complete frame in the input buffer: 1 with *f, 0 none. Bad bodies are skipped. */
-static int next_frame(skh_conn *c, json_t **f)
+/* The next complete frame in the input buffer: 1 with *f, 0 none yet, -1 the framing is lost
+ * (why says why). Bad bodies are skipped. Loop thread only, without the lock. */
+static int next_frame(skh_conn *c, json_t **f, skh_error *why)
 {
-    skh_error e;
     for (;;) {
         size_t used;
         int rc = skh_frame_parse((unsigned char *)c->in.data + c->in.off, c->in.len - c->in.off,
-                                 c->max_frame, f, &used, &e);
+                                 c->max_frame, f, &used, why);
         c->in.off += used;
         if (rc == -2) {
-            logf_(c, "error", "skiff sent a bad frame (%s); ignored", e.message);
+            logf_(c, "error", "skiff sent a bad frame (%s); ignored", why->message);
             continue;
         }
-        if (rc == -1) {
-            logf_(c, "error", "skiff sent a bad frame (%s); closing", e.message);
-            c->close_why = e;
-            c->state = ST_CLOSING;
-        }
+        if (rc == -1)
+            logf_(c, "error", "skiff sent a bad frame (%s); closing", why->message);
         if (c->in.off == c->in.len)
             c->in.off = c->in.len = 0;
-        return rc == 1;
+        return rc;
     }
 }
 
@@ -752,6 +751,8 @@ static void closed_event(skh_conn *c, skh_event *ev)
     (void)teardown_locked(c); /* the caller's reference keeps c alive */
 }
 
+/* Reading and JSON decoding run without the lock, so that workers sending results are not held
+ * up by them; the session state is changed under it. */
 int skh_conn_process(skh_conn *c, skh_event *ev)
 {
     memset(ev, 0, sizeof *ev);
@@ -759,16 +760,28 @@ int skh_conn_process(skh_conn *c, skh_event *ev)
     int got = 0;
     while (!got && c->fd >= 0) {
         json_t *f = NULL;
+        skh_error why;
         if (c->state == ST_CLOSING) {
             closed_event(c, ev);
             got = 1;
-        } else if (flush_locked(c) == 0 && next_frame(c, &f)) {
+            continue;
+        }
+        if (flush_locked(c) < 0)
+            continue;
+        pthread_mutex_unlock(&c->mu);
+        int rc = next_frame(c, &f, &why);
+        int rd = rc == 0 ? read_some(c, &why) : 1;
+        pthread_mutex_lock(&c->mu);
+        if ((rc < 0 || rd < 0) && c->state != ST_CLOSING) {
+            c->close_why = why;
+            c->state = ST_CLOSING;
+        } else if (rc == 1) {
             got = on_frame(c, f, ev);
             if (got)
                 ev->frame = f; /* the event's strings point into it */
             else
                 json_decref(f);
-        } else if (c->state != ST_CLOSING && read_some(c) == 0) {
+        } else if (rd == 0) {
             break;
         }
     }
@@ -1226,13 +1239,12 @@ static void run_task(skh_handler *h, skh_task *t)
         rc = r->fn(t, r->arg);
         snprintf(msg, sizeof msg, "job function returned an error (%d)", rc);
     }
-    if (!skh_task_answered(t)) {
-        skh_failure f = {.message = msg, .retries = -1, .retry_backoff_ms = -1};
-        if (rc == 0)
-            kafka ? skh_task_ack(t) : skh_task_complete(t, NULL);
-        else
-            kafka ? skh_task_nack(t, msg, -1, 0) : skh_task_fail(t, &f);
-    }
+    /* the default result; refused (nothing sent) when the function answered */
+    skh_failure f = {.message = msg, .retries = -1, .retry_backoff_ms = -1};
+    if (rc == 0)
+        kafka ? skh_task_ack(t) : skh_task_complete(t, NULL);
+    else
+        kafka ? skh_task_nack(t, msg, -1, 0) : skh_task_fail(t, &f);
     skh_task_free(t);
 }
 
