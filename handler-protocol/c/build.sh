@@ -2,7 +2,7 @@
 # Builds the C SDK, its conformance handler, unit tests and example (idempotent; installs
 # jansson and cmocka from Debian when missing).
 #   handler-protocol/c/build.sh          build into handler-protocol/c/.build
-#   handler-protocol/c/build.sh test     build, format check, unit tests (plain and ASan+UBSan),
+#   handler-protocol/c/build.sh test     build, format check, unit tests (plain, ASan+UBSan, TSan),
 #                                        and a short fuzz run of the frame reader
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -18,6 +18,7 @@ if [ "${1:-}" = test ]; then
   make -s format-check
   make -s test
   make -s asan
+  make -s tsan
   if command -v clang >/dev/null; then
     make -s fuzz
     work=$(mktemp -d)

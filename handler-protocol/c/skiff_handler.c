@@ -633,7 +633,9 @@ static int on_reply(json_t *f, skh_event *ev)
     ev->ok = json_is_true(json_object_get(f, "ok"));
     if (ev->ok) {
         json_t *r = json_object_get(f, "result");
-        ev->result = json_is_object(r) ? json_incref(r) : json_object();
+        /* a copy: the waiter's thread may outlive the frame (jansson's last decref does not
+         * synchronise with another thread's) */
+        ev->result = json_is_object(r) ? json_deep_copy(r) : json_object();
     } else {
         json_t *e = json_object_get(f, "error");
         error_of(json_is_object(e) ? e : f, &ev->error);
@@ -777,10 +779,10 @@ int skh_conn_process(skh_conn *c, skh_event *ev)
             c->state = ST_CLOSING;
         } else if (rc == 1) {
             got = on_frame(c, f, ev);
-            if (got)
+            if (got && ev->type != SKH_EV_TASK)
                 ev->frame = f; /* the event's strings point into it */
             else
-                json_decref(f);
+                json_decref(f); /* a task holds its own reference */
         } else if (rd == 0) {
             break;
         }
@@ -1302,7 +1304,7 @@ static void enqueue(skh_handler *h, skh_task *t)
 }
 
 /* Wakes the waiters that match (all of them when ref and task are NULL). */
-static void finish_waiters(skh_handler *h, const skh_event *ev, skh_task *task, const char *code,
+static void finish_waiters(skh_handler *h, skh_event *ev, skh_task *task, const char *code,
                            const char *message)
 {
     pthread_mutex_lock(&h->mu);
@@ -1316,9 +1318,10 @@ static void finish_waiters(skh_handler *h, const skh_event *ev, skh_task *task, 
         *pp = w->next;
         w->done = 1;
         w->ok = ev ? ev->ok : 0;
-        if (ev && ev->ok)
-            w->result = json_incref(ev->result);
-        else if (ev)
+        if (ev && ev->ok) {
+            w->result = ev->result; /* stolen: a ref is unique */
+            ev->result = NULL;
+        } else if (ev)
             w->err = ev->error;
         else
             set_err(&w->err, code, "%s", message);
