@@ -135,3 +135,64 @@ fn serves_a_task_with_a_call_and_drains() {
     runner.join().unwrap().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Bad frames are skipped, a task with a wrong member is failed, a cancelled task's result is
+/// never sent, and a zero length closes the session (the handler reconnects).
+#[test]
+fn survives_bad_frames_and_honours_cancel() {
+    let dir = std::env::temp_dir().join(format!("skh-rs-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let mut h = Handler::new("unit", 1);
+    h.socket_path(path.to_str().unwrap());
+    h.backoff_initial = Duration::from_millis(1);
+    h.job("wait", |t| {
+        t.wait_cancelled(Duration::from_secs(10));
+        Ok(Some(json!({"late": true})))
+    });
+    h.job("echo", |t| Ok(Some(t.variables.clone())));
+    let runner = thread::spawn(move || h.run());
+    let send_raw = |s: &mut UnixStream, b: &[u8]| {
+        s.write_all(&(b.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(b).unwrap();
+    };
+    let send = |s: &mut UnixStream, v: Value| send_raw(s, v.to_string().as_bytes());
+    let recv = |s: &mut UnixStream| frame::read_frame(s, 1 << 20).unwrap().unwrap();
+    let welcome = json!({"type": "welcome", "version": 1, "session": "s", "max_frame": 4096});
+    let (mut s, _) = listener.accept().unwrap();
+    recv(&mut s);
+    send(&mut s, welcome.clone());
+    send_raw(&mut s, b"{not json");
+    send_raw(&mut s, b"[1]");
+    send(&mut s, json!({"type": "task", "variables": {}}));
+    send(
+        &mut s,
+        json!({"type": "task", "id": "z-bad", "job_type": "echo", "variables": [1]}),
+    );
+    assert_eq!(recv(&mut s)["type"], "fail");
+    send(
+        &mut s,
+        json!({"type": "task", "id": "z-w", "job_type": "wait"}),
+    );
+    send(
+        &mut s,
+        json!({"type": "cancel", "id": "z-w", "reason": "new-reason"}),
+    );
+    send(
+        &mut s,
+        json!({"type": "task", "id": "z-e", "job_type": "echo", "variables": {"a": 1}}),
+    );
+    let done = recv(&mut s);
+    assert_eq!(
+        done,
+        json!({"type": "complete", "id": "z-e", "variables": {"a": 1}})
+    );
+    s.write_all(&[0, 0, 0, 0]).unwrap();
+    let (mut s, _) = listener.accept().unwrap(); // reconnected
+    recv(&mut s);
+    send(&mut s, welcome);
+    send(&mut s, json!({"type": "drain", "deadline": 1}));
+    runner.join().unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
