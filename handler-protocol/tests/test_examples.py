@@ -64,16 +64,24 @@ def run_handler(cmd, tasks):
 
 
 def risk_scorer_command(lang):
-    """The risk scorer in one language (the Go one is built first: examples/go/build.sh)."""
+    """The risk scorer in one language (Go, C and Rust are built first by their build.sh)."""
     if lang == "python":
         return [sys.executable, os.path.join(EXAMPLES, "python", "risk_scorer.py")]
     if lang == "python-async":
         return [sys.executable, os.path.join(EXAMPLES, "python", "risk_scorer_async.py")]
-    subprocess.run([os.path.join(EXAMPLES, "go", "build.sh")], check=True)
-    return [os.path.join(EXAMPLES, "go", ".build", "risk_scorer")]
+    if lang == "go":
+        subprocess.run([os.path.join(EXAMPLES, "go", "build.sh")], check=True)
+        return [os.path.join(EXAMPLES, "go", ".build", "risk_scorer")]
+    root = os.path.join(HERE, "..", "..")
+    built = {"c": ("handler-protocol/c/build.sh", "handler-protocol/c/.build/risk-scorer"),
+             "rust": ("handler-protocol/rust/build.sh",
+                      "handler-protocol/rust/target/release/examples/risk-scorer")}
+    script, binary = built[lang]
+    subprocess.run([os.path.join(root, script)], check=True, cwd=root)
+    return [os.path.join(root, binary)]
 
 
-@pytest.mark.parametrize("lang", ["python", "python-async", "go"])
+@pytest.mark.parametrize("lang", ["python", "python-async", "go", "c", "rust"])
 def test_risk_scorer(lang):
     tasks = [make_task("risk-score", {"amount": 250000, "applicant": {"age": 41}}),
              make_task("risk-score",
