@@ -56,8 +56,9 @@ tests/conformance.sh
 step "Java SDK: unit tests, Spring Boot starter, example (Maven)"
 handler-protocol/java/build.sh test
 
-step "C and Rust SDKs: format, lint, unit tests (C also ASan+UBSan and fuzz)"
-handler-protocol/c/build.sh test && handler-protocol/rust/build.sh test
+step "C and Rust SDKs: format, lint, unit tests (C also ASan+UBSan, TSan and fuzz)"
+handler-protocol/c/build.sh test
+handler-protocol/rust/build.sh test
 
 step "integration: skiff (ASan+UBSan) + real Zeebe broker + SDK handlers"
 SKIFF_BIN=$ROOT/build-asan/skiff ASAN_OPTIONS=detect_leaks=1 \
