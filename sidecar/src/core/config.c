@@ -584,6 +584,7 @@ static void cross_check(ctx *c)
     check_at_most(c, "kafka.retry_backoff_initial", cfg->kafka_backoff_initial_ms,
                   "kafka.retry_backoff_max", cfg->kafka_backoff_max_ms);
     check_kafka(c);
+    sk_config_check_security(c);
 }
 
 /* Once every source is applied: the rules that tie keys together, then the settings of each

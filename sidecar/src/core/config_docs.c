@@ -144,7 +144,8 @@ static void doc_row(FILE *out, const row *r)
     doc_default(out, r);
     fprintf(out, " | %s | `%s`", bounds, name);
     for (size_t k = 0; r->env && r->env[k]; k++)
-        fprintf(out, ", `%s`", r->env[k]);
+        fprintf(out, r->env[k][0] == '!' ? ", `%s` (inverse)" : ", `%s`",
+                r->env[k] + (r->env[k][0] == '!'));
     fprintf(out, " | %s%s |\n", r->help,
             (r->flags & F_PER_JOB) ? " Can be [set per job type](#per-job-type-settings)." : "");
 }
