@@ -47,10 +47,10 @@ static int tls_verify(void *ctx, struct bufferevent *bev, char *err, size_t errl
     return -1;
 }
 
-static int tls_describe(void *ctx, struct bufferevent *bev, char *out, size_t outlen)
+static int tls_describe(void *ctx, struct bufferevent *bev, int early, char *out, size_t outlen)
 {
     (void)ctx;
-    return sk_tls_describe(bev, out, outlen);
+    return sk_tls_describe(bev, early, out, outlen);
 }
 
 sk_grpc_transport *sk_grpc_transport_tls(struct sk_tls *t)

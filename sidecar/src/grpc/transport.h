@@ -21,8 +21,9 @@ typedef struct sk_grpc_transport {
      * -1 with a reason in err (e.g. the peer did not select ALPN "h2"). */
     int (*verify)(void *ctx, struct bufferevent *bev, char *err, size_t errlen);
     /* Optional: after a connection failed, a sentence for the cause when the transport knows it
-     * (for TLS: unknown CA, expired, hostname mismatch...); returns 1 then, 0 otherwise. */
-    int (*describe)(void *ctx, struct bufferevent *bev, char *out, size_t outlen);
+     * (for TLS: unknown CA, expired, hostname mismatch...); returns 1 then, 0 otherwise. early:
+     * the server's HTTP/2 SETTINGS had not arrived yet. */
+    int (*describe)(void *ctx, struct bufferevent *bev, int early, char *out, size_t outlen);
     void *ctx;
 } sk_grpc_transport;
 

@@ -2,6 +2,8 @@
 #include "net/tls.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,12 +353,31 @@ int64_t sk_tls_cert_not_after(const sk_tls *t)
     return t->cur.cert_not_after;
 }
 
+/* The last alert the server sent on an SSL, kept by the info callback: with TLS 1.3 the server
+ * judges the client certificate after our side of the handshake is done, so its verdict arrives
+ * as an alert on the first read, which libevent reports without an OpenSSL error. */
+static int alert_index = -1;
+static pthread_once_t alert_once = PTHREAD_ONCE_INIT;
+
+static void alert_index_init(void)
+{
+    alert_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+    if ((where & SSL_CB_READ_ALERT) == SSL_CB_READ_ALERT && alert_index >= 0)
+        SSL_set_ex_data((SSL *)ssl, alert_index, (void *)(intptr_t)((ret & 0xff) + 1));
+}
+
 SSL *sk_tls_new_ssl(sk_tls *t, const char *host)
 {
     const char *name = t->server_name ? t->server_name : host;
     SSL *ssl = SSL_new(t->cur.ctx);
     if (ssl == NULL)
         return NULL;
+    pthread_once(&alert_once, alert_index_init);
+    SSL_set_info_callback(ssl, info_cb);
     ASN1_OCTET_STRING *ip = a2i_IPADDRESS(name);
     int ok;
     if (ip != NULL) {
@@ -415,55 +436,82 @@ static void describe_verify(long vr, char *out, size_t outlen)
     }
 }
 
-static void describe_alert(unsigned long e, char *out, size_t outlen)
+static void describe_alert(int alert, char *out, size_t outlen)
 {
-    const char *r = ERR_reason_error_string(e);
-    switch (ERR_GET_REASON(e)) {
-    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
-        snprintf(out, outlen, "the server requires a client certificate (%s)", r);
-        break;
-    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
-    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
-        snprintf(out, outlen, "the server refused the client certificate (%s)", r);
-        break;
-    case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
+    const char *name = SSL_alert_desc_string_long(alert);
+    switch (alert) {
+    case TLS13_AD_CERTIFICATE_REQUIRED:
         snprintf(out, outlen,
-                 "handshake refused by the server (%s; a client certificate "
-                 "required?)",
-                 r);
+                 "the server requires a client certificate (alert "
+                 "certificate_required)");
         break;
-    case SSL_R_WRONG_VERSION_NUMBER:
-    case SSL_R_PACKET_LENGTH_TOO_LONG:
-        snprintf(out, outlen, "the server does not speak TLS (%s; a plaintext port?)", r);
+    case SSL_AD_BAD_CERTIFICATE:
+    case SSL_AD_UNKNOWN_CA:
+    case SSL_AD_CERTIFICATE_EXPIRED:
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+    case SSL_AD_CERTIFICATE_REVOKED:
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+        snprintf(out, outlen, "the server refused the client certificate (alert %s)", name);
+        break;
+    case SSL_AD_HANDSHAKE_FAILURE:
+        snprintf(out, outlen,
+                 "handshake refused by the server (alert %s; a client certificate required?)",
+                 name);
         break;
     default:
-        snprintf(out, outlen, "TLS handshake failed: %s", r ? r : "unknown error");
+        snprintf(out, outlen, "the server ended TLS with alert %s", name);
     }
 }
 
-int sk_tls_describe(struct bufferevent *bev, char *out, size_t outlen)
+static void describe_error(unsigned long e, char *out, size_t outlen)
+{
+    int r = ERR_GET_REASON(e);
+    char text[200];
+    ERR_error_string_n(e, text, sizeof text);
+    if (r == SSL_R_WRONG_VERSION_NUMBER || r == SSL_R_PACKET_LENGTH_TOO_LONG)
+        snprintf(out, outlen, "the server does not speak TLS (%s; a plaintext port?)", text);
+    else
+        snprintf(out, outlen, "TLS handshake failed: %s", text);
+}
+
+int sk_tls_describe(struct bufferevent *bev, int early, char *out, size_t outlen)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
     if (ssl == NULL)
         return 0;
+    /* libevent's list holds SSL_get_error codes (no library set) and OpenSSL errors. */
     unsigned long e, last = 0;
     while ((e = bufferevent_get_openssl_error(bev)) != 0)
-        last = e;
+        if (ERR_GET_LIB(e) != 0)
+            last = e;
     long vr = SSL_get_verify_result(ssl);
+    intptr_t alert = alert_index >= 0 ? (intptr_t)SSL_get_ex_data(ssl, alert_index) : 0;
     if (vr != X509_V_OK) {
         describe_verify(vr, out, outlen);
         return 1;
     }
-    if (last != 0) {
-        describe_alert(last, out, outlen);
+    if (alert > 0) {
+        describe_alert((int)(alert - 1), out, outlen);
         return 1;
     }
+    if (last != 0) {
+        describe_error(last, out, outlen);
+        return 1;
+    }
+    int se = EVUTIL_SOCKET_ERROR();
+    /* TCP never connected: the socket error says it best. */
+    if (SSL_in_before(ssl) || se == ECONNREFUSED || se == EHOSTUNREACH || se == ENETUNREACH ||
+        se == ETIMEDOUT)
+        return 0;
     if (!SSL_is_init_finished(ssl)) {
         snprintf(out, outlen,
-                 "connection closed during the TLS handshake (handshake refused by "
-                 "the server?)");
+                 "connection closed during the TLS handshake (handshake refused by the server?)");
+        return 1;
+    }
+    if (early) {
+        snprintf(out, outlen,
+                 "connection closed right after the TLS handshake, before any "
+                 "answer (the server refused the client certificate?)");
         return 1;
     }
     return 0;

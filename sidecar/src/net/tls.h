@@ -66,9 +66,10 @@ struct bufferevent *sk_tls_new_bev(sk_tls *t, struct event_base *base, const cha
 /* After a failed or finished handshake on a bufferevent from sk_tls_new_bev: a sentence for the
  * cause ("server certificate signed by an unknown CA", "server certificate expired", "server
  * certificate does not match the host name ...", "the server requires a client certificate",
- * "handshake refused by the server: ..."). Returns 1 when TLS explains the failure, 0 when it
- * does not (a plain socket error). */
-int sk_tls_describe(struct bufferevent *bev, char *out, size_t outlen);
+ * "handshake refused by the server: ..."). early: the connection ended before the server's
+ * first answer (with TLS 1.3 a refused client certificate may show only as a reset then).
+ * Returns 1 when TLS explains the failure, 0 when it does not (a plain socket error). */
+int sk_tls_describe(struct bufferevent *bev, int early, char *out, size_t outlen);
 
 /* The protocol ALPN selected on the connection into out ("" when none). */
 void sk_tls_alpn(struct bufferevent *bev, char *out, size_t outlen);

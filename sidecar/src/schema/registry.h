@@ -41,6 +41,8 @@ typedef struct sk_registry_opts {
     int64_t latest_ttl_ms; /* how long "latest" of a subject is kept; <= 0: not kept */
     int64_t timeout_ms;    /* per HTTP request; <= 0: 10 s */
     size_t max_ids;        /* ids kept; 0: SK_REGISTRY_MAX_IDS */
+    struct sk_tls *tls;    /* https: the TLS layer's material (must outlive the client); NULL:
+                              libcurl's defaults */
 } sk_registry_opts;
 
 typedef struct sk_registry sk_registry;
