@@ -74,6 +74,8 @@ def secure(tmp_path_factory):
     k.sr = SchemaRegistryClient({"url": url, **tls_conf})
     wait_until(lambda: _registry_up(k), what="HTTPS registry")
     k.certs = certs
+    k.scram_file = certs / "scram.password"  # a Kubernetes Secret volume's file
+    k.scram_file.write_text(SCRAM_PASSWORD + "\n")
     k.ssl_bootstrap = f"127.0.0.1:{base + 2}"
     k.sasl_bootstrap = f"127.0.0.1:{base + 3}"
     yield k
@@ -158,7 +160,8 @@ def flavours(k):
                      kafka__ssl__key__location=k.certs / "client.key"),
         "scram": dict(kafka__brokers=k.sasl_bootstrap, kafka__security__protocol="SASL_SSL",
                       kafka__ssl__ca__location=ca, kafka__sasl__mechanisms="SCRAM-SHA-512",
-                      kafka__sasl__username="scram-user", kafka__sasl__password=SCRAM_PASSWORD),
+                      kafka__sasl__username="scram-user",
+                      kafka__sasl__password=f"file:{k.scram_file}"),
         "plain": dict(kafka__brokers=k.sasl_bootstrap, kafka__security__protocol="sasl_ssl",
                       kafka__ssl__ca__location=ca, kafka__sasl__mechanisms="PLAIN",
                       kafka__sasl__username="plain-user", kafka__sasl__password=PLAIN_PASSWORD),
@@ -168,8 +171,9 @@ def flavours(k):
 @pytest.mark.parametrize("flavour", ["mtls", "scram", "plain"])
 def test_records_flow_over_secure_listener(secure, sstack, uid, flavour):
     """Records produced by the official client reach the handler and are committed, with skiff
-    on the SSL (mTLS) or SASL_SSL (SCRAM-SHA-512, PLAIN) listener and the registry over HTTPS
-    with a client certificate; no plaintext peer; the SASL password never shows."""
+    on the SSL (mTLS) or SASL_SSL (SCRAM-SHA-512 with the password from a file: reference,
+    PLAIN with the password itself) listener and the registry over HTTPS with a client
+    certificate; no plaintext peer; the SASL password never shows."""
     k = secure
     topic, group = f"ktls.{flavour}.{uid}", f"ktls-{flavour}-{uid}"
     k.create_topic(topic)

@@ -483,9 +483,12 @@ const row sk_config_table[NROWS] = {
      .def = "",
      .min = 0,
      .max = 4096,
+     .flags = F_SECRET,
      .env = ENV("KAFKA_SASL_PASSWORD"),
      .off = OFF(kafka_sasl_password),
-     .help = "SASL password (PLAIN, SCRAM); never logged or shown in metrics."},
+     .help = "SASL password (PLAIN, SCRAM), a secret: `file:<path>` or the password itself. "
+             "A changed file is used when librdkafka next logs in (it reads the password once: "
+             "restart skiff to apply a rotated password)."},
     {.key = "schema_registry.ca_file",
      .type = T_STRING,
      .def = "",

@@ -56,6 +56,7 @@ struct sk_kafka {
     char last_error[256];  /* the last broker connection error (TLS, SASL...), for readiness */
     struct sk_tls *tls;    /* the brokers' TLS material (ssl, sasl_ssl), else NULL */
     struct sk_tls *registry_tls; /* an https:// registry's, else NULL */
+    sk_secret *sasl_password;    /* kafka.sasl.password, NULL when empty */
     sk_metric *m_received;       /* records read, by topic */
     sk_metric *m_processed;      /* by topic and outcome (acked, dead_lettered) */
     sk_metric *m_redeliver;      /* by topic and reason */

@@ -77,8 +77,9 @@ static int kconf_file(rd_kafka_conf_t *c, const char *name, const char *path, ch
 
 /* security.protocol and what goes with it: the same files the TLS layer checked (host name
  * verification always on), the SASL mechanism and credentials. */
-static int kconf_security(const sk_config *cfg, rd_kafka_conf_t *c, char *err, size_t errlen)
+static int kconf_security(const sk_kafka *k, rd_kafka_conf_t *c, char *err, size_t errlen)
 {
+    const sk_config *cfg = k->cfg;
     int p = cfg->kafka_security_protocol;
     if (kconf_set(c, "security.protocol", sk_kafka_protocols[p], err, errlen) != 0)
         return -1;
@@ -93,7 +94,9 @@ static int kconf_security(const sk_config *cfg, rd_kafka_conf_t *c, char *err, s
     return kconf_set(c, "sasl.mechanisms", sk_kafka_sasl_mechanisms[cfg->kafka_sasl_mechanism], err,
                      errlen) ||
                    kconf_set(c, "sasl.username", cfg->kafka_sasl_username, err, errlen) ||
-                   kconf_set_secret(c, "sasl.password", cfg->kafka_sasl_password, err, errlen)
+                   kconf_set_secret(c, "sasl.password",
+                                    k->sasl_password ? sk_secret_value(k->sasl_password, NULL) : "",
+                                    err, errlen)
                ? -1
                : 0;
 }
@@ -112,8 +115,7 @@ rd_kafka_conf_t *kconf_new(const sk_kafka *k, char *err, size_t errlen)
     }
     int bad = !c || !brokers || kconf_set(c, "bootstrap.servers", brokers, err, errlen) ||
               kconf_set(c, "client.id", k->cfg->service_name, err, errlen) ||
-              kconf_set(c, "log.queue", "true", err, errlen) ||
-              kconf_security(k->cfg, c, err, errlen);
+              kconf_set(c, "log.queue", "true", err, errlen) || kconf_security(k, c, err, errlen);
     free(brokers);
     if (bad) {
         if (c)
@@ -163,6 +165,12 @@ sk_kafka *sk_kafka_new(struct event_base *base, const sk_config *cfg, sk_dispatc
     }
     *k = (sk_kafka){.base = base, .cfg = cfg, .d = d, .metrics = metrics, .wake.fds = {-1, -1}};
     if (ktls_start(k, err, errlen) != 0) {
+        sk_kafka_free(k);
+        return NULL;
+    }
+    if (cfg->kafka_sasl_password[0] &&
+        !(k->sasl_password =
+              sk_secret_new("kafka.sasl.password", cfg->kafka_sasl_password, err, errlen))) {
         sk_kafka_free(k);
         return NULL;
     }
@@ -241,5 +249,6 @@ void sk_kafka_free(sk_kafka *k)
     sk_tls_free(k->tls);
     sk_tls_free(k->registry_tls);
     sk_secret_free(k->registry_password);
+    sk_secret_free(k->sasl_password);
     free(k);
 }
