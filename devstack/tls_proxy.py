@@ -8,7 +8,8 @@ and forwards the bytes to --upstream, over TLS when --upstream-ca is given (trus
 checking the upstream's host name) or plaintext otherwise. The server certificate and key are
 read again for every connection, so a test rotates them by rewriting the files. Each accepted
 or refused handshake is one JSON line in --log: {"event": "accepted", "client_cn": "skiff"} or
-{"event": "refused", "error": "..."}.
+{"event": "refused", "error": "..."}. With --plain it is a plain TCP relay (no TLS on either
+side unless --upstream-ca), for benchmarks that need the same hop with and without TLS.
 
     tls_proxy.py --listen 127.0.0.1:34300 --upstream 127.0.0.1:34100 --upstream-ca ca.pem \\
         --cert server.pem --key server.key --ca ca.pem --log proxy.jsonl
@@ -59,6 +60,10 @@ class Proxy:
         return ctx.wrap_socket(raw, server_hostname=host)
 
     def handle(self, raw):
+        if self.args.plain:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.relay(raw)
+            return
         try:
             conn = self.server_context().wrap_socket(raw, server_side=True)
         except (ssl.SSLError, OSError) as e:
@@ -69,6 +74,9 @@ class Proxy:
         cn = next((v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"), "")
         self.log(event="accepted", client_cn=cn, alpn=conn.selected_alpn_protocol())
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.relay(conn)
+
+    def relay(self, conn):
         try:
             up = self.upstream()
         except OSError as e:
@@ -109,11 +117,15 @@ def main():
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
     p.add_argument("--upstream-ca")
-    p.add_argument("--cert", required=True)
-    p.add_argument("--key", required=True)
+    p.add_argument("--cert")
+    p.add_argument("--key")
+    p.add_argument("--plain", action="store_true",
+                   help="no TLS on the listening side: a plain TCP relay (benchmarks)")
     p.add_argument("--ca", help="require client certificates signed by this CA")
     p.add_argument("--log", required=True)
     args = p.parse_args()
+    if not args.plain and not (args.cert and args.key):
+        p.error("--cert and --key are required unless --plain")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     Proxy(args).serve()
 
