@@ -75,6 +75,23 @@ def per_k(res, role):
     return 1000.0 * cpu / res["jobs"] if cpu is not None and res.get("jobs") else None
 
 
+def calls(res):
+    n = (res.get("activate_calls") or 0) + (res.get("complete_calls") or 0)
+    return n or None
+
+
+def calls_per_k(res):
+    return 1000.0 * calls(res) / res["jobs"] if calls(res) and res.get("jobs") else None
+
+
+def per_call(res):
+    """skiff's CPU per gateway call (ActivateJobs + CompleteJob): the live phase's CPU per job
+    follows how many long polls the load led to, which differs between runs on a busy machine;
+    per call it compares like with like."""
+    cpu = (res.get("cpu_s") or {}).get("skiff")
+    return 1000.0 * cpu / calls(res) if cpu is not None and calls(res) else None
+
+
 def report(res, args):
     lines = ["Same broker, same run, %d round%s (medians), %d instances per phase, live at %g/s. "
              "CPU is skiff's own (the relay's apart); latency from the engine's records, both "
@@ -87,6 +104,8 @@ def report(res, args):
             lines.append("| %s | not available | | |" % phase)
             continue
         rows = [("skiff CPU s / 1,000 jobs", per_k(p, "skiff"), per_k(t, "skiff"), 3),
+                ("gateway calls / 1,000 jobs", calls_per_k(p), calls_per_k(t), 0),
+                ("skiff CPU ms / gateway call", per_call(p), per_call(t), 3),
                 ("relay CPU s / 1,000 jobs", per_k(p, "relay"), per_k(t, "relay"), 3),
                 ("jobs/s", p.get("jobs_per_s"), t.get("jobs_per_s"), 0),
                 ("latency p50 ms", p.get("lat_p50"), t.get("lat_p50"), 1),
