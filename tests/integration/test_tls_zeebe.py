@@ -329,3 +329,28 @@ def test_missing_client_certificate(stack, tls_broker, proxy, certs, uid):
     wait_until(lambda: "client certificate" in skiff.http("/readyz")[1], timeout=30,
                what="readiness names the missing client certificate")
     assert skiff.proc.poll() is None
+
+
+def test_plaintext_server_is_named(stack, uid):
+    """zeebe.tls on against a server that answers in plaintext: the cause says so."""
+    import threading
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            c.recv(4096)
+            c.sendall(b"\x00\x00\x12\x04\x00\x00\x00\x00\x00" + b"\x00" * 18)  # h2 SETTINGS
+            c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        skiff = stack.skiff([f"plainsrv-{uid}"], address=f"127.0.0.1:{port}", zeebe_tls="true")
+        wait_until(lambda: "does not speak TLS" in skiff.http("/readyz")[1], timeout=30,
+                   what="readiness names a plaintext server")
+    finally:
+        srv.close()
