@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -94,7 +93,7 @@ def _registry_up(k):
 
 
 @pytest.fixture
-def sstack(secure, tmp_path, request):
+def sstack(secure, tmp_path):
     st = Stack(secure, tmp_path)
     yield st
     st.stop_all()
@@ -243,4 +242,3 @@ def test_config_check_names_bad_kafka_files(secure, tmp_path):
         r = subprocess.run([str(SKIFF_BIN), "config", "check", *args, *extra],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode != 0 and a in r.stdout and b in r.stdout, (extra, r.stdout)
-    assert Path(k.certs / "ca.pem").exists()
