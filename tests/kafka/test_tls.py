@@ -242,3 +242,38 @@ def test_config_check_names_bad_kafka_files(secure, tmp_path):
         r = subprocess.run([str(SKIFF_BIN), "config", "check", *args, *extra],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode != 0 and a in r.stdout and b in r.stdout, (extra, r.stdout)
+
+
+def test_registry_client_certificate_rotated(secure, sstack, uid, tmp_path):
+    """The registry refuses skiff's client certificate (another CA): the records wait (the
+    registry counts as unavailable), nothing is dead-lettered; once the right certificate is
+    written over the files, the next HTTPS connection shows it and every record is acked."""
+    k = secure
+    topic, group = f"ktls.regrot.{uid}", f"ktls-regrot-{uid}"
+    k.create_topic(topic)
+    k.register(f"{topic}-value", CMD_SCHEMA)
+    n = 5
+    k.produce(topic, [(b"k", cmd(f"r{i}"), None) for i in range(n)], schema=CMD_SCHEMA)
+    d = tmp_path / "regcert"
+    d.mkdir()
+
+    def install(name):
+        for ext in ("pem", "key"):
+            tmp = d / f".c.{ext}"
+            tmp.write_bytes((k.certs / f"{name}.{ext}").read_bytes())
+            os.replace(tmp, d / f"c.{ext}")
+
+    install("other-client")
+    skiff = sstack.skiff([topic], group, tls__reload_interval="200ms",
+                         schema_registry__ca_file=k.certs / "ca.pem",
+                         schema_registry__cert_file=d / "c.pem",
+                         schema_registry__key_file=d / "c.key", **flavours(k)["mtls"])
+    handler = sstack.handler(skiff, [topic])
+    wait_until(lambda: skiff.metric("skiff_schema_registry_requests_total",
+                                    result="unavailable") >= 1, what="registry refused")
+    assert not acked_offsets([handler], topic)
+    install("client")
+    wait_until(lambda: len(acked_offsets([handler], topic)) == n, what=f"{n} records acked")
+    assert skiff.metric("skiff_tls_reloads_total", peer="schema_registry", result="ok") >= 1
+    assert k.end_offsets(f"{topic}.dlq") == {0: 0}
+    sstack.stop_all()
