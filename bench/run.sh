@@ -2,9 +2,11 @@
 # skiff benchmark, one command: skiff vs the official clients' job workers (@camunda8/sdk,
 # pyzeebe, the Java client), side by side, against the real Zeebe broker (devstack), on this
 # machine; then skiff's memory with 1,000 jobs in flight (and the peers'), and its start-up
-# time. Then the Kafka benchmark: skiff + a Python SDK handler against a confluent-kafka consumer
+# time; then skiff over TLS vs plaintext to the same broker (bench/tls_bench.py; SKIFF_BENCH_TLS=0
+# skips it). Then the Kafka benchmark: skiff + a Python SDK handler against a confluent-kafka consumer
 # with the official AvroDeserializer, on a real Kafka broker (bench/kafka_bench.py). Writes
-# docs/benchmarks.md (the Zeebe results section and the Kafka one) and prints the tables.
+# docs/benchmarks.md (the Zeebe results section, the TLS one and the Kafka one) and prints the
+# tables.
 #
 #   bench/run.sh [--zeebe-only | --kafka-only] [ZEEBE-OPTIONS] [--kafka KAFKA-OPTIONS]
 #
@@ -141,6 +143,11 @@ args=(--command "bench/run.sh${*:+ $*}")
 [ -n "$pyzeebe_missing" ] && args+=(--pyzeebe-missing "$pyzeebe_missing")
 [ -n "$java_missing" ] && args+=(--java-missing "$java_missing")
 /usr/bin/python3 bench/zeebe_bench.py "${args[@]}" "${zeebe_args[@]}"
+if [ "${SKIFF_BENCH_TLS:-1}" = 1 ]; then # skiff over TLS vs plaintext, same broker
+  tls_args=(--command "bench/run.sh${*:+ $*}")
+  for a in "${zeebe_args[@]}"; do [ "$a" = --no-doc ] && tls_args+=(--no-doc); done
+  /usr/bin/python3 bench/tls_bench.py "${tls_args[@]}"
+fi
 devstack/zeebe.sh stop # before the Kafka step: its JVM would share the cores
 trap - EXIT
 fi

@@ -32,6 +32,15 @@ KAFKA_HOST=${SKIFF_KAFKA_HOST:-127.0.0.1}
 KAFKA_PORT=${SKIFF_KAFKA_PORT:-29092}
 KAFKA_CONTROLLER_PORT=${SKIFF_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 KAFKA_RUN=${SKIFF_KAFKA_RUN_DIR:-$SKIFF_RUN_DIR/kafka-$KAFKA_PORT}
+# Secure listeners (SKIFF_KAFKA_TLS_DIR: a directory made by devstack/certs.sh): SSL with
+# ssl.client.auth=required (mTLS) and SASL_SSL with SCRAM-SHA-512 and PLAIN users.
+KAFKA_TLS_DIR=${SKIFF_KAFKA_TLS_DIR:-}
+KAFKA_SSL_PORT=${SKIFF_KAFKA_SSL_PORT:-$((KAFKA_PORT + 2))}
+KAFKA_SASL_SSL_PORT=${SKIFF_KAFKA_SASL_SSL_PORT:-$((KAFKA_PORT + 3))}
+KAFKA_SCRAM_USER=${SKIFF_KAFKA_SCRAM_USER:-scram-user}
+KAFKA_SCRAM_PASSWORD=${SKIFF_KAFKA_SCRAM_PASSWORD:-scram-secret}
+KAFKA_PLAIN_USER=${SKIFF_KAFKA_PLAIN_USER:-plain-user}
+KAFKA_PLAIN_PASSWORD=${SKIFF_KAFKA_PLAIN_PASSWORD:-plain-secret}
 KAFKA_LOG=$KAFKA_RUN/kafka.log
 KAFKA_PIDFILE=$KAFKA_RUN/kafka.pid
 KAFKA_HEAP=${SKIFF_KAFKA_HEAP:-512m}
@@ -252,6 +261,48 @@ run_tool() {
   "${TOOL[@]}" "${@:3}"
 }
 
+# The client listeners, one "NAME PROTOCOL PORT" line each; a new listener (OAUTHBEARER...) is
+# one more line here and its settings in secure_properties.
+client_listeners() {
+  printf 'PLAINTEXT PLAINTEXT %s\n' "$KAFKA_PORT"
+  if [ -n "$KAFKA_TLS_DIR" ]; then
+    printf 'SSL SSL %s\n' "$KAFKA_SSL_PORT"
+    printf 'SASL_SSL SASL_SSL %s\n' "$KAFKA_SASL_SSL_PORT"
+  fi
+}
+
+# "NAME://host:port,..." of the client listeners.
+listener_list() {
+  local name proto port out=""
+  while read -r name proto port; do
+    out+="$name://$KAFKA_HOST:$port,"
+  done < <(client_listeners)
+  printf '%s' "${out%,}"
+}
+
+listener_map() {
+  local name proto port out=""
+  while read -r name proto port; do
+    out+="$name:$proto,"
+  done < <(client_listeners)
+  printf '%sCONTROLLER:PLAINTEXT' "$out"
+}
+
+# Settings of the secure listeners: PEM key store and trust store from certs.sh's files.
+secure_properties() {
+  [ -n "$KAFKA_TLS_DIR" ] || return 0
+  cat <<EOF
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_RUN/keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_TLS_DIR/ca.pem
+listener.name.ssl.ssl.client.auth=required
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_PLAIN_USER="$KAFKA_PLAIN_PASSWORD";
+EOF
+}
+
 # server.properties for this broker; $1: its log dir.
 write_properties() {
   cat <<EOF
@@ -259,9 +310,9 @@ write_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$(listener_list),CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$(listener_list)
+listener.security.protocol.map=$(listener_map)
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$1
@@ -289,6 +340,7 @@ log.cleaner.threads=1
 log.segment.bytes=16777216
 log.retention.check.interval.ms=60000
 EOF
+  secure_properties
   if [ -n "${SKIFF_KAFKA_PROPERTIES:-}" ]; then
     printf '# from %s (SKIFF_KAFKA_PROPERTIES)\n' "$SKIFF_KAFKA_PROPERTIES"
     cat "$SKIFF_KAFKA_PROPERTIES"
@@ -393,7 +445,7 @@ do_start() {
     devstack_say "stopping the running Kafka broker for a clean start"
     do_stop
   fi
-  for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+  for port in "$KAFKA_CONTROLLER_PORT" $(client_listeners | cut -d' ' -f3); do
     if port_in_use "$KAFKA_HOST" "$port"; then
       devstack_die "port $KAFKA_HOST:$port is already in use (SKIFF_KAFKA_PORT, SKIFF_KAFKA_CONTROLLER_PORT move the broker's ports)"
     fi
@@ -406,6 +458,8 @@ do_start() {
   t0=$(date +%s%N)
   rm -rf "$KAFKA_RUN"
   mkdir -p "$KAFKA_RUN/data" "$KAFKA_RUN/tmp"
+  [ -z "$KAFKA_TLS_DIR" ] ||
+    cat "$KAFKA_TLS_DIR/server.key" "$KAFKA_TLS_DIR/server-chain.pem" >"$KAFKA_RUN/keystore.pem"
   write_properties "$KAFKA_RUN/data" >"$KAFKA_RUN/server.properties"
   printf 'request.timeout.ms=3000\ndefault.api.timeout.ms=5000\n' >"$KAFKA_RUN/admin.properties"
   # The readiness probe: keep retrying the connection quickly until the start timeout.
@@ -434,6 +488,7 @@ do_start() {
     do_stop
     exit 1
   fi
+  [ -z "$KAFKA_TLS_DIR" ] || add_scram_user "$java"
   elapsed=$((($(date +%s%N) - t0) / 1000000))
   write_env >"$KAFKA_RUN/env"
   printf 'kafka %s ready on %s in %d.%01ds (pid %s, java %s, cluster %s)\n' \
@@ -441,8 +496,20 @@ do_start() {
     "$major" "$cluster_id"
 }
 
+# The SCRAM user of the SASL_SSL listener (KRaft keeps SCRAM credentials in the metadata log).
+add_scram_user() {
+  run_tool "$1" "" kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --alter \
+    --entity-type users --entity-name "$KAFKA_SCRAM_USER" \
+    --add-config "SCRAM-SHA-512=[password=$KAFKA_SCRAM_PASSWORD]" >"$KAFKA_RUN/scram.log" 2>&1 ||
+    { cat "$KAFKA_RUN/scram.log" >&2; devstack_die "could not add the SCRAM user"; }
+}
+
 write_env() {
   printf 'export KAFKA_BOOTSTRAP=%q\n' "$BOOTSTRAP"
+  if [ -n "$KAFKA_TLS_DIR" ]; then
+    printf 'export SKIFF_KAFKA_SSL_BOOTSTRAP=%q\n' "$KAFKA_HOST:$KAFKA_SSL_PORT"
+    printf 'export SKIFF_KAFKA_SASL_SSL_BOOTSTRAP=%q\n' "$KAFKA_HOST:$KAFKA_SASL_SSL_PORT"
+  fi
   printf 'export KAFKA_BOOTSTRAP_SERVERS=%q\n' "$BOOTSTRAP"
   printf 'export SKIFF_KAFKA_BOOTSTRAP=%q\n' "$BOOTSTRAP"
   printf 'export SKIFF_KAFKA_LOG=%q\n' "$KAFKA_LOG"

@@ -11,6 +11,7 @@
 #
 # Every engine record (JOB, INCIDENT, PROCESS_INSTANCE, ...) is written as one JSON line to
 # $SKIFF_ZEEBE_RUN_DIR/records.jsonl by Zeebe's built-in DebugLogExporter; see records.py.
+# With SKIFF_ZEEBE_TLS_CERT/_KEY/_CA the gateway speaks TLS only (devstack/certs.sh makes them).
 # Settings (environment): see devstack/README.md. Run devstack/setup.sh first.
 set -euo pipefail
 
@@ -38,8 +39,16 @@ broker_pid() {
 
 log_tail() { devstack_log_tail "$ZEEBE_LOG" 60; }
 
+# TLS on the gateway (SKIFF_ZEEBE_TLS_CERT, _KEY: PEM chain and PKCS#8 key; SKIFF_ZEEBE_TLS_CA:
+# the CA zbctl trusts, for the readiness check).
+ZEEBE_TLS_CERT=${SKIFF_ZEEBE_TLS_CERT:-}
+ZEEBE_TLS_KEY=${SKIFF_ZEEBE_TLS_KEY:-}
+ZEEBE_TLS_CA=${SKIFF_ZEEBE_TLS_CA:-}
+
 zbctl_status() {
-  "$ZBCTL" status --insecure --address "$ADDRESS" --requestTimeout 3s 2>/dev/null
+  local sec=(--insecure)
+  [ -n "$ZEEBE_TLS_CERT" ] && sec=(--certPath "$ZEEBE_TLS_CA")
+  "$ZBCTL" status "${sec[@]}" --address "$ADDRESS" --requestTimeout 3s 2>/dev/null
 }
 
 # True when every partition reported by the gateway has a healthy leader.
@@ -137,7 +146,6 @@ do_start() {
     ZEEBE_BROKER_GATEWAY_ENABLE=true
     "ZEEBE_BROKER_GATEWAY_NETWORK_HOST=$ZEEBE_BIND_HOST"
     "ZEEBE_BROKER_GATEWAY_NETWORK_PORT=$ZEEBE_GATEWAY_PORT"
-    ZEEBE_BROKER_GATEWAY_SECURITY_ENABLED=false
     ZEEBE_BROKER_GATEWAY_LONGPOLLING_ENABLED=true
     ZEEBE_BROKER_GATEWAY_THREADS_MANAGEMENTTHREADS=1
     "SERVER_ADDRESS=$ZEEBE_BIND_HOST" "SERVER_PORT=$ZEEBE_REST_PORT"
@@ -161,6 +169,17 @@ do_start() {
     ZEEBE_BROKER_EXPORTERS_RECORDS_ARGS_LOGLEVEL=info
     ZEEBE_BROKER_EXPORTERS_RECORDS_ARGS_PRETTYPRINT=false
   )
+
+  if [ -n "$ZEEBE_TLS_CERT" ]; then
+    if [ -z "$ZEEBE_TLS_KEY" ] || [ -z "$ZEEBE_TLS_CA" ]; then
+      devstack_die "SKIFF_ZEEBE_TLS_CERT needs SKIFF_ZEEBE_TLS_KEY and SKIFF_ZEEBE_TLS_CA"
+    fi
+    cfg+=(ZEEBE_BROKER_GATEWAY_SECURITY_ENABLED=true
+      "ZEEBE_BROKER_GATEWAY_SECURITY_CERTIFICATECHAINPATH=$ZEEBE_TLS_CERT"
+      "ZEEBE_BROKER_GATEWAY_SECURITY_PRIVATEKEYPATH=$ZEEBE_TLS_KEY")
+  else
+    cfg+=(ZEEBE_BROKER_GATEWAY_SECURITY_ENABLED=false)
+  fi
 
   t0=$(date +%s%N)
   (

@@ -2,7 +2,8 @@
 
 zbctl is the real static binary from the npm package "zbctl" (devstack/node_modules, installed
 by devstack/setup.sh). Every call uses a plaintext connection (--insecure) to the address
-given, or $SKIFF_ZEEBE_ADDRESS, or 127.0.0.1:$SKIFF_ZEEBE_PORT (26500).
+given, or $SKIFF_ZEEBE_ADDRESS, or 127.0.0.1:$SKIFF_ZEEBE_PORT (26500); Zeebe(ca_path=...) uses
+TLS with that CA instead.
 
 zbctl prints int64 keys as JSON strings; the functions here turn every "key" / "...Key" field
 that holds a decimal string into an int, so results compare directly with records.py records.
@@ -88,15 +89,16 @@ def _json_vars(variables):
 class Zeebe:
     """zbctl bound to one gateway address."""
 
-    def __init__(self, address=None, request_timeout_s=10.0):
+    def __init__(self, address=None, request_timeout_s=10.0, ca_path=None):
         self.address = address or default_address()
         self.request_timeout_s = request_timeout_s
+        self.security = ["--certPath", ca_path] if ca_path else ["--insecure"]
 
     def zbctl(self, *args, request_timeout_s=None, parse=True):
         """Run zbctl with args; return its parsed JSON output (or text if parse is False or the
         output is not JSON). Raises ZbctlError on a non-zero exit."""
         rt = request_timeout_s if request_timeout_s is not None else self.request_timeout_s
-        cmd = [zbctl_path(), "--insecure", "--address", self.address,
+        cmd = [zbctl_path(), *self.security, "--address", self.address,
                "--requestTimeout", "%dms" % int(rt * 1000)] + [str(a) for a in args]
         env = {k: v for k, v in os.environ.items() if k not in _SCRUB_ENV}
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=rt + 30)

@@ -40,7 +40,8 @@ schemas are deduplicated on their compact JSON text (with {"type": "<primitive>"
 (--state) rewritten after each change, instead of the _schemas Kafka topic.
 
 Run: python3 schema_registry.py [--host 127.0.0.1] [--port 28081] [--state FILE]
-     [--compatibility BACKWARD] [--quiet]
+     [--compatibility BACKWARD] [--quiet] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+(HTTPS with --tls-cert, client certificates required with --tls-client-ca.)
 """
 
 import argparse
@@ -48,6 +49,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -742,6 +744,31 @@ class Handler(BaseHTTPRequestHandler):
             sys.stderr.write("%s %s\n" % (self.log_date_time_string(), fmt % args))
 
 
+class TLSServer(ThreadingHTTPServer):
+    """HTTPS: each connection's handshake runs in its own thread (a client that never sends
+    its hello holds only that thread)."""
+
+    context = None
+
+    def finish_request(self, request, client_address):
+        try:
+            request = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            sys.stderr.write(f"TLS handshake with {client_address[0]} refused: {e}\n")
+            return
+        super().finish_request(request, client_address)
+
+
+def tls_context(args):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_client_ca:
+        ctx.load_verify_locations(args.tls_client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
@@ -749,15 +776,23 @@ def main(argv=None):
     ap.add_argument("--state", help="JSON file to keep schemas in (default: memory only)")
     ap.add_argument("--compatibility", default="BACKWARD", choices=LEVELS)
     ap.add_argument("--quiet", action="store_true", help="no access log")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    ap.add_argument("--tls-key", help="its PEM key")
+    ap.add_argument("--tls-client-ca", help="HTTPS: require client certificates of this CA")
     args = ap.parse_args(argv)
 
     Handler.registry = Registry(args.compatibility, args.state)
     Handler.quiet = args.quiet
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True
-    httpd = ThreadingHTTPServer((args.host, args.port), Handler)
+    if args.tls_cert:
+        TLSServer.context = tls_context(args)
+        httpd = TLSServer((args.host, args.port), Handler)
+    else:
+        httpd = ThreadingHTTPServer((args.host, args.port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    sys.stderr.write(f"schema registry stand-in listening on http://{args.host}:"
+    scheme = "https" if args.tls_cert else "http"
+    sys.stderr.write(f"schema registry stand-in listening on {scheme}://{args.host}:"
                      f"{httpd.server_address[1]} (compatibility {args.compatibility}, "
                      f"state {args.state or 'memory'})\n")
     sys.stderr.flush()

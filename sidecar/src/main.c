@@ -14,6 +14,7 @@
 #include "handler/dispatcher.h"
 #include "handler/listener.h"
 #include "kafka/kafka.h"
+#include "net/peer_tls.h"
 #include "zeebe/zeebe.h"
 
 extern char **environ;
@@ -40,7 +41,8 @@ static int ready(void *ud, char *why, size_t whylen)
     if (a->stopping)
         snprintf(why, whylen, "shutting down");
     else if (a->cfg.zeebe_job_types_len > 0 && !sk_zeebe_connected(a->zeebe))
-        snprintf(why, whylen, "Zeebe gateway %s not reachable", a->cfg.zeebe_address);
+        snprintf(why, whylen, "Zeebe gateway %s not reachable%s%.300s", a->cfg.zeebe_address,
+                 sk_zeebe_last_error(a->zeebe)[0] ? ": " : "", sk_zeebe_last_error(a->zeebe));
     else if (!sk_kafka_ready(a->kafka, why, whylen))
         return 0;
     else if (sk_dispatcher_sessions(a->d) == 0)
@@ -106,6 +108,10 @@ static int start(app *a)
                           .hello_timeout_ms = a->cfg.handler_hello_timeout_ms};
     if (!(a->base = event_base_new()) || !(a->metrics = sk_metrics_new()) ||
         !(a->d = sk_dispatcher_new(a->metrics, (size_t)a->cfg.handler_max_frame))) {
+        SK_ERROR("skiff", "out of memory at start-up");
+        return -1;
+    }
+    if (sk_peer_plaintext_report(&a->cfg, a->metrics) != 0) {
         SK_ERROR("skiff", "out of memory at start-up");
         return -1;
     }
@@ -211,6 +217,7 @@ static int cmd_config(int argc, char **argv)
     sk_config_sources src;
     sources_from_args(&src, argc - 1, argv + 1);
     int problems = sk_config_load(&cfg, &src, stdout);
+    problems += sk_peer_tls_check(&cfg, stdout);
     sk_config_clear(&cfg);
     if (problems)
         printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");

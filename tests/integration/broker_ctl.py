@@ -26,7 +26,9 @@ import zeebe_client
 
 
 class OwnBroker:
-    def __init__(self, base: Path, keep_data: bool = True, heap: str = None):
+    def __init__(self, base: Path, keep_data: bool = True, heap: str = None, tls: dict = None):
+        """tls: {"cert", "key", "ca"} paths: the gateway speaks TLS only (zeebe.sh's
+        SKIFF_ZEEBE_TLS_*) and the zbctl client trusts ca."""
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.port = free_port_block(4)
@@ -46,8 +48,12 @@ class OwnBroker:
                 f"{opts} -Dzeebe.broker.data.directory={self.data_dir}".strip()
         if heap:
             env["SKIFF_ZEEBE_HEAP"] = heap
+        if tls:
+            env.update(SKIFF_ZEEBE_TLS_CERT=str(tls["cert"]), SKIFF_ZEEBE_TLS_KEY=str(tls["key"]),
+                       SKIFF_ZEEBE_TLS_CA=str(tls["ca"]))
         self.env = env
-        self.client = zeebe_client.Zeebe(address=self.address)
+        self.client = zeebe_client.Zeebe(address=self.address,
+                                          ca_path=str(tls["ca"]) if tls else None)
 
     @property
     def records_path(self) -> Path:

@@ -34,6 +34,17 @@ typedef enum { SK_KAFKA_ORDER_KEY, SK_KAFKA_ORDER_PARTITION, SK_KAFKA_ORDER_NONE
 typedef enum { SK_TOPIC_BUSINESS, SK_TOPIC_AGENT, SK_TOPIC_DLQ, SK_TOPIC_OTHER } sk_topic_class;
 /* kafka.compression_*: index into {"none", "gzip", "snappy", "lz4", "zstd"} */
 extern const char *const sk_kafka_codecs[];
+/* security.plaintext */
+typedef enum { SK_PLAINTEXT_ALLOW, SK_PLAINTEXT_WARN, SK_PLAINTEXT_REFUSE } sk_plaintext_mode;
+/* kafka.security.protocol: index into {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"} */
+typedef enum {
+    SK_KAFKA_PLAINTEXT,
+    SK_KAFKA_SSL,
+    SK_KAFKA_SASL_PLAINTEXT,
+    SK_KAFKA_SASL_SSL
+} sk_kafka_protocol;
+extern const char *const sk_kafka_protocols[];
+extern const char *const sk_kafka_sasl_mechanisms[]; /* kafka.sasl.mechanisms */
 
 typedef struct sk_config {
     char *service_name;               /* service.name */
@@ -79,6 +90,24 @@ typedef struct sk_config {
     int64_t registry_latest_ttl_ms;    /* schema_registry.latest_ttl */
     int64_t registry_timeout_ms;       /* schema_registry.timeout */
     int64_t shutdown_grace_ms;         /* shutdown.grace_period */
+    /* Security and TLS. */
+    int security_plaintext;      /* security.plaintext (sk_plaintext_mode) */
+    int64_t tls_reload_ms;       /* tls.reload_interval */
+    int zeebe_tls;               /* zeebe.tls */
+    char *zeebe_ca_file;         /* zeebe.ca_file */
+    char *zeebe_cert_file;       /* zeebe.cert_file */
+    char *zeebe_key_file;        /* zeebe.key_file */
+    char *zeebe_server_name;     /* zeebe.server_name */
+    int kafka_security_protocol; /* kafka.security.protocol (sk_kafka_protocol) */
+    char *kafka_ssl_ca;          /* kafka.ssl.ca.location */
+    char *kafka_ssl_cert;        /* kafka.ssl.certificate.location */
+    char *kafka_ssl_key;         /* kafka.ssl.key.location */
+    int kafka_sasl_mechanism;    /* kafka.sasl.mechanisms (index) */
+    char *kafka_sasl_username;   /* kafka.sasl.username */
+    char *kafka_sasl_password;   /* kafka.sasl.password (the one place it is read: kafka.c) */
+    char *registry_ca_file;      /* schema_registry.ca_file */
+    char *registry_cert_file;    /* schema_registry.cert_file */
+    char *registry_key_file;     /* schema_registry.key_file */
     /* Resolved at the end of a load: one entry per zeebe.job_types item, in order (NULL when
      * there is none). Use these rather than the global zeebe.* values above. */
     sk_job_type_config *zeebe_jobs;
@@ -103,6 +132,17 @@ typedef struct sk_config_sources {
  * annotations_path. */
 int sk_config_load(sk_config *cfg, const sk_config_sources *src, FILE *problems);
 void sk_config_clear(sk_config *cfg);
+
+/* A peer reached without TLS (security.plaintext): its name, the key of its address, the
+ * address and how to turn TLS on. Strings point into cfg or are static. */
+typedef struct sk_plaintext_peer {
+    const char *peer;
+    const char *key;
+    const char *address;
+    const char *fix;
+} sk_plaintext_peer;
+/* The peers of cfg that are configured without TLS (at most 3); returns how many. */
+size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer out[3]);
 
 /* Writes docs/configuration.md (Markdown) generated from the table. */
 void sk_config_write_docs(FILE *out);

@@ -23,6 +23,7 @@ enum {
     F_ZERO_OK = 1,  /* 0 is accepted besides min..max (it means "off" or "peer default") */
     F_DISTINCT = 2, /* list: a repeated item is invalid (other lists ignore repeats) */
     F_PER_JOB = 4,  /* zeebe.<setting> that zeebe.jobs.<type>.<setting> may override */
+    F_SECRET = 8,   /* string: a secret reference (secrets/secret.h); a literal never shown */
 };
 
 #define KIB 1024LL
@@ -50,7 +51,7 @@ typedef struct row {
     const char *help;
 } row;
 
-#define NROWS 41 /* rows in the table; config_table.c checks the count at compile time */
+#define NROWS 58 /* rows in the table; config_table.c checks the count at compile time */
 
 typedef struct job_over job_over; /* the overrides of one job type (config_jobs.c) */
 
@@ -114,6 +115,12 @@ void sk_config_load_json(ctx *c, const char *text, size_t len, const char *path)
 void sk_config_load_annotations(ctx *c, const char *text, size_t len, const char *path);
 void sk_config_load_env(ctx *c, char *const *env);
 void sk_config_load_cli(ctx *c, int argc, char *const *argv);
+
+/* ---- config_security.c ---- */
+
+/* The rules of the security and TLS keys, and security.plaintext=refuse (one problem per
+ * plaintext peer). Runs after the other cross-key rules. */
+void sk_config_check_security(ctx *c);
 
 /* ---- config_jobs.c ---- */
 

@@ -183,6 +183,19 @@ void sk_config_load_defaults(ctx *c, char *const *env)
     }
 }
 
+/* A boolean variable named "!NAME" in a row's env list means the opposite of the key
+ * (ZEEBE_INSECURE_CONNECTION=true is zeebe.tls=false); an invalid value is passed on as it is
+ * so that the problem names it. */
+static const char *inverse(const row *r, const char *used, const char *v)
+{
+    for (size_t k = 0; r->env && r->env[k]; k++)
+        if (r->env[k][0] == '!' && strcmp(r->env[k] + 1, used) == 0) {
+            int b = sk_config_parse_bool(v);
+            return b < 0 ? v : b ? "false" : "true";
+        }
+    return v;
+}
+
 void sk_config_load_env(ctx *c, char *const *env)
 {
     for (size_t i = 0; i < NROWS; i++) {
@@ -191,11 +204,11 @@ void sk_config_load_env(ctx *c, char *const *env)
         sk_config_env_name(r, name, sizeof name);
         const char *used = name, *v = env_get(env, name);
         for (size_t k = 0; r->env && r->env[k] && !v; k++)
-            v = env_get(env, used = r->env[k]);
+            v = env_get(env, used = r->env[k] + (r->env[k][0] == '!'));
         if (!v)
             continue;
         snprintf(from, sizeof from, "environment %s", used);
-        sk_config_set_text(c, r, v, from);
+        sk_config_set_text(c, r, inverse(r, used, v), from);
     }
 }
 

@@ -10,6 +10,9 @@
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const kafka_orderings[] = {"key", "partition", "none", NULL};
 const char *const sk_kafka_codecs[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
+const char *const sk_plaintext_modes[] = {"allow", "warn", "refuse", NULL};
+const char *const sk_kafka_protocols[] = {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl", NULL};
+const char *const sk_kafka_sasl_mechanisms[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", NULL};
 
 const row sk_config_table[NROWS] = {
     {.key = "service.name",
@@ -336,8 +339,10 @@ const row sk_config_table[NROWS] = {
      .def = "",
      .min = 0,
      .max = 1024,
+     .flags = F_SECRET,
      .off = OFF(registry_password),
-     .help = "Basic-auth password for the Schema Registry (never logged)."},
+     .help = "Basic-auth password for the Schema Registry, a secret: "
+             "`file:<path>` (re-read when the file changes) or the password itself."},
     {.key = "schema_registry.latest_ttl",
      .type = T_DURATION,
      .def = "5m",
@@ -362,6 +367,151 @@ const row sk_config_table[NROWS] = {
      .help = "On SIGTERM, time tasks in flight have to finish before they are failed back "
              "to Zeebe with their retries unchanged. Keep it below the pod's "
              "`terminationGracePeriodSeconds`."},
+    /* ---- security and TLS (net/tls.c) ---- */
+    {.key = "security.plaintext",
+     .type = T_ENUM,
+     .def = "warn",
+     .choices = sk_plaintext_modes,
+     .off = OFF(security_plaintext),
+     .help = "What a peer reached without TLS means: `allow` (silently), `warn` (a WARN line "
+             "per plaintext peer at start-up and `skiff_plaintext_peers` set), `refuse` (a "
+             "start-up error naming each plaintext peer: the production setting). An in-cluster "
+             "mesh (Istio, Linkerd) encrypting pod traffic is a reason for `allow`."},
+    {.key = "tls.reload_interval",
+     .type = T_DURATION,
+     .def = "10s",
+     .min = 100,
+     .max = HOUR,
+     .off = OFF(tls_reload_ms),
+     .help = "How often the certificate, key and CA files of every peer are looked at (stat); "
+             "changed files are loaded for new connections, a set that does not load is "
+             "refused and the old one kept."},
+    {.key = "zeebe.tls",
+     .type = T_BOOL,
+     .def = "false",
+     .env = ENV("CAMUNDA_SECURE_CONNECTION", "!ZEEBE_INSECURE_CONNECTION"),
+     .off = OFF(zeebe_tls),
+     .help = "Talk to the gateway over TLS (HTTP/2 with ALPN `h2`, TLS 1.2 at least, the "
+             "server's certificate and host name verified). `CAMUNDA_SECURE_CONNECTION` and "
+             "the inverse `ZEEBE_INSECURE_CONNECTION` are the variables of Camunda's "
+             "clients."},
+    {.key = "zeebe.ca_file",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .env = ENV("ZEEBE_CA_CERTIFICATE_PATH", "CAMUNDA_CA_CERTIFICATE_PATH", "CAMUNDA_MTLS_CA_PATH",
+                "CAMUNDA_CUSTOM_ROOT_CERT_PATH"),
+     .off = OFF(zeebe_ca_file),
+     .help = "PEM bundle of the CAs trusted for the gateway's certificate. Empty: the system "
+             "store."},
+    {.key = "zeebe.cert_file",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .env = ENV("CAMUNDA_MTLS_CERT_PATH", "CAMUNDA_CUSTOM_CERT_CHAIN_PATH"),
+     .off = OFF(zeebe_cert_file),
+     .help = "PEM client certificate (chain) shown to the gateway (mTLS); needs "
+             "`zeebe.key_file`."},
+    {.key = "zeebe.key_file",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .env = ENV("CAMUNDA_MTLS_KEY_PATH", "CAMUNDA_CUSTOM_PRIVATE_KEY_PATH"),
+     .off = OFF(zeebe_key_file),
+     .help = "PEM private key of `zeebe.cert_file`."},
+    {.key = "zeebe.server_name",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 255,
+     .env = ENV("ZEEBE_OVERRIDE_AUTHORITY", "CAMUNDA_OVERRIDE_AUTHORITY"),
+     .off = OFF(zeebe_server_name),
+     .help = "Name sent as SNI and checked against the gateway's certificate instead of the "
+             "host of `zeebe.address` (the host is still what is connected to)."},
+    {.key = "kafka.security.protocol",
+     .type = T_ENUM,
+     .def = "plaintext",
+     .choices = sk_kafka_protocols,
+     .env = ENV("KAFKA_SECURITY_PROTOCOL"),
+     .off = OFF(kafka_security_protocol),
+     .help = "librdkafka's `security.protocol` (any case): `ssl` and `sasl_ssl` use TLS with "
+             "the broker's host name verified."},
+    {.key = "kafka.ssl.ca.location",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .off = OFF(kafka_ssl_ca),
+     .help = "PEM bundle of the CAs trusted for the brokers' certificates (librdkafka's "
+             "`ssl.ca.location`). Empty: the system store."},
+    {.key = "kafka.ssl.certificate.location",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .off = OFF(kafka_ssl_cert),
+     .help = "PEM client certificate for brokers that require one (`ssl.client.auth=required`); "
+             "needs `kafka.ssl.key.location`."},
+    {.key = "kafka.ssl.key.location",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .off = OFF(kafka_ssl_key),
+     .help = "PEM private key of `kafka.ssl.certificate.location`."},
+    {.key = "kafka.sasl.mechanisms",
+     .type = T_ENUM,
+     .def = "PLAIN",
+     .choices = sk_kafka_sasl_mechanisms,
+     .env = ENV("KAFKA_SASL_MECHANISMS"),
+     .off = OFF(kafka_sasl_mechanism),
+     .help = "SASL mechanism with `sasl_ssl` or `sasl_plaintext`. Confluent Cloud: `sasl_ssl` "
+             "with `PLAIN`, the API key as user name and its secret as password."},
+    {.key = "kafka.sasl.username",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 1024,
+     .env = ENV("KAFKA_SASL_USERNAME"),
+     .off = OFF(kafka_sasl_username),
+     .help = "SASL user name (PLAIN, SCRAM)."},
+    {.key = "kafka.sasl.password",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .flags = F_SECRET,
+     .env = ENV("KAFKA_SASL_PASSWORD"),
+     .off = OFF(kafka_sasl_password),
+     .help = "SASL password (PLAIN, SCRAM), a secret: `file:<path>` or the password itself. "
+             "A changed file is used when librdkafka next logs in (it reads the password once: "
+             "restart skiff to apply a rotated password)."},
+    {.key = "schema_registry.ca_file",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .off = OFF(registry_ca_file),
+     .help = "PEM bundle of the CAs trusted for an `https://` Schema Registry. Empty: the "
+             "system store."},
+    {.key = "schema_registry.cert_file",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .off = OFF(registry_cert_file),
+     .help = "PEM client certificate shown to the Schema Registry (mTLS); needs "
+             "`schema_registry.key_file`."},
+    {.key = "schema_registry.key_file",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .off = OFF(registry_key_file),
+     .help = "PEM private key of `schema_registry.cert_file`."},
 };
 
 _Static_assert(sizeof sk_config_table / sizeof sk_config_table[0] == NROWS,

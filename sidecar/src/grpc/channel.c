@@ -146,8 +146,11 @@ void sk_grpc_ch_conn_dead(sk_grpc_channel *ch, sk_grpc_conn *conn, int was_curre
     TAILQ_INSERT_TAIL(&ch->dead, conn, link);
     sk_grpc_ch_tick(ch);
     if (was_current) {
+        int64_t delay = reconnect_delay(ch, conn);
         report(ch, 0);
-        schedule_connect(ch, reconnect_delay(ch, conn));
+        if (ch->on_error && !ch->freeing && ch->last_error[0])
+            ch->on_error(ch->ud, ch->last_error, delay);
+        schedule_connect(ch, delay);
     }
 }
 
@@ -215,6 +218,7 @@ static int parse_target(sk_grpc_channel *ch, const char *target)
 static void set_options(sk_grpc_channel *ch, const sk_grpc_channel_opts *o)
 {
     ch->tp = o->transport ? o->transport : sk_grpc_transport_h2c();
+    ch->on_error = o->on_error;
     ch->max_message_bytes = o->max_message_bytes ? o->max_message_bytes : DEFAULT_MAX_MESSAGE;
     ch->keepalive_ms = o->keepalive_ms > 0 ? o->keepalive_ms : 0;
     ch->keepalive_timeout_ms =
@@ -349,5 +353,14 @@ void sk_grpc_channel_free(sk_grpc_channel *ch)
     sk_grpc_ch_enter(ch);
     ch->freeing = 1;
     cancel_everything(ch);
+    sk_grpc_ch_leave(ch);
+}
+
+void sk_grpc_channel_reconnect(sk_grpc_channel *ch)
+{
+    if (ch->current == NULL || ch->current->state != SK_CONN_READY)
+        return;
+    sk_grpc_ch_enter(ch);
+    sk_grpc_conn_drain(ch->current);
     sk_grpc_ch_leave(ch);
 }

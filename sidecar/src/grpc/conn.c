@@ -320,8 +320,13 @@ static void describe_error(sk_grpc_conn *conn, short what, char *out, size_t out
     sk_grpc_channel *ch = conn->ch;
     int dns = bufferevent_socket_get_dns_error(conn->bev);
     const char *reason;
+    char tls[SK_GRPC_ERRLEN - 64];
     if (dns != 0)
         reason = evutil_gai_strerror(dns);
+    else if (ch->tp->describe &&
+             ch->tp->describe(ch->tp->ctx, conn->bev, conn->state <= SK_CONN_HANDSHAKE, tls,
+                              sizeof tls))
+        reason = tls;
     else if (what & BEV_EVENT_EOF)
         reason = "connection closed by the server";
     else

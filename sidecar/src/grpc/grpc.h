@@ -1,7 +1,7 @@
 /* A small gRPC client (unary and server-streaming calls) on nghttp2 over libevent.
  * Loop thread only. One channel = one HTTP/2 connection to one target, reconnected on demand
  * with jittered backoff; calls are HTTP/2 streams. The transport is pluggable so TLS can be
- * added without touching call handling (plaintext h2c today). */
+ * added without touching call handling (h2c or TLS, grpc/transport.h). */
 #ifndef SK_GRPC_H
 #define SK_GRPC_H
 
@@ -38,6 +38,11 @@ const char *sk_grpc_code_name(int code); /* "UNAVAILABLE", ... */
 typedef struct sk_grpc_channel sk_grpc_channel;
 typedef struct sk_grpc_call sk_grpc_call;
 
+/* A connection attempt failed or the connection ended: why (names the target and the cause,
+ * e.g. "cannot connect to gw:26500: server certificate expired") and the delay before the next
+ * attempt. For logs; runs with on_state's ud. */
+typedef void (*sk_grpc_error_cb)(void *ud, const char *why, int64_t retry_ms);
+
 /* Zero fields take the defaults noted on the right. */
 typedef struct sk_grpc_channel_opts {
     const char *target;           /* "host:port", "[v6addr]:port" or "dns:///host:port" */
@@ -49,8 +54,9 @@ typedef struct sk_grpc_channel_opts {
     /* Additions (zero = default): */
     int64_t keepalive_timeout_ms; /* wait for the PING ACK before the connection is dead; 20 s */
     const struct sk_grpc_transport *transport; /* NULL = plaintext h2c */
-    struct evdns_base *dns; /* shared resolver; NULL = the channel makes its own */
-    int lazy;               /* connect at the first call instead of at once */
+    struct evdns_base *dns;    /* shared resolver; NULL = the channel makes its own */
+    int lazy;                  /* connect at the first call instead of at once */
+    sk_grpc_error_cb on_error; /* NULL: not told */
 } sk_grpc_channel_opts;
 
 /* Connection state changes (connected = 1 after the HTTP/2 preface is acknowledged). */
@@ -64,6 +70,9 @@ sk_grpc_channel *sk_grpc_channel_new(struct event_base *base, const sk_grpc_chan
  * from any of the channel's callbacks; the memory is then released when that callback returns. */
 void sk_grpc_channel_free(sk_grpc_channel *ch);
 int sk_grpc_channel_connected(const sk_grpc_channel *ch);
+/* Replaces a ready connection (new TLS material): it takes no new calls and closes once its
+ * calls are done, while a new connection opens. Does nothing when not connected. */
+void sk_grpc_channel_reconnect(sk_grpc_channel *ch);
 /* Why the last connection attempt failed or the last connection ended ("" if none yet);
  * valid until the next loop turn. For logs. */
 const char *sk_grpc_channel_last_error(const sk_grpc_channel *ch);

@@ -54,7 +54,7 @@ enum sk_grpc_conn_state {
     SK_CONN_DEAD,
 };
 
-#define SK_GRPC_ERRLEN 160
+#define SK_GRPC_ERRLEN 256
 #define SK_GRPC_MAX_MESSAGE_TEXT 1024 /* grpc-message bytes kept (raw, before decoding) */
 
 struct sk_grpc_call {
@@ -125,6 +125,7 @@ struct sk_grpc_channel {
     int64_t keepalive_timeout_ms;
     int64_t connect_timeout_ms;
     sk_grpc_state_cb on_state;
+    sk_grpc_error_cb on_error;
     void *ud;
     sk_grpc_conn *current;
     struct sk_grpc_conn_list draining;

@@ -7,6 +7,7 @@
 
 struct event_base;
 struct bufferevent;
+struct sk_tls;
 
 typedef struct sk_grpc_transport {
     const char *name;   /* "h2c", "tls" (for messages) */
@@ -19,10 +20,19 @@ typedef struct sk_grpc_transport {
     /* Optional: called once the byte stream is up (for TLS: handshake done). Returns 0 to go on,
      * -1 with a reason in err (e.g. the peer did not select ALPN "h2"). */
     int (*verify)(void *ctx, struct bufferevent *bev, char *err, size_t errlen);
+    /* Optional: after a connection failed, a sentence for the cause when the transport knows it
+     * (for TLS: unknown CA, expired, hostname mismatch...); returns 1 then, 0 otherwise. early:
+     * the server's HTTP/2 SETTINGS had not arrived yet. */
+    int (*describe)(void *ctx, struct bufferevent *bev, int early, char *out, size_t outlen);
     void *ctx;
 } sk_grpc_transport;
 
 /* The plaintext HTTP/2 transport with prior knowledge (h2c); a static object. */
 const sk_grpc_transport *sk_grpc_transport_h2c(void);
+
+/* HTTP/2 over TLS with ALPN "h2" on the material of t (net/tls.h; it must offer ALPN "h2" and
+ * outlive the transport). Free with sk_grpc_transport_free. NULL on allocation failure. */
+sk_grpc_transport *sk_grpc_transport_tls(struct sk_tls *t);
+void sk_grpc_transport_free(sk_grpc_transport *tp); /* a TLS transport; NULL accepted */
 
 #endif

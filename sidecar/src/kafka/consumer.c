@@ -260,6 +260,10 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     }
     SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("client", "consumer"), "%s: %s",
            rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    if (err == RD_KAFKA_RESP_ERR__SSL || err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+        err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        snprintf(k->last_error, sizeof k->last_error, "%s: %s",
+                 rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
 static void poll_batch(sk_kafka *k)

@@ -37,30 +37,35 @@ struct sk_kafka {
     sk_dispatcher *d;
     sk_metrics *metrics;
     sk_registry *registry;
+    sk_secret *registry_password; /* schema_registry.password, watched; NULL when empty */
     kproducer *producer;
     /* consumer (NULL without kafka.topics) */
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue;
     kwake wake;
     struct event *commit_timer;
-    struct event *pump_ev;  /* kconsumer_pump_soon */
-    kpart *parts;           /* assigned partitions, and revoked ones still holding records */
-    struct pcall *calls;    /* produce calls waiting for a schema */
-    uint64_t serial;        /* task ids */
-    size_t running;         /* records with a handler or being dead-lettered */
-    int assigned_once;      /* a first assignment happened */
-    int stopping, closing;  /* sk_kafka_stop called; group leave started */
-    int pumping, repump;    /* kconsumer_pump running; called again meanwhile */
-    char fatal[256];        /* a fatal consumer error, "" when none */
-    sk_metric *m_received;  /* records read, by topic */
-    sk_metric *m_processed; /* by topic and outcome (acked, dead_lettered) */
-    sk_metric *m_redeliver; /* by topic and reason */
-    sk_metric *m_dead;      /* dead-lettered, by topic and reason */
-    sk_metric *m_lag;       /* by topic and partition */
-    sk_metric *m_paused;    /* paused partitions, by topic */
-    sk_metric *m_held;      /* records held by skiff, by topic */
-    sk_metric *m_commits;   /* by result */
-    sk_metric *m_errors;    /* client errors, by code */
+    struct event *pump_ev; /* kconsumer_pump_soon */
+    kpart *parts;          /* assigned partitions, and revoked ones still holding records */
+    struct pcall *calls;   /* produce calls waiting for a schema */
+    uint64_t serial;       /* task ids */
+    size_t running;        /* records with a handler or being dead-lettered */
+    int assigned_once;     /* a first assignment happened */
+    int stopping, closing; /* sk_kafka_stop called; group leave started */
+    int pumping, repump;   /* kconsumer_pump running; called again meanwhile */
+    char fatal[256];       /* a fatal consumer error, "" when none */
+    char last_error[256];  /* the last broker connection error (TLS, SASL...), for readiness */
+    struct sk_tls *tls;    /* the brokers' TLS material (ssl, sasl_ssl), else NULL */
+    struct sk_tls *registry_tls; /* an https:// registry's, else NULL */
+    sk_secret *sasl_password;    /* kafka.sasl.password, NULL when empty */
+    sk_metric *m_received;       /* records read, by topic */
+    sk_metric *m_processed;      /* by topic and outcome (acked, dead_lettered) */
+    sk_metric *m_redeliver;      /* by topic and reason */
+    sk_metric *m_dead;           /* dead-lettered, by topic and reason */
+    sk_metric *m_lag;            /* by topic and partition */
+    sk_metric *m_paused;         /* paused partitions, by topic */
+    sk_metric *m_held;           /* records held by skiff, by topic */
+    sk_metric *m_commits;        /* by result */
+    sk_metric *m_errors;         /* client errors, by code */
 };
 
 /* An assigned partition. */

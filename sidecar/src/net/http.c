@@ -1,4 +1,5 @@
 #include "net/http.h"
+#include "net/tls.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -51,6 +52,7 @@ struct sk_http {
     struct req_list running, done;
     LIST_HEAD(, sock) socks;
     size_t max_body;
+    sk_tls *tls;    /* TLS material of https requests, NULL: libcurl's defaults */
     int delivering; /* inside on_deliver */
     int closed;     /* sk_http_free was called */
 };
@@ -252,9 +254,12 @@ static int set_method(CURL *e, const char *method, const char *body, size_t len)
     return curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK ? 0 : -1;
 }
 
-static int set_options(sk_http_req *r, const char *url, const char *userpwd, int64_t timeout_ms)
+static int set_options(sk_http_req *r, const char *url, const char *userpwd, int64_t timeout_ms,
+                       sk_tls *tls)
 {
     CURL *e = r->easy;
+    if (tls && sk_tls_curl_setup(tls, e) != 0)
+        return -1;
     if (timeout_ms <= 0)
         timeout_ms = DEFAULT_TIMEOUT_MS;
     if (curl_easy_setopt(e, CURLOPT_URL, url) || curl_easy_setopt(e, CURLOPT_PRIVATE, r) ||
@@ -286,7 +291,7 @@ sk_http_req *sk_http_request(sk_http *h, const char *method, const char *url,
     if (!r)
         return NULL;
     *r = (sk_http_req){.h = h, .cb = cb, .ud = ud, .max = h->max_body};
-    if (!(r->easy = curl_easy_init()) || set_options(r, url, userpwd, timeout_ms) < 0 ||
+    if (!(r->easy = curl_easy_init()) || set_options(r, url, userpwd, timeout_ms, h->tls) < 0 ||
         set_method(r->easy, method, body, body_len) < 0 || set_headers(r, headers) < 0)
         goto fail;
     /* Adding arms curl's timer at 0 ms: the transfer starts from the loop. */
@@ -407,6 +412,11 @@ sk_http *sk_http_new(struct event_base *base, char *err, size_t errlen)
 fail:
     sk_http_free(h);
     return NULL;
+}
+
+void sk_http_set_tls(sk_http *h, sk_tls *t)
+{
+    h->tls = t;
 }
 
 void sk_http_set_max_body(sk_http *h, size_t max)

@@ -47,6 +47,12 @@ sk_http *sk_http_new(struct event_base *base, char *err, size_t errlen);
  * not yet delivered are dropped and the memory is released when that callback returns. */
 void sk_http_free(sk_http *h);
 
+/* TLS material (net/tls.h) for https requests started afterwards: CA bundle, client
+ * certificate and TLS 1.2 minimum of the TLS layer, peer and host verification on. NULL: libcurl's
+ * defaults (system store). t must outlive the client. */
+struct sk_tls;
+void sk_http_set_tls(sk_http *h, struct sk_tls *t);
+
 /* Bound on a response body (default SK_HTTP_MAX_BODY) for requests started afterwards; a larger
  * body ends the request with an error. */
 void sk_http_set_max_body(sk_http *h, size_t max);

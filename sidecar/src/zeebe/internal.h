@@ -20,6 +20,8 @@ struct event;
 struct sk_zeebe {
     struct event_base *base;
     sk_grpc_channel *ch;
+    struct sk_tls *tls;           /* zeebe.tls: the gateway's TLS material, else NULL */
+    struct sk_grpc_transport *tp; /* its transport, else NULL (h2c) */
     sk_dispatcher *d;
     const sk_config *cfg;
     struct worker **workers;

@@ -8,6 +8,9 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "grpc/transport.h"
+#include "net/peer_tls.h"
+#include "net/tls.h"
 #include "zeebe/internal.h"
 
 /* Activation asks again once this share of the worker's limit is free (Camunda's clients poll
@@ -336,6 +339,40 @@ static void on_state(void *ud, int connected)
         on_credit(z);
 }
 
+static void on_error(void *ud, const char *why, int64_t retry_ms)
+{
+    sk_zeebe *z = ud;
+    SK_LOG(SK_LOG_WARN, "zeebe", NULL, SK_KV("address", z->cfg->zeebe_address),
+           "gateway: %s; next attempt in %lld ms", why, (long long)retry_ms);
+}
+
+/* New client certificate or key in force: a fresh connection shows it (before the old
+ * certificate expires); the old connection finishes its calls first. */
+static void on_tls_change(void *ud, int changed_cert)
+{
+    sk_zeebe *z = ud;
+    if (changed_cert) {
+        SK_INFO("zeebe", "new client certificate: replacing the gateway connection");
+        sk_grpc_channel_reconnect(z->ch);
+    }
+}
+
+/* zeebe.tls: the material and the transport of the channel. */
+static int setup_tls(sk_zeebe *z, sk_metrics *metrics, char *err, size_t errlen)
+{
+    sk_tls_opts o;
+    if (!sk_peer_tls_opts(z->cfg, "zeebe", &o))
+        return 0;
+    if (!(z->tls = sk_tls_new(&o, z->base, z->cfg->tls_reload_ms, metrics, err, errlen)))
+        return -1;
+    sk_tls_on_change(z->tls, on_tls_change, z);
+    if (!(z->tp = sk_grpc_transport_tls(z->tls))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int register_metrics(sk_zeebe *z, sk_metrics *m)
 {
     z->m_requests = sk_metrics_counter(m, "skiff_zeebe_gateway_requests_total",
@@ -388,8 +425,14 @@ sk_zeebe *sk_zeebe_new(struct event_base *base, const sk_config *cfg, sk_dispatc
             goto oom;
         z->nworkers++;
     }
+    if (setup_tls(z, metrics, err, errlen) != 0) {
+        sk_zeebe_free(z);
+        return NULL;
+    }
     sk_grpc_channel_opts o = {
         .target = cfg->zeebe_address,
+        .transport = z->tp,
+        .on_error = on_error,
         .max_message_bytes = (size_t)cfg->grpc_max_message_bytes,
         .keepalive_ms = cfg->grpc_keepalive_ms,
         .connect_timeout_ms = 5000,
@@ -416,6 +459,11 @@ oom:
 int sk_zeebe_connected(const sk_zeebe *z)
 {
     return z->connected;
+}
+
+const char *sk_zeebe_last_error(const sk_zeebe *z)
+{
+    return sk_grpc_channel_last_error(z->ch);
 }
 
 void sk_zeebe_stop(sk_zeebe *z)
@@ -446,6 +494,8 @@ void sk_zeebe_free(sk_zeebe *z)
     for (size_t i = 0; i < z->nworkers; i++)
         worker_free(z->workers[i]);
     sk_grpc_channel_free(z->ch);
+    sk_grpc_transport_free(z->tp);
+    sk_tls_free(z->tls);
     free(z->workers);
     free(z);
 }

@@ -19,6 +19,8 @@ sk_zeebe *sk_zeebe_new(struct event_base *base, const sk_config *cfg, sk_dispatc
                        sk_metrics *metrics, char *err, size_t errlen);
 /* Gateway reachable (HTTP/2 connection up). */
 int sk_zeebe_connected(const sk_zeebe *z);
+/* Why the gateway is not connected ("" when no attempt failed yet); for readiness. */
+const char *sk_zeebe_last_error(const sk_zeebe *z);
 /* Shutdown: stops activating (cancels pending long polls); commands keep going. */
 void sk_zeebe_stop(sk_zeebe *z);
 /* Job commands sent or waiting for a retry. */

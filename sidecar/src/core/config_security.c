@@ -1,0 +1,118 @@
+/* The rules of the security block: TLS files that go together, TLS settings of a peer that does
+ * not use TLS, SASL without a user, and the plaintext profile (security.plaintext). */
+#include <string.h>
+
+#include "core/config_internal.h"
+
+static const char *from(ctx *c, const char *key)
+{
+    return c->from[sk_config_find_row(key) - sk_config_table];
+}
+
+static int is_default(ctx *c, const char *key)
+{
+    return strncmp(from(c, key), "default", 7) == 0;
+}
+
+/* A client certificate needs its key and the other way round. */
+static void check_pair(ctx *c, const char *cert_key, const char *cert, const char *key_key,
+                       const char *key)
+{
+    if ((cert[0] != '\0') == (key[0] != '\0'))
+        return;
+    const char *set = cert[0] ? cert_key : key_key, *unset = cert[0] ? key_key : cert_key;
+    sk_config_problem(c, "%s: set (from %s) but %s is empty: expected both or neither", set,
+                      from(c, set), unset);
+}
+
+/* TLS settings of a peer whose connection is not TLS: a mistake, not something to ignore. */
+static void check_unused(ctx *c, const char *key, const char *v, const char *why)
+{
+    if (v[0] != '\0')
+        sk_config_problem(c, "%s: set (from %s) but %s: expected no TLS files for it", key,
+                          from(c, key), why);
+}
+
+static void check_zeebe(ctx *c)
+{
+    sk_config *cfg = c->cfg;
+    const char *files = cfg->zeebe_ca_file[0]     ? "zeebe.ca_file"
+                        : cfg->zeebe_cert_file[0] ? "zeebe.cert_file"
+                        : cfg->zeebe_key_file[0]  ? "zeebe.key_file"
+                                                  : NULL;
+    /* As in Camunda's clients, a CA or client certificate path alone means TLS. */
+    if (files && !cfg->zeebe_tls && is_default(c, "zeebe.tls"))
+        cfg->zeebe_tls = 1;
+    else if (files && !cfg->zeebe_tls)
+        sk_config_problem(c,
+                          "%s: set (from %s) but zeebe.tls is false (from %s): expected "
+                          "zeebe.tls=true, or no TLS files",
+                          files, from(c, files), from(c, "zeebe.tls"));
+    check_pair(c, "zeebe.cert_file", cfg->zeebe_cert_file, "zeebe.key_file", cfg->zeebe_key_file);
+}
+
+static void check_kafka_security(ctx *c)
+{
+    sk_config *cfg = c->cfg;
+    int p = cfg->kafka_security_protocol;
+    if (p == SK_KAFKA_PLAINTEXT || p == SK_KAFKA_SASL_PLAINTEXT) {
+        const char *why = "kafka.security.protocol is not ssl or sasl_ssl";
+        check_unused(c, "kafka.ssl.ca.location", cfg->kafka_ssl_ca, why);
+        check_unused(c, "kafka.ssl.certificate.location", cfg->kafka_ssl_cert, why);
+        check_unused(c, "kafka.ssl.key.location", cfg->kafka_ssl_key, why);
+    }
+    check_pair(c, "kafka.ssl.certificate.location", cfg->kafka_ssl_cert, "kafka.ssl.key.location",
+               cfg->kafka_ssl_key);
+    if ((p == SK_KAFKA_SASL_PLAINTEXT || p == SK_KAFKA_SASL_SSL) &&
+        cfg->kafka_sasl_username[0] == '\0')
+        sk_config_problem(c,
+                          "kafka.sasl.username: empty while kafka.security.protocol is %s "
+                          "(from %s): expected the SASL user",
+                          sk_kafka_protocols[p], from(c, "kafka.security.protocol"));
+}
+
+static void check_registry(ctx *c)
+{
+    sk_config *cfg = c->cfg;
+    if (strncmp(cfg->registry_url, "https://", 8) != 0) {
+        const char *why = "schema_registry.url is not https://";
+        check_unused(c, "schema_registry.ca_file", cfg->registry_ca_file, why);
+        check_unused(c, "schema_registry.cert_file", cfg->registry_cert_file, why);
+        check_unused(c, "schema_registry.key_file", cfg->registry_key_file, why);
+    }
+    check_pair(c, "schema_registry.cert_file", cfg->registry_cert_file, "schema_registry.key_file",
+               cfg->registry_key_file);
+}
+
+size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer out[3])
+{
+    size_t n = 0;
+    if (!cfg->zeebe_tls)
+        out[n++] =
+            (sk_plaintext_peer){"zeebe", "zeebe.address", cfg->zeebe_address, "zeebe.tls=true"};
+    int p = cfg->kafka_security_protocol;
+    if (cfg->kafka_brokers_len > 0 && p != SK_KAFKA_SSL && p != SK_KAFKA_SASL_SSL)
+        out[n++] = (sk_plaintext_peer){"kafka", "kafka.brokers", cfg->kafka_brokers[0],
+                                       "kafka.security.protocol=ssl or sasl_ssl"};
+    if (strncmp(cfg->registry_url, "http://", 7) == 0)
+        out[n++] = (sk_plaintext_peer){"schema_registry", "schema_registry.url", cfg->registry_url,
+                                       "an https:// URL"};
+    return n;
+}
+
+void sk_config_check_security(ctx *c)
+{
+    check_zeebe(c);
+    check_kafka_security(c);
+    check_registry(c);
+    if (c->cfg->security_plaintext != SK_PLAINTEXT_REFUSE)
+        return;
+    sk_plaintext_peer peers[3];
+    size_t n = sk_config_plaintext_peers(c->cfg, peers);
+    for (size_t i = 0; i < n; i++)
+        sk_config_problem(c,
+                          "security.plaintext: refuse (from %s) but %s %.200s is reached "
+                          "without TLS: expected %s",
+                          from(c, "security.plaintext"), peers[i].key, peers[i].address,
+                          peers[i].fix);
+}
