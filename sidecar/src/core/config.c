@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "core/config_internal.h"
+#include "secrets/secret.h"
 
 /* ---- value parsers ---- */
 
@@ -198,6 +199,26 @@ static int parse_list(const row *r, const char *s, value *v)
     }
 }
 
+static int secret_ref_ok(const char *s)
+{
+    sk_secret_ref ref;
+    char err[160];
+    return sk_secret_ref_parse(s, &ref, err, sizeof err) == 0;
+}
+
+/* How a value is shown in a message: quoted, except a secret that is not a reference (a
+ * malformed reference is a reference: it starts with its scheme). */
+static void show_value(const row *r, char *out, size_t n, const char *s)
+{
+    sk_secret_ref ref;
+    char err[160];
+    if ((r->flags & F_SECRET) && sk_secret_ref_parse(s, &ref, err, sizeof err) == 0 &&
+        ref.kind == SK_SECRET_LITERAL)
+        snprintf(out, n, "(a secret, not shown)");
+    else
+        sk_config_quote(out, n, s);
+}
+
 static int parse_text(const row *r, const char *s, value *v)
 {
     char host[256];
@@ -206,6 +227,8 @@ static int parse_text(const row *r, const char *s, value *v)
     case T_STRING:
         if (strlen(s) < (size_t)r->min || strlen(s) > (size_t)r->max)
             return RANGE;
+        if ((r->flags & F_SECRET) && !secret_ref_ok(s))
+            return BAD;
         return (v->s = strdup(s)) ? OK : NOMEM;
     case T_ADDRESS:
         if (sk_config_parse_address(s, host, sizeof host, &port) < 0)
@@ -319,7 +342,13 @@ static void fmt_expected(const row *r, char *out, size_t n)
     sk_config_fmt_bound(r, hi, sizeof hi, r->max);
     switch (r->type) {
     case T_STRING:
-        snprintf(out, n, "a string of %s..%s bytes", lo, hi);
+        if (r->flags & F_SECRET)
+            snprintf(out, n,
+                     "a secret: file:<path>, vault:<mount>/<path>#<field> or the value itself, "
+                     "%s..%s bytes",
+                     lo, hi);
+        else
+            snprintf(out, n, "a string of %s..%s bytes", lo, hi);
         break;
     case T_INT:
         snprintf(out, n, "%san integer in %s..%s", zero, lo, hi);
@@ -408,7 +437,7 @@ int sk_config_put_text(ctx *c, const row *r, const char *key, sk_config *dst, co
         return 0;
     }
     char q[128];
-    sk_config_quote(q, sizeof q, s);
+    show_value(r, q, sizeof q, s);
     report(c, r, key, rc, q, from);
     value_clear(&v);
     return -1;
@@ -454,6 +483,8 @@ int sk_config_put_json(ctx *c, const row *r, const char *key, sk_config *dst, js
     char shown[100];
     snprintf(shown, sizeof shown, "%.80s%s", dump ? dump : "?",
              dump && strlen(dump) > 80 ? "..." : "");
+    if (r->flags & F_SECRET)
+        snprintf(shown, sizeof shown, "(a secret, not shown)");
     free(dump);
     report(c, r, key, rc, shown, from);
     return -1;
@@ -575,10 +606,31 @@ static void check_kafka(ctx *c)
     }
 }
 
+/* A secret setting naming a file that cannot be read is a problem now rather than at start. */
+static void check_secrets(ctx *c)
+{
+    for (size_t i = 0; i < NROWS; i++) {
+        const row *r = &sk_config_table[i];
+        if (!(r->flags & F_SECRET))
+            continue;
+        const char *text = *(char **)((char *)c->cfg + r->off);
+        sk_secret_ref ref;
+        char err[512];
+        if (!text || sk_secret_ref_parse(text, &ref, err, sizeof err) < 0 ||
+            ref.kind != SK_SECRET_FILE)
+            continue;
+        sk_secret *s = sk_secret_new(r->key, text, err, sizeof err);
+        if (!s)
+            sk_config_problem(c, "%s (from %s)", err, c->from[i]);
+        sk_secret_free(s);
+    }
+}
+
 /* Rules that tie keys together, checked once every source is applied. */
 static void cross_check(ctx *c)
 {
     const sk_config *cfg = c->cfg;
+    check_secrets(c);
     check_at_most(c, "zeebe.backoff_initial", cfg->zeebe_backoff_initial_ms, "zeebe.backoff_max",
                   cfg->zeebe_backoff_max_ms);
     check_at_most(c, "kafka.retry_backoff_initial", cfg->kafka_backoff_initial_ms,

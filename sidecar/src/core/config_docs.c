@@ -113,6 +113,12 @@ static const char docs_intro[] =
     "strings in the config file.\n"
     "- **address**: `host:port`, or `[ipv6]:port`.\n"
     "- **enum**: one of the listed names (any case).\n"
+    "- **secret**: a reference, `file:<path>` (the whole file, one trailing newline dropped, "
+    "read again when the file changes: mount a Kubernetes Secret as a volume) or "
+    "`vault:<mount>/<path>#<field>` (a field of a Vault KV v2 secret; needs the Vault client, "
+    "not in this build yet), or else the value itself. A secret is never written to a log "
+    "line, a metric, an error frame or a `skiff config check` message; only a reference is "
+    "shown.\n"
     "\n"
     "## Settings\n"
     "\n"
@@ -137,7 +143,7 @@ static void doc_row(FILE *out, const row *r)
     char name[64], bounds[80];
     sk_config_env_name(r, name, sizeof name);
     fmt_bounds(r, bounds, sizeof bounds);
-    fprintf(out, "| `%s` | %s", r->key, type_names[r->type]);
+    fprintf(out, "| `%s` | %s", r->key, (r->flags & F_SECRET) ? "secret" : type_names[r->type]);
     for (size_t i = 0; r->type == T_ENUM && r->choices[i]; i++)
         fprintf(out, "%s`%s`", i ? ", " : ": ", r->choices[i]);
     fputs(" | ", out);

@@ -23,6 +23,7 @@ enum {
     F_ZERO_OK = 1,  /* 0 is accepted besides min..max (it means "off" or "peer default") */
     F_DISTINCT = 2, /* list: a repeated item is invalid (other lists ignore repeats) */
     F_PER_JOB = 4,  /* zeebe.<setting> that zeebe.jobs.<type>.<setting> may override */
+    F_SECRET = 8,   /* string: a secret reference (secrets/secret.h); a literal never shown */
 };
 
 #define KIB 1024LL

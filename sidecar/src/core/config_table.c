@@ -336,8 +336,10 @@ const row sk_config_table[NROWS] = {
      .def = "",
      .min = 0,
      .max = 1024,
+     .flags = F_SECRET,
      .off = OFF(registry_password),
-     .help = "Basic-auth password for the Schema Registry (never logged)."},
+     .help = "Basic-auth password for the Schema Registry, a secret: "
+             "`file:<path>` (re-read when the file changes) or the password itself."},
     {.key = "schema_registry.latest_ttl",
      .type = T_DURATION,
      .def = "5m",

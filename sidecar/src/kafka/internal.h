@@ -37,6 +37,7 @@ struct sk_kafka {
     sk_dispatcher *d;
     sk_metrics *metrics;
     sk_registry *registry;
+    sk_secret *registry_password; /* schema_registry.password, watched; NULL when empty */
     kproducer *producer;
     /* consumer (NULL without kafka.topics) */
     rd_kafka_t *rk;

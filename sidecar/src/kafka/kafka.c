@@ -93,9 +93,18 @@ sk_kafka *sk_kafka_new(struct event_base *base, const sk_config *cfg, sk_dispatc
         return NULL;
     }
     *k = (sk_kafka){.base = base, .cfg = cfg, .d = d, .metrics = metrics, .wake.fds = {-1, -1}};
+    if (cfg->registry_password[0] &&
+        (!(k->registry_password =
+               sk_secret_new("schema_registry.password", cfg->registry_password, err, errlen)) ||
+         sk_secret_watch(k->registry_password, base, metrics, 0) != 0)) {
+        if (!err[0])
+            snprintf(err, errlen, "out of memory");
+        sk_kafka_free(k);
+        return NULL;
+    }
     sk_registry_opts ro = {.url = cfg->registry_url,
                            .username = cfg->registry_username,
-                           .password = cfg->registry_password,
+                           .password = k->registry_password,
                            .latest_ttl_ms = cfg->registry_latest_ttl_ms,
                            .timeout_ms = cfg->registry_timeout_ms};
     if (!(k->registry = sk_registry_new(base, &ro, metrics, err, errlen)) ||
@@ -155,5 +164,6 @@ void sk_kafka_free(sk_kafka *k)
     kproducer_free(k->producer); /* reports what is still queued while its owners exist */
     kconsumer_free(k);
     sk_registry_free(k->registry);
+    sk_secret_free(k->registry_password);
     free(k);
 }

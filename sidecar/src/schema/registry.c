@@ -78,8 +78,9 @@ struct sk_registry_lookup {
 
 struct sk_registry {
     sk_http *http;
-    char *base_url; /* without trailing slashes */
-    char *userpwd;  /* "user:password" or NULL */
+    char *base_url;            /* without trailing slashes */
+    char *username;            /* basic auth, or NULL */
+    const sk_secret *password; /* with username; NULL = "" */
     int64_t ttl_ms, timeout_ms;
     size_t max_ids, nids, nsubjects;
     id_entry *ids[ID_BUCKETS];
@@ -522,8 +523,20 @@ static fetch *fetch_start(sk_registry *r, const char *path, id_entry *e, subject
     snprintf(url, len, "%s%s", r->base_url, path);
     *f = (fetch){.reg = r, .entry = e, .subj = s, .started = sk_mono_s()};
     TAILQ_INIT(&f->waiters);
-    f->req = sk_http_request(r->http, "GET", url, request_headers, NULL, 0, r->userpwd,
-                             r->timeout_ms, on_response, f);
+    /* Built per request: a rotated password file is used from the next request on. */
+    size_t pwlen = 0;
+    const char *pw = r->password ? sk_secret_value(r->password, &pwlen) : "";
+    size_t uplen = r->username ? strlen(r->username) + pwlen + 2 : 0;
+    char *userpwd = uplen ? malloc(uplen) : NULL;
+    if (userpwd)
+        snprintf(userpwd, uplen, "%s:%s", r->username, pw);
+    if (!uplen || userpwd)
+        f->req = sk_http_request(r->http, "GET", url, request_headers, NULL, 0, userpwd,
+                                 r->timeout_ms, on_response, f);
+    if (userpwd) {
+        explicit_bzero(userpwd, uplen);
+        free(userpwd);
+    }
     free(url);
     if (!f->req) {
         free(f);
@@ -693,18 +706,6 @@ static void setup_metrics(sk_registry *r, sk_metrics *m)
         NULL);
 }
 
-static char *make_userpwd(const sk_registry_opts *o)
-{
-    if (!o->username || !*o->username)
-        return NULL;
-    const char *pw = o->password ? o->password : "";
-    size_t len = strlen(o->username) + strlen(pw) + 2;
-    char *s = malloc(len);
-    if (s)
-        snprintf(s, len, "%s:%s", o->username, pw);
-    return s;
-}
-
 sk_registry *sk_registry_new(struct event_base *base, const sk_registry_opts *o, sk_metrics *m,
                              char *err, size_t errlen)
 {
@@ -723,7 +724,8 @@ sk_registry *sk_registry_new(struct event_base *base, const sk_registry_opts *o,
     r->max_ids = o->max_ids ? o->max_ids : SK_REGISTRY_MAX_IDS;
     if (!(r->base_url = strdup(o->url)))
         goto oom;
-    if (o->username && *o->username && !(r->userpwd = make_userpwd(o)))
+    r->password = o->password;
+    if (o->username && *o->username && !(r->username = strdup(o->username)))
         goto oom;
     size_t n = strlen(r->base_url);
     while (n > 0 && r->base_url[n - 1] == '/')
@@ -773,11 +775,8 @@ void sk_registry_free(sk_registry *r)
     r->m_cached = NULL; /* the metrics registry may be gone already */
     release_all(r);
     free(r->base_url);
-    if (r->userpwd) {
-        explicit_bzero(r->userpwd, strlen(r->userpwd));
-        free(r->userpwd);
-    }
-    r->base_url = r->userpwd = NULL;
+    free(r->username);
+    r->base_url = r->username = NULL;
     if (!r->delivering)
         destroy(r);
 }

@@ -24,6 +24,7 @@
 
 #include "core/metrics.h"
 #include "schema/avro_json.h"
+#include "secrets/secret.h"
 
 struct event_base;
 
@@ -35,12 +36,12 @@ struct event_base;
 typedef enum { SK_REG_OK, SK_REG_NOT_FOUND, SK_REG_INVALID, SK_REG_UNAVAILABLE } sk_reg_status;
 
 typedef struct sk_registry_opts {
-    const char *url;       /* base URL, e.g. http://127.0.0.1:28081 (trailing slash tolerated) */
-    const char *username;  /* basic auth; NULL or "" = none */
-    const char *password;  /* NULL = "" */
-    int64_t latest_ttl_ms; /* how long "latest" of a subject is kept; <= 0: not kept */
-    int64_t timeout_ms;    /* per HTTP request; <= 0: 10 s */
-    size_t max_ids;        /* ids kept; 0: SK_REGISTRY_MAX_IDS */
+    const char *url;      /* base URL, e.g. http://127.0.0.1:28081 (trailing slash tolerated) */
+    const char *username; /* basic auth; NULL or "" = none */
+    const sk_secret *password; /* NULL = ""; borrowed: must outlive the registry */
+    int64_t latest_ttl_ms;     /* how long "latest" of a subject is kept; <= 0: not kept */
+    int64_t timeout_ms;        /* per HTTP request; <= 0: 10 s */
+    size_t max_ids;            /* ids kept; 0: SK_REGISTRY_MAX_IDS */
 } sk_registry_opts;
 
 typedef struct sk_registry sk_registry;

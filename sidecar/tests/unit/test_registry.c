@@ -36,6 +36,7 @@ typedef struct {
     char uri[512], auth[128], accept[256];
     sk_metrics *m;
     sk_registry *reg;
+    sk_secret *pass;
 } fixture;
 
 typedef struct outcome {
@@ -96,9 +97,13 @@ static void open_registry(fixture *f, const char *user, const char *pass, int64_
 {
     char url[128], err[256] = "";
     test_server_url(&f->server, path, url, sizeof url);
+    sk_registry_free(f->reg);
+    f->reg = NULL;
+    sk_secret_free(f->pass);
+    f->pass = pass ? sk_secret_new("schema_registry.password", pass, err, sizeof err) : NULL;
     sk_registry_opts o = {.url = url,
                           .username = user,
-                          .password = pass,
+                          .password = f->pass,
                           .latest_ttl_ms = ttl_ms,
                           .timeout_ms = 5000,
                           .max_ids = max_ids};
@@ -122,6 +127,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     sk_registry_free(f->reg);
+    sk_secret_free(f->pass);
     sk_metrics_free(f->m);
     test_server_stop(&f->server);
     free(f);
@@ -304,7 +310,8 @@ static void test_unavailable_kinds(void **state)
     int fd = refusing_socket(&port);
     char url[64], err[256];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-    sk_registry_opts o = {.url = url, .username = "bob", .password = "hunter2"};
+    sk_secret *pw = sk_secret_new("schema_registry.password", "hunter2", err, sizeof err);
+    sk_registry_opts o = {.url = url, .username = "bob", .password = pw};
     sk_registry *r = sk_registry_new(f->server.base, &o, NULL, err, sizeof err);
     assert_non_null(r);
     outcome b = {0};
@@ -315,6 +322,7 @@ static void test_unavailable_kinds(void **state)
     expect_err(&b, "schema id 1", "unreachable");
     assert_null(strstr(b.err, "hunter2"));
     sk_registry_free(r);
+    sk_secret_free(pw);
 }
 
 static void test_latest_ttl(void **state)
@@ -398,6 +406,31 @@ static void test_basic_auth_and_escaping(void **state)
     assert_int_equal(a.st, SK_REG_OK);
     assert_int_equal(a.id, 11);
     assert_string_equal(f->auth, "Basic YWxpY2U6czNjcmV0");
+}
+
+/* A password from a file: a rotated file is used from the next request on. */
+static void test_password_file_rotated(void **state)
+{
+    fixture *f = *state;
+    char path[] = "/tmp/skiff-test-pw-XXXXXX", ref[64];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "s3cret\n", 7), 7);
+    close(fd);
+    snprintf(ref, sizeof ref, "file:%s", path);
+    open_registry(f, "alice", ref, 0, 0, "");
+    serve(f, "/subjects/t-value/versions/latest", 200,
+          "{\"subject\":\"t-value\",\"version\":1,\"id\":3,\"schema\":\"\\\"int\\\"\"}");
+    outcome a = {0}, b = {0};
+    latest(f, "t-value", &a);
+    assert_string_equal(f->auth, "Basic YWxpY2U6czNjcmV0"); /* alice:s3cret */
+    FILE *w = fopen(path, "w");
+    fputs("n3w", w);
+    fclose(w);
+    assert_int_equal(sk_secret_reload(f->pass), 1);
+    latest(f, "t-value", &b);
+    assert_string_equal(f->auth, "Basic YWxpY2U6bjN3"); /* alice:n3w */
+    unlink(path);
 }
 
 static void test_cancel(void **state)
@@ -489,6 +522,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_latest_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latest_reuses_id_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_basic_auth_and_escaping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_file_rotated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_registry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_bound, setup, teardown),
