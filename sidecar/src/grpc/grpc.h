@@ -38,6 +38,19 @@ const char *sk_grpc_code_name(int code); /* "UNAVAILABLE", ... */
 typedef struct sk_grpc_channel sk_grpc_channel;
 typedef struct sk_grpc_call sk_grpc_call;
 
+/* Per-call credentials: a bearer token source for every call of a channel. */
+typedef struct sk_grpc_auth {
+    /* The `authorization` value for a call about to be sent ("Bearer <token>"), or NULL while
+     * there is none: calls then wait (within their deadlines) until
+     * sk_grpc_channel_auth_changed. The string is copied. */
+    const char *(*value)(void *ud);
+    /* The server answered UNAUTHENTICATED to a call sent with `value`: the call is sent once
+     * more with the next value (when it has delivered no message yet), the second
+     * UNAUTHENTICATED closes it. */
+    void (*rejected)(void *ud, const char *value);
+    void *ud;
+} sk_grpc_auth;
+
 /* Zero fields take the defaults noted on the right. */
 typedef struct sk_grpc_channel_opts {
     const char *target;           /* "host:port", "[v6addr]:port" or "dns:///host:port" */
@@ -49,8 +62,9 @@ typedef struct sk_grpc_channel_opts {
     /* Additions (zero = default): */
     int64_t keepalive_timeout_ms; /* wait for the PING ACK before the connection is dead; 20 s */
     const struct sk_grpc_transport *transport; /* NULL = plaintext h2c */
-    struct evdns_base *dns; /* shared resolver; NULL = the channel makes its own */
-    int lazy;               /* connect at the first call instead of at once */
+    struct evdns_base *dns;   /* shared resolver; NULL = the channel makes its own */
+    int lazy;                 /* connect at the first call instead of at once */
+    const sk_grpc_auth *auth; /* NULL = no credentials; borrowed, outlives the channel */
 } sk_grpc_channel_opts;
 
 /* Connection state changes (connected = 1 after the HTTP/2 preface is acknowledged). */
@@ -64,6 +78,8 @@ sk_grpc_channel *sk_grpc_channel_new(struct event_base *base, const sk_grpc_chan
  * from any of the channel's callbacks; the memory is then released when that callback returns. */
 void sk_grpc_channel_free(sk_grpc_channel *ch);
 int sk_grpc_channel_connected(const sk_grpc_channel *ch);
+/* The auth source has a new value: waiting calls are sent (from the channel's tick). */
+void sk_grpc_channel_auth_changed(sk_grpc_channel *ch);
 /* Why the last connection attempt failed or the last connection ended ("" if none yet);
  * valid until the next loop turn. For logs. */
 const char *sk_grpc_channel_last_error(const sk_grpc_channel *ch);
