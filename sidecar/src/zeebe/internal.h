@@ -20,6 +20,9 @@ struct event;
 struct sk_zeebe {
     struct event_base *base;
     sk_grpc_channel *ch;
+    sk_oauth_client *token; /* NULL: no credentials */
+    sk_grpc_auth auth;      /* the channel's credentials, from token */
+    char *bearer;           /* "Bearer <token>" last handed to the channel */
     sk_dispatcher *d;
     const sk_config *cfg;
     struct worker **workers;
