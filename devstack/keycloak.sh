@@ -14,8 +14,11 @@
 #
 # Realm "skiff": confidential clients with service accounts, skiff-worker (300 s tokens) and
 # skiff-short (8 s tokens) with an audience mapper adding "zeebe-api", and skiff-noaud (no
-# audience mapper). Settings (environment): SKIFF_KEYCLOAK_PORT (default 18080),
-# SKIFF_KEYCLOAK_MANAGEMENT_PORT (port + 1), SKIFF_KEYCLOAK_VERSION, SKIFF_KEYCLOAK_HEAP.
+# audience mapper); login events (CLIENT_LOGIN, CLIENT_LOGIN_ERROR) are kept. The issuer is
+# always $URL/realms/skiff, whatever address a request came through (--hostname), so tokens
+# fetched through a test proxy still validate. Settings (environment): SKIFF_KEYCLOAK_PORT
+# (default 18080), SKIFF_KEYCLOAK_MANAGEMENT_PORT (port + 1), SKIFF_KEYCLOAK_VERSION,
+# SKIFF_KEYCLOAK_HEAP (default 384m).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
@@ -39,7 +42,7 @@ URL=http://$KC_HOST:$KC_PORT
 REALM_URL=$URL/realms/skiff
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -132,7 +135,7 @@ do_start() {
     JAVA_OPTS_APPEND="-Dskiff.run=$KC_RUN -XX:TieredStopAtLevel=1 -Xss512k" \
     KC_BOOTSTRAP_ADMIN_USERNAME=$KC_ADMIN_USER KC_BOOTSTRAP_ADMIN_PASSWORD=$KC_ADMIN_PASSWORD \
     setsid "$KC_HOME/bin/kc.sh" start-dev --db=dev-mem --http-host "$KC_HOST" \
-    --http-port "$KC_PORT" --http-management-port "$KC_MGMT_PORT" \
+    --http-port "$KC_PORT" --http-management-port "$KC_MGMT_PORT" --hostname "$URL" \
     >"$KC_LOG" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$KC_PIDFILE"
