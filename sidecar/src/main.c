@@ -32,6 +32,7 @@ typedef struct app {
     sk_secret *zeebe_secret; /* zeebe.client_secret, watched */
     sk_oauth *oauth;
     sk_oauth_client *zeebe_token; /* NULL without zeebe.client_id */
+    sk_oauth_client *kafka_token; /* NULL without kafka.oauthbearer */
     struct event *sigterm, *sigint, *tick;
     int64_t grace_deadline_ms;
     int64_t exit_deadline_ms;
@@ -127,8 +128,15 @@ static int start_oauth(app *a, char *err, size_t errlen)
                        .timeout_ms = c->oauth_timeout_ms,
                        .backoff_initial_ms = c->oauth_backoff_initial_ms,
                        .backoff_max_ms = c->oauth_backoff_max_ms};
-    a->zeebe_token = sk_oauth_client_get(a->oauth, &o, err, errlen);
-    return a->zeebe_token ? 0 : -1;
+    if (!(a->zeebe_token = sk_oauth_client_get(a->oauth, &o, err, errlen)))
+        return -1;
+    if (!c->kafka_oauthbearer)
+        return 0;
+    o.name = "kafka";
+    o.audience = c->kafka_oauthbearer_audience;
+    o.scope = c->kafka_oauthbearer_scope;
+    a->kafka_token = sk_oauth_client_get(a->oauth, &o, err, errlen);
+    return a->kafka_token ? 0 : -1;
 }
 
 static int start(app *a)
@@ -145,7 +153,7 @@ static int start(app *a)
         SK_ERROR("skiff", "cannot start: %s", err);
         return -1;
     }
-    a->kafka = sk_kafka_new(a->base, &a->cfg, a->d, a->metrics, err, sizeof(err));
+    a->kafka = sk_kafka_new(a->base, &a->cfg, a->d, a->metrics, a->kafka_token, err, sizeof(err));
     if ((!a->kafka && err[0]) ||
         !(a->zeebe =
               sk_zeebe_new(a->base, &a->cfg, a->d, a->metrics, a->zeebe_token, err, sizeof(err))) ||

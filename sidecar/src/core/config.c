@@ -633,6 +633,11 @@ static void check_oauth(ctx *c)
     const sk_config *cfg = c->cfg;
     const char *url = cfg->zeebe_token_url;
     int any = cfg->zeebe_client_id[0] || cfg->zeebe_client_secret[0] || url[0];
+    if (cfg->kafka_oauthbearer && !cfg->zeebe_client_id[0])
+        sk_config_problem(c,
+                          "kafka.oauthbearer: true (from %s) but zeebe.client_id is empty: "
+                          "expected the OAuth client whose tokens Kafka gets",
+                          c->from[row_index("kafka.oauthbearer")]);
     if (!any)
         return;
     if (!cfg->zeebe_client_id[0])

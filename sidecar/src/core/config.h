@@ -82,6 +82,9 @@ typedef struct sk_config {
     int64_t kafka_max_buffered;        /* kafka.max_buffered (records per partition) */
     int64_t kafka_delivery_timeout_ms; /* kafka.delivery_timeout */
     int kafka_compression[4];          /* kafka.compression_* by sk_topic_class */
+    int kafka_oauthbearer;             /* kafka.oauthbearer */
+    char *kafka_oauthbearer_audience;  /* kafka.oauthbearer_audience */
+    char *kafka_oauthbearer_scope;     /* kafka.oauthbearer_scope */
     char *registry_url;                /* schema_registry.url */
     char *registry_username;           /* schema_registry.username */
     char *registry_password;           /* schema_registry.password */

@@ -152,8 +152,9 @@ struct sk_oauth_client {
     char *token;
     int64_t expires_ms;  /* monotonic */
     int64_t obtained_ms; /* monotonic */
-    double started;      /* of the request in flight, sk_mono_s() */
-    int refused;         /* the last answer refused the credentials */
+    int64_t expires_wall_ms;
+    double started; /* of the request in flight, sk_mono_s() */
+    int refused;    /* the last answer refused the credentials */
     uint64_t answers;
     char why[WHY_LEN];
     listener ls[MAX_LISTENERS];
@@ -279,6 +280,7 @@ static void got_token(sk_oauth_client *c, sk_oauth_token *tok)
     tok->access_token = NULL;
     c->obtained_ms = now_ms();
     c->expires_ms = c->obtained_ms + tok->expires_in_ms;
+    c->expires_wall_ms = sk_wall_ms() + tok->expires_in_ms;
     c->refused = 0;
     c->why[0] = '\0';
     sk_backoff_reset(&c->bo);
@@ -484,6 +486,11 @@ const char *sk_oauth_token_get(sk_oauth_client *c)
         return NULL;
     }
     return c->token;
+}
+
+int64_t sk_oauth_token_expires_wall_ms(const sk_oauth_client *c)
+{
+    return c && c->token ? c->expires_wall_ms : 0;
 }
 
 void sk_oauth_token_rejected(sk_oauth_client *c, const char *token)

@@ -85,6 +85,9 @@ sk_oauth_client *sk_oauth_client_get(sk_oauth *o, const sk_oauth_opts *opts, cha
 /* The current token when it is valid, else NULL (never blocks, never starts I/O except a
  * refresh that is due). Valid until the next loop turn. */
 const char *sk_oauth_token_get(sk_oauth_client *c);
+/* When the current token expires, epoch milliseconds (0 without a token): for peers that want
+ * the lifetime with the token (librdkafka's OAUTHBEARER). */
+int64_t sk_oauth_token_expires_wall_ms(const sk_oauth_client *c);
 /* The peer refused `token` (UNAUTHENTICATED / 401): when it is still the current token it is
  * dropped and one refresh starts (no sooner than a second after the last token arrived). */
 void sk_oauth_token_rejected(sk_oauth_client *c, const char *token);
