@@ -49,6 +49,8 @@ static int ready(void *ud, char *why, size_t whylen)
         snprintf(why, whylen, "Zeebe gateway %s not reachable", a->cfg.zeebe_address);
     else if (a->zeebe_token && !sk_oauth_ready(a->zeebe_token, why, whylen))
         return 0;
+    else if (a->kafka_token && !sk_oauth_ready(a->kafka_token, why, whylen))
+        return 0;
     else if (!sk_kafka_ready(a->kafka, why, whylen))
         return 0;
     else if (sk_dispatcher_sessions(a->d) == 0)
