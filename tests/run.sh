@@ -64,6 +64,9 @@ step "integration: skiff (ASan+UBSan) + real Zeebe broker + SDK handlers"
 SKIFF_BIN=$ROOT/build-asan/skiff ASAN_OPTIONS=detect_leaks=1 \
   $PY -m pytest -q -p no:cacheprovider tests/integration "$@"
 
+step "OAuth: Keycloak + token-validating proxy + skiff (ASan+UBSan) + real Zeebe broker"
+tests/oauth.sh
+
 step "devstack Kafka: real broker + Schema Registry, checked with the official clients"
 $PY devstack/kafka_selfcheck.py
 

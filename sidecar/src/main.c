@@ -15,6 +15,8 @@
 #include "handler/listener.h"
 #include "kafka/kafka.h"
 #include "net/peer_tls.h"
+#include "secrets/oauth.h"
+#include "secrets/secret.h"
 #include "zeebe/zeebe.h"
 
 extern char **environ;
@@ -28,6 +30,10 @@ typedef struct app {
     sk_zeebe *zeebe;
     sk_kafka *kafka;
     sk_admin *admin;
+    sk_secret *zeebe_secret; /* zeebe.client_secret, watched */
+    sk_oauth *oauth;
+    sk_oauth_client *zeebe_token; /* NULL without zeebe.client_id */
+    sk_oauth_client *kafka_token; /* NULL without kafka.oauthbearer */
     struct event *sigterm, *sigint, *tick;
     int64_t grace_deadline_ms;
     int64_t exit_deadline_ms;
@@ -43,6 +49,10 @@ static int ready(void *ud, char *why, size_t whylen)
     else if (a->cfg.zeebe_job_types_len > 0 && !sk_zeebe_connected(a->zeebe))
         snprintf(why, whylen, "Zeebe gateway %s not reachable%s%.300s", a->cfg.zeebe_address,
                  sk_zeebe_last_error(a->zeebe)[0] ? ": " : "", sk_zeebe_last_error(a->zeebe));
+    else if (a->zeebe_token && !sk_oauth_ready(a->zeebe_token, why, whylen))
+        return 0;
+    else if (a->kafka_token && !sk_oauth_ready(a->kafka_token, why, whylen))
+        return 0;
     else if (!sk_kafka_ready(a->kafka, why, whylen))
         return 0;
     else if (sk_dispatcher_sessions(a->d) == 0)
@@ -101,6 +111,38 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* The token service and the gateway's OAuth client, when zeebe.client_id is set. */
+static int start_oauth(app *a, char *err, size_t errlen)
+{
+    const sk_config *c = &a->cfg;
+    if (!c->zeebe_client_id[0])
+        return 0;
+    if (!(a->zeebe_secret =
+              sk_secret_new("zeebe.client_secret", c->zeebe_client_secret, err, errlen)) ||
+        sk_secret_watch(a->zeebe_secret, a->base, a->metrics, 0) != 0 ||
+        !(a->oauth = sk_oauth_new(a->base, a->metrics, err, errlen)))
+        return -1;
+    sk_oauth_opts o = {.name = "zeebe",
+                       .token_url = c->zeebe_token_url,
+                       .client_id = c->zeebe_client_id,
+                       .client_secret = a->zeebe_secret,
+                       .audience = c->zeebe_token_audience,
+                       .scope = c->zeebe_token_scope,
+                       .refresh_ahead_ms = c->oauth_refresh_ahead_ms,
+                       .timeout_ms = c->oauth_timeout_ms,
+                       .backoff_initial_ms = c->oauth_backoff_initial_ms,
+                       .backoff_max_ms = c->oauth_backoff_max_ms};
+    if (!(a->zeebe_token = sk_oauth_client_get(a->oauth, &o, err, errlen)))
+        return -1;
+    if (!c->kafka_oauthbearer)
+        return 0;
+    o.name = "kafka";
+    o.audience = c->kafka_oauthbearer_audience;
+    o.scope = c->kafka_oauthbearer_scope;
+    a->kafka_token = sk_oauth_client_get(a->oauth, &o, err, errlen);
+    return a->kafka_token ? 0 : -1;
+}
+
 static int start(app *a)
 {
     char err[512];
@@ -115,9 +157,14 @@ static int start(app *a)
         SK_ERROR("skiff", "out of memory at start-up");
         return -1;
     }
-    a->kafka = sk_kafka_new(a->base, &a->cfg, a->d, a->metrics, err, sizeof(err));
+    if (start_oauth(a, err, sizeof err) != 0) {
+        SK_ERROR("skiff", "cannot start: %s", err);
+        return -1;
+    }
+    a->kafka = sk_kafka_new(a->base, &a->cfg, a->d, a->metrics, a->kafka_token, err, sizeof(err));
     if ((!a->kafka && err[0]) ||
-        !(a->zeebe = sk_zeebe_new(a->base, &a->cfg, a->d, a->metrics, err, sizeof(err))) ||
+        !(a->zeebe =
+              sk_zeebe_new(a->base, &a->cfg, a->d, a->metrics, a->zeebe_token, err, sizeof(err))) ||
         !(a->listener = sk_listener_new(a->base, a->cfg.handler_socket, a->d, &so, a->metrics, err,
                                         sizeof(err))) ||
         !(a->admin = sk_admin_new(a->base, a->cfg.admin_address, a->metrics, ready, a, err,
@@ -142,6 +189,8 @@ static void stop(app *a)
         sk_dispatcher_abandon_all(a->d, "skiff stopped");
     sk_kafka_free(a->kafka);
     sk_zeebe_free(a->zeebe);
+    sk_oauth_free(a->oauth);
+    sk_secret_free(a->zeebe_secret);
     sk_dispatcher_free(a->d);
     if (a->sigterm)
         event_free(a->sigterm);

@@ -626,11 +626,44 @@ static void check_secrets(ctx *c)
     }
 }
 
+/* OAuth for the gateway: a client id needs the token URL and the secret, and the other way
+ * round. */
+static void check_oauth(ctx *c)
+{
+    const sk_config *cfg = c->cfg;
+    const char *url = cfg->zeebe_token_url;
+    int any = cfg->zeebe_client_id[0] || cfg->zeebe_client_secret[0] || url[0];
+    if (cfg->kafka_oauthbearer && !cfg->zeebe_client_id[0])
+        sk_config_problem(c,
+                          "kafka.oauthbearer: true (from %s) but zeebe.client_id is empty: "
+                          "expected the OAuth client whose tokens Kafka gets",
+                          c->from[row_index("kafka.oauthbearer")]);
+    if (!any)
+        return;
+    if (!cfg->zeebe_client_id[0])
+        sk_config_problem(c, "zeebe.client_id: empty while zeebe.client_secret or "
+                             "zeebe.authorization_server_url is set: expected the OAuth client id");
+    if (!cfg->zeebe_client_secret[0])
+        sk_config_problem(c, "zeebe.client_secret: empty while zeebe.client_id or "
+                             "zeebe.authorization_server_url is set: expected the client secret");
+    if (!url[0])
+        sk_config_problem(c, "zeebe.authorization_server_url: empty while zeebe.client_id or "
+                             "zeebe.client_secret is set: expected the token endpoint URL");
+    else if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        sk_config_problem(c,
+                          "zeebe.authorization_server_url: value \"%.200s\" from %s is not valid: "
+                          "expected an http:// or https:// URL",
+                          url, c->from[row_index("zeebe.authorization_server_url")]);
+}
+
 /* Rules that tie keys together, checked once every source is applied. */
 static void cross_check(ctx *c)
 {
     const sk_config *cfg = c->cfg;
     check_secrets(c);
+    check_oauth(c);
+    check_at_most(c, "oauth.backoff_initial", cfg->oauth_backoff_initial_ms, "oauth.backoff_max",
+                  cfg->oauth_backoff_max_ms);
     check_at_most(c, "zeebe.backoff_initial", cfg->zeebe_backoff_initial_ms, "zeebe.backoff_max",
                   cfg->zeebe_backoff_max_ms);
     check_at_most(c, "kafka.retry_backoff_initial", cfg->kafka_backoff_initial_ms,

@@ -68,6 +68,15 @@ typedef struct sk_config {
     int64_t zeebe_stream_recycle_ms;  /* zeebe.stream_recycle, 0: never */
     int64_t zeebe_backoff_initial_ms; /* zeebe.backoff_initial */
     int64_t zeebe_backoff_max_ms;     /* zeebe.backoff_max */
+    char *zeebe_client_id;            /* zeebe.client_id ("" = no OAuth) */
+    char *zeebe_client_secret;        /* zeebe.client_secret (a secret reference) */
+    char *zeebe_token_url;            /* zeebe.authorization_server_url */
+    char *zeebe_token_audience;       /* zeebe.token_audience */
+    char *zeebe_token_scope;          /* zeebe.token_scope */
+    int64_t oauth_refresh_ahead_ms;   /* oauth.refresh_ahead */
+    int64_t oauth_timeout_ms;         /* oauth.timeout */
+    int64_t oauth_backoff_initial_ms; /* oauth.backoff_initial */
+    int64_t oauth_backoff_max_ms;     /* oauth.backoff_max */
     int64_t grpc_max_message_bytes;   /* grpc.max_message_size */
     int64_t grpc_keepalive_ms;        /* grpc.keepalive */
     char **kafka_brokers;             /* kafka.brokers "host:port" items, NULL-terminated */
@@ -84,6 +93,9 @@ typedef struct sk_config {
     int64_t kafka_max_buffered;        /* kafka.max_buffered (records per partition) */
     int64_t kafka_delivery_timeout_ms; /* kafka.delivery_timeout */
     int kafka_compression[4];          /* kafka.compression_* by sk_topic_class */
+    int kafka_oauthbearer;             /* kafka.oauthbearer */
+    char *kafka_oauthbearer_audience;  /* kafka.oauthbearer_audience */
+    char *kafka_oauthbearer_scope;     /* kafka.oauthbearer_scope */
     char *registry_url;                /* schema_registry.url */
     char *registry_username;           /* schema_registry.username */
     char *registry_password;           /* schema_registry.password */

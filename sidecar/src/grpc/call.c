@@ -114,15 +114,23 @@ static size_t build_headers(const sk_grpc_call *call, nghttp2_nv *nva, char *tim
         sk_grpc_timeout_format(left > 0 ? left : 1, timeout, timeout_len);
         nva[n++] = nv("grpc-timeout", timeout);
     }
+    if (call->auth_value != NULL)
+        nva[n++] = nv("authorization", call->auth_value);
     for (size_t i = 0; i < call->nmd; i++)
         nva[n++] = nv(call->md[i].name, call->md[i].value);
     return n;
 }
 
-int sk_grpc_call_submit(sk_grpc_call *call, sk_grpc_conn *conn)
+int sk_grpc_call_submit(sk_grpc_call *call, sk_grpc_conn *conn, const char *auth_value)
 {
-    nghttp2_nv nva[9 + MAX_METADATA];
+    nghttp2_nv nva[10 + MAX_METADATA];
     char timeout[16];
+    free(call->auth_value);
+    call->auth_value = NULL;
+    if (auth_value != NULL && (call->auth_value = strdup(auth_value)) == NULL) {
+        sk_grpc_call_finish_async(call, SK_GRPC_INTERNAL, "out of memory");
+        return 0;
+    }
     size_t n = build_headers(call, nva, timeout, sizeof timeout);
     TAILQ_REMOVE(&call->ch->pending, call, link);
     int32_t id = sk_grpc_conn_submit(conn, call, nva, n);
@@ -148,7 +156,9 @@ size_t sk_grpc_call_read_body(sk_grpc_call *call, uint8_t *buf, size_t len, int 
     if (n > 0)
         memcpy(buf, call->body + call->body_sent, n);
     call->body_sent += n;
-    if (call->body_sent == call->body_len) {
+    if (call->body_sent == call->body_len && call->auth_value != NULL && !call->auth_retried) {
+        *eof = 1; /* kept: an UNAUTHENTICATED answer sends it once more */
+    } else if (call->body_sent == call->body_len) {
         *eof = 1;
         free(call->body); /* not needed any more; may be large */
         call->body = NULL;
@@ -240,7 +250,9 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sk_grpc_ch_enter(ch);
-    if (call->state == SK_CALL_PENDING && ch->last_error[0] != '\0')
+    if (call->state == SK_CALL_PENDING && sk_grpc_channel_connected(ch) && ch->auth != NULL)
+        snprintf(why, sizeof why, "deadline exceeded while waiting for an access token");
+    else if (call->state == SK_CALL_PENDING && ch->last_error[0] != '\0')
         snprintf(why, sizeof why, "deadline exceeded while waiting for a connection: %s",
                  ch->last_error);
     else if (call->state == SK_CALL_PENDING)
@@ -306,6 +318,9 @@ void sk_grpc_call_free(sk_grpc_call *call)
         free((char *)call->md[i].value);
     }
     free(call->md);
+    if (call->auth_value != NULL)
+        explicit_bzero(call->auth_value, strlen(call->auth_value));
+    free(call->auth_value);
     free(call->path);
     free(call->body);
     sk_grpc_deframer_free(call->df);
@@ -362,6 +377,35 @@ void sk_grpc_call_on_header(sk_grpc_call *call, const uint8_t *name, size_t name
     }
 }
 
+/* UNAUTHENTICATED to a call sent with the channel's credentials: the source is told, and the
+ * call goes back to the pending list to be sent once more with the next value when it has
+ * delivered no message yet. 1 when it goes again. */
+static int retry_unauthenticated(sk_grpc_call *call, int code)
+{
+    sk_grpc_channel *ch = call->ch;
+    if (code != SK_GRPC_UNAUTHENTICATED || ch->auth == NULL || call->auth_value == NULL)
+        return 0;
+    ch->auth->rejected(ch->auth->ud, call->auth_value);
+    if (call->auth_retried || call->delivered > 0 || ch->freeing || call->body == NULL ||
+        call->state != SK_CALL_ACTIVE)
+        return 0;
+    sk_grpc_deframer *df = sk_grpc_deframer_new(ch->max_message_bytes);
+    if (df == NULL)
+        return 0;
+    sk_grpc_conn_release(call->conn, call, !sk_grpc_conn_local_closed(call->conn, call));
+    sk_grpc_deframer_free(call->df);
+    call->df = df;
+    call->headers_seen = call->http_status = call->content_type_ok = 0;
+    call->grpc_status = -1;
+    call->grpc_message_len = 0;
+    call->body_sent = 0;
+    call->auth_retried = 1;
+    call->state = SK_CALL_PENDING;
+    TAILQ_INSERT_HEAD(&ch->pending, call, link);
+    sk_grpc_ch_tick(ch);
+    return 1;
+}
+
 /* Response HEADERS without END_STREAM must say 200 and application/grpc; otherwise there is no
  * gRPC body to read and the call fails at once (grpc-status would win, but it comes only with
  * END_STREAM). */
@@ -378,6 +422,8 @@ void sk_grpc_call_on_headers_end(sk_grpc_call *call, int end_stream)
         if (!end_stream && call->http_status != 200) {
             char why[64];
             snprintf(why, sizeof why, "unexpected HTTP status %d", call->http_status);
+            if (retry_unauthenticated(call, sk_grpc_status_from_http(call->http_status)))
+                return;
             sk_grpc_call_finish(call, sk_grpc_status_from_http(call->http_status), why, 1);
             return;
         }
@@ -393,6 +439,7 @@ void sk_grpc_call_on_headers_end(sk_grpc_call *call, int end_stream)
 static int deliver_message(void *ud, const uint8_t *msg, size_t len)
 {
     sk_grpc_call *call = ud;
+    call->delivered++;
     if (call->on_message != NULL)
         call->on_message(call->ud, msg, len);
     return call->state != SK_CALL_ACTIVE; /* cancelled or channel freed inside */
@@ -438,6 +485,8 @@ void sk_grpc_call_on_end_stream(sk_grpc_call *call)
         code = SK_GRPC_INTERNAL;
         snprintf(why, sizeof why, "stream ended inside a message");
     }
+    if (retry_unauthenticated(call, code))
+        return;
     /* Our request may still be going out (server answered early): stop it. */
     int rst = !sk_grpc_conn_local_closed(call->conn, call);
     sk_grpc_call_finish(call, code, why, rst);

@@ -97,10 +97,19 @@ static void dispatch_pending(sk_grpc_channel *ch)
     if (conn == NULL || TAILQ_EMPTY(&ch->pending))
         return;
     while (conn->state == SK_CONN_READY && (call = TAILQ_FIRST(&ch->pending)) != NULL) {
-        if (sk_grpc_call_submit(call, conn) != 0)
+        const char *auth = ch->auth ? ch->auth->value(ch->auth->ud) : NULL;
+        if (ch->auth && auth == NULL)
+            break; /* no token yet: sk_grpc_channel_auth_changed resumes */
+        if (sk_grpc_call_submit(call, conn, auth) != 0)
             break;
     }
     sk_grpc_conn_flush(conn);
+}
+
+void sk_grpc_channel_auth_changed(sk_grpc_channel *ch)
+{
+    if (ch != NULL && !ch->freeing && !TAILQ_EMPTY(&ch->pending))
+        sk_grpc_ch_tick(ch);
 }
 
 void sk_grpc_ch_conn_ready(sk_grpc_channel *ch, sk_grpc_conn *conn)
@@ -285,6 +294,7 @@ sk_grpc_channel *sk_grpc_channel_new(struct event_base *base, const sk_grpc_chan
     TAILQ_INIT(&ch->closing);
     TAILQ_INIT(&ch->graveyard);
     set_options(ch, opts);
+    ch->auth = opts->auth;
     if (opts->target == NULL || parse_target(ch, opts->target) != 0)
         goto fail;
     ch->dns = opts->dns;

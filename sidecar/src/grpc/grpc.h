@@ -43,6 +43,19 @@ typedef struct sk_grpc_call sk_grpc_call;
  * attempt. For logs; runs with on_state's ud. */
 typedef void (*sk_grpc_error_cb)(void *ud, const char *why, int64_t retry_ms);
 
+/* Per-call credentials: a bearer token source for every call of a channel. */
+typedef struct sk_grpc_auth {
+    /* The `authorization` value for a call about to be sent ("Bearer <token>"), or NULL while
+     * there is none: calls then wait (within their deadlines) until
+     * sk_grpc_channel_auth_changed. The string is copied. */
+    const char *(*value)(void *ud);
+    /* The server answered UNAUTHENTICATED to a call sent with `value`: the call is sent once
+     * more with the next value (when it has delivered no message yet), the second
+     * UNAUTHENTICATED closes it. */
+    void (*rejected)(void *ud, const char *value);
+    void *ud;
+} sk_grpc_auth;
+
 /* Zero fields take the defaults noted on the right. */
 typedef struct sk_grpc_channel_opts {
     const char *target;           /* "host:port", "[v6addr]:port" or "dns:///host:port" */
@@ -57,6 +70,7 @@ typedef struct sk_grpc_channel_opts {
     struct evdns_base *dns;    /* shared resolver; NULL = the channel makes its own */
     int lazy;                  /* connect at the first call instead of at once */
     sk_grpc_error_cb on_error; /* NULL: not told */
+    const sk_grpc_auth *auth;  /* NULL = no credentials; borrowed, outlives the channel */
 } sk_grpc_channel_opts;
 
 /* Connection state changes (connected = 1 after the HTTP/2 preface is acknowledged). */
@@ -73,6 +87,8 @@ int sk_grpc_channel_connected(const sk_grpc_channel *ch);
 /* Replaces a ready connection (new TLS material): it takes no new calls and closes once its
  * calls are done, while a new connection opens. Does nothing when not connected. */
 void sk_grpc_channel_reconnect(sk_grpc_channel *ch);
+/* The auth source has a new value: waiting calls are sent (from the channel's tick). */
+void sk_grpc_channel_auth_changed(sk_grpc_channel *ch);
 /* Why the last connection attempt failed or the last connection ended ("" if none yet);
  * valid until the next loop turn. For logs. */
 const char *sk_grpc_channel_last_error(const sk_grpc_channel *ch);

@@ -74,7 +74,10 @@ struct sk_grpc_call {
     sk_grpc_message_cb on_message;
     sk_grpc_close_cb on_close;
     void *ud;
-    int paused; /* sk_grpc_call_pause: the flow-control window is not given back */
+    int paused;       /* sk_grpc_call_pause: the flow-control window is not given back */
+    char *auth_value; /* authorization sent with the call (channel auth), or NULL */
+    int auth_retried; /* sent again once after UNAUTHENTICATED */
+    int delivered;    /* messages delivered to on_message */
     /* Response. */
     int headers_seen; /* the response HEADERS have ended */
     int http_status;  /* 0 until :status */
@@ -116,6 +119,7 @@ struct sk_grpc_channel {
     struct evdns_base *dns;
     int own_dns;
     const sk_grpc_transport *tp;
+    const sk_grpc_auth *auth;
     char *target;
     char *host;
     int port;
@@ -185,7 +189,7 @@ void sk_grpc_conn_free(sk_grpc_conn *conn);
 /* call.c */
 /* Opens the call's stream on a ready connection. Returns 0, or -1 when this connection cannot
  * take new streams (the call stays PENDING). A failure of the call itself closes it async. */
-int sk_grpc_call_submit(sk_grpc_call *call, sk_grpc_conn *conn);
+int sk_grpc_call_submit(sk_grpc_call *call, sk_grpc_conn *conn, const char *auth_value);
 /* Closes the call now: on_close(code, msg) unless cancelled; RST_STREAM(CANCEL) when the
  * stream is still open on our side and rst is set. */
 void sk_grpc_call_finish(sk_grpc_call *call, int code, const char *msg, int rst);

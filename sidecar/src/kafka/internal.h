@@ -38,6 +38,8 @@ struct sk_kafka {
     sk_metrics *metrics;
     sk_registry *registry;
     sk_secret *registry_password; /* schema_registry.password, watched; NULL when empty */
+    sk_oauth_client *token;       /* OAUTHBEARER tokens, or NULL */
+    rd_kafka_t *oauth_rk[2];      /* the clients that take them (consumer, producer) */
     kproducer *producer;
     /* consumer (NULL without kafka.topics) */
     rd_kafka_t *rk;
@@ -155,5 +157,14 @@ void kwake_stop(kwake *w);
 /* librdkafka configuration shared by the consumer and the producer, errors into err. */
 rd_kafka_conf_t *kconf_new(const sk_kafka *k, char *err, size_t errlen);
 int kconf_set(rd_kafka_conf_t *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* ---- oauthbearer.c ---- */
+
+/* SASL OAUTHBEARER on c when k has a token client (else nothing): security.protocol
+ * sasl_plaintext, the token refresh callback, k as the opaque. */
+int koauth_conf(const sk_kafka *k, rd_kafka_conf_t *c, char *err, size_t errlen);
+/* rk takes the tokens: the current one now, each new one as it arrives. */
+void koauth_attach(sk_kafka *k, rd_kafka_t *rk);
+void koauth_detach(sk_kafka *k);
 
 #endif

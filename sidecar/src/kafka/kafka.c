@@ -24,8 +24,10 @@ int kwake_start(sk_kafka *k, kwake *w, rd_kafka_queue_t *q,
     if (!(w->ev = event_new(k->base, w->fds[0], EV_READ | EV_PERSIST, fn, arg)) ||
         event_add(w->ev, NULL) != 0)
         return -1;
-    /* librdkafka writes this byte whenever q goes from empty to non-empty. */
+    /* librdkafka writes this byte whenever q goes from empty to non-empty. q may hold events
+     * already (an OAUTHBEARER token refresh is queued by rd_kafka_new): served once now. */
     rd_kafka_queue_io_event_enable(q, w->fds[1], "1", 1);
+    event_active(w->ev, EV_READ, 1);
     return 0;
 }
 
@@ -123,6 +125,10 @@ rd_kafka_conf_t *kconf_new(const sk_kafka *k, char *err, size_t errlen)
         return NULL;
     }
     rd_kafka_conf_set_log_cb(c, log_cb);
+    if (koauth_conf(k, c, err, errlen) != 0) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -153,7 +159,7 @@ static int ktls_start(sk_kafka *k, char *err, size_t errlen)
 }
 
 sk_kafka *sk_kafka_new(struct event_base *base, const sk_config *cfg, sk_dispatcher *d,
-                       sk_metrics *metrics, char *err, size_t errlen)
+                       sk_metrics *metrics, sk_oauth_client *token, char *err, size_t errlen)
 {
     err[0] = '\0';
     if (cfg->kafka_brokers_len == 0)
@@ -163,7 +169,8 @@ sk_kafka *sk_kafka_new(struct event_base *base, const sk_config *cfg, sk_dispatc
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    *k = (sk_kafka){.base = base, .cfg = cfg, .d = d, .metrics = metrics, .wake.fds = {-1, -1}};
+    *k = (sk_kafka){
+        .base = base, .cfg = cfg, .d = d, .metrics = metrics, .token = token, .wake.fds = {-1, -1}};
     if (ktls_start(k, err, errlen) != 0) {
         sk_kafka_free(k);
         return NULL;
@@ -242,6 +249,7 @@ void sk_kafka_free(sk_kafka *k)
     if (!k)
         return;
     k->stopping = 1;
+    koauth_detach(k);
     kproduce_cancel_all(k);
     kproducer_free(k->producer); /* reports what is still queued while its owners exist */
     kconsumer_free(k);

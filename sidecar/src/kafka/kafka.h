@@ -11,15 +11,17 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "handler/dispatcher.h"
+#include "secrets/oauth.h"
 
 struct event_base;
 typedef struct sk_kafka sk_kafka;
 
-/* NULL with err when Kafka is configured but cannot start (bad librdkafka setting, registry
- * URL...). Kafka off (no kafka.brokers): returns NULL with err[0] == '\0'. Registers the
- * topics as dispatcher routes and the `produce` call method. */
+/* token: NULL, or the OAuth client whose tokens authenticate to the brokers (SASL OAUTHBEARER,
+ * kafka.oauthbearer); it must outlive k. NULL with err when Kafka is configured but cannot start
+ * (bad librdkafka setting, registry URL...). Kafka off (no kafka.brokers): returns NULL with err[0]
+ * == '\0'. Registers the topics as dispatcher routes and the `produce` call method. */
 sk_kafka *sk_kafka_new(struct event_base *base, const sk_config *cfg, sk_dispatcher *d,
-                       sk_metrics *metrics, char *err, size_t errlen);
+                       sk_metrics *metrics, sk_oauth_client *token, char *err, size_t errlen);
 /* The consumer has its partitions assigned at least once and no fatal error (or there is no
  * consumer); writes why not into why. NULL k: ready. */
 int sk_kafka_ready(const sk_kafka *k, char *why, size_t whylen);

@@ -40,7 +40,7 @@ int sk_zeebe_transient(int code)
 {
     return code == SK_GRPC_UNAVAILABLE || code == SK_GRPC_RESOURCE_EXHAUSTED ||
            code == SK_GRPC_DEADLINE_EXCEEDED || code == SK_GRPC_CANCELLED ||
-           code == SK_GRPC_ABORTED;
+           code == SK_GRPC_ABORTED || code == SK_GRPC_UNAUTHENTICATED;
 }
 
 static void cmd_free(cmd *c)

@@ -22,6 +22,9 @@ struct sk_zeebe {
     sk_grpc_channel *ch;
     struct sk_tls *tls;           /* zeebe.tls: the gateway's TLS material, else NULL */
     struct sk_grpc_transport *tp; /* its transport, else NULL (h2c) */
+    sk_oauth_client *token;       /* NULL: no credentials */
+    sk_grpc_auth auth;            /* the channel's credentials, from token */
+    char *bearer;                 /* "Bearer <token>" last handed to the channel */
     sk_dispatcher *d;
     const sk_config *cfg;
     struct worker **workers;

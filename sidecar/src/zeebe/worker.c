@@ -407,8 +407,49 @@ static int register_metrics(sk_zeebe *z, sk_metrics *m)
                : -1;
 }
 
+/* ---- credentials: the token service as the channel's auth source ---- */
+
+static void wipe_bearer(sk_zeebe *z)
+{
+    if (z->bearer) {
+        explicit_bzero(z->bearer, strlen(z->bearer));
+        free(z->bearer);
+    }
+    z->bearer = NULL;
+}
+
+static const char *auth_value(void *ud)
+{
+    sk_zeebe *z = ud;
+    const char *t = sk_oauth_token_get(z->token);
+    if (!t)
+        return NULL;
+    if (!z->bearer || strcmp(z->bearer + 7, t) != 0) {
+        wipe_bearer(z);
+        size_t n = strlen(t) + 8;
+        if (!(z->bearer = malloc(n)))
+            return NULL;
+        snprintf(z->bearer, n, "Bearer %s", t);
+    }
+    return z->bearer;
+}
+
+static void auth_rejected(void *ud, const char *value)
+{
+    sk_zeebe *z = ud;
+    SK_LOG(SK_LOG_WARN, "zeebe", NULL, SK_KV("address", z->cfg->zeebe_address),
+           "gateway answered UNAUTHENTICATED: getting a new access token");
+    sk_oauth_token_rejected(z->token, value + 7);
+}
+
+static void on_token(void *ud)
+{
+    sk_zeebe *z = ud;
+    sk_grpc_channel_auth_changed(z->ch);
+}
+
 sk_zeebe *sk_zeebe_new(struct event_base *base, const sk_config *cfg, sk_dispatcher *d,
-                       sk_metrics *metrics, char *err, size_t errlen)
+                       sk_metrics *metrics, sk_oauth_client *token, char *err, size_t errlen)
 {
     sk_zeebe *z = calloc(1, sizeof(*z));
     if (!z || !(z->workers = calloc(cfg->zeebe_jobs_len + 1, sizeof(worker *))))
@@ -440,7 +481,12 @@ sk_zeebe *sk_zeebe_new(struct event_base *base, const sk_config *cfg, sk_dispatc
         .reconnect_max_ms = cfg->zeebe_backoff_max_ms,
         /* Without job types the gateway is only needed for the handlers' calls. */
         .lazy = cfg->zeebe_jobs_len == 0,
+        .auth = token ? &z->auth : NULL,
     };
+    z->token = token;
+    z->auth = (sk_grpc_auth){.value = auth_value, .rejected = auth_rejected, .ud = z};
+    if (token && sk_oauth_listen(token, on_token, z) != 0)
+        goto oom;
     if (!(z->ch = sk_grpc_channel_new(base, &o, on_state, z))) {
         snprintf(err, errlen, "cannot create the gateway channel to %s", cfg->zeebe_address);
         sk_zeebe_free(z);
@@ -494,6 +540,9 @@ void sk_zeebe_free(sk_zeebe *z)
     for (size_t i = 0; i < z->nworkers; i++)
         worker_free(z->workers[i]);
     sk_grpc_channel_free(z->ch);
+    if (z->token)
+        sk_oauth_unlisten(z->token, on_token, z);
+    wipe_bearer(z);
     sk_grpc_transport_free(z->tp);
     sk_tls_free(z->tls);
     free(z->workers);

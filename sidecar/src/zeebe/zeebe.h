@@ -11,12 +11,16 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "handler/dispatcher.h"
+#include "secrets/oauth.h"
 
 struct event_base;
 typedef struct sk_zeebe sk_zeebe;
 
+/* token: NULL, or the OAuth client whose token goes as `authorization: Bearer` on every
+ * gateway call (calls wait for a token; one refresh and one retry on UNAUTHENTICATED); it must
+ * outlive the source. */
 sk_zeebe *sk_zeebe_new(struct event_base *base, const sk_config *cfg, sk_dispatcher *d,
-                       sk_metrics *metrics, char *err, size_t errlen);
+                       sk_metrics *metrics, sk_oauth_client *token, char *err, size_t errlen);
 /* Gateway reachable (HTTP/2 connection up). */
 int sk_zeebe_connected(const sk_zeebe *z);
 /* Why the gateway is not connected ("" when no attempt failed yet); for readiness. */

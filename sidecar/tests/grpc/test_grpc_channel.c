@@ -388,6 +388,105 @@ static void test_request_headers_and_body(void **state)
     teardown(f);
 }
 
+/* ---- per-call credentials ---- */
+
+typedef struct auth_src {
+    const char *value; /* handed out; NULL: none yet */
+    const char *next;  /* replaces value on a rejection */
+    int rejected;
+    char last_rejected[64];
+} auth_src;
+
+static const char *auth_value(void *ud)
+{
+    return ((auth_src *)ud)->value;
+}
+
+static void auth_rejected(void *ud, const char *value)
+{
+    auth_src *a = ud;
+    a->rejected++;
+    snprintf(a->last_rejected, sizeof a->last_rejected, "%s", value);
+    a->value = a->next;
+}
+
+/* UNAUTHENTICATED (trailers-only, as grpc-js sends it) unless the token is "good". */
+static void s_auth(fserver *srv, fstream *st)
+{
+    (void)srv;
+    if (strstr(st->headers, "authorization: Bearer good\n"))
+        respond_ok(st);
+    else
+        respond_headers_only(st, "200", "16", "bad%20token");
+}
+
+static fixture *auth_setup(const sk_grpc_auth *auth)
+{
+    fixture *f = setup(MODE_H2, s_auth);
+    sk_grpc_channel_free(f->ch);
+    char target[32];
+    snprintf(target, sizeof target, "127.0.0.1:%d", f->srv->port);
+    sk_grpc_channel_opts o = {.target = target, .auth = auth};
+    f->ch = sk_grpc_channel_new(f->base, &o, on_state, &f->states);
+    assert_non_null(f->ch);
+    return f;
+}
+
+static void test_auth_retry_once_after_unauthenticated(void **state)
+{
+    (void)state;
+    auth_src a = {.value = "Bearer stale", .next = "Bearer good"};
+    const sk_grpc_auth auth = {auth_value, auth_rejected, &a};
+    fixture *f = auth_setup(&auth);
+    result r = {0};
+    start(f->ch, &r, 3000);
+    assert_true(run_until(f->base, &r.closed, 5000));
+    assert_int_equal(r.code, SK_GRPC_OK);
+    assert_int_equal(r.messages, 1);
+    assert_int_equal(a.rejected, 1);
+    assert_string_equal(a.last_rejected, "Bearer stale");
+    assert_int_equal(f->srv->conns[0]->nstreams, 2); /* the same request, sent twice */
+    assert_int_equal(stream_n(f->srv, 0, 0)->body_len, 8);
+    assert_int_equal(stream_n(f->srv, 0, 1)->body_len, 8);
+    teardown(f);
+
+    /* Refused again: the second UNAUTHENTICATED closes the call. */
+    a = (auth_src){.value = "Bearer stale", .next = "Bearer also-bad"};
+    f = auth_setup(&auth);
+    r = (result){0};
+    start(f->ch, &r, 3000);
+    assert_true(run_until(f->base, &r.closed, 5000));
+    assert_int_equal(r.code, SK_GRPC_UNAUTHENTICATED);
+    assert_string_equal(r.msg, "bad token");
+    assert_int_equal(a.rejected, 2);
+    assert_int_equal(f->srv->conns[0]->nstreams, 2);
+    teardown(f);
+}
+
+/* No token yet: the call waits (connected), then goes when the source says it has one. */
+static void test_auth_waits_for_a_token(void **state)
+{
+    (void)state;
+    auth_src a = {0};
+    const sk_grpc_auth auth = {auth_value, auth_rejected, &a};
+    fixture *f = auth_setup(&auth);
+    result r = {0}, late = {0};
+    start(f->ch, &r, 0);
+    start(f->ch, &late, 300);
+    assert_true(run_until(f->base, &late.closed, 3000));
+    assert_int_equal(late.code, SK_GRPC_DEADLINE_EXCEEDED);
+    assert_non_null(strstr(late.msg, "waiting for an access token"));
+    assert_int_equal(r.closed, 0);
+    assert_int_equal(f->srv->nconns, 1);
+    assert_int_equal(f->srv->conns[0]->nstreams, 0);
+    a.value = "Bearer good";
+    sk_grpc_channel_auth_changed(f->ch);
+    assert_true(run_until(f->base, &r.closed, 3000));
+    assert_int_equal(r.code, SK_GRPC_OK);
+    assert_int_equal(a.rejected, 0);
+    teardown(f);
+}
+
 static void test_bad_metadata_closes_async(void **state)
 {
     (void)state;
@@ -674,6 +773,8 @@ int main(void)
         cmocka_unit_test(test_rst_stream_codes),
         cmocka_unit_test(test_lazy_connects_at_first_call),
         cmocka_unit_test(test_request_headers_and_body),
+        cmocka_unit_test(test_auth_retry_once_after_unauthenticated),
+        cmocka_unit_test(test_auth_waits_for_a_token),
         cmocka_unit_test(test_bad_metadata_closes_async),
         cmocka_unit_test(test_unreachable_then_deadline),
         cmocka_unit_test(test_handshake_timeout),

@@ -577,7 +577,7 @@ int zf_setup(void **state)
 void zf_start(zf_fixture *fx)
 {
     char err[128];
-    fx->z = sk_zeebe_new(fx->base, &fx->cfg, fx->d, fx->metrics, err, sizeof err);
+    fx->z = sk_zeebe_new(fx->base, &fx->cfg, fx->d, fx->metrics, NULL, err, sizeof err);
     assert_non_null(fx->z);
 }
 

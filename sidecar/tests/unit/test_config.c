@@ -76,7 +76,7 @@ static void test_table_covers_struct(void **state)
         if (gap >= sizeof(void *))
             fail_msg("bytes up to %zu of sk_config belong to no row", b);
     }
-    assert_int_equal(NROWS, 58);
+    assert_int_equal(NROWS, 70);
 }
 
 static void test_enum_matches_log_levels(void **state)
@@ -669,6 +669,37 @@ static void test_cross_check(void **state)
                               "(\"10s\" from default)"));
 }
 
+/* OAuth for the gateway: Camunda's variables, the three settings go together. */
+static void test_oauth_settings(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    srcs s = {.env = LIST("CAMUNDA_CLIENT_ID=worker", "ZEEBE_CLIENT_SECRET=s3cret-canary",
+                          "CAMUNDA_OAUTH_URL=http://kc:8080/realms/r/protocol/openid-connect/token",
+                          "CAMUNDA_TOKEN_AUDIENCE=zeebe-api", "ZEEBE_TOKEN_SCOPE=a b",
+                          "CAMUNDA_OAUTH_TOKEN_REFRESH_THRESHOLD_MS=5000")};
+    load_ok(&cfg, &s);
+    assert_string_equal(cfg.zeebe_client_id, "worker");
+    assert_string_equal(cfg.zeebe_client_secret, "s3cret-canary");
+    assert_string_equal(cfg.zeebe_token_url,
+                        "http://kc:8080/realms/r/protocol/openid-connect/token");
+    assert_string_equal(cfg.zeebe_token_audience, "zeebe-api");
+    assert_string_equal(cfg.zeebe_token_scope, "a b");
+    assert_int_equal(cfg.oauth_refresh_ahead_ms, 5000);
+    sk_config_clear(&cfg);
+    s.env = LIST("ZEEBE_CLIENT_ID=worker");
+    char *p;
+    assert_int_equal(load(&cfg, &s, &p), 2);
+    expect_in(p, "zeebe.client_secret: empty while");
+    expect_in(p, "zeebe.authorization_server_url: empty while");
+    free(p);
+    sk_config_clear(&cfg);
+    s.env = LIST("ZEEBE_CLIENT_ID=w", "ZEEBE_CLIENT_SECRET=s3cret-canary",
+                 "ZEEBE_AUTHORIZATION_SERVER_URL=kc:8080/token");
+    load_one_problem(
+        &s, LIST("zeebe.authorization_server_url: value \"kc:8080/token\"", "http:// or https://"));
+}
+
 static void test_problem_value_is_quoted_and_cut(void **state)
 {
     (void)state;
@@ -760,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_row_parsers_and_bounds),
         cmocka_unit_test(test_all_problems_at_once),
         cmocka_unit_test(test_cross_check),
+        cmocka_unit_test(test_oauth_settings),
         cmocka_unit_test(test_problem_value_is_quoted_and_cut),
         cmocka_unit_test(test_docs),
     };
