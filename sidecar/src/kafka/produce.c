@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "kafka/internal.h"
 
 typedef struct pcall {
@@ -59,11 +60,18 @@ static void encode_and_send(pcall *c, const sk_avro_schema *schema, int32_t id)
     uint8_t *body = sk_avro_from_json(schema, c->value, &len, err, sizeof err);
     uint8_t *buf = body ? malloc(len + SK_AVRO_WIRE_HEADER) : NULL;
     if (!buf) {
-        if (body)
+        if (body) {
             sk_reply_error(c->reply, "produce_failed", "out of memory");
-        else
+        } else {
+            /* Refused for its content: the handler hears why, and so does the operator. */
+            kproducer_count(c->k->producer, c->topic, "invalid_value");
+            SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("topic", c->topic, "reason", "invalid_value"),
+                   "produce refused, nothing written: the value does not match schema %d of "
+                   "subject %s-value: %s",
+                   (int)id, c->topic, err);
             sk_reply_error(c->reply, "invalid_value", "%s (subject %s-value, schema id %d)", err,
                            c->topic, (int)id);
+        }
         free(body);
         pcall_free(c);
         return;

@@ -344,7 +344,7 @@ static int register_metrics(sk_zeebe *z, sk_metrics *m)
     z->m_jobs = sk_metrics_counter(
         m, "skiff_zeebe_jobs_total",
         "Jobs by outcome: activated; then completed, failed, bpmn_error, abandoned, yielded, "
-        "timed_out, not_found, rejected or deadline_passed.",
+        "undeliverable, timed_out, not_found, rejected or deadline_passed.",
         SK_KV("job_type", "outcome"));
     z->m_latency = sk_metrics_histogram(m, "skiff_zeebe_job_latency_seconds",
                                         "Time from job activation to its command acknowledged.",
@@ -364,8 +364,13 @@ static int register_metrics(sk_zeebe *z, sk_metrics *m)
     z->m_overdue = sk_metrics_counter(m, "skiff_zeebe_jobs_overdue_total",
                                       "Jobs whose deadline passed while a handler held them.",
                                       SK_KV("job_type"));
+    z->m_unencodable = sk_metrics_counter(
+        m, "skiff_zeebe_results_unencodable_total",
+        "Handler results whose variables could not be encoded for the engine (the job is "
+        "failed instead).",
+        SK_KV("job_type"));
     return z->m_requests && z->m_jobs && z->m_latency && z->m_open && z->m_backoff &&
-                   z->m_streamed && z->m_streams && z->m_overdue
+                   z->m_streamed && z->m_streams && z->m_overdue && z->m_unencodable
                ? 0
                : -1;
 }
