@@ -74,10 +74,9 @@ struct sk_dispatcher {
 /* Upper bounds (seconds) of skiff_task_overhead_seconds: skiff's own time per task is in µs,
  * but a dispatch also waits behind earlier frames a slow handler has not read yet, and a cold
  * start or a sanitizer build runs slower: up to 1 s, so that a p99 is a figure, not "> 10 ms". */
-static const double overhead_buckets[] = {0.000005, 0.00001, 0.000025, 0.00005, 0.000075,
-                                          0.0001,   0.00015, 0.00025,  0.0005,  0.001,
-                                          0.0025,   0.005,   0.01,     0.025,   0.1,
-                                          1};
+static const double overhead_buckets[] = {0.000005, 0.00001, 0.000025, 0.00005, 0.000075, 0.0001,
+                                          0.00015,  0.00025, 0.0005,   0.001,   0.0025,   0.005,
+                                          0.01,     0.025,   0.1,      1};
 
 static sk_series *overhead(const sk_dispatcher *d, const task *t, const char *phase)
 {
