@@ -155,3 +155,26 @@ def test_nul_in_value_delivered(kafka, stack, uid):
     assert start["value"]["text"] == "a\u0000b\u0000", json.dumps(start["value"])
     assert skiff.metric("skiff_tasks_undeliverable_total") == 0
     stack.stop_all()
+
+
+def test_produce_keeps_nul(kafka, stack, uid):
+    """A produce call whose key, header value and string value hold U+0000: the record a Kafka
+    consumer reads has exactly those bytes (they are not cut at the NUL)."""
+    trigger, out, group = f"kt.nulp.{uid}", f"kt.nulp.out.{uid}", f"kt-nulp-{uid}"
+    kafka.create_topic(trigger)
+    kafka.create_topic(out, dlq=False)
+    kafka.register(f"{trigger}-value", CMD_SCHEMA)
+    kafka.register(f"{out}-value", TEXT_SCHEMA)
+    skiff, handler = stack.start([trigger], group)
+    spec = {"via": "task", "topic": out, "key": "k\u0000y", "headers": {"h": "a\u0000b"},
+            "value": {"id": "p", "text": "t\u0000u"}}
+    kafka.produce(trigger, [(b"t", cmd("go", produce=json.dumps(spec)), None)],
+                  schema=CMD_SCHEMA)
+    wait_until(lambda: acked(handler, "go"), what="the trigger acked", on_timeout=skiff.tail)
+    [end] = [e for e in handler.events("end") if e["value"]["id"] == "go"]
+    assert end["produce"]["ok"] is True, end["produce"]
+    [m] = kafka.read_all(out)
+    assert m.key() == b"k\x00y"
+    assert dict(m.headers()) == {"h": b"a\x00b"}
+    assert kafka.deserialize(out, m.value()) == {"id": "p", "text": "t\u0000u"}
+    stack.stop_all()

@@ -336,6 +336,10 @@ static void test_publish_invalid_params(void **state)
         "{\"name\":\"paid\",\"correlation_key\":17}",
         "{\"name\":\"paid\",\"message_id\":true}",
         "{\"name\":\"paid\",\"tenant_id\":null}",
+        /* U+0000 would cut the C string short: another correlation key, another message */
+        "{\"name\":\"paid\",\"correlation_key\":\"o-1\\u0000x\"}",
+        "{\"name\":\"pa\\u0000id\"}",
+        "{\"name\":\"paid\",\"message_id\":\"\\u0000\"}",
     };
     zf_start(fx);
     zf_join(fx, 1);
