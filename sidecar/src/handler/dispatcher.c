@@ -267,7 +267,8 @@ sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics, size_t max_frame)
         metrics, "skiff_tasks_undeliverable_total",
         "Jobs and records refused because of their content, never handed to a handler: "
         "undecodable (variables, headers or value), too_large (task frame over "
-        "handler.max_frame), unencodable (task frame could not be built).",
+        "handler.max_frame), unencodable (task frame could not be built), undecodable_response "
+        "(a gateway message with jobs).",
         SK_KV("source", "route", "reason"));
     if (!d->m_sessions || !d->m_open || !d->m_duration || !d->m_results || !d->m_abandoned ||
         !d->m_cancelled || !d->m_overhead || !d->m_undeliverable) {

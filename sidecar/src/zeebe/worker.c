@@ -71,6 +71,16 @@ static void take_or_yield(worker *w, const GatewayProtocol__ActivatedJob *job, d
         sk_zeebe_yield(w, job);
 }
 
+/* A gateway message skiff cannot decode: the jobs in it (how many is unknown) stay activated
+ * in the engine until their timeout, then come back. */
+static void undecodable_message(worker *w, const char *what, size_t len)
+{
+    sk_dispatcher_undeliverable(w->z->d, "zeebe", w->type, "undecodable_response");
+    SK_LOG(SK_LOG_ERROR, "zeebe", NULL,
+           SK_KV("job_type", w->type, "reason", "undecodable_response"),
+           "undecodable %s (%zu bytes): its jobs return after their timeout", what, len);
+}
+
 /* ---- long polling ---- */
 
 static void on_jobs(void *ud, const uint8_t *msg, size_t len)
@@ -80,7 +90,7 @@ static void on_jobs(void *ud, const uint8_t *msg, size_t len)
         gateway_protocol__activate_jobs_response__unpack(NULL, len, msg);
     double received_at = sk_mono_s();
     if (!r) {
-        SK_ERROR("zeebe", "undecodable ActivateJobsResponse (%zu bytes) for %s", len, w->type);
+        undecodable_message(w, "ActivateJobsResponse", len);
         return;
     }
     w->received += r->n_jobs;
@@ -194,8 +204,7 @@ static void on_streamed(void *ud, const uint8_t *msg, size_t len)
     GatewayProtocol__ActivatedJob *job = gateway_protocol__activated_job__unpack(NULL, len, msg);
     double received_at = sk_mono_s();
     if (!job) {
-        SK_ERROR("zeebe", "undecodable ActivatedJob (%zu bytes) on the %s job stream", len,
-                 w->type);
+        undecodable_message(w, "ActivatedJob (job stream)", len);
         return;
     }
     sk_series_add(w->m_streamed, 1);

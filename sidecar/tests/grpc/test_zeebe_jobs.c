@@ -561,6 +561,28 @@ static void test_unencodable_result_fails_job(void **state)
     assert_true(zf_sample(fx, "skiff_zeebe_results_unencodable_total{job_type=\"work\"}") == 1);
 }
 
+/* A gateway answer that is not protobuf: nothing reaches the handler (the jobs come back
+ * after their timeout), but it is logged with the job type and counted. */
+static void test_undecodable_response_counted(void **state)
+{
+    zf_fixture *fx = *state;
+    static const job_spec job = {.key = 961, .retries = 3};
+    fx->garble = 1;
+    capture_log();
+    zf_then_jobs(fx, M_ACTIVATE, &job, 1);
+    zf_start(fx);
+    zf_join(fx, 1);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 1, 2000));
+    assert_null(zf_next_frame(fx, 200));
+    char *log = log_text();
+    if (!strstr(log, "undecodable ActivateJobsResponse") || !strstr(log, "\"level\":\"error\"") ||
+        !strstr(log, "\"job_type\":\"work\""))
+        fail_msg("no ERROR line about the undecodable response in:\n%s", log);
+    free(log);
+    assert_true(zf_sample(fx, "skiff_tasks_undeliverable_total{source=\"zeebe\",route=\"work\","
+                              "reason=\"undecodable_response\"}") == 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, zf_setup, zf_teardown)
 
 int main(void)
@@ -585,6 +607,7 @@ int main(void)
         T(test_oversized_job_fails),
         T(test_fail_message_with_nul),
         T(test_unencodable_result_fails_job),
+        T(test_undecodable_response_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
