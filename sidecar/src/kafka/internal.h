@@ -43,25 +43,25 @@ struct sk_kafka {
     rd_kafka_queue_t *queue;
     kwake wake;
     struct event *commit_timer;
-    struct event *pump_ev;        /* kconsumer_pump_soon */
-    kpart *parts;                 /* assigned partitions, and revoked ones still holding records */
-    struct pcall *calls;          /* produce calls waiting for a schema */
-    uint64_t serial;              /* task ids */
-    size_t running;               /* records with a handler or being dead-lettered */
-    int assigned_once;            /* a first assignment happened */
-    int stopping, closing;        /* sk_kafka_stop called; group leave started */
-    int pumping, repump;          /* kconsumer_pump running; called again meanwhile */
-    char fatal[256];              /* a fatal consumer error, "" when none */
-    sk_metric *m_received;        /* records read, by topic */
-    sk_metric *m_processed;       /* by topic and outcome (acked, dead_lettered) */
-    sk_metric *m_redeliver;       /* by topic and reason */
-    sk_metric *m_dead;            /* dead-lettered, by topic and reason */
-    sk_metric *m_lag;             /* by topic and partition */
-    sk_metric *m_paused;          /* paused partitions, by topic */
-    sk_metric *m_held;            /* records held by skiff, by topic */
-    sk_metric *m_commits;         /* by result */
-    sk_metric *m_errors;          /* client errors, by code */
-    sk_metric *m_headers_dropped; /* headers a task frame cannot carry, by topic */
+    struct event *pump_ev;  /* kconsumer_pump_soon */
+    kpart *parts;           /* assigned partitions, and revoked ones still holding records */
+    struct pcall *calls;    /* produce calls waiting for a schema */
+    uint64_t serial;        /* task ids */
+    size_t running;         /* records with a handler or being dead-lettered */
+    int assigned_once;      /* a first assignment happened */
+    int stopping, closing;  /* sk_kafka_stop called; group leave started */
+    int pumping, repump;    /* kconsumer_pump running; called again meanwhile */
+    char fatal[256];        /* a fatal consumer error, "" when none */
+    sk_metric *m_received;  /* records read, by topic */
+    sk_metric *m_processed; /* by topic and outcome (acked, dead_lettered) */
+    sk_metric *m_redeliver; /* by topic and reason */
+    sk_metric *m_dead;      /* dead-lettered, by topic and reason */
+    sk_metric *m_lag;       /* by topic and partition */
+    sk_metric *m_paused;    /* paused partitions, by topic */
+    sk_metric *m_held;      /* records held by skiff, by topic */
+    sk_metric *m_commits;   /* by result */
+    sk_metric *m_errors;    /* client errors, by code */
+    sk_metric *m_hdrdrop;   /* headers a task frame cannot carry, by topic */
 };
 
 /* An assigned partition. */

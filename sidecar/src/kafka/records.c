@@ -75,7 +75,7 @@ static void header_dropped(const krec *r, size_t i)
 {
     sk_kafka *k = r->p->k;
     const char *const labels[] = {r->p->topic, NULL};
-    sk_series_add(sk_metric_series(k->m_headers_dropped, labels), 1);
+    sk_series_add(sk_metric_series(k->m_hdrdrop, labels), 1);
     SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("topic", r->p->topic),
            "record %d@%lld: header #%zu dropped from the task, its name is not valid UTF-8",
            (int)r->p->partition, (long long)r->offset, i);

@@ -29,15 +29,15 @@ struct sk_zeebe {
     int stopping;
     int closing;
     int connected;
-    sk_metric *m_requests;    /* by method and code */
-    sk_metric *m_jobs;        /* by job type and outcome */
-    sk_metric *m_latency;     /* activation to command acknowledged, by job type */
-    sk_metric *m_open;        /* jobs held, by job type */
-    sk_metric *m_backoff;     /* activation retry delay in force, by job type */
-    sk_metric *m_streamed;    /* jobs received from the job stream, by job type */
-    sk_metric *m_streams;     /* job streams open, by job type */
-    sk_metric *m_overdue;     /* deadlines passed while a handler held the job, by job type */
-    sk_metric *m_unencodable; /* handler results whose variables could not be encoded */
+    sk_metric *m_requests; /* by method and code */
+    sk_metric *m_jobs;     /* by job type and outcome */
+    sk_metric *m_latency;  /* activation to command acknowledged, by job type */
+    sk_metric *m_open;     /* jobs held, by job type */
+    sk_metric *m_backoff;  /* activation retry delay in force, by job type */
+    sk_metric *m_streamed; /* jobs received from the job stream, by job type */
+    sk_metric *m_streams;  /* job streams open, by job type */
+    sk_metric *m_overdue;  /* deadlines passed while a handler held the job, by job type */
+    sk_metric *m_unenc;    /* handler results whose variables could not be encoded */
 };
 
 /* The activation of one job type. */

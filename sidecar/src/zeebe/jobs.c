@@ -47,7 +47,7 @@ static int result_variables(void *source, zjob *j, const sk_msg *m, char **out)
     char key[24];
     snprintf(key, sizeof key, "%" PRId64, j->key);
     const char *const labels[] = {j->type, NULL};
-    sk_series_add(sk_metric_series(z->m_unencodable, labels), 1);
+    sk_series_add(sk_metric_series(z->m_unenc, labels), 1);
     SK_LOG(SK_LOG_ERROR, "zeebe", NULL, SK_KV("job_type", j->type, "job_key", key),
            "the handler's result for job %s cannot be encoded (out of memory): job failed", key);
     sk_zeebe_fail(z, j, j->retries > 0 ? j->retries - 1 : 0,

@@ -373,13 +373,13 @@ static int register_metrics(sk_zeebe *z, sk_metrics *m)
     z->m_overdue = sk_metrics_counter(m, "skiff_zeebe_jobs_overdue_total",
                                       "Jobs whose deadline passed while a handler held them.",
                                       SK_KV("job_type"));
-    z->m_unencodable = sk_metrics_counter(
+    z->m_unenc = sk_metrics_counter(
         m, "skiff_zeebe_results_unencodable_total",
         "Handler results whose variables could not be encoded for the engine (the job is "
         "failed instead).",
         SK_KV("job_type"));
     return z->m_requests && z->m_jobs && z->m_latency && z->m_open && z->m_backoff &&
-                   z->m_streamed && z->m_streams && z->m_overdue && z->m_unencodable
+                   z->m_streamed && z->m_streams && z->m_overdue && z->m_unenc
                ? 0
                : -1;
 }
