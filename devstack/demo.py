@@ -92,7 +92,8 @@ def metric_sum(text, name, label=""):
 
 def overhead_quantile(text, phase, q):
     """Quantile q of skiff_task_overhead_seconds{phase=...}, interpolated inside its bucket as
-    Prometheus' histogram_quantile does."""
+    Prometheus' histogram_quantile does, as (seconds, over): over is True when the quantile
+    lies past the last finite bucket, whose bound is then all that is known (a lower bound)."""
     buckets = []
     for line in text.splitlines():
         if line.startswith("skiff_task_overhead_seconds_bucket{") and f'phase="{phase}"' in line:
@@ -101,15 +102,28 @@ def overhead_quantile(text, phase, q):
                             float(line.rsplit(" ", 1)[1])))
     buckets.sort()
     if not buckets or buckets[-1][1] == 0:
-        return float("nan")
+        return float("nan"), False
     rank, lo, below = q * buckets[-1][1], 0.0, 0.0
     for le, count in buckets:
         if count >= rank:
             if le == float("inf"):
-                return lo
-            return lo + (le - lo) * (rank - below) / max(count - below, 1e-9)
+                return lo, True
+            return lo + (le - lo) * (rank - below) / max(count - below, 1e-9), False
         lo, below = le, count
-    return lo
+    return lo, False
+
+
+def duration(seconds, over=False):
+    """A short duration for the report: "42 us", "3.1 ms", "1 s", "> 1 s" when over."""
+    if seconds != seconds:  # NaN: no observations
+        return "-"
+    if seconds < 0.001:
+        text = f"{seconds * 1e6:.0f} us"
+    elif seconds < 1:
+        text = f"{seconds * 1e3:.3g} ms"
+    else:
+        text = f"{seconds:.3g} s"
+    return ("> " if over else "") + text
 
 
 def outcome_of(keys, records):
@@ -212,12 +226,14 @@ def main():
         metrics = http(port, "/metrics")[1]
         streamed = metric_sum(metrics, "skiff_zeebe_streamed_jobs_total")
         activated = metric_sum(metrics, "skiff_zeebe_jobs_total", 'outcome="activated"')
+        polled = activated - streamed
         say(f"  {streamed:.0f} of the {activated:.0f} jobs were pushed on the job streams "
-            "(zeebe.streaming), the rest came by long polling")
+            "(zeebe.streaming)" + (f", the other {polled:.0f} came by long polling"
+                                   if polled > 0 else ""))
         for phase in ("dispatch", "result"):
             say(f"  skiff's own time per task, {phase}: p50 "
-                f"{overhead_quantile(metrics, phase, 0.5) * 1e6:.0f} us, p99 "
-                f"{overhead_quantile(metrics, phase, 0.99) * 1e6:.0f} us "
+                f"{duration(*overhead_quantile(metrics, phase, 0.5))}, p99 "
+                f"{duration(*overhead_quantile(metrics, phase, 0.99))} "
                 "(skiff_task_overhead_seconds)")
         kafka.report(outcomes, since_ms, lambda: http(port, "/metrics")[1], wait)
         metrics = http(port, "/metrics")[1]

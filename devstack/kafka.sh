@@ -165,15 +165,13 @@ install_venv() {
   if ! venv_installed "$venv"; then
     devstack_say "installing the Python Kafka clients into $venv"
     rm -rf "$venv"
-    if ! quietly "$KAFKA_PY" -m venv "$venv"; then
-      # Debian's python3 has no ensurepip without python3-venv.
-      rm -rf "$venv"
+    # Debian's python3 has no ensurepip without python3-venv: checked first, so that no
+    # failed `-m venv` is shown on a fresh machine.
+    if ! "$KAFKA_PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
       devstack_say "installing Debian's python3-venv"
-      quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
-        install -y -qq --no-install-recommends python3-venv ||
-        devstack_die "could not install python3-venv"
-      quietly "$KAFKA_PY" -m venv "$venv" || devstack_die "$KAFKA_PY -m venv failed"
+      devstack_apt_install python3-venv || devstack_die "could not install python3-venv"
     fi
+    quietly "$KAFKA_PY" -m venv "$venv" || devstack_die "$KAFKA_PY -m venv failed"
     # Wheels only: nothing is compiled on the machine.
     if ! quietly "$venv/bin/python" -m pip install --disable-pip-version-check --no-input \
       --only-binary=:all: -r "$KAFKA_FILES/requirements.txt"; then

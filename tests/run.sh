@@ -9,9 +9,15 @@
 #
 #   tests/run.sh                 everything
 #   SKIFF_FUZZ_SECONDS=60 ...    longer fuzz runs (default 10 s per target)
+#
+# It stops every service and process it started when it ends, also on failure or interrupt,
+# and reuses (and leaves running) the devstack services that ran before (tests/services.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
+# shellcheck source=tests/services.sh
+. tests/services.sh
+services_begin
 
 step() { printf '\n== %s ==\n' "$*"; }
 # Debian's interpreter: pytest, grpcio and jsonschema come from its packages (setup.sh).
@@ -19,6 +25,9 @@ PY=/usr/bin/python3
 
 step "setup"
 devstack/setup.sh
+
+step "test teardown: what a run starts it stops, what ran before it reuses"
+tests/services_test.sh
 
 step "format and lint"
 git ls-files '*.c' '*.h' | xargs clang-format-14 --dry-run --Werror
@@ -68,7 +77,8 @@ step "OAuth: Keycloak + token-validating proxy + skiff (ASan+UBSan) + real Zeebe
 tests/oauth.sh
 
 step "devstack Kafka: real broker + Schema Registry, checked with the official clients"
-$PY devstack/kafka_selfcheck.py
+services_ensure devstack/kafka.sh devstack/schema-registry.sh
+$PY devstack/kafka_selfcheck.py --no-start
 
 step "integration: skiff (ASan+UBSan) + real Kafka broker + Schema Registry + SDK handlers"
 SKIFF_BIN=$ROOT/build-asan/skiff SKIFF_KAFKA_MOCK_BIN=$ROOT/build/skiff-kafka-mock \

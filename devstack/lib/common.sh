@@ -105,6 +105,19 @@ as_root() {
   fi
 }
 
+# Installs Debian packages "$@" (quietly; the output is shown when it fails), after an
+# `apt-get update`: a machine's package lists may be stale or missing (minbase images).
+devstack_apt_install() {
+  local log rc=0
+  log=$(mktemp)
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >"$log" 2>&1 &&
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+      install -y -qq --no-install-recommends "$@" >>"$log" 2>&1 || rc=$?
+  [ "$rc" = 0 ] || cat "$log" >&2
+  rm -f "$log"
+  return "$rc"
+}
+
 # True while process $1 runs (a zombie does not count: whoever adopted it, PID 1 in some
 # sandboxes, may take a second or two to reap it, and its ports are already closed).
 devstack_running() {

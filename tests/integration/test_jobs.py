@@ -50,8 +50,9 @@ def test_bpmn_error_takes_boundary_path(stack, tmp_path, uid):
     stack.handler(skiff, [job_type], behave="bpmn_error", error_code="REJECTED")
     result = zeebe_client.create_instance_with_result(pid, {"x": 1}, timeout_s=30)
     key = result["processInstanceKey"]
-    assert stack.find("PROCESS_INSTANCE", "ELEMENT_COMPLETED", processInstanceKey=key,
-                      elementId="rejected")
+    # The exporter writes the record stream a moment after the instance completed.
+    wait_until(lambda: stack.find("PROCESS_INSTANCE", "ELEMENT_COMPLETED", processInstanceKey=key,
+                                  elementId="rejected"), what="the error path's end recorded")
     assert not stack.find("PROCESS_INSTANCE", "ELEMENT_COMPLETED", processInstanceKey=key,
                           elementId="done")
     wait_until(lambda: skiff.metric("skiff_zeebe_jobs_total", job_type=job_type,

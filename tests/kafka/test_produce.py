@@ -93,4 +93,8 @@ def test_produce_call(kafka, stack, uid):
     assert skiff.metric("skiff_kafka_produced_total", topic=out, result="ok") == 2
     assert skiff.metric("skiff_kafka_produced_total", result="error") == 0
     assert skiff.metric("skiff_kafka_produced_total", topic=nosubject) == 0
+    # The refused value is the operator's business too: logged with its topic, counted.
+    assert skiff.metric("skiff_kafka_produced_total", topic=out, result="invalid_value") == 1
+    assert [e for e in skiff.log_lines() if e.get("level") == "warn" and e.get("topic") == out
+            and "produce refused" in e.get("message", "") and "$.customer.zip" in e["message"]]
     stack.stop_all()

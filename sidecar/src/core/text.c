@@ -1,5 +1,8 @@
 #include "core/text.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 size_t sk_utf8_len(const unsigned char *s, size_t n)
 {
     if (s[0] < 0x80)
@@ -26,4 +29,24 @@ int sk_hexval(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
+}
+
+char *sk_text_replace_nul(const char *s, size_t len)
+{
+    size_t nuls = 0, o = 0;
+    for (size_t i = 0; i < len; i++)
+        nuls += s[i] == '\0';
+    char *out = malloc(len + 2 * nuls + 1);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i]) {
+            out[o++] = s[i];
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+        }
+    }
+    out[o] = '\0';
+    return out;
 }

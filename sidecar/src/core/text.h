@@ -7,6 +7,9 @@
 /* Length of the well-formed UTF-8 sequence at s (1..4), or 0 when it is not one (overlong
  * forms, surrogates and code points above U+10FFFF are not well-formed). n >= 1. */
 size_t sk_utf8_len(const unsigned char *s, size_t n);
+/* A malloc'ed NUL-terminated copy of the len bytes at s in which each NUL byte is U+FFFD (for
+ * text that goes on as a C string). NULL when out of memory. */
+char *sk_text_replace_nul(const char *s, size_t len);
 /* Value of a hexadecimal digit, -1 when c is not one. */
 int sk_hexval(char c);
 

@@ -68,12 +68,15 @@ struct sk_dispatcher {
     int nsessions;
     int draining;
     sk_series *m_sessions, *m_open;
-    sk_metric *m_duration, *m_results, *m_abandoned, *m_cancelled, *m_overhead;
+    sk_metric *m_duration, *m_results, *m_abandoned, *m_cancelled, *m_overhead, *m_undeliverable;
 };
 
-/* Upper bounds (seconds) of skiff_task_overhead_seconds: skiff's own time per task is in µs. */
+/* Upper bounds (seconds) of skiff_task_overhead_seconds: skiff's own time per task is in µs,
+ * but a dispatch also waits behind earlier frames a slow handler has not read yet, and a cold
+ * start or a sanitizer build runs slower: up to 1 s, so that a p99 is a figure, not "> 10 ms". */
 static const double overhead_buckets[] = {0.000005, 0.00001, 0.000025, 0.00005, 0.000075, 0.0001,
-                                          0.00015,  0.00025, 0.0005,   0.001,   0.0025,   0.01};
+                                          0.00015,  0.00025, 0.0005,   0.001,   0.0025,   0.005,
+                                          0.01,     0.025,   0.1,      1};
 
 static sk_series *overhead(const sk_dispatcher *d, const task *t, const char *phase)
 {
@@ -260,8 +263,15 @@ sk_dispatcher *sk_dispatcher_new(sk_metrics *metrics, size_t max_frame)
         "handler socket), result (result frame read to the engine request handed to HTTP/2).",
         SK_KV("source", "phase"), overhead_buckets,
         sizeof overhead_buckets / sizeof overhead_buckets[0]);
+    d->m_undeliverable = sk_metrics_counter(
+        metrics, "skiff_tasks_undeliverable_total",
+        "Jobs and records refused because of their content, never handed to a handler: "
+        "undecodable (variables, headers or value), too_large (task frame over "
+        "handler.max_frame), unencodable (task frame could not be built), undecodable_response "
+        "(a gateway message with jobs).",
+        SK_KV("source", "route", "reason"));
     if (!d->m_sessions || !d->m_open || !d->m_duration || !d->m_results || !d->m_abandoned ||
-        !d->m_cancelled || !d->m_overhead) {
+        !d->m_cancelled || !d->m_overhead || !d->m_undeliverable) {
         free(d);
         return NULL;
     }
@@ -488,30 +498,44 @@ static uint8_t *task_frame(const sk_source_ops *ops, const char *id, int64_t dea
     return buf;
 }
 
-/* A task that can never be sent: fail it in its source (the source's default retries). */
-static void reject(const sk_source_ops *ops, void *source, void *ctx, const char *id,
-                   const char *why)
+void sk_dispatcher_undeliverable(sk_dispatcher *d, const char *source, const char *route,
+                                 const char *reason)
 {
-    SK_LOG(SK_LOG_ERROR, "dispatcher", NULL, SK_KV("task_id", id), "%s", why);
-    sk_msg m = {.type = SK_MSG_FAIL, .id = id, .message = why};
-    ops->fail(source, ctx, &m);
+    const char *const labels[] = {source, route, reason, NULL};
+    sk_series_add(sk_metric_series(d->m_undeliverable, labels), 1);
+}
+
+/* A task that can never be sent: counted, then ended by its source (which logs it). */
+static void reject(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
+                   const char *route, const char *reason, const char *why)
+{
+    sk_dispatcher_undeliverable(d, ops->name, route, reason);
+    ops->reject(source, ctx, reason, why);
 }
 
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
                           const char *route, const char *id, int64_t deadline_ms, json_t *payload,
                           double received_at)
 {
-    char why[160];
+    char why[200];
     size_t len = 0;
     uint8_t *frame = task_frame(ops, id, deadline_ms, payload, &len);
-    if (frame && len - SK_FRAME_HEADER > d->max_frame) {
-        snprintf(why, sizeof(why), "task frame of %zu bytes exceeds handler.max_frame (%zu)",
-                 len - SK_FRAME_HEADER, d->max_frame);
-        free(frame);
-        reject(ops, source, ctx, id, why);
+    if (!frame) {
+        reject(d, ops, source, ctx, route, "unencodable",
+               "skiff could not encode the task frame (a member is not valid UTF-8, or out of "
+               "memory)");
         return;
     }
-    task *t = frame && !lookup(d, id) ? calloc(1, sizeof(*t)) : NULL;
+    if (len - SK_FRAME_HEADER > d->max_frame) {
+        snprintf(why, sizeof(why),
+                 "the task frame of %zu bytes exceeds handler.max_frame (%zu bytes): the job's "
+                 "variables and headers (or the record's value) are too large for the handler",
+                 len - SK_FRAME_HEADER, d->max_frame);
+        free(frame);
+        reject(d, ops, source, ctx, route, "too_large", why);
+        return;
+    }
+    task *t = !lookup(d, id) ? calloc(1, sizeof(*t)) : NULL;
     if (t && (!(t->id = strdup(id)) || !(t->route = strdup(route)))) {
         free(t->id);
         free(t);

@@ -39,6 +39,11 @@ typedef struct sk_source_ops {
     void (*error)(void *source, void *ctx, const sk_msg *result); /* bpmn_error */
     /* The task cannot be finished here (session gone, shutdown): give it back at once. */
     void (*abandon)(void *source, void *ctx, const char *why);
+    /* The task can never reach a handler because of its content: reason is the
+     * skiff_tasks_undeliverable_total label ("too_large", "unencodable"), why the sentence
+     * for the log line and the engine. The source logs it with its own coordinates (job key;
+     * topic, partition, offset) and ends the task (Zeebe: fails the job; Kafka: dead letter). */
+    void (*reject)(void *source, void *ctx, const char *reason, const char *why);
     /* The handler asks for timeout_ms more time from now (`extend`); the task stays open.
      * reply is NULL when the handler wants no answer. NULL: the source cannot extend. */
     void (*extend)(void *source, void *ctx, int64_t timeout_ms, sk_reply *reply);
@@ -80,13 +85,20 @@ size_t sk_dispatcher_open(const sk_dispatcher *d);
 /* A task with this id is open. */
 int sk_dispatcher_is_open(const sk_dispatcher *d, const char *id);
 
-/* Submits a task. payload: JSON object of source-specific members, stolen. id: unique among
- * open tasks. deadline_ms: epoch ms, forwarded to the handler. received_at: sk_mono_s() when the
- * source got the task off the wire (skiff's own dispatch time is measured from it). A task
- * whose frame would exceed max_frame is never sent: it ends at once through ops->fail. */
+/* Submits a task. payload: JSON object of source-specific members, stolen (NULL: the source
+ * could not build it). id: unique among open tasks. deadline_ms: epoch ms, forwarded to the
+ * handler. received_at: sk_mono_s() when the source got the task off the wire (skiff's own
+ * dispatch time is measured from it). A task whose frame would exceed max_frame, or cannot be
+ * encoded, is never sent: it is counted and ends at once through ops->reject. */
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
                           const char *route, const char *id, int64_t deadline_ms, json_t *payload,
                           double received_at);
+
+/* Counts a task refused because of its content in skiff_tasks_undeliverable_total{source,
+ * route, reason}: by the dispatcher (too_large, unencodable) or by its source before it was
+ * submitted (undecodable). */
+void sk_dispatcher_undeliverable(sk_dispatcher *d, const char *source, const char *route,
+                                 const char *reason);
 
 /* The source has lost a task it submitted (deadline passed, gone from the engine). A queued
  * task, or one whose handler accepts `cancel` (told with that reason), is closed: returns 1

@@ -61,6 +61,24 @@ static int get_string(json_t *o, const char *key, int required, const char **out
     return 0;
 }
 
+/* A text member (a result's message): any JSON string, NUL included. */
+static int get_text(json_t *o, const char *key, int required, const char **out, size_t *len,
+                    char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    *len = 0;
+    if (!v && !required)
+        return 0;
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "member \"%s\" must be a string", key);
+        return -1;
+    }
+    *out = json_string_value(v);
+    *len = json_string_length(v);
+    return 0;
+}
+
 static int get_int(json_t *o, const char *key, int required, int *has, int64_t *out, char *err,
                    size_t errlen)
 {
@@ -151,7 +169,7 @@ static int decode_result(sk_msg *m, char *err, size_t errlen)
     json_t *o = m->root;
     if (get_string(o, "id", 1, &m->id, err, errlen) ||
         get_object(o, "variables", &m->variables, err, errlen) ||
-        get_string(o, "message", 0, &m->message, err, errlen))
+        get_text(o, "message", 0, &m->message, &m->message_len, err, errlen))
         return -1;
     switch (m->type) {
     case SK_MSG_FAIL:
@@ -165,7 +183,7 @@ static int decode_result(sk_msg *m, char *err, size_t errlen)
         }
         return 0;
     case SK_MSG_NACK:
-        if (get_string(o, "message", 1, &m->message, err, errlen) ||
+        if (get_text(o, "message", 1, &m->message, &m->message_len, err, errlen) ||
             get_int(o, "retry_backoff_ms", 0, &m->has_retry_backoff, &m->retry_backoff_ms, err,
                     errlen) ||
             get_bool(o, "dead_letter", &m->dead_letter, err, errlen))

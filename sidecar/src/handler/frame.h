@@ -47,8 +47,9 @@ typedef struct sk_msg {
     json_t *topics;    /* array of strings, optional */
     json_t *features;  /* array of strings, optional */
     /* results */
-    json_t *variables; /* object */
-    const char *message;
+    json_t *variables;   /* object */
+    const char *message; /* may hold NUL bytes (valid JSON): message_len is its length */
+    size_t message_len;
     const char *code; /* bpmn_error */
     int has_retries;
     int64_t retries;

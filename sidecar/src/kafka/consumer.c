@@ -414,8 +414,11 @@ static int register_metrics(sk_kafka *k)
                                       "Offset commits answered by the broker, by result.", result);
     k->m_errors = sk_metrics_counter(m, "skiff_kafka_client_errors_total",
                                      "Errors reported by the Kafka client, by code.", code);
+    k->m_hdrdrop = sk_metrics_counter(
+        m, "skiff_kafka_headers_dropped_total",
+        "Record headers left out of the task frame because their name is not valid UTF-8.", topic);
     return k->m_received && k->m_processed && k->m_redeliver && k->m_dead && k->m_lag &&
-                   k->m_paused && k->m_held && k->m_commits && k->m_errors
+                   k->m_paused && k->m_held && k->m_commits && k->m_errors && k->m_hdrdrop
                ? 0
                : -1;
 }

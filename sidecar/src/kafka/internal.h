@@ -68,6 +68,7 @@ struct sk_kafka {
     sk_metric *m_held;           /* records held by skiff, by topic */
     sk_metric *m_commits;        /* by result */
     sk_metric *m_errors;         /* client errors, by code */
+    sk_metric *m_hdrdrop;        /* headers a task frame cannot carry, by topic */
 };
 
 /* An assigned partition. */
@@ -141,6 +142,8 @@ void kproducer_free(kproducer *p);
 int kproducer_send(kproducer *p, const char *topic, const void *key, size_t keylen,
                    const void *value, size_t valuelen, rd_kafka_headers_t *headers, kdelivery_cb cb,
                    void *ud, char *err, size_t errlen);
+/* Counts a record in skiff_kafka_produced_total{topic, result}. */
+void kproducer_count(kproducer *p, const char *topic, const char *result);
 /* Records sent and not yet reported. */
 size_t kproducer_pending(const kproducer *p);
 

@@ -5,12 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "kafka/internal.h"
 
 typedef struct pcall {
     sk_kafka *k;
     sk_reply *reply;
-    char *topic, *key;
+    char *topic;
+    char *key; /* may hold NUL bytes: keylen is its length */
+    size_t keylen;
     json_t *value;
     rd_kafka_headers_t *headers;
     sk_registry_lookup *lookup;
@@ -59,11 +62,18 @@ static void encode_and_send(pcall *c, const sk_avro_schema *schema, int32_t id)
     uint8_t *body = sk_avro_from_json(schema, c->value, &len, err, sizeof err);
     uint8_t *buf = body ? malloc(len + SK_AVRO_WIRE_HEADER) : NULL;
     if (!buf) {
-        if (body)
+        if (body) {
             sk_reply_error(c->reply, "produce_failed", "out of memory");
-        else
+        } else {
+            /* Refused for its content: the handler hears why, and so does the operator. */
+            kproducer_count(c->k->producer, c->topic, "invalid_value");
+            SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("topic", c->topic, "reason", "invalid_value"),
+                   "produce refused, nothing written: the value does not match schema %d of "
+                   "subject %s-value: %s",
+                   (int)id, c->topic, err);
             sk_reply_error(c->reply, "invalid_value", "%s (subject %s-value, schema id %d)", err,
                            c->topic, (int)id);
+        }
         free(body);
         pcall_free(c);
         return;
@@ -74,7 +84,7 @@ static void encode_and_send(pcall *c, const sk_avro_schema *schema, int32_t id)
     c->schema_id = id;
     rd_kafka_headers_t *h = c->headers;
     c->headers = NULL;
-    int rc = kproducer_send(c->k->producer, c->topic, c->key, c->key ? strlen(c->key) : 0, buf,
+    int rc = kproducer_send(c->k->producer, c->topic, c->key, c->keylen, buf,
                             len + SK_AVRO_WIRE_HEADER, h, delivered, c, err, sizeof err);
     free(buf);
     if (rc != 0) {
@@ -103,8 +113,9 @@ static int read_params(pcall *c, const json_t *params)
 {
     json_t *topic = json_object_get(params, "topic"), *key = json_object_get(params, "key");
     json_t *headers = json_object_get(params, "headers");
-    const char *bad = !json_is_string(topic) || json_string_length(topic) == 0
-                          ? "\"topic\" must be a non-empty string"
+    const char *bad = !json_is_string(topic) || json_string_length(topic) == 0 ||
+                              strlen(json_string_value(topic)) != json_string_length(topic)
+                          ? "\"topic\" must be a non-empty string without U+0000"
                       : !json_object_get(params, "value") ? "\"value\" is required"
                       : key && !json_is_string(key)       ? "\"key\" must be a string"
                       : headers && !json_is_object(headers)
@@ -119,12 +130,16 @@ static int read_params(pcall *c, const json_t *params)
         return -1;
     }
     c->topic = strdup(json_string_value(topic));
-    c->key = key ? strdup(json_string_value(key)) : NULL;
+    /* Key and header values are bytes: a U+0000 in them is kept (they are not C strings). */
+    c->keylen = key ? json_string_length(key) : 0;
+    c->key = key ? malloc(c->keylen + 1) : NULL;
+    if (c->key)
+        memcpy(c->key, json_string_value(key), c->keylen + 1);
     c->value = json_incref(json_object_get(params, "value"));
     if (headers && json_object_size(headers) > 0) {
         c->headers = rd_kafka_headers_new(json_object_size(headers));
-        json_object_foreach(headers, name, v)
-            rd_kafka_header_add(c->headers, name, -1, json_string_value(v), -1);
+        json_object_foreach(headers, name, v) rd_kafka_header_add(
+            c->headers, name, -1, json_string_value(v), (ssize_t)json_string_length(v));
     }
     if (!c->topic || (key && !c->key)) {
         sk_reply_error(c->reply, "produce_failed", "out of memory");

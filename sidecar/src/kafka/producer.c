@@ -86,6 +86,12 @@ static rd_kafka_topic_t *topic_handle(kproducer *p, const char *topic)
     return t->rkt;
 }
 
+void kproducer_count(kproducer *p, const char *topic, const char *result)
+{
+    const char *const labels[] = {topic, result, NULL};
+    sk_series_add(sk_metric_series(p->m_produced, labels), 1);
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -94,8 +100,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     kproducer *p = dl->p;
     p->pending--;
     const char *topic = rd_kafka_topic_name(m->rkt);
-    const char *const labels[] = {topic, m->err ? "error" : "ok", NULL};
-    sk_series_add(sk_metric_series(p->m_produced, labels), 1);
+    kproducer_count(p, topic, m->err ? "error" : "ok");
     sk_series_observe(sk_metric_series(p->m_seconds, NULL), sk_mono_s() - dl->sent_at);
     if (m->err)
         SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("topic", topic), "record not delivered: %s",
@@ -154,7 +159,9 @@ kproducer *kproducer_new(sk_kafka *k, char *err, size_t errlen)
     static const char *const by_topic[] = {"topic", "result", NULL};
     p->m_produced = sk_metrics_counter(k->metrics, "skiff_kafka_produced_total",
                                        "Records produced (produce calls and dead letters), by "
-                                       "topic and delivery result.",
+                                       "topic and result: ok, error (delivery), invalid_value "
+                                       "(refused before sending: the value does not match the "
+                                       "schema).",
                                        by_topic);
     p->m_seconds =
         sk_metrics_histogram(k->metrics, "skiff_kafka_produce_seconds",

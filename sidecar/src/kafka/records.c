@@ -10,11 +10,13 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "kafka/internal.h"
 
 static void op_ack(void *source, void *ctx, const sk_msg *m);
 static void op_nack(void *source, void *ctx, const sk_msg *m);
 static void op_abandon(void *source, void *ctx, const char *why);
+static void op_reject(void *source, void *ctx, const char *reason, const char *why);
 
 static const sk_source_ops kafka_ops = {
     .name = "kafka",
@@ -23,6 +25,7 @@ static const sk_source_ops kafka_ops = {
     .fail = op_nack,
     .error = op_nack,
     .abandon = op_abandon,
+    .reject = op_reject,
 };
 
 static void count(sk_metric *m, const char *topic, const char *what)
@@ -67,25 +70,33 @@ static json_t *text(const void *buf, size_t len)
     return json_stringn(buf ? buf : "", len);
 }
 
-static json_t *headers_json(const rd_kafka_message_t *m, json_t **binary)
+/* A header the task frame cannot carry: its name is not UTF-8 (a JSON member name must be). */
+static void header_dropped(const krec *r, size_t i)
+{
+    sk_kafka *k = r->p->k;
+    const char *const labels[] = {r->p->topic, NULL};
+    sk_series_add(sk_metric_series(k->m_hdrdrop, labels), 1);
+    SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("topic", r->p->topic),
+           "record %d@%lld: header #%zu dropped from the task, its name is not valid UTF-8",
+           (int)r->p->partition, (long long)r->offset, i);
+}
+
+static json_t *headers_json(const krec *r, json_t **binary)
 {
     json_t *h = json_object();
     rd_kafka_headers_t *hdrs;
     *binary = NULL;
-    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (rd_kafka_message_headers(r->msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return h;
     const char *name;
     const void *val;
     size_t size;
     for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
         json_t *v = text(val, size);
-        if (!v) {
-            if (!*binary)
-                *binary = json_object();
-            json_object_set_new(*binary, name, base64(val, size));
-        } else {
-            json_object_set_new(h, name, v);
-        }
+        if (!v && !*binary)
+            *binary = json_object();
+        if (json_object_set_new(v ? h : *binary, name, v ? v : base64(val, size)) != 0)
+            header_dropped(r, i);
     }
     return h;
 }
@@ -100,7 +111,7 @@ static json_t *payload(krec *r, json_t *value, int32_t schema_id)
     json_object_set_new(kafka, "key", key ? key : json_null());
     if (!key)
         json_object_set_new(kafka, "key_base64", base64(m->key, m->key_len));
-    json_object_set_new(kafka, "headers", headers_json(m, &bin_headers));
+    json_object_set_new(kafka, "headers", headers_json(r, &bin_headers));
     if (bin_headers)
         json_object_set_new(kafka, "headers_base64", bin_headers);
     rd_kafka_timestamp_type_t tstype;
@@ -120,6 +131,13 @@ static json_t *payload(krec *r, json_t *value, int32_t schema_id)
 
 static void dead_letter(krec *r, const char *reason, const char *why);
 static void lookup_schema(krec *r, int32_t id);
+
+/* A record whose value skiff cannot decode: counted, then dead-lettered (which logs it). */
+static void undecodable(krec *r, const char *why)
+{
+    sk_dispatcher_undeliverable(r->p->k->d, "kafka", r->p->topic, "undecodable");
+    dead_letter(r, "undecodable", why);
+}
 
 /* The record's schema is known (NULL: a tombstone): it may start. Its value is decoded only
  * when it does (krec_dispatch), so that records waiting for capacity stay small. */
@@ -164,7 +182,7 @@ static void schema_cb(void *ud, sk_reg_status st, int32_t id, const sk_avro_sche
                (int)r->p->partition, (long long)r->offset, (long long)ms, err);
         arm(r, ms, retry_lookup);
     } else {
-        dead_letter(r, "undecodable", err);
+        undecodable(r, err);
     }
 }
 
@@ -189,7 +207,7 @@ static void find_schema(krec *r)
     char err[256], why[300];
     if (sk_avro_wire_split(m->payload, m->len, &id, &body, &len, err, sizeof err) != 0) {
         snprintf(why, sizeof why, "not in the Confluent Avro wire format: %s", err);
-        dead_letter(r, "undecodable", why);
+        undecodable(r, why);
         return;
     }
     sk_reg_status st;
@@ -198,7 +216,7 @@ static void find_schema(krec *r)
     if (s)
         schema_known(r, s, (int32_t)id);
     else if (st == SK_REG_NOT_FOUND || st == SK_REG_INVALID)
-        dead_letter(r, "undecodable", cached_err ? cached_err : "unknown schema");
+        undecodable(r, cached_err ? cached_err : "unknown schema");
     else
         lookup_schema(r, (int32_t)id);
 }
@@ -219,11 +237,11 @@ static int decode(krec *r)
     if (!v) {
         snprintf(why, sizeof why, "value does not decode with schema %d: %s", (int)r->schema_id,
                  err);
-        dead_letter(r, "undecodable", why);
+        undecodable(r, why);
         return -1;
     }
     if (!(r->payload = payload(r, v, r->schema_id))) {
-        dead_letter(r, "undecodable", "out of memory building the task");
+        undecodable(r, "out of memory building the task");
         return -1;
     }
     return 0;
@@ -342,13 +360,25 @@ static void op_nack(void *source, void *ctx, const sk_msg *m)
     krec *r = ctx;
     if (back_from_handler(r))
         return;
-    const char *why = m->message ? m->message : "failed";
-    if (m->type != SK_MSG_NACK) /* skiff could not even send it (frame too large) */
-        dead_letter(r, "too_large", why);
-    else if (m->dead_letter)
+    /* The message goes on as a C string (logs, the skiff.dlq.error header): a NUL inside it
+     * becomes U+FFFD instead of cutting it short. */
+    char *copy = m->message ? sk_text_replace_nul(m->message, m->message_len) : NULL;
+    const char *why = copy ? copy : "failed";
+    if (m->dead_letter)
         dead_letter(r, "handler", why);
     else
         attempt_failed(r, why, "nack", m->has_retry_backoff, m->retry_backoff_ms);
+    free(copy);
+}
+
+/* The dispatcher could not send the record (its task frame is too large, or cannot be built):
+ * it goes to the dead-letter topic, never retried. */
+static void op_reject(void *source, void *ctx, const char *reason, const char *why)
+{
+    (void)source;
+    krec *r = ctx;
+    if (!back_from_handler(r))
+        dead_letter(r, reason, why);
 }
 
 static void op_abandon(void *source, void *ctx, const char *why)

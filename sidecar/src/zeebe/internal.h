@@ -42,6 +42,7 @@ struct sk_zeebe {
     sk_metric *m_streamed; /* jobs received from the job stream, by job type */
     sk_metric *m_streams;  /* job streams open, by job type */
     sk_metric *m_overdue;  /* deadlines passed while a handler held the job, by job type */
+    sk_metric *m_unenc;    /* handler results whose variables could not be encoded */
 };
 
 /* The activation of one job type. */

@@ -1,6 +1,7 @@
 /* An activated job: from the wire to a dispatcher task, the handler's result to a command, and
  * the watch on its deadline while a handler holds it. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,11 +10,20 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "zeebe/internal.h"
 
-static char *dump(const json_t *v)
+/* A job that can never reach a handler because of its content: logged with its key, and
+ * failed with why as the engine's error message (retries - 1, so an incident shows it once
+ * they run out). The caller has counted it. */
+static void undeliverable(zjob *j, const char *reason, const char *why)
 {
-    return v ? json_dumps(v, JSON_COMPACT) : NULL;
+    char key[24];
+    snprintf(key, sizeof key, "%" PRId64, j->key);
+    SK_LOG(SK_LOG_WARN, "zeebe", NULL,
+           SK_KV("job_type", j->type, "job_key", key, "task_id", j->id, "reason", reason),
+           "job %s not delivered to a handler, failed in the engine: %s", key, why);
+    sk_zeebe_fail(j->w->z, j, j->retries > 0 ? j->retries - 1 : 0, why, 0, NULL, "undeliverable");
 }
 
 /* The handler's result: the job leaves the handler for its command. */
@@ -25,10 +35,46 @@ static zjob *take(void *ctx)
     return j;
 }
 
+/* The result's variables as the command's JSON text in *out (NULL when it has none). -1 when
+ * they cannot be encoded: the job is then failed (logged, counted) instead of its command
+ * going out without them. */
+static int result_variables(void *source, zjob *j, const sk_msg *m, char **out)
+{
+    sk_zeebe *z = source;
+    *out = m->variables ? json_dumps(m->variables, JSON_COMPACT) : NULL;
+    if (!m->variables || *out)
+        return 0;
+    char key[24];
+    snprintf(key, sizeof key, "%" PRId64, j->key);
+    const char *const labels[] = {j->type, NULL};
+    sk_series_add(sk_metric_series(z->m_unenc, labels), 1);
+    SK_LOG(SK_LOG_ERROR, "zeebe", NULL, SK_KV("job_type", j->type, "job_key", key),
+           "the handler's result for job %s cannot be encoded (out of memory): job failed", key);
+    sk_zeebe_fail(z, j, j->retries > 0 ? j->retries - 1 : 0,
+                  "skiff could not encode the handler's result variables (out of memory)", 0, NULL,
+                  "failed");
+    return -1;
+}
+
+/* The result's message as a C string for the command: a NUL inside it (valid JSON) would cut
+ * it short, so each one becomes U+FFFD. Returns m->message itself when it has none, else a
+ * copy in *copy (to free). */
+static const char *result_message(const sk_msg *m, char **copy)
+{
+    *copy = NULL;
+    if (!m->message || strlen(m->message) == m->message_len)
+        return m->message;
+    *copy = sk_text_replace_nul(m->message, m->message_len);
+    return *copy ? *copy : "";
+}
+
 static void op_complete(void *source, void *ctx, const sk_msg *m)
 {
-    char *vars = dump(m->variables);
-    sk_zeebe_complete(source, take(ctx), vars);
+    zjob *j = take(ctx);
+    char *vars;
+    if (result_variables(source, j, m, &vars) != 0)
+        return;
+    sk_zeebe_complete(source, j, vars);
     free(vars);
 }
 
@@ -36,16 +82,30 @@ static void op_fail(void *source, void *ctx, const sk_msg *m)
 {
     zjob *j = take(ctx);
     int32_t retries = m->has_retries ? (int32_t)m->retries : (j->retries > 0 ? j->retries - 1 : 0);
-    char *vars = dump(m->variables);
-    sk_zeebe_fail(source, j, retries, m->message, m->retry_backoff_ms, vars, "failed");
+    char *vars, *copy;
+    if (result_variables(source, j, m, &vars) != 0)
+        return;
+    sk_zeebe_fail(source, j, retries, result_message(m, &copy), m->retry_backoff_ms, vars,
+                  "failed");
     free(vars);
+    free(copy);
 }
 
 static void op_error(void *source, void *ctx, const sk_msg *m)
 {
-    char *vars = dump(m->variables);
-    sk_zeebe_throw(source, take(ctx), m->code, m->message, vars);
+    zjob *j = take(ctx);
+    char *vars, *copy;
+    if (result_variables(source, j, m, &vars) != 0)
+        return;
+    sk_zeebe_throw(source, j, m->code, result_message(m, &copy), vars);
     free(vars);
+    free(copy);
+}
+
+static void op_reject(void *source, void *ctx, const char *reason, const char *why)
+{
+    (void)source;
+    undeliverable(take(ctx), reason, why);
 }
 
 /* Gives the job back at once with its retries unchanged, so it is activated again now. */
@@ -67,6 +127,7 @@ static const sk_source_ops zeebe_ops = {
     .fail = op_fail,
     .error = op_error,
     .abandon = op_abandon,
+    .reject = op_reject,
     .extend = op_extend,
 };
 
@@ -134,12 +195,45 @@ void sk_zeebe_job_gone(zjob *j)
     }
 }
 
-static json_t *parse_object(const char *text)
+static const char *json_kind(const json_t *v)
 {
-    json_t *v = text && *text ? json_loads(text, 0, NULL) : json_object();
-    if (v && !json_is_object(v)) {
+    switch (json_typeof(v)) {
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}
+
+/* The job's variables or custom headers (what names them) as a JSON object; "" is {}. NULL
+ * with why saying what is wrong and where. A string may hold U+0000 ("\u0000" is valid
+ * JSON): it is kept, and the task frame carries it escaped again, byte for byte. */
+static json_t *parse_object(const char *text, const char *what, char *why, size_t whylen)
+{
+    json_error_t e;
+    if (!text || !*text)
+        return json_object();
+    json_t *v = json_loads(text, JSON_ALLOW_NUL, &e);
+    if (!v) {
+        snprintf(why, whylen,
+                 "skiff could not decode the job's %s: invalid JSON at line %d, column %d "
+                 "(character %d): %s",
+                 what, e.line, e.column, e.position, e.text);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        snprintf(why, whylen, "skiff could not decode the job's %s: %s, not a JSON object", what,
+                 json_kind(v));
         json_decref(v);
-        v = NULL;
+        return NULL;
     }
     return v;
 }
@@ -196,14 +290,14 @@ void sk_zeebe_submit(worker *w, const GatewayProtocol__ActivatedJob *job, double
     zjob *j = job_new(w, job);
     if (!j)
         return;
-    json_t *vars = parse_object(job->variables), *headers = parse_object(job->customheaders);
-    if (!vars || !headers) {
+    char why[300];
+    json_t *vars = parse_object(job->variables, "variables", why, sizeof why);
+    json_t *headers =
+        vars ? parse_object(job->customheaders, "custom headers", why, sizeof why) : NULL;
+    if (!headers) {
         json_decref(vars);
-        json_decref(headers);
-        sk_zeebe_fail(
-            z, j, j->retries > 0 ? j->retries - 1 : 0,
-            "skiff could not decode the job's variables or custom headers as a JSON object", 0,
-            NULL, "failed");
+        sk_dispatcher_undeliverable(z->d, "zeebe", w->type, "undecodable");
+        undeliverable(j, "undecodable", why);
         return;
     }
     j->held = 1;

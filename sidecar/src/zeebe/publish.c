@@ -11,6 +11,18 @@
 /* How long a publish_message call may take, retries on transient errors included. */
 #define PUBLISH_TIMEOUT_MS 15000
 
+/* A string member as the request's C string: a U+0000 inside it (valid JSON) would cut it
+ * short, a correlation key to another instance's, so it is refused. */
+static int c_string(const json_t *v, const char *key, char **out, sk_reply *reply)
+{
+    if (strlen(json_string_value(v)) != json_string_length(v)) {
+        sk_reply_error(reply, "invalid_params", "params.%s must not contain U+0000", key);
+        return -1;
+    }
+    *out = (char *)json_string_value(v);
+    return 0;
+}
+
 /* An optional string member; 0 when absent or a string, -1 (reply sent) otherwise. */
 static int opt_string(const json_t *params, const char *key, char **out, sk_reply *reply)
 {
@@ -21,8 +33,7 @@ static int opt_string(const json_t *params, const char *key, char **out, sk_repl
         sk_reply_error(reply, "invalid_params", "params.%s must be a string", key);
         return -1;
     }
-    *out = (char *)json_string_value(v);
-    return 0;
+    return c_string(v, key, out, reply);
 }
 
 void sk_zeebe_publish_call(void *ud, const json_t *params, sk_reply *reply)
@@ -36,8 +47,8 @@ void sk_zeebe_publish_call(void *ud, const json_t *params, sk_reply *reply)
         sk_reply_error(reply, "invalid_params", "params.name must be a non-empty string");
         return;
     }
-    r.name = (char *)json_string_value(name);
-    if (opt_string(params, "correlation_key", &r.correlationkey, reply) ||
+    if (c_string(name, "name", &r.name, reply) ||
+        opt_string(params, "correlation_key", &r.correlationkey, reply) ||
         opt_string(params, "message_id", &r.messageid, reply) ||
         opt_string(params, "tenant_id", &r.tenantid, reply))
         return;
@@ -52,6 +63,11 @@ void sk_zeebe_publish_call(void *ud, const json_t *params, sk_reply *reply)
         return;
     }
     char *text = vars ? json_dumps(vars, JSON_COMPACT) : NULL;
+    if (vars && !text) {
+        sk_reply_error(reply, "rejected",
+                       "skiff could not encode params.variables (out of memory)");
+        return;
+    }
     r.variables = text ? text : "";
     size_t len = protobuf_c_message_get_packed_size(&r.base);
     uint8_t *req = malloc(len ? len : 1);

@@ -74,6 +74,16 @@ static void take_or_yield(worker *w, const GatewayProtocol__ActivatedJob *job, d
         sk_zeebe_yield(w, job);
 }
 
+/* A gateway message skiff cannot decode: the jobs in it (how many is unknown) stay activated
+ * in the engine until their timeout, then come back. */
+static void undecodable_message(worker *w, const char *what, size_t len)
+{
+    sk_dispatcher_undeliverable(w->z->d, "zeebe", w->type, "undecodable_response");
+    SK_LOG(SK_LOG_ERROR, "zeebe", NULL,
+           SK_KV("job_type", w->type, "reason", "undecodable_response"),
+           "undecodable %s (%zu bytes): its jobs return after their timeout", what, len);
+}
+
 /* ---- long polling ---- */
 
 static void on_jobs(void *ud, const uint8_t *msg, size_t len)
@@ -83,7 +93,7 @@ static void on_jobs(void *ud, const uint8_t *msg, size_t len)
         gateway_protocol__activate_jobs_response__unpack(NULL, len, msg);
     double received_at = sk_mono_s();
     if (!r) {
-        SK_ERROR("zeebe", "undecodable ActivateJobsResponse (%zu bytes) for %s", len, w->type);
+        undecodable_message(w, "ActivateJobsResponse", len);
         return;
     }
     w->received += r->n_jobs;
@@ -197,8 +207,7 @@ static void on_streamed(void *ud, const uint8_t *msg, size_t len)
     GatewayProtocol__ActivatedJob *job = gateway_protocol__activated_job__unpack(NULL, len, msg);
     double received_at = sk_mono_s();
     if (!job) {
-        SK_ERROR("zeebe", "undecodable ActivatedJob (%zu bytes) on the %s job stream", len,
-                 w->type);
+        undecodable_message(w, "ActivatedJob (job stream)", len);
         return;
     }
     sk_series_add(w->m_streamed, 1);
@@ -381,7 +390,7 @@ static int register_metrics(sk_zeebe *z, sk_metrics *m)
     z->m_jobs = sk_metrics_counter(
         m, "skiff_zeebe_jobs_total",
         "Jobs by outcome: activated; then completed, failed, bpmn_error, abandoned, yielded, "
-        "timed_out, not_found, rejected or deadline_passed.",
+        "undeliverable, timed_out, not_found, rejected or deadline_passed.",
         SK_KV("job_type", "outcome"));
     z->m_latency = sk_metrics_histogram(m, "skiff_zeebe_job_latency_seconds",
                                         "Time from job activation to its command acknowledged.",
@@ -401,8 +410,13 @@ static int register_metrics(sk_zeebe *z, sk_metrics *m)
     z->m_overdue = sk_metrics_counter(m, "skiff_zeebe_jobs_overdue_total",
                                       "Jobs whose deadline passed while a handler held them.",
                                       SK_KV("job_type"));
+    z->m_unenc = sk_metrics_counter(
+        m, "skiff_zeebe_results_unencodable_total",
+        "Handler results whose variables could not be encoded for the engine (the job is "
+        "failed instead).",
+        SK_KV("job_type"));
     return z->m_requests && z->m_jobs && z->m_latency && z->m_open && z->m_backoff &&
-                   z->m_streamed && z->m_streams && z->m_overdue
+                   z->m_streamed && z->m_streams && z->m_overdue && z->m_unenc
                ? 0
                : -1;
 }

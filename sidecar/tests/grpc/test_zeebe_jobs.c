@@ -6,10 +6,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "core/log.h"
 
 #include "core/clock.h"
 #include "zeebe_fixture.h"
@@ -332,6 +336,10 @@ static void test_publish_invalid_params(void **state)
         "{\"name\":\"paid\",\"correlation_key\":17}",
         "{\"name\":\"paid\",\"message_id\":true}",
         "{\"name\":\"paid\",\"tenant_id\":null}",
+        /* U+0000 would cut the C string short: another correlation key, another message */
+        "{\"name\":\"paid\",\"correlation_key\":\"o-1\\u0000x\"}",
+        "{\"name\":\"pa\\u0000id\"}",
+        "{\"name\":\"paid\",\"message_id\":\"\\u0000\"}",
     };
     zf_start(fx);
     zf_join(fx, 1);
@@ -360,6 +368,221 @@ static void test_unknown_method(void **state)
     assert_false(fx->closed);
 }
 
+/* ---- 4. jobs that cannot be delivered fail at once, logged and counted ---- */
+
+/* Log lines at WARN and above go to a memory stream until log_text() reads them. */
+static char *log_buf;
+static size_t log_len;
+static FILE *log_out;
+
+static void capture_log(void)
+{
+    log_out = open_memstream(&log_buf, &log_len);
+    sk_log_init("test", SK_LOG_WARN, log_out);
+}
+
+/* The captured log (to free); logging goes back to stderr. */
+static char *log_text(void)
+{
+    sk_log_init("test", SK_LOG_ERROR, stderr);
+    fclose(log_out);
+    return log_buf;
+}
+
+static void expect_failed(zf_fixture *fx, int64_t key, int32_t retries, const char *what)
+{
+    GatewayProtocol__FailJobRequest *q = zf_fail_req(fx, key);
+    assert_int_equal(q->retries, retries);
+    if (!strstr(q->errormessage, what))
+        fail_msg("FailJob of %lld says \"%s\", want \"%s\"", (long long)key, q->errormessage, what);
+    gateway_protocol__fail_job_request__free_unpacked(q, NULL);
+}
+
+/* Some WARN or ERROR line of the log names the job's key and says what. */
+static void expect_logged(const char *log, int64_t key, const char *what)
+{
+    char want[64];
+    snprintf(want, sizeof want, "\"job_key\":\"%lld\"", (long long)key);
+    for (const char *line = log; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        char *l = strndup(line, n);
+        int ok = strstr(l, want) && strstr(l, what) &&
+                 (strstr(l, "\"level\":\"warn\"") || strstr(l, "\"level\":\"error\""));
+        free(l);
+        if (ok)
+            return;
+        line = end ? end + 1 : NULL;
+    }
+    fail_msg("no WARN/ERROR line with %s saying \"%s\" in:\n%s", want, what, log);
+}
+
+static void test_bad_job_fails(void **state)
+{
+    zf_fixture *fx = *state;
+    static const job_spec jobs[] = {
+        {.key = 901, .retries = 3, .variables = "[1,2]"},
+        {.key = 902, .retries = 5, .headers = "not json"},
+        {.key = 904, .retries = 1, .variables = "{\"a\":1,"},
+        {.key = 905, .retries = 2, .variables = "{\"k\\u0000\":1}"},
+        {.key = 903, .retries = 3, .variables = "{\"ok\":true}"},
+    };
+    capture_log();
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 5);
+    zf_start(fx);
+    zf_join(fx, 5);
+    zf_expect_task(fx, "z-903"); /* the first frame: the bad jobs never reach the handler */
+    json_t *more = zf_next_frame(fx, 200);
+    assert_null(more);
+    assert_true(zf_wait_reqs(fx, M_FAIL, 4, 2000));
+    assert_true(zf_wait_idle(fx, 2000));
+    char *log = log_text();
+    expect_failed(fx, 901, 2, "the job's variables: an array, not a JSON object");
+    expect_failed(fx, 902, 4, "the job's custom headers: invalid JSON at line 1, column 3");
+    expect_failed(fx, 904, 0, "the job's variables: invalid JSON at line 1, column 7");
+    expect_failed(fx, 905, 1, "NUL byte in object key");
+    expect_logged(log, 901, "not a JSON object");
+    expect_logged(log, 902, "custom headers");
+    expect_logged(log, 904, "invalid JSON");
+    expect_logged(log, 905, "NUL byte in object key");
+    free(log);
+    assert_true(zf_jobs_total(fx, "undeliverable") == 4);
+    assert_true(zf_sample(fx, "skiff_tasks_undeliverable_total{source=\"zeebe\",route=\"work\","
+                              "reason=\"undecodable\"}") == 4);
+}
+
+/* U+0000 in a variable or a custom header is valid JSON: the job is delivered, the handler
+ * decodes the very same string, and its echo reaches the engine as sent. */
+static void test_nul_in_variables_delivered(void **state)
+{
+    zf_fixture *fx = *state;
+    static const job_spec job = {.key = 921,
+                                 .retries = 3,
+                                 .variables = "{\"s\":\"a\\u0000b\",\"n\":{\"t\":\"\\u0000\"}}",
+                                 .headers = "{\"h\":\"x\\u0000y\"}"};
+    zf_then_jobs(fx, M_ACTIVATE, &job, 1);
+    zf_start(fx);
+    zf_join(fx, 1);
+    json_t *t = zf_expect_frame(fx, "task");
+    json_t *s = json_object_get(json_object_get(t, "variables"), "s");
+    json_t *h = json_object_get(json_object_get(t, "headers"), "h");
+    assert_int_equal(json_string_length(s), 3);
+    assert_memory_equal(json_string_value(s), "a\0b", 3);
+    assert_int_equal(json_string_length(h), 3);
+    assert_memory_equal(json_string_value(h), "x\0y", 3);
+    json_decref(t);
+    zf_send_json(fx, "{\"type\":\"complete\",\"id\":\"z-921\",\"variables\":{\"s\":\"a\\u0000b\","
+                     "\"n\":{\"t\":\"\\u0000\"}}}");
+    assert_true(zf_wait_reqs(fx, M_COMPLETE, 1, 2000));
+    GatewayProtocol__CompleteJobRequest *c = zf_complete_req(fx, 0);
+    assert_string_equal(c->variables, "{\"s\":\"a\\u0000b\",\"n\":{\"t\":\"\\u0000\"}}");
+    gateway_protocol__complete_job_request__free_unpacked(c, NULL);
+    assert_true(zf_wait_idle(fx, 2000));
+    assert_true(zf_jobs_total(fx, "completed") == 1);
+}
+
+/* A job whose task frame would exceed handler.max_frame: failed with the sizes, logged with
+ * its key, counted; the next job goes out. */
+static void test_oversized_job_fails(void **state)
+{
+    zf_fixture *fx = *state;
+    static char big[70016];
+    memset(big, 'x', sizeof big - 1);
+    memcpy(big, "{\"pad\":\"", 8);
+    memcpy(big + sizeof big - 3, "\"}", 2);
+    job_spec jobs[] = {{.key = 931, .retries = 3, .variables = big}, {.key = 932, .retries = 3}};
+    capture_log();
+    zf_then_jobs(fx, M_ACTIVATE, jobs, 2);
+    zf_start(fx);
+    zf_join(fx, 2);
+    zf_expect_task(fx, "z-932");
+    assert_true(zf_wait_reqs(fx, M_FAIL, 1, 2000));
+    assert_true(zf_wait_idle(fx, 2000));
+    char *log = log_text();
+    expect_failed(fx, 931, 2, "exceeds handler.max_frame (65536 bytes)");
+    expect_logged(log, 931, "too_large");
+    free(log);
+    assert_true(zf_jobs_total(fx, "undeliverable") == 1);
+    assert_true(zf_sample(fx, "skiff_tasks_undeliverable_total{source=\"zeebe\",route=\"work\","
+                              "reason=\"too_large\"}") == 1);
+}
+
+/* A fail result's message with U+0000 reaches the engine whole, the NUL as U+FFFD (a C
+ * string would end there). */
+static void test_fail_message_with_nul(void **state)
+{
+    zf_fixture *fx = *state;
+    static const job_spec job = {.key = 941, .retries = 3};
+    zf_then_jobs(fx, M_ACTIVATE, &job, 1);
+    zf_start(fx);
+    zf_join(fx, 1);
+    zf_expect_task(fx, "z-941");
+    zf_send_json(fx, "{\"type\":\"fail\",\"id\":\"z-941\",\"message\":\"bad\\u0000input\"}");
+    assert_true(zf_wait_reqs(fx, M_FAIL, 1, 2000));
+    expect_failed(fx, 941, 2, "bad\xef\xbf\xbdinput");
+}
+
+/* jansson's allocations above this size fail while limited_malloc is its allocator. */
+static size_t fail_above;
+
+static void *limited_malloc(size_t n)
+{
+    return n > fail_above ? NULL : malloc(n);
+}
+
+/* A result whose variables cannot be encoded (jansson's output buffer cannot grow): the job
+ * is failed, logged with its key and counted, never completed without its variables. The
+ * 2,500 numbers decode in small pieces and encode to 60 KB. */
+static void test_unencodable_result_fails_job(void **state)
+{
+    zf_fixture *fx = *state;
+    static const job_spec job = {.key = 951, .retries = 3};
+    static char frame[20000];
+    size_t n = (size_t)snprintf(frame, sizeof frame,
+                                "{\"type\":\"complete\",\"id\":\"z-951\",\"variables\":{\"r\":[");
+    for (int i = 0; i < 2500; i++)
+        n += (size_t)snprintf(frame + n, sizeof frame - n, "%s1e300", i ? "," : "");
+    snprintf(frame + n, sizeof frame - n, "]}}");
+    zf_then_jobs(fx, M_ACTIVATE, &job, 1);
+    zf_start(fx);
+    zf_join(fx, 1);
+    zf_expect_task(fx, "z-951");
+    capture_log();
+    fail_above = 40000;
+    json_set_alloc_funcs(limited_malloc, free);
+    zf_send_json(fx, frame);
+    assert_true(zf_wait_reqs(fx, M_FAIL, 1, 2000));
+    json_set_alloc_funcs(malloc, free);
+    char *log = log_text();
+    expect_failed(fx, 951, 2, "could not encode the handler's result variables");
+    expect_logged(log, 951, "cannot be encoded");
+    free(log);
+    assert_int_equal(zf_count(fx, M_COMPLETE), 0);
+    assert_true(zf_sample(fx, "skiff_zeebe_results_unencodable_total{job_type=\"work\"}") == 1);
+}
+
+/* A gateway answer that is not protobuf: nothing reaches the handler (the jobs come back
+ * after their timeout), but it is logged with the job type and counted. */
+static void test_undecodable_response_counted(void **state)
+{
+    zf_fixture *fx = *state;
+    static const job_spec job = {.key = 961, .retries = 3};
+    fx->garble = 1;
+    capture_log();
+    zf_then_jobs(fx, M_ACTIVATE, &job, 1);
+    zf_start(fx);
+    zf_join(fx, 1);
+    assert_true(zf_wait_reqs(fx, M_ACTIVATE, 1, 2000));
+    assert_null(zf_next_frame(fx, 200));
+    char *log = log_text();
+    if (!strstr(log, "undecodable ActivateJobsResponse") || !strstr(log, "\"level\":\"error\"") ||
+        !strstr(log, "\"job_type\":\"work\""))
+        fail_msg("no ERROR line about the undecodable response in:\n%s", log);
+    free(log);
+    assert_true(zf_sample(fx, "skiff_tasks_undeliverable_total{source=\"zeebe\",route=\"work\","
+                              "reason=\"undecodable_response\"}") == 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, zf_setup, zf_teardown)
 
 int main(void)
@@ -379,6 +602,12 @@ int main(void)
         T(test_publish_retried_when_exhausted),
         T(test_publish_invalid_params),
         T(test_unknown_method),
+        T(test_bad_job_fails),
+        T(test_nul_in_variables_delivered),
+        T(test_oversized_job_fails),
+        T(test_fail_message_with_nul),
+        T(test_unencodable_result_fails_job),
+        T(test_undecodable_response_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /* The Zeebe source's activation and job commands against the fake gateway of zeebe_fixture.c:
  * credit-bound activation, job results, abandon, command retries up to the job deadline,
- * activation backoff, shutdown, undecodable jobs, the refill threshold, each job type's own
+ * activation backoff, shutdown, the refill threshold, each job type's own
  * settings, and job streams (jobs pushed, paused while no credit is free, yielded jobs,
  * reopened after errors, recycled, closed at stop). */
 #include <setjmp.h>
@@ -331,35 +331,6 @@ static void test_stop(void **state)
     assert_int_equal(zf_count(fx, M_ACTIVATE), 2);
 }
 
-/* ---- 9. undecodable jobs fail at once ---- */
-
-static void test_bad_job_fails(void **state)
-{
-    zf_fixture *fx = *state;
-    static const job_spec jobs[] = {
-        {.key = 901, .retries = 3, .variables = "[1,2]"},
-        {.key = 902, .retries = 5, .headers = "not json"},
-        {.key = 903, .retries = 3, .variables = "{\"ok\":true}"},
-    };
-    zf_then_jobs(fx, M_ACTIVATE, jobs, 3);
-    zf_start(fx);
-    zf_join(fx, 3);
-    zf_expect_task(fx, "z-903"); /* the first frame: the bad jobs never reach the handler */
-    json_t *more = zf_next_frame(fx, 200);
-    assert_null(more);
-    assert_true(zf_wait_reqs(fx, M_FAIL, 2, 2000));
-    GatewayProtocol__FailJobRequest *q = zf_fail_req(fx, 901);
-    assert_int_equal(q->retries, 2);
-    assert_non_null(strstr(q->errormessage, "JSON object"));
-    gateway_protocol__fail_job_request__free_unpacked(q, NULL);
-    q = zf_fail_req(fx, 902);
-    assert_int_equal(q->retries, 4);
-    assert_non_null(strstr(q->errormessage, "custom headers"));
-    gateway_protocol__fail_job_request__free_unpacked(q, NULL);
-    assert_true(zf_wait_idle(fx, 2000));
-    assert_true(zf_jobs_total(fx, "failed") == 2);
-}
-
 /* ---- 10. activation asks again once 30 % of what the worker can hold is free ---- */
 
 static void complete_job(zf_fixture *fx, int64_t key)
@@ -684,7 +655,6 @@ int main(void)
         T(test_not_found_not_retried),
         T(test_activation_backoff),
         T(test_stop),
-        T(test_bad_job_fails),
         T(test_refill_threshold),
         T(test_refill_threshold_capacity_bound),
         T(test_refill_threshold_max_jobs_bound),

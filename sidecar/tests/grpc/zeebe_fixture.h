@@ -94,6 +94,7 @@ typedef struct zf_fixture {
     push pushes[MAX_PUSH];
     int npushes;
     int64_t last_deadline; /* of the last job handed out */
+    int garble;            /* ActivateJobs answers carry bytes that are not protobuf */
 } zf_fixture;
 
 /* cmocka setup / teardown: a fixture with one job type "work" (max_jobs_active 32, timeout

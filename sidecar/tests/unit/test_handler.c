@@ -22,9 +22,11 @@
 #include "handler/session.h"
 
 typedef struct fake_source {
-    int completed, failed, errors, abandoned, extended;
+    int completed, failed, errors, abandoned, extended, rejected;
     char last_vars[256];
     char last_why[256];
+    char last_reason[32];
+    size_t last_message_len;
     int64_t last_timeout;
     int last_had_reply;
 } fake_source;
@@ -42,8 +44,9 @@ static void f_complete(void *src, void *ctx, const sk_msg *m)
 static void f_fail(void *src, void *ctx, const sk_msg *m)
 {
     (void)ctx;
-    (void)m;
-    ((fake_source *)src)->failed++;
+    fake_source *f = src;
+    f->failed++;
+    f->last_message_len = m->message_len;
 }
 
 static void f_error(void *src, void *ctx, const sk_msg *m)
@@ -58,6 +61,15 @@ static void f_abandon(void *src, void *ctx, const char *why)
     (void)ctx;
     fake_source *f = src;
     f->abandoned++;
+    snprintf(f->last_why, sizeof(f->last_why), "%s", why);
+}
+
+static void f_reject(void *src, void *ctx, const char *reason, const char *why)
+{
+    (void)ctx;
+    fake_source *f = src;
+    f->rejected++;
+    snprintf(f->last_reason, sizeof(f->last_reason), "%s", reason);
     snprintf(f->last_why, sizeof(f->last_why), "%s", why);
 }
 
@@ -79,13 +91,15 @@ static const sk_source_ops fake_ops = {.name = "fake",
                                        .complete = f_complete,
                                        .fail = f_fail,
                                        .error = f_error,
-                                       .abandon = f_abandon};
+                                       .abandon = f_abandon,
+                                       .reject = f_reject};
 static const sk_source_ops extending_ops = {.name = "fake",
                                             .results = ZEEBE_RESULTS,
                                             .complete = f_complete,
                                             .fail = f_fail,
                                             .error = f_error,
                                             .abandon = f_abandon,
+                                            .reject = f_reject,
                                             .extend = f_extend};
 
 typedef struct fixture {
@@ -391,7 +405,8 @@ static const sk_source_ops kafka_ops = {.name = "kafka",
                                         .complete = f_complete,
                                         .fail = f_fail,
                                         .error = f_error,
-                                        .abandon = f_abandon};
+                                        .abandon = f_abandon,
+                                        .reject = f_reject};
 
 /* A handler may serve topics only; a topic must be a route of the Kafka source, and a job
  * type of the same name would not do. ack and nack (with its members) reach the source. */
@@ -492,7 +507,8 @@ static const sk_source_ops credits_ops = {.name = "fake",
                                           .complete = f_complete,
                                           .fail = f_fail,
                                           .error = f_error,
-                                          .abandon = f_abandon_credits};
+                                          .abandon = f_abandon_credits,
+                                          .reject = f_reject};
 
 static void test_abandon_sees_no_closing_credit(void **state)
 {
@@ -530,6 +546,24 @@ static void test_unserved_job_type_refused(void **state)
     expect_error_and_close(fx, "protocol");
 }
 
+static void expect_nothing(fixture *fx);
+
+/* The value of one rendered sample (`name{labels}`), 0 when the series does not exist. */
+static double sample(fixture *fx, const char *series)
+{
+    char want[256], *text = sk_metrics_render(fx->metrics, NULL);
+    assert_non_null(text);
+    snprintf(want, sizeof want, "\n%s ", series);
+    const char *p = strstr(text, want);
+    double v = p ? strtod(p + strlen(want), NULL) : 0;
+    free(text);
+    return v;
+}
+
+#define UNDELIVERABLE(reason)                                                                      \
+    "skiff_tasks_undeliverable_total{source=\"fake\",route=\"work\",reason=\"" reason "\"}"
+
+/* Never sent, ended in the source as undeliverable (the source logs it) and counted. */
 static void test_oversized_task_fails_in_source(void **state)
 {
     fixture *fx = *state;
@@ -539,9 +573,44 @@ static void test_oversized_task_fails_in_source(void **state)
     big[sizeof(big) - 1] = 0;
     sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "work", "big", 0,
                          json_pack("{s:s}", "blob", big), 0);
-    assert_int_equal(fx->src.failed, 1);
-    assert_int_equal(fx->src.abandoned, 0);
+    assert_int_equal(fx->src.rejected, 1);
+    assert_string_equal(fx->src.last_reason, "too_large");
+    assert_non_null(strstr(fx->src.last_why, "exceeds handler.max_frame (1024 bytes)"));
+    assert_int_equal(fx->src.failed + fx->src.abandoned, 0);
     assert_int_equal(sk_dispatcher_open(fx->d), 0);
+    assert_true(sample(fx, UNDELIVERABLE("too_large")) == 1);
+    expect_nothing(fx);
+}
+
+/* A payload the source could not build (NULL), or one with a member that is not UTF-8: never
+ * sent, rejected as unencodable, counted; the task after it goes out as usual. */
+static void test_unencodable_task_rejected(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 2);
+    sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "work", "u-1", 0, NULL, 0);
+    json_t *bad = json_object();
+    json_object_set_new(bad, "blob", json_stringn_nocheck("\xff\xfe", 2));
+    sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "work", "u-2", 0, bad, 0);
+    assert_int_equal(fx->src.rejected, 2);
+    assert_string_equal(fx->src.last_reason, "unencodable");
+    assert_true(sample(fx, UNDELIVERABLE("unencodable")) == 2);
+    assert_int_equal(sk_dispatcher_open(fx->d), 0);
+    submit(fx, "ok-1");
+    expect_type(fx, "task", NULL);
+}
+
+/* A result's message may hold U+0000: it is valid JSON, the source gets it whole. */
+static void test_result_message_with_nul(void **state)
+{
+    fixture *fx = *state;
+    hello(fx, 1);
+    submit(fx, "t-1");
+    expect_type(fx, "task", NULL);
+    send_json(fx, "{\"type\":\"fail\",\"id\":\"t-1\",\"message\":\"a\\u0000b\"}");
+    assert_int_equal(fx->src.failed, 1);
+    assert_int_equal(fx->src.last_message_len, 3);
+    assert_false(fx->closed);
 }
 
 static void test_no_handler_for_route(void **state)
@@ -810,14 +879,10 @@ static void test_cancel_queued_task(void **state)
 /* skiff_task_overhead_seconds_count for the fake source and a phase. */
 static double overhead_count(fixture *fx, const char *phase)
 {
-    char sample[128], *text = sk_metrics_render(fx->metrics, NULL);
-    assert_non_null(text);
-    snprintf(sample, sizeof sample,
-             "\nskiff_task_overhead_seconds_count{source=\"fake\",phase=\"%s\"} ", phase);
-    const char *p = strstr(text, sample);
-    double v = p ? strtod(p + strlen(sample), NULL) : 0;
-    free(text);
-    return v;
+    char series[128];
+    snprintf(series, sizeof series,
+             "skiff_task_overhead_seconds_count{source=\"fake\",phase=\"%s\"}", phase);
+    return sample(fx, series);
 }
 
 static void test_overhead_observed(void **state)
@@ -871,6 +936,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_handler_for_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unserved_job_type_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_task_fails_in_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unencodable_task_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_result_message_with_nul, setup, teardown),
         cmocka_unit_test_setup_teardown(test_welcome_lists_features_and_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_routed_to_method, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_after_close_dropped, setup, teardown),

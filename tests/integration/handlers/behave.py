@@ -1,6 +1,7 @@
 """Test handler built on the Python SDK; its behaviour comes from the environment.
 
 BEHAVE=complete   returns {"doubled": 2 * x, "handled_by": NAME}
+BEHAVE=echo       returns {"echo": the job's variables, "echo_headers": its custom headers}
 BEHAVE=fail       raises an exception (fail, default retries)
 BEHAVE=fail_explicit raises JobFailed("try later", retries=2, retry_backoff_ms=60000)
 BEHAVE=bpmn_error raises BpmnError(ERROR_CODE) with variables {"reason": "declined"}
@@ -47,6 +48,8 @@ def work(task):
 
 
 def behave(task):
+    if BEHAVE == "echo":
+        return {"echo": task.variables, "echo_headers": task.headers}
     if BEHAVE == "fail":
         raise RuntimeError("handler says no")
     if BEHAVE == "fail_explicit":
