@@ -25,12 +25,15 @@ const show = (rev, path) => {
   }
 };
 
-// The revision holding the previous version of path.
+// The revision holding the previous version of path: HEAD when the work tree changed it, else
+// the parent of the last commit that changed it (null: a new schema).
 function previousRev(path, current) {
   if (base) return base;
+  const committed = show('HEAD', path);
+  if (committed === undefined) return null;
+  if (committed !== current) return 'HEAD';
   const last = git('log', '-n1', '--format=%H', '--', path).trim();
-  if (!last) return null;
-  return show(last, path) === current ? `${last}^` : last;
+  return last ? `${last}^` : null;
 }
 
 const versionsOf = (text) => (text === undefined ? {} : JSON.parse(text));

@@ -50,14 +50,17 @@ test('new schema needs only a valid version', () => {
   assert.deepEqual(checkChange({ file: 'x.avsc', nextText: OLD, nextVersion: '0.1.0' }), []);
 });
 
+// A scratch repository with one commit per [schema text, version]; a null text leaves the
+// schema as it is, a null version leaves versions.json out.
 function repoWith(commits) {
   const dir = mkdtempSync(join(tmpdir(), 'schema-gate-'));
   const git = (...a) => execFileSync('git', ['-C', dir, ...a], { stdio: 'ignore' });
   git('init', '-q');
   mkdirSync(join(dir, 'schemas'));
   for (const [text, version] of commits) {
-    writeFileSync(join(dir, 'schemas', 'a.avsc'), text);
-    writeFileSync(join(dir, 'schemas', 'versions.json'), JSON.stringify({ 'a.avsc': version }));
+    if (text !== null) writeFileSync(join(dir, 'schemas', 'a.avsc'), text);
+    if (version !== null)
+      writeFileSync(join(dir, 'schemas', 'versions.json'), JSON.stringify({ 'a.avsc': version }));
     git('add', '-A');
     git('-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', version);
   }
@@ -82,5 +85,16 @@ test('gate on git: a compatible last commit with MINOR passes, later work-tree e
   const r = gate(dir);
   assert.equal(r.status, 1, r.stdout);
   assert.match(r.stderr, /compatible change bumps MAJOR \(1\.1\.0 -> 2\.0\.0\)/);
+  rmSync(dir, { recursive: true });
+});
+
+test('gate on git: versions.json added after the schema, then a breaking work-tree edit', () => {
+  const dir = repoWith([[OLD, null], [null, '1.0.0']]);
+  assert.equal(gate(dir).status, 0);
+  writeFileSync(join(dir, 'schemas', 'a.avsc'), schema(base.slice(0, 1)));
+  writeFileSync(join(dir, 'schemas', 'versions.json'), '{"a.avsc": "1.1.0"}');
+  const r = gate(dir);
+  assert.equal(r.status, 1, r.stdout);
+  assert.match(r.stderr, /incompatible change \(not FORWARD.*1\.0\.0 -> 1\.1\.0 keeps MAJOR 1/);
   rmSync(dir, { recursive: true });
 });
