@@ -139,7 +139,9 @@ def test_annotations_markers_scrape_and_config():
     full = AGENT / "examples" / "full-values.yaml"
     tpl = pod(render(values=full))
     ann = tpl["metadata"]["annotations"]
-    assert ann["skiff.io/inject"] == "true" and ann["skiff.io/chart"] == "skiff-0.1.0"
+    library = yaml.safe_load((CHARTS / "skiff" / "Chart.yaml").read_text())
+    assert ann["skiff.io/inject"] == "true"
+    assert ann["skiff.io/chart"] == "skiff-" + library["version"]
     assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "9464"
     assert ann["skiff.io/zeebe.job_types"] == "policy.notify,policy.remind"
     assert ann["skiff.io/zeebe.streaming"] == "true"
