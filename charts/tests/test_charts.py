@@ -59,6 +59,14 @@ def test_native_sidecar_by_default():
     assert [c["name"] for c in spec["containers"]] == ["handler"]
 
 
+def test_native_sidecar_refused_before_1_29():
+    err = render("--kube-version", "1.28.9", ok=False)
+    assert "skiff.nativeSidecar needs Kubernetes 1.29 or later" in err
+    spec = pod(render("--kube-version", "1.28.9", "--set", "skiff.nativeSidecar=false"))["spec"]
+    assert [c["name"] for c in spec["containers"]] == ["handler", "skiff"]
+    assert pod(render("--kube-version", "1.29.0"))["spec"]["initContainers"][0]["name"] == "skiff"
+
+
 def test_legacy_switch_makes_a_plain_container():
     spec = pod(render("--set", "skiff.nativeSidecar=false"))["spec"]
     assert "initContainers" not in spec

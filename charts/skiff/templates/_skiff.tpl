@@ -132,6 +132,9 @@ timeoutSeconds: {{ .p.timeoutSeconds }}
 {{- define "skiff.initContainers" -}}
 {{- $v := fromYaml (include "skiff.values" .) -}}
 {{- if $v.nativeSidecar }}
+{{- if semverCompare "<1.29.0-0" .Capabilities.KubeVersion.Version }}
+{{- fail (printf "skiff.nativeSidecar needs Kubernetes 1.29 or later (this cluster: %s; before, a restartPolicy on an init container is dropped and the pod never starts): set skiff.nativeSidecar=false" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- include "skiff.container" (dict "root" . "native" true) }}
 {{- end }}
 {{- end -}}
