@@ -167,6 +167,12 @@ sast() {
   cppcheck -q -j 2 --std=c11 --error-exitcode=1 -I sidecar/src --include="$queue" \
     --include=/usr/include/jansson.h --suppress=missingIncludeSystem \
     --suppressions-list=.cppcheck-suppressions sidecar/src
+  # The gate of GitLab's scanner reports (security-gate job) on a report with a Critical finding.
+  if /usr/bin/python3 tests/delivery/security_gate.py tests/delivery/testdata/*.json >/dev/null; then
+    say "sast: the security gate passed a report with a Critical finding"
+    return 1
+  fi
+  /usr/bin/python3 tests/delivery/security_gate.py tests/delivery/testdata/dependency-scanning-clean.json >/dev/null
   say "sast: semgrep ($(grep -o '"check_id"' "$out/semgrep.json" | wc -l) findings, none ERROR), flawfinder (no level 5), cppcheck (no error)"
 }
 
