@@ -7,6 +7,8 @@
 # ZEEBE_TOKEN_AUDIENCE); ZEEBE_INSECURE=true only for a plaintext development gateway.
 #
 #   ZEEBE_ADDRESS=gateway:26500 tests/e2e.sh
+#   E2E_APPLICATION='{"amount": ...}'   another application (default: a low-risk one, which
+#                                       goes on to issue-policy)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 : "${ZEEBE_ADDRESS:?set ZEEBE_ADDRESS to the Zeebe gateway of the environment}"
@@ -14,9 +16,11 @@ ZBCTL=${SKIFF_ZBCTL:-devstack/node_modules/zbctl/bin/zbctl-cli.linux}
 flags=(--address "$ZEEBE_ADDRESS")
 [ "${ZEEBE_INSECURE:-false}" = true ] && flags+=(--insecure)
 
+low_risk='{"amount": 250000, "applicant": {"age": 41, "priorClaims": 0}}'
+
 "$ZBCTL" "${flags[@]}" deploy resource examples/underwriting/underwriting.bpmn >/dev/null
 result=$("$ZBCTL" "${flags[@]}" --requestTimeout 120s create instance underwriting \
-  --variables '{"amount": 250000, "applicant": {"age": 41, "priorClaims": 0}}' --withResult)
+  --variables "${E2E_APPLICATION:-$low_risk}" --withResult)
 /usr/bin/python3 - "$result" <<'PY'
 import json, sys
 res = json.loads(sys.argv[1])
