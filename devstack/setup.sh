@@ -119,6 +119,11 @@ if [ ! -f "$ZEEBE_HOME/.skiff-installed" ]; then
   mv "$tmp/camunda-zeebe-$ZEEBE_VERSION" "$ZEEBE_HOME"
   rmdir "$tmp"
   touch "$ZEEBE_HOME/.skiff-installed"
+  # The broker is not open source: say under which licence it came (docs/adr/0003).
+  licence=$(for f in "$ZEEBE_HOME"/*LICENSE*.txt; do [ -f "$f" ] && head -n 1 "$f"; done |
+    paste -sd ';' -)
+  devstack_say "Zeebe $ZEEBE_VERSION licence: ${licence:-unknown (no licence file found)}," \
+    "not open source: fetched for local tests only, never bundled with skiff"
 fi
 note "Zeebe $ZEEBE_VERSION present in $ZEEBE_HOME"
 

@@ -38,6 +38,9 @@ cmake -S . -B build -DSKIFF_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/nu
 cmake --build build -j "$(nproc)"
 ctest --test-dir build --output-on-failure -j "$(nproc)"
 
+step "delivery: Helm charts, schema gate, SAST, models, GitLab CI in gitlab-ci-local"
+tests/delivery.sh
+
 step "ASan+UBSan build and unit tests"
 cmake -S . -B build-asan -DSKIFF_WERROR=ON -DSKIFF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-asan -j "$(nproc)"

@@ -278,13 +278,21 @@ typedef struct {
     const char *path;
 } ann_ctx;
 
+/* Marker annotations the Helm chart (charts/skiff) puts on the pods it injects skiff into:
+ * they say that skiff is there and which chart put it, and set nothing. No key of the table is
+ * a single word, so a marker never hides a setting. */
+static int is_marker(const char *name)
+{
+    return strcmp(name, "inject") == 0 || strcmp(name, "chart") == 0;
+}
+
 /* One well-formed line: skiff.io/<key> sets key (a key of the table or a per-job-type
- * override), other annotations are not ours. */
+ * override), other annotations and our markers set nothing. */
 static void ann_value(void *ud, int line, const char *key, const char *val)
 {
     ann_ctx *a = ud;
     char from[300];
-    if (strncmp(key, "skiff.io/", 9) != 0)
+    if (strncmp(key, "skiff.io/", 9) != 0 || is_marker(key + 9))
         return;
     snprintf(from, sizeof from, "annotations %s line %d", a->path, line);
     if (set_key_text(a->c, key + 9, val, from) == 0)

@@ -277,6 +277,23 @@ static void test_annotations_problems(void **state)
     s.annotations = "skiff.io/zeebe.max_jobs_active=\"0\"";
     load_one_problem(&s, LIST("zeebe.max_jobs_active: value \"0\" from annotations /tmp/",
                               "line 1 is out of range: expected an integer in 1..10000"));
+    s.annotations = "skiff.io/inject=\"true\"\nskiff.io/chart=\"skiff-0.1.0\"\n"
+                    "skiff.io/injected=\"true\"\n";
+    load_one_problem(&s, LIST("skiff.io/injected: unknown key in annotations /tmp/", "line 3"));
+}
+
+/* The Helm chart's marker annotations are accepted and set nothing. */
+static void test_annotations_chart_markers(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    srcs s = {.annotations = "skiff.io/inject=\"true\"\n"
+                             "skiff.io/chart=\"skiff-0.1.0\"\n"
+                             "skiff.io/zeebe.job_types=\"score\""};
+    load_ok(&cfg, &s);
+    assert_int_equal(cfg.zeebe_job_types_len, 1);
+    assert_string_equal(cfg.zeebe_job_types[0], "score");
+    sk_config_clear(&cfg);
 }
 
 /* ---- environment ---- */
@@ -777,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_json_text_entry),
         cmocka_unit_test(test_annotations_source),
         cmocka_unit_test(test_annotations_problems),
+        cmocka_unit_test(test_annotations_chart_markers),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_env_alias_precedence),
         cmocka_unit_test(test_cli),

@@ -1,0 +1,1 @@
+"""Dataclasses of the Avro schemas in schemas/ (generated)."""
