@@ -23,6 +23,8 @@ pub(crate) struct ConnState {
     pub(crate) next_ref: u64,
     pub(crate) draining: bool,
     pub(crate) closed: bool,
+    /// Results taken out of `open` and not yet written: a drain closes only after them.
+    pub(crate) writing: usize,
 }
 
 pub(crate) fn names(v: &Value) -> Vec<String> {
@@ -50,6 +52,7 @@ impl Conn {
                 next_ref: 0,
                 draining: false,
                 closed: false,
+                writing: 0,
             }),
             cond: Condvar::new(),
         })
@@ -101,7 +104,9 @@ impl Conn {
     pub(crate) fn send_result(&self, task: &Task, result: Value) {
         let (owed, max) = {
             let mut st = self.state.lock().unwrap();
-            (st.open.remove(&task.id).is_some(), st.max_frame)
+            let owed = st.open.remove(&task.id).is_some();
+            st.writing += usize::from(owed);
+            (owed, st.max_frame)
         };
         if owed {
             let data = match encode_frame(&result, max) {
@@ -118,8 +123,9 @@ impl Conn {
             };
             let _ = self.send_bytes(&data);
         }
-        let st = self.state.lock().unwrap();
-        if owed && st.draining && st.open.is_empty() {
+        let mut st = self.state.lock().unwrap();
+        st.writing -= usize::from(owed);
+        if owed && st.draining && st.open.is_empty() && st.writing == 0 {
             self.shutdown();
         }
     }
@@ -221,7 +227,7 @@ impl Conn {
                 )));
             }
         }
-        if st.draining && st.open.is_empty() {
+        if st.draining && st.open.is_empty() && st.writing == 0 {
             self.shutdown();
         }
         self.cond.notify_all();
@@ -238,7 +244,7 @@ impl Conn {
                 st.open.len()
             ),
         );
-        if st.open.is_empty() {
+        if st.open.is_empty() && st.writing == 0 {
             self.shutdown();
         }
     }
