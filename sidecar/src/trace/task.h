@@ -1,0 +1,27 @@
+/* The span of one task, named and attributed from the task's payload: Kafka records by the
+ * OpenTelemetry messaging conventions (`process <topic>`, CONSUMER, messaging.*), Zeebe jobs
+ * with the equivalent (`process <job type>`, CONSUMER, zeebe.* attributes; see
+ * docs/operations.md "Tracing"). The dispatcher calls these; sources know nothing of tracing. */
+#ifndef SK_TRACE_TASK_H
+#define SK_TRACE_TASK_H
+
+#include <jansson.h>
+
+#include "handler/frame.h"
+#include "trace/trace.h"
+
+/* Settings the task spans read: the Zeebe variable carrying `traceparent` (NULL: the default
+ * "traceparent") and the Kafka consumer group. Strings are copied. */
+void sk_trace_task_settings(const char *zeebe_variable, const char *kafka_group);
+
+/* Starts the span of a task of source ("kafka", "zeebe") on route. The parent is the task's
+ * incoming context (Kafka headers `traceparent`/`tracestate`, the Zeebe variable), a new trace
+ * when there is none or it is invalid. Sets payload's "traceparent" (and "tracestate") to the
+ * span, so the handler's spans nest under it. NULL when out of memory. */
+sk_span *sk_trace_task_begin(const char *source, const char *route, json_t *payload);
+
+/* Status and error.type from a handler's result frame (complete/ack leave the status unset;
+ * fail, nack, dead letter and bpmn_error set ERROR with that error.type). */
+void sk_trace_task_result(sk_span *s, const sk_msg *m);
+
+#endif
