@@ -30,8 +30,9 @@ def test_record_span_in_the_callers_trace(kafka, stack, uid):
     sent = kafka.produce(topic, [("k1", cmd("A"), {"traceparent": TP, "tracestate": "rojo=1"}),
                                  ("k2", cmd("B"), {"traceparent": "00-zz-not-valid"}),
                                  ("k3", cmd("C", fail=1000), None)], schema=CMD_SCHEMA)
-    wait_until(lambda: len(spans_where(**{"messaging.destination.name": topic})) >= 3,
-               what="three record spans at the collector", on_timeout=skiff.tail)
+    # one span per attempt: A, B, and the three attempts of C (kafka.max_attempts=3)
+    wait_until(lambda: len(spans_where(**{"messaging.destination.name": topic})) >= 5,
+               what="five record spans at the collector", on_timeout=skiff.tail)
     by_offset = {s["attributes"]["messaging.kafka.offset"]: s
                  for s in spans_where(**{"messaging.destination.name": topic})}
     a = by_offset[sent[0]["offset"]]
@@ -53,11 +54,11 @@ def test_record_span_in_the_callers_trace(kafka, stack, uid):
     # an invalid traceparent: a new trace, no parent, processed normally
     b = by_offset[sent[1]["offset"]]
     assert b["traceId"] != TRACE and not b.get("parentSpanId")
-    assert sent[1]["offset"] in acked_offsets([handler], topic)
+    assert (0, sent[1]["offset"]) in acked_offsets([handler], topic)
     # a failing record: one span per attempt, status error with error.type
     c = [s for s in spans_where(**{"messaging.destination.name": topic})
          if s["attributes"]["messaging.kafka.offset"] == sent[2]["offset"]]
-    assert c and all(s["status"].get("code") == 2 for s in c)
+    assert len(c) == 3 and all(s["status"].get("code") == 2 for s in c)
     assert {s["attributes"]["error.type"] for s in c} <= {"nack", "dead_letter", "fail"}
     assert skiff.metric("skiff_trace_spans_exported_total") >= 3
     # log lines written for a record's work carry its ids (the retries of the failing one)
@@ -79,7 +80,7 @@ def test_collector_down_spans_dropped_records_unaffected(kafka, stack, uid):
                                  for i in range(n)], schema=CMD_SCHEMA)
     wait_until(lambda: len(acked_offsets([handler], topic)) == n,
                what="every record acked with the collector down", on_timeout=skiff.tail)
-    assert acked_offsets([handler], topic) == {r["offset"] for r in sent}
+    assert acked_offsets([handler], topic) == {(r["partition"], r["offset"]) for r in sent}
 
     def dropped():
         return (skiff.metric("skiff_trace_spans_dropped_total", reason="export_failed") +
