@@ -90,3 +90,21 @@ def test_collector_down_spans_dropped_records_unaffected(kafka, stack, uid):
     assert skiff.metric("skiff_trace_spans_exported_total") == 0
     assert not [s for s in spans() if s["attributes"].get("messaging.destination.name") == topic]
     stack.stop_all()
+
+
+def test_spans_flushed_at_shutdown(kafka, stack, uid):
+    """With a batch delay far beyond the test, the spans still reach the collector: SIGTERM
+    exports the queue within the grace period."""
+    topic, group = f"kt.trace.flush.{uid}", f"kt-trace-flush-{uid}"
+    kafka.create_topic(topic)
+    kafka.register(f"{topic}-value", CMD_SCHEMA)
+    skiff, handler = stack.start([topic], group, otlp__endpoint=OTLP_ENDPOINT,
+                                 otlp__batch_delay="10m")
+    sent = kafka.produce(topic, [(f"k{i}", cmd(f"F{i}"), {"traceparent": TP}) for i in range(3)],
+                         schema=CMD_SCHEMA)
+    wait_until(lambda: len(acked_offsets([handler], topic)) == len(sent), what="records acked")
+    wait_until(lambda: skiff.metric("skiff_trace_queue_spans") == len(sent),
+               what="the spans queued (not exported before the batch delay)")
+    stack.stop_all()  # SIGTERM: exit 0 and no sanitizer report
+    wait_until(lambda: len(spans_where(**{"messaging.destination.name": topic})) == len(sent),
+               what="the queued spans at the collector after shutdown")
