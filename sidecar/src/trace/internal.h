@@ -61,4 +61,8 @@ uint8_t *sk_otlp_encode(sk_span *const *spans, size_t n, const char *service_nam
 
 uint64_t sk_trace_now_ns(void);
 
+/* Percent-decodes s in place (the values of OTEL_RESOURCE_ATTRIBUTES and
+ * OTEL_EXPORTER_OTLP_HEADERS are W3C Baggage encoded). */
+void sk_trace_unescape(char *s);
+
 #endif

@@ -43,8 +43,7 @@ static int hexdigit(char c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* Percent-decodes s in place (OTEL_RESOURCE_ATTRIBUTES values are W3C Baggage encoded). */
-static void unescape(char *s)
+void sk_trace_unescape(char *s)
 {
     char *o = s;
     for (; *s; s++) {
@@ -83,7 +82,7 @@ static void resource_kvs(kvs *k, char *buf, const char *service_name)
             continue;
         *eq = '\0';
         char *key = trim(m), *val = trim(eq + 1);
-        unescape(val);
+        sk_trace_unescape(val);
         if (*key && strcmp(key, "service.name") != 0)
             kv_str(k, key, val);
     }

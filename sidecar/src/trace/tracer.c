@@ -46,9 +46,11 @@ static char **header_lines(const char *spec)
             m++;
         if (!eq || eq == m)
             continue;
-        size_t len = strlen(m) + 2;
+        *eq = '\0';
+        sk_trace_unescape(eq + 1);
+        size_t len = strlen(m) + strlen(eq + 1) + 3;
         if ((h[n] = malloc(len)))
-            snprintf(h[n++], len, "%.*s: %s", (int)(eq - m), m, eq + 1);
+            snprintf(h[n++], len, "%s: %s", m, eq + 1);
     }
     free(copy);
     return h;

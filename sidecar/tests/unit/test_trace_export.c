@@ -61,7 +61,7 @@ static void start(fixture *f, const int *statuses, int n, int64_t max_queue, int
                      .trace_resource_attributes = "",
                      .otlp_endpoint = url,
                      .otlp_traces_endpoint = "",
-                     .otlp_headers = "x-api-key=k-123",
+                     .otlp_headers = " x-api-key=k%2D123,bad",
                      .otlp_timeout_ms = 5000,
                      .bsp_schedule_delay_ms = delay_ms,
                      .bsp_export_timeout_ms = 30000,
