@@ -6,6 +6,7 @@ header starts a new trace; with the collector unreachable spans are dropped and 
 records are processed as usual."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -108,3 +109,33 @@ def test_spans_flushed_at_shutdown(kafka, stack, uid):
     stack.stop_all()  # SIGTERM: exit 0 and no sanitizer report
     wait_until(lambda: len(spans_where(**{"messaging.destination.name": topic})) == len(sent),
                what="the queued spans at the collector after shutdown")
+
+
+def test_produce_call_gets_a_producer_span(kafka, stack, uid):
+    """A handler producing with its task's traceparent in the headers: skiff's PRODUCER span
+    `send <topic>` is a child of the task's span, and the produced record carries that span."""
+    topic, out, group = f"kt.trace.in.{uid}", f"kt.trace.out.{uid}", f"kt-trace-p-{uid}"
+    kafka.create_topic(topic)
+    kafka.create_topic(out, dlq=False)
+    kafka.register(f"{topic}-value", CMD_SCHEMA)
+    kafka.register(f"{out}-value", CMD_SCHEMA)
+    skiff, handler = stack.start([topic], group, **FAST)
+    spec = json.dumps({"topic": out, "value": cmd("OUT"), "key": "ko",
+                       "headers": {"traceparent": "{traceparent}", "h": "v"}})
+    kafka.produce(topic, [("ki", cmd("IN", produce=spec), {"traceparent": TP})],
+                  schema=CMD_SCHEMA)
+    (send,) = wait_until(lambda: spans_where(**{"messaging.destination.name": out}),
+                         what="the send span at the collector", on_timeout=skiff.tail)
+    (proc,) = wait_until(lambda: spans_where(**{"messaging.destination.name": topic}),
+                         what="the process span at the collector")
+    assert send["name"] == f"send {out}" and send["kind"] == 4  # SPAN_KIND_PRODUCER
+    assert send["traceId"] == TRACE and send["parentSpanId"] == proc["spanId"]
+    assert send["attributes"]["messaging.operation.type"] == "send"
+    assert send["attributes"]["messaging.kafka.message.key"] == "ko"
+    assert send["attributes"]["messaging.destination.partition.id"] == "0"
+    assert send["attributes"]["messaging.kafka.offset"] == 0
+    (rec,) = kafka.read_all(out)
+    headers = dict(rec.headers())
+    assert headers["traceparent"] == f"00-{TRACE}-{send['spanId']}-01".encode()
+    assert headers["h"] == b"v"
+    stack.stop_all()

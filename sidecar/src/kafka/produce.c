@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kafka/internal.h"
+#include "trace/task.h"
 
 typedef struct pcall {
     sk_kafka *k;
@@ -15,6 +16,7 @@ typedef struct pcall {
     rd_kafka_headers_t *headers;
     sk_registry_lookup *lookup;
     int32_t schema_id;
+    sk_span *span;             /* PRODUCER span, ended with the call */
     struct pcall *prev, *next; /* in k->calls while the lookup runs */
 } pcall;
 
@@ -31,6 +33,8 @@ static void unlink_call(pcall *c)
 
 static void pcall_free(pcall *c)
 {
+    if (c->span) /* not delivered */
+        sk_trace_produce_end(c->span, 0, 0, 0);
     free(c->topic);
     free(c->key);
     json_decref(c->value);
@@ -42,6 +46,10 @@ static void pcall_free(pcall *c)
 static void delivered(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
 {
     pcall *c = ud;
+    if (!err) {
+        sk_trace_produce_end(c->span, 1, partition, offset);
+        c->span = NULL;
+    }
     if (err)
         sk_reply_error(c->reply, "produce_failed", "%s: %s", c->topic, rd_kafka_err2str(err));
     else
@@ -121,15 +129,17 @@ static int read_params(pcall *c, const json_t *params)
     c->topic = strdup(json_string_value(topic));
     c->key = key ? strdup(json_string_value(key)) : NULL;
     c->value = json_incref(json_object_get(params, "value"));
-    if (headers && json_object_size(headers) > 0) {
-        c->headers = rd_kafka_headers_new(json_object_size(headers));
-        json_object_foreach(headers, name, v)
-            rd_kafka_header_add(c->headers, name, -1, json_string_value(v), -1);
-    }
     if (!c->topic || (key && !c->key)) {
         sk_reply_error(c->reply, "produce_failed", "out of memory");
         return -1;
     }
+    char tp[SK_TRACEPARENT_LEN + 1];
+    c->span = sk_trace_produce_begin(c->topic, c->key, headers, tp);
+    c->headers = rd_kafka_headers_new(json_object_size(headers) + 1);
+    json_object_foreach(headers, name, v) if (strcmp(name, "traceparent") != 0)
+        rd_kafka_header_add(c->headers, name, -1, json_string_value(v), -1);
+    if (c->span) /* the record's context is the PRODUCER span */
+        rd_kafka_header_add(c->headers, "traceparent", -1, tp, -1);
     return 0;
 }
 

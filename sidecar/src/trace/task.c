@@ -107,3 +107,37 @@ void sk_trace_task_result(sk_span *s, const sk_msg *m)
         break;
     }
 }
+
+sk_span *sk_trace_produce_begin(const char *topic, const char *key, const json_t *headers,
+                                char out[SK_TRACEPARENT_LEN + 1])
+{
+    sk_trace_ctx parent;
+    char name[300];
+    snprintf(name, sizeof name, "send %s", topic);
+    int found = context_from(headers, "traceparent", &parent);
+    sk_span *s = sk_span_start(found == 0 ? &parent : NULL, name, SK_SPAN_PRODUCER);
+    if (!s)
+        return NULL;
+    sk_span_set_str(s, "messaging.system", "kafka");
+    sk_span_set_str(s, "messaging.operation.name", "send");
+    sk_span_set_str(s, "messaging.operation.type", "send");
+    sk_span_set_str(s, "messaging.destination.name", topic);
+    sk_span_set_str(s, "messaging.kafka.message.key", key);
+    sk_span_traceparent(s, out);
+    return s;
+}
+
+void sk_trace_produce_end(sk_span *s, int delivered, int32_t partition, int64_t offset)
+{
+    if (!s)
+        return;
+    if (delivered) {
+        char part[16];
+        snprintf(part, sizeof part, "%d", (int)partition);
+        sk_span_set_str(s, "messaging.destination.partition.id", part);
+        sk_span_set_int(s, "messaging.kafka.offset", offset);
+    } else {
+        sk_span_set_error(s, "produce_failed", NULL);
+    }
+    sk_span_end(s);
+}

@@ -24,4 +24,13 @@ sk_span *sk_trace_task_begin(const char *source, const char *route, json_t *payl
  * fail, nack, dead letter and bpmn_error set ERROR with that error.type). */
 void sk_trace_task_result(sk_span *s, const sk_msg *m);
 
+/* The PRODUCER span `send <topic>` of a handler's `produce` call (messaging conventions), child
+ * of the `traceparent` the handler put in the record's headers (headers: the call's object,
+ * NULL when none), else of a new trace. out receives the span's traceparent, which the
+ * produced record carries instead. NULL when out of memory. */
+sk_span *sk_trace_produce_begin(const char *topic, const char *key, const json_t *headers,
+                                char out[SK_TRACEPARENT_LEN + 1]);
+/* Ends it: delivered (partition and offset set), or with error.type `produce_failed`. */
+void sk_trace_produce_end(sk_span *s, int delivered, int32_t partition, int64_t offset);
+
 #endif

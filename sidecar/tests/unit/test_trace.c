@@ -246,6 +246,27 @@ static void test_otlp_encoding(void **state)
     json_decref(p);
 }
 
+static void test_produce_span(void **state)
+{
+    (void)state;
+    char tp[SK_TRACEPARENT_LEN + 1];
+    json_t *h = json_pack("{s:s}", "traceparent", TP);
+    sk_span *s = sk_trace_produce_begin("out", "k", h, tp);
+    assert_string_equal(s->name, "send out");
+    assert_int_equal(s->kind, SK_SPAN_PRODUCER);
+    assert_true(s->has_parent);
+    assert_string_equal(s->trace_hex, "0af7651916cd43dd8448eb211c80319c");
+    assert_memory_equal(tp, TP, 36); /* same version and trace */
+    assert_memory_equal(tp + 36, s->span_hex, 16);
+    assert_string_equal(attr(s, "messaging.operation.name"), "send");
+    sk_span_free(s);
+    s = sk_trace_produce_begin("out", NULL, NULL, tp); /* no headers: a new trace */
+    assert_false(s->has_parent);
+    assert_null(attr(s, "messaging.kafka.message.key"));
+    sk_span_free(s);
+    json_decref(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -253,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_tracestate),        cmocka_unit_test(test_sampler),
         cmocka_unit_test(test_kafka_span),        cmocka_unit_test(test_invalid_context_new_trace),
         cmocka_unit_test(test_zeebe_span),        cmocka_unit_test(test_otlp_encoding),
+        cmocka_unit_test(test_produce_span),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
