@@ -12,7 +12,17 @@ ROOT=$PWD
 PY=/usr/bin/python3
 export SKIFF_BIN=${SKIFF_BIN:-$ROOT/build-asan/skiff}
 
-trap 'devstack/otel.sh stop' EXIT
+# The Kafka fixtures leave the broker and registry running: stop them here unless they were
+# already up (the Zeebe fixture stops the broker it started itself).
+kafka_up=0 registry_up=0
+devstack/kafka.sh status >/dev/null 2>&1 && kafka_up=1
+devstack/schema-registry.sh status >/dev/null 2>&1 && registry_up=1
+cleanup() {
+  devstack/otel.sh stop
+  [ "$kafka_up" = 1 ] || devstack/kafka.sh stop
+  [ "$registry_up" = 1 ] || devstack/schema-registry.sh stop
+}
+trap cleanup EXIT
 devstack/otel.sh start
 eval "$(devstack/otel.sh env)"
 export OTEL_EXPORTER_OTLP_ENDPOINT SKIFF_OTEL_SPANS_FILE
