@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 
 #include "core/config.h"
+#include "core/log.h"
 #include "core/metrics.h"
 #include "http_test_server.h"
 #include "otlp_trace.pb-c.h"
@@ -137,12 +138,22 @@ static void test_400_drops_without_retry(void **state)
     (void)state;
     static const int st[] = {400};
     fixture f;
+    FILE *log = tmpfile();
+    char text[4096] = "";
+    sk_log_init("t", SK_LOG_DEBUG, log);
     start(&f, st, 1, 16, 2, 600000);
     spans(2);
     run_until(&f.srv, &f.requests, 1);
     drain(&f);
     run_for(&f.srv, 0.2);
     assert_int_equal(f.requests, 1);
+    rewind(log);
+    text[fread(text, 1, sizeof text - 1, log)] = '\0';
+    sk_log_init("t", SK_LOG_INFO, NULL);
+    fclose(log);
+    assert_non_null(strstr(text, "HTTP status 400")); /* the failure is logged ... */
+    assert_null(strstr(text, "k-123"));               /* ... without the header's secret */
+    assert_null(strstr(text, "k%2D123"));
     assert_true(dropped(&f, "export_failed") == 2);
     assert_true(exported(&f) == 0);
     stop(&f);
