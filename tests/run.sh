@@ -87,6 +87,9 @@ step "integration: skiff (ASan+UBSan) + real Kafka broker + Schema Registry + SD
 SKIFF_BIN=$ROOT/build-asan/skiff SKIFF_KAFKA_MOCK_BIN=$ROOT/build/skiff-kafka-mock \
   ASAN_OPTIONS=detect_leaks=1 devstack/kafka.sh python -m pytest -q -p no:cacheprovider tests/kafka
 
+step "tracing: skiff (ASan+UBSan) -> real OpenTelemetry Collector (Kafka records, Zeebe jobs)"
+tests/tracing.sh
+
 step "container image: built with buildah from the Dockerfile, tested inside as uid 65532"
 tests/image.sh
 

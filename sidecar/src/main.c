@@ -17,6 +17,7 @@
 #include "net/peer_tls.h"
 #include "secrets/oauth.h"
 #include "secrets/secret.h"
+#include "trace/task.h"
 #include "zeebe/zeebe.h"
 
 extern char **environ;
@@ -34,6 +35,7 @@ typedef struct app {
     sk_oauth *oauth;
     sk_oauth_client *zeebe_token; /* NULL without zeebe.client_id */
     sk_oauth_client *kafka_token; /* NULL without kafka.oauthbearer */
+    sk_tracer *tracer;
     struct event *sigterm, *sigint, *tick;
     int64_t grace_deadline_ms;
     int64_t exit_deadline_ms;
@@ -77,7 +79,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         a->abandoned = 1;
     }
     size_t kafka_left = sk_kafka_pending(a->kafka);
-    if ((sk_dispatcher_open(a->d) == 0 && sk_zeebe_pending(a->zeebe) == 0 && kafka_left == 0) ||
+    if (sk_dispatcher_open(a->d) == 0)
+        sk_tracer_flush(a->tracer); /* the last task spans are in the queue now */
+    int spans_left = sk_tracer_pending(a->tracer) > 0 && now < a->grace_deadline_ms;
+    if ((sk_dispatcher_open(a->d) == 0 && sk_zeebe_pending(a->zeebe) == 0 && kafka_left == 0 &&
+         !spans_left) ||
         now >= a->exit_deadline_ms)
         event_base_loopexit(a->base, NULL);
 }
@@ -161,6 +167,12 @@ static int start(app *a)
         SK_ERROR("skiff", "cannot start: %s", err);
         return -1;
     }
+    if (!(a->tracer = sk_tracer_new(a->base, &a->cfg, a->metrics, err, sizeof(err)))) {
+        SK_ERROR("skiff", "cannot start: %s", err);
+        return -1;
+    }
+    sk_tracer_install(a->tracer);
+    sk_trace_task_settings(a->cfg.trace_zeebe_variable, a->cfg.kafka_group_id);
     a->kafka = sk_kafka_new(a->base, &a->cfg, a->d, a->metrics, a->kafka_token, err, sizeof(err));
     if ((!a->kafka && err[0]) ||
         !(a->zeebe =
@@ -192,6 +204,8 @@ static void stop(app *a)
     sk_oauth_free(a->oauth);
     sk_secret_free(a->zeebe_secret);
     sk_dispatcher_free(a->d);
+    sk_tracer_free(a->tracer);
+    sk_trace_task_settings(NULL, NULL);
     if (a->sigterm)
         event_free(a->sigterm);
     if (a->sigint)

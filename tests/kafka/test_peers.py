@@ -245,6 +245,7 @@ def test_skiff_produce_is_decoded_by_kafkajs(kafka, stack, uid, node):
     for i, m in enumerate(lines):
         assert m["schema_id"] == out_id
         assert m["key"] == sent[i]["id"]
+        assert m["headers"].pop("traceparent").startswith("00-")  # skiff's PRODUCER span
         assert m["headers"] == {"source": "skiff", "n": str(i)}
         assert_same(m["value"], want[i], "kafkajs/avsc")
 

@@ -87,8 +87,11 @@ def test_produce_call(kafka, stack, uid):
     assert second == {"policy_id": "P-2", "amount": Decimal("7.00"),
                       "at": dt.datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=UTC),
                       "customer": {"zip": "1"}, "note": None, "kind": "A"}
-    assert msgs[0].key() == b"P-1" and dict(msgs[0].headers() or []) == {"source": b"kt"}
-    assert msgs[1].key() is None and not msgs[1].headers()
+    # every produced record carries skiff's PRODUCER span as its traceparent
+    h0, h1 = dict(msgs[0].headers() or []), dict(msgs[1].headers() or [])
+    assert msgs[0].key() == b"P-1" and h0.pop("traceparent").startswith(b"00-")
+    assert h0 == {"source": b"kt"}
+    assert msgs[1].key() is None and list(h1) == ["traceparent"]
     kafka.wait_committed(group, trigger, {0: len(specs)}, skiff)
     assert skiff.metric("skiff_kafka_produced_total", topic=out, result="ok") == 2
     assert skiff.metric("skiff_kafka_produced_total", result="error") == 0

@@ -120,11 +120,29 @@ typedef struct sk_config {
     char *registry_ca_file;      /* schema_registry.ca_file */
     char *registry_cert_file;    /* schema_registry.cert_file */
     char *registry_key_file;     /* schema_registry.key_file */
+    /* Tracing. */
+    char *trace_zeebe_variable;      /* trace.zeebe_variable */
+    int trace_sampler;               /* trace.sampler (index into sk_trace_samplers) */
+    char *trace_sampler_arg;         /* trace.sampler_arg */
+    char *trace_resource_attributes; /* trace.resource_attributes */
+    char *otlp_endpoint;             /* otlp.endpoint */
+    char *otlp_traces_endpoint;      /* otlp.traces_endpoint */
+    int otlp_protocol;               /* otlp.protocol (index into sk_otlp_protocols) */
+    char *otlp_headers;              /* otlp.headers */
+    int64_t otlp_timeout_ms;         /* otlp.timeout */
+    int64_t bsp_schedule_delay_ms;   /* otlp.batch_delay */
+    int64_t bsp_export_timeout_ms;   /* otlp.export_timeout */
+    int64_t bsp_max_queue;           /* otlp.max_queue_size */
+    int64_t bsp_max_batch;           /* otlp.max_batch_size */
     /* Resolved at the end of a load: one entry per zeebe.job_types item, in order (NULL when
      * there is none). Use these rather than the global zeebe.* values above. */
     sk_job_type_config *zeebe_jobs;
     size_t zeebe_jobs_len;
 } sk_config;
+
+/* Names of trace.sampler and otlp.protocol values, by stored index. */
+extern const char *const sk_trace_samplers[];
+extern const char *const sk_otlp_protocols[];
 
 /* Where the values come from. Any pointer may be NULL (source absent). */
 typedef struct sk_config_sources {

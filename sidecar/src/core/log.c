@@ -177,6 +177,15 @@ static void lb_kv(linebuf *b, const char *const *kv)
     }
 }
 
+static const sk_log_trace *current_trace;
+
+const sk_log_trace *sk_log_set_current(const sk_log_trace *trace)
+{
+    const sk_log_trace *before = current_trace;
+    current_trace = trace;
+    return before;
+}
+
 void sk_log_write(sk_log_level level, const char *component, const sk_log_trace *trace,
                   const char *const *kv, const char *fmt, ...)
 {
@@ -198,6 +207,8 @@ void sk_log_write(sk_log_level level, const char *component, const sk_log_trace 
     lb_field(&b, "component", component ? component : "", FIELD_MAX);
     lb_put(&b, ",\"message\":", 11);
     lb_json_str(&b, msg, mlen, MSG_MAX);
+    if (!trace)
+        trace = current_trace;
     lb_field(&b, "trace_id", trace ? trace->trace_id : NULL, 64);
     lb_field(&b, "span_id", trace ? trace->span_id : NULL, 64);
     lb_kv(&b, kv);

@@ -26,6 +26,10 @@ void sk_log_write(sk_log_level level, const char *component, const sk_log_trace 
                   const char *const *kv, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/* The ids of the work being done now: a line written with trace NULL carries them. Set around
+ * a task's callbacks; returns the previous value (to restore). NULL: none. */
+const sk_log_trace *sk_log_set_current(const sk_log_trace *trace);
+
 #define SK_KV(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define SK_LOG(lvl, comp, trace, kv, ...)                                                          \
     do {                                                                                           \

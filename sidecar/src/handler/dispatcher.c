@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "handler/session.h"
+#include "trace/task.h"
 
 typedef struct task {
     struct task *next_hash;       /* id table chain */
@@ -19,6 +20,7 @@ typedef struct task {
     uint8_t *frame; /* encoded task frame, until sent */
     size_t frame_len;
     double received_at, sent_at; /* sk_mono_s() */
+    sk_span *span;               /* the task's span (trace/task.h), NULL when out of memory */
 } task;
 
 typedef struct slot { /* one attached session */
@@ -170,6 +172,8 @@ static void task_free(sk_dispatcher *d, task *t)
     unlink_hash(d, t);
     d->open--;
     sk_series_set(d->m_open, (double)d->open);
+    if (t->span)
+        sk_span_end(t->span);
     free(t->frame);
     free(t->id);
     free(t->route);
@@ -190,7 +194,11 @@ static void abandon(sk_dispatcher *d, task *t, const char *why)
     finish_slot(d, t);
     const char *const labels[] = {t->ops->name, NULL};
     sk_series_add(sk_metric_series(d->m_abandoned, labels), 1);
+    if (t->span)
+        sk_span_set_error(t->span, "abandoned", why);
+    const sk_log_trace *prev = sk_log_set_current(t->span ? &t->span->log : NULL);
     t->ops->abandon(t->source, t->ctx, why);
+    sk_log_set_current(prev);
     task_free(d, t);
 }
 
@@ -513,17 +521,31 @@ static void reject(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
     ops->reject(source, ctx, reason, why);
 }
 
+/* A task that never opened: its span ends (with the error set) and the log ids go back. */
+static void submit_end(sk_span *span, const sk_log_trace *prev)
+{
+    if (span)
+        sk_span_end(span);
+    sk_log_set_current(prev);
+}
+
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
                           const char *route, const char *id, int64_t deadline_ms, json_t *payload,
                           double received_at)
 {
     char why[200];
     size_t len = 0;
+    sk_span *span = payload ? sk_trace_task_begin(ops->name, route, payload) : NULL;
+    const sk_log_trace *prev = sk_log_set_current(span ? &span->log : NULL);
     uint8_t *frame = task_frame(ops, id, deadline_ms, payload, &len);
     if (!frame) {
-        reject(d, ops, source, ctx, route, "unencodable",
-               "skiff could not encode the task frame (a member is not valid UTF-8, or out of "
-               "memory)");
+        snprintf(why, sizeof(why),
+                 "skiff could not encode the task frame (a member is not "
+                 "valid UTF-8, or out of memory)");
+        if (span)
+            sk_span_set_error(span, "unencodable", why);
+        reject(d, ops, source, ctx, route, "unencodable", why);
+        submit_end(span, prev);
         return;
     }
     if (len - SK_FRAME_HEADER > d->max_frame) {
@@ -532,7 +554,10 @@ void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *sour
                  "variables and headers (or the record's value) are too large for the handler",
                  len - SK_FRAME_HEADER, d->max_frame);
         free(frame);
+        if (span)
+            sk_span_set_error(span, "frame_too_large", why);
         reject(d, ops, source, ctx, route, "too_large", why);
+        submit_end(span, prev);
         return;
     }
     task *t = !lookup(d, id) ? calloc(1, sizeof(*t)) : NULL;
@@ -546,6 +571,7 @@ void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *sour
         SK_LOG(SK_LOG_ERROR, "dispatcher", NULL, SK_KV("task_id", id),
                "cannot accept task (out of memory or duplicate id); giving it back");
         ops->abandon(source, ctx, "skiff could not accept the task");
+        submit_end(span, prev);
         return;
     }
     *t = (task){.ops = ops,
@@ -555,7 +581,8 @@ void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *sour
                 .route = t->route,
                 .frame = frame,
                 .frame_len = len,
-                .received_at = received_at};
+                .received_at = received_at,
+                .span = span};
     unsigned h = hash(id);
     t->next_hash = d->buckets[h];
     d->buckets[h] = t;
@@ -563,6 +590,7 @@ void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *sour
     sk_series_set(d->m_open, (double)d->open);
     queue_append(d, t);
     pump(d);
+    sk_log_set_current(prev);
 }
 
 int sk_dispatcher_cancel(sk_dispatcher *d, const char *id, const char *reason)
@@ -575,6 +603,8 @@ int sk_dispatcher_cancel(sk_dispatcher *d, const char *id, const char *reason)
         sk_series_add(sk_metric_series(d->m_cancelled, labels), 1);
         sk_session_cancel(t->session, id, reason);
     }
+    if (t->span)
+        sk_span_set_error(t->span, "cancelled", reason);
     finish_slot(d, t);
     task_free(d, t);
     pump(d);
@@ -685,12 +715,15 @@ int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, doubl
     sk_series_observe(sk_metric_series(d->m_duration, labels), received_at - t->sent_at);
     sk_series_add(sk_metric_series(d->m_results, labels), 1);
     finish_slot(d, t);
+    sk_trace_task_result(t->span, m);
+    const sk_log_trace *prev = sk_log_set_current(t->span ? &t->span->log : NULL);
     if (m->type == SK_MSG_COMPLETE || m->type == SK_MSG_ACK)
         t->ops->complete(t->source, t->ctx, m);
     else if (m->type == SK_MSG_FAIL || m->type == SK_MSG_NACK)
         t->ops->fail(t->source, t->ctx, m);
     else
         t->ops->error(t->source, t->ctx, m);
+    sk_log_set_current(prev);
     sk_series_observe(overhead(d, t, "result"), sk_mono_s() - received_at);
     task_free(d, t);
     pump(d);

@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "kafka/internal.h"
+#include "trace/task.h"
 
 typedef struct pcall {
     sk_kafka *k;
@@ -18,6 +19,7 @@ typedef struct pcall {
     rd_kafka_headers_t *headers;
     sk_registry_lookup *lookup;
     int32_t schema_id;
+    sk_span *span;             /* PRODUCER span, ended with the call */
     struct pcall *prev, *next; /* in k->calls while the lookup runs */
 } pcall;
 
@@ -34,6 +36,8 @@ static void unlink_call(pcall *c)
 
 static void pcall_free(pcall *c)
 {
+    if (c->span) /* not delivered */
+        sk_trace_produce_end(c->span, 0, 0, 0);
     free(c->topic);
     free(c->key);
     json_decref(c->value);
@@ -45,6 +49,10 @@ static void pcall_free(pcall *c)
 static void delivered(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
 {
     pcall *c = ud;
+    if (!err) {
+        sk_trace_produce_end(c->span, 1, partition, offset);
+        c->span = NULL;
+    }
     if (err)
         sk_reply_error(c->reply, "produce_failed", "%s: %s", c->topic, rd_kafka_err2str(err));
     else
@@ -136,15 +144,17 @@ static int read_params(pcall *c, const json_t *params)
     if (c->key)
         memcpy(c->key, json_string_value(key), c->keylen + 1);
     c->value = json_incref(json_object_get(params, "value"));
-    if (headers && json_object_size(headers) > 0) {
-        c->headers = rd_kafka_headers_new(json_object_size(headers));
-        json_object_foreach(headers, name, v) rd_kafka_header_add(
-            c->headers, name, -1, json_string_value(v), (ssize_t)json_string_length(v));
-    }
     if (!c->topic || (key && !c->key)) {
         sk_reply_error(c->reply, "produce_failed", "out of memory");
         return -1;
     }
+    char tp[SK_TRACEPARENT_LEN + 1];
+    c->span = sk_trace_produce_begin(c->topic, c->key, headers, tp);
+    c->headers = rd_kafka_headers_new(json_object_size(headers) + 1);
+    json_object_foreach(headers, name, v) if (strcmp(name, "traceparent") != 0) rd_kafka_header_add(
+        c->headers, name, -1, json_string_value(v), (ssize_t)json_string_length(v));
+    if (c->span) /* the record's context is the PRODUCER span */
+        rd_kafka_header_add(c->headers, "traceparent", -1, tp, -1);
     return 0;
 }
 

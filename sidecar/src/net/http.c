@@ -339,6 +339,9 @@ static void deliver(sk_http_req *r)
         .total_s = info_seconds(r->easy, CURLINFO_TOTAL_TIME_T),
     };
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+    curl_off_t retry_after = 0;
+    if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK)
+        res.retry_after_s = (int64_t)retry_after;
     if (r->code != CURLE_OK) {
         if (r->too_big || r->code == CURLE_FILESIZE_EXCEEDED)
             snprintf(msg, sizeof msg, "response body over the limit of %zu bytes", r->max);

@@ -30,6 +30,7 @@ typedef struct sk_http_result {
     const char *error; /* curl's message and its CURLOPT_ERRORBUFFER detail */
     double ttfb_s;     /* time to first byte */
     double total_s;
+    int64_t retry_after_s; /* Retry-After of the response in seconds (date or delay), 0 if none */
 } sk_http_result;
 
 typedef void (*sk_http_cb)(void *ud, const sk_http_result *r);

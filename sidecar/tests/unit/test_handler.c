@@ -888,7 +888,7 @@ static double overhead_count(fixture *fx, const char *phase)
 static void test_overhead_observed(void **state)
 {
     fixture *fx = *state;
-    char blob[900];
+    char blob[800];
     memset(blob, 'x', sizeof blob - 1);
     blob[sizeof blob - 1] = 0;
     int tiny = 1; /* the kernel's minimum: a few KiB */

@@ -67,8 +67,10 @@ def do_produce(task, spec):
     via = params.pop("via", "task")
     fn = app.produce if via == "app" else task.produce
     try:
+        headers = {k: task.traceparent if v == "{traceparent}" else v  # the task's context
+                   for k, v in (params.get("headers") or {}).items()} or None
         return {"ok": True, "result": fn(params["topic"], params["value"],
-                                         key=params.get("key"), headers=params.get("headers"))}
+                                         key=params.get("key"), headers=headers)}
     except CallError as e:
         return {"ok": False, "code": e.code, "message": e.message}
 

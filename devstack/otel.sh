@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# skiff devstack: a real OpenTelemetry Collector (OTLP receiver, batch processor, file exporter)
+# on loopback, built with the collector builder from the Go module proxy.
+#
+#   otel.sh install   idempotent: builds the collector into $SKIFF_CACHE/otelcol (~4 min, once)
+#   otel.sh start     clean start (fresh output file; stops a collector this script started on
+#                     the same port first), waits until its health endpoint answers
+#   otel.sh stop      SIGTERM, wait, then SIGKILL; fine when none runs
+#   otel.sh status    exit 0 when running, exit 3 when not
+#   otel.sh env       shell lines to eval: OTEL_EXPORTER_OTLP_ENDPOINT, SKIFF_OTEL_SPANS_FILE
+#
+# Settings (environment): SKIFF_OTEL_HTTP_PORT (OTLP/HTTP, default 4318), SKIFF_OTEL_GRPC_PORT
+# (OTLP/gRPC, default HTTP port - 1), SKIFF_OTEL_HEALTH_PORT (default HTTP port + 2).
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+OTEL_BUILDER_VERSION=${SKIFF_OTEL_BUILDER_VERSION:-v0.161.0}
+OTEL_HOME=$SKIFF_CACHE/otelcol-$OTEL_BUILDER_VERSION
+OTEL_BIN=$OTEL_HOME/otelcol-skiff
+OTEL_HTTP_PORT=${SKIFF_OTEL_HTTP_PORT:-4318}
+OTEL_GRPC_PORT=${SKIFF_OTEL_GRPC_PORT:-$((OTEL_HTTP_PORT - 1))}
+OTEL_HEALTH_PORT=${SKIFF_OTEL_HEALTH_PORT:-$((OTEL_HTTP_PORT + 2))}
+OTEL_RUN=$SKIFF_RUN_DIR/otel-$OTEL_HTTP_PORT
+OTEL_SPANS=$OTEL_RUN/spans.jsonl
+OTEL_LOG=$OTEL_RUN/otelcol.log
+OTEL_PIDFILE=$OTEL_RUN/otelcol.pid
+START_TIMEOUT=${SKIFF_OTEL_START_TIMEOUT:-60}
+
+usage() {
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+otel_install() {
+  [ -x "$OTEL_BIN" ] && return 0
+  command -v go >/dev/null 2>&1 || devstack_die "go is needed to build the collector"
+  mkdir -p "$OTEL_HOME"
+  local gobin=$OTEL_HOME/gobin build=$OTEL_HOME/build
+  devstack_say "building the OpenTelemetry Collector $OTEL_BUILDER_VERSION (once, ~4 min)"
+  GOBIN=$gobin go install "go.opentelemetry.io/collector/cmd/builder@$OTEL_BUILDER_VERSION"
+  sed "s|OUTPUT_PATH|$build|" "$DEVSTACK_DIR/otel/manifest.yaml" >"$OTEL_HOME/manifest.yaml"
+  "$gobin/builder" --config="$OTEL_HOME/manifest.yaml" >"$OTEL_HOME/build.log" 2>&1 ||
+    { tail -n 30 "$OTEL_HOME/build.log" >&2; devstack_die "collector build failed"; }
+  mv "$build/otelcol-skiff" "$OTEL_BIN"
+  rm -rf "$build"
+}
+
+otel_pid() {
+  [ -f "$OTEL_PIDFILE" ] || return 1
+  local pid
+  pid=$(cat "$OTEL_PIDFILE")
+  kill -0 "$pid" 2>/dev/null || return 1
+  printf '%s' "$pid"
+}
+
+otel_healthy() {
+  curl -fsS -o /dev/null "http://127.0.0.1:$OTEL_HEALTH_PORT/" 2>/dev/null
+}
+
+otel_stop() {
+  local pid i
+  pid=$(otel_pid) || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    [ "$i" = 100 ] && kill -KILL "$pid" 2>/dev/null
+    sleep 0.1
+  done
+  rm -f "$OTEL_PIDFILE"
+}
+
+otel_start() {
+  otel_install
+  otel_stop
+  rm -rf "$OTEL_RUN"
+  mkdir -p "$OTEL_RUN"
+  sed -e "s|@GRPC@|127.0.0.1:$OTEL_GRPC_PORT|" -e "s|@HTTP@|127.0.0.1:$OTEL_HTTP_PORT|" \
+    -e "s|@HEALTH@|127.0.0.1:$OTEL_HEALTH_PORT|" -e "s|@SPANS@|$OTEL_SPANS|" \
+    "$DEVSTACK_DIR/otel/config.yaml" >"$OTEL_RUN/config.yaml"
+  setsid "$OTEL_BIN" --config="$OTEL_RUN/config.yaml" >"$OTEL_LOG" 2>&1 </dev/null &
+  echo $! >"$OTEL_PIDFILE"
+  local i
+  for i in $(seq 1 "$((START_TIMEOUT * 10))"); do
+    otel_healthy && return 0
+    otel_pid >/dev/null || { tail -n 20 "$OTEL_LOG" >&2; devstack_die "collector exited"; }
+    [ "$i" -gt 0 ] && sleep 0.1
+  done
+  otel_stop
+  devstack_die "collector not ready after ${START_TIMEOUT}s (log: $OTEL_LOG)"
+}
+
+otel_env() {
+  printf 'export OTEL_EXPORTER_OTLP_ENDPOINT=%q\n' "http://127.0.0.1:$OTEL_HTTP_PORT"
+  printf 'export SKIFF_OTEL_SPANS_FILE=%q\n' "$OTEL_SPANS"
+}
+
+case "${1:-}" in
+  install) otel_install ;;
+  start) otel_start ;;
+  stop) otel_stop ;;
+  status) otel_pid >/dev/null && otel_healthy || exit 3 ;;
+  env) otel_env ;;
+  *) usage ;;
+esac

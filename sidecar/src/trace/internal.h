@@ -1,0 +1,68 @@
+/* Private to sidecar/src/trace/. */
+#ifndef SK_TRACE_INTERNAL_H
+#define SK_TRACE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "core/metrics.h"
+#include "net/http.h"
+#include "trace/trace.h"
+
+typedef enum {
+    SK_SAMPLE_ALWAYS_ON,
+    SK_SAMPLE_ALWAYS_OFF,
+    SK_SAMPLE_RATIO,
+} sk_sample_root;
+
+typedef struct sk_sampler {
+    sk_sample_root root; /* decision for a span without a parent */
+    int parent_based;    /* a child follows its parent's sampled flag */
+    double ratio;
+} sk_sampler;
+
+/* Parses an OTEL_TRACES_SAMPLER name and its argument; 0 or -1. */
+int sk_sampler_parse(sk_sampler *s, const char *name, const char *arg);
+/* 1 when a span with this trace id (and parent, NULL for a root) is sampled. */
+int sk_sampler_decide(const sk_sampler *s, const uint8_t trace_id[16], const sk_trace_ctx *parent);
+
+/* tracer.c builds it, export.c runs the batch processor. */
+struct sk_tracer {
+    struct event_base *base;
+    sk_http *http;
+    sk_sampler sampler;
+    char *url, *service_name, *resource;
+    char **headers; /* "Name: value", NULL-terminated */
+    int64_t timeout_ms, delay_ms, export_timeout_ms;
+    sk_span **ring;
+    size_t cap, head, count, max_batch;
+    uint8_t *body; /* the batch in flight or waiting for a retry */
+    size_t body_len, body_spans;
+    int64_t batch_started_ms, backoff_ms;
+    sk_http_req *req;
+    struct event *timer;
+    int flushing, failing;
+    sk_series *m_exported, *m_dropped_full, *m_dropped_export, *m_queue;
+};
+
+void sk_tracer_arm(sk_tracer *t, int64_t ms);
+void sk_tracer_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The installed tracer's sampler (NULL: parent-based always-on) and its queue. */
+const sk_sampler *sk_tracer_sampler(const sk_tracer *t);
+void sk_tracer_enqueue(sk_tracer *t, sk_span *s);
+
+/* OTLP ExportTraceServiceRequest for n spans with the resource's attributes ("k=v,k=v" as in
+ * OTEL_RESOURCE_ATTRIBUTES plus service.name). Returns a malloc'ed buffer, length in *len. */
+uint8_t *sk_otlp_encode(sk_span *const *spans, size_t n, const char *service_name,
+                        const char *resource_attributes, size_t *len);
+
+uint64_t sk_trace_now_ns(void);
+
+/* Percent-decodes s in place (the values of OTEL_RESOURCE_ATTRIBUTES and
+ * OTEL_EXPORTER_OTLP_HEADERS are W3C Baggage encoded). */
+void sk_trace_unescape(char *s);
+
+#endif
