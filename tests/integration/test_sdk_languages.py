@@ -1,9 +1,10 @@
 """One integration test per SDK language beyond the first ones, through the real skiff and the
 real Zeebe broker, judged by what the engine recorded: the underwriting risk scorer of Go, C
 and Rust (examples/) scores a job, raises an incident on bad input and exits 0 once skiff drains
-it on SIGTERM; the conformance handlers of Go and Node complete jobs, throw BPMN errors and
-raise incidents; the Python SDK's asyncio side extends, publishes and fails. (The Python SDK's
-sync side runs under every other test here: handlers/behave.py; Java: test_sdk_java.py.)"""
+it on SIGTERM; the conformance handlers of Go and Node complete jobs, throw BPMN errors, raise
+incidents and are drained the same way; the Python SDK's asyncio side extends, publishes and
+fails. (The Python SDK's sync side serves most of tests/integration: handlers/behave.py and
+handlers/sdk_features.py; Java: test_sdk_java.py.)"""
 import os
 import subprocess
 import sys
