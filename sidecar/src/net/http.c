@@ -51,6 +51,7 @@ struct sk_http {
     struct req_list running, done;
     LIST_HEAD(, sock) socks;
     size_t max_body;
+    char *ca_file;  /* CURLOPT_CAINFO of later requests, NULL: the system's */
     int delivering; /* inside on_deliver */
     int closed;     /* sk_http_free was called */
 };
@@ -270,6 +271,8 @@ static int set_options(sk_http_req *r, const char *url, const char *userpwd, int
     /* curl reads 0 as "no limit"; on_write still enforces a bound of 0. */
     if (r->max > 0 && curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max))
         return -1;
+    if (r->h->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, r->h->ca_file))
+        return -1;
     if (userpwd && (curl_easy_setopt(e, CURLOPT_USERPWD, userpwd) ||
                     curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC)))
         return -1;
@@ -350,6 +353,7 @@ static void destroy(sk_http *h)
 {
     if (h->deliver)
         event_free(h->deliver);
+    free(h->ca_file);
     free(h);
 }
 
@@ -413,6 +417,18 @@ void sk_http_set_max_body(sk_http *h, size_t max)
 {
     if (h)
         h->max_body = max;
+}
+
+int sk_http_set_ca_file(sk_http *h, const char *path)
+{
+    char *copy = path && *path ? strdup(path) : NULL;
+    if (!h || (path && *path && !copy)) {
+        free(copy);
+        return -1;
+    }
+    free(h->ca_file);
+    h->ca_file = copy;
+    return 0;
 }
 
 /* Cancels everything and releases curl and its events; the deliver event and the struct stay

@@ -51,6 +51,10 @@ void sk_http_free(sk_http *h);
  * body ends the request with an error. */
 void sk_http_set_max_body(sk_http *h, size_t max);
 
+/* CA bundle (PEM file) that verifies the servers of requests started afterwards; NULL or "":
+ * the system's. 0, or -1 out of memory. */
+int sk_http_set_ca_file(sk_http *h, const char *path);
+
 /* Starts a request. method: "GET", "POST", "PUT", "DELETE", "HEAD"...; headers: NULL or a
  * NULL-terminated list of "Name: value"; body: body_len bytes (copied) or NULL; userpwd:
  * "user:password" for basic auth or NULL (copied by curl, never logged); timeout_ms: bound on the
