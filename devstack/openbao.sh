@@ -13,7 +13,8 @@
 #   openbao.sh env        shell lines to eval: VAULT_ADDR, root token, TokenReview URL
 #   openbao.sh jwt FILE   writes a new service-account JWT for skiff-test/skiff to FILE
 #
-# Settings (environment): SKIFF_OPENBAO_PORT (default 8200), SKIFF_TOKENREVIEW_PORT (port + 1),
+# Settings (environment): SKIFF_OPENBAO_PORT (default 8200), SKIFF_TOKENREVIEW_PORT (port + 2;
+# OpenBao's cluster listener takes port + 1),
 # SKIFF_OPENBAO_ROOT_TOKEN (default skiff-root), SKIFF_OPENBAO_TOKEN_TTL (role token TTL,
 # default 1h), SKIFF_OPENBAO_TOKEN_MAX_TTL (default 4h).
 set -euo pipefail
@@ -26,17 +27,17 @@ BAO_VERSION=2.4.0
 BAO_DIR=$SKIFF_CACHE/openbao
 BAO_BIN=$BAO_DIR/bao-$BAO_VERSION
 BAO_PORT=${SKIFF_OPENBAO_PORT:-8200}
-TR_PORT=${SKIFF_TOKENREVIEW_PORT:-$((BAO_PORT + 1))}
+TR_PORT=${SKIFF_TOKENREVIEW_PORT:-$((BAO_PORT + 2))}
 ROOT_TOKEN=${SKIFF_OPENBAO_ROOT_TOKEN:-skiff-root}
 TOKEN_TTL=${SKIFF_OPENBAO_TOKEN_TTL:-1h}
 TOKEN_MAX_TTL=${SKIFF_OPENBAO_TOKEN_MAX_TTL:-4h}
 BAO_RUN=$SKIFF_RUN_DIR/openbao-$BAO_PORT
 ADDR=http://127.0.0.1:$BAO_PORT
-TR_URL=http://127.0.0.1:$TR_PORT
+TR_URL=https://127.0.0.1:$TR_PORT
 PY=/usr/bin/python3
 
 usage() {
-  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -71,10 +72,19 @@ api() {
     ${body:+-d "$body"} "$ADDR/v1/$path" >/dev/null
 }
 
+# A self-signed certificate for the TokenReview stand-in (HTTPS, as an API server).
+make_cert() {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=tokenreview \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$BAO_RUN/tr.key" -out "$BAO_RUN/tr.pem" \
+    2>/dev/null
+}
+
 configure() {
+  local ca
+  ca=$("$PY" -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' "$BAO_RUN/tr.pem")
   api POST sys/auth/kubernetes '{"type":"kubernetes"}'
   api POST auth/kubernetes/config \
-    "{\"kubernetes_host\":\"$TR_URL\",\"disable_local_ca_jwt\":true}"
+    "{\"kubernetes_host\":\"$TR_URL\",\"kubernetes_ca_cert\":$ca,\"disable_local_ca_jwt\":true}"
   api PUT sys/policies/acl/skiff \
     '{"policy":"path \"secret/data/skiff/*\" { capabilities = [\"read\"] }"}'
   api POST auth/kubernetes/role/skiff \
@@ -87,17 +97,20 @@ wait_for() {
     if $check; then return 0; fi
     sleep 0.1
   done
+  stop
   devstack_die "$what did not answer in 30 s (logs in $BAO_RUN)"
 }
 
-tr_answers() { curl -fs -o /dev/null --max-time 2 "$TR_URL/reviews"; }
+tr_answers() { curl -fs -o /dev/null --max-time 2 --cacert "$BAO_RUN/tr.pem" "$TR_URL/reviews"; }
 
 start() {
   build
   stop
   rm -rf "$BAO_RUN"
   mkdir -p "$BAO_RUN"
+  make_cert
   setsid "$PY" "$DEVSTACK_DIR/tokenreview.py" --port "$TR_PORT" \
+    --cert "$BAO_RUN/tr.pem" --key "$BAO_RUN/tr.key" \
     >"$BAO_RUN/tokenreview.log" 2>&1 </dev/null &
   echo $! >"$BAO_RUN/tokenreview.pid"
   setsid "$BAO_BIN" server -dev "-dev-root-token-id=$ROOT_TOKEN" \
@@ -127,7 +140,8 @@ stop() {
 
 jwt() {
   local out=${1:?openbao.sh jwt FILE}
-  curl -fsS --max-time 5 -d '{"namespace":"skiff-test","serviceaccount":"skiff"}' \
+  curl -fsS --max-time 5 --cacert "$BAO_RUN/tr.pem" \
+    -d '{"namespace":"skiff-test","serviceaccount":"skiff"}' \
     "$TR_URL/issue" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$out"
 }
 
@@ -138,7 +152,8 @@ stop) stop ;;
 status) if answers; then exit 0; else exit 3; fi ;;
 env)
   printf 'export VAULT_ADDR=%s\nexport SKIFF_OPENBAO_ROOT_TOKEN=%s\n' "$ADDR" "$ROOT_TOKEN"
-  printf 'export SKIFF_TOKENREVIEW_URL=%s\n' "$TR_URL"
+  printf 'export SKIFF_TOKENREVIEW_URL=%s\nexport SKIFF_TOKENREVIEW_CA=%s\n' "$TR_URL" \
+    "$BAO_RUN/tr.pem"
   ;;
 jwt) jwt "${2:-}" ;;
 *) usage ;;

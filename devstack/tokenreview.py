@@ -4,7 +4,8 @@ a projected token) and answers POST /apis/authentication.k8s.io/v1/tokenreviews 
 it issued and has not revoked, as the API server does: status.authenticated, status.user
 (username system:serviceaccount:<ns>:<sa>, uid, groups) and status.audiences.
 
-    python3 tokenreview.py --port P --ready-file F
+    python3 tokenreview.py --port P [--cert PEM --key PEM]   (HTTPS with a certificate, as the
+                                                            API server; the auth method needs its CA)
 
 Control endpoints (loopback): POST /issue {"namespace", "serviceaccount", "audiences"?} ->
 {"token"}; POST /revoke {"token"}; GET /reviews -> {"reviews": n}.
@@ -12,6 +13,7 @@ Control endpoints (loopback): POST /issue {"namespace", "serviceaccount", "audie
 import argparse
 import base64
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -114,12 +116,14 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--ready-file")
+    p.add_argument("--cert")
+    p.add_argument("--key")
     a = p.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
-    if a.ready_file:
-        with open(a.ready_file, "w") as f:
-            f.write("ready\n")
+    if a.cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.cert, a.key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     srv.serve_forever()
 
 
