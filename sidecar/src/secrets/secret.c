@@ -32,6 +32,7 @@ struct sk_secret {
     int notifying;
     sk_series *m_ok, *m_error, *m_changed;
     sk_secret_resolver resolver; /* vault: the one that attached it */
+    int pending;                 /* vault: no value read yet */
 };
 
 static sk_secret_resolver g_resolver; /* loop thread only */
@@ -158,6 +159,7 @@ static sk_secret *attach_vault(sk_secret *s, const char *text, const sk_secret_r
         return NULL;
     }
     s->resolver = g_resolver;
+    s->pending = 1;
     return s;
 }
 
@@ -342,7 +344,7 @@ int sk_secret_watch(sk_secret *s, struct event_base *base, sk_metrics *m, int64_
 
 int sk_secret_set_value(sk_secret *s, const char *value, size_t len)
 {
-    if (len == s->len && memcmp(value, s->value, len) == 0)
+    if (!s->pending && len == s->len && memcmp(value, s->value, len) == 0)
         return 0;
     char *v = malloc(len + 1);
     if (!v)
@@ -353,8 +355,14 @@ int sk_secret_set_value(sk_secret *s, const char *value, size_t len)
     s->value = v;
     s->len = len;
     s->version++;
+    s->pending = 0;
     notify(s);
     return 1;
+}
+
+int sk_secret_pending(const sk_secret *s)
+{
+    return s && s->pending;
 }
 
 void sk_secret_forget_resolver(sk_secret *s)

@@ -95,6 +95,8 @@ void sk_secret_set_resolver(const sk_secret_resolver *r);
 /* For the resolver: a new value (copied; the old one wiped). 1 changed (version incremented,
  * subscribers told), 0 the same value, -1 out of memory (old value kept). */
 int sk_secret_set_value(sk_secret *s, const char *value, size_t len);
+/* 1 while a vault: secret waits for its first value (users hold their requests). */
+int sk_secret_pending(const sk_secret *s);
 /* For the resolver going away first: sk_secret_free will not call it for s. */
 void sk_secret_forget_resolver(sk_secret *s);
 

@@ -195,7 +195,10 @@ static void test_login_and_read(void **state)
     char why[256];
     assert_int_equal(sk_vault_ready(f->v, why, sizeof why), 0);
     assert_string_equal(sk_secret_value(f->s, NULL), "");
+    assert_int_equal(sk_secret_pending(f->s), 1);
     wait_ready(f);
+    assert_int_equal(sk_secret_pending(f->s), 0);
+    assert_int_equal(f->changes, 1); /* the first value is a change */
     assert_int_equal(f->logins, 1);
     assert_string_equal(f->last_jwt, "jwt-one");
     assert_string_equal(f->last_token, "s.token-1");
