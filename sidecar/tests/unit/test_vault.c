@@ -14,10 +14,12 @@
 #include <cmocka.h>
 #include <event2/buffer.h>
 
+#include "core/config.h"
 #include "core/log.h"
 #include "secrets/secret.h"
 #include "secrets/vault.h"
 
+#include "config_test_helpers.h"
 #include "http_test_server.h"
 
 #define CANARY "canary-vault-77a1-value"
@@ -25,12 +27,13 @@
 typedef struct {
     test_server server;
     int logins, renewals, reads;
-    int login_status; /* answer of logins */
-    int renew_status; /* answer of renewals */
-    int deny_reads;   /* answer this many reads with 403 */
-    int lease_s;      /* lease of issued tokens */
-    int version;      /* of the KV secret */
-    char value[64];   /* of the KV secret's field "password" */
+    int login_status;  /* answer of logins */
+    int renew_status;  /* answer of renewals */
+    int renew_lease_s; /* lease of renewed tokens (0: lease_s) */
+    int deny_reads;    /* answer this many reads with 403 */
+    int lease_s;       /* lease of issued tokens */
+    int version;       /* of the KV secret */
+    char value[64];    /* of the KV secret's field "password" */
     char last_jwt[128], last_token[64], last_ns[64], last_path[256];
     sk_metrics *m;
     sk_vault *v;
@@ -48,7 +51,7 @@ static void send_json(struct evhttp_request *req, int status, const char *body)
     evbuffer_free(b);
 }
 
-static void answer_auth(fixture *f, struct evhttp_request *req, int status, int n)
+static void answer_auth(struct evhttp_request *req, int status, int n, int lease)
 {
     char body[256];
     if (status != 200) {
@@ -58,7 +61,7 @@ static void answer_auth(fixture *f, struct evhttp_request *req, int status, int 
     snprintf(body, sizeof body,
              "{\"auth\":{\"client_token\":\"s.token-%d\",\"lease_duration\":%d,"
              "\"renewable\":true,\"policies\":[\"skiff\"]}}",
-             n, f->lease_s);
+             n, lease);
     send_json(req, 200, body);
 }
 
@@ -75,7 +78,7 @@ static void on_login(fixture *f, struct evhttp_request *req)
         *q = '\0';
     assert_non_null(strstr(body, "\"role\":\"skiff\""));
     f->logins++;
-    answer_auth(f, req, f->login_status, f->logins);
+    answer_auth(req, f->login_status, f->logins, f->lease_s);
 }
 
 static void on_read(fixture *f, struct evhttp_request *req)
@@ -103,7 +106,8 @@ static void on_server(struct evhttp_request *req, void *arg)
     if (strcmp(uri, "/v1/auth/kubernetes/login") == 0)
         on_login(f, req);
     else if (strcmp(uri, "/v1/auth/token/renew-self") == 0)
-        answer_auth(f, req, f->renew_status, 100 + ++f->renewals);
+        answer_auth(req, f->renew_status, 100 + ++f->renewals,
+                    f->renew_lease_s ? f->renew_lease_s : f->lease_s);
     else if (strcmp(uri, "/v1/secret/data/skiff/registry") == 0)
         on_read(f, req);
     else
@@ -260,6 +264,45 @@ static void test_renewal_and_refused_renewal(void **state)
     free(text);
 }
 
+/* A renewal whose lease comes back cut short (the max TTL) is followed by a login. */
+static void test_max_ttl_logs_in_again(void **state)
+{
+    fixture *f = *state;
+    f->lease_s = 3;
+    f->renew_lease_s = 1;
+    start(f, 60000);
+    wait_ready(f);
+    run_until(&f->server, &f->logins, 2);
+    assert_true(f->renewals >= 1);
+    char *text = sk_metrics_render(f->m, NULL);
+    assert_non_null(strstr(text, "skiff_vault_renewals_total{result=\"exhausted\"} 1"));
+    assert_non_null(strstr(text, "skiff_vault_renewals_total{result=\"ok\"} 0"));
+    free(text);
+}
+
+static void test_config_rows(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    srcs s = {.annotations = "skiff.io/vault.role=\"skiff\"\n",
+              .env = LIST("VAULT_ADDR=https://vault.example:8200", "VAULT_CACERT=/etc/ca.pem",
+                          "VAULT_NAMESPACE=team-a",
+                          "SKIFF_SCHEMA_REGISTRY_PASSWORD=vault:secret/skiff/r#password")};
+    load_ok(&cfg, &s);
+    assert_string_equal(cfg.vault_address, "https://vault.example:8200");
+    assert_string_equal(cfg.vault_cacert, "/etc/ca.pem");
+    assert_string_equal(cfg.vault_namespace, "team-a");
+    assert_string_equal(cfg.vault_role, "skiff");
+    assert_string_equal(cfg.vault_auth_mount, "kubernetes");
+    assert_int_equal(cfg.vault_refresh_ms, 60000);
+    sk_config_clear(&cfg);
+    load_one_problem(&(srcs){.env = LIST("SKIFF_SCHEMA_REGISTRY_PASSWORD=vault:secret/r#p")},
+                     LIST("schema_registry.password", "vault.address is empty"));
+    load_one_problem(&(srcs){.env = LIST("VAULT_ADDR=http://v:8200")}, LIST("vault.role", "empty"));
+    load_one_problem(&(srcs){.env = LIST("VAULT_ADDR=v:8200", "SKIFF_VAULT_ROLE=r")},
+                     LIST("vault.address", "https://"));
+}
+
 static void test_refused_login_retried(void **state)
 {
     fixture *f = *state;
@@ -370,7 +413,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_new_version_notifies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_denied_read_logs_in_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renewal_and_refused_renewal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_ttl_logs_in_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_login_retried, setup, teardown),
+        cmocka_unit_test(test_config_rows),
         cmocka_unit_test_setup_teardown(test_missing_jwt, setup, teardown),
         cmocka_unit_test(test_no_resolver),
         cmocka_unit_test(test_parse_auth),
