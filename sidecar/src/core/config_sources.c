@@ -240,6 +240,11 @@ void sk_config_load_json(ctx *c, const char *text, size_t len, const char *path)
     snprintf(from, sizeof from, "file %s", path);
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
     if (!root) {
+        /* jansson quotes the token near the error, which may be a secret: line and column
+         * say where it is. */
+        char *near = strstr(e.text, " near '");
+        if (near)
+            *near = '\0';
         sk_config_problem(c, "%s line %d column %d: invalid JSON: %s", from, e.line, e.column,
                           e.text);
         return;

@@ -310,6 +310,11 @@ static void test_config_never_shows_literal(void **state)
     out = check("{\"schema_registry.password\": \"" CANARY "\"}", &n);
     assert_int_equal(n, 0);
     free(out);
+    out = check("{\"schema_registry.password\" \"" CANARY "\"}", &n); /* no colon */
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(out, "line 1 column"));
+    assert_null(strstr(out, "canary"));
+    free(out);
 }
 
 int main(void)
