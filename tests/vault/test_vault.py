@@ -65,13 +65,13 @@ def assert_no_secret(skiff, *secrets):
             assert s not in text, f"secret found in skiff's {what}"
 
 
-def vault_skiff(tmp_path, client_id, path, jwt_file, keycloak):
+def vault_skiff(tmp_path, client_id, path, jwt_file, keycloak, role="skiff"):
     return itc.Skiff({"ZEEBE_ADDRESS": "127.0.0.1:1"}, tmp_path, [],
                      zeebe_client_id=client_id,
                      zeebe_client_secret=f"vault:secret/{path}#client_secret",
                      zeebe_authorization_server_url=keycloak.token_url,
                      oauth_backoff_initial="100ms", oauth_backoff_max="1s",
-                     vault_role="skiff", vault_token_path=str(jwt_file),
+                     vault_role=role, vault_token_path=str(jwt_file),
                      vault_refresh_interval="500ms")
 
 
@@ -124,3 +124,39 @@ def test_secret_from_vault_rotated_and_token_revoked(bao, keycloak, tmp_path):
         assert skiff.stop() == 0
         skiff.check_clean()
     assert_no_secret(skiff, old, new, first_jwt)
+
+
+def test_token_renewed_then_max_ttl_relogin(bao, keycloak, tmp_path):
+    """A role with 2 s tokens and a 6 s max TTL: skiff renews with OpenBao, and when renewal no
+    longer extends the lease it logs in again; the secret stays readable throughout."""
+    uid = uuid.uuid4().hex[:8]
+    bao.write("auth/kubernetes/role/skiff-short", bound_service_account_names=["skiff"],
+              bound_service_account_namespaces=["skiff-test"], token_policies=["skiff"],
+              token_ttl="2s", token_max_ttl="6s")
+    client_id, path, secret = f"skiff-vttl-{uid}", f"skiff/{uid}", f"canary-{uid}-vault-ttl"
+    keycloak.create_client(client_id, secret, lifespan_s=300)
+    put_secret(bao, path, secret)
+    jwt_file = tmp_path / "sa-token"
+    jwt_file.write_text(new_jwt())
+    skiff = vault_skiff(tmp_path, client_id, path, jwt_file, keycloak, role="skiff-short")
+    try:
+        wait_until(lambda: skiff.metric("skiff_vault_renewals_total", result="ok") >= 1,
+                   timeout=30, what="a token renewal accepted by OpenBao")
+        # At the max TTL OpenBao either cuts the lease short (exhausted) or answers
+        # "past the max TTL, cannot renew" (error); either way skiff logs in again.
+        wait_until(lambda: skiff.metric("skiff_vault_logins_total", result="ok") >= 2,
+                   timeout=30, what="a new login at the max TTL")
+        assert (skiff.metric("skiff_vault_renewals_total", result="exhausted")
+                + skiff.metric("skiff_vault_renewals_total", result="error")) >= 1
+        assert skiff.metric("skiff_vault_renewals_total", result="refused") == 0
+        assert skiff.metric("skiff_vault_logins_total", result="refused") == 0
+        reads = skiff.metric("skiff_vault_secret_reads_total", secret="zeebe.client_secret",
+                             result="ok")
+        wait_until(lambda: skiff.metric("skiff_vault_secret_reads_total",
+                                        secret="zeebe.client_secret", result="ok") > reads,
+                   timeout=30, what="secret reads with the new token")
+        assert keycloak.events(client_id, "CLIENT_LOGIN")
+        assert_no_secret(skiff, secret)
+    finally:
+        assert skiff.stop() == 0
+        skiff.check_clean()
