@@ -24,7 +24,7 @@ APT_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   librdkafka-dev libavro-dev libcmocka-dev
   prometheus
-  python3 python3-pytest python3-grpcio python3-protobuf python3-jsonschema
+  python3 python3-pytest python3-grpcio python3-protobuf python3-jsonschema python3-hvac python3-cryptography
   curl ca-certificates
   maven
 )

@@ -79,6 +79,9 @@ SKIFF_BIN=$ROOT/build-asan/skiff ASAN_OPTIONS=detect_leaks=1 \
 step "OAuth: Keycloak + token-validating proxy + skiff (ASan+UBSan) + real Zeebe broker"
 tests/oauth.sh
 
+step "Vault: OpenBao (Kubernetes auth) + Keycloak + skiff (ASan+UBSan)"
+tests/vault.sh
+
 step "devstack Kafka: real broker + Schema Registry, checked with the official clients"
 services_ensure devstack/kafka.sh devstack/schema-registry.sh
 $PY devstack/kafka_selfcheck.py --no-start

@@ -18,6 +18,7 @@
 #include "secrets/oauth.h"
 #include "secrets/secret.h"
 #include "trace/task.h"
+#include "secrets/vault.h"
 #include "zeebe/zeebe.h"
 
 extern char **environ;
@@ -31,6 +32,7 @@ typedef struct app {
     sk_zeebe *zeebe;
     sk_kafka *kafka;
     sk_admin *admin;
+    sk_vault *vault;         /* NULL without vault.address */
     sk_secret *zeebe_secret; /* zeebe.client_secret, watched */
     sk_oauth *oauth;
     sk_oauth_client *zeebe_token; /* NULL without zeebe.client_id */
@@ -51,6 +53,8 @@ static int ready(void *ud, char *why, size_t whylen)
     else if (a->cfg.zeebe_job_types_len > 0 && !sk_zeebe_connected(a->zeebe))
         snprintf(why, whylen, "Zeebe gateway %s not reachable%s%.300s", a->cfg.zeebe_address,
                  sk_zeebe_last_error(a->zeebe)[0] ? ": " : "", sk_zeebe_last_error(a->zeebe));
+    else if (a->vault && !sk_vault_ready(a->vault, why, whylen))
+        return 0;
     else if (a->zeebe_token && !sk_oauth_ready(a->zeebe_token, why, whylen))
         return 0;
     else if (a->kafka_token && !sk_oauth_ready(a->kafka_token, why, whylen))
@@ -117,6 +121,27 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* The Vault client, when vault.address is set: it resolves the vault: secrets created after. */
+static int start_vault(app *a, char *err, size_t errlen)
+{
+    const sk_config *c = &a->cfg;
+    if (!c->vault_address[0])
+        return 0;
+    sk_vault_opts o = {.address = c->vault_address,
+                       .cacert = c->vault_cacert,
+                       .namespace_ = c->vault_namespace,
+                       .auth_mount = c->vault_auth_mount,
+                       .role = c->vault_role,
+                       .token_path = c->vault_token_path,
+                       .refresh_ms = c->vault_refresh_ms,
+                       .timeout_ms = c->vault_timeout_ms,
+                       .tls_reload_ms = c->tls_reload_ms};
+    if (!(a->vault = sk_vault_new(a->base, a->metrics, &o, err, errlen)))
+        return -1;
+    sk_vault_install(a->vault);
+    return 0;
+}
+
 /* The token service and the gateway's OAuth client, when zeebe.client_id is set. */
 static int start_oauth(app *a, char *err, size_t errlen)
 {
@@ -163,7 +188,7 @@ static int start(app *a)
         SK_ERROR("skiff", "out of memory at start-up");
         return -1;
     }
-    if (start_oauth(a, err, sizeof err) != 0) {
+    if (start_vault(a, err, sizeof err) != 0 || start_oauth(a, err, sizeof err) != 0) {
         SK_ERROR("skiff", "cannot start: %s", err);
         return -1;
     }
@@ -203,6 +228,7 @@ static void stop(app *a)
     sk_zeebe_free(a->zeebe);
     sk_oauth_free(a->oauth);
     sk_secret_free(a->zeebe_secret);
+    sk_vault_free(a->vault);
     sk_dispatcher_free(a->d);
     sk_tracer_free(a->tracer);
     sk_trace_task_settings(NULL, NULL);

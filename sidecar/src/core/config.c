@@ -626,6 +626,28 @@ static void check_secrets(ctx *c)
     }
 }
 
+/* Vault: a vault: reference needs vault.address and vault.role; an address is http(s). */
+static void check_vault(ctx *c)
+{
+    const sk_config *cfg = c->cfg;
+    const char *a = cfg->vault_address;
+    for (size_t i = 0; i < NROWS && !a[0]; i++) {
+        const row *r = &sk_config_table[i];
+        const char *text = (r->flags & F_SECRET) ? *(char **)((char *)c->cfg + r->off) : NULL;
+        if (text && strncmp(text, "vault:", 6) == 0)
+            sk_config_problem(c, "%s: a vault: reference (from %s) but vault.address is empty",
+                              r->key, c->from[i]);
+    }
+    if (!a[0])
+        return;
+    if (strncmp(a, "http://", 7) != 0 && strncmp(a, "https://", 8) != 0)
+        sk_config_problem(c, "vault.address: %s (from %s): expected http://... or https://...", a,
+                          c->from[row_index("vault.address")]);
+    if (!cfg->vault_role[0])
+        sk_config_problem(c, "vault.role: empty while vault.address is set: expected the role "
+                             "of the Kubernetes auth method");
+}
+
 /* OAuth for the gateway: a client id needs the token URL and the secret, and the other way
  * round. */
 static void check_oauth(ctx *c)
@@ -661,6 +683,7 @@ static void cross_check(ctx *c)
 {
     const sk_config *cfg = c->cfg;
     check_secrets(c);
+    check_vault(c);
     check_oauth(c);
     check_at_most(c, "oauth.backoff_initial", cfg->oauth_backoff_initial_ms, "oauth.backoff_max",
                   cfg->oauth_backoff_max_ms);

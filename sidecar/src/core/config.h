@@ -77,6 +77,14 @@ typedef struct sk_config {
     int64_t oauth_timeout_ms;         /* oauth.timeout */
     int64_t oauth_backoff_initial_ms; /* oauth.backoff_initial */
     int64_t oauth_backoff_max_ms;     /* oauth.backoff_max */
+    char *vault_address;              /* vault.address ("" = no Vault) */
+    char *vault_cacert;               /* vault.cacert */
+    char *vault_namespace;            /* vault.namespace */
+    char *vault_auth_mount;           /* vault.auth_mount */
+    char *vault_role;                 /* vault.role */
+    char *vault_token_path;           /* vault.token_path */
+    int64_t vault_refresh_ms;         /* vault.refresh_interval */
+    int64_t vault_timeout_ms;         /* vault.timeout */
     int64_t grpc_max_message_bytes;   /* grpc.max_message_size */
     int64_t grpc_keepalive_ms;        /* grpc.keepalive */
     char **kafka_brokers;             /* kafka.brokers "host:port" items, NULL-terminated */

@@ -252,6 +252,11 @@ static void start_request(sk_oauth_client *c)
     if (c->req)
         return;
     evtimer_del(c->timer);
+    if (sk_secret_pending(c->secret)) { /* asked again when the value arrives (on_secret) */
+        snprintf(c->why, sizeof c->why, "client secret %s not read yet",
+                 sk_secret_origin(c->secret));
+        return;
+    }
     size_t len;
     char *form = make_form(c, &len);
     if (form) {

@@ -31,7 +31,16 @@ struct sk_secret {
     size_t nsubs, capsubs;
     int notifying;
     sk_series *m_ok, *m_error, *m_changed;
+    sk_secret_resolver resolver; /* vault: the one that attached it */
+    int pending;                 /* vault: no value read yet */
 };
+
+static sk_secret_resolver g_resolver; /* loop thread only */
+
+void sk_secret_set_resolver(const sk_secret_resolver *r)
+{
+    g_resolver = r ? *r : (sk_secret_resolver){0};
+}
 
 /* ---- references ---- */
 
@@ -134,6 +143,26 @@ static char *read_secret_file(const char *path, size_t *len, struct stat *st, ch
     return buf;
 }
 
+/* A vault: secret: empty until its resolver sets the value. */
+static sk_secret *attach_vault(sk_secret *s, const char *text, const sk_secret_ref *ref, char *err,
+                               size_t errlen)
+{
+    char why[200];
+    if (!(s->origin = strdup(text)) || !(s->value = strdup(""))) {
+        snprintf(err, errlen, "%s: out of memory", s->name);
+        sk_secret_free(s);
+        return NULL;
+    }
+    if (g_resolver.attach(g_resolver.ud, s, ref, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", s->name, why);
+        sk_secret_free(s);
+        return NULL;
+    }
+    s->resolver = g_resolver;
+    s->pending = 1;
+    return s;
+}
+
 sk_secret *sk_secret_new(const char *name, const char *text, char *err, size_t errlen)
 {
     char why[160];
@@ -142,8 +171,8 @@ sk_secret *sk_secret_new(const char *name, const char *text, char *err, size_t e
         snprintf(err, errlen, "%s: %s", name, why);
         return NULL;
     }
-    if (ref.kind == SK_SECRET_VAULT) {
-        snprintf(err, errlen, "%s: vault: references need the Vault client, not in this build",
+    if (ref.kind == SK_SECRET_VAULT && !g_resolver.attach) {
+        snprintf(err, errlen, "%s: a vault: reference needs the Vault client (set vault.address)",
                  name);
         return NULL;
     }
@@ -158,6 +187,8 @@ sk_secret *sk_secret_new(const char *name, const char *text, char *err, size_t e
         s->len = strlen(text);
         return s;
     }
+    if (ref.kind == SK_SECRET_VAULT)
+        return attach_vault(s, text, &ref, err, errlen);
     if (!(s->path = strdup(ref.path)) || !(s->origin = strdup(text)))
         goto oom;
     if (!(s->value = read_secret_file(s->path, &s->len, &s->st, why, sizeof why))) {
@@ -178,6 +209,8 @@ void sk_secret_free(sk_secret *s)
         return;
     if (s->timer)
         event_free(s->timer);
+    if (s->resolver.detach)
+        s->resolver.detach(s->resolver.ud, s);
     wipe_free(s->value, s->len);
     free(s->name);
     free(s->origin);
@@ -307,6 +340,34 @@ int sk_secret_watch(sk_secret *s, struct event_base *base, sk_metrics *m, int64_
     if (!(s->timer = event_new(base, -1, EV_PERSIST, on_timer, s)) || event_add(s->timer, &tv))
         return -1;
     return 0;
+}
+
+int sk_secret_set_value(sk_secret *s, const char *value, size_t len)
+{
+    if (!s->pending && len == s->len && memcmp(value, s->value, len) == 0)
+        return 0;
+    char *v = malloc(len + 1);
+    if (!v)
+        return -1;
+    memcpy(v, value, len);
+    v[len] = '\0';
+    wipe_free(s->value, s->len);
+    s->value = v;
+    s->len = len;
+    s->version++;
+    s->pending = 0;
+    notify(s);
+    return 1;
+}
+
+int sk_secret_pending(const sk_secret *s)
+{
+    return s && s->pending;
+}
+
+void sk_secret_forget_resolver(sk_secret *s)
+{
+    s->resolver = (sk_secret_resolver){0};
 }
 
 int sk_secret_subscribe(sk_secret *s, sk_secret_cb cb, void *ud)

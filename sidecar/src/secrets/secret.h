@@ -5,15 +5,16 @@
  *
  *   file:<path>                   the whole file (a Kubernetes Secret volume); one trailing
  *                                 "\n" or "\r\n" is dropped; re-read when the file changes
- *   vault:<mount>/<path>#<field>  a field of a Vault KV v2 secret (parsed today; resolving it
- *                                 needs the Vault client, which is not built in yet)
+ *   vault:<mount>/<path>#<field>  a field of a Vault KV v2 secret, resolved by the resolver
+ *                                 installed with sk_secret_set_resolver (secrets/vault.c):
+ *                                 empty until the Vault client has read it
  *   anything else                 the value itself (a literal, e.g. from the environment);
  *                                 the production security profile refuses it
  *
  * An sk_secret never prints: it has no formatting function, its value is reachable only
  * through sk_secret_value (for the one place that sends it to its peer), and sk_secret_origin
- * says where it comes from without the value ("file:/etc/x", "literal"). The memory holding a
- * value is wiped before it is freed. Loop thread only. */
+ * says where it comes from without the value ("file:/etc/x", "vault:secret/x#f", "literal").
+ * The memory holding a value is wiped before it is freed. Loop thread only. */
 #ifndef SK_SECRET_H
 #define SK_SECRET_H
 
@@ -56,7 +57,7 @@ void sk_secret_free(sk_secret *s);
  * copy it into the request that needs it, never into a log line or an error message. */
 const char *sk_secret_value(const sk_secret *s, size_t *len);
 const char *sk_secret_name(const sk_secret *s);
-/* Where the value comes from, safe to print: "file:<path>" or "literal". */
+/* Where the value comes from, safe to print: "file:<path>", the vault: reference or "literal". */
 const char *sk_secret_origin(const sk_secret *s);
 sk_secret_kind sk_secret_get_kind(const sk_secret *s);
 /* Incremented at each change of the value (starts at 1). */
@@ -81,5 +82,22 @@ void sk_secret_unsubscribe(sk_secret *s, sk_secret_cb cb, void *ud);
  * characters: for messages that carry text from a peer (which could echo a secret back).
  * Values shorter than 4 bytes are left alone (they would mask ordinary text). */
 void sk_secret_scrub(const sk_secret *s, char *text);
+
+/* Resolver of vault: references (the Vault client). attach is called by sk_secret_new for each
+ * vault: secret (0, or -1 with err set: the secret is not created); detach by sk_secret_free.
+ * NULL uninstalls; without a resolver a vault: reference is an error. Loop thread only. */
+typedef struct sk_secret_resolver {
+    int (*attach)(void *ud, sk_secret *s, const sk_secret_ref *ref, char *err, size_t errlen);
+    void (*detach)(void *ud, sk_secret *s);
+    void *ud;
+} sk_secret_resolver;
+void sk_secret_set_resolver(const sk_secret_resolver *r);
+/* For the resolver: a new value (copied; the old one wiped). 1 changed (version incremented,
+ * subscribers told), 0 the same value, -1 out of memory (old value kept). */
+int sk_secret_set_value(sk_secret *s, const char *value, size_t len);
+/* 1 while a vault: secret waits for its first value (users hold their requests). */
+int sk_secret_pending(const sk_secret *s);
+/* For the resolver going away first: sk_secret_free will not call it for s. */
+void sk_secret_forget_resolver(sk_secret *s);
 
 #endif

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Vault end to end: OpenBao (devstack/openbao.sh, built once from the Go module proxy) with its
+# TokenReview stand-in checked with hvac, Keycloak (devstack/keycloak.sh), and the real skiff
+# (ASan+UBSan) reading its OAuth client secret from OpenBao (tests/vault/). Stops what it
+# started, also on failure.
+#
+#   tests/vault.sh [pytest args]     SKIFF_BIN: the skiff binary (default build-asan/skiff)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+PY=/usr/bin/python3
+
+keycloak=0
+cleanup() {
+  devstack/openbao.sh stop || true
+  if [ "$keycloak" = 1 ]; then devstack/keycloak.sh stop || true; fi
+}
+trap cleanup EXIT
+if ! devstack/keycloak.sh status >/dev/null 2>&1; then
+  devstack/keycloak.sh start
+  keycloak=1
+fi
+devstack/openbao.sh start
+eval "$(devstack/openbao.sh env)"
+eval "$(devstack/keycloak.sh env)"
+$PY devstack/openbao_selfcheck.py
+SKIFF_BIN=${SKIFF_BIN:-$ROOT/build-asan/skiff} ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
+  $PY -m pytest -q -p no:cacheprovider tests/vault "$@"
