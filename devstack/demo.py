@@ -4,7 +4,8 @@ One skiff serves three handlers: the risk scorer (Python) and the policy issuer 
 underwriting process's jobs on the real Zeebe broker; the issuer announces every issued policy
 on Kafka (business.policy.issued.v1, Avro), and the policy notifier (Python) consumes those
 events, all through skiff (the Kafka step: demo_kafka.py). With --secure every connection of
-skiff's is TLS and authenticated, OAuth to the gateway, security.plaintext=refuse (demo_secure.py)."""
+skiff's is TLS and authenticated, OAuth to the gateway, security.plaintext=refuse
+(demo_secure.py)."""
 import argparse
 import json
 import os

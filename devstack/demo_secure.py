@@ -94,7 +94,8 @@ class SecureStep:
         return ["--security.plaintext=refuse", f"--zeebe.address={self.address}",
                 "--zeebe.tls=true", f"--zeebe.ca_file={c / 'ca.pem'}",
                 f"--zeebe.cert_file={c / 'client.pem'}", f"--zeebe.key_file={c / 'client.key'}",
-                f"--zeebe.client_id={CLIENT_ID}", f"--zeebe.client_secret=file:{c / 'client-secret'}",
+                f"--zeebe.client_id={CLIENT_ID}",
+                f"--zeebe.client_secret=file:{c / 'client-secret'}",
                 f"--zeebe.authorization_server_url={self.kc['SKIFF_KEYCLOAK_TOKEN_URL']}",
                 f"--zeebe.token_audience={AUDIENCE}"]
 

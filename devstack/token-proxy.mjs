@@ -172,7 +172,8 @@ function tlsFacts(session) {
   const sock = session && session.socket;
   if (!sock || typeof sock.getProtocol !== 'function') return { tls: '', client_cert: '' };
   const peer = sock.getPeerCertificate();
-  return { tls: sock.getProtocol() || '', client_cert: peer && peer.subject ? `CN=${peer.subject.CN}` : '' };
+  const cn = peer && peer.subject ? `CN=${peer.subject.CN}` : '';
+  return { tls: sock.getProtocol() || '', client_cert: cn };
 }
 
 function onStream(stream, headers) {
