@@ -3,7 +3,9 @@
 One skiff serves three handlers: the risk scorer (Python) and the policy issuer (Node) work the
 underwriting process's jobs on the real Zeebe broker; the issuer announces every issued policy
 on Kafka (business.policy.issued.v1, Avro), and the policy notifier (Python) consumes those
-events, all through skiff (the Kafka step: demo_kafka.py)."""
+events, all through skiff (the Kafka step: demo_kafka.py). With --secure every connection of
+skiff's is TLS and authenticated, OAuth to the gateway, security.plaintext=refuse
+(demo_secure.py)."""
 import argparse
 import json
 import os
@@ -161,20 +163,31 @@ def job_latencies(keys, records):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--instances", type=int, default=60)
+    ap.add_argument("--secure", action="store_true",
+                    help="TLS/mTLS to every peer, OAuth to the gateway, security.plaintext=refuse")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     import records
     import zeebe_client
     from demo_kafka import NOTIFIER, KafkaStep
+    from demo_secure import SecureStep
 
-    say("== skiff demo: underwriting with a Python and a Node handler, and a Kafka event ==")
-    started_broker = start_broker()
+    say("== skiff demo: underwriting with a Python and a Node handler, and a Kafka event" +
+        (", every connection TLS and authenticated ==" if args.secure else " =="))
     run = Path(tempfile.mkdtemp(prefix="skiff-demo-"))
-    kafka = KafkaStep(run, say)
+    secure = SecureStep(run, say) if args.secure else None
+    if secure:
+        secure.prepare()
+    started_broker = start_broker()
+    kafka = KafkaStep(run, say, secure.kafka_tls() if secure else None)
     procs = []
+    zc = zeebe_client
     try:
         kafka.start()
-        zeebe_client.deploy(str(ROOT / "examples" / "underwriting" / "underwriting.bpmn"))
+        if secure:
+            secure.start(os.environ["ZEEBE_ADDRESS"])
+            zc = secure.zeebe(os.environ["ZEEBE_ADDRESS"])
+        zc.deploy(str(ROOT / "examples" / "underwriting" / "underwriting.bpmn"))
         say("deployed examples/underwriting/underwriting.bpmn")
         port = admin_port()
         sock = str(run / "handler.sock")
@@ -182,7 +195,9 @@ def main():
                    SKIFF_ZEEBE_JOB_TYPES=",".join(JOB_TYPES), SKIFF_SERVICE_NAME="skiff-demo",
                    SKIFF_ZEEBE_STREAMING="true", SKIFF_SOCKET=sock, **kafka.handler_env())
         t0 = time.monotonic()
-        skiff = subprocess.Popen([str(ROOT / "build" / "skiff")] + kafka.skiff_args(), env=env,
+        extra = secure.skiff_args() if secure else []
+        skiff = subprocess.Popen([str(ROOT / "build" / "skiff")] + kafka.skiff_args() + extra,
+                                 env=env,
                                  stderr=open(run / "skiff.log", "wb"))
         procs.append(("skiff", skiff))
         for name, cmd in (("risk-scorer", [sys.executable, "examples/python/risk_scorer.py"]),
@@ -202,7 +217,7 @@ def main():
         apps = [application(i, rng) for i in range(args.instances)]
         t0, since_ms = time.monotonic(), int(time.time() * 1000)
         with ThreadPoolExecutor(8) as pool:
-            keys = list(pool.map(lambda v: zeebe_client.create_instance("underwriting", v)
+            keys = list(pool.map(lambda v: zc.create_instance("underwriting", v)
                                  ["processInstanceKey"], apps))
         keyset = set(keys)
         say(f"created {len(keys)} process instances")
@@ -237,6 +252,8 @@ def main():
                 "(skiff_task_overhead_seconds)")
         kafka.report(outcomes, since_ms, lambda: http(port, "/metrics")[1], wait)
         metrics = http(port, "/metrics")[1]
+        if secure:
+            secure.report(metrics, kafka.bootstrap, kafka.registry_url)
         say("\nhandler results seen by skiff:")
         for line in metrics.splitlines():
             if line.startswith("skiff_handler_results_total{"):
@@ -256,6 +273,8 @@ def main():
                 p.kill()
                 rc = p.wait()
             say(f"  {name:>20}: exit {rc}")
+        if secure:
+            secure.stop()
         if started_broker:
             subprocess.run([str(ZEEBE_SH), "stop"], check=False)
             say("  zeebe broker stopped")

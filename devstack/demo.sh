@@ -7,7 +7,10 @@
 # happened and shuts down what it started. Installs what it needs first (idempotent; the Kafka
 # broker's jars on its first start).
 #
-#   devstack/demo.sh [--instances N]
+#   devstack/demo.sh [--instances N] [--secure]
+#
+# --secure: the same with TLS/mTLS to every peer, OAuth (Keycloak) to the gateway and
+# security.plaintext=refuse (devstack/demo_secure.py; starts Keycloak too, about a minute more).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 devstack/setup.sh

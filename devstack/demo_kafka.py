@@ -7,6 +7,7 @@ the broker and the schema registry (devstack/kafka.sh, devstack/schema-registry.
 run, creates the topics, registers the schema, and checks and reports what happened.
 """
 import json
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -31,14 +32,19 @@ METRICS_SHOWN = ("skiff_kafka_produced_total", "skiff_kafka_records_received_tot
                  "skiff_kafka_produce_seconds_count", "skiff_kafka_produce_seconds_sum")
 
 
-def registry(url, path, body=None):
-    """A Schema Registry request; returns the decoded JSON answer."""
+def registry(url, path, body=None, tls=None):
+    """A Schema Registry request (over HTTPS with the client certificate of tls, a dict of
+    ca, cert and key paths, when given); returns the decoded JSON answer."""
     req = urllib.request.Request(
         url + path, method="POST" if body is not None else "GET",
         data=None if body is None else json.dumps(body).encode(),
         headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    ctx = None
+    if tls:
+        ctx = ssl.create_default_context(cafile=str(tls["ca"]))
+        ctx.load_cert_chain(str(tls["cert"]), str(tls["key"]))
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
             return json.load(r)
     except urllib.error.HTTPError as e:
         raise SystemExit(f"demo: schema registry {req.method} {path}: HTTP {e.code} "
@@ -58,8 +64,11 @@ def metric(text, name, **labels):
 
 
 class KafkaStep:
-    def __init__(self, run_dir, say):
+    def __init__(self, run_dir, say, tls=None):
+        """tls: None (plaintext) or the ca, cert and key paths of skiff's client certificate,
+        for the broker's SSL listener and the registry over HTTPS."""
         self.say = say
+        self.tls = tls
         self.started = []
         self.outbox = Path(run_dir) / "notifications.jsonl"
         self.bootstrap = self.registry_url = ""
@@ -70,7 +79,8 @@ class KafkaStep:
             if subprocess.run([str(script), "status"], capture_output=True).returncode != 0:
                 subprocess.run([str(script), "start"], check=True)
                 self.started.append(script)
-        self.bootstrap = shell_env([str(KAFKA_SH), "env"])["KAFKA_BOOTSTRAP"]
+        kenv = shell_env([str(KAFKA_SH), "env"])
+        self.bootstrap = kenv["SKIFF_KAFKA_SSL_BOOTSTRAP" if self.tls else "KAFKA_BOOTSTRAP"]
         self.registry_url = shell_env([str(REGISTRY_SH), "env"])["SCHEMA_REGISTRY_URL"]
         # Topics are never created automatically (as in production); both at once.
         topics = {TOPIC: PARTITIONS, TOPIC + ".dlq": 1}
@@ -90,8 +100,9 @@ class KafkaStep:
         schema = json.dumps(json.loads(SCHEMA_FILE.read_text()), separators=(",", ":"))
         subject = f"{TOPIC}-value"
         sid = registry(self.registry_url, f"/subjects/{subject}/versions",
-                       {"schema": schema})["id"]
-        latest = registry(self.registry_url, f"/subjects/{subject}/versions/latest")
+                       {"schema": schema}, self.tls)["id"]
+        latest = registry(self.registry_url, f"/subjects/{subject}/versions/latest",
+                          tls=self.tls)
         self.say(f"kafka on {self.bootstrap}, topics {', '.join(done)}")
         self.say(f"schema registry on {self.registry_url}: {SCHEMA_FILE.relative_to(ROOT)} is "
                  f"{subject} (id {sid}, version {latest['version']})")
@@ -100,8 +111,16 @@ class KafkaStep:
                      "produces with the latest")
 
     def skiff_args(self):
-        return [f"--kafka.brokers={self.bootstrap}", f"--schema_registry.url={self.registry_url}",
+        args = [f"--kafka.brokers={self.bootstrap}", f"--schema_registry.url={self.registry_url}",
                 f"--kafka.topics={TOPIC}", f"--kafka.group_id={GROUP}"]
+        if self.tls:
+            t = self.tls
+            args += ["--kafka.security.protocol=ssl", f"--kafka.ssl.ca.location={t['ca']}",
+                     f"--kafka.ssl.certificate.location={t['cert']}",
+                     f"--kafka.ssl.key.location={t['key']}", f"--schema_registry.ca_file={t['ca']}",
+                     f"--schema_registry.cert_file={t['cert']}",
+                     f"--schema_registry.key_file={t['key']}"]
+        return args
 
     def handler_env(self):
         return {"POLICY_NOTIFIER_OUTBOX": str(self.outbox)}

@@ -14,6 +14,8 @@
 #
 # It needs nothing but /usr/bin/python3, and no Kafka broker (schemas live in memory and in
 # $SKIFF_SCHEMA_REGISTRY_RUN_DIR/schemas.json, not in a _schemas topic).
+# With SKIFF_SCHEMA_REGISTRY_TLS_DIR (a directory made by devstack/certs.sh) it speaks HTTPS only
+# (server.pem) and requires a client certificate signed by its ca.pem.
 # Settings (environment): see devstack/README.md.
 set -euo pipefail
 
@@ -31,7 +33,17 @@ SR_STATE=$SR_RUN/schemas.json
 SR_COMPATIBILITY=${SKIFF_SCHEMA_REGISTRY_COMPATIBILITY:-BACKWARD}
 START_TIMEOUT=${SKIFF_SCHEMA_REGISTRY_START_TIMEOUT:-20}
 STOP_TIMEOUT=${SKIFF_SCHEMA_REGISTRY_STOP_TIMEOUT:-10}
+SR_TLS_DIR=${SKIFF_SCHEMA_REGISTRY_TLS_DIR:-}
 URL=http://$SR_HOST:$SR_PORT
+SR_TLS_ARGS=()
+CURL_TLS=()
+if [ -n "$SR_TLS_DIR" ]; then
+  URL=https://$SR_HOST:$SR_PORT
+  SR_TLS_ARGS=(--tls-cert "$SR_TLS_DIR/server.pem" --tls-key "$SR_TLS_DIR/server.key"
+    --tls-client-ca "$SR_TLS_DIR/ca.pem")
+  CURL_TLS=(--cacert "$SR_TLS_DIR/ca.pem" --cert "$SR_TLS_DIR/client.pem"
+    --key "$SR_TLS_DIR/client.key")
+fi
 
 usage() {
   sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -48,7 +60,7 @@ log_tail() { devstack_log_tail "$SR_LOG" 40; }
 # Ready = GET /subjects answers a JSON list with the registry's content type.
 answers() {
   local out
-  out=$(curl -fsS --max-time 2 -D - "$URL/subjects" 2>/dev/null) || return 1
+  out=$(curl -fsS "${CURL_TLS[@]}" --max-time 2 -D - "$URL/subjects" 2>/dev/null) || return 1
   grep -qi '^content-type: application/vnd.schemaregistry.v1+json' <<<"$out" &&
     grep -q '^\[' <<<"$out"
 }
@@ -100,7 +112,7 @@ do_start() {
   (
     cd "$SR_RUN"
     exec setsid "$SR_PY" "$SR_SCRIPT" --host "$SR_HOST" --port "$SR_PORT" \
-      --state "$SR_STATE" --compatibility "$SR_COMPATIBILITY"
+      --state "$SR_STATE" --compatibility "$SR_COMPATIBILITY" "${SR_TLS_ARGS[@]}"
   ) >>"$SR_LOG" 2>&1 </dev/null &
   pid=$!
   printf '%s\n' "$pid" >"$SR_PIDFILE"
@@ -124,7 +136,7 @@ do_status() {
   local pid subjects
   if pid=$(registry_pid); then
     printf 'schema registry (stand-in) running (pid %s, %s, run dir %s)\n' "$pid" "$URL" "$SR_RUN"
-    if subjects=$(curl -fsS --max-time 2 "$URL/subjects" 2>/dev/null); then
+    if subjects=$(curl -fsS "${CURL_TLS[@]}" --max-time 2 "$URL/subjects" 2>/dev/null); then
       printf 'subjects: %s\n' "$subjects"
     else
       printf '(not answering)\n'

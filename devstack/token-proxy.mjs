@@ -11,12 +11,19 @@
 //
 //   node token-proxy.mjs --target 127.0.0.1:26500 --jwks URL --issuer URL --audience AUD
 //                        [--listen 127.0.0.1:0] [--control 127.0.0.1:0]
+//                        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] [--target-ca PEM]
 //   (env: SKIFF_TOKEN_PROXY_LISTEN, _CONTROL, _TARGET, _JWKS, _ISSUER, _AUDIENCE)
+//
+// With --tls-cert/--tls-key it listens over TLS (1.2+, ALPN h2), requiring a client
+// certificate signed by --tls-client-ca when given; with --target-ca it reaches the gateway
+// over TLS, trusting that CA (host name checked). /seen then also names each call's TLS version
+// and client certificate subject (tls, client_cert).
 //
 // Prints one JSON line on stdout when listening: {"listen":PORT,"control":PORT}.
 // Control API (HTTP/1.1, GET): /seen?from=N  what it saw from call N on: path, verdict, reason,
 // client (azp), jti, iat, exp (never the token); /status  counters; /quit.
 import http from 'node:http';
+import fs from 'node:fs';
 import http2 from 'node:http2';
 import process from 'node:process';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
@@ -48,6 +55,10 @@ if (!jwksUrl || !issuer || !audience) {
   console.error('token-proxy: --jwks, --issuer and --audience are required');
   process.exit(2);
 }
+const tlsCert = arg('tls-cert', 'SKIFF_TOKEN_PROXY_TLS_CERT', '');
+const tlsKey = arg('tls-key', 'SKIFF_TOKEN_PROXY_TLS_KEY', '');
+const tlsClientCa = arg('tls-client-ca', 'SKIFF_TOKEN_PROXY_TLS_CLIENT_CA', '');
+const targetCa = arg('target-ca', 'SKIFF_TOKEN_PROXY_TARGET_CA', '');
 const jwks = createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 1000 });
 const verifyOptions = { issuer, audience, algorithms: ['RS256', 'PS256', 'ES256'], clockTolerance: 0 };
 
@@ -96,7 +107,9 @@ function copyHeaders(h, skipPseudo) {
 function upstreamFor(session) {
   let up = session.skiffUpstream;
   if (up && !up.closed && !up.destroyed) return up;
-  up = http2.connect(`http://${target.host}:${target.port}`);
+  up = targetCa
+    ? http2.connect(`https://${target.host}:${target.port}`, { ca: fs.readFileSync(targetCa) })
+    : http2.connect(`http://${target.host}:${target.port}`);
   up.on('error', () => { counters.upstreamErrors += 1; });
   up.on('close', () => { if (session.skiffUpstream === up && !session.destroyed) session.destroy(); });
   session.skiffUpstream = up;
@@ -154,6 +167,15 @@ function forward(stream, headers) {
   });
 }
 
+// The TLS version and client certificate subject of a session ('' when plaintext or none).
+function tlsFacts(session) {
+  const sock = session && session.socket;
+  if (!sock || typeof sock.getProtocol !== 'function') return { tls: '', client_cert: '' };
+  const peer = sock.getPeerCertificate();
+  const cn = peer && peer.subject ? `CN=${peer.subject.CN}` : '';
+  return { tls: sock.getProtocol() || '', client_cert: cn };
+}
+
 function onStream(stream, headers) {
   const path = headers[HTTP2_HEADER_PATH] || '';
   const n = counters.calls++;
@@ -163,7 +185,7 @@ function onStream(stream, headers) {
     const claims = v.ok ? v.payload : {};
     record({ n, path, verdict: v.ok ? 'ok' : 'rejected', reason: v.ok ? '' : v.reason,
       client: claims.azp || claims.client_id || '', jti: claims.jti || '',
-      iat: claims.iat || 0, exp: claims.exp || 0 });
+      iat: claims.iat || 0, exp: claims.exp || 0, ...tlsFacts(stream.session) });
     if (stream.destroyed || stream.closed) return;
     if (!v.ok) {
       counters.rejected += 1;
@@ -177,7 +199,13 @@ function onStream(stream, headers) {
 }
 
 // ---- servers ---------------------------------------------------------------------------------
-const server = http2.createServer({ allowHTTP1: false });
+const server = tlsCert
+  ? http2.createSecureServer({
+    allowHTTP1: false, cert: fs.readFileSync(tlsCert), key: fs.readFileSync(tlsKey),
+    minVersion: 'TLSv1.2', ...(tlsClientCa
+      ? { ca: fs.readFileSync(tlsClientCa), requestCert: true, rejectUnauthorized: true } : {}),
+  })
+  : http2.createServer({ allowHTTP1: false });
 server.on('session', (s) => s.on('error', () => {}));
 server.on('stream', onStream);
 

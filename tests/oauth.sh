@@ -2,9 +2,10 @@
 # OAuth end to end: Keycloak (devstack/keycloak.sh, started once for the whole step), the
 # token-validating gRPC proxy checked with Keycloak's tokens, the real skiff (ASan+UBSan) through
 # that proxy to the real broker (tests/oauth/), and the Kafka broker's OAUTHBEARER listener
-# (devstack/kafka-oauthbearer.sh) checked with confluent-kafka's OIDC client, then skiff's
-# records through that listener with tokens from its token service (tests/kafka/
-# test_oauthbearer.py). Stops what it started, also on failure.
+# (devstack/kafka-oauthbearer.sh, over SASL_PLAINTEXT and over SASL_SSL with certificates from
+# devstack/certs.sh) checked with confluent-kafka's OIDC client, then skiff's records through
+# both with tokens from its token service (tests/kafka/test_oauthbearer.py). Stops what it
+# started, also on failure.
 #
 #   tests/oauth.sh [pytest args]     SKIFF_BIN: the skiff binary (default build-asan/skiff)
 set -euo pipefail
@@ -13,12 +14,14 @@ ROOT=$PWD
 PY=/usr/bin/python3
 
 started=0 kafka=0
+certs=$(mktemp -d)
 cleanup() {
   if [ "$kafka" = 1 ]; then
     devstack/schema-registry.sh stop || true
     devstack/kafka-oauthbearer.sh stop || true
   fi
   if [ "$started" = 1 ]; then devstack/keycloak.sh stop || true; fi
+  rm -rf "$certs"
 }
 trap cleanup EXIT
 if ! devstack/keycloak.sh status >/dev/null 2>&1; then
@@ -29,6 +32,8 @@ SKIFF_BIN=${SKIFF_BIN:-$ROOT/build-asan/skiff} ASAN_OPTIONS=${ASAN_OPTIONS:-dete
   $PY -m pytest -q -p no:cacheprovider tests/oauth "$@"
 
 kafka=1
+devstack/certs.sh "$certs"
+export SKIFF_KAFKA_TLS_DIR=$certs
 devstack/kafka-oauthbearer.sh start
 eval "$(devstack/kafka-oauthbearer.sh env)"
 eval "$(devstack/keycloak.sh env)"

@@ -63,7 +63,7 @@ static void check_kafka_security(ctx *c)
     }
     check_pair(c, "kafka.ssl.certificate.location", cfg->kafka_ssl_cert, "kafka.ssl.key.location",
                cfg->kafka_ssl_key);
-    if ((p == SK_KAFKA_SASL_PLAINTEXT || p == SK_KAFKA_SASL_SSL) &&
+    if ((p == SK_KAFKA_SASL_PLAINTEXT || p == SK_KAFKA_SASL_SSL) && !cfg->kafka_oauthbearer &&
         cfg->kafka_sasl_username[0] == '\0')
         sk_config_problem(c,
                           "kafka.sasl.username: empty while kafka.security.protocol is %s "

@@ -477,7 +477,9 @@ const row sk_config_table[NROWS] = {
      .help = "Authenticate to Kafka with SASL `OAUTHBEARER`, the tokens coming from the token "
              "service with the OAuth client of `zeebe.client_id` (same secret and token URL) "
              "and `kafka.oauthbearer_audience` / `kafka.oauthbearer_scope`; the brokers must "
-             "offer a SASL listener (`SASL_PLAINTEXT` in this version)."},
+             "offer a SASL listener: `SASL_SSL` when `kafka.security.protocol` is `ssl` or "
+             "`sasl_ssl` (no `kafka.sasl.username` then), `SASL_PLAINTEXT` otherwise (a "
+             "plaintext peer for `security.plaintext`)."},
     {.key = "kafka.oauthbearer_audience",
      .type = T_STRING,
      .def = "",

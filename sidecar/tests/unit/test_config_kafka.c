@@ -1,5 +1,6 @@
 /* Kafka and Schema Registry settings: defaults, the platform's variables, and the rules that
- * tie them together (brokers as addresses, a registry for Kafka, the group id default). */
+ * tie them together (brokers as addresses, a registry for Kafka, the group id default, the
+ * plaintext profile of an OAUTHBEARER client). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -107,6 +108,78 @@ static void test_topic_and_job_type_distinct(void **state)
     sk_config_clear(&cfg);
 }
 
+#define OAUTH_ARGS                                                                                 \
+    "--kafka.brokers=k:9092", "--schema_registry.url=https://r", "--kafka.oauthbearer=true",       \
+        "--zeebe.client_id=c", "--zeebe.client_secret=s",                                          \
+        "--zeebe.authorization_server_url=https://idp/token", "--zeebe.tls=true"
+
+/* The peer names sk_config_plaintext_peers reports for cfg, comma-joined into buf. */
+static const char *plaintext_names(const sk_config *cfg, char *buf, size_t len)
+{
+    sk_plaintext_peer peers[3];
+    size_t n = sk_config_plaintext_peers(cfg, peers);
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? "," : "", peers[i].peer);
+    return buf;
+}
+
+static void test_oauthbearer_over_sasl_plaintext_is_plaintext(void **state)
+{
+    (void)state;
+    const char *const *cases[] = {LIST(OAUTH_ARGS),
+                                  LIST(OAUTH_ARGS, "--kafka.security.protocol=sasl_plaintext")};
+    for (size_t i = 0; i < 2; i++) {
+        sk_config cfg;
+        char *problems, names[64];
+        assert_int_equal(load(&cfg, &(srcs){.argv = cases[i]}, &problems), 0);
+        assert_string_equal(plaintext_names(&cfg, names, sizeof names), "kafka");
+        free(problems);
+        sk_config_clear(&cfg);
+    }
+    sk_config cfg;
+    char *problems;
+    srcs s = {.argv = LIST(OAUTH_ARGS, "--kafka.security.protocol=sasl_plaintext",
+                           "--security.plaintext=refuse")};
+    assert_int_equal(load(&cfg, &s, &problems), 1);
+    assert_non_null(strstr(problems,
+                           "security.plaintext: refuse (from command line --security.plaintext) "
+                           "but kafka.brokers k:9092 is reached without TLS"));
+    free(problems);
+    sk_config_clear(&cfg);
+}
+
+static void test_oauthbearer_over_tls_is_not_plaintext(void **state)
+{
+    (void)state;
+    const char *const *cases[] = {
+        LIST(OAUTH_ARGS, "--security.plaintext=refuse", "--kafka.security.protocol=sasl_ssl"),
+        LIST(OAUTH_ARGS, "--security.plaintext=refuse", "--kafka.security.protocol=ssl")};
+    for (size_t i = 0; i < 2; i++) {
+        sk_config cfg;
+        char *problems, names[64];
+        /* No kafka.sasl.username: the OAUTHBEARER token is the credential. */
+        assert_int_equal(load(&cfg, &(srcs){.argv = cases[i]}, &problems), 0);
+        assert_string_equal(plaintext_names(&cfg, names, sizeof names), "");
+        free(problems);
+        sk_config_clear(&cfg);
+    }
+}
+
+static void test_sasl_ssl_without_oauthbearer_needs_a_user(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *problems;
+    srcs s = {.argv = LIST("--kafka.brokers=k:9092", "--schema_registry.url=https://r",
+                           "--kafka.security.protocol=sasl_ssl")};
+    assert_int_equal(load(&cfg, &s, &problems), 1);
+    assert_non_null(strstr(problems, "kafka.sasl.username: empty while kafka.security.protocol "
+                                     "is sasl_ssl"));
+    free(problems);
+    sk_config_clear(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -116,6 +189,9 @@ int main(void)
         cmocka_unit_test(test_rules_reported_together),
         cmocka_unit_test(test_topics_need_brokers),
         cmocka_unit_test(test_topic_and_job_type_distinct),
+        cmocka_unit_test(test_oauthbearer_over_sasl_plaintext_is_plaintext),
+        cmocka_unit_test(test_oauthbearer_over_tls_is_not_plaintext),
+        cmocka_unit_test(test_sasl_ssl_without_oauthbearer_needs_a_user),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
