@@ -179,8 +179,11 @@ typedef struct sk_plaintext_peer {
     const char *address;
     const char *fix;
 } sk_plaintext_peer;
-/* The peers of cfg that are configured without TLS (at most 3); returns how many. */
-size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer out[3]);
+#define SK_PLAINTEXT_PEERS_MAX 6
+/* The peers of cfg that are configured without TLS (at most SK_PLAINTEXT_PEERS_MAX): the
+ * gateway, Kafka, the Schema Registry, the OAuth token endpoint, Vault and the OTLP endpoint;
+ * returns how many. */
+size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer *out);
 
 /* Writes docs/configuration.md (Markdown) generated from the table. */
 void sk_config_write_docs(FILE *out);

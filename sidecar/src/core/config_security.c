@@ -84,7 +84,13 @@ static void check_registry(ctx *c)
                cfg->registry_key_file);
 }
 
-size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer out[3])
+/* An http:// URL of an HTTP peer (an empty setting is no peer). */
+static int http_url(const char *url)
+{
+    return url && strncmp(url, "http://", 7) == 0;
+}
+
+size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer *out)
 {
     size_t n = 0;
     if (!cfg->zeebe_tls)
@@ -94,9 +100,20 @@ size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer out[3])
     if (cfg->kafka_brokers_len > 0 && p != SK_KAFKA_SSL && p != SK_KAFKA_SASL_SSL)
         out[n++] = (sk_plaintext_peer){"kafka", "kafka.brokers", cfg->kafka_brokers[0],
                                        "kafka.security.protocol=ssl or sasl_ssl"};
-    if (strncmp(cfg->registry_url, "http://", 7) == 0)
+    if (http_url(cfg->registry_url))
         out[n++] = (sk_plaintext_peer){"schema_registry", "schema_registry.url", cfg->registry_url,
                                        "an https:// URL"};
+    if (cfg->zeebe_client_id[0] && http_url(cfg->zeebe_token_url))
+        out[n++] = (sk_plaintext_peer){"oauth", "zeebe.authorization_server_url",
+                                       cfg->zeebe_token_url, "an https:// URL"};
+    if (http_url(cfg->vault_address))
+        out[n++] =
+            (sk_plaintext_peer){"vault", "vault.address", cfg->vault_address, "an https:// URL"};
+    const char *otlp = cfg->otlp_traces_endpoint && cfg->otlp_traces_endpoint[0]
+                           ? cfg->otlp_traces_endpoint
+                           : cfg->otlp_endpoint;
+    if (http_url(otlp))
+        out[n++] = (sk_plaintext_peer){"otlp", "otlp.endpoint", otlp, "an https:// URL"};
     return n;
 }
 
@@ -107,7 +124,7 @@ void sk_config_check_security(ctx *c)
     check_registry(c);
     if (c->cfg->security_plaintext != SK_PLAINTEXT_REFUSE)
         return;
-    sk_plaintext_peer peers[3];
+    sk_plaintext_peer peers[SK_PLAINTEXT_PEERS_MAX];
     size_t n = sk_config_plaintext_peers(c->cfg, peers);
     for (size_t i = 0; i < n; i++)
         sk_config_problem(c,

@@ -65,7 +65,7 @@ int sk_peer_plaintext_report(const sk_config *cfg, sk_metrics *m)
         return -1;
     for (size_t i = 0; peers[i]; i++)
         sk_series_set(sk_metric_series(g, (const char *[]){peers[i]}), 0);
-    sk_plaintext_peer pp[3];
+    sk_plaintext_peer pp[SK_PLAINTEXT_PEERS_MAX];
     size_t n = sk_config_plaintext_peers(cfg, pp);
     for (size_t i = 0; i < n; i++) {
         sk_series_set(sk_metric_series(g, (const char *[]){pp[i].peer}), 1);

@@ -116,7 +116,7 @@ static void test_topic_and_job_type_distinct(void **state)
 /* The peer names sk_config_plaintext_peers reports for cfg, comma-joined into buf. */
 static const char *plaintext_names(const sk_config *cfg, char *buf, size_t len)
 {
-    sk_plaintext_peer peers[3];
+    sk_plaintext_peer peers[SK_PLAINTEXT_PEERS_MAX];
     size_t n = sk_config_plaintext_peers(cfg, peers);
     buf[0] = '\0';
     for (size_t i = 0; i < n; i++)
@@ -166,6 +166,37 @@ static void test_oauthbearer_over_tls_is_not_plaintext(void **state)
     }
 }
 
+/* HTTP peers reached over http:// count too: the token endpoint, Vault and the OTLP endpoint. */
+static void test_http_peers_over_http_are_plaintext(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *problems, names[128];
+    srcs s = {.argv = LIST("--zeebe.tls=true", "--zeebe.client_id=c", "--zeebe.client_secret=s",
+                           "--zeebe.authorization_server_url=http://idp/token",
+                           "--vault.address=http://vault:8200", "--vault.role=r",
+                           "--otlp.endpoint=http://collector:4318")};
+    assert_int_equal(load(&cfg, &s, &problems), 0);
+    assert_string_equal(plaintext_names(&cfg, names, sizeof names), "oauth,vault,otlp");
+    free(problems);
+    sk_config_clear(&cfg);
+    srcs tls = {.argv =
+                    LIST("--zeebe.tls=true", "--zeebe.client_id=c", "--zeebe.client_secret=s",
+                         "--zeebe.authorization_server_url=https://idp/token",
+                         "--vault.address=https://vault:8200", "--vault.role=r",
+                         "--otlp.endpoint=https://collector:4318", "--security.plaintext=refuse")};
+    assert_int_equal(load(&cfg, &tls, &problems), 0);
+    assert_string_equal(plaintext_names(&cfg, names, sizeof names), "");
+    free(problems);
+    sk_config_clear(&cfg);
+    srcs refuse = {.argv = LIST("--zeebe.tls=true", "--vault.address=http://vault:8200",
+                                "--vault.role=r", "--security.plaintext=refuse")};
+    assert_int_equal(load(&cfg, &refuse, &problems), 1);
+    assert_non_null(strstr(problems, "but vault.address http://vault:8200 is reached without TLS"));
+    free(problems);
+    sk_config_clear(&cfg);
+}
+
 static void test_sasl_ssl_without_oauthbearer_needs_a_user(void **state)
 {
     (void)state;
@@ -191,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_topic_and_job_type_distinct),
         cmocka_unit_test(test_oauthbearer_over_sasl_plaintext_is_plaintext),
         cmocka_unit_test(test_oauthbearer_over_tls_is_not_plaintext),
+        cmocka_unit_test(test_http_peers_over_http_are_plaintext),
         cmocka_unit_test(test_sasl_ssl_without_oauthbearer_needs_a_user),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
