@@ -153,6 +153,10 @@ static int start_oauth(app *a, char *err, size_t errlen)
         sk_secret_watch(a->zeebe_secret, a->base, a->metrics, 0) != 0 ||
         !(a->oauth = sk_oauth_new(a->base, a->metrics, err, errlen)))
         return -1;
+    sk_tls_opts t;
+    if (sk_peer_tls_opts(c, "oauth", &t) &&
+        sk_oauth_use_tls(a->oauth, &t, c->tls_reload_ms, err, errlen) != 0)
+        return -1;
     sk_oauth_opts o = {.name = "zeebe",
                        .token_url = c->zeebe_token_url,
                        .client_id = c->zeebe_client_id,

@@ -77,6 +77,9 @@ typedef struct sk_config {
     int64_t oauth_timeout_ms;         /* oauth.timeout */
     int64_t oauth_backoff_initial_ms; /* oauth.backoff_initial */
     int64_t oauth_backoff_max_ms;     /* oauth.backoff_max */
+    char *oauth_ca_file;              /* oauth.ca_file */
+    char *oauth_cert_file;            /* oauth.cert_file */
+    char *oauth_key_file;             /* oauth.key_file */
     char *vault_address;              /* vault.address ("" = no Vault) */
     char *vault_cacert;               /* vault.cacert */
     char *vault_namespace;            /* vault.namespace */

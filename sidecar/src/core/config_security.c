@@ -84,6 +84,18 @@ static void check_registry(ctx *c)
                cfg->registry_key_file);
 }
 
+static void check_oauth_tls(ctx *c)
+{
+    sk_config *cfg = c->cfg;
+    if (strncmp(cfg->zeebe_token_url, "https://", 8) != 0) {
+        const char *why = "zeebe.authorization_server_url is not https://";
+        check_unused(c, "oauth.ca_file", cfg->oauth_ca_file, why);
+        check_unused(c, "oauth.cert_file", cfg->oauth_cert_file, why);
+        check_unused(c, "oauth.key_file", cfg->oauth_key_file, why);
+    }
+    check_pair(c, "oauth.cert_file", cfg->oauth_cert_file, "oauth.key_file", cfg->oauth_key_file);
+}
+
 /* An http:// URL of an HTTP peer (an empty setting is no peer). */
 static int http_url(const char *url)
 {
@@ -122,6 +134,7 @@ void sk_config_check_security(ctx *c)
     check_zeebe(c);
     check_kafka_security(c);
     check_registry(c);
+    check_oauth_tls(c);
     if (c->cfg->security_plaintext != SK_PLAINTEXT_REFUSE)
         return;
     sk_plaintext_peer peers[SK_PLAINTEXT_PEERS_MAX];

@@ -4,7 +4,7 @@
 
 #include "core/log.h"
 
-static const char *const peers[] = {"zeebe", "kafka", "schema_registry", NULL};
+static const char *const peers[] = {"zeebe", "kafka", "schema_registry", "oauth", NULL};
 
 int sk_peer_tls_opts(const sk_config *cfg, const char *peer, sk_tls_opts *o)
 {
@@ -35,6 +35,14 @@ int sk_peer_tls_opts(const sk_config *cfg, const char *peer, sk_tls_opts *o)
                            .ca_file = cfg->registry_ca_file,
                            .cert_file = cfg->registry_cert_file,
                            .key_file = cfg->registry_key_file};
+        return 1;
+    }
+    if (strcmp(peer, "oauth") == 0 && cfg->zeebe_client_id[0] &&
+        strncmp(cfg->zeebe_token_url, "https://", 8) == 0) {
+        *o = (sk_tls_opts){.peer = peer,
+                           .ca_file = cfg->oauth_ca_file,
+                           .cert_file = cfg->oauth_cert_file,
+                           .key_file = cfg->oauth_key_file};
         return 1;
     }
     return 0;

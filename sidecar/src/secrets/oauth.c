@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "net/http.h"
+#include "net/tls.h"
 
 #define DEFAULT_AHEAD_MS 30000
 #define DEFAULT_TIMEOUT_MS 10000
@@ -165,6 +166,7 @@ struct sk_oauth_client {
 struct sk_oauth {
     struct event_base *base;
     sk_http *http;
+    sk_tls *tls; /* NULL: libcurl's defaults (the system store) for an https:// endpoint */
     sk_metrics *m;
     sk_oauth_client *clients;
 };
@@ -569,5 +571,17 @@ void sk_oauth_free(sk_oauth *o)
         client_free(c);
     }
     sk_http_free(o->http);
+    sk_tls_free(o->tls);
     free(o);
+}
+
+int sk_oauth_use_tls(sk_oauth *o, const sk_tls_opts *t, int64_t reload_ms, char *err, size_t errlen)
+{
+    sk_tls *tls = sk_tls_new(t, o->base, reload_ms > 0 ? reload_ms : 10000, o->m, err, errlen);
+    if (!tls)
+        return -1;
+    sk_http_set_tls(o->http, tls);
+    sk_tls_free(o->tls);
+    o->tls = tls;
+    return 0;
 }

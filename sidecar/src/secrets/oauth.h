@@ -28,6 +28,7 @@
 #include "secrets/secret.h"
 
 struct event_base;
+struct sk_tls_opts;
 
 #define SK_OAUTH_MAX_TOKEN 16384 /* longest access token accepted */
 
@@ -75,6 +76,12 @@ typedef struct sk_oauth_opts {
 sk_oauth *sk_oauth_new(struct event_base *base, sk_metrics *m, char *err, size_t errlen);
 /* Frees every client (their listeners are not called). Accepts NULL. */
 void sk_oauth_free(sk_oauth *o);
+
+/* TLS material (net/tls.h) for the requests started afterwards to an https:// token endpoint:
+ * an sk_tls made from t, owned by the service, its files watched every reload_ms (<= 0: 10 s),
+ * with the expiry metric of the TLS layer. 0, or -1 with err set (the old material stays). */
+int sk_oauth_use_tls(sk_oauth *o, const struct sk_tls_opts *t, int64_t reload_ms, char *err,
+                     size_t errlen);
 
 /* The client for the options' (token URL, client id, audience, scope): the existing one or a
  * new one, which asks for its first token at once (from the loop). NULL with err set on bad

@@ -197,6 +197,37 @@ static void test_http_peers_over_http_are_plaintext(void **state)
     sk_config_clear(&cfg);
 }
 
+/* The token endpoint's TLS files: only with an https:// URL, certificate and key together. */
+static void test_oauth_tls_files(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *problems;
+#define OAUTH_CLIENT "--zeebe.tls=true", "--zeebe.client_id=c", "--zeebe.client_secret=s"
+    srcs ok = {.argv = LIST(OAUTH_CLIENT, "--zeebe.authorization_server_url=https://idp/token",
+                            "--oauth.ca_file=/ca.pem", "--oauth.cert_file=/c.pem",
+                            "--oauth.key_file=/k.pem")};
+    assert_int_equal(load(&cfg, &ok, &problems), 0);
+    assert_string_equal(cfg.oauth_ca_file, "/ca.pem");
+    free(problems);
+    sk_config_clear(&cfg);
+    srcs http = {.argv = LIST(OAUTH_CLIENT, "--zeebe.authorization_server_url=http://idp/token",
+                              "--oauth.ca_file=/ca.pem")};
+    assert_int_equal(load(&cfg, &http, &problems), 1);
+    assert_non_null(strstr(problems, "oauth.ca_file: set (from command line --oauth.ca_file) but "
+                                     "zeebe.authorization_server_url is not https://"));
+    free(problems);
+    sk_config_clear(&cfg);
+    srcs half = {.argv = LIST(OAUTH_CLIENT, "--zeebe.authorization_server_url=https://idp/token",
+                              "--oauth.cert_file=/c.pem")};
+    assert_int_equal(load(&cfg, &half, &problems), 1);
+    assert_non_null(strstr(problems, "oauth.cert_file: set (from command line --oauth.cert_file) "
+                                     "but oauth.key_file is empty"));
+    free(problems);
+    sk_config_clear(&cfg);
+#undef OAUTH_CLIENT
+}
+
 static void test_sasl_ssl_without_oauthbearer_needs_a_user(void **state)
 {
     (void)state;
@@ -224,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_oauthbearer_over_tls_is_not_plaintext),
         cmocka_unit_test(test_http_peers_over_http_are_plaintext),
         cmocka_unit_test(test_sasl_ssl_without_oauthbearer_needs_a_user),
+        cmocka_unit_test(test_oauth_tls_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
