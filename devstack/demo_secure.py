@@ -9,7 +9,9 @@ security.plaintext=refuse, so a plaintext peer stops it at start-up:
 - Kafka over its SSL listener with a client certificate (kafka.sh with SKIFF_KAFKA_TLS_DIR,
   ssl.client.auth=required);
 - the Schema Registry over HTTPS with a client certificate (schema-registry.sh with
-  SKIFF_SCHEMA_REGISTRY_TLS_DIR).
+  SKIFF_SCHEMA_REGISTRY_TLS_DIR);
+- Keycloak's token endpoint over HTTPS (keycloak.sh with SKIFF_KEYCLOAK_TLS_DIR), verified with
+  oauth.ca_file; the token proxy fetches the JWKS over HTTPS too.
 Certificates are made afresh by devstack/certs.sh. The demo's own tools (zbctl, the Kafka
 topic tool) are not skiff: zbctl talks TLS to the gateway, the Kafka tools use the broker's
 PLAINTEXT listener (skiff is never given it)."""
@@ -49,7 +51,7 @@ class SecureStep:
         os.environ.update(SKIFF_ZEEBE_TLS_CERT=str(c / "server-chain.pem"),
                           SKIFF_ZEEBE_TLS_KEY=str(c / "server.key"),
                           SKIFF_ZEEBE_TLS_CA=str(c / "ca.pem"), SKIFF_KAFKA_TLS_DIR=str(c),
-                          SKIFF_SCHEMA_REGISTRY_TLS_DIR=str(c))
+                          SKIFF_SCHEMA_REGISTRY_TLS_DIR=str(c), SKIFF_KEYCLOAK_TLS_DIR=str(c))
         (c / "client-secret").write_text(CLIENT_SECRET + "\n")  # a Kubernetes Secret volume
         self.say(f"certificates by devstack/certs.sh in {c} (a test CA, server and client)")
 
@@ -67,9 +69,10 @@ class SecureStep:
             ["node", str(HERE / "token-proxy.mjs"), "--target", gateway, "--listen", listen,
              "--target-ca", str(c / "ca.pem"), "--tls-cert", str(c / "server-chain.pem"),
              "--tls-key", str(c / "server.key"), "--tls-client-ca", str(c / "ca.pem"),
-             "--jwks", self.kc["SKIFF_KEYCLOAK_JWKS_URL"],
+             "--jwks", self.kc["SKIFF_KEYCLOAK_HTTPS_JWKS_URL"],
              "--issuer", self.kc["SKIFF_KEYCLOAK_ISSUER"], "--audience", AUDIENCE],
-            cwd=HERE, stdout=subprocess.PIPE, stderr=self.proxy_log)
+            cwd=HERE, stdout=subprocess.PIPE, stderr=self.proxy_log,
+            env={**os.environ, "NODE_EXTRA_CA_CERTS": str(c / "ca.pem")})
         line = self.proxy.stdout.readline()
         if not line:
             raise SystemExit(f"demo --secure: the token proxy did not start; see "
@@ -96,7 +99,8 @@ class SecureStep:
                 f"--zeebe.cert_file={c / 'client.pem'}", f"--zeebe.key_file={c / 'client.key'}",
                 f"--zeebe.client_id={CLIENT_ID}",
                 f"--zeebe.client_secret=file:{c / 'client-secret'}",
-                f"--zeebe.authorization_server_url={self.kc['SKIFF_KEYCLOAK_TOKEN_URL']}",
+                f"--zeebe.authorization_server_url={self.kc['SKIFF_KEYCLOAK_HTTPS_TOKEN_URL']}",
+                f"--oauth.ca_file={self.kc['SKIFF_KEYCLOAK_CA_FILE']}",
                 f"--zeebe.token_audience={AUDIENCE}"]
 
     def probe(self, address):
@@ -134,9 +138,9 @@ class SecureStep:
             if line.startswith(("skiff_tls_certificate_expiry_seconds{",
                                 "skiff_oauth_token_requests_total{", "skiff_oauth_token_valid{")):
                 self.say("    " + line)
-        self.say(f"  not secured: skiff's token requests to Keycloak "
-                 f"({self.kc['SKIFF_KEYCLOAK_TOKEN_URL']}) are plain HTTP on loopback (see "
-                 "docs/operations.md, Known limits)")
+        token_url = self.kc["SKIFF_KEYCLOAK_HTTPS_TOKEN_URL"]
+        self.say(f"  Keycloak token endpoint {token_url}: HTTPS verified with oauth.ca_file, "
+                 f"{self.probe(token_url.split('/')[2])}; the proxy's JWKS over HTTPS too")
 
     def stop(self):
         if self.proxy is not None:

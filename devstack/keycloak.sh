@@ -18,7 +18,11 @@
 # always $URL/realms/skiff, whatever address a request came through (--hostname), so tokens
 # fetched through a test proxy still validate. Settings (environment): SKIFF_KEYCLOAK_PORT
 # (default 18080), SKIFF_KEYCLOAK_MANAGEMENT_PORT (port + 1), SKIFF_KEYCLOAK_VERSION,
-# SKIFF_KEYCLOAK_HEAP (default 384m).
+# SKIFF_KEYCLOAK_HEAP (default 384m). With SKIFF_KEYCLOAK_TLS_DIR (a directory made by
+# devstack/certs.sh) Keycloak also speaks HTTPS (server.pem, DNS:localhost and IP:127.0.0.1) on
+# SKIFF_KEYCLOAK_HTTPS_PORT (port + 2); env then adds SKIFF_KEYCLOAK_HTTPS_TOKEN_URL,
+# SKIFF_KEYCLOAK_HTTPS_JWKS_URL and SKIFF_KEYCLOAK_CA_FILE (the CA to verify it with). Plain
+# HTTP stays on for the admin API and the existing clients; the issuer stays the http:// one.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
@@ -30,6 +34,8 @@ KC_HOST=127.0.0.1
 KC_PORT=${SKIFF_KEYCLOAK_PORT:-18080}
 KC_MGMT_PORT=${SKIFF_KEYCLOAK_MANAGEMENT_PORT:-$((KC_PORT + 1))}
 KC_HEAP=${SKIFF_KEYCLOAK_HEAP:-384m}
+KC_TLS_DIR=${SKIFF_KEYCLOAK_TLS_DIR:-}
+KC_HTTPS_PORT=${SKIFF_KEYCLOAK_HTTPS_PORT:-$((KC_PORT + 2))}
 KC_RUN=${SKIFF_KEYCLOAK_RUN_DIR:-$SKIFF_RUN_DIR/keycloak-$KC_PORT}
 KC_LOG=$KC_RUN/keycloak.log
 KC_PIDFILE=$KC_RUN/keycloak.pid
@@ -40,9 +46,16 @@ START_TIMEOUT=${SKIFF_KEYCLOAK_START_TIMEOUT:-240}
 STOP_TIMEOUT=${SKIFF_KEYCLOAK_STOP_TIMEOUT:-30}
 URL=http://$KC_HOST:$KC_PORT
 REALM_URL=$URL/realms/skiff
+HTTPS_REALM_URL=https://$KC_HOST:$KC_HTTPS_PORT/realms/skiff
+KC_TLS_ARGS=()
+if [ -n "$KC_TLS_DIR" ]; then
+  [ -r "$KC_TLS_DIR/server.pem" ] || devstack_die "no $KC_TLS_DIR/server.pem (run devstack/certs.sh)"
+  KC_TLS_ARGS=(--https-port "$KC_HTTPS_PORT" --https-certificate-file "$KC_TLS_DIR/server.pem"
+    --https-certificate-key-file "$KC_TLS_DIR/server.key")
+fi
 
 usage() {
-  sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -66,7 +79,9 @@ fetch() {
 }
 
 answers() {
-  curl -fs -o /dev/null --max-time 2 "$REALM_URL/.well-known/openid-configuration"
+  curl -fs -o /dev/null --max-time 2 "$REALM_URL/.well-known/openid-configuration" || return 1
+  [ -z "$KC_TLS_DIR" ] || curl -fs -o /dev/null --max-time 2 --cacert "$KC_TLS_DIR/ca.pem" \
+    "$HTTPS_REALM_URL/.well-known/openid-configuration"
 }
 
 master_answers() {
@@ -127,6 +142,9 @@ do_start() {
   fetch
   java=$(find_java) || devstack_die "no Java >= $ZEEBE_MIN_JAVA (run devstack/setup.sh)"
   port_in_use "$KC_HOST" "$KC_PORT" && devstack_die "port $KC_PORT is in use (SKIFF_KEYCLOAK_PORT)"
+  if [ -n "$KC_TLS_DIR" ] && port_in_use "$KC_HOST" "$KC_HTTPS_PORT"; then
+    devstack_die "port $KC_HTTPS_PORT is in use (SKIFF_KEYCLOAK_HTTPS_PORT)"
+  fi
   rm -rf "$KC_RUN"
   mkdir -p "$KC_RUN"
   devstack_say "starting Keycloak $KC_VERSION on $URL (log $KC_LOG)"
@@ -136,7 +154,7 @@ do_start() {
     KC_BOOTSTRAP_ADMIN_USERNAME=$KC_ADMIN_USER KC_BOOTSTRAP_ADMIN_PASSWORD=$KC_ADMIN_PASSWORD \
     setsid "$KC_HOME/bin/kc.sh" start-dev --db=dev-mem --http-host "$KC_HOST" \
     --http-port "$KC_PORT" --http-management-port "$KC_MGMT_PORT" --hostname "$URL" \
-    >"$KC_LOG" 2>&1 </dev/null &
+    "${KC_TLS_ARGS[@]}" >"$KC_LOG" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$KC_PIDFILE"
   if ! wait_ready "$pid"; then
@@ -164,6 +182,12 @@ export SKIFF_KEYCLOAK_JWKS_URL=$REALM_URL/protocol/openid-connect/certs
 export SKIFF_KEYCLOAK_ISSUER=$REALM_URL
 export SKIFF_KEYCLOAK_ADMIN_USER=$KC_ADMIN_USER
 export SKIFF_KEYCLOAK_ADMIN_PASSWORD=$KC_ADMIN_PASSWORD
+EOT
+  [ -n "$KC_TLS_DIR" ] || return 0
+  cat <<EOT
+export SKIFF_KEYCLOAK_HTTPS_TOKEN_URL=$HTTPS_REALM_URL/protocol/openid-connect/token
+export SKIFF_KEYCLOAK_HTTPS_JWKS_URL=$HTTPS_REALM_URL/protocol/openid-connect/certs
+export SKIFF_KEYCLOAK_CA_FILE=$KC_TLS_DIR/ca.pem
 EOT
 }
 

@@ -24,6 +24,8 @@ cleanup() {
   rm -rf "$certs"
 }
 trap cleanup EXIT
+devstack/certs.sh "$certs"
+export SKIFF_KEYCLOAK_TLS_DIR=$certs # Keycloak speaks HTTPS too (tests/oauth/test_oauth_tls.py)
 if ! devstack/keycloak.sh status >/dev/null 2>&1; then
   devstack/keycloak.sh start
   started=1
@@ -32,7 +34,6 @@ SKIFF_BIN=${SKIFF_BIN:-$ROOT/build-asan/skiff} ASAN_OPTIONS=${ASAN_OPTIONS:-dete
   $PY -m pytest -q -p no:cacheprovider tests/oauth "$@"
 
 kafka=1
-devstack/certs.sh "$certs"
 export SKIFF_KAFKA_TLS_DIR=$certs
 devstack/kafka-oauthbearer.sh start
 eval "$(devstack/kafka-oauthbearer.sh env)"

@@ -32,7 +32,12 @@ KEYCLOAK_SH = ROOT / "devstack" / "keycloak.sh"
 
 
 @pytest.fixture(scope="session")
-def keycloak():
+def keycloak(tmp_path_factory):
+    # Keycloak speaks HTTPS too (test_oauth_tls.py), with certificates by devstack/certs.sh.
+    if not os.environ.get("SKIFF_KEYCLOAK_TLS_DIR"):
+        certs = tmp_path_factory.mktemp("keycloak-certs")
+        subprocess.run([str(ROOT / "devstack" / "certs.sh"), str(certs)], check=True)
+        os.environ["SKIFF_KEYCLOAK_TLS_DIR"] = str(certs)
     started = subprocess.run([str(KEYCLOAK_SH), "status"], capture_output=True).returncode != 0
     if started:
         subprocess.run([str(KEYCLOAK_SH), "start"], check=True)
