@@ -5,7 +5,9 @@
 # compatibility (BACKWARD by default) is really checked with Avro's resolution rules.
 #
 #   schema-registry.sh start     clean start (no schemas; stops one this script started on
-#                                the same port first), waits until it answers
+#                                the same port first), waits until it answers; with
+#                                SKIFF_SCHEMA_REGISTRY_KEEP=1 it keeps the schemas of the last
+#                                run (the same ids), as a real registry restarts
 #   schema-registry.sh stop      SIGTERM, wait, then SIGKILL; fine when none runs
 #   schema-registry.sh restart   stop + start
 #   schema-registry.sh status    exit 0 and the subjects when running, exit 3 when not
@@ -107,8 +109,16 @@ do_start() {
     *) devstack_die "refusing to use run dir '$SR_RUN' (wiped on start): give a deeper path" ;;
   esac
   t0=$(date +%s%N)
+  local kept=""
+  if [ "${SKIFF_SCHEMA_REGISTRY_KEEP:-0}" = 1 ] && [ -f "$SR_STATE" ]; then
+    kept=$(mktemp)
+    cp "$SR_STATE" "$kept"
+  fi
   rm -rf "$SR_RUN"
   mkdir -p "$SR_RUN"
+  if [ -n "$kept" ]; then
+    mv "$kept" "$SR_STATE"
+  fi
   (
     cd "$SR_RUN"
     exec setsid "$SR_PY" "$SR_SCRIPT" --host "$SR_HOST" --port "$SR_PORT" \

@@ -151,8 +151,13 @@ class Registry:
     def running(self) -> bool:
         return self.script("status", check=False).returncode == 0
 
-    def start(self) -> None:
-        self.script("start")
+    def start(self, keep: bool = False) -> None:
+        """A clean start, or with keep a restart that keeps the schemas (and their ids)."""
+        if keep:
+            subprocess.run([str(REGISTRY_SH), "start"], check=True, capture_output=True,
+                           text=True, env=dict(self.env, SKIFF_SCHEMA_REGISTRY_KEEP="1"))
+        else:
+            self.script("start")
 
     def stop(self) -> None:
         self.script("stop")
