@@ -27,3 +27,12 @@ int sk_hexval(char c)
         return c - 'A' + 10;
     return -1;
 }
+
+int sk_utf8_valid(const void *s, size_t n)
+{
+    const unsigned char *p = s;
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = sk_utf8_len(p + i, n - i)))
+            return 0;
+    return 1;
+}

@@ -7,6 +7,9 @@
 /* Length of the well-formed UTF-8 sequence at s (1..4), or 0 when it is not one (overlong
  * forms, surrogates and code points above U+10FFFF are not well-formed). n >= 1. */
 size_t sk_utf8_len(const unsigned char *s, size_t n);
+/* Whether the n bytes at s are well-formed UTF-8 (NUL bytes included); s may be NULL when n
+ * is 0. */
+int sk_utf8_valid(const void *s, size_t n);
 /* Value of a hexadecimal digit, -1 when c is not one. */
 int sk_hexval(char c);
 

@@ -497,13 +497,12 @@ static void reject(const sk_source_ops *ops, void *source, void *ctx, const char
     ops->fail(source, ctx, &m);
 }
 
-void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
-                          const char *route, const char *id, int64_t deadline_ms, json_t *payload,
-                          double received_at)
+/* Takes the encoded frame (malloc'ed, owned from here on) of a task and queues it. */
+static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
+                   const char *route, const char *id, uint8_t *frame, size_t len,
+                   double received_at)
 {
     char why[160];
-    size_t len = 0;
-    uint8_t *frame = task_frame(ops, id, deadline_ms, payload, &len);
     if (frame && len - SK_FRAME_HEADER > d->max_frame) {
         snprintf(why, sizeof(why), "task frame of %zu bytes exceeds handler.max_frame (%zu)",
                  len - SK_FRAME_HEADER, d->max_frame);
@@ -539,6 +538,25 @@ void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *sour
     sk_series_set(d->m_open, (double)d->open);
     queue_append(d, t);
     pump(d);
+}
+
+void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
+                          const char *route, const char *id, int64_t deadline_ms, json_t *payload,
+                          double received_at)
+{
+    size_t len = 0;
+    uint8_t *frame = task_frame(ops, id, deadline_ms, payload, &len);
+    accept(d, ops, source, ctx, route, id, frame, len, received_at);
+}
+
+void sk_dispatcher_submit_frame(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
+                                const char *route, const char *id, const uint8_t *frame, size_t len,
+                                double received_at)
+{
+    uint8_t *copy = len >= SK_FRAME_HEADER ? malloc(len) : NULL;
+    if (copy)
+        memcpy(copy, frame, len);
+    accept(d, ops, source, ctx, route, id, copy, len, received_at);
 }
 
 int sk_dispatcher_cancel(sk_dispatcher *d, const char *id, const char *reason)

@@ -87,6 +87,11 @@ int sk_dispatcher_is_open(const sk_dispatcher *d, const char *id);
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
                           const char *route, const char *id, int64_t deadline_ms, json_t *payload,
                           double received_at);
+/* The same with the task frame already encoded by the source (SK_FRAME_HEADER + JSON text of
+ * len bytes in all, holding type, id, source and deadline; copied). */
+void sk_dispatcher_submit_frame(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
+                                const char *route, const char *id, const uint8_t *frame, size_t len,
+                                double received_at);
 
 /* The source has lost a task it submitted (deadline passed, gone from the engine). A queued
  * task, or one whose handler accepts `cancel` (told with that reason), is closed: returns 1
