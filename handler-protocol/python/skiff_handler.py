@@ -206,8 +206,7 @@ class Record:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Record":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if d.get(k) is not None}
-        return cls(**known)
+        return cls(**{k: v for k, v in d.items() if k in _RECORD_FIELDS and v is not None})
 
 
 @dataclass(eq=False)
@@ -233,10 +232,21 @@ class Task:
     value: Any = None
     record: Optional[Record] = None
     frame: Dict[str, Any] = field(default_factory=dict, repr=False)
-    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_reason: Optional[str] = None
+    _cancelled: Optional[threading.Event] = field(default=None, repr=False)
     _conn: Optional["_Connection"] = field(default=None, repr=False)
     _aio: Any = field(default=None, repr=False)  # (loop, asyncio.Task) of an async function
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when skiff cancels the task (made on first use: most tasks never need it)."""
+        event = self._cancelled
+        if event is None:
+            with _EVENT_LOCK:
+                if self._cancelled is None:
+                    self._cancelled = threading.Event()
+                event = self._cancelled
+        return event
 
     @property
     def route(self) -> str:
@@ -260,7 +270,8 @@ class Task:
         """The task of a frame; TypeError/ValueError when a member has the wrong type."""
         _check_task_frame(f)
         zeebe, kafka = f.get("zeebe"), f.get("kafka")
-        return cls(
+        task = cls.__new__(cls)  # every field set here: the generated __init__'s work, faster
+        task.__dict__.update(
             id=f["id"], source=f.get("source", "zeebe"),
             job_type=f.get("job_type", ""),
             variables=f.get("variables") or {}, headers=f.get("headers") or {},
@@ -269,8 +280,9 @@ class Task:
             job=Job.from_dict(zeebe) if isinstance(zeebe, dict) else None,
             topic=f.get("topic", ""), value=f.get("value"),
             record=Record.from_dict(kafka) if isinstance(kafka, dict) else None,
-            frame=f,
+            frame=f, cancel_reason=None, _cancelled=None, _conn=None, _aio=None,
         )
+        return task
 
     def seconds_left(self) -> float:
         """Seconds until the task's deadline (negative once it has passed)."""
@@ -342,6 +354,10 @@ _TASK_MEMBERS = {"id": str, "source": str, "job_type": str, "topic": str, "deadl
                  "zeebe": dict, "kafka": dict}
 _KAFKA_MEMBERS = {"topic": str, "partition": int, "offset": int, "schema_id": int,
                   "timestamp": int, "headers": dict, "headers_base64": dict}
+
+
+_RECORD_FIELDS = frozenset(Record.__dataclass_fields__)
+_EVENT_LOCK = threading.Lock()
 
 
 def _check_task_frame(f: Dict[str, Any]) -> None:
@@ -1148,6 +1164,9 @@ class Handler:
             kind = "nack" if result["type"] == "ack" else "fail"
             return encode_frame({"type": kind, "id": result["id"], "message": message})
 
+        if len(result) == 2 and result["type"] == "ack":  # the common case, without json.dumps
+            data = b'{"type":"ack","id":' + json.dumps(result["id"]).encode() + b"}"
+            return len(data).to_bytes(4, "big") + data
         variables = result.get("variables")
         if variables is not None and not isinstance(variables, dict):
             return failed(f"variables must be a dict, not {type(variables).__name__}")
