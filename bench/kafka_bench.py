@@ -125,6 +125,11 @@ CONTENDERS: Dict[str, Dict[str, Any]] = {
     "skiff-none": dict(kind="skiff", ordering="none", short="skiff, ordering none",
                        label="the same with `kafka.ordering=none` (records in parallel up to "
                              "the handler's capacity)"),
+    "skiff-inline": dict(kind="skiff", ordering="none", inline=True,
+                         short="skiff, ordering none, inline handler",
+                         label="the same with the SDK's `Handler(inline=True)`: the topic "
+                               "function runs on the thread that reads the socket, the acks "
+                               "of the tasks read together leave in one write"),
     "python": dict(kind="peer", batch=0, short="confluent-kafka",
                    label="confluent-kafka `Consumer` + the official `AvroDeserializer`, `poll()` "
                          "one record at a time, `enable.auto.commit=false`, asynchronous "
@@ -134,7 +139,7 @@ CONTENDERS: Dict[str, Dict[str, Any]] = {
                                "up to 500 records per call, which waits for 500 records or "
                                "0.5 s (so a trickle waits for the timeout)"),
 }
-DEFAULT_CONTENDERS = ["skiff-key", "skiff-none", "python"]
+DEFAULT_CONTENDERS = ["skiff-key", "skiff-none", "skiff-inline", "python"]
 
 # ----------------------------------------------------------------------------- the records
 
@@ -445,7 +450,8 @@ class Contender:
             settings.update(kv.split("=", 1) for kv in args.skiff_set)
             cmd = [args.skiff] + ["--%s=%s" % kv for kv in settings.items()]
             start_skiff(self, cmd, env)
-            henv = dict(env, SKIFF_SOCKET=sock, TOPICS=self.topic, CAPACITY=str(args.capacity))
+            henv = dict(env, SKIFF_SOCKET=sock, TOPICS=self.topic, CAPACITY=str(args.capacity),
+                        INLINE="1" if self.spec.get("inline") else "0")
             self.counter = Child("handler", [py, str(BENCH / "kafka_py_handler.py")], henv,
                                  self.workdir)
             self.procs.append(self.counter)

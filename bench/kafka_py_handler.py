@@ -5,7 +5,8 @@ a dict (``task.value``) and runs the topic function on a worker thread; returnin
 The function notes the record (bench/kafka_common.py: count, latency from the produce-time
 header) and touches one field of the value, the same trivial work as bench/kafka_py_consumer.py.
 
-Environment: SKIFF_SOCKET (read by the SDK), TOPICS (comma-separated), CAPACITY (64).
+Environment: SKIFF_SOCKET (read by the SDK), TOPICS (comma-separated), CAPACITY (64), INLINE
+(1: ``Handler(inline=True)``, the function runs on the reading thread).
 Started and queried by bench/kafka_bench.py over stdin/stdout (kafka_common's protocol);
 ``stop`` is a no-op here: the handler leaves when skiff drains it (or on SIGTERM).
 """
@@ -20,7 +21,8 @@ from skiff_handler import Handler, Task  # noqa: E402
 from kafka_common import PRODUCED_HEADER, Tally, produced_us, serve_commands  # noqa: E402
 
 tally = Tally()
-app = Handler("bench-kafka-python", capacity=int(os.environ.get("CAPACITY", "64")))
+app = Handler("bench-kafka-python", capacity=int(os.environ.get("CAPACITY", "64")),
+              inline=os.environ.get("INLINE") == "1")
 
 
 def on_record(task: Task) -> None:

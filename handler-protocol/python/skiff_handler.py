@@ -31,7 +31,10 @@ acks the record, raising :class:`Retry` or :class:`DeadLetter` nacks it with a
 backoff or to the dead-letter topic, any other exception nacks it with its
 message; an ordinary exception also gives the frame a structured ``error`` (type,
 message, stack: :func:`error_info`). Up to ``capacity`` tasks run at once: plain
-functions on a pool of reused worker threads (it grows only while every thread is busy),
+functions on a pool of reused worker threads (it grows only while every thread is busy), or
+with ``Handler(..., inline=True)`` on the thread that reads the socket, one after another, the
+results of the tasks read together sent in one write (for fast functions: no thread hand-off;
+a slow one delays the tasks and pings behind it),
 ``async def`` functions on one asyncio event loop (``await app.run_async()`` serves from a
 coroutine and runs them on the caller's loop), where the calls below have awaitable forms
 (``await task.extend_async(ms)``, ``task.publish_message_async(...)``,
@@ -203,8 +206,7 @@ class Record:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Record":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if d.get(k) is not None}
-        return cls(**known)
+        return cls(**{k: v for k, v in d.items() if k in _RECORD_FIELDS and v is not None})
 
 
 @dataclass(eq=False)
@@ -230,10 +232,21 @@ class Task:
     value: Any = None
     record: Optional[Record] = None
     frame: Dict[str, Any] = field(default_factory=dict, repr=False)
-    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_reason: Optional[str] = None
+    _cancelled: Optional[threading.Event] = field(default=None, repr=False)
     _conn: Optional["_Connection"] = field(default=None, repr=False)
     _aio: Any = field(default=None, repr=False)  # (loop, asyncio.Task) of an async function
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when skiff cancels the task (made on first use: most tasks never need it)."""
+        event = self._cancelled
+        if event is None:
+            with _EVENT_LOCK:
+                if self._cancelled is None:
+                    self._cancelled = threading.Event()
+                event = self._cancelled
+        return event
 
     @property
     def route(self) -> str:
@@ -257,7 +270,8 @@ class Task:
         """The task of a frame; TypeError/ValueError when a member has the wrong type."""
         _check_task_frame(f)
         zeebe, kafka = f.get("zeebe"), f.get("kafka")
-        return cls(
+        task = cls.__new__(cls)  # every field set here: the generated __init__'s work, faster
+        task.__dict__.update(
             id=f["id"], source=f.get("source", "zeebe"),
             job_type=f.get("job_type", ""),
             variables=f.get("variables") or {}, headers=f.get("headers") or {},
@@ -266,8 +280,9 @@ class Task:
             job=Job.from_dict(zeebe) if isinstance(zeebe, dict) else None,
             topic=f.get("topic", ""), value=f.get("value"),
             record=Record.from_dict(kafka) if isinstance(kafka, dict) else None,
-            frame=f,
+            frame=f, cancel_reason=None, _cancelled=None, _conn=None, _aio=None,
         )
+        return task
 
     def seconds_left(self) -> float:
         """Seconds until the task's deadline (negative once it has passed)."""
@@ -339,6 +354,10 @@ _TASK_MEMBERS = {"id": str, "source": str, "job_type": str, "topic": str, "deadl
                  "zeebe": dict, "kafka": dict}
 _KAFKA_MEMBERS = {"topic": str, "partition": int, "offset": int, "schema_id": int,
                   "timestamp": int, "headers": dict, "headers_base64": dict}
+
+
+_RECORD_FIELDS = frozenset(Record.__dataclass_fields__)
+_EVENT_LOCK = threading.Lock()
 
 
 def _check_task_frame(f: Dict[str, Any]) -> None:
@@ -437,7 +456,13 @@ class _Connection:
         self.max_frame = DEFAULT_MAX_FRAME
         self.features: frozenset = frozenset()
         self.methods: frozenset = frozenset()
-        self._wlock = threading.Lock()
+        # socket writes: frames queue in _out; one thread at a time (_flushing) sends all
+        # that is queued in one sendall, so results finishing together share a system call
+        self._wcond = threading.Condition()
+        self._out: List[bytes] = []
+        self._flushing = False
+        self._corked = False
+        self.inline_reader: Optional[int] = None  # the reading thread, when it runs functions
         self.cond = threading.Condition()
         self.open: Dict[str, Task] = {}
         self.in_flight = 0
@@ -458,6 +483,38 @@ class _Connection:
         out = bytes(self._rbuf[:n])
         del self._rbuf[:n]
         return out
+
+    def recv_batch(self) -> Optional[List[Dict[str, Any]]]:
+        """Every complete frame the read buffer holds (one read of up to 64 kB when it holds
+        none), None when the connection is closed or the framing is lost (after the frames
+        before the bad length). A frame whose body is not a JSON object with a type is
+        ``_SKIP``."""
+        frames: List[Dict[str, Any]] = []
+        buf = self._rbuf
+        while True:
+            pos, end = 0, len(buf)
+            while end - pos >= 4:
+                n = int.from_bytes(buf[pos:pos + 4], "big")
+                if n == 0 or n > self.max_frame:
+                    del buf[:pos]
+                    if not frames:
+                        self._length_ok(bytes(buf[:4]))  # logs it
+                        return None
+                    return frames
+                if end - pos - 4 < n:
+                    break
+                frames.append(self._parse(bytes(buf[pos + 4:pos + 4 + n])))
+                pos += 4 + n
+            del buf[:pos]
+            if frames:
+                return frames
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            buf += chunk
 
     def recv(self) -> Optional[Dict[str, Any]]:
         """Next frame, None when the connection is closed (or the framing is lost), or
@@ -517,13 +574,43 @@ class _Connection:
             else:
                 self.loop.call_soon_threadsafe(self._write, data)
             return True
-        with self._wlock:
+        with self._wcond:
+            self._out.append(data)
+            if self._corked or self._flushing:
+                return True  # the thread that holds the writes sends it
+            self._flushing = True
+        return self._send_queued()
+
+    def _send_queued(self) -> bool:
+        """Sends what is queued until nothing is (the caller set ``_flushing``)."""
+        ok = True
+        while True:
+            with self._wcond:
+                if not self._out or self._corked:
+                    self._flushing = False
+                    self._wcond.notify_all()
+                    return ok
+                data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+                self._out.clear()
             try:
                 self.sock.sendall(data)
-                return True
             except OSError as e:
                 log.debug("send failed: %s", e)
-                return False
+                ok = False
+
+    def cork(self) -> None:
+        """Hold socket writes until :meth:`uncork` (the frames of one batch leave at once)."""
+        with self._wcond:
+            self._corked = True
+
+    def uncork(self) -> None:
+        """Send what was held, and what others queue meanwhile."""
+        with self._wcond:
+            self._corked = False
+            while self._flushing:
+                self._wcond.wait()
+            self._flushing = True
+        self._send_queued()
 
     def _write(self, data: bytes) -> None:
         if not self.writer.is_closing():
@@ -547,6 +634,9 @@ class _Connection:
         if self.on_loop():
             raise CallError("unsupported", "a blocking call on the event loop would never get "
                                            "its reply: await the *_async form")
+        if self.inline_reader == threading.get_ident():
+            raise CallError("unsupported", "a blocking call from an inline function would "
+                                           "never get its reply: use Handler(inline=False)")
         pending = self.start_request(kind, members, _Pending(task))
         pending.done.wait()
         return _reply_result(pending.reply)
@@ -631,6 +721,7 @@ class _Connection:
         if self.writer is not None:
             self.loop.call_soon_threadsafe(self.writer.close)  # flushes what is queued first
             return
+        self.uncork()  # what is queued leaves first
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -642,7 +733,8 @@ class Handler:
 
     def __init__(self, name: str, capacity: int = 1, *,
                  socket_path: Optional[str] = None, reconnect: bool = True,
-                 backoff_initial: float = 0.1, backoff_max: float = 5.0) -> None:
+                 backoff_initial: float = 0.1, backoff_max: float = 5.0,
+                 inline: bool = False) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.name = name
@@ -651,6 +743,7 @@ class Handler:
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.inline = inline
         self.session: Optional[str] = None
         self._jobs: Dict[str, JobFunction] = {}
         self._topics: Dict[str, JobFunction] = {}
@@ -902,12 +995,21 @@ class Handler:
 
     def _read_loop(self, conn: _Connection) -> bool:
         """Dispatch frames until the connection ends; True if it was drained."""
+        if self.inline:
+            conn.inline_reader = threading.get_ident()
         while True:
-            frame = conn.recv()
-            if frame is None:
+            frames = conn.recv_batch()
+            if frames is None:
                 return conn.draining
-            if frame is not _SKIP:
-                self._dispatch(conn, frame)
+            if self.inline:
+                conn.cork()
+            try:
+                for frame in frames:
+                    if frame is not _SKIP:
+                        self._dispatch(conn, frame)
+            finally:
+                if self.inline:
+                    conn.uncork()
 
     def _dispatch(self, conn: _Connection, frame: Dict[str, Any]) -> None:
         """Handle one frame from skiff."""
@@ -952,6 +1054,8 @@ class Handler:
             conn.loop.create_task(self._run_async(conn, task, fn))  # run_async: on its loop
         elif inspect.iscoroutinefunction(fn):
             self._to_loop(conn, task, fn)
+        elif self.inline:
+            self._run_sync(conn, task, fn)
         else:
             self._pool.submit(lambda: self._run_sync(conn, task, fn))
 
@@ -1060,6 +1164,9 @@ class Handler:
             kind = "nack" if result["type"] == "ack" else "fail"
             return encode_frame({"type": kind, "id": result["id"], "message": message})
 
+        if len(result) == 2 and result["type"] == "ack":  # the common case, without json.dumps
+            data = b'{"type":"ack","id":' + json.dumps(result["id"]).encode() + b"}"
+            return len(data).to_bytes(4, "big") + data
         variables = result.get("variables")
         if variables is not None and not isinstance(variables, dict):
             return failed(f"variables must be a dict, not {type(variables).__name__}")

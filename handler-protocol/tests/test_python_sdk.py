@@ -1,9 +1,11 @@
 """Unit tests of the Python SDK's pieces that the conformance suite sees only from outside:
-the bounded worker pool, structured errors, async functions on the caller's loop."""
+the bounded worker pool, structured errors, async functions on the caller's loop, inline
+functions and batched answers."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import threading
@@ -14,7 +16,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
 
 import skiff_handler  # noqa: E402
-from fake_skiff import FakeSkiff, make_task  # noqa: E402
+from fake_skiff import FakeSkiff, encode, make_kafka_task, make_task  # noqa: E402
 
 
 def test_pool_reuses_threads_and_grows_only_when_all_are_busy():
@@ -159,3 +161,45 @@ def test_run_async_serves_plain_functions_on_the_pool_too():
     assert r[a["id"]]["variables"]["key"].isdigit()
     assert r[b["id"]]["variables"] == {"code": "unsupported"}
     assert [f["type"] for f in conn.others] == ["call"]
+
+
+def test_task_from_frame_sets_every_field():
+    """from_frame fills the dataclass without its __init__: no field may be left out."""
+    task = skiff_handler.Task.from_frame(make_kafka_task("orders", {"a": 1}))
+    assert set(task.__dict__) == {f.name for f in dataclasses.fields(skiff_handler.Task)}
+    assert task.record.partition == 3 and task.value == {"a": 1}
+    assert not task.cancelled.is_set() and task.cancelled is task.cancelled
+
+
+def test_inline_runs_a_batch_on_the_reader_and_answers_it_in_one_write():
+    app = skiff_handler.Handler("unit", capacity=8, inline=True)
+    threads = set()
+
+    @app.topic("orders")
+    def on_record(task):
+        threads.add(threading.get_ident())
+        if task.value == "nack":
+            raise skiff_handler.Retry("again", backoff_ms=5)
+        if task.value == "call":
+            try:
+                task.publish_message("m")
+            except skiff_handler.CallError as e:
+                raise skiff_handler.DeadLetter(e.code) from None
+
+    with FakeSkiff() as skiff:
+        app.socket_path = skiff.path
+        t = threading.Thread(target=app.run)
+        t.start()
+        conn = skiff.accept()
+        conn.handshake()
+        tasks = [make_kafka_task("orders", v) for v in ("a", "nack", "call", "b", "c")]
+        conn.send_raw(b"".join(encode(f) for f in tasks))  # one write, one batch
+        results = [conn.recv() for _ in tasks]
+        conn.send({"type": "drain", "deadline": int(time.time() * 1000) + 5000})
+        conn.wait_closed(5)
+        t.join(10)
+    assert [r["id"] for r in results] == [f["id"] for f in tasks]  # in order: one thread
+    assert [r["type"] for r in results] == ["ack", "nack", "nack", "ack", "ack"]
+    assert results[1]["retry_backoff_ms"] == 5
+    assert results[2]["dead_letter"] is True and results[2]["message"] == "unsupported"
+    assert len(threads) == 1 and t.ident in threads

@@ -50,3 +50,12 @@ char *sk_text_replace_nul(const char *s, size_t len)
     out[o] = '\0';
     return out;
 }
+
+int sk_utf8_valid(const void *s, size_t n)
+{
+    const unsigned char *p = s;
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = sk_utf8_len(p + i, n - i)))
+            return 0;
+    return 1;
+}

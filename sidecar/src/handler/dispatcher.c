@@ -529,15 +529,14 @@ static void submit_end(sk_span *span, const sk_log_trace *prev)
     sk_log_set_current(prev);
 }
 
-void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
-                          const char *route, const char *id, int64_t deadline_ms, json_t *payload,
-                          double received_at)
+/* Takes the encoded frame (malloc'ed, owned from here on; NULL when it could not be built) of
+ * a task and its span (owned too, may be NULL) and queues it. */
+static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
+                   const char *route, const char *id, uint8_t *frame, size_t len,
+                   double received_at, sk_span *span)
 {
     char why[200];
-    size_t len = 0;
-    sk_span *span = payload ? sk_trace_task_begin(ops->name, route, payload) : NULL;
     const sk_log_trace *prev = sk_log_set_current(span ? &span->log : NULL);
-    uint8_t *frame = task_frame(ops, id, deadline_ms, payload, &len);
     if (!frame) {
         snprintf(why, sizeof(why),
                  "skiff could not encode the task frame (a member is not "
@@ -591,6 +590,26 @@ void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *sour
     queue_append(d, t);
     pump(d);
     sk_log_set_current(prev);
+}
+
+void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
+                          const char *route, const char *id, int64_t deadline_ms, json_t *payload,
+                          double received_at)
+{
+    size_t len = 0;
+    sk_span *span = payload ? sk_trace_task_begin(ops->name, route, payload) : NULL;
+    uint8_t *frame = task_frame(ops, id, deadline_ms, payload, &len);
+    accept(d, ops, source, ctx, route, id, frame, len, received_at, span);
+}
+
+void sk_dispatcher_submit_frame(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
+                                const char *route, const char *id, const uint8_t *frame, size_t len,
+                                double received_at, sk_span *span)
+{
+    uint8_t *copy = frame && len >= SK_FRAME_HEADER ? malloc(len) : NULL;
+    if (copy)
+        memcpy(copy, frame, len);
+    accept(d, ops, source, ctx, route, id, copy, len, received_at, span);
 }
 
 int sk_dispatcher_cancel(sk_dispatcher *d, const char *id, const char *reason)

@@ -13,6 +13,7 @@
 
 #include "core/metrics.h"
 #include "handler/frame.h"
+#include "trace/trace.h"
 
 struct event_base;
 typedef struct sk_dispatcher sk_dispatcher;
@@ -93,6 +94,13 @@ int sk_dispatcher_is_open(const sk_dispatcher *d, const char *id);
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
                           const char *route, const char *id, int64_t deadline_ms, json_t *payload,
                           double received_at);
+/* The same with the task frame already encoded by the source (SK_FRAME_HEADER + JSON text of
+ * len bytes in all, holding type, id, source and deadline; copied; NULL when the source could
+ * not build it: refused as unencodable) and the task's span, begun by the source (its
+ * traceparent already in the frame; owned from here on, may be NULL). */
+void sk_dispatcher_submit_frame(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
+                                const char *route, const char *id, const uint8_t *frame, size_t len,
+                                double received_at, sk_span *span);
 
 /* Counts a task refused because of its content in skiff_tasks_undeliverable_total{source,
  * route, reason}: by the dispatcher (too_large, unencodable) or by its source before it was

@@ -29,12 +29,14 @@ typedef struct {
 
 #define CANCEL_MEMORY_S 60.0
 #define CANCEL_MEMORY_MAX 4096
+#define FLUSH_AT 65536 /* bytes of task frames written without waiting for the batch's end */
 
 struct sk_session {
     struct event_base *base;
     struct bufferevent *bev;
     struct event *timer;  /* hello timeout, then the closing deadline */
     struct event *reaper; /* frees the session on the next loop turn */
+    struct event *flush;  /* writes the task frames queued in this loop turn, at once */
     sk_dispatcher *d;
     sk_session_opts opts;
     sk_metric *m_errors;
@@ -111,6 +113,8 @@ void sk_session_free(sk_session *s)
     release(s);
     if (s->reaper)
         event_free(s->reaper);
+    if (s->flush)
+        event_free(s->flush);
     for (size_t i = 0; i < s->ncancelled; i++)
         free(s->cancelled[i].id);
     free(s->cancelled);
@@ -159,6 +163,26 @@ static void observe_written(sk_session *s)
     s->nunsent = 0;
 }
 
+/* Writes what the output buffer holds now rather than on the next loop turn. */
+static void flush_now(sk_session *s)
+{
+    if (!s->bev)
+        return;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    evbuffer_unfreeze(out, 1); /* a socket bufferevent keeps its output's start frozen */
+    int written = evbuffer_write(out, bufferevent_getfd(s->bev));
+    evbuffer_freeze(out, 1);
+    if (written > 0 && evbuffer_get_length(out) == 0)
+        observe_written(s);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_now(arg);
+}
+
 void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, double received_at,
                            sk_series *overhead)
 {
@@ -174,14 +198,14 @@ void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, doub
     }
     if (overhead && s->nunsent < s->unsent_cap)
         s->unsent[s->nunsent++] = (unsent){received_at, overhead};
-    /* Write now rather than on the next loop turn: the handler starts on this task while skiff
-     * decodes the next job of the same batch. */
-    struct evbuffer *out = bufferevent_get_output(s->bev);
-    evbuffer_unfreeze(out, 1); /* a socket bufferevent keeps its output's start frozen */
-    int written = evbuffer_write(out, bufferevent_getfd(s->bev));
-    evbuffer_freeze(out, 1);
-    if (written > 0 && evbuffer_get_length(out) == 0)
-        observe_written(s);
+    /* The frames of one loop turn leave in one write, still in this turn (the flush event
+     * runs right after the callback that queued them): the handler starts on the first
+     * task while skiff encodes the next ones, and a backlog costs one system call per
+     * batch, not per task. A large batch is written at once. */
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) >= FLUSH_AT)
+        flush_now(s);
+    else
+        event_active(s->flush, EV_TIMEOUT, 0);
 }
 
 void sk_session_cancel(sk_session *s, const char *id, const char *reason)
@@ -457,7 +481,8 @@ sk_session *sk_session_new(struct event_base *base, int fd, sk_dispatcher *d,
     s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     s->timer = evtimer_new(base, hello_timeout_cb, s);
     s->reaper = event_new(base, -1, 0, reap_cb, s);
-    if (!s->bev || !s->timer || !s->reaper || !s->m_errors) {
+    s->flush = event_new(base, -1, 0, flush_cb, s);
+    if (!s->bev || !s->timer || !s->reaper || !s->flush || !s->m_errors) {
         if (!s->bev)
             close(fd);
         sk_session_free(s);

@@ -66,6 +66,9 @@ static kpart *part_new(sk_kafka *k, const char *topic, int32_t partition)
     p->m_held = sk_metric_series(k->m_held, by_topic);
     p->m_paused = sk_metric_series(k->m_paused, by_topic);
     p->m_lag = sk_metric_series(k->m_lag, by_part);
+    const char *const acked[] = {topic, "acked", NULL};
+    p->m_received = sk_metric_series(k->m_received, by_topic);
+    p->m_acked = sk_metric_series(k->m_processed, acked);
     p->next = k->parts;
     k->parts = p;
     return p;
@@ -518,6 +521,7 @@ void kconsumer_free(sk_kafka *k)
         k->parts = p->next;
         part_free(p);
     }
+    sk_jtext_free(&k->frame);
     if (k->queue)
         rd_kafka_queue_destroy(k->queue);
     if (k->rk)

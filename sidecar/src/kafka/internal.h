@@ -15,6 +15,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "core/backoff.h"
+#include "core/jtext.h"
 #include "kafka/kafka.h"
 #include "kafka/partq.h"
 #include "schema/registry.h"
@@ -55,6 +56,7 @@ struct sk_kafka {
     int stopping, closing; /* sk_kafka_stop called; group leave started */
     int pumping, repump;   /* kconsumer_pump running; called again meanwhile */
     char fatal[256];       /* a fatal consumer error, "" when none */
+    sk_jtext frame;        /* the task frame being built (reused: no allocation per record) */
     char last_error[256];  /* the last broker connection error (TLS, SASL...), for readiness */
     struct sk_tls *tls;    /* the brokers' TLS material (ssl, sasl_ssl), else NULL */
     struct sk_tls *registry_tls; /* an https:// registry's, else NULL */
@@ -83,6 +85,7 @@ struct kpart {
     size_t nrecs;      /* krec objects of this partition */
     int64_t committed; /* last position committed, -1 none */
     sk_series *m_held, *m_paused, *m_lag;
+    sk_series *m_received, *m_acked; /* this topic's series of m_received, m_processed */
     kpart *next;
 };
 
@@ -95,7 +98,6 @@ struct krec {
     int in_dispatcher;            /* a task is open for it */
     const sk_avro_schema *schema; /* its value's, once known (NULL: a tombstone) */
     int32_t schema_id;
-    json_t *payload;        /* task members (value, kafka, topic...) once decoded */
     char id[320];           /* task id of the current delivery */
     struct event *timer;    /* retry backoff, schema retry or deadline */
     sk_backoff bo;          /* schema lookups and dead-letter writes */

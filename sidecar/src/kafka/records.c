@@ -6,12 +6,12 @@
 #include <string.h>
 
 #include <event2/event.h>
-#include <openssl/evp.h>
 
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/text.h"
 #include "kafka/internal.h"
+#include "trace/task.h"
 
 static void op_ack(void *source, void *ctx, const sk_msg *m);
 static void op_nack(void *source, void *ctx, const sk_msg *m);
@@ -53,21 +53,18 @@ static void disarm(krec *r)
     r->timer = NULL;
 }
 
-/* ---- the task payload ---- */
+/* ---- the task frame, written as JSON text ---- */
 
-static json_t *base64(const void *buf, size_t len)
+/* Whether the header at index i is repeated later (of repeated names the last one wins). */
+static int header_repeated(rd_kafka_headers_t *hdrs, size_t i, const char *name)
 {
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
-    json_t *s =
-        out ? json_string((EVP_EncodeBlock((unsigned char *)out, buf, (int)len), out)) : NULL;
-    free(out);
-    return s;
-}
-
-/* Bytes as a JSON string when they are UTF-8, else NULL (the caller adds a base64 form). */
-static json_t *text(const void *buf, size_t len)
-{
-    return json_stringn(buf ? buf : "", len);
+    const char *other;
+    const void *val;
+    size_t size;
+    for (size_t j = i + 1; rd_kafka_header_get_all(hdrs, j, &other, &val, &size) == 0; j++)
+        if (strcmp(name, other) == 0)
+            return 1;
+    return 0;
 }
 
 /* A header the task frame cannot carry: its name is not UTF-8 (a JSON member name must be). */
@@ -81,50 +78,159 @@ static void header_dropped(const krec *r, size_t i)
            (int)r->p->partition, (long long)r->offset, i);
 }
 
-static json_t *headers_json(const krec *r, json_t **binary)
+/* One member `"name":value` of the headers object (utf8: the UTF-8 ones, else the others in
+ * base64). Returns -1 (appending nothing) when the name is not UTF-8. */
+static int header_member(sk_jtext *t, const char *name, const void *val, size_t size, int *first,
+                         int utf8)
 {
-    json_t *h = json_object();
-    rd_kafka_headers_t *hdrs;
-    *binary = NULL;
-    if (rd_kafka_message_headers(r->msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return h;
-    const char *name;
-    const void *val;
-    size_t size;
-    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
-        json_t *v = text(val, size);
-        if (!v && !*binary)
-            *binary = json_object();
-        if (json_object_set_new(v ? h : *binary, name, v ? v : base64(val, size)) != 0)
-            header_dropped(r, i);
+    size_t mark = t->len;
+    sk_jtext_raw(t, ",", *first ? 0 : 1);
+    if (sk_jtext_str(t, name, strlen(name)) != 0) {
+        t->len = mark;
+        return -1;
     }
-    return h;
+    sk_jtext_raw(t, ":", 1);
+    if (utf8 ? sk_jtext_str(t, val, size) != 0 : (sk_jtext_base64(t, val, size), 0)) {
+        t->len = mark;
+        return 0;
+    }
+    *first = 0;
+    return 0;
 }
 
-/* The members of the record's task frame, with value the decoded record value. */
-static json_t *payload(krec *r, json_t *value, int32_t schema_id)
+/* Notes the value of a `traceparent` or `tracestate` header (UTF-8) for the record's span. */
+static void trace_header(sk_trace_kafka_rec *rec, const char *name, const void *val, size_t size)
+{
+    if (strcmp(name, "traceparent") == 0) {
+        rec->tp = val;
+        rec->tp_len = size;
+    } else if (strcmp(name, "tracestate") == 0) {
+        rec->ts = val;
+        rec->ts_len = size;
+    }
+}
+
+/* `"headers":{...}` and, when some value is not UTF-8, `,"headers_base64":{...}`; the
+ * traceparent and tracestate header values are noted in rec. */
+static void headers_text(sk_jtext *t, const krec *r, sk_trace_kafka_rec *rec)
+{
+    rd_kafka_headers_t *hdrs;
+    const char *name;
+    const void *val;
+    size_t size, binary = 0;
+    if (rd_kafka_message_headers(r->msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        hdrs = NULL;
+    for (int utf8 = 1; utf8 >= 0; utf8--) {
+        if (!utf8 && !binary)
+            break;
+        int first = 1;
+        sk_jtext_lit(t, utf8 ? "\"headers\":{" : ",\"headers_base64\":{");
+        for (size_t i = 0; hdrs && rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
+            int valid = sk_utf8_valid(val, size);
+            if (header_repeated(hdrs, i, name) || valid != utf8) {
+                binary += !valid;
+                continue;
+            }
+            if (header_member(t, name, val, size, &first, utf8) != 0)
+                header_dropped(r, i);
+            else if (utf8)
+                trace_header(rec, name, val, size);
+        }
+        sk_jtext_raw(t, "}", 1);
+    }
+}
+
+/* `"kafka":{...}`: the record's metadata (noted in rec for its span too). */
+static void kafka_text(sk_jtext *t, const krec *r, sk_trace_kafka_rec *rec)
 {
     const rd_kafka_message_t *m = r->msg;
-    json_t *bin_headers, *kafka = json_pack("{s:s, s:i, s:I}", "topic", r->p->topic, "partition",
-                                            (int)r->p->partition, "offset", (json_int_t)r->offset);
-    json_t *key = m->key ? text(m->key, m->key_len) : json_null();
-    json_object_set_new(kafka, "key", key ? key : json_null());
-    if (!key)
-        json_object_set_new(kafka, "key_base64", base64(m->key, m->key_len));
-    json_object_set_new(kafka, "headers", headers_json(r, &bin_headers));
-    if (bin_headers)
-        json_object_set_new(kafka, "headers_base64", bin_headers);
+    sk_jtext_lit(t, "\"kafka\":{\"topic\":");
+    sk_jtext_str(t, r->p->topic, strlen(r->p->topic));
+    sk_jtext_lit(t, ",\"partition\":");
+    sk_jtext_int(t, r->p->partition);
+    sk_jtext_lit(t, ",\"offset\":");
+    sk_jtext_int(t, r->offset);
+    sk_jtext_lit(t, ",\"key\":");
+    if (!m->key) {
+        sk_jtext_lit(t, "null");
+    } else if (sk_jtext_str(t, m->key, m->key_len) != 0) {
+        sk_jtext_lit(t, "null,\"key_base64\":");
+        sk_jtext_base64(t, m->key, m->key_len);
+    } else {
+        rec->key = m->key;
+        rec->key_len = m->key_len;
+    }
+    sk_jtext_raw(t, ",", 1);
+    headers_text(t, r, rec);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-    if (ts >= 0)
-        json_object_set_new(kafka, "timestamp", json_integer(ts));
-    if (schema_id >= 0)
-        json_object_set_new(kafka, "schema_id", json_integer(schema_id));
-    json_t *p = json_pack("{s:s, s:o, s:o}", "topic", r->p->topic, "value", value, "kafka", kafka);
-    json_t *tp = json_object_get(json_object_get(kafka, "headers"), "traceparent");
-    if (p && json_is_string(tp))
-        json_object_set(p, "traceparent", tp);
-    return p;
+    if (ts >= 0) {
+        sk_jtext_lit(t, ",\"timestamp\":");
+        sk_jtext_int(t, ts);
+    }
+    if (r->schema_id >= 0) {
+        sk_jtext_lit(t, ",\"schema_id\":");
+        sk_jtext_int(t, r->schema_id);
+    }
+    sk_jtext_raw(t, "}", 1);
+}
+
+/* Begins the record's span (its parent the traceparent header) and puts the span's
+ * traceparent and tracestate into the frame; without a span (out of memory) the header's
+ * traceparent goes on as it came. */
+static sk_span *trace_text(sk_jtext *t, const sk_trace_kafka_rec *rec)
+{
+    char tp[SK_TRACEPARENT_LEN + 1];
+    sk_span *span = sk_trace_kafka_begin(rec);
+    if (span) {
+        sk_span_traceparent(span, tp);
+        sk_jtext_lit(t, ",\"traceparent\":\"");
+        sk_jtext_lit(t, tp);
+        sk_jtext_raw(t, "\"", 1);
+        if (span->ctx.tracestate[0]) {
+            sk_jtext_lit(t, ",\"tracestate\":");
+            sk_jtext_str(t, span->ctx.tracestate, strlen(span->ctx.tracestate));
+        }
+    } else if (rec->tp) {
+        sk_jtext_lit(t, ",\"traceparent\":");
+        sk_jtext_str(t, rec->tp, rec->tp_len);
+    }
+    return span;
+}
+
+/* The whole task frame (length header included) of the record's current delivery into
+ * k->frame, value the decoded record value (JSON text); returns the record's span. */
+static sk_span *task_text(krec *r, const json_t *value, int64_t deadline_ms)
+{
+    sk_jtext *t = &r->p->k->frame;
+    sk_trace_kafka_rec rec = {.route = r->p->topic,
+                              .topic = r->p->topic,
+                              .partition = r->p->partition,
+                              .offset = r->offset};
+    sk_jtext_reset(t);
+    sk_jtext_raw(t, "\0\0\0\0", SK_FRAME_HEADER); /* the length, set below */
+    sk_jtext_lit(t, "{\"type\":\"task\",\"id\":");
+    sk_jtext_str(t, r->id, strlen(r->id));
+    sk_jtext_lit(t, ",\"source\":\"kafka\",\"deadline\":");
+    sk_jtext_int(t, deadline_ms);
+    sk_jtext_lit(t, ",\"topic\":");
+    sk_jtext_str(t, r->p->topic, strlen(r->p->topic));
+    sk_jtext_lit(t, ",\"attempt\":");
+    sk_jtext_int(t, r->attempt);
+    sk_jtext_lit(t, ",\"value\":");
+    sk_jtext_json(t, value);
+    sk_jtext_raw(t, ",", 1);
+    kafka_text(t, r, &rec);
+    sk_span *span = trace_text(t, &rec);
+    sk_jtext_raw(t, "}", 1);
+    size_t n = t->len - SK_FRAME_HEADER;
+    if (!t->failed && t->len >= SK_FRAME_HEADER) {
+        t->buf[0] = (char)(n >> 24);
+        t->buf[1] = (char)(n >> 16);
+        t->buf[2] = (char)(n >> 8);
+        t->buf[3] = (char)n;
+    }
+    return span;
 }
 
 /* ---- decoding ---- */
@@ -221,9 +327,8 @@ static void find_schema(krec *r)
         lookup_schema(r, (int32_t)id);
 }
 
-/* Decodes the value into the task's members; a value that does not decode is dead-lettered
- * (-1). */
-static int decode(krec *r)
+/* The decoded value (a new reference), or NULL when it does not decode (dead-lettered). */
+static json_t *decode(krec *r)
 {
     json_t *v = json_null();
     char err[512], why[600];
@@ -238,13 +343,8 @@ static int decode(krec *r)
         snprintf(why, sizeof why, "value does not decode with schema %d: %s", (int)r->schema_id,
                  err);
         undecodable(r, why);
-        return -1;
     }
-    if (!(r->payload = payload(r, v, r->schema_id))) {
-        undecodable(r, "out of memory building the task");
-        return -1;
-    }
-    return 0;
+    return v;
 }
 
 void krec_arrive(kpart *p, rd_kafka_message_t *msg)
@@ -266,8 +366,7 @@ void krec_arrive(kpart *p, rd_kafka_message_t *msg)
                     seed + 1);
     p->nrecs++;
     sk_series_add(p->m_held, 1);
-    const char *const labels[] = {p->topic, NULL};
-    sk_series_add(sk_metric_series(k->m_received, labels), 1);
+    sk_series_add(p->m_received, 1);
     find_schema(r);
 }
 
@@ -279,18 +378,23 @@ void krec_dispatch(krec *r)
 {
     sk_kafka *k = r->p->k;
     double started = sk_mono_s(); /* skiff's own time: decoding, building, writing the frame */
-    if (!r->payload && decode(r) != 0)
+    json_t *value = decode(r);
+    if (!value)
         return;
     r->attempt++;
     snprintf(r->id, sizeof r->id, "k-%.200s-%d-%lld-%llu", r->p->topic, (int)r->p->partition,
              (long long)r->offset, (unsigned long long)++k->serial);
-    json_object_set_new(r->payload, "attempt", json_integer(r->attempt));
+    int64_t deadline = sk_wall_ms() + k->cfg->kafka_task_timeout_ms;
+    sk_span *span = task_text(r, value, deadline);
+    json_decref(value);
     r->in_dispatcher = 1;
     k->running++;
     arm(r, k->cfg->kafka_task_timeout_ms, deadline_passed);
-    sk_dispatcher_submit(k->d, &kafka_ops, k, r, r->p->topic, r->id,
-                         sk_wall_ms() + k->cfg->kafka_task_timeout_ms, json_incref(r->payload),
-                         started);
+    /* a frame that could not be built (out of memory, a value jansson cannot encode) is
+     * refused by the dispatcher as unencodable: counted, logged, dead-lettered */
+    sk_dispatcher_submit_frame(k->d, &kafka_ops, k, r, r->p->topic, r->id,
+                               k->frame.failed ? NULL : (const uint8_t *)k->frame.buf, k->frame.len,
+                               started, span);
 }
 
 /* The handler is done with the record (a result, a cancel, a lost connection). Returns 1 when
@@ -309,7 +413,10 @@ static int back_from_handler(krec *r)
 static void processed(krec *r, const char *outcome)
 {
     sk_kafka *k = r->p->k;
-    count(k->m_processed, r->p->topic, outcome);
+    if (strcmp(outcome, "acked") == 0)
+        sk_series_add(r->p->m_acked, 1);
+    else
+        count(k->m_processed, r->p->topic, outcome);
     sk_partq_done(r->p->q, r->offset);
     kconsumer_release(r);
     kconsumer_pump_soon(k);
@@ -524,7 +631,6 @@ void krec_free(krec *r)
         return;
     disarm(r);
     sk_registry_cancel(r->lookup);
-    json_decref(r->payload);
     free(r->error);
     rd_kafka_message_destroy(r->msg);
     free(r);

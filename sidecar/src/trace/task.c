@@ -27,22 +27,6 @@ static int context_from(const json_t *obj, const char *tp_name, sk_trace_ctx *ct
     return 0;
 }
 
-static void kafka_attrs(sk_span *s, const json_t *k)
-{
-    char part[24];
-    sk_span_set_str(s, "messaging.system", "kafka");
-    sk_span_set_str(s, "messaging.operation.name", "process");
-    sk_span_set_str(s, "messaging.operation.type", "process");
-    sk_span_set_str(s, "messaging.destination.name",
-                    json_string_value(json_object_get(k, "topic")));
-    sk_span_set_str(s, "messaging.consumer.group.name", kafka_group);
-    snprintf(part, sizeof part, "%lld",
-             (long long)json_integer_value(json_object_get(k, "partition")));
-    sk_span_set_str(s, "messaging.destination.partition.id", part);
-    sk_span_set_int(s, "messaging.kafka.offset", json_integer_value(json_object_get(k, "offset")));
-    sk_span_set_str(s, "messaging.kafka.message.key", json_string_value(json_object_get(k, "key")));
-}
-
 static void zeebe_attrs(sk_span *s, const json_t *payload, const json_t *z)
 {
     static const char *const strs[][2] = {
@@ -61,23 +45,79 @@ static void zeebe_attrs(sk_span *s, const json_t *payload, const json_t *z)
     sk_span_set_int(s, "zeebe.job.retries", json_integer_value(json_object_get(z, "retries")));
 }
 
-sk_span *sk_trace_task_begin(const char *source, const char *route, json_t *payload)
+/* The incoming context of a Kafka record: its traceparent / tracestate header values. */
+static int context_from_text(const sk_trace_kafka_rec *rec, sk_trace_ctx *ctx)
+{
+    if (!rec->tp || sk_traceparent_parse(rec->tp, rec->tp_len, ctx))
+        return -1;
+    ctx->tracestate[0] = '\0';
+    if (rec->ts && rec->ts_len < sizeof ctx->tracestate &&
+        sk_tracestate_valid(rec->ts, rec->ts_len) == 0) {
+        memcpy(ctx->tracestate, rec->ts, rec->ts_len);
+        ctx->tracestate[rec->ts_len] = '\0';
+    }
+    return 0;
+}
+
+sk_span *sk_trace_kafka_begin(const sk_trace_kafka_rec *rec)
 {
     sk_trace_ctx parent;
-    int is_kafka = strcmp(source, "kafka") == 0;
-    const json_t *kafka = json_object_get(payload, "kafka");
-    int found = is_kafka ? context_from(json_object_get(kafka, "headers"), "traceparent", &parent)
-                         : context_from(json_object_get(payload, "variables"),
-                                        zeebe_var ? zeebe_var : "traceparent", &parent);
-    char name[300];
-    snprintf(name, sizeof name, "process %s", route);
+    char name[300], part[24];
+    snprintf(name, sizeof name, "process %s", rec->route);
+    int found = context_from_text(rec, &parent);
     sk_span *s = sk_span_start(found == 0 ? &parent : NULL, name, SK_SPAN_CONSUMER);
     if (!s)
         return NULL;
-    if (is_kafka)
-        kafka_attrs(s, kafka);
-    else if (strcmp(source, "zeebe") == 0)
-        zeebe_attrs(s, payload, json_object_get(payload, "zeebe"));
+    sk_span_set_str(s, "messaging.system", "kafka");
+    sk_span_set_str(s, "messaging.operation.name", "process");
+    sk_span_set_str(s, "messaging.operation.type", "process");
+    sk_span_set_str(s, "messaging.destination.name", rec->topic);
+    sk_span_set_str(s, "messaging.consumer.group.name", kafka_group);
+    snprintf(part, sizeof part, "%d", (int)rec->partition);
+    sk_span_set_str(s, "messaging.destination.partition.id", part);
+    sk_span_set_int(s, "messaging.kafka.offset", rec->offset);
+    char *key = rec->key ? strndup(rec->key, rec->key_len) : NULL;
+    sk_span_set_str(s, "messaging.kafka.message.key", key);
+    free(key);
+    return s;
+}
+
+/* The span of a Kafka task whose payload is a JSON tree (the members of its task frame). */
+static sk_span *kafka_begin_json(const char *route, const json_t *k)
+{
+    const json_t *h = json_object_get(k, "headers"), *key = json_object_get(k, "key");
+    const json_t *tp = json_object_get(h, "traceparent"), *ts = json_object_get(h, "tracestate");
+    sk_trace_kafka_rec rec = {.route = route,
+                              .topic = json_string_value(json_object_get(k, "topic")),
+                              .key = json_string_value(key),
+                              .key_len = json_string_length(key),
+                              .tp = json_string_value(tp),
+                              .tp_len = json_string_length(tp),
+                              .ts = json_string_value(ts),
+                              .ts_len = json_string_length(ts),
+                              .partition =
+                                  (int32_t)json_integer_value(json_object_get(k, "partition")),
+                              .offset = json_integer_value(json_object_get(k, "offset"))};
+    return sk_trace_kafka_begin(&rec);
+}
+
+sk_span *sk_trace_task_begin(const char *source, const char *route, json_t *payload)
+{
+    sk_span *s;
+    if (strcmp(source, "kafka") == 0) {
+        s = kafka_begin_json(route, json_object_get(payload, "kafka"));
+    } else {
+        sk_trace_ctx parent;
+        char name[300];
+        int found = context_from(json_object_get(payload, "variables"),
+                                 zeebe_var ? zeebe_var : "traceparent", &parent);
+        snprintf(name, sizeof name, "process %s", route);
+        s = sk_span_start(found == 0 ? &parent : NULL, name, SK_SPAN_CONSUMER);
+        if (s && strcmp(source, "zeebe") == 0)
+            zeebe_attrs(s, payload, json_object_get(payload, "zeebe"));
+    }
+    if (!s)
+        return NULL;
     char tp[SK_TRACEPARENT_LEN + 1];
     sk_span_traceparent(s, tp);
     json_object_set_new(payload, "traceparent", json_string(tp));

@@ -20,6 +20,19 @@ void sk_trace_task_settings(const char *zeebe_variable, const char *kafka_group)
  * span, so the handler's spans nest under it. NULL when out of memory. */
 sk_span *sk_trace_task_begin(const char *source, const char *route, json_t *payload);
 
+/* The same for a Kafka record whose task frame its source writes as text: the record's
+ * metadata (key NULL when it has none or it is not UTF-8) and its `traceparent`/`tracestate`
+ * header values (NULL when absent). The caller puts the span's traceparent (and tracestate)
+ * into the frame. NULL when out of memory. */
+typedef struct {
+    const char *route, *topic;
+    const char *key, *tp, *ts;
+    size_t key_len, tp_len, ts_len;
+    int32_t partition;
+    int64_t offset;
+} sk_trace_kafka_rec;
+sk_span *sk_trace_kafka_begin(const sk_trace_kafka_rec *rec);
+
 /* Status and error.type from a handler's result frame (complete/ack leave the status unset;
  * fail, nack, dead letter and bpmn_error set ERROR with that error.type). */
 void sk_trace_task_result(sk_span *s, const sk_msg *m);
