@@ -13,7 +13,7 @@
 
 # Order matters for static archives: users before what they use (the group resolves cycles).
 set(SKIFF_IMAGE_ARCHIVES
-  curl rdkafka avro snappy jansson protobuf-c nghttp2 event_pthreads event
+  curl rdkafka avro snappy jansson protobuf-c nghttp2 event_openssl event_pthreads event
   ssl crypto lz4 zstd lzma z)
 
 set(archives)
