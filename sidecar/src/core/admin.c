@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "core/config.h"
@@ -19,6 +20,7 @@
 #define ADMIN_MAX_BODY 4096
 
 #define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define OPENMETRICS_TYPE "application/openmetrics-text; version=1.0.0; charset=utf-8"
 #define TEXT_TYPE "text/plain; charset=utf-8"
 
 struct sk_admin {
@@ -53,15 +55,71 @@ static void reply(struct evhttp_request *req, int code, const char *reason, cons
         evbuffer_free(out);
 }
 
+/* Quality (0..1000) of a media range's parameters "; q=0.5; version=1.0.0": -1 when it names
+ * an OpenMetrics version other than the 1.0.0 (or its pre-release 0.0.1) served here. */
+static int range_quality(const char *params, size_t n, int om)
+{
+    int q = 1000;
+    const char *end = params + n;
+    for (const char *p = params; p < end;) {
+        while (p < end && (*p == ';' || *p == ' ' || *p == '\t'))
+            p++;
+        const char *stop = memchr(p, ';', (size_t)(end - p));
+        size_t len = (size_t)((stop ? stop : end) - p);
+        if (len > 2 && !strncasecmp(p, "q=", 2)) {
+            char num[8] = "";
+            memcpy(num, p + 2, len - 2 < sizeof num - 1 ? len - 2 : sizeof num - 1);
+            q = (int)(strtod(num, NULL) * 1000 + 0.5);
+        } else if (om && len > 8 && !strncasecmp(p, "version=", 8) &&
+                   !((len == 13 && !strncmp(p + 8, "1.0.0", 5)) ||
+                     (len == 13 && !strncmp(p + 8, "0.0.1", 5)))) {
+            return -1;
+        }
+        p += len;
+    }
+    return q < 0 ? 0 : q > 1000 ? 1000 : q;
+}
+
+/* 1 when the Accept header prefers OpenMetrics to the text format: its best
+ * application/openmetrics-text range has a quality above 0 and at least that of text/plain
+ * (or of a wildcard standing for it). Absent or anything else: the text format. */
+static int wants_openmetrics(const char *accept)
+{
+    int om = 0, text = 0;
+    for (const char *p = accept; p && *p;) {
+        while (*p == ',' || *p == ' ' || *p == '\t')
+            p++;
+        size_t len = strcspn(p, ",");
+        size_t type_len = strcspn(p, ";,");
+        while (type_len && (p[type_len - 1] == ' ' || p[type_len - 1] == '\t'))
+            type_len--;
+        int is_om = type_len == 28 && !strncasecmp(p, "application/openmetrics-text", 28);
+        int q = range_quality(p + type_len, len - type_len, is_om);
+        if (is_om && q > om)
+            om = q;
+        else if (!is_om && q > text &&
+                 ((type_len == 10 && !strncasecmp(p, "text/plain", 10)) ||
+                  (type_len == 6 && !strncasecmp(p, "text/*", 6)) ||
+                  (type_len == 3 && !strncmp(p, "*/*", 3))))
+            text = q;
+        p += len;
+    }
+    return om > 0 && om >= text;
+}
+
 static void serve_metrics(sk_admin *a, struct evhttp_request *req)
 {
     size_t len = 0;
-    char *text = sk_metrics_render(a->metrics, &len);
+    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+    int om = wants_openmetrics(accept);
+    char *text =
+        om ? sk_metrics_render_openmetrics(a->metrics, &len) : sk_metrics_render(a->metrics, &len);
     if (!text) {
         reply(req, 500, "Internal Server Error", TEXT_TYPE, "out of memory", 13);
         return;
     }
-    reply(req, 200, "OK", METRICS_TYPE, text, len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Vary", "Accept");
+    reply(req, 200, "OK", om ? OPENMETRICS_TYPE : METRICS_TYPE, text, len);
     free(text);
 }
 

@@ -1,4 +1,5 @@
-/* Admin HTTP server on the loop: GET /metrics (Prometheus text 0.0.4), /healthz (the loop
+/* Admin HTTP server on the loop: GET /metrics (Prometheus text 0.0.4; OpenMetrics 1.0 with
+ * exemplars when the Accept header prefers application/openmetrics-text), /healthz (the loop
  * answers, so it is alive), /readyz (200 when the probe says ready, else 503 with the reason). */
 #ifndef SK_ADMIN_H
 #define SK_ADMIN_H

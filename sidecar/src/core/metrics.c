@@ -6,16 +6,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef enum { M_COUNTER, M_GAUGE, M_HISTOGRAM } mtype;
+
+/* The trace of one observation (lowercase hex ids), its value and wall-clock time. */
+typedef struct sk_exemplar {
+    char trace_id[33], span_id[17];
+    double value, at;
+} sk_exemplar;
 
 struct sk_series {
     sk_series *next;
     sk_metric *family;
-    char **values;    /* one per label name */
-    double value;     /* counter/gauge value; histogram sum */
-    uint64_t count;   /* histogram observations */
-    uint64_t *counts; /* histogram: per bucket (not cumulative), nbuckets + 1 for +Inf */
+    char **values;          /* one per label name */
+    double value;           /* counter/gauge value; histogram sum */
+    uint64_t count;         /* histogram observations */
+    uint64_t *counts;       /* histogram: per bucket (not cumulative), nbuckets + 1 for +Inf */
+    sk_exemplar *exemplars; /* histogram: the latest per bucket, allocated on the first one */
 };
 
 struct sk_metric {
@@ -60,6 +68,7 @@ static void series_free(sk_series *s, size_t nlabels)
         return;
     free_strv(s->values, nlabels);
     free(s->counts);
+    free(s->exemplars);
     free(s);
 }
 
@@ -332,10 +341,12 @@ void sk_series_set(sk_series *s, double v)
         s->value = v;
 }
 
-void sk_series_observe(sk_series *s, double v)
+/* Counts v in its bucket; returns the bucket's index, or -1 for a series that is not a
+ * histogram. */
+static long observe(sk_series *s, double v)
 {
     if (!s || s->family->type != M_HISTOGRAM)
-        return;
+        return -1;
     size_t i = 0;
     const sk_metric *m = s->family;
     while (i < m->nbuckets && !(v <= m->buckets[i]))
@@ -343,6 +354,42 @@ void sk_series_observe(sk_series *s, double v)
     s->counts[i]++;
     s->count++;
     s->value += v;
+    return (long)i;
+}
+
+void sk_series_observe(sk_series *s, double v)
+{
+    observe(s, v);
+}
+
+static int hex_id(const char *id, size_t len)
+{
+    if (!id || strlen(id) != len)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!is_digit(id[i]) && !(id[i] >= 'a' && id[i] <= 'f'))
+            return 0;
+    return 1;
+}
+
+void sk_series_observe_exemplar(sk_series *s, double v, const char *trace_id, const char *span_id)
+{
+    long i = observe(s, v);
+    if (i < 0 || !hex_id(trace_id, 32) || (span_id && !hex_id(span_id, 16)))
+        return;
+    /* Without memory the observation still counts; only its exemplar is lost. */
+    if (!s->exemplars && !(s->exemplars = calloc(s->family->nbuckets + 1, sizeof(sk_exemplar))))
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    sk_exemplar *e = &s->exemplars[i];
+    memcpy(e->trace_id, trace_id, 33);
+    if (span_id)
+        memcpy(e->span_id, span_id, 17);
+    else
+        e->span_id[0] = '\0';
+    e->value = v;
+    e->at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
 double sk_series_value(const sk_series *s)
@@ -477,7 +524,23 @@ static void put_sample_start(buf *b, const sk_metric *m, const char *suffix)
     puts_(b, suffix);
 }
 
-static void render_histogram_series(buf *b, const sk_metric *m, const sk_series *s)
+/* OpenMetrics: ` # {trace_id="...",span_id="..."} <value> <timestamp>` after a bucket. */
+static void put_exemplar(buf *b, const sk_exemplar *e)
+{
+    char at[32];
+    puts_(b, " # {trace_id=\"");
+    puts_(b, e->trace_id);
+    if (e->span_id[0]) {
+        puts_(b, "\",span_id=\"");
+        puts_(b, e->span_id);
+    }
+    puts_(b, "\"} ");
+    put_number(b, e->value);
+    snprintf(at, sizeof at, " %.3f", e->at);
+    puts_(b, at);
+}
+
+static void render_histogram_series(buf *b, const sk_metric *m, const sk_series *s, int om)
 {
     uint64_t cum = 0;
     char le[40];
@@ -491,6 +554,8 @@ static void render_histogram_series(buf *b, const sk_metric *m, const sk_series 
         put_labels(b, m, s, le);
         put(b, " ", 1);
         put_u64(b, cum);
+        if (om && s->exemplars && s->exemplars[i].trace_id[0])
+            put_exemplar(b, &s->exemplars[i]);
         put(b, "\n", 1);
     }
     put_sample_start(b, m, "_sum");
@@ -505,20 +570,31 @@ static void render_histogram_series(buf *b, const sk_metric *m, const sk_series 
     put(b, "\n", 1);
 }
 
-static void render_family(buf *b, const sk_metric *m)
+/* The family's name in HELP and TYPE: OpenMetrics names a counter family without the
+ * "_total" of its sample. */
+static void put_family_name(buf *b, const sk_metric *m, int om)
+{
+    size_t n = strlen(m->name);
+    if (om && m->type == M_COUNTER)
+        n -= strlen("_total");
+    put(b, m->name, n);
+}
+
+static void render_family(buf *b, const sk_metric *m, int om)
 {
     puts_(b, "# HELP ");
-    puts_(b, m->name);
+    put_family_name(b, m, om);
     put(b, " ", 1);
-    put_escaped(b, m->help, 0);
+    /* OpenMetrics escapes " in HELP too; the text format 0.0.4 does not. */
+    put_escaped(b, m->help, om);
     puts_(b, "\n# TYPE ");
-    puts_(b, m->name);
+    put_family_name(b, m, om);
     put(b, " ", 1);
     puts_(b, type_names[m->type]);
     put(b, "\n", 1);
     for (const sk_series *s = m->first; s; s = s->next) {
         if (m->type == M_HISTOGRAM) {
-            render_histogram_series(b, m, s);
+            render_histogram_series(b, m, s, om);
             continue;
         }
         puts_(b, m->name);
@@ -529,12 +605,14 @@ static void render_family(buf *b, const sk_metric *m)
     }
 }
 
-char *sk_metrics_render(const sk_metrics *r, size_t *len)
+static char *render(const sk_metrics *r, int om, size_t *len)
 {
     buf b = {0};
     put(&b, "", 0);
     for (const sk_metric *m = r ? r->first : NULL; m; m = m->next)
-        render_family(&b, m);
+        render_family(&b, m, om);
+    if (om)
+        puts_(&b, "# EOF\n");
     if (b.failed) {
         free(b.p);
         return NULL;
@@ -542,4 +620,14 @@ char *sk_metrics_render(const sk_metrics *r, size_t *len)
     if (len)
         *len = b.len;
     return b.p;
+}
+
+char *sk_metrics_render(const sk_metrics *r, size_t *len)
+{
+    return render(r, 0, len);
+}
+
+char *sk_metrics_render_openmetrics(const sk_metrics *r, size_t *len)
+{
+    return render(r, 1, len);
 }

@@ -1,6 +1,7 @@
 /* Prometheus metrics registry: counters, gauges and histograms with labels, rendered in the
- * text exposition format 0.0.4. Loop thread only. Label values are given in the order of the
- * label names declared with the family; a series is created on first use and kept. */
+ * text exposition format 0.0.4 or in OpenMetrics 1.0 (which alone shows exemplars: the trace
+ * of an observation in a histogram bucket). Loop thread only. Label values are given in the order
+ * of the label names declared with the family; a series is created on first use and kept. */
 #ifndef SK_METRICS_H
 #define SK_METRICS_H
 
@@ -31,9 +32,19 @@ void sk_series_add(sk_series *s, double v);     /* counters and gauges */
 void sk_series_set(sk_series *s, double v);     /* gauges */
 void sk_series_observe(sk_series *s, double v); /* histograms */
 double sk_series_value(const sk_series *s);     /* counter/gauge value, histogram count */
+/* Observes v and keeps, for the bucket it falls in, an exemplar: trace_id (32 lowercase hex
+ * digits) and span_id (16, or NULL), replacing the bucket's previous one, so memory stays
+ * bounded by one exemplar per bucket. Ids that are not of that form leave the observation
+ * without an exemplar. Callers pass the ids of a sampled trace only: an exemplar should lead
+ * to a trace the backend has. */
+void sk_series_observe_exemplar(sk_series *s, double v, const char *trace_id, const char *span_id);
 
-/* Renders the whole registry; returns a malloc'ed NUL-terminated string (NULL on OOM). */
+/* Renders the whole registry in the text format 0.0.4 (no exemplars); returns a malloc'ed
+ * NUL-terminated string (NULL on OOM). */
 char *sk_metrics_render(const sk_metrics *r, size_t *len);
+/* The same in OpenMetrics 1.0 (application/openmetrics-text; version=1.0.0): counter families
+ * named without "_total", histogram buckets with their exemplars, "# EOF" at the end. */
+char *sk_metrics_render_openmetrics(const sk_metrics *r, size_t *len);
 
 /* Latency buckets in seconds suited to task and call latencies (100 us .. 60 s). */
 extern const double sk_metrics_latency_buckets[];

@@ -86,6 +86,27 @@ static sk_series *overhead(const sk_dispatcher *d, const task *t, const char *ph
     return sk_metric_series(d->m_overhead, labels);
 }
 
+/* The task span's ids when it is sampled (its trace is exported), else NULL: an exemplar
+ * must lead to a trace the backend has. */
+static const char *sampled_trace(const task *t)
+{
+    return t->span && (t->span->ctx.flags & SK_TRACE_SAMPLED) ? t->span->trace_hex : NULL;
+}
+
+static const char *sampled_span(const task *t)
+{
+    return sampled_trace(t) ? t->span->span_hex : NULL;
+}
+
+/* Observes one of the task's latencies, with its trace as the bucket's exemplar. */
+static void observe_task(sk_series *s, const task *t, double v)
+{
+    if (sampled_trace(t))
+        sk_series_observe_exemplar(s, v, sampled_trace(t), sampled_span(t));
+    else
+        sk_series_observe(s, v);
+}
+
 static unsigned hash(const char *s)
 {
     unsigned h = 2166136261u;
@@ -214,7 +235,7 @@ static void send_to(sk_dispatcher *d, slot *sl, task *t)
     sl->open++;
     t->sent_at = sk_mono_s();
     sk_session_write_task(sl->session, t->frame, t->frame_len, t->received_at,
-                          overhead(d, t, "dispatch"));
+                          overhead(d, t, "dispatch"), sampled_trace(t), sampled_span(t));
     free(t->frame);
     t->frame = NULL;
 }
@@ -731,7 +752,7 @@ int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, doubl
     if (!(t->ops->results & SK_RESULT(m->type)))
         return -3;
     const char *const labels[] = {t->ops->name, t->route, result_name(m->type), NULL};
-    sk_series_observe(sk_metric_series(d->m_duration, labels), received_at - t->sent_at);
+    observe_task(sk_metric_series(d->m_duration, labels), t, received_at - t->sent_at);
     sk_series_add(sk_metric_series(d->m_results, labels), 1);
     finish_slot(d, t);
     sk_trace_task_result(t->span, m);
@@ -743,7 +764,7 @@ int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, doubl
     else
         t->ops->error(t->source, t->ctx, m);
     sk_log_set_current(prev);
-    sk_series_observe(overhead(d, t, "result"), sk_mono_s() - received_at);
+    observe_task(overhead(d, t, "result"), t, sk_mono_s() - received_at);
     task_free(d, t);
     pump(d);
     notify(d);

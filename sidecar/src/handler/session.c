@@ -19,6 +19,7 @@ typedef enum { S_HELLO, S_READY, S_CLOSING } state;
 typedef struct {
     double received_at;
     sk_series *overhead;
+    char trace_id[33], span_id[17]; /* the task span's, for the exemplar; "" when none */
 } unsent;
 
 /* A task cancelled on this session: its late result is ignored, not an error. */
@@ -158,8 +159,13 @@ static int write_frame(sk_session *s, const uint8_t *frame, size_t len)
 static void observe_written(sk_session *s)
 {
     double now = sk_mono_s();
-    for (size_t i = 0; i < s->nunsent; i++)
-        sk_series_observe(s->unsent[i].overhead, now - s->unsent[i].received_at);
+    for (size_t i = 0; i < s->nunsent; i++) {
+        const unsent *u = &s->unsent[i];
+        if (u->trace_id[0])
+            sk_series_observe_exemplar(u->overhead, now - u->received_at, u->trace_id, u->span_id);
+        else
+            sk_series_observe(u->overhead, now - u->received_at);
+    }
     s->nunsent = 0;
 }
 
@@ -183,8 +189,16 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     flush_now(arg);
 }
 
+/* Copies an id of the expected length, else leaves "". */
+static void copy_id(char *dst, const char *id, size_t len)
+{
+    dst[0] = '\0';
+    if (id && strlen(id) == len)
+        memcpy(dst, id, len + 1);
+}
+
 void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, double received_at,
-                           sk_series *overhead)
+                           sk_series *overhead, const char *trace_id, const char *span_id)
 {
     if (write_frame(s, frame, len) != 0)
         return;
@@ -196,8 +210,13 @@ void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, doub
             s->unsent_cap = cap;
         }
     }
-    if (overhead && s->nunsent < s->unsent_cap)
-        s->unsent[s->nunsent++] = (unsent){received_at, overhead};
+    if (overhead && s->nunsent < s->unsent_cap) {
+        unsent *u = &s->unsent[s->nunsent++];
+        u->received_at = received_at;
+        u->overhead = overhead;
+        copy_id(u->trace_id, trace_id, 32);
+        copy_id(u->span_id, span_id, 16);
+    }
     /* The frames of one loop turn leave in one write, still in this turn (the flush event
      * runs right after the callback that queued them): the handler starts on the first
      * task while skiff encodes the next ones, and a backlog costs one system call per

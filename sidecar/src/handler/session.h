@@ -36,9 +36,10 @@ int sk_session_accepts_cancel(const sk_session *s);
 void sk_session_send(sk_session *s, const json_t *frame);
 /* Writes an already encoded task frame (tasks are encoded once, by the dispatcher). Once the
  * frame has left for the socket, the time since received_at (sk_mono_s()) is observed in
- * overhead (may be NULL). */
+ * overhead (may be NULL), with trace_id and span_id (the task span's hex ids, NULL when it is
+ * not sampled) as its exemplar. */
 void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, double received_at,
-                           sk_series *overhead);
+                           sk_series *overhead, const char *trace_id, const char *span_id);
 /* Sends `cancel` for task id and remembers the id for a minute: a result or extend for it is
  * then ignored instead of being an unknown_task error. */
 void sk_session_cancel(sk_session *s, const char *id, const char *reason);

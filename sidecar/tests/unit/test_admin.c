@@ -26,8 +26,10 @@ typedef struct {
     char body[4096];
 } response;
 
-/* One request on a new connection; the whole answer is read until the server closes. */
-static int http(int port, const char *method, const char *path, response *r)
+/* One request on a new connection, with an Accept header unless accept is NULL; the whole
+ * answer is read until the server closes. */
+static int http_accept(int port, const char *method, const char *path, const char *accept,
+                       response *r)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct timeval tv = {.tv_sec = 5};
@@ -38,11 +40,13 @@ static int http(int port, const char *method, const char *path, response *r)
         close(fd);
         return -1;
     }
-    char req[512], raw[8192];
+    char req[1024], raw[8192], hdr[600] = "";
+    if (accept)
+        snprintf(hdr, sizeof hdr, "Accept: %.500s\r\n", accept);
     int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                     "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s"
                      "Content-Length: 0\r\n\r\n",
-                     method, path);
+                     method, path, hdr);
     if (write(fd, req, (size_t)n) != n) {
         close(fd);
         return -1;
@@ -60,6 +64,11 @@ static int http(int port, const char *method, const char *path, response *r)
     snprintf(r->headers, sizeof r->headers, "%.2000s", raw);
     snprintf(r->body, sizeof r->body, "%.4000s", end + 4);
     return 0;
+}
+
+static int http(int port, const char *method, const char *path, response *r)
+{
+    return http_accept(port, method, path, NULL, r);
 }
 
 typedef struct {
@@ -93,6 +102,52 @@ static void expect(fixture *f, const char *method, const char *path, int status,
         check(f, strstr(r.headers, header) != NULL, what);
 }
 
+#define OM_TYPE "Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8"
+#define TEXT_TYPE "Content-Type: text/plain; version=0.0.4; charset=utf-8"
+
+/* GET /metrics with this Accept header answers in OpenMetrics (om) or the text format. */
+static void expect_format(fixture *f, const char *accept, int om)
+{
+    response r = {0};
+    char what[4096];
+    int rc = http_accept(f->port, "GET", "/metrics", accept, &r);
+    snprintf(what, sizeof what, "Accept %s: rc %d status %d body \"%.1000s\" headers:\n%.2000s",
+             accept ? accept : "(none)", rc, r.status, r.body, r.headers);
+    check(f, rc == 0 && r.status == 200 && strstr(r.headers, "Vary: Accept"), what);
+    check(f, strstr(r.headers, om ? OM_TYPE : TEXT_TYPE) != NULL, what);
+    if (om)
+        check(f,
+              strcmp(r.body, "# HELP skiff_up Test counter.\n# TYPE skiff_up counter\n"
+                             "skiff_up_total 7\n# EOF\n") == 0,
+              what);
+    else
+        check(f,
+              strcmp(r.body, "# HELP skiff_up_total Test counter.\n# TYPE skiff_up_total "
+                             "counter\nskiff_up_total 7\n") == 0,
+              what);
+}
+
+static void content_negotiation(fixture *f)
+{
+    /* What Prometheus 2.x sends, with and without exemplar storage. */
+    expect_format(f,
+                  "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                  "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                  1);
+    expect_format(f, "text/plain;version=0.0.4;q=1,*/*;q=0.1", 0);
+    expect_format(f, "application/openmetrics-text", 1);
+    expect_format(f, "Application/OpenMetrics-Text ; version=0.0.1", 1);
+    expect_format(f, NULL, 0);
+    expect_format(f, "*/*", 0);
+    expect_format(f, "text/plain", 0);
+    expect_format(f, "application/json", 0);
+    expect_format(f, "application/openmetrics-text;q=0", 0);
+    expect_format(f, "application/openmetrics-text;version=2.0.0", 0);
+    expect_format(f, "text/plain;q=0.9, application/openmetrics-text;q=0.5", 0);
+    expect_format(f, "text/plain;q=0.5, application/openmetrics-text;q=0.9", 1);
+    expect_format(f, "application/openmetrics-text;q=garbage;;;,,", 0);
+}
+
 static void *client(void *arg)
 {
     fixture *f = arg;
@@ -105,6 +160,7 @@ static void *client(void *arg)
            "skiff_up_total 7\n",
            "Content-Type: text/plain; version=0.0.4; charset=utf-8");
     expect(f, "GET", "/metrics?name=x", 200, NULL, NULL);
+    content_negotiation(f);
     expect(f, "HEAD", "/healthz", 200, "", "Content-Length: 2");
     expect(f, "GET", "/", 404, NULL, NULL);
     expect(f, "GET", "/metrics/", 404, NULL, NULL);

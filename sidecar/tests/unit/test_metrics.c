@@ -164,6 +164,101 @@ static void test_histogram(void **state)
     sk_metrics_free(r);
 }
 
+#define TRACE_A "4bf92f3577b34da6a3ce929d0e0e4736"
+#define SPAN_A "00f067aa0ba902b7"
+#define TRACE_B "0af7651916cd43dd8448eb211c80319c"
+#define SPAN_B "b7ad6b7169203331"
+
+/* Exemplars: one per bucket, the latest; shown in OpenMetrics only, with "# EOF", counter
+ * families named without "_total" and " escaped in HELP. */
+static void test_openmetrics_exemplars(void **state)
+{
+    (void)state;
+    sk_metrics *r = sk_metrics_new();
+    sk_metric *c =
+        sk_metrics_counter(r, "skiff_results_total", "Results by \"result\".", L("result"));
+    sk_series_add(sk_metric_series(c, L("ok")), 2);
+    const double b[] = {0.1, 1};
+    sk_metric *h = sk_metrics_histogram(r, "skiff_task_seconds", "Latency.", L("route"), b, 2);
+    sk_series *s = sk_metric_series(h, L("score"));
+    sk_series_observe_exemplar(s, 0.05, TRACE_A, SPAN_A);
+    sk_series_observe_exemplar(s, 0.5, TRACE_A, SPAN_A);
+    sk_series_observe_exemplar(s, 0.7, TRACE_B, SPAN_B); /* replaces the bucket's exemplar */
+    sk_series_observe(s, 0.08);                          /* keeps the bucket's exemplar */
+    sk_series_observe_exemplar(s, 3, TRACE_B, NULL);     /* a trace without a span id */
+    sk_series_observe_exemplar(s, 0.01, "4BF92F3577B34DA6A3CE929D0E0E4736", SPAN_A); /* refused */
+    sk_series_observe_exemplar(s, 0.01, TRACE_A, "00f067aa");                        /* refused */
+    assert_true(sk_series_value(s) == 7);
+
+    size_t len = 0;
+    char *om = sk_metrics_render_openmetrics(r, &len);
+    assert_non_null(om);
+    assert_int_equal(strlen(om), len);
+    const char *want =
+        "# HELP skiff_results Results by \\\"result\\\".\n"
+        "# TYPE skiff_results counter\n"
+        "skiff_results_total{result=\"ok\"} 2\n"
+        "# HELP skiff_task_seconds Latency.\n"
+        "# TYPE skiff_task_seconds histogram\n"
+        "skiff_task_seconds_bucket{route=\"score\",le=\"0.1\"} 4 # {trace_id=\"" TRACE_A
+        "\",span_id=\"" SPAN_A "\"} 0.05 \n"
+        "skiff_task_seconds_bucket{route=\"score\",le=\"1\"} 6 # {trace_id=\"" TRACE_B
+        "\",span_id=\"" SPAN_B "\"} 0.7 \n"
+        "skiff_task_seconds_bucket{route=\"score\",le=\"+Inf\"} 7 # {trace_id=\"" TRACE_B "\"} 3 \n"
+        "skiff_task_seconds_sum{route=\"score\"} 4.35\n"
+        "skiff_task_seconds_count{route=\"score\"} 7\n"
+        "# EOF\n";
+    /* Each exemplar line ends in " <unix seconds with millis>", which the test checks apart. */
+    char stripped[4096];
+    size_t n = 0;
+    for (const char *line = om; *line && n < sizeof stripped - 1;) {
+        const char *end = strchr(line, '\n');
+        assert_non_null(end);
+        size_t k = (size_t)(end - line);
+        if (strstr(line, " # {") && strstr(line, " # {") < end) {
+            const char *sp = end;
+            while (sp > line && sp[-1] != ' ')
+                sp--;
+            double at = strtod(sp, NULL);
+            assert_true(at > 1.6e9 && at < 1e10); /* wall-clock seconds, not monotonic */
+            k = (size_t)(sp - line);
+        }
+        assert_true(n + k + 1 < sizeof stripped);
+        memcpy(stripped + n, line, k);
+        n += k;
+        stripped[n++] = '\n';
+        line = end + 1;
+    }
+    stripped[n] = '\0';
+    assert_string_equal(stripped, want);
+    free(om);
+
+    /* The text format 0.0.4 is unchanged: no exemplars, no EOF, counters named with _total. */
+    expect_render(r, "# HELP skiff_results_total Results by \"result\".\n"
+                     "# TYPE skiff_results_total counter\n"
+                     "skiff_results_total{result=\"ok\"} 2\n"
+                     "# HELP skiff_task_seconds Latency.\n"
+                     "# TYPE skiff_task_seconds histogram\n"
+                     "skiff_task_seconds_bucket{route=\"score\",le=\"0.1\"} 4\n"
+                     "skiff_task_seconds_bucket{route=\"score\",le=\"1\"} 6\n"
+                     "skiff_task_seconds_bucket{route=\"score\",le=\"+Inf\"} 7\n"
+                     "skiff_task_seconds_sum{route=\"score\"} 4.35\n"
+                     "skiff_task_seconds_count{route=\"score\"} 7\n");
+    /* Exemplars only on histograms. */
+    sk_series_observe_exemplar(sk_metric_series(c, L("ok")), 1, TRACE_A, SPAN_A);
+    om = sk_metrics_render_openmetrics(r, NULL);
+    assert_non_null(strstr(om, "skiff_results_total{result=\"ok\"} 2\n"));
+    free(om);
+    sk_metrics_free(r);
+
+    /* An empty registry is still a valid exposition. */
+    r = sk_metrics_new();
+    om = sk_metrics_render_openmetrics(r, NULL);
+    assert_string_equal(om, "# EOF\n");
+    free(om);
+    sk_metrics_free(r);
+}
+
 static void test_escaping(void **state)
 {
     (void)state;
@@ -316,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_family_without_series),
         cmocka_unit_test(test_gauge_numbers),
         cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_openmetrics_exemplars),
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_invalid_names),
         cmocka_unit_test(test_reregistration),
