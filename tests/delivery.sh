@@ -127,6 +127,9 @@ validate_rendered() {
   # The alerts' behaviour, on the production release's rules (charts/tests/alerts.test.yaml).
   cp charts/tests/alerts.test.yaml "$OUT/"
   (cd "$OUT" && promtool test rules alerts.test.yaml >/dev/null)
+  # The plain rules file the PrometheusRule is built from, and every alert's own tests.
+  promtool check rules charts/agent/alerts/skiff-rules.yaml >/dev/null
+  (cd charts/tests && promtool test rules skiff-rules.test.yaml >/dev/null)
   [ "$n" -gt 0 ] || { say "charts: no object validated"; return 1; }
   say "charts: $n objects valid against the Kubernetes schemas; alert rules checked and tested"
 }
@@ -134,6 +137,7 @@ validate_rendered() {
 charts() {
   "$VENV/bin/python" charts/tests/gen_schemas.py --check
   "$VENV/bin/python" charts/tests/gen_readme_tables.py --check
+  "$VENV/bin/python" charts/tests/gen_dashboards.py --check
   render_all
   validate_rendered
   tests/delivery/apiserver.sh dry-run "$OUT"/*.k8s

@@ -93,6 +93,8 @@ AGENT = obj({
     "prometheusRule": obj({"enabled": BOOL,
                            "consumerLagThreshold": {"type": "integer", "minimum": 0},
                            "consumerLagFor": NONEMPTY, "labels": STRMAP}),
+    "grafanaDashboards": obj({"enabled": BOOL, "namespace": STR, "labels": STRMAP,
+                              "annotations": STRMAP}),
     "networkPolicy": obj({"enabled": BOOL, "metricsFrom": {"type": "array"},
                           "egressPorts": {"type": "array", "items": obj(
                               {"port": PORT, "protocol": {"enum": ["TCP", "UDP", "SCTP"]}},

@@ -6,6 +6,7 @@ written the way the kubelet writes it, and the skiff container's environment.
 
   HELM=... SKIFF_BIN=build/skiff python3 -m pytest charts/tests
 """
+import json
 import os
 import pathlib
 import subprocess
@@ -171,8 +172,22 @@ def test_optional_resources():
     lag = next(r for r in rules if r["alert"] == "SkiffKafkaConsumerLagHigh")
     assert lag["expr"].endswith("> 1000") and lag["for"] == "5m"
     assert 'namespace="underwriting"' in lag["expr"]
+    # One source: the rules are alerts/skiff-rules.yaml's, every selector scoped to the release.
+    plain = yaml.safe_load((AGENT / "alerts" / "skiff-rules.yaml").read_text())
+    plain_rules = plain["groups"][0]["rules"]
+    assert [r["alert"] for r in rules] == [r["alert"] for r in plain_rules]
+    for r, p in zip(rules, plain_rules):
+        assert r["expr"] == p["expr"].replace(
+            'namespace=~".+"', 'namespace="underwriting", pod=~"rel-agent-.*"'), r["alert"]
+        assert r["labels"] == p["labels"] and r["for"] == p["for"], r["alert"]
+    cm = docs[("ConfigMap", "rel-agent-dashboards")]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "skiff"}
+    shipped = {p.name: json.loads(p.read_text()) for p in (AGENT / "dashboards").glob("*.json")}
+    assert len(shipped) == 4 and {k: json.loads(v) for k, v in cm["data"].items()} == shipped
     seed = render(values=AGENT / "examples" / "seed-values.yaml")
-    assert not {k for k, _ in seed} & {"PodMonitor", "PrometheusRule", "NetworkPolicy"}
+    assert not {k for k, _ in seed} & {"PodMonitor", "PrometheusRule", "NetworkPolicy",
+                                       "ConfigMap"}
 
 
 @pytest.mark.parametrize("key", ["admin.address", "handler.socket", "shutdown.grace_period"])
