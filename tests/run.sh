@@ -93,6 +93,10 @@ SKIFF_BIN=$ROOT/build-asan/skiff SKIFF_KAFKA_MOCK_BIN=$ROOT/build/skiff-kafka-mo
 step "tracing: skiff (ASan+UBSan) -> real OpenTelemetry Collector (Kafka records, Zeebe jobs)"
 tests/tracing.sh
 
+step "observability: dashboards, alert rules and exemplars on a real Prometheus scraping skiff (ASan+UBSan)"
+services_ensure devstack/zeebe.sh devstack/kafka.sh devstack/schema-registry.sh
+SKIFF_BIN=$ROOT/build-asan/skiff tests/observability.sh
+
 step "container image: built with buildah from the Dockerfile, tested inside as uid 65532"
 tests/image.sh
 
