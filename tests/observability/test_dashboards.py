@@ -60,8 +60,6 @@ kf = _load_kafka_fixtures()
 EXCUSED = {
     "skiff_tasks_abandoned_total": "needs a handler that dies holding a task "
                                    "(tests/integration/test_jobs.py, tests/kafka cover it)",
-    "skiff_tasks_cancelled_total": "needs a job deadline passing under a handler "
-                                   "(tests/integration/test_faults_slow_handler.py)",
     "skiff_kafka_client_errors_total": "the broker stays healthy during the run",
     "skiff_http_client_request_duration_seconds": "the HTTP peers' latency metrics come with "
                                                   "the obs-trace work, not in every build",
@@ -190,7 +188,7 @@ def run(tmp_path_factory):
         skiff = kf.Skiff(tmp, kafka, [topic], f"obs-{uid}", socket_path=str(tmp / "h.sock"),
                          zeebe__address=os.environ["ZEEBE_ADDRESS"],
                          zeebe__job_types=f"{ok_type},{fail_type}",
-                         zeebe__streaming="true")
+                         zeebe__streaming="true", kafka__task_timeout="1s")
         started.append(skiff.stop)
         recorder = kf.HandlerProc(skiff, [topic], capacity=4)
         started.append(recorder.stop)
@@ -208,7 +206,8 @@ def run(tmp_path_factory):
         # The work is spread over many scrapes: Prometheus' rate() sees the increments
         # between two scrapes of a series, not the first value of a new one.
         # Kafka: records acked, some nacked once then acked, some dead-lettered by the handler,
-        # some not Avro at all (undeliverable, dead-lettered by skiff). Zeebe: jobs completed,
+        # some not Avro at all (undeliverable, dead-lettered by skiff), some slower than
+        # kafka.task_timeout (cancelled under the handler, then dead-lettered). Zeebe: jobs completed,
         # and jobs failed until their retries run out.
         # Every third round writes with a new version of the schema (one more field with a
         # default), which skiff fetches from the registry.
@@ -223,7 +222,8 @@ def run(tmp_path_factory):
                        for i in range(5)]
             if n % 3 == 0:
                 records += [(f"kf{n}", kf.cmd(f"fail-once-{n}", fail=1, **extra), None),
-                            (f"kp{n}", kf.cmd(f"poison-{n}", poison=True, **extra), None)]
+                            (f"kp{n}", kf.cmd(f"poison-{n}", poison=True, **extra), None),
+                            (f"ks{n}", kf.cmd(f"slow-{n}", sleep_ms=1500, **extra), None)]
             kafka.produce(topic, records, schema=schema)
             if n % 3 == 0:
                 kafka.produce(topic, [(f"kx{n}", b"not avro", None)])
@@ -232,7 +232,7 @@ def run(tmp_path_factory):
             if n % 2 == 0:
                 zeebe_client.create_instance(f"obs-fail-{uid}", {"x": n})
             time.sleep(1.5 * SCRAPE_S)
-        sent = rounds * 5 + 3 * ((rounds + 2) // 3)
+        sent = rounds * 5 + 4 * ((rounds + 2) // 3)
 
         kf.wait_until(lambda: skiff.metric("skiff_kafka_records_processed_total", topic=topic)
                       >= sent, what="the Kafka records processed", on_timeout=skiff.tail)
