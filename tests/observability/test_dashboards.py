@@ -58,8 +58,6 @@ kf = _load_kafka_fixtures()
 # Metrics this run cannot produce, with the reason. A query is excused from returning data only
 # when every metric it reads is here; it must still be valid PromQL.
 EXCUSED = {
-    "skiff_tasks_abandoned_total": "needs a handler that dies holding a task "
-                                   "(tests/integration/test_jobs.py, tests/kafka cover it)",
     "skiff_kafka_client_errors_total": "the broker stays healthy during the run",
     "skiff_http_client_request_duration_seconds": "the HTTP peers' latency metrics come with "
                                                   "the obs-trace work, not in every build",
@@ -173,9 +171,11 @@ def run(tmp_path_factory):
     renv = shell_env([str(kf.REGISTRY_SH), "env"])
     kafka = kf.KafkaStack(kenv["KAFKA_BOOTSTRAP"], renv["SCHEMA_REGISTRY_URL"])
     topic, ok_type, fail_type = f"obs.orders.{uid}", f"obs-ok-{uid}", f"obs-fail-{uid}"
+    slow_type = f"obs-slow-{uid}"
     kafka.create_topic(topic, partitions=2)
     kafka.register(f"{topic}-value", kf.CMD_SCHEMA)
-    for pid, job_type in ((f"obs-ok-{uid}", ok_type), (f"obs-fail-{uid}", fail_type)):
+    for pid, job_type in ((f"obs-ok-{uid}", ok_type), (f"obs-fail-{uid}", fail_type),
+                          (f"obs-slow-{uid}", slow_type)):
         path = tmp / f"{pid}.bpmn"
         path.write_text(service_task(pid, job_type, retries=2))
         zeebe_client.deploy(str(path))
@@ -187,19 +187,27 @@ def run(tmp_path_factory):
         kf.free_port = lambda: SKIFF_PORT  # skiff's admin server on the port Prometheus scrapes
         skiff = kf.Skiff(tmp, kafka, [topic], f"obs-{uid}", socket_path=str(tmp / "h.sock"),
                          zeebe__address=os.environ["ZEEBE_ADDRESS"],
-                         zeebe__job_types=f"{ok_type},{fail_type}",
+                         zeebe__job_types=f"{ok_type},{fail_type},{slow_type}",
                          zeebe__streaming="true", kafka__task_timeout="1s")
         started.append(skiff.stop)
         recorder = kf.HandlerProc(skiff, [topic], capacity=4)
         started.append(recorder.stop)
         behave = ROOT / "tests" / "integration" / "handlers" / "behave.py"
-        for job_type, how in ((ok_type, "complete"), (fail_type, "fail")):
+
+        def zeebe_handler(job_type, how, **extra):
             env = dict(os.environ, SKIFF_SOCKET=skiff.socket, JOB_TYPES=job_type, BEHAVE=how,
-                       NAME=f"obs-{how}")
+                       NAME=f"obs-{how}", **extra)
             log = open(tmp / f"behave-{how}.log", "ab")
             proc = subprocess.Popen([sys.executable, str(behave)], env=env, stdout=log,
                                     stderr=log, stdin=subprocess.DEVNULL)
             started.append(lambda p=proc, f=log: (terminate(p, timeout=10), f.close()))
+            return proc
+
+        zeebe_handler(ok_type, "complete")
+        zeebe_handler(fail_type, "fail")
+        # Jobs of slow_type are held by a handler that is killed: skiff gives them back
+        # (abandoned), a new handler takes them, and is killed in turn.
+        sleeper = zeebe_handler(slow_type, "sleep", SLEEP="600")
         skiff.wait_ready()
         t0 = time.time()
 
@@ -231,7 +239,20 @@ def run(tmp_path_factory):
                 zeebe_client.create_instance(f"obs-ok-{uid}", {"x": i})
             if n % 2 == 0:
                 zeebe_client.create_instance(f"obs-fail-{uid}", {"x": n})
+            if n == 0:
+                zeebe_client.create_instance(f"obs-slow-{uid}", {"x": n})
+            if n in (2, 5):
+                before = skiff.metric("skiff_tasks_abandoned_total", source="zeebe")
+                kf.wait_until(lambda: skiff.metric("skiff_zeebe_jobs_in_flight",
+                                                   job_type=slow_type) >= 1,
+                              what="a slow job held by its handler", on_timeout=skiff.tail)
+                sleeper.kill()
+                kf.wait_until(lambda: skiff.metric("skiff_tasks_abandoned_total",
+                                                   source="zeebe") > before,
+                              what="the slow job abandoned", on_timeout=skiff.tail)
+                sleeper = zeebe_handler(slow_type, "sleep", SLEEP="600")
             time.sleep(1.5 * SCRAPE_S)
+        sleeper.kill()  # nothing holds a task at skiff's shutdown
         sent = rounds * 5 + 4 * ((rounds + 2) // 3)
 
         kf.wait_until(lambda: skiff.metric("skiff_kafka_records_processed_total", topic=topic)
