@@ -25,6 +25,7 @@ APT_PACKAGES=(
   librdkafka-dev libavro-dev libcmocka-dev
   prometheus
   python3 python3-pytest python3-grpcio python3-protobuf python3-jsonschema python3-hvac python3-cryptography
+  python3-prometheus-client
   curl ca-certificates
   maven
 )

@@ -336,15 +336,16 @@ static void test_null_label_value(void **state)
 }
 
 /* Runs promtool on text; returns its exit status and fills out with what it printed. */
-static int promtool(const char *text, char *out, size_t outlen)
+/* Runs `command < file holding text`; its output in out, its exit code returned. */
+static int check_with(const char *command, const char *text, char *out, size_t outlen)
 {
     char path[] = "/tmp/skiff-test-metrics-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "promtool check metrics < %s 2>&1", path);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s < %s 2>&1", command, path);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, outlen - 1, p);
@@ -352,6 +353,24 @@ static int promtool(const char *text, char *out, size_t outlen)
     int status = pclose(p);
     unlink(path);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int promtool(const char *text, char *out, size_t outlen)
+{
+    return check_with("promtool check metrics", text, out, outlen);
+}
+
+/* The OpenMetrics parser of the reference Python client (Debian's python3-prometheus-client),
+ * which checks the whole exposition: families, samples, exemplars, "# EOF". */
+#define OM_PARSER                                                                                  \
+    "/usr/bin/python3 -c 'import sys; from prometheus_client.openmetrics.parser import "           \
+    "text_string_to_metric_families as p; fs = list(p(sys.stdin.read())); "                        \
+    "print(sum(1 for f in fs for s in f.samples if s.exemplar), end=\"\")'"
+
+static int have_om_parser(void)
+{
+    return system("/usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' "
+                  ">/dev/null 2>&1") == 0;
 }
 
 static void test_promtool(void **state)
@@ -393,6 +412,60 @@ static void test_promtool(void **state)
     sk_metrics_free(r);
 }
 
+static void test_openmetrics_parser(void **state)
+{
+    (void)state;
+    if (!have_om_parser()) {
+        print_message("OpenMetrics parser not found: install python3-prometheus-client\n");
+        skip();
+    }
+    sk_metrics *r = sk_metrics_new();
+    sk_metric *c = sk_metrics_counter(r, "skiff_tasks_total", "Tasks by \"source\"\\result.\n",
+                                      L("source", "result"));
+    sk_series_add(sk_metric_series(c, L("zeebe", "ok")), 3);
+    sk_series_add(sk_metric_series(c, L("ka\"fka\\\n", "failed")), 1);
+    sk_series_set(sk_metric_series(sk_metrics_gauge(r, "skiff_handlers", "Handlers.", NULL), NULL),
+                  2);
+    sk_metric *g = sk_metrics_gauge(r, "skiff_kafka_lag", "Lag.", L("topic", "partition"));
+    sk_series_set(sk_metric_series(g, L("t", "0")), NAN);
+    sk_series_set(sk_metric_series(g, L("t", "1")), 1e-9);
+    sk_metrics_gauge(r, "skiff_empty", "No series yet.", L("x"));
+    sk_metric *h = sk_metrics_histogram(r, "skiff_task_duration_seconds", "Latency.", L("job_type"),
+                                        sk_metrics_latency_buckets, sk_metrics_latency_nbuckets);
+    for (int i = 0; i < 100; i++)
+        sk_series_observe_exemplar(sk_metric_series(h, L(i % 2 ? "a" : "b\xfe")), i * 0.013,
+                                   i % 3 ? TRACE_A : TRACE_B, i % 3 ? SPAN_A : NULL);
+    sk_series_observe(sk_metric_series(sk_metrics_histogram(r, "skiff_call_seconds", "Calls.", NULL,
+                                                            sk_metrics_latency_buckets,
+                                                            sk_metrics_latency_nbuckets),
+                                       NULL),
+                      0.5);
+    char *text = sk_metrics_render_openmetrics(r, NULL);
+    char out[4096];
+    int rc = check_with(OM_PARSER, text, out, sizeof out);
+    /* The parser reads back every exemplar: one per bucket that was hit (the 50 observations
+     * of each series, 0 to 1.287 s, fall in 7 buckets). */
+    if (rc != 0 || strcmp(out, "14") != 0)
+        fail_msg("OpenMetrics parser exit %d:\n%s\non:\n%s", rc, out, text);
+    free(text);
+    sk_metrics_free(r);
+}
+
+/* The parser refuses what the format forbids, or the test above proves nothing. */
+static void test_openmetrics_parser_catches_bad_text(void **state)
+{
+    (void)state;
+    if (!have_om_parser())
+        skip();
+    char out[4096];
+    const char *good = "# TYPE x counter\nx_total 1 # {trace_id=\"a\"} 1 2.5\n# EOF\n";
+    assert_int_equal(check_with(OM_PARSER, good, out, sizeof out), 0);
+    assert_int_not_equal(check_with(OM_PARSER, "# TYPE x counter\nx_total 1\n", out, sizeof out),
+                         0);
+    assert_int_not_equal(
+        check_with(OM_PARSER, "# TYPE x_total counter\nx_total 1\n# EOF\n", out, sizeof out), 0);
+}
+
 /* promtool itself must catch what we claim to avoid, or the test above proves nothing. */
 static void test_promtool_catches_bad_text(void **state)
 {
@@ -418,6 +491,8 @@ int main(void)
         cmocka_unit_test(test_null_label_value),
         cmocka_unit_test(test_promtool),
         cmocka_unit_test(test_promtool_catches_bad_text),
+        cmocka_unit_test(test_openmetrics_parser),
+        cmocka_unit_test(test_openmetrics_parser_catches_bad_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
