@@ -65,25 +65,25 @@ static int range_quality(const char *params, size_t n, int om)
         while (p < end && (*p == ';' || *p == ' ' || *p == '\t'))
             p++;
         const char *stop = memchr(p, ';', (size_t)(end - p));
-        size_t len = (size_t)((stop ? stop : end) - p);
-        if (len > 2 && !strncasecmp(p, "q=", 2)) {
+        size_t len = (size_t)((stop ? stop : end) - p), plen = len;
+        while (plen && (p[plen - 1] == ' ' || p[plen - 1] == '\t'))
+            plen--;
+        if (plen > 2 && !strncasecmp(p, "q=", 2)) {
             char num[8] = "";
-            memcpy(num, p + 2, len - 2 < sizeof num - 1 ? len - 2 : sizeof num - 1);
-            q = (int)(strtod(num, NULL) * 1000 + 0.5);
-        } else if (om && len > 8 && !strncasecmp(p, "version=", 8) &&
-                   !((len == 13 && !strncmp(p + 8, "1.0.0", 5)) ||
-                     (len == 13 && !strncmp(p + 8, "0.0.1", 5)))) {
+            memcpy(num, p + 2, plen - 2 < sizeof num - 1 ? plen - 2 : sizeof num - 1);
+            double v = strtod(num, NULL);
+            /* NaN, negative and garbage are 0; above 1 is 1 (and never cast out of range). */
+            q = !(v > 0) ? 0 : v >= 1 ? 1000 : (int)(v * 1000 + 0.5);
+        } else if (om && plen > 8 && !strncasecmp(p, "version=", 8) &&
+                   !(plen == 13 && (!strncmp(p + 8, "1.0.0", 5) || !strncmp(p + 8, "0.0.1", 5)))) {
             return -1;
         }
         p += len;
     }
-    return q < 0 ? 0 : q > 1000 ? 1000 : q;
+    return q;
 }
 
-/* 1 when the Accept header prefers OpenMetrics to the text format: its best
- * application/openmetrics-text range has a quality above 0 and at least that of text/plain
- * (or of a wildcard standing for it). Absent or anything else: the text format. */
-static int wants_openmetrics(const char *accept)
+int sk_admin_wants_openmetrics(const char *accept)
 {
     int om = 0, text = 0;
     for (const char *p = accept; p && *p;) {
@@ -111,7 +111,7 @@ static void serve_metrics(sk_admin *a, struct evhttp_request *req)
 {
     size_t len = 0;
     const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
-    int om = wants_openmetrics(accept);
+    int om = sk_admin_wants_openmetrics(accept);
     char *text =
         om ? sk_metrics_render_openmetrics(a->metrics, &len) : sk_metrics_render(a->metrics, &len);
     if (!text) {

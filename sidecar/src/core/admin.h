@@ -17,6 +17,12 @@ typedef int (*sk_admin_ready_cb)(void *ud, char *why, size_t whylen);
 sk_admin *sk_admin_new(struct event_base *base, const char *address, sk_metrics *metrics,
                        sk_admin_ready_cb ready, void *ud, char *err, size_t errlen);
 int sk_admin_port(const sk_admin *a);
+
+/* 1 when an Accept header value (NULL: none) prefers OpenMetrics to the text format: its best
+ * application/openmetrics-text range (version absent, 1.0.0 or 0.0.1) has a quality above 0
+ * and at least that of text/plain, text/ or the full wildcard. Anything else, malformed
+ * included: 0, the text format. Any string is safe. */
+int sk_admin_wants_openmetrics(const char *accept);
 void sk_admin_free(sk_admin *a);
 
 #endif

@@ -146,6 +146,12 @@ static void content_negotiation(fixture *f)
     expect_format(f, "text/plain;q=0.9, application/openmetrics-text;q=0.5", 0);
     expect_format(f, "text/plain;q=0.5, application/openmetrics-text;q=0.9", 1);
     expect_format(f, "application/openmetrics-text;q=garbage;;;,,", 0);
+    expect_format(f, "application/openmetrics-text;q=nan", 0);
+    expect_format(f, "application/openmetrics-text;q=-1", 0);
+    expect_format(f, "application/openmetrics-text;q=inf, text/plain;q=0.9", 1);
+    expect_format(f, "application/openmetrics-text;q=1e300, text/plain", 1);
+    expect_format(f, "application/openmetrics-text ; version=1.0.0 ; q=0.8 , text/plain;q=0.7", 1);
+    expect_format(f, "text/*;q=0.9, application/openmetrics-text;q=0.8", 0);
 }
 
 static void *client(void *arg)
