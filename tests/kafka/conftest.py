@@ -449,7 +449,7 @@ class HandlerProc:
     """handlers/recorder.py in its own process; its JSON-lines output is read by the tests."""
 
     def __init__(self, skiff: Skiff, topics: List[str], capacity: int = 4, sleep_ms: int = 0,
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None, extend_ms: int = 0) -> None:
         self.name = name or f"recorder-{uuid.uuid4().hex[:6]}"
         self.out_path = skiff.tmp / f"{self.name}.jsonl"
         self.log_path = skiff.tmp / f"{self.name}.log"
@@ -458,6 +458,7 @@ class HandlerProc:
             "SKIFF_SOCKET": skiff.socket, "HANDLER_TOPICS": ",".join(topics),
             "HANDLER_OUT": str(self.out_path), "HANDLER_NAME": self.name,
             "HANDLER_CAPACITY": str(capacity), "HANDLER_SLEEP_MS": str(sleep_ms),
+            "HANDLER_EXTEND_MS": str(extend_ms),
             "PYTHONPATH": os.pathsep.join(
                 [str(ROOT / "handler-protocol" / "python")] +
                 ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),

@@ -135,11 +135,17 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+static void poll_batch(sk_kafka *k);
+
+/* Every kafka.commit_interval: the commit, and a poll even when no event woke the loop (every
+ * partition paused, handlers busy): librdkafka counts max.poll.interval.ms from the last poll,
+ * so long handler work never makes this member leave the group. */
 static void commit_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     commit(arg, NULL);
+    poll_batch(arg);
 }
 
 static void assign(sk_kafka *k, rd_kafka_topic_partition_list_t *parts, int coop)
@@ -381,11 +387,11 @@ void kconsumer_release(krec *r)
 
 static int register_metrics(sk_kafka *k)
 {
-    static const char *const topic[] = {"topic", NULL},
-                             *const outcome[] = {"topic", "outcome", NULL},
-                             *const reason[] = {"topic", "reason", NULL},
-                             *const part[] = {"topic", "partition", NULL},
-                             *const result[] = {"result", NULL}, *const code[] = {"code", NULL};
+    static const char *const
+        topic[] = {"topic", NULL},
+        *const outcome[] = {"topic", "outcome", NULL}, *const reason[] = {"topic", "reason", NULL},
+        *const part[] = {"topic", "partition", NULL}, *const result[] = {"result", NULL},
+        *const code[] = {"code", NULL}, *const outcome_result[] = {"topic", "result", NULL};
     sk_metrics *m = k->metrics;
     k->m_received = sk_metrics_counter(m, "skiff_kafka_records_received_total",
                                        "Records read from Kafka, by topic.", topic);
@@ -420,16 +426,34 @@ static int register_metrics(sk_kafka *k)
     k->m_hdrdrop = sk_metrics_counter(
         m, "skiff_kafka_headers_dropped_total",
         "Record headers left out of the task frame because their name is not valid UTF-8.", topic);
+    k->m_extends = sk_metrics_counter(
+        m, "skiff_kafka_extends_total",
+        "Handlers' extends of Kafka tasks, by topic and result: ok, not_found (partition "
+        "revoked), rejected (timeout_ms above 24 h).",
+        outcome_result);
     return k->m_received && k->m_processed && k->m_redeliver && k->m_dead && k->m_lag &&
-                   k->m_paused && k->m_held && k->m_commits && k->m_errors && k->m_hdrdrop
+                   k->m_paused && k->m_held && k->m_commits && k->m_errors && k->m_hdrdrop &&
+                   k->m_extends
                ? 0
                : -1;
 }
 
+/* Sets a librdkafka millisecond setting. */
+static int conf_ms(rd_kafka_conf_t *c, const char *name, int64_t ms, char *err, size_t errlen)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%lld", (long long)ms);
+    return kconf_set(c, name, v, err, errlen);
+}
+
 static rd_kafka_conf_t *consumer_conf(sk_kafka *k, char *err, size_t errlen)
 {
+    const sk_config *cfg = k->cfg;
     rd_kafka_conf_t *c = kconf_new(k, err, errlen);
-    if (!c || kconf_set(c, "group.id", k->cfg->kafka_group_id, err, errlen) ||
+    if (!c || kconf_set(c, "group.id", cfg->kafka_group_id, err, errlen) ||
+        conf_ms(c, "session.timeout.ms", cfg->kafka_session_timeout_ms, err, errlen) ||
+        conf_ms(c, "heartbeat.interval.ms", cfg->kafka_heartbeat_ms, err, errlen) ||
+        conf_ms(c, "max.poll.interval.ms", cfg->kafka_max_poll_ms, err, errlen) ||
         kconf_set(c, "enable.auto.commit", "false", err, errlen) ||
         kconf_set(c, "enable.auto.offset.store", "false", err, errlen) ||
         kconf_set(c, "auto.offset.reset", "earliest", err, errlen) ||

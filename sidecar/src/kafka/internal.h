@@ -71,6 +71,7 @@ struct sk_kafka {
     sk_metric *m_commits;        /* by result */
     sk_metric *m_errors;         /* client errors, by code */
     sk_metric *m_hdrdrop;        /* headers a task frame cannot carry, by topic */
+    sk_metric *m_extends;        /* handlers' extends, by topic and result */
 };
 
 /* An assigned partition. */
@@ -125,6 +126,8 @@ void kconsumer_pump_soon(sk_kafka *k);
 void kconsumer_release(krec *r);
 
 /* ---- records.c ---- */
+#define KREC_MAX_EXTEND_MS (24 * 3600 * 1000LL) /* an extend asks for at most this much time */
+
 /* A record just polled: pushed to its partition's queue and decoded (possibly after a schema
  * lookup). Takes msg. */
 void krec_arrive(kpart *p, rd_kafka_message_t *msg);
