@@ -9,11 +9,14 @@
 
 #include <event2/event.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "kafka/internal.h"
 
 #define POLL_BATCH 1000       /* records per loop turn, then the loop serves others */
 #define STATS_INTERVAL "5000" /* ms between statistics (consumer lag) */
+#define COMMIT_STUCK_S 10.0   /* an unanswered commit is no longer waited for after this */
+#define RECOMMIT_S 30.0       /* positions committed again after an outage (see commit()) */
 
 static kpart *part_find(sk_kafka *k, const char *topic, int32_t partition)
 {
@@ -94,21 +97,42 @@ static void set_paused(kpart *p, int paused)
     sk_series_add(p->m_paused, paused ? 1 : -1);
 }
 
-/* Commits the position of p, or of every partition still ours when p is NULL (async). */
-static void commit(sk_kafka *k, kpart *only)
+/* Commits the position of p, or of every partition still ours when p is NULL (async).
+ *
+ * The periodic commit waits while an earlier one is unanswered: two commit requests in flight
+ * can reach the coordinator in the other order (an OffsetCommit cut off by a broker outage is
+ * retried by librdkafka after a newer one went through), and the older offset would then stay
+ * committed while p->committed says the newer one is: the commit would stall until the next
+ * ack. One request at a time, each answered before the next, keeps the coordinator's order
+ * ours. A revocation or the final commit (force) goes at once: it is the last word for those
+ * partitions. A commit unanswered for COMMIT_STUCK_S is no longer waited for.
+ *
+ * After a broker outage or a failed commit, what the coordinator holds is not known for sure
+ * (a request cut off by the outage may still be retried by librdkafka): for RECOMMIT_S every
+ * position is committed again, also those counted as committed, so that the last commit the
+ * coordinator applies is a current one. */
+static void commit(sk_kafka *k, kpart *only, int force)
 {
+    double now = sk_mono_s();
+    if (!force && k->commits_inflight > 0 && now - k->commit_sent_at < COMMIT_STUCK_S)
+        return;
+    int again = now < k->recommit_until;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
     for (kpart *p = k->parts; p; p = p->next) {
         if ((only && p != only) || (!only && p->revoked))
             continue;
         int64_t pos = sk_partq_position(p->q);
-        if (pos >= 0 && pos > p->committed)
+        if (pos >= 0 && (pos > p->committed || (again && pos == p->committed)))
             rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = pos;
     }
     if (l->cnt > 0) {
         rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, 1);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
             SK_WARN("kafka", "commit not sent: %s", rd_kafka_err2str(e));
+        if (!e) {
+            k->commits_inflight++;
+            k->commit_sent_at = now;
+        }
     }
     rd_kafka_topic_partition_list_destroy(l);
 }
@@ -118,12 +142,16 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     (void)rk;
     sk_kafka *k = opaque;
+    if (k->commits_inflight > 0)
+        k->commits_inflight--;
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
         return;
     const char *const labels[] = {err ? "error" : "ok", NULL};
     sk_series_add(sk_metric_series(k->m_commits, labels), 1);
-    if (err)
+    if (err) {
         SK_WARN("kafka", "offset commit failed: %s", rd_kafka_err2str(err));
+        k->recommit_until = sk_mono_s() + RECOMMIT_S;
+    }
     /* A failed request may leave the partitions' own errors unset: nothing of it counts as
      * committed, so the next tick sends those positions again. */
     for (int i = 0; !err && offsets && i < offsets->cnt; i++) {
@@ -144,7 +172,7 @@ static void commit_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    commit(arg, NULL);
+    commit(arg, NULL, 0);
     poll_batch(arg);
 }
 
@@ -185,7 +213,7 @@ static void collect_rec(void *ctx, int64_t offset, void *ud)
 static void revoke_part(sk_kafka *k, kpart *p, int lost)
 {
     if (!lost)
-        commit(k, p);
+        commit(k, p, 1);
     p->revoked = 1;
     sk_series_set(p->m_lag, 0);
     if (p->paused)
@@ -269,6 +297,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     }
     SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("client", "consumer"), "%s: %s",
            rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        k->recommit_until = sk_mono_s() + RECOMMIT_S; /* see commit() */
     if (err == RD_KAFKA_RESP_ERR__SSL || err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
         err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         snprintf(k->last_error, sizeof k->last_error, "%s: %s",
@@ -525,7 +555,7 @@ void kconsumer_stop(sk_kafka *k)
 void kconsumer_close(sk_kafka *k)
 {
     k->closing = 1;
-    commit(k, NULL);
+    commit(k, NULL, 1);
     rd_kafka_error_t *e = rd_kafka_consumer_close_queue(k->rk, k->queue);
     if (e) {
         SK_WARN("kafka", "leaving the group: %s", rd_kafka_error_string(e));

@@ -51,6 +51,9 @@ struct sk_kafka {
     kpart *parts;          /* assigned partitions, and revoked ones still holding records */
     struct pcall *calls;   /* produce calls waiting for a schema */
     uint64_t serial;       /* task ids */
+    int commits_inflight;  /* commits sent and not yet answered (commit_cb) */
+    double commit_sent_at; /* sk_mono_s() of the last one sent */
+    double recommit_until; /* sk_mono_s() until which every position is committed again */
     size_t running;        /* records with a handler or being dead-lettered */
     int assigned_once;     /* a first assignment happened */
     int stopping, closing; /* sk_kafka_stop called; group leave started */
