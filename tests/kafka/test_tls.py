@@ -3,7 +3,11 @@ SKIFF_KAFKA_TLS_DIR: an SSL listener with ssl.client.auth=required and a SASL_SS
 SCRAM-SHA-512 and PLAIN users) and the registry stand-in over HTTPS requiring a client
 certificate; certificates made per run by devstack/certs.sh. Both are checked with the official
 clients (confluent-kafka) first. Records are written through the broker's PLAINTEXT listener by
-the official AvroSerializer, and skiff reads them over the secure listener under test."""
+the official AvroSerializer, and skiff reads them over the secure listener under test.
+
+The HTTPS registry is the stand-in, not Apicurio: devstack starts Apicurio over plain HTTP only
+(serving it over HTTPS with a required client certificate, through Quarkus' TLS settings, is not
+set up yet), and the stand-in does it in 0.1 s."""
 from __future__ import annotations
 
 import os
