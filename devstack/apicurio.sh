@@ -133,6 +133,11 @@ do_start() {
   local port
   for port in "$AP_PORT" "$AP_MGMT_PORT"; do
     if port_in_use "$AP_HOST" "$port"; then
+      if curl -fsS --max-time 2 "$BASE/subjects" >/dev/null 2>&1; then
+        devstack_die "the schema registry stand-in (the previous default) runs on" \
+          "$AP_HOST:$port: stop it first (SKIFF_SCHEMA_REGISTRY_IMPL=standin" \
+          "devstack/schema-registry.sh stop)"
+      fi
       devstack_die "port $AP_HOST:$port is already in use (SKIFF_SCHEMA_REGISTRY_PORT moves it)"
     fi
   done
