@@ -491,7 +491,9 @@ const row sk_config_table[NROWS] = {
      .help = "librdkafka's `max.poll.interval.ms`: the consumer leaves the group when skiff's "
              "loop has not polled for this long, then rejoins. skiff polls on its loop whatever "
              "handlers do (a record's work is bounded by `kafka.task_timeout` and `extend`, not "
-             "by this), so only a stalled skiff reaches it. At least `kafka.session_timeout`."},
+             "by this), so only a stalled skiff reaches it. It is also the rebalance timeout "
+             "librdkafka sends when joining the group: how long the coordinator waits for the "
+             "members to rejoin during a rebalance. At least `kafka.session_timeout`."},
     {.key = "kafka.delivery_timeout",
      .type = T_DURATION,
      .def = "2m",
