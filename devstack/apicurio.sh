@@ -154,7 +154,7 @@ do_start() {
     exec setsid "$java" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
       -Dquarkus.http.host="$AP_HOST" -Dquarkus.http.port="$AP_PORT" \
       -Dquarkus.management.host="$AP_HOST" -Dquarkus.management.port="$AP_MGMT_PORT" \
-      -Dquarkus.log.console.color=false -jar "$AP_HOME/quarkus-run.jar"
+      -jar "$AP_HOME/quarkus-run.jar"
   ) >>"$AP_LOG" 2>&1 </dev/null &
   pid=$!
   printf '%s\n' "$pid" >"$AP_PIDFILE"

@@ -3,7 +3,7 @@
 # Apicurio Registry (devstack/apicurio.sh runs it: this script hands every command over to it).
 # With SKIFF_SCHEMA_REGISTRY_IMPL=standin: the STAND-IN below (devstack/kafka/schema_registry.py,
 # Python standard library), for the tests that need what Apicurio does not do here (a restart
-# keeping the schemas and their ids in 0.1 s, HTTPS with client certificates; see
+# keeping the schemas and their ids in 0.1 s, HTTPS requiring client certificates; see
 # devstack/README.md). AVRO only; compatibility (BACKWARD by default) is really checked with
 # Avro's resolution rules.
 #

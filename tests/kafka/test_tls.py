@@ -5,9 +5,9 @@ certificate; certificates made per run by devstack/certs.sh. Both are checked wi
 clients (confluent-kafka) first. Records are written through the broker's PLAINTEXT listener by
 the official AvroSerializer, and skiff reads them over the secure listener under test.
 
-The HTTPS registry is the stand-in, not Apicurio: devstack starts Apicurio over plain HTTP only
-(serving it over HTTPS with a required client certificate, through Quarkus' TLS settings, is not
-set up yet), and the stand-in does it in 0.1 s."""
+The HTTPS registry is the stand-in, not Apicurio: Apicurio serves HTTPS but cannot require a
+client certificate (its build fixes quarkus.http.ssl.client-auth to NONE), which this test
+needs (devstack/README.md)."""
 from __future__ import annotations
 
 import os
