@@ -6,9 +6,9 @@
 (bench/run.sh runs it after the Zeebe benchmark; any python3 works too: the script re-runs
 itself with devstack's Kafka clients venv, confluent-kafka + fastavro, when they are missing.)
 
-It starts its own Kafka broker (devstack/kafka.sh, KRaft, port 29192) and schema registry
-stand-in (devstack/schema-registry.sh, port 28181) unless --bootstrap and --registry name
-running ones, and stops what it started at the end. Then, with the official clients:
+It starts its own Kafka broker (devstack/kafka.sh, KRaft, port 29192) and Schema Registry
+(devstack/schema-registry.sh: Apicurio Registry, ports 28181-28182) unless --bootstrap and
+--registry name running ones, and stops what it started at the end. Then, with the official clients:
 
   pre-load  one topic (--partitions 6) gets --records N Avro records of a business event
             (OrderPlaced: 10 fields incl. a uuid, an enum, a decimal, a timestamp-millis, a
@@ -244,8 +244,9 @@ class Stack:
         self.bootstrap = kenv["KAFKA_BOOTSTRAP"]
         self.registry = renv["SCHEMA_REGISTRY_URL"]
         self.broker_pid = read_pid(Path(kenv["SKIFF_KAFKA_RUN_DIR"]) / "kafka.pid")
-        self.registry_pid = read_pid(Path(renv["SKIFF_SCHEMA_REGISTRY_LOG"]).parent /
-                                     "schema-registry.pid")
+        log_dir = Path(renv["SKIFF_SCHEMA_REGISTRY_LOG"]).parent
+        self.registry_pid = (read_pid(log_dir / "apicurio.pid") or
+                             read_pid(log_dir / "schema-registry.pid"))
         status = subprocess.run([str(KAFKA_SH), "status"], env=env, capture_output=True,
                                 text=True).stdout.split()
         if len(status) > 1 and status[0] == "kafka":
@@ -263,7 +264,7 @@ class Kafka:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.admin = AdminClient({"bootstrap.servers": stack.bootstrap})
-        self.sr = SchemaRegistryClient({"url": stack.registry})
+        self.sr = SchemaRegistryClient({"url": stack.registry, "timeout": 30})
         self.serializer = AvroSerializer(self.sr, json.dumps(ORDER_SCHEMA))
         self.topics: List[str] = []
 
@@ -884,8 +885,8 @@ def machine(stack: Stack, args: argparse.Namespace) -> List[Tuple[str, str]]:
         ("Kafka", "%s (devstack broker: KRaft, one node, %s; JIT `%s`; %s)" % (
             stack.kafka_version, stack.bootstrap, os.environ.get("SKIFF_KAFKA_JIT", "fast"),
             java or "java ?") if stack.own else "%s (given with --bootstrap)" % stack.bootstrap),
-        ("schema registry", "devstack stand-in (`devstack/kafka/schema_registry.py`), %s"
-         % stack.registry),
+        ("schema registry", "Apicurio Registry (`devstack/apicurio.sh`), %s" % stack.registry
+         if "/apis/ccompat/" in stack.registry else "%s" % stack.registry),
         ("skiff", "commit %s, Release build (`%s`, %s), librdkafka %s (Debian)" % (
             skiff_commit(), os.path.relpath(args.skiff, ROOT), cc[0] if cc else "cc",
             rdkafka or "?")),

@@ -2,8 +2,8 @@
 # The skiff demo: the real Zeebe broker, skiff, a Python and a Node handler run the
 # underwriting process (examples/underwriting) for a batch of applications; the Node handler
 # announces each issued policy on Kafka (business.policy.issued.v1, Avro, through skiff) and a
-# Python handler consumes those events through the same skiff (a real Kafka broker and the
-# schema registry stand-in, devstack/kafka.sh and devstack/schema-registry.sh). Prints what
+# Python handler consumes those events through the same skiff (a real Kafka broker and a real
+# Schema Registry, Apicurio: devstack/kafka.sh and devstack/schema-registry.sh). Prints what
 # happened and shuts down what it started. Installs what it needs first (idempotent; the Kafka
 # broker's jars on its first start).
 #

@@ -9,7 +9,7 @@ security.plaintext=refuse, so a plaintext peer stops it at start-up:
 - Kafka over its SSL listener with a client certificate (kafka.sh with SKIFF_KAFKA_TLS_DIR,
   ssl.client.auth=required);
 - the Schema Registry over HTTPS with a client certificate (schema-registry.sh with
-  SKIFF_SCHEMA_REGISTRY_TLS_DIR);
+  SKIFF_SCHEMA_REGISTRY_TLS_DIR: the stand-in, SKIFF_SCHEMA_REGISTRY_IMPL=standin);
 - Keycloak's token endpoint over HTTPS (keycloak.sh with SKIFF_KEYCLOAK_TLS_DIR), verified with
   oauth.ca_file; the token proxy fetches the JWKS over HTTPS too.
 Certificates are made afresh by devstack/certs.sh. The demo's own tools (zbctl, the Kafka
@@ -51,7 +51,9 @@ class SecureStep:
         os.environ.update(SKIFF_ZEEBE_TLS_CERT=str(c / "server-chain.pem"),
                           SKIFF_ZEEBE_TLS_KEY=str(c / "server.key"),
                           SKIFF_ZEEBE_TLS_CA=str(c / "ca.pem"), SKIFF_KAFKA_TLS_DIR=str(c),
-                          SKIFF_SCHEMA_REGISTRY_TLS_DIR=str(c), SKIFF_KEYCLOAK_TLS_DIR=str(c))
+                          SKIFF_SCHEMA_REGISTRY_TLS_DIR=str(c), SKIFF_KEYCLOAK_TLS_DIR=str(c),
+                          # HTTPS with client certificates: the stand-in (devstack/README.md)
+                          SKIFF_SCHEMA_REGISTRY_IMPL="standin")
         (c / "client-secret").write_text(CLIENT_SECRET + "\n")  # a Kubernetes Secret volume
         self.say(f"certificates by devstack/certs.sh in {c} (a test CA, server and client)")
 

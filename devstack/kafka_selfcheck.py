@@ -6,7 +6,8 @@
 Run it with any Python 3: it installs the clients first (`devstack/kafka.sh install`: a venv
 under $SKIFF_CACHE/kafka/ with confluent-kafka and fastavro) and re-runs itself with the venv's
 interpreter. It starts the broker (devstack/kafka.sh) and the registry
-(devstack/schema-registry.sh), unless --no-start, and then, with the official clients:
+(devstack/schema-registry.sh: Apicurio Registry, or the stand-in with
+SKIFF_SCHEMA_REGISTRY_IMPL=standin), unless --no-start, and then, with the official clients:
 
   - confluent-kafka's AdminClient: cluster metadata, create a topic, list topics;
   - auto topic creation is off: producing to a missing topic fails and creates nothing;
@@ -44,6 +45,11 @@ from devstack_env import shell_env  # noqa: E402  (devstack/devstack_env.py)
 
 KAFKA_SH = os.path.join(HERE, "kafka.sh")
 REGISTRY_SH = os.path.join(HERE, "schema-registry.sh")
+
+
+def sr_conf(url):
+    """A registry client's settings: no request waits forever (httpx's default)."""
+    return {"url": url, "timeout": 30}
 
 
 def ensure_venv():
@@ -253,7 +259,7 @@ def main():
           flush=True)
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    sr = SchemaRegistryClient({"url": sr_url})
+    sr = SchemaRegistryClient(sr_conf(sr_url))
 
     # --- Kafka: admin ----------------------------------------------------------------------
     def cluster_metadata():
@@ -306,16 +312,16 @@ def main():
 
     def sr_register():
         ids["v1"] = sr.register_schema(conf_subject, v1)
-        fresh = SchemaRegistryClient({"url": sr_url})
+        fresh = SchemaRegistryClient(sr_conf(sr_url))
         expect(fresh.register_schema(conf_subject, v1) == ids["v1"], "re-register: new id")
         got = fresh.get_schema(ids["v1"])
         expect(json.loads(got.schema_str) == QUOTE_V1, "GET /schemas/ids: schema differs")
         return f"id {ids['v1']}"
 
     def sr_lookup():
-        reg = SchemaRegistryClient({"url": sr_url}).lookup_schema(conf_subject, v1)
+        reg = SchemaRegistryClient(sr_conf(sr_url)).lookup_schema(conf_subject, v1)
         expect(reg.schema_id == ids["v1"] and reg.version == 1, f"lookup: {reg}")
-        latest = SchemaRegistryClient({"url": sr_url}).get_latest_version(conf_subject)
+        latest = SchemaRegistryClient(sr_conf(sr_url)).get_latest_version(conf_subject)
         expect(latest.version == 1 and latest.schema_id == ids["v1"], f"latest: {latest}")
         expect(sr.get_version(conf_subject, 1).schema_id == ids["v1"], "version 1")
         expect(conf_subject in sr.get_subjects(), "GET /subjects")
@@ -355,7 +361,7 @@ def main():
           lambda: sr.register_schema(conf_subject, bad), 409, 409)
     c.run("SchemaRegistryClient: register compatible v2", sr_register_v2)
     c.run("SchemaRegistryClient: unknown id -> 40403", expect_sr_error,
-          lambda: SchemaRegistryClient({"url": sr_url}).get_schema(987654), 404, 40403)
+          lambda: SchemaRegistryClient(sr_conf(sr_url)).get_schema(987654), 404, 40403)
     c.run("SchemaRegistryClient: unknown version -> 40402", expect_sr_error,
           lambda: sr.get_version(conf_subject, 99), 404, 40402)
     c.run("SchemaRegistryClient: invalid schema -> 42201", expect_sr_error,
@@ -401,7 +407,7 @@ def main():
         return f"subject {subject} -> id {latest.schema_id}"
 
     def consume():
-        de = AvroDeserializer(SchemaRegistryClient({"url": sr_url}))
+        de = AvroDeserializer(SchemaRegistryClient(sr_conf(sr_url)))
         keyde = StringDeserializer("utf_8")
         cons = Consumer({"bootstrap.servers": bootstrap, "group.id": f"devstack-{run_id}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,

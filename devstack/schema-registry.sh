@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# skiff devstack: a Confluent-compatible Schema Registry on loopback. A STAND-IN
-# (devstack/kafka/schema_registry.py, Python standard library): Karapace is not on PyPI and
-# Confluent's registry is not on Maven Central (docs/adr/0005-devstack-kafka.md). AVRO only;
-# compatibility (BACKWARD by default) is really checked with Avro's resolution rules.
+# skiff devstack: a Confluent-compatible Schema Registry on loopback. By default the real one,
+# Apicurio Registry (devstack/apicurio.sh runs it: this script hands every command over to it).
+# With SKIFF_SCHEMA_REGISTRY_IMPL=standin: the STAND-IN below (devstack/kafka/schema_registry.py,
+# Python standard library), for the tests that need what Apicurio does not do here (a restart
+# keeping the schemas and their ids in 0.1 s, HTTPS requiring client certificates; see
+# devstack/README.md). AVRO only; compatibility (BACKWARD by default) is really checked with
+# Avro's resolution rules.
 #
 #   schema-registry.sh start     clean start (no schemas; stops one this script started on
 #                                the same port first), waits until it answers; with
@@ -20,6 +23,16 @@
 # (server.pem) and requires a client certificate signed by its ca.pem.
 # Settings (environment): see devstack/README.md.
 set -euo pipefail
+
+case "${SKIFF_SCHEMA_REGISTRY_IMPL:-apicurio}" in
+  apicurio) exec "$(dirname "${BASH_SOURCE[0]}")/apicurio.sh" "$@" ;;
+  standin) ;;
+  *)
+    printf 'devstack: error: SKIFF_SCHEMA_REGISTRY_IMPL=%s: expected apicurio or standin\n' \
+      "$SKIFF_SCHEMA_REGISTRY_IMPL" >&2
+    exit 2
+    ;;
+esac
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -48,7 +61,7 @@ if [ -n "$SR_TLS_DIR" ]; then
 fi
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

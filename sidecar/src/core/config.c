@@ -691,6 +691,10 @@ static void cross_check(ctx *c)
                   cfg->zeebe_backoff_max_ms);
     check_at_most(c, "kafka.retry_backoff_initial", cfg->kafka_backoff_initial_ms,
                   "kafka.retry_backoff_max", cfg->kafka_backoff_max_ms);
+    check_at_most(c, "kafka.heartbeat_interval", cfg->kafka_heartbeat_ms, "kafka.session_timeout",
+                  cfg->kafka_session_timeout_ms);
+    check_at_most(c, "kafka.session_timeout", cfg->kafka_session_timeout_ms,
+                  "kafka.max_poll_interval", cfg->kafka_max_poll_ms);
     check_kafka(c);
     sk_config_check_security(c);
 }

@@ -103,6 +103,9 @@ typedef struct sk_config {
     int64_t kafka_commit_interval_ms;  /* kafka.commit_interval */
     int64_t kafka_max_buffered;        /* kafka.max_buffered (records per partition) */
     int64_t kafka_delivery_timeout_ms; /* kafka.delivery_timeout */
+    int64_t kafka_session_timeout_ms;  /* kafka.session_timeout */
+    int64_t kafka_heartbeat_ms;        /* kafka.heartbeat_interval */
+    int64_t kafka_max_poll_ms;         /* kafka.max_poll_interval */
     int kafka_compression[4];          /* kafka.compression_* by sk_topic_class */
     int kafka_oauthbearer;             /* kafka.oauthbearer */
     char *kafka_oauthbearer_audience;  /* kafka.oauthbearer_audience */

@@ -461,6 +461,39 @@ const row sk_config_table[NROWS] = {
              "is paused, and resumed at half. It is also paused at ten times this number of "
              "records not yet committable (behind a record still in retry), and while no "
              "handler serves its topic."},
+    {.key = "kafka.session_timeout",
+     .type = T_DURATION,
+     .def = "45s",
+     .min = SEC,
+     .max = HOUR,
+     .off = OFF(kafka_session_timeout_ms),
+     .help = "Consumer group session timeout (librdkafka's `session.timeout.ms`): a member "
+             "that sends no heartbeat for this long (crashed, cut off) is removed and its "
+             "partitions go to the others: the time after which records of a dead instance are "
+             "delivered again. Brokers accept 6s..30m by default (`group.min/max.session."
+             "timeout.ms`). Long handler work does not need it raised: heartbeats do not wait "
+             "for handlers (see `kafka.task_timeout` and `extend`)."},
+    {.key = "kafka.heartbeat_interval",
+     .type = T_DURATION,
+     .def = "3s",
+     .min = 10,
+     .max = HOUR,
+     .off = OFF(kafka_heartbeat_ms),
+     .help = "How often the consumer tells the group coordinator it is alive (librdkafka's "
+             "`heartbeat.interval.ms`); also how soon it learns that the group rebalances and "
+             "rejoins. Below `kafka.session_timeout` (a third of it or less is usual)."},
+    {.key = "kafka.max_poll_interval",
+     .type = T_DURATION,
+     .def = "5m",
+     .min = SEC,
+     .max = 24 * HOUR,
+     .off = OFF(kafka_max_poll_ms),
+     .help = "librdkafka's `max.poll.interval.ms`: the consumer leaves the group when skiff's "
+             "loop has not polled for this long, then rejoins. skiff polls on its loop whatever "
+             "handlers do (a record's work is bounded by `kafka.task_timeout` and `extend`, not "
+             "by this), so only a stalled skiff reaches it. It is also the rebalance timeout "
+             "librdkafka sends when joining the group: how long the coordinator waits for the "
+             "members to rejoin during a rebalance. At least `kafka.session_timeout`."},
     {.key = "kafka.delivery_timeout",
      .type = T_DURATION,
      .def = "2m",

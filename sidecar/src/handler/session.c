@@ -336,9 +336,10 @@ static void on_hello(sk_session *s, const sk_msg *m)
     event_del(s->timer);
     char session[32];
     snprintf(session, sizeof(session), "s-%lu", s->serial);
-    json_t *w = json_pack("{s:s, s:i, s:s, s:I, s:[s, s], s:o}", "type", "welcome", "version", 1,
-                          "session", session, "max_frame", (json_int_t)s->opts.max_frame,
-                          "features", "cancel", "extend", "methods", sk_dispatcher_methods(s->d));
+    json_t *w =
+        json_pack("{s:s, s:i, s:s, s:I, s:[s, s, s], s:o}", "type", "welcome", "version", 1,
+                  "session", session, "max_frame", (json_int_t)s->opts.max_frame, "features",
+                  "cancel", "extend", "kafka_extend", "methods", sk_dispatcher_methods(s->d));
     if (w)
         sk_session_send(s, w);
     json_decref(w);

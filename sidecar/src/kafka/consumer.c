@@ -9,11 +9,14 @@
 
 #include <event2/event.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "kafka/internal.h"
 
 #define POLL_BATCH 1000       /* records per loop turn, then the loop serves others */
 #define STATS_INTERVAL "5000" /* ms between statistics (consumer lag) */
+#define COMMIT_STUCK_S 10.0   /* an unanswered commit is no longer waited for after this */
+#define RECOMMIT_S 30.0       /* positions committed again after an outage (see commit()) */
 
 static kpart *part_find(sk_kafka *k, const char *topic, int32_t partition)
 {
@@ -94,21 +97,42 @@ static void set_paused(kpart *p, int paused)
     sk_series_add(p->m_paused, paused ? 1 : -1);
 }
 
-/* Commits the position of p, or of every partition still ours when p is NULL (async). */
-static void commit(sk_kafka *k, kpart *only)
+/* Commits the position of p, or of every partition still ours when p is NULL (async).
+ *
+ * The periodic commit waits while an earlier one is unanswered: two commit requests in flight
+ * can reach the coordinator in the other order (an OffsetCommit cut off by a broker outage is
+ * retried by librdkafka after a newer one went through), and the older offset would then stay
+ * committed while p->committed says the newer one is: the commit would stall until the next
+ * ack. One request at a time, each answered before the next, keeps the coordinator's order
+ * ours. A revocation or the final commit (force) goes at once: it is the last word for those
+ * partitions. A commit unanswered for COMMIT_STUCK_S is no longer waited for.
+ *
+ * After a broker outage or a failed commit, what the coordinator holds is not known for sure
+ * (a request cut off by the outage may still be retried by librdkafka): for RECOMMIT_S every
+ * position is committed again, also those counted as committed, so that the last commit the
+ * coordinator applies is a current one. */
+static void commit(sk_kafka *k, kpart *only, int force)
 {
+    double now = sk_mono_s();
+    if (!force && k->commits_inflight > 0 && now - k->commit_sent_at < COMMIT_STUCK_S)
+        return;
+    int again = now < k->recommit_until;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
     for (kpart *p = k->parts; p; p = p->next) {
         if ((only && p != only) || (!only && p->revoked))
             continue;
         int64_t pos = sk_partq_position(p->q);
-        if (pos >= 0 && pos > p->committed)
+        if (pos >= 0 && (pos > p->committed || (again && pos == p->committed)))
             rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = pos;
     }
     if (l->cnt > 0) {
         rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, 1);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
             SK_WARN("kafka", "commit not sent: %s", rd_kafka_err2str(e));
+        if (!e) {
+            k->commits_inflight++;
+            k->commit_sent_at = now;
+        }
     }
     rd_kafka_topic_partition_list_destroy(l);
 }
@@ -118,12 +142,16 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     (void)rk;
     sk_kafka *k = opaque;
+    if (k->commits_inflight > 0)
+        k->commits_inflight--;
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
         return;
     const char *const labels[] = {err ? "error" : "ok", NULL};
     sk_series_add(sk_metric_series(k->m_commits, labels), 1);
-    if (err)
+    if (err) {
         SK_WARN("kafka", "offset commit failed: %s", rd_kafka_err2str(err));
+        k->recommit_until = sk_mono_s() + RECOMMIT_S;
+    }
     /* A failed request may leave the partitions' own errors unset: nothing of it counts as
      * committed, so the next tick sends those positions again. */
     for (int i = 0; !err && offsets && i < offsets->cnt; i++) {
@@ -135,11 +163,17 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+static void poll_batch(sk_kafka *k);
+
+/* Every kafka.commit_interval: the commit, and a poll even when no event woke the loop (every
+ * partition paused, handlers busy): librdkafka counts max.poll.interval.ms from the last poll,
+ * so long handler work never makes this member leave the group. */
 static void commit_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    commit(arg, NULL);
+    commit(arg, NULL, 0);
+    poll_batch(arg);
 }
 
 static void assign(sk_kafka *k, rd_kafka_topic_partition_list_t *parts, int coop)
@@ -179,7 +213,7 @@ static void collect_rec(void *ctx, int64_t offset, void *ud)
 static void revoke_part(sk_kafka *k, kpart *p, int lost)
 {
     if (!lost)
-        commit(k, p);
+        commit(k, p, 1);
     p->revoked = 1;
     sk_series_set(p->m_lag, 0);
     if (p->paused)
@@ -263,6 +297,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     }
     SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("client", "consumer"), "%s: %s",
            rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        k->recommit_until = sk_mono_s() + RECOMMIT_S; /* see commit() */
     if (err == RD_KAFKA_RESP_ERR__SSL || err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
         err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         snprintf(k->last_error, sizeof k->last_error, "%s: %s",
@@ -381,11 +417,11 @@ void kconsumer_release(krec *r)
 
 static int register_metrics(sk_kafka *k)
 {
-    static const char *const topic[] = {"topic", NULL},
-                             *const outcome[] = {"topic", "outcome", NULL},
-                             *const reason[] = {"topic", "reason", NULL},
-                             *const part[] = {"topic", "partition", NULL},
-                             *const result[] = {"result", NULL}, *const code[] = {"code", NULL};
+    static const char *const
+        topic[] = {"topic", NULL},
+        *const outcome[] = {"topic", "outcome", NULL}, *const reason[] = {"topic", "reason", NULL},
+        *const part[] = {"topic", "partition", NULL}, *const result[] = {"result", NULL},
+        *const code[] = {"code", NULL}, *const outcome_result[] = {"topic", "result", NULL};
     sk_metrics *m = k->metrics;
     k->m_received = sk_metrics_counter(m, "skiff_kafka_records_received_total",
                                        "Records read from Kafka, by topic.", topic);
@@ -420,16 +456,34 @@ static int register_metrics(sk_kafka *k)
     k->m_hdrdrop = sk_metrics_counter(
         m, "skiff_kafka_headers_dropped_total",
         "Record headers left out of the task frame because their name is not valid UTF-8.", topic);
+    k->m_extends = sk_metrics_counter(
+        m, "skiff_kafka_extends_total",
+        "Handlers' extends of Kafka tasks, by topic and result: ok, not_found (partition "
+        "revoked), rejected (timeout_ms above 24 h).",
+        outcome_result);
     return k->m_received && k->m_processed && k->m_redeliver && k->m_dead && k->m_lag &&
-                   k->m_paused && k->m_held && k->m_commits && k->m_errors && k->m_hdrdrop
+                   k->m_paused && k->m_held && k->m_commits && k->m_errors && k->m_hdrdrop &&
+                   k->m_extends
                ? 0
                : -1;
 }
 
+/* Sets a librdkafka millisecond setting. */
+static int conf_ms(rd_kafka_conf_t *c, const char *name, int64_t ms, char *err, size_t errlen)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%lld", (long long)ms);
+    return kconf_set(c, name, v, err, errlen);
+}
+
 static rd_kafka_conf_t *consumer_conf(sk_kafka *k, char *err, size_t errlen)
 {
+    const sk_config *cfg = k->cfg;
     rd_kafka_conf_t *c = kconf_new(k, err, errlen);
-    if (!c || kconf_set(c, "group.id", k->cfg->kafka_group_id, err, errlen) ||
+    if (!c || kconf_set(c, "group.id", cfg->kafka_group_id, err, errlen) ||
+        conf_ms(c, "session.timeout.ms", cfg->kafka_session_timeout_ms, err, errlen) ||
+        conf_ms(c, "heartbeat.interval.ms", cfg->kafka_heartbeat_ms, err, errlen) ||
+        conf_ms(c, "max.poll.interval.ms", cfg->kafka_max_poll_ms, err, errlen) ||
         kconf_set(c, "enable.auto.commit", "false", err, errlen) ||
         kconf_set(c, "enable.auto.offset.store", "false", err, errlen) ||
         kconf_set(c, "auto.offset.reset", "earliest", err, errlen) ||
@@ -501,7 +555,7 @@ void kconsumer_stop(sk_kafka *k)
 void kconsumer_close(sk_kafka *k)
 {
     k->closing = 1;
-    commit(k, NULL);
+    commit(k, NULL, 1);
     rd_kafka_error_t *e = rd_kafka_consumer_close_queue(k->rk, k->queue);
     if (e) {
         SK_WARN("kafka", "leaving the group: %s", rd_kafka_error_string(e));

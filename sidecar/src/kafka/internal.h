@@ -51,6 +51,9 @@ struct sk_kafka {
     kpart *parts;          /* assigned partitions, and revoked ones still holding records */
     struct pcall *calls;   /* produce calls waiting for a schema */
     uint64_t serial;       /* task ids */
+    int commits_inflight;  /* commits sent and not yet answered (commit_cb) */
+    double commit_sent_at; /* sk_mono_s() of the last one sent */
+    double recommit_until; /* sk_mono_s() until which every position is committed again */
     size_t running;        /* records with a handler or being dead-lettered */
     int assigned_once;     /* a first assignment happened */
     int stopping, closing; /* sk_kafka_stop called; group leave started */
@@ -71,6 +74,7 @@ struct sk_kafka {
     sk_metric *m_commits;        /* by result */
     sk_metric *m_errors;         /* client errors, by code */
     sk_metric *m_hdrdrop;        /* headers a task frame cannot carry, by topic */
+    sk_metric *m_extends;        /* handlers' extends, by topic and result */
 };
 
 /* An assigned partition. */
@@ -125,6 +129,8 @@ void kconsumer_pump_soon(sk_kafka *k);
 void kconsumer_release(krec *r);
 
 /* ---- records.c ---- */
+#define KREC_MAX_EXTEND_MS (24 * 3600 * 1000LL) /* an extend asks for at most this much time */
+
 /* A record just polled: pushed to its partition's queue and decoded (possibly after a schema
  * lookup). Takes msg. */
 void krec_arrive(kpart *p, rd_kafka_message_t *msg);

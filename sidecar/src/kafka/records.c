@@ -17,6 +17,7 @@ static void op_ack(void *source, void *ctx, const sk_msg *m);
 static void op_nack(void *source, void *ctx, const sk_msg *m);
 static void op_abandon(void *source, void *ctx, const char *why);
 static void op_reject(void *source, void *ctx, const char *reason, const char *why);
+static void op_extend(void *source, void *ctx, int64_t timeout_ms, sk_reply *reply);
 
 static const sk_source_ops kafka_ops = {
     .name = "kafka",
@@ -26,6 +27,7 @@ static const sk_source_ops kafka_ops = {
     .error = op_nack,
     .abandon = op_abandon,
     .reject = op_reject,
+    .extend = op_extend,
 };
 
 static void count(sk_metric *m, const char *topic, const char *what)
@@ -519,6 +521,41 @@ static void deadline_passed(evutil_socket_t fd, short what, void *arg)
     }
     if (!back_from_handler(r))
         attempt_failed(r, "deadline passed (kafka.task_timeout)", "deadline", 0, 0);
+}
+
+/* The handler needs more time for the record (`extend`): its deadline becomes now +
+ * timeout_ms, for this attempt, without a retry. The group membership is not at stake: skiff
+ * keeps polling on the loop whatever the handlers do (docs/adr/0006). A record of a partition
+ * revoked meanwhile (its handler did not take the cancel) is no longer ours: `not_found`. */
+static void op_extend(void *source, void *ctx, int64_t timeout_ms, sk_reply *reply)
+{
+    sk_kafka *k = source;
+    krec *r = ctx;
+    if (r->p->revoked) {
+        count(k->m_extends, r->p->topic, "not_found");
+        if (reply)
+            sk_reply_error(reply, "not_found",
+                           "partition %s[%d] was revoked: another consumer "
+                           "of the group delivers the record again",
+                           r->p->topic, (int)r->p->partition);
+        return;
+    }
+    if (timeout_ms > KREC_MAX_EXTEND_MS) {
+        count(k->m_extends, r->p->topic, "rejected");
+        SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("task_id", r->id),
+               "extend refused: timeout_ms %lld is above 24 h", (long long)timeout_ms);
+        if (reply)
+            sk_reply_error(reply, "rejected", "timeout_ms %lld is above the limit of %lld (24 h)",
+                           (long long)timeout_ms, (long long)KREC_MAX_EXTEND_MS);
+        return;
+    }
+    int64_t deadline = sk_wall_ms() + timeout_ms;
+    arm(r, timeout_ms, deadline_passed);
+    SK_LOG(SK_LOG_DEBUG, "kafka", NULL, SK_KV("task_id", r->id), "deadline extended by %lld ms",
+           (long long)timeout_ms);
+    count(k->m_extends, r->p->topic, "ok");
+    if (reply)
+        sk_reply_ok(reply, json_pack("{s:I}", "deadline", (json_int_t)deadline));
 }
 
 /* ---- dead letters ---- */

@@ -76,7 +76,7 @@ static void test_table_covers_struct(void **state)
         if (gap >= sizeof(void *))
             fail_msg("bytes up to %zu of sk_config belong to no row", b);
     }
-    assert_int_equal(NROWS, 94);
+    assert_int_equal(NROWS, 97);
 }
 
 static void test_enum_matches_log_levels(void **state)
@@ -686,6 +686,29 @@ static void test_cross_check(void **state)
                               "(\"10s\" from default)"));
 }
 
+/* The consumer group's timings: defaults are librdkafka's, and they must nest. */
+static void test_kafka_group_timings(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *p;
+    srcs ok = {.env = LIST("SKIFF_KAFKA_SESSION_TIMEOUT=6s")};
+    assert_int_equal(load(&cfg, &ok, &p), 0);
+    assert_int_equal(cfg.kafka_session_timeout_ms, 6000);
+    assert_int_equal(cfg.kafka_heartbeat_ms, 3000);
+    assert_int_equal(cfg.kafka_max_poll_ms, 300000);
+    free(p);
+    sk_config_clear(&cfg);
+    srcs poll = {.argv = LIST("--kafka.max_poll_interval=10s")};
+    load_one_problem(&poll, LIST("kafka.session_timeout: value \"45s\" from default is larger "
+                                 "than kafka.max_poll_interval (\"10s\" from command line "
+                                 "--kafka.max_poll_interval)"));
+    srcs beat = {.argv = LIST("--kafka.heartbeat_interval=1m")};
+    load_one_problem(&beat,
+                     LIST("kafka.heartbeat_interval: value \"1m\" from command line "
+                          "--kafka.heartbeat_interval is larger than kafka.session_timeout"));
+}
+
 /* OAuth for the gateway: Camunda's variables, the three settings go together. */
 static void test_oauth_settings(void **state)
 {
@@ -809,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_row_parsers_and_bounds),
         cmocka_unit_test(test_all_problems_at_once),
         cmocka_unit_test(test_cross_check),
+        cmocka_unit_test(test_kafka_group_timings),
         cmocka_unit_test(test_oauth_settings),
         cmocka_unit_test(test_problem_value_is_quoted_and_cut),
         cmocka_unit_test(test_docs),

@@ -10,6 +10,9 @@ Environment:
   HANDLER_NAME       name sent in hello (default "recorder")
   HANDLER_CAPACITY   capacity sent in hello (default 4)
   HANDLER_SLEEP_MS   sleep before answering every task (default 0)
+  HANDLER_EXTEND_MS  while sleeping, every this many ms extend the task by twice as much
+                     (default 0: no extend); the new deadlines (or the CallError code) go into
+                     the "end" line as "extends"
 
 Behaviour from the record value, when it is an object (the test schema `Cmd`):
   fail: n        raise on attempts 1..n (a plain exception: nack without backoff)
@@ -33,6 +36,7 @@ from skiff_handler import CallError, DeadLetter, Handler  # noqa: E402
 OUT = os.environ["HANDLER_OUT"]
 TOPICS = [t for t in os.environ["HANDLER_TOPICS"].split(",") if t]
 SLEEP_MS = int(os.environ.get("HANDLER_SLEEP_MS", "0"))
+EXTEND_MS = int(os.environ.get("HANDLER_EXTEND_MS", "0"))
 
 _lock = threading.Lock()
 _acked = set()
@@ -75,6 +79,21 @@ def do_produce(task, spec):
         return {"ok": False, "code": e.code, "message": e.message}
 
 
+def sleep_extending(task, ms):
+    """Sleeps ms in slices of EXTEND_MS, extending the task by 2 * EXTEND_MS after each."""
+    out = []
+    end = time.monotonic() + ms / 1000.0
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return out
+        time.sleep(min(left, EXTEND_MS / 1000.0))
+        try:
+            out.append(task.extend(2 * EXTEND_MS))
+        except CallError as e:
+            out.append(e.code)
+
+
 def work(task):
     info = describe(task)
     write(dict(info, event="start", t=time.time()))
@@ -82,7 +101,9 @@ def work(task):
     outcome, extra = "ack", {}
     try:
         sleep = SLEEP_MS + int(v.get("sleep_ms") or 0)
-        if sleep:
+        if sleep and EXTEND_MS:
+            extra["extends"] = sleep_extending(task, sleep)
+        elif sleep:
             time.sleep(sleep / 1000.0)
         after = v.get("after")
         if after:
