@@ -73,6 +73,9 @@ typedef struct sk_config {
     char *zeebe_token_url;            /* zeebe.authorization_server_url */
     char *zeebe_token_audience;       /* zeebe.token_audience */
     char *zeebe_token_scope;          /* zeebe.token_scope */
+    char *oauth_token_url;            /* oauth.token_url (zeebe's when unset) */
+    char *oauth_client_id;            /* oauth.client_id (zeebe's when unset) */
+    char *oauth_client_secret;        /* oauth.client_secret (zeebe's when unset) */
     int64_t oauth_refresh_ahead_ms;   /* oauth.refresh_ahead */
     int64_t oauth_timeout_ms;         /* oauth.timeout */
     int64_t oauth_backoff_initial_ms; /* oauth.backoff_initial */

@@ -1,5 +1,7 @@
 /* The rules of the security block: TLS files that go together, TLS settings of a peer that does
  * not use TLS, SASL without a user, and the plaintext profile (security.plaintext). */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/config_internal.h"
@@ -127,6 +129,52 @@ size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer *out)
     if (http_url(otlp))
         out[n++] = (sk_plaintext_peer){"otlp", "otlp.endpoint", otlp, "an https:// URL"};
     return n;
+}
+
+/* An unset oauth.* setting takes the zeebe.* one (copied, so clearing frees each once). */
+static void inherit(ctx *c, const char *key, char **dst, const char *src, const char *src_key)
+{
+    char *copy = strdup(src);
+    if (!copy) {
+        sk_config_problem(c, "%s: out of memory", key);
+        return;
+    }
+    free(*dst);
+    *dst = copy;
+    snprintf(c->from[sk_config_find_row(key) - sk_config_table], sizeof c->from[0], "default (%s)",
+             src_key);
+}
+
+/* The general OAuth client (oauth.token_url, oauth.client_id, oauth.client_secret): the
+ * gateway's unless set; a client id of its own needs its own secret. */
+void sk_config_oauth_client(ctx *c)
+{
+    sk_config *cfg = c->cfg;
+    const char *url = cfg->oauth_token_url;
+    if (url[0] && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        sk_config_problem(c,
+                          "oauth.token_url: value \"%.200s\" from %s is not valid: expected "
+                          "an http:// or https:// URL",
+                          url, from(c, "oauth.token_url"));
+    if (!cfg->oauth_token_url[0] && cfg->zeebe_token_url[0])
+        inherit(c, "oauth.token_url", &cfg->oauth_token_url, cfg->zeebe_token_url,
+                "zeebe.authorization_server_url");
+    if (cfg->oauth_client_id[0] && !cfg->oauth_client_secret[0])
+        sk_config_problem(c,
+                          "oauth.client_secret: empty while oauth.client_id is set (from %s): "
+                          "expected the secret of that client",
+                          from(c, "oauth.client_id"));
+    if (!cfg->oauth_client_id[0] && cfg->oauth_client_secret[0])
+        sk_config_problem(c,
+                          "oauth.client_id: empty while oauth.client_secret is set (from %s): "
+                          "expected the client the secret belongs to",
+                          from(c, "oauth.client_secret"));
+    if (!cfg->oauth_client_id[0] && !cfg->oauth_client_secret[0] && cfg->zeebe_client_id[0]) {
+        inherit(c, "oauth.client_id", &cfg->oauth_client_id, cfg->zeebe_client_id,
+                "zeebe.client_id");
+        inherit(c, "oauth.client_secret", &cfg->oauth_client_secret, cfg->zeebe_client_secret,
+                "zeebe.client_secret");
+    }
 }
 
 void sk_config_check_security(ctx *c)

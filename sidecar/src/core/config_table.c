@@ -252,6 +252,35 @@ const row sk_config_table[NROWS] = {
      .env = ENV("ZEEBE_TOKEN_SCOPE", "CAMUNDA_TOKEN_SCOPE"),
      .off = OFF(zeebe_token_scope),
      .help = "`scope` sent with the token request. Empty: not sent."},
+    {.key = "oauth.token_url",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 1024,
+     .off = OFF(oauth_token_url),
+     .help = "Token endpoint (`http://` or `https://`) of the general OAuth client: the one "
+             "behind the handlers' `token` call and the egress routes' OAuth credentials. "
+             "Empty: `zeebe.authorization_server_url`."},
+    {.key = "oauth.client_id",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 255,
+     .off = OFF(oauth_client_id),
+     .help = "Client id of the general OAuth client (client credentials). Empty: "
+             "`zeebe.client_id`."},
+    {.key = "oauth.client_secret",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .flags = F_SECRET,
+     .off = OFF(oauth_client_secret),
+     .help = "Client secret of the general OAuth client, a secret: "
+             "`vault:<mount>/<path>#<field>`, `file:<path>` or the secret itself; a new value is "
+             "used for the next token. "
+             "Empty: `zeebe.client_secret` (with `oauth.client_id` empty too; a client id of "
+             "its own needs a secret of its own)."},
     {.key = "oauth.refresh_ahead",
      .type = T_DURATION,
      .def = "30s",

@@ -76,7 +76,7 @@ static void test_table_covers_struct(void **state)
         if (gap >= sizeof(void *))
             fail_msg("bytes up to %zu of sk_config belong to no row", b);
     }
-    assert_int_equal(NROWS, 94);
+    assert_int_equal(NROWS, 97);
 }
 
 static void test_enum_matches_log_levels(void **state)
@@ -703,7 +703,28 @@ static void test_oauth_settings(void **state)
     assert_string_equal(cfg.zeebe_token_audience, "zeebe-api");
     assert_string_equal(cfg.zeebe_token_scope, "a b");
     assert_int_equal(cfg.oauth_refresh_ahead_ms, 5000);
+    /* the general OAuth client is the gateway's when unset */
+    assert_string_equal(cfg.oauth_client_id, "worker");
+    assert_string_equal(cfg.oauth_client_secret, "s3cret-canary");
+    assert_string_equal(cfg.oauth_token_url,
+                        "http://kc:8080/realms/r/protocol/openid-connect/token");
     sk_config_clear(&cfg);
+    s.env = LIST("CAMUNDA_CLIENT_ID=worker", "ZEEBE_CLIENT_SECRET=s3cret-canary",
+                 "CAMUNDA_OAUTH_URL=http://kc/token");
+    s.argv = LIST("--oauth.client_id=egress", "--oauth.client_secret=file:/dev/null",
+                  "--oauth.token_url=https://other/token");
+    load_ok(&cfg, &s);
+    assert_string_equal(cfg.oauth_client_id, "egress");
+    assert_string_equal(cfg.oauth_client_secret, "file:/dev/null");
+    assert_string_equal(cfg.oauth_token_url, "https://other/token");
+    sk_config_clear(&cfg);
+    s.argv = LIST("--oauth.client_id=egress");
+    load_one_problem(&s, LIST("oauth.client_secret: empty while oauth.client_id is set"));
+    s.argv = LIST("--oauth.client_secret=file:/dev/null");
+    load_one_problem(&s, LIST("oauth.client_id: empty while oauth.client_secret is set"));
+    s.argv = LIST("--oauth.token_url=kc/token");
+    load_one_problem(&s, LIST("oauth.token_url: value \"kc/token\"", "http:// or https://"));
+    s.argv = NULL;
     s.env = LIST("ZEEBE_CLIENT_ID=worker");
     char *p;
     assert_int_equal(load(&cfg, &s, &p), 2);
