@@ -15,6 +15,7 @@
 #include "handler/listener.h"
 #include "kafka/kafka.h"
 #include "net/peer_tls.h"
+#include "secrets/grants.h"
 #include "secrets/oauth.h"
 #include "secrets/secret.h"
 #include "trace/task.h"
@@ -37,6 +38,8 @@ typedef struct app {
     sk_oauth *oauth;
     sk_oauth_client *zeebe_token; /* NULL without zeebe.client_id */
     sk_oauth_client *kafka_token; /* NULL without kafka.oauthbearer */
+    sk_secret *oauth_secret;      /* oauth.client_secret when it is not zeebe's */
+    sk_grants *grants;            /* the handlers' secret and token calls */
     sk_tracer *tracer;
     struct event *sigterm, *sigint, *tick;
     int64_t grace_deadline_ms;
@@ -178,6 +181,64 @@ static int start_oauth(app *a, char *err, size_t errlen)
     return a->kafka_token ? 0 : -1;
 }
 
+/* The token service, made here when the gateway has no OAuth client. */
+static int oauth_service(app *a, char *err, size_t errlen)
+{
+    if (a->oauth)
+        return 0;
+    sk_tls_opts t;
+    if (!(a->oauth = sk_oauth_new(a->base, a->metrics, err, errlen)))
+        return -1;
+    if (sk_peer_tls_opts(&a->cfg, "oauth", &t) &&
+        sk_oauth_use_tls(a->oauth, &t, a->cfg.tls_reload_ms, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+/* The handlers' secret and token calls (handler.secrets, handler.token_audiences); the token
+ * call's client is the general one (oauth.*), sharing the gateway's secret when it is the same
+ * setting. */
+static int start_grants(app *a, char *err, size_t errlen)
+{
+    const sk_config *c = &a->cfg;
+    if (!c->handler_secrets_len && !c->handler_token_audiences_len)
+        return 0;
+    sk_secret *secret = NULL;
+    if (c->handler_token_audiences_len) {
+        if (a->zeebe_secret && strcmp(c->oauth_client_secret, c->zeebe_client_secret) == 0)
+            secret = a->zeebe_secret;
+        else if (!(secret = a->oauth_secret =
+                       sk_secret_new("oauth.client_secret", c->oauth_client_secret, err, errlen)) ||
+                 sk_secret_watch(secret, a->base, a->metrics, 0) != 0)
+            return -1;
+        if (oauth_service(a, err, errlen) != 0)
+            return -1;
+    }
+    sk_oauth_opts client = {.name = "handler",
+                            .token_url = c->oauth_token_url,
+                            .client_id = c->oauth_client_id,
+                            .client_secret = secret,
+                            .refresh_ahead_ms = c->oauth_refresh_ahead_ms,
+                            .timeout_ms = c->oauth_timeout_ms,
+                            .backoff_initial_ms = c->oauth_backoff_initial_ms,
+                            .backoff_max_ms = c->oauth_backoff_max_ms};
+    sk_grants_opts o = {.secrets = c->handler_secrets,
+                        .nsecrets = c->handler_secrets_len,
+                        .audiences = c->handler_token_audiences,
+                        .naudiences = c->handler_token_audiences_len,
+                        .vault = a->vault,
+                        .oauth = a->oauth,
+                        .client = &client,
+                        .token_wait_ms = c->oauth_timeout_ms};
+    if (!(a->grants = sk_grants_new(a->base, a->metrics, &o, err, errlen)) ||
+        sk_grants_register(a->grants, a->d) != 0) {
+        if (a->grants)
+            snprintf(err, errlen, "handler calls: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int start(app *a)
 {
     char err[512];
@@ -192,7 +253,8 @@ static int start(app *a)
         SK_ERROR("skiff", "out of memory at start-up");
         return -1;
     }
-    if (start_vault(a, err, sizeof err) != 0 || start_oauth(a, err, sizeof err) != 0) {
+    if (start_vault(a, err, sizeof err) != 0 || start_oauth(a, err, sizeof err) != 0 ||
+        start_grants(a, err, sizeof err) != 0) {
         SK_ERROR("skiff", "cannot start: %s", err);
         return -1;
     }
@@ -230,8 +292,10 @@ static void stop(app *a)
         sk_dispatcher_abandon_all(a->d, "skiff stopped");
     sk_kafka_free(a->kafka);
     sk_zeebe_free(a->zeebe);
+    sk_grants_free(a->grants);
     sk_oauth_free(a->oauth);
     sk_secret_free(a->zeebe_secret);
+    sk_secret_free(a->oauth_secret);
     sk_vault_free(a->vault);
     sk_dispatcher_free(a->d);
     sk_tracer_free(a->tracer);

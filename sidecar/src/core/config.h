@@ -53,8 +53,12 @@ typedef struct sk_config {
     char *handler_socket;             /* handler.socket */
     int64_t handler_max_frame;        /* handler.max_frame (bytes) */
     int64_t handler_hello_timeout_ms; /* handler.hello_timeout */
-    char *zeebe_address;              /* zeebe.address "host:port" */
-    char **zeebe_job_types;           /* zeebe.job_types, NULL-terminated */
+    char **handler_secrets;           /* handler.secrets: allow-list of the secret call */
+    size_t handler_secrets_len;
+    char **handler_token_audiences; /* handler.token_audiences: allow-list of the token call */
+    size_t handler_token_audiences_len;
+    char *zeebe_address;    /* zeebe.address "host:port" */
+    char **zeebe_job_types; /* zeebe.job_types, NULL-terminated */
     size_t zeebe_job_types_len;
     char *zeebe_worker_name;          /* zeebe.worker_name */
     int64_t zeebe_job_timeout_ms;     /* zeebe.job_timeout */

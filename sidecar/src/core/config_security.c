@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/config_internal.h"
+#include "secrets/grants.h"
 
 static const char *from(ctx *c, const char *key)
 {
@@ -131,6 +132,33 @@ size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer *out)
     return n;
 }
 
+/* The allow-lists of the handlers' secret and token calls, and what they need. */
+static void check_handler_calls(ctx *c)
+{
+    sk_config *cfg = c->cfg;
+    for (size_t i = 0; i < cfg->handler_secrets_len; i++) {
+        char why[160];
+        if (sk_grant_pattern_check(cfg->handler_secrets[i], why, sizeof why) != 0)
+            sk_config_problem(c, "handler.secrets: item \"%.200s\" from %s: %s",
+                              cfg->handler_secrets[i], from(c, "handler.secrets"), why);
+    }
+    if (cfg->handler_secrets_len && !cfg->vault_address[0])
+        sk_config_problem(c,
+                          "handler.secrets: set (from %s) but vault.address is empty: "
+                          "expected the Vault the secrets are read from",
+                          from(c, "handler.secrets"));
+    if (cfg->handler_token_audiences_len && !cfg->oauth_client_id[0])
+        sk_config_problem(c,
+                          "handler.token_audiences: set (from %s) but there is no OAuth "
+                          "client: expected oauth.client_id (or zeebe.client_id)",
+                          from(c, "handler.token_audiences"));
+    else if (cfg->handler_token_audiences_len && !cfg->oauth_token_url[0])
+        sk_config_problem(c,
+                          "handler.token_audiences: set (from %s) but oauth.token_url is "
+                          "empty: expected the token endpoint",
+                          from(c, "handler.token_audiences"));
+}
+
 /* An unset oauth.* setting takes the zeebe.* one (copied, so clearing frees each once). */
 static void inherit(ctx *c, const char *key, char **dst, const char *src, const char *src_key)
 {
@@ -175,6 +203,7 @@ void sk_config_oauth_client(ctx *c)
         inherit(c, "oauth.client_secret", &cfg->oauth_client_secret, cfg->zeebe_client_secret,
                 "zeebe.client_secret");
     }
+    check_handler_calls(c);
 }
 
 void sk_config_check_security(ctx *c)

@@ -68,6 +68,28 @@ const row sk_config_table[NROWS] = {
      .max = 5 * MIN,
      .off = OFF(handler_hello_timeout_ms),
      .help = "Time a new handler connection has to send its `hello` frame."},
+    {.key = "handler.secrets",
+     .type = T_LIST,
+     .def = "",
+     .min = 0,
+     .max = 100,
+     .off = OFF(handler_secrets),
+     .off_len = OFF(handler_secrets_len),
+     .help = "Secrets handlers may read with the `secret` call: `vault:<mount>/<path>#<field>` "
+             "items, the field `*` for any field, a last path segment `*` for any path below "
+             "(`vault:kv/app/*#token`). Anything else is answered `forbidden`. Needs "
+             "`vault.address`. Empty: no `secret` call."},
+    {.key = "handler.token_audiences",
+     .type = T_LIST,
+     .def = "",
+     .min = 0,
+     .max = 100,
+     .flags = F_DISTINCT,
+     .off = OFF(handler_token_audiences),
+     .off_len = OFF(handler_token_audiences_len),
+     .help = "Audiences handlers may get an OAuth access token for with the `token` call, from "
+             "the general OAuth client (`oauth.client_id`, `oauth.client_secret`, "
+             "`oauth.token_url`), cached per audience. Empty: no `token` call."},
     {.key = "zeebe.address",
      .type = T_ADDRESS,
      .def = "127.0.0.1:26500",

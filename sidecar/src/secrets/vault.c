@@ -21,131 +21,6 @@
 #define MAX_JWT (64 * 1024)
 #define WHY_LEN 256
 
-/* ---- answers ---- */
-
-void sk_vault_auth_clear(sk_vault_auth *a)
-{
-    if (a && a->client_token) {
-        explicit_bzero(a->client_token, strlen(a->client_token));
-        free(a->client_token);
-    }
-    if (a)
-        a->client_token = NULL;
-}
-
-/* Vault's error answer: {"errors": ["...", ...]}; the first message, cut short. */
-static void error_text(long status, json_t *j, char *why, size_t whylen)
-{
-    const char *msg = json_string_value(json_array_get(json_object_get(j, "errors"), 0));
-    if (msg)
-        snprintf(why, whylen, "HTTP %ld: %.160s", status, msg);
-    else
-        snprintf(why, whylen, "HTTP %ld", status);
-}
-
-static sk_vault_verdict status_verdict(long status)
-{
-    if (status == 400 || status == 401 || status == 403)
-        return SK_VAULT_REFUSED;
-    return status == 404 ? SK_VAULT_NOT_FOUND : SK_VAULT_ERROR;
-}
-
-/* Loads an answer: NULL (with *v and why set) when it is an error or not a JSON object. */
-static json_t *load_answer(long status, const char *body, size_t len, sk_vault_verdict *v,
-                           char *why, size_t whylen)
-{
-    json_error_t e;
-    json_t *j = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &e);
-    if (status == 200 && json_is_object(j))
-        return j;
-    if (status == 200) {
-        snprintf(why, whylen, "answer is not a JSON object");
-        *v = SK_VAULT_ERROR;
-    } else {
-        error_text(status, json_is_object(j) ? j : NULL, why, whylen);
-        *v = status_verdict(status);
-    }
-    json_decref(j);
-    return NULL;
-}
-
-static int token_ok(json_t *t)
-{
-    const char *s = json_string_value(t);
-    size_t n = json_string_length(t);
-    if (!s || n == 0 || n > SK_VAULT_MAX_TOKEN || strlen(s) != n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] <= 0x20 || s[i] >= 0x7f)
-            return 0;
-    return 1;
-}
-
-sk_vault_verdict sk_vault_parse_auth(long status, const char *body, size_t len, sk_vault_auth *a,
-                                     char *why, size_t whylen)
-{
-    *a = (sk_vault_auth){0};
-    sk_vault_verdict v = SK_VAULT_ERROR;
-    json_t *j = load_answer(status, body, len, &v, why, whylen);
-    if (!j)
-        return v;
-    json_t *auth = json_object_get(j, "auth");
-    json_t *lease = json_object_get(auth, "lease_duration");
-    json_t *ren = json_object_get(auth, "renewable");
-    v = SK_VAULT_ERROR;
-    if (!json_is_object(auth) || !token_ok(json_object_get(auth, "client_token")))
-        snprintf(why, whylen, "answer without a usable auth.client_token");
-    else if (!json_is_integer(lease) || json_integer_value(lease) < 0 ||
-             json_integer_value(lease) > 10LL * 365 * 24 * 3600)
-        snprintf(why, whylen, "answer with an invalid auth.lease_duration");
-    else if (ren && !json_is_boolean(ren))
-        snprintf(why, whylen, "answer with an invalid auth.renewable");
-    else if (!(a->client_token = strdup(json_string_value(json_object_get(auth, "client_token")))))
-        snprintf(why, whylen, "out of memory");
-    else {
-        a->lease_ms = (int64_t)json_integer_value(lease) * 1000;
-        a->renewable = json_is_true(ren);
-        v = SK_VAULT_OK;
-    }
-    json_decref(j);
-    return v;
-}
-
-sk_vault_verdict sk_vault_parse_kv(long status, const char *body, size_t len, const char *field,
-                                   char **value, size_t *vlen, int64_t *version, char *why,
-                                   size_t whylen)
-{
-    *value = NULL;
-    *vlen = 0;
-    *version = 0;
-    sk_vault_verdict v = SK_VAULT_ERROR;
-    json_t *j = load_answer(status, body, len, &v, why, whylen);
-    if (!j)
-        return v;
-    json_t *data = json_object_get(j, "data");
-    json_t *fields = json_object_get(data, "data");
-    json_t *ver = json_object_get(json_object_get(data, "metadata"), "version");
-    json_t *f = json_object_get(fields, field);
-    v = SK_VAULT_ERROR;
-    if (!json_is_object(data) || !json_is_integer(ver) || json_integer_value(ver) < 0)
-        snprintf(why, whylen, "answer is not a KV v2 secret (data.data, data.metadata.version)");
-    else if (!json_is_object(fields) || !f) {
-        snprintf(why, whylen, "the secret has no field %.64s (deleted or destroyed version?)",
-                 field);
-        v = SK_VAULT_NOT_FOUND;
-    } else if (!json_is_string(f) || strlen(json_string_value(f)) != json_string_length(f))
-        snprintf(why, whylen, "field %.64s is not a string without NUL bytes", field);
-    else if (!(*value = strdup(json_string_value(f))))
-        snprintf(why, whylen, "out of memory");
-    else {
-        *vlen = json_string_length(f);
-        *version = (int64_t)json_integer_value(ver);
-        v = SK_VAULT_OK;
-    }
-    json_decref(j);
-    return v;
-}
-
 /* ---- the client ---- */
 
 typedef struct entry {
@@ -516,6 +391,82 @@ static void on_auth_timer(evutil_socket_t fd, short what, void *arg)
         start_login(v);
 }
 
+/* ---- reads for others ---- */
+
+static char *kv_url(const sk_vault *v, const sk_secret_ref *ref);
+
+struct sk_vault_read {
+    sk_vault *v;
+    sk_http_req *req;
+    char *field;
+    sk_vault_read_cb cb;
+    void *ud;
+};
+
+static void read_free(sk_vault_read *r)
+{
+    free(r->field);
+    free(r);
+}
+
+static void on_read(void *ud, const sk_http_result *res)
+{
+    sk_vault_read *r = ud;
+    char why[WHY_LEN] = "", *val = NULL;
+    size_t len = 0;
+    int64_t version = 0;
+    sk_vault_verdict verdict =
+        res->error ? SK_VAULT_ERROR
+                   : sk_vault_parse_kv(res->status, res->body, res->body_len, r->field, &val, &len,
+                                       &version, why, sizeof why);
+    if (res->error)
+        snprintf(why, sizeof why, "%.200s", res->error);
+    if (res->status == 403)
+        token_refused(r->v, "a secret read");
+    r->cb(r->ud, verdict, val, len, version, why);
+    if (val) {
+        explicit_bzero(val, len);
+        free(val);
+    }
+    read_free(r);
+}
+
+sk_vault_read *sk_vault_read_start(sk_vault *v, const sk_secret_ref *ref, sk_vault_read_cb cb,
+                                   void *ud)
+{
+    if (!v->token || (v->expires_ms && now_ms() >= v->expires_ms))
+        return NULL;
+    sk_vault_read *r = calloc(1, sizeof *r);
+    char *url = r ? kv_url(v, ref) : NULL;
+    if (!url || !(r->field = strndup(ref->field, ref->field_len))) {
+        free(url);
+        if (r)
+            read_free(r);
+        return NULL;
+    }
+    *r = (sk_vault_read){.v = v, .field = r->field, .cb = cb, .ud = ud};
+    r->req = vault_request(v, "GET", url, NULL, on_read, r);
+    free(url);
+    if (!r->req) {
+        read_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void sk_vault_read_cancel(sk_vault_read *r)
+{
+    if (!r)
+        return;
+    sk_http_cancel(r->req);
+    read_free(r);
+}
+
+int64_t sk_vault_refresh_ms(const sk_vault *v)
+{
+    return v->refresh_ms;
+}
+
 /* ---- resolver ---- */
 
 static void entry_free(entry *e)
@@ -560,26 +511,32 @@ static void entry_metrics(entry *e, sk_metrics *m)
     e->m_error = sk_metric_series(f, (const char *const[]){n, "error"});
 }
 
+/* <address>/v1/<mount>/data/<path> of a reference (NULL: out of memory). */
+static char *kv_url(const sk_vault *v, const sk_secret_ref *ref)
+{
+    size_t cap = strlen(v->address) + 3 * (ref->mount_len + ref->path_len) + 16;
+    char *mount = malloc(3 * ref->mount_len + 1), *path = malloc(3 * ref->path_len + 1);
+    char *url = mount && path ? malloc(cap) : NULL;
+    if (url) {
+        path_escape(mount, ref->mount, ref->mount_len);
+        path_escape(path, ref->path, ref->path_len);
+        snprintf(url, cap, "%s/v1/%s/data/%s", v->address, mount, path);
+    }
+    free(mount);
+    free(path);
+    return url;
+}
+
 static int attach(void *ud, sk_secret *s, const sk_secret_ref *ref, char *err, size_t errlen)
 {
     sk_vault *v = ud;
     entry *e = calloc(1, sizeof *e);
-    size_t cap = strlen(v->address) + 3 * (ref->mount_len + ref->path_len) + 16;
-    char *mount = malloc(3 * ref->mount_len + 1), *path = malloc(3 * ref->path_len + 1);
-    if (!e || !mount || !path || !(e->url = malloc(cap)) ||
-        !(e->field = strndup(ref->field, ref->field_len))) {
+    if (!e || !(e->url = kv_url(v, ref)) || !(e->field = strndup(ref->field, ref->field_len))) {
         snprintf(err, errlen, "vault: out of memory");
-        free(mount);
-        free(path);
         if (e)
             entry_free(e);
         return -1;
     }
-    path_escape(mount, ref->mount, ref->mount_len);
-    path_escape(path, ref->path, ref->path_len);
-    snprintf(e->url, cap, "%s/v1/%s/data/%s", v->address, mount, path);
-    free(mount);
-    free(path);
     e->v = v;
     e->s = s;
     if (v->m)

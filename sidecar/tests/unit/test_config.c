@@ -76,7 +76,7 @@ static void test_table_covers_struct(void **state)
         if (gap >= sizeof(void *))
             fail_msg("bytes up to %zu of sk_config belong to no row", b);
     }
-    assert_int_equal(NROWS, 97);
+    assert_int_equal(NROWS, 99);
 }
 
 static void test_enum_matches_log_levels(void **state)
@@ -738,6 +738,29 @@ static void test_oauth_settings(void **state)
         &s, LIST("zeebe.authorization_server_url: value \"kc:8080/token\"", "http:// or https://"));
 }
 
+static void test_handler_call_settings(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    srcs s = {.argv = LIST("--handler.secrets=vault:secret/app/*#token,vault:kv/db#password",
+                           "--vault.address=https://vault:8200", "--vault.role=r",
+                           "--handler.token_audiences=billing,search", "--oauth.client_id=c",
+                           "--oauth.client_secret=file:/dev/null",
+                           "--oauth.token_url=https://kc/token")};
+    load_ok(&cfg, &s);
+    assert_int_equal(cfg.handler_secrets_len, 2);
+    assert_string_equal(cfg.handler_secrets[1], "vault:kv/db#password");
+    assert_int_equal(cfg.handler_token_audiences_len, 2);
+    sk_config_clear(&cfg);
+    s.argv = LIST("--handler.secrets=vault:secret/a*#x", "--vault.address=https://vault:8200",
+                  "--vault.role=r");
+    load_one_problem(&s, LIST("handler.secrets: item \"vault:secret/a*#x\"", "`*` only"));
+    s.argv = LIST("--handler.secrets=vault:secret/a#x");
+    load_one_problem(&s, LIST("handler.secrets: set", "vault.address is empty"));
+    s.argv = LIST("--handler.token_audiences=billing");
+    load_one_problem(&s, LIST("handler.token_audiences: set", "oauth.client_id"));
+}
+
 static void test_problem_value_is_quoted_and_cut(void **state)
 {
     (void)state;
@@ -831,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_all_problems_at_once),
         cmocka_unit_test(test_cross_check),
         cmocka_unit_test(test_oauth_settings),
+        cmocka_unit_test(test_handler_call_settings),
         cmocka_unit_test(test_problem_value_is_quoted_and_cut),
         cmocka_unit_test(test_docs),
     };
