@@ -124,6 +124,29 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* security.literal_secrets=warn: a WARN line per secret setting holding the secret itself, and
+ * their number in skiff_literal_secrets (refuse stopped the start already). */
+static int literal_report(app *a)
+{
+    const char *keys[SK_LITERAL_SECRETS_MAX];
+    size_t n = sk_config_literal_secrets(&a->cfg, keys);
+    sk_series *s = sk_metric_series(
+        sk_metrics_gauge(a->metrics, "skiff_literal_secrets",
+                         "Secret settings holding the secret itself rather than a vault: or "
+                         "file: reference (security.literal_secrets).",
+                         NULL),
+        NULL);
+    if (!s)
+        return -1;
+    sk_series_set(s, (double)n);
+    for (size_t i = 0; i < n && a->cfg.security_literal_secrets == SK_PLAINTEXT_WARN; i++)
+        SK_WARN("security",
+                "%s holds the secret itself: use vault:<mount>/<path>#<field> or file:<path> "
+                "(security.literal_secrets=refuse refuses it)",
+                keys[i]);
+    return 0;
+}
+
 /* The Vault client, when vault.address is set: it resolves the vault: secrets created after. */
 static int start_vault(app *a, char *err, size_t errlen)
 {
@@ -249,7 +272,7 @@ static int start(app *a)
         SK_ERROR("skiff", "out of memory at start-up");
         return -1;
     }
-    if (sk_peer_plaintext_report(&a->cfg, a->metrics) != 0) {
+    if (sk_peer_plaintext_report(&a->cfg, a->metrics) != 0 || literal_report(a) != 0) {
         SK_ERROR("skiff", "out of memory at start-up");
         return -1;
     }

@@ -121,23 +121,24 @@ typedef struct sk_config {
     int64_t registry_timeout_ms;       /* schema_registry.timeout */
     int64_t shutdown_grace_ms;         /* shutdown.grace_period */
     /* Security and TLS. */
-    int security_plaintext;      /* security.plaintext (sk_plaintext_mode) */
-    int64_t tls_reload_ms;       /* tls.reload_interval */
-    int zeebe_tls;               /* zeebe.tls */
-    char *zeebe_ca_file;         /* zeebe.ca_file */
-    char *zeebe_cert_file;       /* zeebe.cert_file */
-    char *zeebe_key_file;        /* zeebe.key_file */
-    char *zeebe_server_name;     /* zeebe.server_name */
-    int kafka_security_protocol; /* kafka.security.protocol (sk_kafka_protocol) */
-    char *kafka_ssl_ca;          /* kafka.ssl.ca.location */
-    char *kafka_ssl_cert;        /* kafka.ssl.certificate.location */
-    char *kafka_ssl_key;         /* kafka.ssl.key.location */
-    int kafka_sasl_mechanism;    /* kafka.sasl.mechanisms (index) */
-    char *kafka_sasl_username;   /* kafka.sasl.username */
-    char *kafka_sasl_password;   /* kafka.sasl.password (the one place it is read: kafka.c) */
-    char *registry_ca_file;      /* schema_registry.ca_file */
-    char *registry_cert_file;    /* schema_registry.cert_file */
-    char *registry_key_file;     /* schema_registry.key_file */
+    int security_plaintext;       /* security.plaintext (sk_plaintext_mode) */
+    int security_literal_secrets; /* security.literal_secrets (sk_plaintext_mode) */
+    int64_t tls_reload_ms;        /* tls.reload_interval */
+    int zeebe_tls;                /* zeebe.tls */
+    char *zeebe_ca_file;          /* zeebe.ca_file */
+    char *zeebe_cert_file;        /* zeebe.cert_file */
+    char *zeebe_key_file;         /* zeebe.key_file */
+    char *zeebe_server_name;      /* zeebe.server_name */
+    int kafka_security_protocol;  /* kafka.security.protocol (sk_kafka_protocol) */
+    char *kafka_ssl_ca;           /* kafka.ssl.ca.location */
+    char *kafka_ssl_cert;         /* kafka.ssl.certificate.location */
+    char *kafka_ssl_key;          /* kafka.ssl.key.location */
+    int kafka_sasl_mechanism;     /* kafka.sasl.mechanisms (index) */
+    char *kafka_sasl_username;    /* kafka.sasl.username */
+    char *kafka_sasl_password;    /* kafka.sasl.password (the one place it is read: kafka.c) */
+    char *registry_ca_file;       /* schema_registry.ca_file */
+    char *registry_cert_file;     /* schema_registry.cert_file */
+    char *registry_key_file;      /* schema_registry.key_file */
     /* Tracing. */
     char *trace_zeebe_variable;      /* trace.zeebe_variable */
     int trace_sampler;               /* trace.sampler (index into sk_trace_samplers) */
@@ -194,6 +195,12 @@ typedef struct sk_plaintext_peer {
  * gateway, Kafka, the Schema Registry, the OAuth token endpoint, Vault and the OTLP endpoint;
  * returns how many. */
 size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer *out);
+
+#define SK_LITERAL_SECRETS_MAX 8
+/* The keys of the secret settings of cfg that hold a literal secret (not a vault: or file:
+ * reference, not empty, not inherited from another setting), at most SK_LITERAL_SECRETS_MAX;
+ * returns how many. Never the values. */
+size_t sk_config_literal_secrets(const sk_config *cfg, const char **keys);
 
 /* Writes docs/configuration.md (Markdown) generated from the table. */
 void sk_config_write_docs(FILE *out);

@@ -6,6 +6,7 @@
 
 #include "core/config_internal.h"
 #include "secrets/grants.h"
+#include "secrets/secret.h"
 
 static const char *from(ctx *c, const char *key)
 {
@@ -206,8 +207,51 @@ void sk_config_oauth_client(ctx *c)
     check_handler_calls(c);
 }
 
+static int literal_at(const sk_config *cfg, const row *r)
+{
+    const char *text = *(char *const *)((const char *)cfg + r->off);
+    sk_secret_ref ref;
+    char err[160];
+    return text && text[0] && sk_secret_ref_parse(text, &ref, err, sizeof err) == 0 &&
+           ref.kind == SK_SECRET_LITERAL;
+}
+
+/* oauth.client_secret taken over from zeebe.client_secret (the same client) is reported once. */
+static int inherited(const sk_config *cfg, const row *r)
+{
+    return strcmp(r->key, "oauth.client_secret") == 0 &&
+           strcmp(cfg->oauth_client_id, cfg->zeebe_client_id) == 0 &&
+           strcmp(cfg->oauth_client_secret, cfg->zeebe_client_secret) == 0;
+}
+
+size_t sk_config_literal_secrets(const sk_config *cfg, const char **keys)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NROWS && n < SK_LITERAL_SECRETS_MAX; i++) {
+        const row *r = &sk_config_table[i];
+        if ((r->flags & F_SECRET) && literal_at(cfg, r) && !inherited(cfg, r))
+            keys[n++] = r->key;
+    }
+    return n;
+}
+
+/* security.literal_secrets=refuse: each secret setting holding the secret itself. */
+static void check_literal_secrets(ctx *c)
+{
+    if (c->cfg->security_literal_secrets != SK_PLAINTEXT_REFUSE)
+        return;
+    const char *keys[SK_LITERAL_SECRETS_MAX];
+    size_t n = sk_config_literal_secrets(c->cfg, keys);
+    for (size_t i = 0; i < n; i++)
+        sk_config_problem(c,
+                          "%s: a literal secret (from %s) but security.literal_secrets is refuse "
+                          "(from %s): expected vault:<mount>/<path>#<field> or file:<path>",
+                          keys[i], from(c, keys[i]), from(c, "security.literal_secrets"));
+}
+
 void sk_config_check_security(ctx *c)
 {
+    check_literal_secrets(c);
     check_zeebe(c);
     check_kafka_security(c);
     check_registry(c);

@@ -627,6 +627,18 @@ const row sk_config_table[NROWS] = {
              "per plaintext peer at start-up and `skiff_plaintext_peers` set), `refuse` (a "
              "start-up error naming each plaintext peer: the production setting). An in-cluster "
              "mesh (Istio, Linkerd) encrypting pod traffic is a reason for `allow`."},
+    {.key = "security.literal_secrets",
+     .type = T_ENUM,
+     .def = "warn",
+     .choices = sk_plaintext_modes,
+     .off = OFF(security_literal_secrets),
+     .help = "What a secret setting (`zeebe.client_secret`, `oauth.client_secret`, "
+             "`kafka.sasl.password`, `schema_registry.password`) holding the secret itself "
+             "rather than a `vault:` or `file:` reference means: `allow` (silently), `warn` (a "
+             "WARN line per such setting at start-up, naming the key, and "
+             "`skiff_literal_secrets` set), `refuse` (a start-up and `skiff config check` "
+             "problem naming the key and where it was set, never the value: the production "
+             "setting, with `security.plaintext=refuse`)."},
     {.key = "tls.reload_interval",
      .type = T_DURATION,
      .def = "10s",

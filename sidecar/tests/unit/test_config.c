@@ -76,7 +76,7 @@ static void test_table_covers_struct(void **state)
         if (gap >= sizeof(void *))
             fail_msg("bytes up to %zu of sk_config belong to no row", b);
     }
-    assert_int_equal(NROWS, 99);
+    assert_int_equal(NROWS, 100);
 }
 
 static void test_enum_matches_log_levels(void **state)
@@ -761,6 +761,35 @@ static void test_handler_call_settings(void **state)
     load_one_problem(&s, LIST("handler.token_audiences: set", "oauth.client_id"));
 }
 
+static void test_literal_secrets(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    srcs s = {.env = LIST("ZEEBE_CLIENT_ID=w", "ZEEBE_CLIENT_SECRET=canary-literal-4d1e",
+                          "ZEEBE_AUTHORIZATION_SERVER_URL=https://kc/token",
+                          "SKIFF_SECURITY_LITERAL_SECRETS=refuse")};
+    char *p;
+    /* one problem (oauth.client_secret is the same setting), naming key and source only */
+    assert_int_equal(load(&cfg, &s, &p), 1);
+    expect_in(p, "zeebe.client_secret: a literal secret (from environment ZEEBE_CLIENT_SECRET)");
+    expect_in(p, "security.literal_secrets is refuse (from environment");
+    assert_null(strstr(p, "canary-literal-4d1e"));
+    free(p);
+    sk_config_clear(&cfg);
+    const char *keys[SK_LITERAL_SECRETS_MAX];
+    s.argv = LIST("--schema_registry.password=canary-literal-4d1e",
+                  "--zeebe.client_secret=file:/dev/null", "--security.literal_secrets=warn");
+    load_ok(&cfg, &s);
+    assert_int_equal(sk_config_literal_secrets(&cfg, keys), 1);
+    assert_string_equal(keys[0], "schema_registry.password");
+    sk_config_clear(&cfg);
+    s.argv = LIST("--zeebe.client_secret=vault:secret/app#s", "--vault.address=https://v",
+                  "--vault.role=r");
+    load_ok(&cfg, &s);
+    assert_int_equal(sk_config_literal_secrets(&cfg, keys), 0);
+    sk_config_clear(&cfg);
+}
+
 static void test_problem_value_is_quoted_and_cut(void **state)
 {
     (void)state;
@@ -855,6 +884,7 @@ int main(void)
         cmocka_unit_test(test_cross_check),
         cmocka_unit_test(test_oauth_settings),
         cmocka_unit_test(test_handler_call_settings),
+        cmocka_unit_test(test_literal_secrets),
         cmocka_unit_test(test_problem_value_is_quoted_and_cut),
         cmocka_unit_test(test_docs),
     };
