@@ -748,9 +748,10 @@ const row sk_config_table[NROWS] = {
      .flags = F_SECRET,
      .env = ENV("KAFKA_SASL_PASSWORD"),
      .off = OFF(kafka_sasl_password),
-     .help = "SASL password (PLAIN, SCRAM), a secret: `file:<path>` or the password itself. "
-             "A changed file is used when librdkafka next logs in (it reads the password once: "
-             "restart skiff to apply a rotated password)."},
+     .help = "SASL password (PLAIN, SCRAM), a secret: `vault:<mount>/<path>#<field>`, "
+             "`file:<path>` or the password itself. A new value (a rotated Vault secret, a "
+             "changed file) is used at the next broker authentication, without restart; "
+             "connections already authenticated stay up."},
     {.key = "schema_registry.ca_file",
      .type = T_STRING,
      .def = "",
