@@ -155,6 +155,8 @@ static int start_vault(app *a, char *err, size_t errlen)
         return 0;
     sk_vault_opts o = {.address = c->vault_address,
                        .cacert = c->vault_cacert,
+                       .client_cert = c->vault_client_cert,
+                       .client_key = c->vault_client_key,
                        .namespace_ = c->vault_namespace,
                        .auth_mount = c->vault_auth_mount,
                        .role = c->vault_role,

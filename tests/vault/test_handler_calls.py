@@ -67,6 +67,10 @@ def test_secret_and_token_calls(sdk, bao, keycloak, tmp_path):
                         oauth_client_secret=f"vault:secret/skiff/calls/{uid}/oauth#client_secret",
                         oauth_token_url=keycloak.token_url)
     try:
+        # Logged in and the setting read (a call before that is unavailable: nothing cached).
+        itc.wait_until(lambda: skiff.metric("skiff_vault_secret_reads_total",
+                                            secret="oauth.client_secret", result="ok") >= 1,
+                       timeout=30, what="the first Vault reads")
         ref = f"vault:secret/{app}#password"
         results = run_calls(sdk, skiff, [
             ["secret", ref],

@@ -89,6 +89,8 @@ typedef struct sk_config {
     char *oauth_key_file;             /* oauth.key_file */
     char *vault_address;              /* vault.address ("" = no Vault) */
     char *vault_cacert;               /* vault.cacert */
+    char *vault_client_cert;          /* vault.client_cert */
+    char *vault_client_key;           /* vault.client_key */
     char *vault_namespace;            /* vault.namespace */
     char *vault_auth_mount;           /* vault.auth_mount */
     char *vault_role;                 /* vault.role */

@@ -252,6 +252,11 @@ static void check_literal_secrets(ctx *c)
 void sk_config_check_security(ctx *c)
 {
     check_literal_secrets(c);
+    check_pair(c, "vault.client_cert", c->cfg->vault_client_cert, "vault.client_key",
+               c->cfg->vault_client_key);
+    if (strncmp(c->cfg->vault_address, "http://", 7) == 0)
+        check_unused(c, "vault.client_cert", c->cfg->vault_client_cert,
+                     "vault.address is not https://");
     check_zeebe(c);
     check_kafka_security(c);
     check_registry(c);

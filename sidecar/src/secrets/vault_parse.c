@@ -128,3 +128,73 @@ sk_vault_verdict sk_vault_parse_kv(long status, const char *body, size_t len, co
     json_decref(j);
     return v;
 }
+
+/* The field as a new string: SK_VAULT_OK, or NOT_FOUND / ERROR with why. */
+static sk_vault_verdict field_value(json_t *fields, const char *field, char **value, size_t *vlen,
+                                    char *why, size_t whylen)
+{
+    json_t *f = json_object_get(fields, field);
+    if (!json_is_object(fields) || !f) {
+        snprintf(why, whylen, "the secret has no field %.64s", field);
+        return SK_VAULT_NOT_FOUND;
+    }
+    if (!json_is_string(f) || strlen(json_string_value(f)) != json_string_length(f)) {
+        snprintf(why, whylen, "field %.64s is not a string without NUL bytes", field);
+        return SK_VAULT_ERROR;
+    }
+    if (!(*value = strdup(json_string_value(f)))) {
+        snprintf(why, whylen, "out of memory");
+        return SK_VAULT_ERROR;
+    }
+    *vlen = json_string_length(f);
+    return SK_VAULT_OK;
+}
+
+sk_vault_verdict sk_vault_parse_kv1(long status, const char *body, size_t len, const char *field,
+                                    char **value, size_t *vlen, int64_t *lease_ms, char *why,
+                                    size_t whylen)
+{
+    *value = NULL;
+    *vlen = 0;
+    *lease_ms = 0;
+    sk_vault_verdict v = SK_VAULT_ERROR;
+    json_t *j = load_answer(status, body, len, &v, why, whylen);
+    if (!j)
+        return v;
+    json_t *lease = json_object_get(j, "lease_duration");
+    if (lease && (!json_is_integer(lease) || json_integer_value(lease) < 0 ||
+                  json_integer_value(lease) > 10LL * 365 * 24 * 3600)) {
+        snprintf(why, whylen, "answer with an invalid lease_duration");
+        v = SK_VAULT_ERROR;
+    } else {
+        v = field_value(json_object_get(j, "data"), field, value, vlen, why, whylen);
+        if (v == SK_VAULT_OK && lease)
+            *lease_ms = (int64_t)json_integer_value(lease) * 1000;
+    }
+    json_decref(j);
+    return v;
+}
+
+sk_vault_verdict sk_vault_parse_mount(long status, const char *body, size_t len, int *version,
+                                      char *why, size_t whylen)
+{
+    *version = 2;
+    sk_vault_verdict v = SK_VAULT_ERROR;
+    json_t *j = load_answer(status, body, len, &v, why, whylen);
+    if (!j)
+        return v;
+    json_t *data = json_object_get(j, "data");
+    json_t *ver = json_object_get(json_object_get(data, "options"), "version");
+    if (!json_is_object(data) || !json_is_string(json_object_get(data, "type"))) {
+        snprintf(why, whylen, "answer without data.type");
+        json_decref(j);
+        return SK_VAULT_ERROR;
+    }
+    const char *type = json_string_value(json_object_get(data, "type"));
+    *version =
+        strcmp(type, "kv") == 0 && json_is_string(ver) && strcmp(json_string_value(ver), "2") == 0
+            ? 2
+            : 1;
+    json_decref(j);
+    return SK_VAULT_OK;
+}
