@@ -9,27 +9,6 @@
 
 #include "secrets/vault.h"
 
-static void check_kv1_and_mount(long status, const char *body, size_t len)
-{
-    char why[256] = "", *val;
-    size_t vlen;
-    int64_t lease;
-    if (sk_vault_parse_kv1(status, body, len, "password", &val, &vlen, &lease, why, sizeof why) ==
-        SK_VAULT_OK) {
-        if (status != 200 || !val || strlen(val) != vlen || lease < 0)
-            __builtin_trap();
-        free(val);
-    } else if (!why[0] || val) {
-        __builtin_trap();
-    }
-    int version = 0;
-    why[0] = '\0';
-    sk_vault_verdict v = sk_vault_parse_mount(status, body, len, &version, why, sizeof why);
-    if ((v == SK_VAULT_OK && status != 200) || (v != SK_VAULT_OK && !why[0]) ||
-        (version != 1 && version != 2))
-        __builtin_trap();
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_auth(long status, const char *body, size_t len)
