@@ -2,7 +2,7 @@
 does and reads `vault:<kv1 mount>/<path>#<field>` secrets as KV v1, for a setting
 (oauth.client_secret) and through the handlers' `secret` call. The secret carries a lease (KV
 v1's ttl) much shorter than vault.refresh_interval (1 h): rotated in OpenBao, the new value is
-read when the lease runs out, without restart."""
+read when the lease runs out, without restart, for the setting and for the `secret` call."""
 import sys
 import threading
 import time
@@ -64,6 +64,9 @@ def test_kv1_mount_and_lease_refresh(bao, tmp_path):
                        timeout=30, what="the new value read when the lease ran out")
         assert skiff.metric("skiff_vault_secret_reads_total", secret="oauth.client_secret",
                             result="error") == 0
+        # The handlers' cache honours the lease too (refresh interval 1 h).
+        itc.wait_until(lambda: app.secret(ref) == new, timeout=30,
+                       what="the secret call answering the new value after the lease")
         assert_no_secret(skiff, old, new)
     finally:
         assert skiff.stop() == 0

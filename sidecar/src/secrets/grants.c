@@ -110,7 +110,8 @@ typedef struct cached {
     char *value;
     size_t len;
     int64_t version;
-    int64_t read_ms; /* monotonic; 0: no value */
+    int64_t read_ms;  /* monotonic; 0: no value */
+    int64_t fresh_ms; /* the value counts as current this long after read_ms */
     sk_vault_read *rd;
     waiter *waiters;
     struct cached *next;
@@ -209,7 +210,7 @@ static void answer_all(cached *c, const char *code, sk_series *s, const char *fm
 }
 
 static void on_secret(void *ud, sk_vault_verdict verdict, const char *value, size_t len,
-                      int64_t version, const char *why)
+                      int64_t version, int64_t lease_ms, const char *why)
 {
     cached *c = ud;
     sk_grants *g = c->g;
@@ -224,6 +225,10 @@ static void on_secret(void *ud, sk_vault_verdict verdict, const char *value, siz
             c->len = len;
             c->version = version;
             c->read_ms = now_ms();
+            /* A lease shorter than the refresh interval: current for 2/3 of it. */
+            c->fresh_ms = sk_vault_refresh_ms(g->vault);
+            if (lease_ms > 0 && lease_ms * 2 / 3 < c->fresh_ms)
+                c->fresh_ms = lease_ms * 2 / 3;
         }
     }
     if (verdict == SK_VAULT_NOT_FOUND) {
@@ -310,7 +315,7 @@ static void method_secret(void *ud, const json_t *params, sk_reply *reply)
     }
     cached *c = cache_get(g, reference);
     waiter *w = c ? calloc(1, sizeof *w) : NULL;
-    if (c && c->value && now_ms() - c->read_ms < sk_vault_refresh_ms(g->vault)) {
+    if (c && c->value && now_ms() - c->read_ms < c->fresh_ms) {
         free(w);
         answer_value(c, reply, g->s_cached);
         return;

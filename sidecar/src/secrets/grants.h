@@ -7,10 +7,10 @@
  * `vault:kv/app/` + `*#token`). Anything not allowed is answered `forbidden`, the same for a secret
  * that exists and one that does not (no hint); a malformed reference, or a path with `.` or
  * `..` segments, is `invalid_params`. An allowed reference is read from Vault (KV, through the
- * client's token) and cached: a value younger than vault.refresh_interval is answered from the
- * cache, an older one read again, one read at a time per reference; when Vault cannot answer
- * (down, not logged in, an error) the cached value is answered, and without one `unavailable`.
- * A secret (or field) Vault does not have is `not_found`.
+ * client's token) and cached: a value younger than vault.refresh_interval (or 2/3 of a shorter
+ * lease) is answered from the cache, an older one read again, one read at a time per reference;
+ * when Vault cannot answer (down, not logged in, an error) the cached value is answered, and
+ * without one `unavailable`. A secret (or field) Vault does not have is `not_found`.
  *
  * `token` {"audience": "..."} answers {"access_token", "expires_at"} (epoch ms) for an audience
  * of handler.token_audiences, from the token service (secrets/oauth.h): one OAuth client per

@@ -102,14 +102,15 @@ void sk_vault_free(sk_vault *v);
 int sk_vault_ready(const sk_vault *v, char *why, size_t whylen);
 /* One read on behalf of someone else (the handlers' `secret` call): the field of the KV secret
  * of ref, with the client token held now. cb gets SK_VAULT_OK with the value (valid during the
- * call only: copy it, wipe the copy when done) and its version, or another verdict with why
+ * call only: copy it, wipe the copy when done), its version and lease (0: none; KV v1's ttl),
+ * or another verdict with why
  * (never a value). A 403 also makes the client log in again. NULL when no read can start (not
  * logged in, out of memory): the caller answers without Vault. The read is freed after cb;
  * sk_vault_read_cancel before that frees it without calling cb; every read is cancelled before
  * sk_vault_free. */
 typedef struct sk_vault_read sk_vault_read;
 typedef void (*sk_vault_read_cb)(void *ud, sk_vault_verdict verdict, const char *value, size_t len,
-                                 int64_t version, const char *why);
+                                 int64_t version, int64_t lease_ms, const char *why);
 struct sk_secret_ref;
 sk_vault_read *sk_vault_read_start(sk_vault *v, const struct sk_secret_ref *ref,
                                    sk_vault_read_cb cb, void *ud);

@@ -209,9 +209,8 @@ struct sk_vault_read {
 static void on_read(void *ud, sk_vault_verdict verdict, const char *value, size_t len,
                     int64_t version, int64_t lease_ms, const char *why)
 {
-    (void)lease_ms;
     sk_vault_read *r = ud;
-    r->cb(r->ud, verdict, value, len, version, why);
+    r->cb(r->ud, verdict, value, len, version, lease_ms, why);
     free(r);
 }
 
