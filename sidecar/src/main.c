@@ -254,7 +254,8 @@ static int start_grants(app *a, char *err, size_t errlen)
                         .vault = a->vault,
                         .oauth = a->oauth,
                         .client = &client,
-                        .token_wait_ms = c->oauth_timeout_ms};
+                        .token_wait_ms = c->oauth_timeout_ms,
+                        .secret_wait_ms = c->vault_timeout_ms};
     if (!(a->grants = sk_grants_new(a->base, a->metrics, &o, err, errlen)) ||
         sk_grants_register(a->grants, a->d) != 0) {
         if (a->grants)

@@ -117,6 +117,7 @@ def test_calls_unavailable(sdk, keycloak, tmp_path):
     jwt_file = tmp_path / "sa-token"
     jwt_file.write_text(new_jwt())
     skiff = calls_skiff(tmp_path, jwt_file, vault_address=f"http://127.0.0.1:{itc.free_port()}",
+                        vault_timeout="1s",  # the secret call's wait for a login
                         handler_secrets="vault:secret/app/*#*",
                         handler_token_audiences="billing-api", oauth_client_id=client_id,
                         oauth_client_secret=f"file:{wrong}", oauth_token_url=keycloak.token_url)

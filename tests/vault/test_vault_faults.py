@@ -100,7 +100,7 @@ def secret_call(app, ref):
             time.sleep(0.05)
 
 
-def start(tmp_path, relay, path, role="skiff"):
+def start(tmp_path, relay, path, role="skiff", vault_timeout="2s"):
     jwt_file = tmp_path / "sa-token"
     jwt_file.write_text(new_jwt())
     # The shared Zeebe broker, so that readiness gets past the gateway to Vault.
@@ -108,7 +108,7 @@ def start(tmp_path, relay, path, role="skiff"):
                       tmp_path, ["vault-faults"],
                       vault_address=f"http://127.0.0.1:{relay.port}", vault_role=role,
                       vault_token_path=str(jwt_file), vault_refresh_interval="500ms",
-                      vault_timeout="2s",
+                      vault_timeout=vault_timeout,
                       handler_secrets=f"vault:secret/{path}#password")
     app = Handler("vault-faults", capacity=1, socket_path=skiff.socket)
     app.job("vault-faults")(lambda task: {})
@@ -122,14 +122,25 @@ def test_openbao_down_at_start_then_up(bao, tmp_path):
     bao.secrets.kv.v2.create_or_update_secret(path=path, mount_point="secret",
                                               secret={"password": f"canary-{uid}-start"})
     relay = Relay()
-    skiff, app = start(tmp_path, relay, path)
+    # vault.timeout is also how long a secret call waits for a login: long enough here for the
+    # login backoff (a few seconds after the first failures).
+    skiff, app = start(tmp_path, relay, path, vault_timeout="30s")
     try:
         itc.wait_until(lambda: skiff.metric("skiff_vault_logins_total", result="error") >= 1,
                        timeout=30, what="a failed login while OpenBao is out of reach")
         status, why = skiff.http("/readyz")
         assert status == 503 and "Vault login" in why, why
-        assert call_code(app, f"vault:secret/{path}#password") == "unavailable"
+        # A call while skiff is not logged in waits for the login instead of failing.
+        answer = {}
+        caller = threading.Thread(target=lambda: answer.update(
+            value=secret_call(app, f"vault:secret/{path}#password")))
+        caller.start()
+        itc.wait_until(lambda: skiff.metric("skiff_vault_logins_total", result="error") >= 2,
+                       timeout=30, what="another failed login while the call waits")
+        assert caller.is_alive()
         relay.up()
+        caller.join(60)
+        assert answer.get("value") == f"canary-{uid}-start"
         itc.wait_until(lambda: skiff.metric("skiff_vault_logins_total", result="ok") >= 1,
                        timeout=60, what="the login once OpenBao is reachable")
         itc.wait_until(lambda: "Vault" not in skiff.http("/readyz")[1], timeout=30,

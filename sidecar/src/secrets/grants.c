@@ -98,8 +98,9 @@ int sk_grant_match(const char *pattern, const char *reference)
 
 typedef struct waiter {
     sk_reply *reply;
-    struct event *timer; /* token calls: the longest wait */
+    struct event *timer; /* the longest wait (token calls; secret calls waiting for a login) */
     struct audience *aud;
+    struct cached *c;
     struct waiter *next;
 } waiter;
 
@@ -130,6 +131,7 @@ struct sk_grants {
     sk_oauth *oauth;
     sk_oauth_opts client;
     int64_t token_wait_ms;
+    int64_t secret_wait_ms;
     char **patterns;
     size_t npatterns;
     audience *auds;
@@ -169,6 +171,13 @@ static void answer_value(cached *c, sk_reply *reply, sk_series *s)
                                  (json_int_t)c->version));
 }
 
+static void waiter_free(waiter *w)
+{
+    if (w->timer)
+        event_free(w->timer);
+    free(w);
+}
+
 static void cached_free(cached *c)
 {
     sk_vault_read_cancel(c->rd);
@@ -177,7 +186,7 @@ static void cached_free(cached *c)
         c->waiters = w->next;
         count(c->g->s_unavailable);
         sk_reply_error(w->reply, "unavailable", "skiff is shutting down");
-        free(w);
+        waiter_free(w);
     }
     wipe(&c->value, c->len);
     free(c->reference);
@@ -205,7 +214,7 @@ static void answer_all(cached *c, const char *code, sk_series *s, const char *fm
             sk_reply_error(w->reply, code, fmt, c->reference, a);
         } else
             answer_value(c, w->reply, s);
-        free(w);
+        waiter_free(w);
     }
 }
 
@@ -292,6 +301,48 @@ static int refresh(sk_grants *g, cached *c)
     return c->rd ? 0 : -1;
 }
 
+/* The wait for a login is over: this call gets `unavailable`. */
+static void on_login_wait_over(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    waiter *w = arg;
+    cached *c = w->c;
+    for (waiter **p = &c->waiters; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    count(c->g->s_unavailable);
+    SK_WARN("grants", "secret call for %s: unavailable (no Vault login within %lld ms)",
+            c->reference, (long long)c->g->secret_wait_ms);
+    sk_reply_error(w->reply, "unavailable", "%s: Vault cannot answer now (not logged in)",
+                   c->reference);
+    waiter_free(w);
+}
+
+/* Logged in to Vault: the calls that waited for it are read now. */
+static void on_login(void *ud)
+{
+    sk_grants *g = ud;
+    for (cached *c = g->cache; c; c = c->next)
+        if (c->waiters && !c->rd)
+            refresh(g, c);
+}
+
+/* No read can start (not logged in) and nothing is cached: w waits for the next login, up to
+ * secret_wait_ms. 0, or -1 (out of memory). */
+static int wait_for_login(sk_grants *g, cached *c, waiter *w)
+{
+    struct timeval tv = {.tv_sec = g->secret_wait_ms / 1000,
+                         .tv_usec = (g->secret_wait_ms % 1000) * 1000};
+    if (!g->vault || !(w->timer = evtimer_new(g->base, on_login_wait_over, w)))
+        return -1;
+    w->c = c;
+    evtimer_add(w->timer, &tv);
+    return 0;
+}
+
 static void method_secret(void *ud, const json_t *params, sk_reply *reply)
 {
     sk_grants *g = ud;
@@ -320,8 +371,9 @@ static void method_secret(void *ud, const json_t *params, sk_reply *reply)
         answer_value(c, reply, g->s_cached);
         return;
     }
-    if (!w || refresh(g, c) != 0) {
-        free(w);
+    if (!w || (refresh(g, c) != 0 && (c->value || wait_for_login(g, c, w) != 0))) {
+        if (w)
+            waiter_free(w);
         if (c && c->value) {
             answer_value(c, reply, g->s_cached);
             return;
@@ -526,6 +578,9 @@ sk_grants *sk_grants_new(struct event_base *base, sk_metrics *m, const sk_grants
     if (o->client)
         g->client = *o->client;
     g->token_wait_ms = o->token_wait_ms > 0 ? o->token_wait_ms : DEFAULT_TOKEN_WAIT_MS;
+    g->secret_wait_ms = o->secret_wait_ms > 0 ? o->secret_wait_ms : DEFAULT_TOKEN_WAIT_MS;
+    if (g->vault)
+        sk_vault_on_login(g->vault, on_login, g);
     if (m)
         make_metrics(g, m);
     return g;
@@ -544,6 +599,8 @@ void sk_grants_free(sk_grants *g)
 {
     if (!g)
         return;
+    if (g->vault)
+        sk_vault_on_login(g->vault, NULL, NULL);
     while (g->cache) {
         cached *c = g->cache;
         g->cache = c->next;

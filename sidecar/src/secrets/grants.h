@@ -10,7 +10,9 @@
  * client's token) and cached: a value younger than vault.refresh_interval (or 2/3 of a shorter
  * lease) is answered from the cache, an older one read again, one read at a time per reference;
  * when Vault cannot answer (down, not logged in, an error) the cached value is answered, and
- * without one `unavailable`. A secret (or field) Vault does not have is `not_found`.
+ * without one `unavailable`; a call that finds skiff not logged in to Vault (at start-up, while
+ * it logs in again) with nothing cached waits for the login up to secret_wait_ms
+ * (vault.timeout) first. A secret (or field) Vault does not have is `not_found`.
  *
  * `token` {"audience": "..."} answers {"access_token", "expires_at"} (epoch ms) for an audience
  * of handler.token_audiences, from the token service (secrets/oauth.h): one OAuth client per
@@ -58,6 +60,7 @@ typedef struct sk_grants_opts {
     const sk_oauth_opts *client; /* the general client, copied per audience (its audience
                                     replaced); its strings and secret outlive the grants */
     int64_t token_wait_ms;       /* longest wait for a first token; <= 0: 10 s */
+    int64_t secret_wait_ms;      /* longest wait for a Vault login; <= 0: 10 s */
 } sk_grants_opts;
 
 typedef struct sk_grants sk_grants;

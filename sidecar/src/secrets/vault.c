@@ -295,6 +295,8 @@ static void got_token(sk_vault *v, sk_vault_auth *a)
     if (a->lease_ms > 0)
         arm(v->auth_timer, a->renewable ? renew_delay(v, a->lease_ms) : a->lease_ms * 2 / 3);
     read_all(v);
+    if (v->on_login)
+        v->on_login(v->on_login_ud);
 }
 
 static void renewed(sk_vault *v, sk_vault_auth *a)

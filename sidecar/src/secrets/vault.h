@@ -115,6 +115,8 @@ struct sk_secret_ref;
 sk_vault_read *sk_vault_read_start(sk_vault *v, const struct sk_secret_ref *ref,
                                    sk_vault_read_cb cb, void *ud);
 void sk_vault_read_cancel(sk_vault_read *r);
+/* cb(ud) after each successful login (one listener; NULL removes it). */
+void sk_vault_on_login(sk_vault *v, void (*cb)(void *ud), void *ud);
 /* The refresh interval (vault.refresh_interval): how long a value read counts as current. */
 int64_t sk_vault_refresh_ms(const sk_vault *v);
 

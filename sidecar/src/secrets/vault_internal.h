@@ -52,7 +52,9 @@ struct sk_vault {
     int installed;
     char why[WHY_LEN];
     entry *entries;
-    struct vmount *mounts; /* KV version per mount (vault_kv.c) */
+    struct vmount *mounts;      /* KV version per mount (vault_kv.c) */
+    void (*on_login)(void *ud); /* sk_vault_on_login */
+    void *on_login_ud;
     sk_series *m_login_ok, *m_login_refused, *m_login_error;
     sk_series *m_renew_ok, *m_renew_refused, *m_renew_error, *m_renew_exhausted, *m_valid;
     sk_series *m_expiry; /* the token's lease end, epoch s */

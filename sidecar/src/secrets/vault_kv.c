@@ -243,6 +243,12 @@ void sk_vault_read_cancel(sk_vault_read *r)
     free(r);
 }
 
+void sk_vault_on_login(sk_vault *v, void (*cb)(void *ud), void *ud)
+{
+    v->on_login = cb;
+    v->on_login_ud = ud;
+}
+
 int64_t sk_vault_refresh_ms(const sk_vault *v)
 {
     return v->refresh_ms;
