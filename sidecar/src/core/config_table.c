@@ -439,7 +439,8 @@ const row sk_config_table[NROWS] = {
      .min = 100,
      .max = 10 * MIN,
      .off = OFF(vault_timeout_ms),
-     .help = "Timeout of one Vault request."},
+     .help = "Timeout of one Vault request; also how long a handler's `secret` call made "
+             "while skiff is not logged in waits for the login."},
     {.key = "kafka.brokers",
      .type = T_LIST,
      .def = "",
