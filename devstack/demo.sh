@@ -10,7 +10,9 @@
 #   devstack/demo.sh [--instances N] [--secure]
 #
 # --secure: the same with TLS/mTLS to every peer, OAuth (Keycloak) to the gateway and
-# security.plaintext=refuse (devstack/demo_secure.py; starts Keycloak too, about a minute more).
+# security.plaintext=refuse, the OAuth client secret read from OpenBao over mTLS with
+# security.literal_secrets=refuse (devstack/demo_secure.py, demo_vault.py; starts Keycloak and
+# OpenBao too, about a minute more).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 devstack/setup.sh

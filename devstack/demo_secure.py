@@ -11,7 +11,10 @@ security.plaintext=refuse, so a plaintext peer stops it at start-up:
 - the Schema Registry over HTTPS with a client certificate (schema-registry.sh with
   SKIFF_SCHEMA_REGISTRY_TLS_DIR: the stand-in, SKIFF_SCHEMA_REGISTRY_IMPL=standin);
 - Keycloak's token endpoint over HTTPS (keycloak.sh with SKIFF_KEYCLOAK_TLS_DIR), verified with
-  oauth.ca_file; the token proxy fetches the JWKS over HTTPS too.
+  oauth.ca_file; the token proxy fetches the JWKS over HTTPS too;
+- the OAuth client secret comes from OpenBao (devstack/demo_vault.py: Kubernetes auth over an
+  HTTPS listener that requires skiff's client certificate), and skiff runs with
+  security.literal_secrets=refuse.
 Certificates are made afresh by devstack/certs.sh. The demo's own tools (zbctl, the Kafka
 topic tool) are not skiff: zbctl talks TLS to the gateway, the Kafka tools use the broker's
 PLAINTEXT listener (skiff is never given it)."""
@@ -23,12 +26,13 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+from demo_vault import VaultStep
 from devstack_env import shell_env
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("zeebe.sh", "kafka.sh", "schema-registry.sh")
 CLIENT_ID, AUDIENCE = "skiff-worker", "zeebe-api"
-CLIENT_SECRET = "skiff-worker-secret"  # devstack/keycloak's realm; a file for skiff
+CLIENT_SECRET = "skiff-worker-secret"  # devstack/keycloak's realm; stored in OpenBao for skiff
 
 
 class SecureStep:
@@ -39,6 +43,7 @@ class SecureStep:
         self.proxy = self.proxy_log = None
         self.kc = {}
         self.address = self.control = ""
+        self.vault = VaultStep(self.certs, say)
 
     def prepare(self):
         """Certificates, and the TLS settings the devstack scripts read (os.environ)."""
@@ -54,7 +59,6 @@ class SecureStep:
                           SKIFF_SCHEMA_REGISTRY_TLS_DIR=str(c), SKIFF_KEYCLOAK_TLS_DIR=str(c),
                           # HTTPS with client certificates: the stand-in (devstack/README.md)
                           SKIFF_SCHEMA_REGISTRY_IMPL="standin")
-        (c / "client-secret").write_text(CLIENT_SECRET + "\n")  # a Kubernetes Secret volume
         self.say(f"certificates by devstack/certs.sh in {c} (a test CA, server and client)")
 
     def start(self, gateway):
@@ -64,6 +68,7 @@ class SecureStep:
             subprocess.run([keycloak, "start"], check=True)
             self.started_keycloak = True
         self.kc = shell_env([keycloak, "env"])
+        self.vault.start(CLIENT_SECRET)
         c = self.certs
         self.proxy_log = open(c.parent / "token-proxy.log", "wb")
         listen = f"127.0.0.1:{os.environ.get('SKIFF_TOKEN_PROXY_PORT', '0')}"
@@ -100,10 +105,10 @@ class SecureStep:
                 "--zeebe.tls=true", f"--zeebe.ca_file={c / 'ca.pem'}",
                 f"--zeebe.cert_file={c / 'client.pem'}", f"--zeebe.key_file={c / 'client.key'}",
                 f"--zeebe.client_id={CLIENT_ID}",
-                f"--zeebe.client_secret=file:{c / 'client-secret'}",
+                f"--zeebe.client_secret={self.vault.reference()}",
                 f"--zeebe.authorization_server_url={self.kc['SKIFF_KEYCLOAK_HTTPS_TOKEN_URL']}",
                 f"--oauth.ca_file={self.kc['SKIFF_KEYCLOAK_CA_FILE']}",
-                f"--zeebe.token_audience={AUDIENCE}"]
+                f"--zeebe.token_audience={AUDIENCE}"] + self.vault.skiff_args()
 
     def probe(self, address):
         """TLS version and cipher a client with skiff's certificate gets from address."""
@@ -140,11 +145,13 @@ class SecureStep:
             if line.startswith(("skiff_tls_certificate_expiry_seconds{",
                                 "skiff_oauth_token_requests_total{", "skiff_oauth_token_valid{")):
                 self.say("    " + line)
+        self.vault.report(metrics)
         token_url = self.kc["SKIFF_KEYCLOAK_HTTPS_TOKEN_URL"]
         self.say(f"  Keycloak token endpoint {token_url}: HTTPS verified with oauth.ca_file, "
                  f"{self.probe(token_url.split('/')[2])}; the proxy's JWKS over HTTPS too")
 
     def stop(self):
+        self.vault.stop()
         if self.proxy is not None:
             self.proxy.terminate()
             self.proxy.wait(timeout=10)

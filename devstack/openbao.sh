@@ -16,7 +16,9 @@
 # Settings (environment): SKIFF_OPENBAO_PORT (default 8200), SKIFF_TOKENREVIEW_PORT (port + 2;
 # OpenBao's cluster listener takes port + 1),
 # SKIFF_OPENBAO_ROOT_TOKEN (default skiff-root), SKIFF_OPENBAO_TOKEN_TTL (role token TTL,
-# default 1h), SKIFF_OPENBAO_TOKEN_MAX_TTL (default 4h).
+# default 1h), SKIFF_OPENBAO_TOKEN_MAX_TTL (default 4h), SKIFF_OPENBAO_TLS_DIR (certs.sh files:
+# a second listener, HTTPS on SKIFF_OPENBAO_TLS_PORT, default port + 3, that requires a client
+# certificate of that CA; its cluster address takes port + 4).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
@@ -29,6 +31,8 @@ BAO_BIN=$BAO_DIR/bao-$BAO_VERSION
 BAO_PORT=${SKIFF_OPENBAO_PORT:-8200}
 TR_PORT=${SKIFF_TOKENREVIEW_PORT:-$((BAO_PORT + 2))}
 ROOT_TOKEN=${SKIFF_OPENBAO_ROOT_TOKEN:-skiff-root}
+TLS_DIR=${SKIFF_OPENBAO_TLS_DIR:-}
+TLS_PORT=${SKIFF_OPENBAO_TLS_PORT:-$((BAO_PORT + 3))}
 TOKEN_TTL=${SKIFF_OPENBAO_TOKEN_TTL:-1h}
 TOKEN_MAX_TTL=${SKIFF_OPENBAO_TOKEN_MAX_TTL:-4h}
 BAO_RUN=$SKIFF_RUN_DIR/openbao-$BAO_PORT
@@ -101,6 +105,19 @@ wait_for() {
   devstack_die "$what did not answer in 30 s (logs in $BAO_RUN)"
 }
 
+# The mTLS listener's configuration file (added to dev mode's own listener).
+tls_config() {
+  {
+    printf 'listener "tcp" {\n'
+    printf '  address = "127.0.0.1:%s"\n  cluster_address = "127.0.0.1:%s"\n' \
+      "$TLS_PORT" "$((TLS_PORT + 1))"
+    printf '  tls_cert_file = "%s/server.pem"\n  tls_key_file = "%s/server.key"\n' \
+      "$TLS_DIR" "$TLS_DIR"
+    printf '  tls_client_ca_file = "%s/ca.pem"\n' "$TLS_DIR"
+    printf '  tls_require_and_verify_client_cert = true\n}\n'
+  } >"$BAO_RUN/tls.hcl"
+}
+
 tr_answers() { curl -fs -o /dev/null --max-time 2 --cacert "$BAO_RUN/tr.pem" "$TR_URL/reviews"; }
 
 start() {
@@ -113,8 +130,14 @@ start() {
     --cert "$BAO_RUN/tr.pem" --key "$BAO_RUN/tr.key" \
     >"$BAO_RUN/tokenreview.log" 2>&1 </dev/null &
   echo $! >"$BAO_RUN/tokenreview.pid"
+  local extra=()
+  if [ -n "$TLS_DIR" ]; then
+    tls_config
+    extra=("-config=$BAO_RUN/tls.hcl")
+  fi
   setsid "$BAO_BIN" server -dev "-dev-root-token-id=$ROOT_TOKEN" \
-    "-dev-listen-address=127.0.0.1:$BAO_PORT" >"$BAO_RUN/openbao.log" 2>&1 </dev/null &
+    "-dev-listen-address=127.0.0.1:$BAO_PORT" "${extra[@]}" >"$BAO_RUN/openbao.log" 2>&1 \
+    </dev/null &
   echo $! >"$BAO_RUN/openbao.pid"
   wait_for "the TokenReview stand-in" tr_answers
   wait_for OpenBao answers
@@ -154,6 +177,10 @@ env)
   printf 'export VAULT_ADDR=%s\nexport SKIFF_OPENBAO_ROOT_TOKEN=%s\n' "$ADDR" "$ROOT_TOKEN"
   printf 'export SKIFF_TOKENREVIEW_URL=%s\nexport SKIFF_TOKENREVIEW_CA=%s\n' "$TR_URL" \
     "$BAO_RUN/tr.pem"
+  if [ -n "$TLS_DIR" ]; then
+    printf 'export SKIFF_OPENBAO_TLS_ADDR=https://127.0.0.1:%s\n' "$TLS_PORT"
+    printf 'export SKIFF_OPENBAO_TLS_DIR=%s\n' "$TLS_DIR"
+  fi
   ;;
 jwt) jwt "${2:-}" ;;
 *) usage ;;

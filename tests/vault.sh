@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Vault end to end: OpenBao (devstack/openbao.sh, built once from the Go module proxy) with its
-# TokenReview stand-in checked with hvac, Keycloak (devstack/keycloak.sh), and the real skiff
+# TokenReview stand-in checked with hvac and an HTTPS listener requiring client certificates,
+# Keycloak (devstack/keycloak.sh), and the real skiff
 # (ASan+UBSan) reading its OAuth client secret from OpenBao (tests/vault/). Stops what it
 # started, also on failure.
 #
@@ -11,8 +12,10 @@ ROOT=$PWD
 PY=/usr/bin/python3
 
 keycloak=0
+certs=$(mktemp -d)
 cleanup() {
   devstack/openbao.sh stop || true
+  rm -rf "$certs"
   if [ "$keycloak" = 1 ]; then devstack/keycloak.sh stop || true; fi
 }
 trap cleanup EXIT
@@ -20,6 +23,8 @@ if ! devstack/keycloak.sh status >/dev/null 2>&1; then
   devstack/keycloak.sh start
   keycloak=1
 fi
+devstack/certs.sh "$certs" >/dev/null
+export SKIFF_OPENBAO_TLS_DIR=$certs # OpenBao's second listener: HTTPS with client certificates
 devstack/openbao.sh start
 eval "$(devstack/openbao.sh env)"
 eval "$(devstack/keycloak.sh env)"

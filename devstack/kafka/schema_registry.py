@@ -34,7 +34,9 @@ responses are application/vnd.schemaregistry.v1+json.
 
 Limits (what the real registry does and this one does not): AVRO only (JSON and PROTOBUF are
 refused with 42201); no schema references; no contexts, modes other than READWRITE, metadata,
-rule sets, GUIDs, normalization (?normalize is accepted and ignored) or authentication;
+rule sets, GUIDs or normalization (?normalize is accepted and ignored); authentication is
+HTTP basic only (--basic-auth-file, a file of "user:password" read at every request so a test can
+rotate the password: a request without those credentials is answered 401, error_code 401);
 schemas are deduplicated on their compact JSON text (with {"type": "<primitive>"} folded to
 "<primitive>"), not on Avro's full canonical form; storage is memory, optionally a JSON file
 (--state) rewritten after each change, instead of the _schemas Kafka topic.
@@ -45,6 +47,8 @@ Run: python3 schema_registry.py [--host 127.0.0.1] [--port 28081] [--state FILE]
 """
 
 import argparse
+import base64
+import hmac
 import json
 import os
 import re
@@ -696,6 +700,14 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "skiff-devstack-schema-registry/1"
     registry = None
     quiet = False
+    basic_auth_file = None
+
+    def _authorized(self):
+        if not self.basic_auth_file:
+            return True
+        with open(self.basic_auth_file, encoding="utf-8") as f:
+            expected = "Basic " + base64.b64encode(f.read().strip().encode()).decode()
+        return hmac.compare_digest(self.headers.get("Authorization", ""), expected)
 
     def _handle(self, method):
         status, payload = 500, None
@@ -705,6 +717,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise ApiError(413, 413, "request body too large")
             raw = self.rfile.read(length) if length else b""
+            if not self._authorized():
+                raise ApiError(401, 401, "Unauthorized")
             body = None
             if raw:
                 try:
@@ -779,10 +793,14 @@ def main(argv=None):
     ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
     ap.add_argument("--tls-key", help="its PEM key")
     ap.add_argument("--tls-client-ca", help="HTTPS: require client certificates of this CA")
+    ap.add_argument("--basic-auth-file",
+                    help='require HTTP basic auth with the "user:password" in this file (read at '
+                         'every request)')
     args = ap.parse_args(argv)
 
     Handler.registry = Registry(args.compatibility, args.state)
     Handler.quiet = args.quiet
+    Handler.basic_auth_file = args.basic_auth_file
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True
     if args.tls_cert:

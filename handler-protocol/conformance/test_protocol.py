@@ -18,6 +18,7 @@ JOB_TYPES = {"conf-complete", "conf-none", "conf-raise", "conf-bpmn", "conf-jobf
              "conf-async", "conf-sleep", "conf-big", "conf-extend", "conf-wait-cancel",
              "conf-publish", "conf-produce"}
 LEVEL2_JOB_TYPES = {"conf-echo"}
+LEVEL3_JOB_TYPES = {"conf-secret", "conf-token"}
 TOPICS = {"conf.seen", "conf.ok", "conf.raise", "conf.retry", "conf.retry-default", "conf.dlq",
           "conf.async", "conf.extend", "conf.wait-cancel"}
 
@@ -34,7 +35,8 @@ def drain_and_exit(conn, proc) -> None:
 
 def job_types(reg) -> set:
     """The job types a handler of this registration's contract level serves."""
-    return JOB_TYPES | (LEVEL2_JOB_TYPES if reg["level"] >= 2 else set())
+    return (JOB_TYPES | (LEVEL2_JOB_TYPES if reg["level"] >= 2 else set())
+            | (LEVEL3_JOB_TYPES if reg["level"] >= 3 else set()))
 
 
 def test_hello(skiff, spawn, sdk, reg):

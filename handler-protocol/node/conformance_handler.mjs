@@ -103,6 +103,17 @@ job('conf-publish', async (task) => {
   }
 });
 
+const callWith = async (fn, arg) => {
+  try {
+    return { result: await fn(arg) };
+  } catch (err) {
+    return { error: callError(err) };
+  }
+};
+job('conf-secret', (task) => callWith(task.variables.via === 'handler'
+  ? (r) => app.secret(r) : (r) => task.secret(r), task.variables.reference));
+job('conf-token', (task) => callWith(task.variables.via === 'handler'
+  ? (a) => app.token(a) : (a) => task.token(a), task.variables.audience));
 job('conf-produce', async (task) => {
   const p = task.variables.params;
   const produce = task.variables.via === 'handler'

@@ -30,14 +30,19 @@
 //                        key: 'P-1', headers: { source: 'indexer' } });
 //   // -> { topic, partition: 0, offset: 88, schema_id: 9 }
 //
-// app.publishMessage({...}) and app.produce({...}) do the same from outside a
-// function, on the current connection. Error codes are skiff's (not_found,
-// unavailable, rejected for extend; invalid_params, already_exists, unavailable,
-// rejected for publishMessage; invalid_params, invalid_value, schema_not_found,
-// unavailable, produce_failed for produce; treat any other code as a failure
-// too) or the SDK's own, raised without waiting for skiff: unsupported (skiff's
-// welcome did not list the feature or method, or the task is a Kafka task, which
-// cannot be extended; nothing was sent), cancelled (skiff cancelled the task,
+//   const password = await task.secret('vault:secret/app/db#password'); // 1.3: the value
+//   const bearer = await task.token('billing-api'); // 1.3: an OAuth2 access token
+//
+// app.publishMessage({...}), app.produce({...}), app.secret(ref) and
+// app.token(audience) do the same from outside a function, on the current
+// connection. Error codes are skiff's (not_found, unavailable, rejected for
+// extend; invalid_params, already_exists, unavailable, rejected for
+// publishMessage; invalid_params, invalid_value, schema_not_found, unavailable,
+// produce_failed for produce; forbidden, not_found, unavailable, invalid_params
+// for secret and token; treat any other code as a failure too) or the SDK's
+// own, raised without waiting for skiff: unsupported (skiff's welcome did not
+// list the feature or method, or the task is a Kafka task, which cannot be
+// extended; nothing was sent), cancelled (skiff cancelled the task,
 // also while an extend waits), closed (not connected, the task's result was
 // sent, or the connection was lost before the reply: the outcome is unknown),
 // invalid_params (not JSON-serialisable, larger than max_frame, or a produce
@@ -279,6 +284,20 @@ function produceParams({ topic, value, key, headers } = {}) {
   return params;
 }
 
+function secretParams(reference) {
+  if (typeof reference !== 'string' || reference === '') {
+    throw new CallError('invalid_params', 'secret needs a reference (vault:<mount>/<path>#<field>)');
+  }
+  return { reference };
+}
+
+function tokenParams(audience) {
+  if (typeof audience !== 'string' || audience === '') {
+    throw new CallError('invalid_params', 'token needs an audience');
+  }
+  return { audience };
+}
+
 const names = (v) => new Set(Array.isArray(v) ? v.filter((x) => typeof x === 'string') : []);
 
 const defaultLogger = {
@@ -321,6 +340,18 @@ export class Handler {
   async produce(options) {
     if (!this.#state) throw new CallError('closed', 'not connected to skiff');
     return this.#call(this.#state, 'produce', produceParams(options));
+  }
+
+  /** Read a secret the pod may read (handler.secrets); resolves to its value. */
+  async secret(reference) {
+    if (!this.#state) throw new CallError('closed', 'not connected to skiff');
+    return (await this.#call(this.#state, 'secret', secretParams(reference))).value;
+  }
+
+  /** An OAuth2 access token for an allowed audience (handler.token_audiences). */
+  async token(audience) {
+    if (!this.#state) throw new CallError('closed', 'not connected to skiff');
+    return (await this.#call(this.#state, 'token', tokenParams(audience))).access_token;
   }
 
   /** Register `fn(task)` for a Zeebe job type. */
@@ -513,6 +544,10 @@ export class Handler {
     task.extend = (timeoutMs) => this.#extend(state, task, timeoutMs);
     task.publishMessage = (options) => this.#call(state, 'publish_message', messageParams(options));
     task.produce = async (options) => this.#call(state, 'produce', produceParams(options));
+    task.secret = async (reference) => (
+      await this.#call(state, 'secret', secretParams(reference))).value;
+    task.token = async (audience) => (
+      await this.#call(state, 'token', tokenParams(audience))).access_token;
     const entry = { task, controller };
     state.open.set(task.id, entry);
     state.inFlight += 1;

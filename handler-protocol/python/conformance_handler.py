@@ -201,6 +201,25 @@ def echo(task):
             "process_instance_key": task.job.process_instance_key}
 
 
+def _call(fn, arg):
+    try:
+        return {"result": fn(arg)}
+    except CallError as e:
+        return {"error": {"code": e.code, "message": e.message}}
+
+
+@job("conf-secret")
+def secret(task):
+    fn = app.secret if task.variables.get("via") == "handler" else task.secret
+    return _call(fn, task.variables["reference"])
+
+
+@job("conf-token")
+def token(task):
+    fn = app.token if task.variables.get("via") == "handler" else task.token
+    return _call(fn, task.variables["audience"])
+
+
 if ASYNC:  # the same behaviours again, as async def functions (they replace the ones above)
     import conformance_handler_async  # noqa: E402
 

@@ -112,6 +112,22 @@ def register(app, job, topic):
         except CallError as e:
             return {"error": {"code": e.code, "message": e.message}}
 
+    async def _call(fn, arg):
+        try:
+            return {"result": await fn(arg)}
+        except CallError as e:
+            return {"error": {"code": e.code, "message": e.message}}
+
+    @job("conf-secret")
+    async def secret(task):
+        fn = app.secret_async if task.variables.get("via") == "handler" else task.secret_async
+        return await _call(fn, task.variables["reference"])
+
+    @job("conf-token")
+    async def token(task):
+        fn = app.token_async if task.variables.get("via") == "handler" else task.token_async
+        return await _call(fn, task.variables["audience"])
+
     @topic("conf.seen")
     async def seen(task):
         r = task.record

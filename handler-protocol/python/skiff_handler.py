@@ -1,4 +1,4 @@
-"""skiff handler SDK for Python (handler protocol v1.2, standard library only).
+"""skiff handler SDK for Python (handler protocol v1.3, standard library only).
 
 Usage::
 
@@ -53,12 +53,17 @@ Inside a job or topic function (blocking calls, safe from any thread; failures r
                  headers={"source": "indexer"})
     # -> {"topic": ..., "partition": 0, "offset": 88, "schema_id": 9}
 
-``app.publish_message(...)`` and ``app.produce(...)`` do the same from outside
+    password = task.secret("vault:secret/app/db#password")   # 1.3, handler.secrets
+    bearer = task.token("billing-api")      # 1.3, an OAuth2 access token (handler.token_audiences)
+
+``app.publish_message(...)``, ``app.produce(...)``, ``app.secret(...)`` and
+``app.token(...)`` do the same from outside
 a function, on the current connection. Error codes are skiff's (``not_found``,
 ``unavailable``, ``rejected`` for extend; ``invalid_params``,
 ``already_exists``, ``unavailable``, ``rejected`` for publish_message;
 ``invalid_params``, ``invalid_value``, ``schema_not_found``, ``unavailable``,
-``produce_failed`` for produce; treat any other code as a failure too) or the
+``produce_failed`` for produce; ``forbidden``, ``not_found``, ``unavailable``,
+``invalid_params`` for secret and token; treat any other code as a failure too) or the
 SDK's own, raised without waiting for skiff: ``unsupported`` (skiff's welcome
 did not list the feature or method, or the task is a Kafka task, which cannot
 be extended; nothing was sent), ``cancelled`` (skiff cancelled the task,
@@ -343,6 +348,28 @@ class Task:
         return await self._attached().call_async("produce",
                                                  _produce_params(topic, value, key, headers))
 
+    def secret(self, reference: str) -> str:
+        """Read a secret the pod may read (handler.secrets), e.g.
+        ``"vault:secret/app/db#password"``; returns its value. Blocks; raises
+        :class:`CallError` (``forbidden``, ``not_found``, ``unavailable``,
+        ``invalid_params``)."""
+        return self._attached().call("secret", _secret_params(reference))["value"]
+
+    async def secret_async(self, reference: str) -> str:
+        """:meth:`secret` for an ``async def`` function."""
+        return (await self._attached().call_async("secret", _secret_params(reference)))["value"]
+
+    def token(self, audience: str) -> str:
+        """An OAuth2 access token for an audience the pod may use
+        (handler.token_audiences); skiff caches and refreshes it. Blocks; raises
+        :class:`CallError` (``forbidden``, ``unavailable``, ``invalid_params``)."""
+        return self._attached().call("token", _token_params(audience))["access_token"]
+
+    async def token_async(self, audience: str) -> str:
+        """:meth:`token` for an ``async def`` function."""
+        return (await self._attached().call_async("token",
+                                                  _token_params(audience)))["access_token"]
+
     def _attached(self) -> "_Connection":
         if self._conn is None:
             raise CallError("closed", f"task {self.id} did not come from a skiff connection")
@@ -384,6 +411,18 @@ def _message_params(name: str, correlation_key: str, variables: Optional[Dict[st
     optional = {"variables": variables, "message_id": message_id, "tenant_id": tenant_id}
     params.update({k: v for k, v in optional.items() if v is not None})
     return params
+
+
+def _secret_params(reference: str) -> Dict[str, Any]:
+    if not isinstance(reference, str) or not reference:
+        raise ValueError(f"reference must be a non-empty str, not {reference!r}")
+    return {"reference": reference}
+
+
+def _token_params(audience: str) -> Dict[str, Any]:
+    if not isinstance(audience, str) or not audience:
+        raise ValueError(f"audience must be a non-empty str, not {audience!r}")
+    return {"audience": audience}
 
 
 def _produce_params(topic: str, value: Any, key: Optional[str],
@@ -813,6 +852,23 @@ class Handler:
         """:meth:`produce` for coroutines."""
         return await self._current().call_async("produce",
                                                 _produce_params(topic, value, key, headers))
+
+    def secret(self, reference: str) -> str:
+        """:meth:`Task.secret` on the current connection."""
+        return self._current().call("secret", _secret_params(reference))["value"]
+
+    async def secret_async(self, reference: str) -> str:
+        """:meth:`secret` for coroutines."""
+        return (await self._current().call_async("secret", _secret_params(reference)))["value"]
+
+    def token(self, audience: str) -> str:
+        """:meth:`Task.token` on the current connection."""
+        return self._current().call("token", _token_params(audience))["access_token"]
+
+    async def token_async(self, audience: str) -> str:
+        """:meth:`token` for coroutines."""
+        return (await self._current().call_async("token",
+                                                 _token_params(audience)))["access_token"]
 
     def _current(self) -> "_Connection":
         conn = self._conn

@@ -15,6 +15,7 @@
 #include "handler/listener.h"
 #include "kafka/kafka.h"
 #include "net/peer_tls.h"
+#include "secrets/grants.h"
 #include "secrets/oauth.h"
 #include "secrets/secret.h"
 #include "trace/task.h"
@@ -37,6 +38,8 @@ typedef struct app {
     sk_oauth *oauth;
     sk_oauth_client *zeebe_token; /* NULL without zeebe.client_id */
     sk_oauth_client *kafka_token; /* NULL without kafka.oauthbearer */
+    sk_secret *oauth_secret;      /* oauth.client_secret when it is not zeebe's */
+    sk_grants *grants;            /* the handlers' secret and token calls */
     sk_tracer *tracer;
     struct event *sigterm, *sigint, *tick;
     int64_t grace_deadline_ms;
@@ -121,6 +124,29 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* security.literal_secrets=warn: a WARN line per secret setting holding the secret itself, and
+ * their number in skiff_literal_secrets (refuse stopped the start already). */
+static int literal_report(app *a)
+{
+    const char *keys[SK_LITERAL_SECRETS_MAX];
+    size_t n = sk_config_literal_secrets(&a->cfg, keys);
+    sk_series *s = sk_metric_series(
+        sk_metrics_gauge(a->metrics, "skiff_literal_secrets",
+                         "Secret settings holding the secret itself rather than a vault: or "
+                         "file: reference (security.literal_secrets).",
+                         NULL),
+        NULL);
+    if (!s)
+        return -1;
+    sk_series_set(s, (double)n);
+    for (size_t i = 0; i < n && a->cfg.security_literal_secrets == SK_PLAINTEXT_WARN; i++)
+        SK_WARN("security",
+                "%s holds the secret itself: use vault:<mount>/<path>#<field> or file:<path> "
+                "(security.literal_secrets=refuse refuses it)",
+                keys[i]);
+    return 0;
+}
+
 /* The Vault client, when vault.address is set: it resolves the vault: secrets created after. */
 static int start_vault(app *a, char *err, size_t errlen)
 {
@@ -129,6 +155,8 @@ static int start_vault(app *a, char *err, size_t errlen)
         return 0;
     sk_vault_opts o = {.address = c->vault_address,
                        .cacert = c->vault_cacert,
+                       .client_cert = c->vault_client_cert,
+                       .client_key = c->vault_client_key,
                        .namespace_ = c->vault_namespace,
                        .auth_mount = c->vault_auth_mount,
                        .role = c->vault_role,
@@ -178,6 +206,65 @@ static int start_oauth(app *a, char *err, size_t errlen)
     return a->kafka_token ? 0 : -1;
 }
 
+/* The token service, made here when the gateway has no OAuth client. */
+static int oauth_service(app *a, char *err, size_t errlen)
+{
+    if (a->oauth)
+        return 0;
+    sk_tls_opts t;
+    if (!(a->oauth = sk_oauth_new(a->base, a->metrics, err, errlen)))
+        return -1;
+    if (sk_peer_tls_opts(&a->cfg, "oauth", &t) &&
+        sk_oauth_use_tls(a->oauth, &t, a->cfg.tls_reload_ms, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+/* The handlers' secret and token calls (handler.secrets, handler.token_audiences); the token
+ * call's client is the general one (oauth.*), sharing the gateway's secret when it is the same
+ * setting. */
+static int start_grants(app *a, char *err, size_t errlen)
+{
+    const sk_config *c = &a->cfg;
+    if (!c->handler_secrets_len && !c->handler_token_audiences_len)
+        return 0;
+    sk_secret *secret = NULL;
+    if (c->handler_token_audiences_len) {
+        if (a->zeebe_secret && strcmp(c->oauth_client_secret, c->zeebe_client_secret) == 0)
+            secret = a->zeebe_secret;
+        else if (!(secret = a->oauth_secret =
+                       sk_secret_new("oauth.client_secret", c->oauth_client_secret, err, errlen)) ||
+                 sk_secret_watch(secret, a->base, a->metrics, 0) != 0)
+            return -1;
+        if (oauth_service(a, err, errlen) != 0)
+            return -1;
+    }
+    sk_oauth_opts client = {.name = "handler",
+                            .token_url = c->oauth_token_url,
+                            .client_id = c->oauth_client_id,
+                            .client_secret = secret,
+                            .refresh_ahead_ms = c->oauth_refresh_ahead_ms,
+                            .timeout_ms = c->oauth_timeout_ms,
+                            .backoff_initial_ms = c->oauth_backoff_initial_ms,
+                            .backoff_max_ms = c->oauth_backoff_max_ms};
+    sk_grants_opts o = {.secrets = c->handler_secrets,
+                        .nsecrets = c->handler_secrets_len,
+                        .audiences = c->handler_token_audiences,
+                        .naudiences = c->handler_token_audiences_len,
+                        .vault = a->vault,
+                        .oauth = a->oauth,
+                        .client = &client,
+                        .token_wait_ms = c->oauth_timeout_ms,
+                        .secret_wait_ms = c->vault_timeout_ms};
+    if (!(a->grants = sk_grants_new(a->base, a->metrics, &o, err, errlen)) ||
+        sk_grants_register(a->grants, a->d) != 0) {
+        if (a->grants)
+            snprintf(err, errlen, "handler calls: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int start(app *a)
 {
     char err[512];
@@ -188,11 +275,12 @@ static int start(app *a)
         SK_ERROR("skiff", "out of memory at start-up");
         return -1;
     }
-    if (sk_peer_plaintext_report(&a->cfg, a->metrics) != 0) {
+    if (sk_peer_plaintext_report(&a->cfg, a->metrics) != 0 || literal_report(a) != 0) {
         SK_ERROR("skiff", "out of memory at start-up");
         return -1;
     }
-    if (start_vault(a, err, sizeof err) != 0 || start_oauth(a, err, sizeof err) != 0) {
+    if (start_vault(a, err, sizeof err) != 0 || start_oauth(a, err, sizeof err) != 0 ||
+        start_grants(a, err, sizeof err) != 0) {
         SK_ERROR("skiff", "cannot start: %s", err);
         return -1;
     }
@@ -230,8 +318,10 @@ static void stop(app *a)
         sk_dispatcher_abandon_all(a->d, "skiff stopped");
     sk_kafka_free(a->kafka);
     sk_zeebe_free(a->zeebe);
+    sk_grants_free(a->grants);
     sk_oauth_free(a->oauth);
     sk_secret_free(a->zeebe_secret);
+    sk_secret_free(a->oauth_secret);
     sk_vault_free(a->vault);
     sk_dispatcher_free(a->d);
     sk_tracer_free(a->tracer);

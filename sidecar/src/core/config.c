@@ -685,6 +685,7 @@ static void cross_check(ctx *c)
     check_secrets(c);
     check_vault(c);
     check_oauth(c);
+    sk_config_oauth_client(c);
     check_at_most(c, "oauth.backoff_initial", cfg->oauth_backoff_initial_ms, "oauth.backoff_max",
                   cfg->oauth_backoff_max_ms);
     check_at_most(c, "zeebe.backoff_initial", cfg->zeebe_backoff_initial_ms, "zeebe.backoff_max",

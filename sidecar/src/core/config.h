@@ -53,8 +53,12 @@ typedef struct sk_config {
     char *handler_socket;             /* handler.socket */
     int64_t handler_max_frame;        /* handler.max_frame (bytes) */
     int64_t handler_hello_timeout_ms; /* handler.hello_timeout */
-    char *zeebe_address;              /* zeebe.address "host:port" */
-    char **zeebe_job_types;           /* zeebe.job_types, NULL-terminated */
+    char **handler_secrets;           /* handler.secrets: allow-list of the secret call */
+    size_t handler_secrets_len;
+    char **handler_token_audiences; /* handler.token_audiences: allow-list of the token call */
+    size_t handler_token_audiences_len;
+    char *zeebe_address;    /* zeebe.address "host:port" */
+    char **zeebe_job_types; /* zeebe.job_types, NULL-terminated */
     size_t zeebe_job_types_len;
     char *zeebe_worker_name;          /* zeebe.worker_name */
     int64_t zeebe_job_timeout_ms;     /* zeebe.job_timeout */
@@ -73,6 +77,9 @@ typedef struct sk_config {
     char *zeebe_token_url;            /* zeebe.authorization_server_url */
     char *zeebe_token_audience;       /* zeebe.token_audience */
     char *zeebe_token_scope;          /* zeebe.token_scope */
+    char *oauth_token_url;            /* oauth.token_url (zeebe's when unset) */
+    char *oauth_client_id;            /* oauth.client_id (zeebe's when unset) */
+    char *oauth_client_secret;        /* oauth.client_secret (zeebe's when unset) */
     int64_t oauth_refresh_ahead_ms;   /* oauth.refresh_ahead */
     int64_t oauth_timeout_ms;         /* oauth.timeout */
     int64_t oauth_backoff_initial_ms; /* oauth.backoff_initial */
@@ -82,6 +89,8 @@ typedef struct sk_config {
     char *oauth_key_file;             /* oauth.key_file */
     char *vault_address;              /* vault.address ("" = no Vault) */
     char *vault_cacert;               /* vault.cacert */
+    char *vault_client_cert;          /* vault.client_cert */
+    char *vault_client_key;           /* vault.client_key */
     char *vault_namespace;            /* vault.namespace */
     char *vault_auth_mount;           /* vault.auth_mount */
     char *vault_role;                 /* vault.role */
@@ -117,23 +126,24 @@ typedef struct sk_config {
     int64_t registry_timeout_ms;       /* schema_registry.timeout */
     int64_t shutdown_grace_ms;         /* shutdown.grace_period */
     /* Security and TLS. */
-    int security_plaintext;      /* security.plaintext (sk_plaintext_mode) */
-    int64_t tls_reload_ms;       /* tls.reload_interval */
-    int zeebe_tls;               /* zeebe.tls */
-    char *zeebe_ca_file;         /* zeebe.ca_file */
-    char *zeebe_cert_file;       /* zeebe.cert_file */
-    char *zeebe_key_file;        /* zeebe.key_file */
-    char *zeebe_server_name;     /* zeebe.server_name */
-    int kafka_security_protocol; /* kafka.security.protocol (sk_kafka_protocol) */
-    char *kafka_ssl_ca;          /* kafka.ssl.ca.location */
-    char *kafka_ssl_cert;        /* kafka.ssl.certificate.location */
-    char *kafka_ssl_key;         /* kafka.ssl.key.location */
-    int kafka_sasl_mechanism;    /* kafka.sasl.mechanisms (index) */
-    char *kafka_sasl_username;   /* kafka.sasl.username */
-    char *kafka_sasl_password;   /* kafka.sasl.password (the one place it is read: kafka.c) */
-    char *registry_ca_file;      /* schema_registry.ca_file */
-    char *registry_cert_file;    /* schema_registry.cert_file */
-    char *registry_key_file;     /* schema_registry.key_file */
+    int security_plaintext;       /* security.plaintext (sk_plaintext_mode) */
+    int security_literal_secrets; /* security.literal_secrets (sk_plaintext_mode) */
+    int64_t tls_reload_ms;        /* tls.reload_interval */
+    int zeebe_tls;                /* zeebe.tls */
+    char *zeebe_ca_file;          /* zeebe.ca_file */
+    char *zeebe_cert_file;        /* zeebe.cert_file */
+    char *zeebe_key_file;         /* zeebe.key_file */
+    char *zeebe_server_name;      /* zeebe.server_name */
+    int kafka_security_protocol;  /* kafka.security.protocol (sk_kafka_protocol) */
+    char *kafka_ssl_ca;           /* kafka.ssl.ca.location */
+    char *kafka_ssl_cert;         /* kafka.ssl.certificate.location */
+    char *kafka_ssl_key;          /* kafka.ssl.key.location */
+    int kafka_sasl_mechanism;     /* kafka.sasl.mechanisms (index) */
+    char *kafka_sasl_username;    /* kafka.sasl.username */
+    char *kafka_sasl_password;    /* kafka.sasl.password (the one place it is read: kafka.c) */
+    char *registry_ca_file;       /* schema_registry.ca_file */
+    char *registry_cert_file;     /* schema_registry.cert_file */
+    char *registry_key_file;      /* schema_registry.key_file */
     /* Tracing. */
     char *trace_zeebe_variable;      /* trace.zeebe_variable */
     int trace_sampler;               /* trace.sampler (index into sk_trace_samplers) */
@@ -190,6 +200,12 @@ typedef struct sk_plaintext_peer {
  * gateway, Kafka, the Schema Registry, the OAuth token endpoint, Vault and the OTLP endpoint;
  * returns how many. */
 size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer *out);
+
+#define SK_LITERAL_SECRETS_MAX 8
+/* The keys of the secret settings of cfg that hold a literal secret (not a vault: or file:
+ * reference, not empty, not inherited from another setting), at most SK_LITERAL_SECRETS_MAX;
+ * returns how many. Never the values. */
+size_t sk_config_literal_secrets(const sk_config *cfg, const char **keys);
 
 /* Writes docs/configuration.md (Markdown) generated from the table. */
 void sk_config_write_docs(FILE *out);

@@ -51,7 +51,7 @@ typedef struct row {
     const char *help;
 } row;
 
-#define NROWS 97 /* rows in the table; config_table.c checks the count at compile time */
+#define NROWS 105 /* rows in the table; config_table.c checks the count at compile time */
 
 typedef struct job_over job_over; /* the overrides of one job type (config_jobs.c) */
 
@@ -121,6 +121,8 @@ void sk_config_load_cli(ctx *c, int argc, char *const *argv);
 /* The rules of the security and TLS keys, and security.plaintext=refuse (one problem per
  * plaintext peer). Runs after the other cross-key rules. */
 void sk_config_check_security(ctx *c);
+/* oauth.token_url, oauth.client_id and oauth.client_secret: the zeebe.* ones when unset. */
+void sk_config_oauth_client(ctx *c);
 
 /* ---- config_jobs.c ---- */
 

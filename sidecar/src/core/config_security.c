@@ -1,8 +1,12 @@
 /* The rules of the security block: TLS files that go together, TLS settings of a peer that does
  * not use TLS, SASL without a user, and the plaintext profile (security.plaintext). */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/config_internal.h"
+#include "secrets/grants.h"
+#include "secrets/secret.h"
 
 static const char *from(ctx *c, const char *key)
 {
@@ -129,8 +133,130 @@ size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer *out)
     return n;
 }
 
+/* The allow-lists of the handlers' secret and token calls, and what they need. */
+static void check_handler_calls(ctx *c)
+{
+    sk_config *cfg = c->cfg;
+    for (size_t i = 0; i < cfg->handler_secrets_len; i++) {
+        char why[160];
+        if (sk_grant_pattern_check(cfg->handler_secrets[i], why, sizeof why) != 0)
+            sk_config_problem(c, "handler.secrets: item \"%.200s\" from %s: %s",
+                              cfg->handler_secrets[i], from(c, "handler.secrets"), why);
+    }
+    if (cfg->handler_secrets_len && !cfg->vault_address[0])
+        sk_config_problem(c,
+                          "handler.secrets: set (from %s) but vault.address is empty: "
+                          "expected the Vault the secrets are read from",
+                          from(c, "handler.secrets"));
+    if (cfg->handler_token_audiences_len && !cfg->oauth_client_id[0])
+        sk_config_problem(c,
+                          "handler.token_audiences: set (from %s) but there is no OAuth "
+                          "client: expected oauth.client_id (or zeebe.client_id)",
+                          from(c, "handler.token_audiences"));
+    else if (cfg->handler_token_audiences_len && !cfg->oauth_token_url[0])
+        sk_config_problem(c,
+                          "handler.token_audiences: set (from %s) but oauth.token_url is "
+                          "empty: expected the token endpoint",
+                          from(c, "handler.token_audiences"));
+}
+
+/* An unset oauth.* setting takes the zeebe.* one (copied, so clearing frees each once). */
+static void inherit(ctx *c, const char *key, char **dst, const char *src, const char *src_key)
+{
+    char *copy = strdup(src);
+    if (!copy) {
+        sk_config_problem(c, "%s: out of memory", key);
+        return;
+    }
+    free(*dst);
+    *dst = copy;
+    snprintf(c->from[sk_config_find_row(key) - sk_config_table], sizeof c->from[0], "default (%s)",
+             src_key);
+}
+
+/* The general OAuth client (oauth.token_url, oauth.client_id, oauth.client_secret): the
+ * gateway's unless set; a client id of its own needs its own secret. */
+void sk_config_oauth_client(ctx *c)
+{
+    sk_config *cfg = c->cfg;
+    const char *url = cfg->oauth_token_url;
+    if (url[0] && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        sk_config_problem(c,
+                          "oauth.token_url: value \"%.200s\" from %s is not valid: expected "
+                          "an http:// or https:// URL",
+                          url, from(c, "oauth.token_url"));
+    if (!cfg->oauth_token_url[0] && cfg->zeebe_token_url[0])
+        inherit(c, "oauth.token_url", &cfg->oauth_token_url, cfg->zeebe_token_url,
+                "zeebe.authorization_server_url");
+    if (cfg->oauth_client_id[0] && !cfg->oauth_client_secret[0])
+        sk_config_problem(c,
+                          "oauth.client_secret: empty while oauth.client_id is set (from %s): "
+                          "expected the secret of that client",
+                          from(c, "oauth.client_id"));
+    if (!cfg->oauth_client_id[0] && cfg->oauth_client_secret[0])
+        sk_config_problem(c,
+                          "oauth.client_id: empty while oauth.client_secret is set (from %s): "
+                          "expected the client the secret belongs to",
+                          from(c, "oauth.client_secret"));
+    if (!cfg->oauth_client_id[0] && !cfg->oauth_client_secret[0] && cfg->zeebe_client_id[0]) {
+        inherit(c, "oauth.client_id", &cfg->oauth_client_id, cfg->zeebe_client_id,
+                "zeebe.client_id");
+        inherit(c, "oauth.client_secret", &cfg->oauth_client_secret, cfg->zeebe_client_secret,
+                "zeebe.client_secret");
+    }
+    check_handler_calls(c);
+}
+
+static int literal_at(const sk_config *cfg, const row *r)
+{
+    const char *text = *(char *const *)((const char *)cfg + r->off);
+    sk_secret_ref ref;
+    char err[160];
+    return text && text[0] && sk_secret_ref_parse(text, &ref, err, sizeof err) == 0 &&
+           ref.kind == SK_SECRET_LITERAL;
+}
+
+/* oauth.client_secret taken over from zeebe.client_secret (the same client) is reported once. */
+static int inherited(const sk_config *cfg, const row *r)
+{
+    return strcmp(r->key, "oauth.client_secret") == 0 &&
+           strcmp(cfg->oauth_client_id, cfg->zeebe_client_id) == 0 &&
+           strcmp(cfg->oauth_client_secret, cfg->zeebe_client_secret) == 0;
+}
+
+size_t sk_config_literal_secrets(const sk_config *cfg, const char **keys)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NROWS && n < SK_LITERAL_SECRETS_MAX; i++) {
+        const row *r = &sk_config_table[i];
+        if ((r->flags & F_SECRET) && literal_at(cfg, r) && !inherited(cfg, r))
+            keys[n++] = r->key;
+    }
+    return n;
+}
+
+/* security.literal_secrets=refuse: each secret setting holding the secret itself. */
+static void check_literal_secrets(ctx *c)
+{
+    if (c->cfg->security_literal_secrets != SK_PLAINTEXT_REFUSE)
+        return;
+    const char *keys[SK_LITERAL_SECRETS_MAX];
+    size_t n = sk_config_literal_secrets(c->cfg, keys);
+    for (size_t i = 0; i < n; i++)
+        sk_config_problem(c,
+                          "%s: a literal secret (from %s) but security.literal_secrets is refuse "
+                          "(from %s): expected vault:<mount>/<path>#<field> or file:<path>",
+                          keys[i], from(c, keys[i]), from(c, "security.literal_secrets"));
+}
+
 void sk_config_check_security(ctx *c)
 {
+    check_literal_secrets(c);
+    check_pair(c, "vault.client_cert", c->cfg->vault_client_cert, "vault.client_key",
+               c->cfg->vault_client_key);
+    if (strncmp(c->cfg->vault_address, "http://", 7) == 0)
+        check_unused(c, "vault.client_cert", c->cfg->vault_client_cert,
+                     "vault.address is not https://");
     check_zeebe(c);
     check_kafka_security(c);
     check_registry(c);

@@ -68,6 +68,28 @@ const row sk_config_table[NROWS] = {
      .max = 5 * MIN,
      .off = OFF(handler_hello_timeout_ms),
      .help = "Time a new handler connection has to send its `hello` frame."},
+    {.key = "handler.secrets",
+     .type = T_LIST,
+     .def = "",
+     .min = 0,
+     .max = 100,
+     .off = OFF(handler_secrets),
+     .off_len = OFF(handler_secrets_len),
+     .help = "Secrets handlers may read with the `secret` call: `vault:<mount>/<path>#<field>` "
+             "items, the field `*` for any field, a last path segment `*` for any path below "
+             "(`vault:kv/app/*#token`). Anything else is answered `forbidden`. Needs "
+             "`vault.address`. Empty: no `secret` call."},
+    {.key = "handler.token_audiences",
+     .type = T_LIST,
+     .def = "",
+     .min = 0,
+     .max = 100,
+     .flags = F_DISTINCT,
+     .off = OFF(handler_token_audiences),
+     .off_len = OFF(handler_token_audiences_len),
+     .help = "Audiences handlers may get an OAuth access token for with the `token` call, from "
+             "the general OAuth client (`oauth.client_id`, `oauth.client_secret`, "
+             "`oauth.token_url`), cached per audience. Empty: no `token` call."},
     {.key = "zeebe.address",
      .type = T_ADDRESS,
      .def = "127.0.0.1:26500",
@@ -252,6 +274,35 @@ const row sk_config_table[NROWS] = {
      .env = ENV("ZEEBE_TOKEN_SCOPE", "CAMUNDA_TOKEN_SCOPE"),
      .off = OFF(zeebe_token_scope),
      .help = "`scope` sent with the token request. Empty: not sent."},
+    {.key = "oauth.token_url",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 1024,
+     .off = OFF(oauth_token_url),
+     .help = "Token endpoint (`http://` or `https://`) of the general OAuth client: the one "
+             "behind the handlers' `token` call and the egress routes' OAuth credentials. "
+             "Empty: `zeebe.authorization_server_url`."},
+    {.key = "oauth.client_id",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 255,
+     .off = OFF(oauth_client_id),
+     .help = "Client id of the general OAuth client (client credentials). Empty: "
+             "`zeebe.client_id`."},
+    {.key = "oauth.client_secret",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .flags = F_SECRET,
+     .off = OFF(oauth_client_secret),
+     .help = "Client secret of the general OAuth client, a secret: "
+             "`vault:<mount>/<path>#<field>`, `file:<path>` or the secret itself; a new value is "
+             "used for the next token. "
+             "Empty: `zeebe.client_secret` (with `oauth.client_id` empty too; a client id of "
+             "its own needs a secret of its own)."},
     {.key = "oauth.refresh_ahead",
      .type = T_DURATION,
      .def = "30s",
@@ -325,6 +376,24 @@ const row sk_config_table[NROWS] = {
      .env = ENV("VAULT_CACERT"),
      .off = OFF(vault_cacert),
      .help = "PEM CA bundle that verifies Vault's certificate. Empty: the system's CAs."},
+    {.key = "vault.client_cert",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 1024,
+     .env = ENV("VAULT_CLIENT_CERT"),
+     .off = OFF(vault_client_cert),
+     .help = "PEM client certificate shown to an `https://` Vault (mTLS, e.g. for Vault's TLS "
+             "certificate auth or a listener that requires client certificates); needs "
+             "`vault.client_key`. Watched like every TLS file."},
+    {.key = "vault.client_key",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 1024,
+     .env = ENV("VAULT_CLIENT_KEY"),
+     .off = OFF(vault_client_key),
+     .help = "PEM private key of `vault.client_cert`."},
     {.key = "vault.namespace",
      .type = T_STRING,
      .def = "",
@@ -370,7 +439,8 @@ const row sk_config_table[NROWS] = {
      .min = 100,
      .max = 10 * MIN,
      .off = OFF(vault_timeout_ms),
-     .help = "Timeout of one Vault request."},
+     .help = "Timeout of one Vault request; also how long a handler's `secret` call made "
+             "while skiff is not logged in waits for the login."},
     {.key = "kafka.brokers",
      .type = T_LIST,
      .def = "",
@@ -609,6 +679,18 @@ const row sk_config_table[NROWS] = {
              "per plaintext peer at start-up and `skiff_plaintext_peers` set), `refuse` (a "
              "start-up error naming each plaintext peer: the production setting). An in-cluster "
              "mesh (Istio, Linkerd) encrypting pod traffic is a reason for `allow`."},
+    {.key = "security.literal_secrets",
+     .type = T_ENUM,
+     .def = "warn",
+     .choices = sk_plaintext_modes,
+     .off = OFF(security_literal_secrets),
+     .help = "What a secret setting (`zeebe.client_secret`, `oauth.client_secret`, "
+             "`kafka.sasl.password`, `schema_registry.password`) holding the secret itself "
+             "rather than a `vault:` or `file:` reference means: `allow` (silently), `warn` (a "
+             "WARN line per such setting at start-up, naming the key, and "
+             "`skiff_literal_secrets` set), `refuse` (a start-up and `skiff config check` "
+             "problem naming the key and where it was set, never the value: the production "
+             "setting, with `security.plaintext=refuse`)."},
     {.key = "tls.reload_interval",
      .type = T_DURATION,
      .def = "10s",
@@ -718,9 +800,10 @@ const row sk_config_table[NROWS] = {
      .flags = F_SECRET,
      .env = ENV("KAFKA_SASL_PASSWORD"),
      .off = OFF(kafka_sasl_password),
-     .help = "SASL password (PLAIN, SCRAM), a secret: `file:<path>` or the password itself. "
-             "A changed file is used when librdkafka next logs in (it reads the password once: "
-             "restart skiff to apply a rotated password)."},
+     .help = "SASL password (PLAIN, SCRAM), a secret: `vault:<mount>/<path>#<field>`, "
+             "`file:<path>` or the password itself. A new value (a rotated Vault secret, a "
+             "changed file) is used at the next broker authentication, without restart; "
+             "connections already authenticated stay up."},
     {.key = "schema_registry.ca_file",
      .type = T_STRING,
      .def = "",

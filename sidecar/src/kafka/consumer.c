@@ -533,6 +533,7 @@ int kconsumer_start(sk_kafka *k, char *err, size_t errlen)
     }
     rd_kafka_set_log_queue(k->rk, NULL);
     koauth_attach(k, k->rk);
+    ksasl_attach(k, k->rk);
     rd_kafka_poll_set_consumer(k->rk);
     k->queue = rd_kafka_queue_get_consumer(k->rk);
     struct timeval tv = {k->cfg->kafka_commit_interval_ms / 1000,

@@ -63,7 +63,8 @@ struct sk_kafka {
     char last_error[256];  /* the last broker connection error (TLS, SASL...), for readiness */
     struct sk_tls *tls;    /* the brokers' TLS material (ssl, sasl_ssl), else NULL */
     struct sk_tls *registry_tls; /* an https:// registry's, else NULL */
-    sk_secret *sasl_password;    /* kafka.sasl.password, NULL when empty */
+    sk_secret *sasl_password;    /* kafka.sasl.password, watched; NULL when empty */
+    rd_kafka_t *sasl_rk[2];      /* the clients that take its new values */
     sk_metric *m_received;       /* records read, by topic */
     sk_metric *m_processed;      /* by topic and outcome (acked, dead_lettered) */
     sk_metric *m_redeliver;      /* by topic and reason */
@@ -177,5 +178,15 @@ int koauth_conf(const sk_kafka *k, rd_kafka_conf_t *c, char *err, size_t errlen)
 /* rk takes the tokens: the current one now, each new one as it arrives. */
 void koauth_attach(sk_kafka *k, rd_kafka_t *rk);
 void koauth_detach(sk_kafka *k);
+
+/* ---- sasl.c ---- */
+
+/* The password for a new client: kafka.sasl.password's value, or while a vault: password is
+ * still pending a placeholder that will not authenticate (librdkafka refuses an empty one; the
+ * value goes to the client with ksasl_attach's subscription when it arrives). */
+const char *ksasl_password(const sk_kafka *k);
+/* rk takes each new value of kafka.sasl.password (rd_kafka_sasl_set_credentials). */
+void ksasl_attach(sk_kafka *k, rd_kafka_t *rk);
+void ksasl_detach(sk_kafka *k);
 
 #endif

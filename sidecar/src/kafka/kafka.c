@@ -96,9 +96,7 @@ static int kconf_security(const sk_kafka *k, rd_kafka_conf_t *c, char *err, size
     return kconf_set(c, "sasl.mechanisms", sk_kafka_sasl_mechanisms[cfg->kafka_sasl_mechanism], err,
                      errlen) ||
                    kconf_set(c, "sasl.username", cfg->kafka_sasl_username, err, errlen) ||
-                   kconf_set_secret(c, "sasl.password",
-                                    k->sasl_password ? sk_secret_value(k->sasl_password, NULL) : "",
-                                    err, errlen)
+                   kconf_set_secret(c, "sasl.password", ksasl_password(k), err, errlen)
                ? -1
                : 0;
 }
@@ -176,8 +174,11 @@ sk_kafka *sk_kafka_new(struct event_base *base, const sk_config *cfg, sk_dispatc
         return NULL;
     }
     if (cfg->kafka_sasl_password[0] &&
-        !(k->sasl_password =
-              sk_secret_new("kafka.sasl.password", cfg->kafka_sasl_password, err, errlen))) {
+        (!(k->sasl_password =
+               sk_secret_new("kafka.sasl.password", cfg->kafka_sasl_password, err, errlen)) ||
+         sk_secret_watch(k->sasl_password, base, metrics, 0) != 0)) {
+        if (!err[0])
+            snprintf(err, errlen, "out of memory");
         sk_kafka_free(k);
         return NULL;
     }
@@ -250,6 +251,7 @@ void sk_kafka_free(sk_kafka *k)
         return;
     k->stopping = 1;
     koauth_detach(k);
+    ksasl_detach(k);
     kproduce_cancel_all(k);
     kproducer_free(k->producer); /* reports what is still queued while its owners exist */
     kconsumer_free(k);

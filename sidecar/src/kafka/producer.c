@@ -155,6 +155,7 @@ kproducer *kproducer_new(sk_kafka *k, char *err, size_t errlen)
     }
     rd_kafka_set_log_queue(p->rk, NULL);
     koauth_attach(k, p->rk);
+    ksasl_attach(k, p->rk);
     p->main = rd_kafka_queue_get_main(p->rk);
     static const char *const by_topic[] = {"topic", "result", NULL};
     p->m_produced = sk_metrics_counter(k->metrics, "skiff_kafka_produced_total",

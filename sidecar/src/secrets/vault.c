@@ -1,4 +1,5 @@
 #include "secrets/vault.h"
+#include "secrets/vault_internal.h"
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -19,173 +20,8 @@
 #define DEFAULT_BACKOFF_MAX_MS 300000
 #define MAX_BODY (256 * 1024)
 #define MAX_JWT (64 * 1024)
-#define WHY_LEN 256
-
-/* ---- answers ---- */
-
-void sk_vault_auth_clear(sk_vault_auth *a)
-{
-    if (a && a->client_token) {
-        explicit_bzero(a->client_token, strlen(a->client_token));
-        free(a->client_token);
-    }
-    if (a)
-        a->client_token = NULL;
-}
-
-/* Vault's error answer: {"errors": ["...", ...]}; the first message, cut short. */
-static void error_text(long status, json_t *j, char *why, size_t whylen)
-{
-    const char *msg = json_string_value(json_array_get(json_object_get(j, "errors"), 0));
-    if (msg)
-        snprintf(why, whylen, "HTTP %ld: %.160s", status, msg);
-    else
-        snprintf(why, whylen, "HTTP %ld", status);
-}
-
-static sk_vault_verdict status_verdict(long status)
-{
-    if (status == 400 || status == 401 || status == 403)
-        return SK_VAULT_REFUSED;
-    return status == 404 ? SK_VAULT_NOT_FOUND : SK_VAULT_ERROR;
-}
-
-/* Loads an answer: NULL (with *v and why set) when it is an error or not a JSON object. */
-static json_t *load_answer(long status, const char *body, size_t len, sk_vault_verdict *v,
-                           char *why, size_t whylen)
-{
-    json_error_t e;
-    json_t *j = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &e);
-    if (status == 200 && json_is_object(j))
-        return j;
-    if (status == 200) {
-        snprintf(why, whylen, "answer is not a JSON object");
-        *v = SK_VAULT_ERROR;
-    } else {
-        error_text(status, json_is_object(j) ? j : NULL, why, whylen);
-        *v = status_verdict(status);
-    }
-    json_decref(j);
-    return NULL;
-}
-
-static int token_ok(json_t *t)
-{
-    const char *s = json_string_value(t);
-    size_t n = json_string_length(t);
-    if (!s || n == 0 || n > SK_VAULT_MAX_TOKEN || strlen(s) != n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] <= 0x20 || s[i] >= 0x7f)
-            return 0;
-    return 1;
-}
-
-sk_vault_verdict sk_vault_parse_auth(long status, const char *body, size_t len, sk_vault_auth *a,
-                                     char *why, size_t whylen)
-{
-    *a = (sk_vault_auth){0};
-    sk_vault_verdict v = SK_VAULT_ERROR;
-    json_t *j = load_answer(status, body, len, &v, why, whylen);
-    if (!j)
-        return v;
-    json_t *auth = json_object_get(j, "auth");
-    json_t *lease = json_object_get(auth, "lease_duration");
-    json_t *ren = json_object_get(auth, "renewable");
-    v = SK_VAULT_ERROR;
-    if (!json_is_object(auth) || !token_ok(json_object_get(auth, "client_token")))
-        snprintf(why, whylen, "answer without a usable auth.client_token");
-    else if (!json_is_integer(lease) || json_integer_value(lease) < 0 ||
-             json_integer_value(lease) > 10LL * 365 * 24 * 3600)
-        snprintf(why, whylen, "answer with an invalid auth.lease_duration");
-    else if (ren && !json_is_boolean(ren))
-        snprintf(why, whylen, "answer with an invalid auth.renewable");
-    else if (!(a->client_token = strdup(json_string_value(json_object_get(auth, "client_token")))))
-        snprintf(why, whylen, "out of memory");
-    else {
-        a->lease_ms = (int64_t)json_integer_value(lease) * 1000;
-        a->renewable = json_is_true(ren);
-        v = SK_VAULT_OK;
-    }
-    json_decref(j);
-    return v;
-}
-
-sk_vault_verdict sk_vault_parse_kv(long status, const char *body, size_t len, const char *field,
-                                   char **value, size_t *vlen, int64_t *version, char *why,
-                                   size_t whylen)
-{
-    *value = NULL;
-    *vlen = 0;
-    *version = 0;
-    sk_vault_verdict v = SK_VAULT_ERROR;
-    json_t *j = load_answer(status, body, len, &v, why, whylen);
-    if (!j)
-        return v;
-    json_t *data = json_object_get(j, "data");
-    json_t *fields = json_object_get(data, "data");
-    json_t *ver = json_object_get(json_object_get(data, "metadata"), "version");
-    json_t *f = json_object_get(fields, field);
-    v = SK_VAULT_ERROR;
-    if (!json_is_object(data) || !json_is_integer(ver) || json_integer_value(ver) < 0)
-        snprintf(why, whylen, "answer is not a KV v2 secret (data.data, data.metadata.version)");
-    else if (!json_is_object(fields) || !f) {
-        snprintf(why, whylen, "the secret has no field %.64s (deleted or destroyed version?)",
-                 field);
-        v = SK_VAULT_NOT_FOUND;
-    } else if (!json_is_string(f) || strlen(json_string_value(f)) != json_string_length(f))
-        snprintf(why, whylen, "field %.64s is not a string without NUL bytes", field);
-    else if (!(*value = strdup(json_string_value(f))))
-        snprintf(why, whylen, "out of memory");
-    else {
-        *vlen = json_string_length(f);
-        *version = (int64_t)json_integer_value(ver);
-        v = SK_VAULT_OK;
-    }
-    json_decref(j);
-    return v;
-}
 
 /* ---- the client ---- */
-
-typedef struct entry {
-    sk_vault *v;
-    sk_secret *s;
-    char *url; /* <address>/v1/<mount>/data/<path> */
-    char *field;
-    int64_t version; /* last read, 0: none yet */
-    int read_once;
-    int failing; /* the last read failed (logged once per streak) */
-    sk_http_req *req;
-    sk_series *m_ok, *m_changed, *m_not_found, *m_denied, *m_error;
-    struct entry *next;
-} entry;
-
-struct sk_vault {
-    struct event_base *base;
-    sk_http *http;
-    sk_tls *tls; /* https: the TLS layer's material, else NULL */
-    sk_metrics *m;
-    char *address, *namespace_hdr, *login_url, *renew_url, *role, *token_path;
-    int64_t refresh_ms, timeout_ms;
-    sk_backoff bo;
-    struct event *auth_timer;    /* renew or log in */
-    struct event *refresh_timer; /* read every secret again */
-    sk_http_req *auth_req;
-    int auth_is_renew;
-    int want_login; /* the next auth step is a login, not a renewal */
-    char *token;
-    int64_t expires_ms; /* monotonic; 0: no expiry */
-    int64_t lease_ms;   /* of the last login */
-    int renewable;
-    uint64_t logins;
-    uint64_t rng;
-    int installed;
-    char why[WHY_LEN];
-    entry *entries;
-    sk_series *m_login_ok, *m_login_refused, *m_login_error;
-    sk_series *m_renew_ok, *m_renew_refused, *m_renew_error, *m_renew_exhausted, *m_valid;
-};
 
 static int64_t now_ms(void)
 {
@@ -215,6 +51,14 @@ static void drop_token(sk_vault *v)
     v->token = NULL;
     if (v->m_valid)
         sk_series_set(v->m_valid, 0);
+    if (v->m_expiry)
+        sk_series_set(v->m_expiry, 0);
+}
+
+static void lease_metric(sk_vault *v, int64_t lease_ms)
+{
+    if (v->m_expiry)
+        sk_series_set(v->m_expiry, lease_ms > 0 ? (double)(sk_wall_ms() + lease_ms) / 1000.0 : 0);
 }
 
 /* The request headers: the token (when held) and the namespace. The caller wipes hdr[0]. */
@@ -231,8 +75,8 @@ static void make_headers(const sk_vault *v, char tok[SK_VAULT_MAX_TOKEN + 16], c
     h[n] = NULL;
 }
 
-static sk_http_req *vault_request(sk_vault *v, const char *method, const char *url,
-                                  const char *body, sk_http_cb cb, void *ud)
+sk_http_req *vault_request(sk_vault *v, const char *method, const char *url, const char *body,
+                           sk_http_cb cb, void *ud)
 {
     char tok[SK_VAULT_MAX_TOKEN + 16] = "";
     const char *h[4];
@@ -243,15 +87,21 @@ static sk_http_req *vault_request(sk_vault *v, const char *method, const char *u
     return r;
 }
 
+int vault_has_token(const sk_vault *v)
+{
+    return v->token && (!v->expires_ms || now_ms() < v->expires_ms);
+}
+
 /* ---- secrets ---- */
 
-static void on_kv(void *ud, const sk_http_result *r);
+static void on_kv(void *ud, sk_vault_verdict verdict, const char *value, size_t len,
+                  int64_t version, int64_t lease_ms, const char *why);
 
 static void read_entry(entry *e)
 {
-    if (e->req || !e->v->token)
+    if (e->req || !vault_has_token(e->v))
         return;
-    if (!(e->req = vault_request(e->v, "GET", e->url, NULL, on_kv, e)))
+    if (!(e->req = vkv_start(e->v, e->mount, e->path, e->field, on_kv, e)))
         count(e->m_error);
 }
 
@@ -260,8 +110,6 @@ static void read_all(sk_vault *v)
     for (entry *e = v->entries; e; e = e->next)
         read_entry(e);
 }
-
-static void token_refused(sk_vault *v, const char *what);
 
 static void read_failed(entry *e, sk_vault_verdict verdict, const char *why)
 {
@@ -275,11 +123,9 @@ static void read_failed(entry *e, sk_vault_verdict verdict, const char *why)
     e->failing = 1;
 }
 
-static void got_value(entry *e, char *val, size_t len, int64_t version)
+static void got_value(entry *e, const char *val, size_t len, int64_t version)
 {
     int changed = sk_secret_set_value(e->s, val, len);
-    explicit_bzero(val, len);
-    free(val);
     if (changed < 0) {
         read_failed(e, SK_VAULT_ERROR, "out of memory");
         return;
@@ -292,28 +138,32 @@ static void got_value(entry *e, char *val, size_t len, int64_t version)
     e->version = version;
     e->read_once = 1;
     e->failing = 0;
+    if (e->m_read_at)
+        sk_series_set(e->m_read_at, (double)sk_wall_ms() / 1000.0);
+    if (e->m_version)
+        sk_series_set(e->m_version, (double)version);
 }
 
-static void on_kv(void *ud, const sk_http_result *r)
+static void on_kv(void *ud, sk_vault_verdict verdict, const char *value, size_t len,
+                  int64_t version, int64_t lease_ms, const char *why)
 {
     entry *e = ud;
     e->req = NULL;
-    char why[WHY_LEN], *val;
-    size_t len;
-    int64_t version;
-    sk_vault_verdict verdict = r->error
-                                   ? SK_VAULT_ERROR
-                                   : sk_vault_parse_kv(r->status, r->body, r->body_len, e->field,
-                                                       &val, &len, &version, why, sizeof why);
-    if (r->error)
-        snprintf(why, sizeof why, "%.200s", r->error);
-    if (verdict == SK_VAULT_OK) {
-        got_value(e, val, len, version);
+    if (verdict != SK_VAULT_OK) {
+        read_failed(e, verdict, why);
         return;
     }
-    read_failed(e, verdict, why);
-    if (r->status == 403)
-        token_refused(e->v, "a secret read");
+    got_value(e, value, len, version);
+    /* A lease shorter than the refresh interval: read again at about 2/3 of it. */
+    if (lease_ms > 0 && lease_ms * 2 / 3 < e->v->refresh_ms)
+        arm(e->lease_timer, lease_ms * 2 / 3);
+}
+
+static void on_lease(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    read_entry(arg);
 }
 
 static void on_refresh(evutil_socket_t fd, short what, void *arg)
@@ -439,11 +289,14 @@ static void got_token(sk_vault *v, sk_vault_auth *a)
     count(v->m_login_ok);
     if (v->m_valid)
         sk_series_set(v->m_valid, 1);
+    lease_metric(v, a->lease_ms);
     SK_INFO("vault", "logged in to %s (role %s), token lease %lld s%s", v->address, v->role,
             (long long)(a->lease_ms / 1000), a->renewable ? ", renewable" : "");
     if (a->lease_ms > 0)
         arm(v->auth_timer, a->renewable ? renew_delay(v, a->lease_ms) : a->lease_ms * 2 / 3);
     read_all(v);
+    if (v->on_login)
+        v->on_login(v->on_login_ud);
 }
 
 static void renewed(sk_vault *v, sk_vault_auth *a)
@@ -458,6 +311,7 @@ static void renewed(sk_vault *v, sk_vault_auth *a)
     }
     count(v->m_renew_ok);
     v->expires_ms = now_ms() + a->lease_ms;
+    lease_metric(v, a->lease_ms);
     arm(v->auth_timer, renew_delay(v, a->lease_ms));
 }
 
@@ -490,7 +344,7 @@ static void on_auth(void *ud, const sk_http_result *r)
     start_login(v);
 }
 
-static void token_refused(sk_vault *v, const char *what)
+void vault_token_refused(sk_vault *v, const char *what)
 {
     if (!v->token)
         return;
@@ -520,29 +374,13 @@ static void on_auth_timer(evutil_socket_t fd, short what, void *arg)
 
 static void entry_free(entry *e)
 {
-    sk_http_cancel(e->req);
-    free(e->url);
+    vkv_cancel(e->req);
+    if (e->lease_timer)
+        event_free(e->lease_timer);
+    free(e->mount);
+    free(e->path);
     free(e->field);
     free(e);
-}
-
-/* URL path text: unreserved characters and '/' as they are, others %XX. */
-static void path_escape(char *out, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '/') {
-            out[k++] = (char)ch;
-        } else {
-            out[k++] = '%';
-            out[k++] = hex[ch >> 4];
-            out[k++] = hex[ch & 15];
-        }
-    }
-    out[k] = '\0';
 }
 
 static void entry_metrics(entry *e, sk_metrics *m)
@@ -558,28 +396,32 @@ static void entry_metrics(entry *e, sk_metrics *m)
     e->m_not_found = sk_metric_series(f, (const char *const[]){n, "not_found"});
     e->m_denied = sk_metric_series(f, (const char *const[]){n, "denied"});
     e->m_error = sk_metric_series(f, (const char *const[]){n, "error"});
+    const char *const sl[] = {"secret", NULL};
+    e->m_read_at = sk_metric_series(
+        sk_metrics_gauge(m, "skiff_vault_secret_read_timestamp_seconds",
+                         "When the value in use was last read from Vault (epoch seconds): "
+                         "time() minus it is the secret's age.",
+                         sl),
+        (const char *const[]){n});
+    e->m_version =
+        sk_metric_series(sk_metrics_gauge(m, "skiff_vault_secret_version",
+                                          "KV version of the value in use (0 for KV v1).", sl),
+                         (const char *const[]){n});
 }
 
 static int attach(void *ud, sk_secret *s, const sk_secret_ref *ref, char *err, size_t errlen)
 {
     sk_vault *v = ud;
     entry *e = calloc(1, sizeof *e);
-    size_t cap = strlen(v->address) + 3 * (ref->mount_len + ref->path_len) + 16;
-    char *mount = malloc(3 * ref->mount_len + 1), *path = malloc(3 * ref->path_len + 1);
-    if (!e || !mount || !path || !(e->url = malloc(cap)) ||
-        !(e->field = strndup(ref->field, ref->field_len))) {
+    if (!e || !(e->mount = strndup(ref->mount, ref->mount_len)) ||
+        !(e->path = strndup(ref->path, ref->path_len)) ||
+        !(e->field = strndup(ref->field, ref->field_len)) ||
+        !(e->lease_timer = evtimer_new(v->base, on_lease, e))) {
         snprintf(err, errlen, "vault: out of memory");
-        free(mount);
-        free(path);
         if (e)
             entry_free(e);
         return -1;
     }
-    path_escape(mount, ref->mount, ref->mount_len);
-    path_escape(path, ref->path, ref->path_len);
-    snprintf(e->url, cap, "%s/v1/%s/data/%s", v->address, mount, path);
-    free(mount);
-    free(path);
     e->v = v;
     e->s = s;
     if (v->m)
@@ -628,6 +470,12 @@ static void client_metrics(sk_vault *v, sk_metrics *m)
     v->m_valid = sk_metric_series(sk_metrics_gauge(m, "skiff_vault_token_valid",
                                                    "1 while a Vault client token is held.", NULL),
                                   NULL);
+    v->m_expiry = sk_metric_series(
+        sk_metrics_gauge(m, "skiff_vault_token_expiry_timestamp_seconds",
+                         "When the lease of the Vault client token ends (epoch seconds; 0: no "
+                         "token or no expiry): minus time() it is the token's TTL.",
+                         NULL),
+        NULL);
 }
 
 static char *join(const char *a, const char *b, const char *c)
@@ -645,7 +493,7 @@ static int set_strings(sk_vault *v, const sk_vault_opts *o)
     size_t alen = strlen(o->address);
     while (alen && o->address[alen - 1] == '/')
         alen--;
-    path_escape(mount, o->auth_mount, strlen(o->auth_mount));
+    vault_path_escape(mount, o->auth_mount, strlen(o->auth_mount));
     if (!(v->address = strndup(o->address, alen)) || !(v->role = strdup(o->role)) ||
         !(v->token_path = strdup(o->token_path)) ||
         !(v->login_url = join(v->address, "/v1/auth/", mount)) ||
@@ -669,14 +517,17 @@ static int opts_ok(const sk_vault_opts *o)
            (!o->namespace_ || !strpbrk(o->namespace_, "\r\n"));
 }
 
-/* The CA bundle for Vault's TLS (VAULT_CACERT); the TLS layer will take it over. */
 /* An https:// Vault gets its material from the TLS layer (VAULT_CACERT or the system store,
- * TLS 1.2+, host verified; the CA file watched like every peer's). */
+ * TLS 1.2+, host verified; VAULT_CLIENT_CERT/KEY for mTLS; the files watched like every
+ * peer's). */
 static int vault_tls(sk_vault *v, const sk_vault_opts *o, char *err, size_t errlen)
 {
     if (strncmp(o->address, "https://", 8) != 0)
         return 0;
-    sk_tls_opts t = {.peer = "vault", .ca_file = o->cacert && o->cacert[0] ? o->cacert : NULL};
+    sk_tls_opts t = {.peer = "vault",
+                     .ca_file = o->cacert && o->cacert[0] ? o->cacert : NULL,
+                     .cert_file = o->client_cert && o->client_cert[0] ? o->client_cert : NULL,
+                     .key_file = o->client_key && o->client_key[0] ? o->client_key : NULL};
     if (!(v->tls = sk_tls_new(&t, v->base, o->tls_reload_ms > 0 ? o->tls_reload_ms : 10000, v->m,
                               err, errlen)))
         return -1;
@@ -737,6 +588,7 @@ void sk_vault_free(sk_vault *v)
         sk_secret_forget_resolver(e->s);
         entry_free(e);
     }
+    vkv_mounts_free(v);
     sk_http_cancel(v->auth_req);
     if (v->auth_timer)
         event_free(v->auth_timer);

@@ -405,6 +405,43 @@ static void test_parse_kv(void **state)
     assert_null(val);
 }
 
+static void test_parse_kv1_and_mount(void **state)
+{
+    (void)state;
+    char why[256], *val;
+    size_t len;
+    int64_t lease;
+    const char *ok = "{\"lease_duration\":30,\"data\":{\"p\":\"old-style\"}}";
+    assert_int_equal(
+        sk_vault_parse_kv1(200, ok, strlen(ok), "p", &val, &len, &lease, why, sizeof why),
+        SK_VAULT_OK);
+    assert_string_equal(val, "old-style");
+    assert_int_equal(lease, 30000);
+    free(val);
+    assert_int_equal(
+        sk_vault_parse_kv1(200, ok, strlen(ok), "q", &val, &len, &lease, why, sizeof why),
+        SK_VAULT_NOT_FOUND);
+    const char *bad = "{\"lease_duration\":-1,\"data\":{\"p\":\"x\"}}";
+    assert_int_equal(
+        sk_vault_parse_kv1(200, bad, strlen(bad), "p", &val, &len, &lease, why, sizeof why),
+        SK_VAULT_ERROR);
+    assert_null(val);
+    int version;
+    const char *v2 = "{\"data\":{\"type\":\"kv\",\"path\":\"secret/\",\"options\":"
+                     "{\"version\":\"2\"}}}";
+    const char *v1 = "{\"data\":{\"type\":\"kv\",\"path\":\"old/\",\"options\":null}}";
+    assert_int_equal(sk_vault_parse_mount(200, v2, strlen(v2), &version, why, sizeof why),
+                     SK_VAULT_OK);
+    assert_int_equal(version, 2);
+    assert_int_equal(sk_vault_parse_mount(200, v1, strlen(v1), &version, why, sizeof why),
+                     SK_VAULT_OK);
+    assert_int_equal(version, 1);
+    assert_int_equal(sk_vault_parse_mount(403, "{}", 2, &version, why, sizeof why),
+                     SK_VAULT_REFUSED);
+    assert_int_equal(sk_vault_parse_mount(200, "{\"data\":{}}", 11, &version, why, sizeof why),
+                     SK_VAULT_ERROR);
+}
+
 int main(void)
 {
     sk_log_init("test", SK_LOG_ERROR, stderr);
@@ -418,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_config_rows),
         cmocka_unit_test_setup_teardown(test_missing_jwt, setup, teardown),
         cmocka_unit_test(test_no_resolver),
+        cmocka_unit_test(test_parse_kv1_and_mount),
         cmocka_unit_test(test_parse_auth),
         cmocka_unit_test(test_parse_kv),
     };
