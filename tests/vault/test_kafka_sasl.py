@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "handler-protocol" / "python"))
 from skiff_handler import CallError, Handler  # noqa: E402
 
-REGISTRY = "http://127.0.0.1:28081"
 SCHEMA = json.dumps({"type": "record", "name": "Sasl", "fields": [{"name": "n", "type": "int"}]})
 N = 10  # records produced before and again after the rotation
 
@@ -87,13 +86,32 @@ def produce(app, topic, key):
             time.sleep(0.05)
 
 
-def test_sasl_password_rotated_while_records_flow(broker, bao, tmp_path):
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A registry stand-in of this module's own (the shared registry may not run yet)."""
+    port = itc.free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path_factory.mktemp("registry") / "registry.log", "wb")
+    reg = subprocess.Popen([sys.executable, str(ROOT / "devstack" / "kafka" / "schema_registry.py"),
+                            "--port", str(port), "--quiet"], stdout=log, stderr=log)
+    try:
+        itc.wait_until(lambda: subprocess.run(["curl", "-sf", "-o", "/dev/null",
+                                               url + "/subjects"]).returncode == 0,
+                       timeout=15, what="the registry stand-in")
+        yield url
+    finally:
+        reg.terminate()
+        reg.wait(timeout=10)
+        log.close()
+
+
+def test_sasl_password_rotated_while_records_flow(broker, bao, registry, tmp_path):
     uid = uuid.uuid4().hex[:8]
     user, topic = f"skiff-{uid}", f"vault-sasl-{uid}"
     old, new = f"canary-{uid}-scram-old", f"canary-{uid}-scram-new"
     ops(broker, "topic", topic)
     ops(broker, "scram", user, old)
-    req = urllib.request.Request(f"{REGISTRY}/subjects/{topic}-value/versions", method="POST",
+    req = urllib.request.Request(f"{registry}/subjects/{topic}-value/versions", method="POST",
                                  data=json.dumps({"schema": SCHEMA}).encode(),
                                  headers={"Content-Type": "application/json"})
     urllib.request.urlopen(req, timeout=5).close()
@@ -110,7 +128,7 @@ def test_sasl_password_rotated_while_records_flow(broker, bao, tmp_path):
                       kafka_ssl_ca_location=str(broker["certs"] / "ca.pem"),
                       kafka_sasl_mechanisms="SCRAM-SHA-512", kafka_sasl_username=user,
                       kafka_sasl_password=f"vault:secret/{path}#password",
-                      kafka_delivery_timeout="90s", schema_registry_url=REGISTRY)
+                      kafka_delivery_timeout="90s", schema_registry_url=registry)
     seen, lock = set(), threading.Lock()
     app = Handler("vault-sasl", capacity=4, socket_path=skiff.socket)
 
