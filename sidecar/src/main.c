@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "egress/egress.h"
 #include "handler/dispatcher.h"
 #include "handler/listener.h"
 #include "kafka/kafka.h"
@@ -38,6 +39,7 @@ typedef struct app {
     sk_oauth_client *zeebe_token; /* NULL without zeebe.client_id */
     sk_oauth_client *kafka_token; /* NULL without kafka.oauthbearer */
     sk_tracer *tracer;
+    sk_egress *egress; /* NULL without egress.listen */
     struct event *sigterm, *sigint, *tick;
     int64_t grace_deadline_ms;
     int64_t exit_deadline_ms;
@@ -82,7 +84,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         sk_dispatcher_abandon_all(a->d, "skiff shut down before the handler finished");
         a->abandoned = 1;
     }
-    size_t kafka_left = sk_kafka_pending(a->kafka);
+    size_t kafka_left = sk_kafka_pending(a->kafka) + sk_egress_pending(a->egress);
     if (sk_dispatcher_open(a->d) == 0)
         sk_tracer_flush(a->tracer); /* the last task spans are in the queue now */
     int spans_left = sk_tracer_pending(a->tracer) > 0 && now < a->grace_deadline_ms;
@@ -101,6 +103,7 @@ static void begin_shutdown(app *a)
     SK_INFO("skiff", "shutting down: %zu tasks in flight, grace period %lld ms",
             sk_dispatcher_open(a->d), (long long)a->cfg.shutdown_grace_ms);
     sk_listener_stop(a->listener);
+    sk_egress_stop(a->egress);
     sk_zeebe_stop(a->zeebe);
     sk_kafka_stop(a->kafka);
     sk_dispatcher_drain(a->d, a->grace_deadline_ms);
@@ -178,6 +181,15 @@ static int start_oauth(app *a, char *err, size_t errlen)
     return a->kafka_token ? 0 : -1;
 }
 
+/* The egress proxy, when egress.listen is set: after Vault, whose client resolves the routes'
+ * vault: credentials. */
+static int start_egress(app *a, char *err, size_t errlen)
+{
+    if (!(a->egress = sk_egress_new(a->base, &a->cfg, a->metrics, err, errlen)))
+        return err[0] ? -1 : 0;
+    return sk_egress_start(a->egress, err, errlen);
+}
+
 static int start(app *a)
 {
     char err[512];
@@ -213,6 +225,10 @@ static int start(app *a)
         SK_ERROR("skiff", "cannot start: %s", err);
         return -1;
     }
+    if (start_egress(a, err, sizeof err) != 0) {
+        SK_ERROR("skiff", "cannot start: %s", err);
+        return -1;
+    }
     a->sigterm = evsignal_new(a->base, SIGTERM, signal_cb, a);
     a->sigint = evsignal_new(a->base, SIGINT, signal_cb, a);
     a->tick = event_new(a->base, -1, EV_PERSIST, tick_cb, a);
@@ -225,6 +241,7 @@ static int start(app *a)
 static void stop(app *a)
 {
     sk_admin_free(a->admin);
+    sk_egress_free(a->egress);
     sk_listener_free(a->listener);
     if (a->d) /* tasks still queued go back to their sources while those exist */
         sk_dispatcher_abandon_all(a->d, "skiff stopped");
