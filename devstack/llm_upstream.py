@@ -15,6 +15,7 @@ Test control (never proxied by skiff in the tests: they call the stand-in direct
   POST /_control   JSON {"queue": [behaviour, ...]}   answers for the next requests, in order
                         {"default": behaviour|null}   used when the queue is empty
                         {"reset": true}               clears queue, default and the record
+                        {"release": "name"}           opens the gate "name" (see `wait`)
   GET  /_requests  every request received since the last reset: [{method, path, headers
                    ([name, value] pairs as received), body (text), tls}]
   GET  /_health    200
@@ -22,11 +23,16 @@ Test control (never proxied by skiff in the tests: they call the stand-in direct
 A behaviour is a JSON object, every key optional:
   status, headers, body     answer with this status (and headers); body: JSON object or string
   delay                     seconds before the status line (slow first byte)
+  wait                      a gate name: no answer until a test releases it (a held request)
+  wait_event, wait_at       streaming: hold before SSE event number `wait_at` until the gate
+                            `wait_event` is released (shows the stream is not buffered)
   hang                      never answer (until the client closes, at most 10 minutes)
   reset_after               streaming: send this many SSE events, then reset the connection
   event_delay               streaming: seconds between SSE events
   content                   the assistant's reply text
   echo                      a string the reply contains (e.g. a secret the test plants)
+  echo_split                streaming: the echo is cut in two SSE events (a secret split
+                            across chunks)
   usage                     {"prompt_tokens": n, "completion_tokens": m} instead of the counts
 
   llm_upstream.py --port N [--host 127.0.0.1] [--cert server.pem --key server.key]
@@ -53,14 +59,23 @@ class State:
         self.queue = []
         self.default = None
         self.requests = []
+        self.gates = {}
+
+    def gate(self, name):
+        with self.lock:
+            return self.gates.setdefault(name, threading.Event())
 
     def control(self, cmd):
         with self.lock:
             if cmd.get("reset"):
-                self.queue, self.default, self.requests = [], None, []
+                for g in self.gates.values():
+                    g.set()  # nothing stays held across tests
+                self.queue, self.default, self.requests, self.gates = [], None, [], {}
             if "default" in cmd:
                 self.default = cmd["default"]
             self.queue.extend(cmd.get("queue", []))
+        if cmd.get("release"):
+            self.gate(cmd["release"]).set()
 
     def record(self, entry):
         with self.lock:
@@ -157,6 +172,8 @@ class Handler(BaseHTTPRequestHandler):
             "body": body.decode("utf-8", "replace"), "tls": self.server.tls,
             "time": time.time()})
         b = self.server.state.next_behaviour()
+        if b.get("wait"):
+            self.server.state.gate(b["wait"]).wait(600)
         if b.get("delay"):
             time.sleep(float(b["delay"]))
         if b.get("hang"):
@@ -221,8 +238,12 @@ class Handler(BaseHTTPRequestHandler):
                 "model": model}
         events = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
                                        "finish_reason": None}])]
-        for word in content.split(" "):
-            events.append(dict(base, choices=[{"index": 0, "delta": {"content": word + " "},
+        words = [w + " " for w in content.split(" ")]
+        if b.get("echo_split") and b.get("echo"):
+            half = len(b["echo"]) // 2
+            words[-1:] = [b["echo"][:half], b["echo"][half:]]
+        for word in words:
+            events.append(dict(base, choices=[{"index": 0, "delta": {"content": word},
                                                "finish_reason": None}]))
         events.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
         if usage:
@@ -232,6 +253,8 @@ class Handler(BaseHTTPRequestHandler):
         for i, line in enumerate(lines):
             if reset_after is not None and i >= int(reset_after):
                 return self.reset_connection()
+            if b.get("wait_event") and i == int(b.get("wait_at", 1)):
+                self.server.state.gate(b["wait_event"]).wait(600)
             if i and b.get("event_delay"):
                 time.sleep(float(b["event_delay"]))
             self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))

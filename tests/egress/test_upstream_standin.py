@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import header
+from conftest import header, wait_until
 
 
 def client(u, **kw):
@@ -87,3 +87,29 @@ def test_https_with_the_devstack_ca(tup, certs):
         openai.OpenAI(base_url=tup.url + "/v1", api_key="sk-x", max_retries=0,
                       http_client=httpx.Client(verify=ssl.create_default_context(
                           cafile=certs / "other-ca.pem"))).models.list()
+
+
+def test_gates_hold_answers_and_stream_events(up):
+    import threading
+    up.queue({"wait": "g1"},
+             {"wait_event": "g2", "wait_at": 2, "content": "a b", "echo": "SECRETX",
+              "echo_split": True})
+    got = {}
+    t = threading.Thread(target=lambda: got.update(r=httpx.get(up.url + "/v1/models",
+                                                                timeout=30)))
+    t.start()
+    wait_until(lambda: len(up.requests()) == 1, what="the held request recorded")
+    assert "r" not in got
+    up.control(release="g1")
+    t.join(30)
+    assert got["r"].status_code == 200
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    with httpx.stream("POST", up.url + "/v1/chat/completions", json=body, timeout=30) as r:
+        lines = r.iter_lines()
+        first = [next(lines) for _ in range(4)]  # two events held back are not needed
+        assert first[0].startswith("data: ") and first[2].startswith("data: ")
+        up.control(release="g2")
+        rest = list(lines)
+    deltas = [json.loads(x[6:])["choices"][0]["delta"].get("content", "")
+              for x in first + rest if x.startswith("data: {") and '"choices": [{' in x]
+    assert deltas[-3:] == ["SEC", "RETX", ""]  # the echo split in two events, then the stop
