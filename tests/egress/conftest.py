@@ -8,6 +8,7 @@ and on skiff's /metrics and log, as the egress contract of issue 12 fixes them."
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -302,3 +303,66 @@ def skiff_factory(tmp_path):
 @pytest.fixture
 def uid():
     return uuid.uuid4().hex[:10]
+
+
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+
+def oai(skiff, route, **kw):
+    """The official openai client pointed at a skiff route, with a dummy key and no retries of
+    its own (skiff's retries are what is tested)."""
+    import openai
+    kw.setdefault("api_key", "sk-handler-dummy")
+    return openai.OpenAI(base_url=f"{skiff.url}/{route}", max_retries=0, **kw)
+
+
+def error_of(response):
+    """The JSON refusal body of skiff: {"error": {"type", "message", "route"}}."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert {"type", "message", "route"} <= set(body["error"]), body
+    return body["error"]
+
+
+def raw_exchange(port, data: bytes, timeout=20.0):
+    """Sends `data` on a fresh connection and reads until skiff closes it (or timeout):
+    returns (bytes received, closed by the peer)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out, closed = b"", False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            out += chunk
+        return out, closed
+
+
+def status_of(raw: bytes) -> int:
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", raw)
+    return int(m.group(1)) if m else 0
+
+
+def assert_no_secret(skiff, *secrets, extra=()):
+    """None of `secrets` in skiff's log, /metrics, /readyz or any of the `extra` texts."""
+    texts = {"log": skiff.logs(), "metrics": skiff.admin("/metrics")[1],
+             "readyz": skiff.admin("/readyz")[1]}
+    for i, t in enumerate(extra):
+        texts[f"response {i}"] = t if isinstance(t, str) else t.decode("utf-8", "replace")
+    for what, text in texts.items():
+        for s in secrets:
+            assert s not in text, f"secret found in skiff's {what}"
+
+
+def secret_file(tmp_path, value, name="api-key"):
+    p = tmp_path / name
+    p.write_text(value)
+    return f"file:{p}"
