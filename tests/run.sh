@@ -93,6 +93,9 @@ SKIFF_BIN=$ROOT/build-asan/skiff SKIFF_KAFKA_MOCK_BIN=$ROOT/build/skiff-kafka-mo
 step "tracing: skiff (ASan+UBSan) -> real OpenTelemetry Collector (Kafka records, Zeebe jobs)"
 tests/tracing.sh
 
+step "egress: skiff (ASan+UBSan) + OpenAI-compatible stand-in + OpenBao, official openai client"
+tests/egress.sh
+
 step "container image: built with buildah from the Dockerfile, tested inside as uid 65532"
 tests/image.sh
 
