@@ -183,10 +183,16 @@ static int start_oauth(app *a, char *err, size_t errlen)
 
 /* The egress proxy, when egress.listen is set: after Vault, whose client resolves the routes'
  * vault: credentials. */
+static void ready_details(void *ud, char *out, size_t n)
+{
+    sk_egress_details(((app *)ud)->egress, out, n);
+}
+
 static int start_egress(app *a, char *err, size_t errlen)
 {
     if (!(a->egress = sk_egress_new(a->base, &a->cfg, a->metrics, err, errlen)))
         return err[0] ? -1 : 0;
+    sk_admin_set_details(a->admin, ready_details, a);
     return sk_egress_start(a->egress, err, errlen);
 }
 

@@ -23,6 +23,10 @@
 #include "core/backoff.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "egress/breaker.h"
+#include "egress/bucket.h"
+#include "egress/gate.h"
+#include "egress/guard.h"
 #include "egress/map.h"
 #include "net/http.h"
 #include "secrets/secret.h"
@@ -53,6 +57,16 @@ struct call {
     int64_t deadline_ms; /* the route's whole-call timeout */
     long status;         /* sent to the handler, 0 none */
     int head_sent, paused, attempts, retries, in_flight;
+    sk_gate_waiter waiter;
+    int slot, queued; /* holds a slot of the route's gate / waits for one */
+    int blocked;      /* the output scan found a secret */
+    int permit;       /* what the breaker allowed (SK_BREAKER_REFUSED: nothing) */
+    int outcome;      /* for the breaker: -1 none yet, 0 failure, 1 success */
+    double est_tokens;
+    sk_scan *scan; /* output scan of the response body */
+    char *held;    /* body bytes withheld while they may start a secret */
+    size_t held_len;
+    const char *breaker; /* the breaker's state when the call was let through */
     uint64_t bytes_in, bytes_out;
     const char *reason; /* refusal reason, NULL for a forwarded call */
     char retry_reason[16];
@@ -62,6 +76,7 @@ struct call {
 
 static const sk_http_stream_cbs stream_cbs;
 static void start_attempt(call *c);
+static void secret_found(call *c, const char *where);
 
 /* ---- ending ---- */
 
@@ -98,6 +113,29 @@ static void wipe_headers(call *c)
     c->hdrs = NULL;
 }
 
+/* Gives back what the call holds of its route's policies: the breaker gets the outcome, the
+ * gate the slot (which may start a queued call: it runs after this one is done with). */
+static void release_policies(call *c)
+{
+    route *rt = c->rt;
+    if (!rt)
+        return;
+    int64_t now = sk_egress_now_ms();
+    if (c->permit != SK_BREAKER_REFUSED && c->outcome >= 0)
+        sk_breaker_record(rt->breaker, c->permit, c->outcome, now);
+    else if (c->permit != SK_BREAKER_REFUSED)
+        sk_breaker_release(rt->breaker, c->permit);
+    c->permit = SK_BREAKER_REFUSED;
+    if (c->queued)
+        sk_gate_cancel(rt->gate, &c->waiter);
+    c->queued = 0;
+    sk_series_set(rt->queued, sk_gate_queued(rt->gate));
+    if (c->slot) {
+        c->slot = 0;
+        sk_gate_leave(rt->gate);
+    }
+}
+
 /* Logs, counts, ends the span and frees the call. The evhttp request must be done with. */
 static void finish(call *c)
 {
@@ -120,6 +158,7 @@ static void finish(call *c)
             sk_span_set_error(c->span, c->reason ? c->reason : "http_error", NULL);
     }
     log_call(c, dur);
+    release_policies(c);
     if (c->span)
         sk_span_end(c->span);
     if (c->conn)
@@ -133,6 +172,8 @@ static void finish(call *c)
     TAILQ_REMOVE(&e->calls, c, link);
     e->ncalls--;
     wipe_headers(c);
+    sk_scan_free(c->scan);
+    free(c->held);
     free(c->url);
     free(c->body);
     free(c);
@@ -278,9 +319,17 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     call *c = arg;
+    if (c->queued) { /* no slot within queue_timeout */
+        sk_gate_cancel(c->rt->gate, &c->waiter);
+        c->queued = 0;
+        reject(c, 429, "concurrency_limited",
+               "no concurrency slot of the route became free within its queue_timeout");
+        return;
+    }
     if (c->up) { /* no status line in ttfb_timeout */
         sk_http_cancel(c->up);
         c->up = NULL;
+        c->outcome = 0;
         c->retry_after_s = 0;
         reject(c, 504, "upstream_timeout",
                "the upstream sent no status line within the route's "
@@ -311,6 +360,19 @@ static void copy_head(call *c, const char *const *headers, size_t n)
     }
 }
 
+/* Whether a secret value is in the response's headers (a scan of its own over them). */
+static int head_has_secret(call *c, const char *const *headers, size_t n)
+{
+    const char *vals[64];
+    size_t lens[64];
+    sk_scan *s = sk_scan_new(vals, lens, sk_egress_needles(c->eg, vals, lens, 64));
+    int found = !s;
+    for (size_t i = 0; s && i < n && !found; i++)
+        found = sk_scan_feed(s, headers[i], strlen(headers[i])) || sk_scan_feed(s, "\n", 1);
+    sk_scan_free(s);
+    return found;
+}
+
 /* Retry-After in seconds from a response's headers (a delay; a date counts as 1 s), 0 none. */
 static int64_t retry_after(const char *const *headers, size_t n)
 {
@@ -330,6 +392,7 @@ static int on_head(void *ud, long status, const char *const *headers, size_t n)
     if (c->ttfb_s < 0)
         c->ttfb_s = sk_mono_s() - c->start_s;
     evtimer_del(c->timer);
+    c->outcome = status < 500;
     if (retryable_status(status)) {
         c->retry_after_s = retry_after(headers, n);
         int64_t d = retry_delay(c);
@@ -339,6 +402,10 @@ static int on_head(void *ud, long status, const char *const *headers, size_t n)
             return -1;
         }
     }
+    if (head_has_secret(c, headers, n)) {
+        secret_found(c, "headers");
+        return -1;
+    }
     copy_head(c, headers, n);
     c->status = status;
     c->head_sent = 1;
@@ -346,8 +413,56 @@ static int on_head(void *ud, long status, const char *const *headers, size_t n)
     return 0;
 }
 
-/* A piece of the body: to the handler, unless its connection holds too much already (then
- * upstream pauses until it drained). */
+/* A secret value showed up in the response: nothing more of it goes out. */
+static void secret_found(call *c, const char *where)
+{
+    const char *rule = "secret_in_response";
+    c->reason = "guard:secret_in_response";
+    c->blocked = 1;
+    sk_series_add(sk_metric_series(c->eg->fam.guard_blocks,
+                                   (const char *const[]){c->rt->cfg->name, rule, NULL}),
+                  1);
+    sk_egress_count_rejection(c->eg, c->rt, "guard");
+    SK_LOG(SK_LOG_WARN, "egress", NULL, SK_KV("route", c->route_name, "rule", rule),
+           "route %s: a secret value appeared in the upstream's response %s: response cut",
+           c->route_name, where);
+}
+
+/* Sends the bytes of held ++ data that cannot start a secret, keeps the rest held. */
+static int send_scanned(call *c, const char *data, size_t len)
+{
+    size_t hold = sk_scan_hold(c->scan), total = c->held_len + len;
+    size_t send = hold < total ? total - hold : 0, keep = total - send;
+    char *kept = keep ? malloc(keep) : NULL;
+    struct evbuffer *b = evbuffer_new();
+    if ((keep && !kept) || !b) {
+        free(kept);
+        if (b)
+            evbuffer_free(b);
+        return -1;
+    }
+    size_t from_held = send < c->held_len ? send : c->held_len;
+    evbuffer_add(b, c->held, from_held);
+    if (send > c->held_len)
+        evbuffer_add(b, data, send - c->held_len);
+    if (keep && send < c->held_len) {
+        memcpy(kept, c->held + send, c->held_len - send);
+        memcpy(kept + (c->held_len - send), data, len);
+    } else if (keep) {
+        memcpy(kept, data + (send - c->held_len), keep);
+    }
+    free(c->held);
+    c->held = kept;
+    c->held_len = keep;
+    if (send)
+        evhttp_send_reply_chunk_with_cb(c->req, b, on_drained, c);
+    evbuffer_free(b);
+    c->bytes_out += send;
+    return 0;
+}
+
+/* A piece of the body: scanned, then to the handler, unless its connection holds too much
+ * already (then upstream pauses until it drained). */
 static int on_data(void *ud, const char *data, size_t len)
 {
     call *c = ud;
@@ -357,16 +472,12 @@ static int on_data(void *ud, const char *data, size_t len)
         c->paused = 1;
         return 1;
     }
-    struct evbuffer *b = evbuffer_new();
-    if (!b || evbuffer_add(b, data, len) < 0) {
-        if (b)
-            evbuffer_free(b);
+    if (sk_scan_feed(c->scan, data, len)) {
+        secret_found(c, "body");
+        cut(c);
         return -1;
     }
-    evhttp_send_reply_chunk_with_cb(c->req, b, on_drained, c);
-    evbuffer_free(b);
-    c->bytes_out += len;
-    return 0;
+    return send_scanned(c, data, len);
 }
 
 static int timed_out(const char *error)
@@ -379,6 +490,8 @@ static void attempt_failed(call *c, const char *error)
 {
     int timeout = timed_out(error);
     const char *reason = timeout ? "upstream_timeout" : "upstream_unreachable";
+    if (!c->retry_reason[0])
+        c->outcome = 0;
     if (!c->retry_reason[0]) {
         snprintf(c->retry_reason, sizeof c->retry_reason, "%s", timeout ? "timeout" : "connect");
         c->retry_after_s = 0;
@@ -400,6 +513,12 @@ static void on_end(void *ud, const sk_http_result *r)
     call *c = ud;
     c->up = NULL; /* freed by net/http.c when this returns */
     evtimer_del(c->timer);
+    if (!c->head_sent && c->blocked) {
+        refuse(c, 502, "guard:secret_in_response",
+               "the upstream's response carried a secret value: not passed on");
+        finish(c);
+        return;
+    }
     if (!c->head_sent) {
         attempt_failed(c, r->error ? r->error : "the upstream closed without a response");
         return;
@@ -409,6 +528,14 @@ static void on_end(void *ud, const sk_http_result *r)
                c->route_name, r->error);
         cut(c);
     } else if (c->req) {
+        if (c->held_len) {
+            struct evbuffer *b = evbuffer_new();
+            if (b && evbuffer_add(b, c->held, c->held_len) == 0)
+                evhttp_send_reply_chunk(c->req, b);
+            c->bytes_out += c->held_len;
+            if (b)
+                evbuffer_free(b);
+        }
         if (c->conn)
             evhttp_connection_set_closecb(c->conn, NULL, NULL);
         evhttp_send_reply_end(c->req);
@@ -553,53 +680,161 @@ static void start_span(call *c, char traceparent[SK_TRACEPARENT_LEN + 1])
     }
 }
 
-/* Checks a request that names a known route and forwards it. */
-static void forward(call *c, const char *rest)
+/* A refusal with Retry-After (ms rounded up to seconds). */
+static void reject_later(call *c, int status, const char *reason, int64_t wait_ms, const char *msg)
 {
-    const sk_egress_route_config *rc = c->rt->cfg;
+    c->retry_after_s = wait_ms > 0 ? (wait_ms + 999) / 1000 : 1;
+    reject(c, status, reason, msg);
+}
+
+static void guard_block(call *c, const char *rule, const char *msg)
+{
+    char reason[64]; /* lives until reject() has finished the call */
+    int status = !strcmp(rule, "max_request_bytes") ? 413
+                 : !strcmp(rule, "invalid_json")    ? 400
+                 : !strcmp(rule, "out_of_memory")   ? 500
+                                                    : 422;
+    snprintf(reason, sizeof reason, "guard:%s", rule);
+    sk_series_add(sk_metric_series(c->eg->fam.guard_blocks,
+                                   (const char *const[]){c->rt->cfg->name, rule, NULL}),
+                  1);
+    reject(c, status, reason, msg);
+}
+
+/* The body copied out of evhttp and checked by the route's guard; 0 or -1 (refused). */
+static int take_body(call *c)
+{
     struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
-    char traceparent[SK_TRACEPARENT_LEN + 1];
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Content-Type");
+    const char *rule = NULL;
+    char msg[256];
     c->bytes_in = evbuffer_get_length(in);
-    if (c->bytes_in > (uint64_t)rc->max_request_bytes) {
-        char msg[160];
-        snprintf(msg, sizeof msg,
-                 "the request body has %llu bytes, over the route's "
-                 "max_request_bytes of %lld",
-                 (unsigned long long)c->bytes_in, (long long)rc->max_request_bytes);
-        sk_series_add(sk_metric_series(c->eg->fam.guard_blocks,
-                                       (const char *const[]){rc->name, "max_request_bytes", NULL}),
-                      1);
-        reject(c, 413, "guard:max_request_bytes", msg);
-        return;
+    c->body_len = (size_t)c->bytes_in;
+    if (c->body_len && !(c->body = malloc(c->body_len))) {
+        guard_block(c, "out_of_memory", "out of memory");
+        return -1;
     }
-    if (c->rt->cred && sk_secret_pending(c->rt->cred)) {
-        reject(c, 503, "credential_unavailable",
-               "the route's credential has not been read from "
-               "Vault yet");
-        return;
-    }
-    if (!(c->url = malloc(MAX_URL)) ||
-        sk_egress_upstream_url(rc->upstream, rest, c->url, MAX_URL) < 0 ||
-        (c->bytes_in && !(c->body = malloc(c->bytes_in)))) {
-        reject(c, 414, "invalid_request", "the request target is too long");
-        return;
-    }
-    c->body_len = c->bytes_in;
     if (c->body_len)
         evbuffer_copyout(in, c->body, c->body_len);
-    start_span(c, traceparent);
-    if (build_headers(c, traceparent) < 0) {
-        reject(c, 500, "internal", "out of memory");
-        return;
+    if (sk_guard_request(c->rt->guard, ct, c->body, &c->body_len, &rule, msg, sizeof msg) < 0) {
+        guard_block(c, rule, msg);
+        return -1;
     }
+    return 0;
+}
+
+/* Rate limits: both buckets must have room before either is taken. 0 or -1 (refused). */
+static int take_rates(call *c)
+{
+    route *rt = c->rt;
+    int64_t now = sk_egress_now_ms();
+    c->est_tokens = (double)c->body_len / 4 + (double)rt->cfg->max_tokens;
+    int64_t wr = sk_bucket_wait(rt->rpm, 1, now), wt = sk_bucket_wait(rt->tpm, c->est_tokens, now);
+    if (wr > 0) {
+        reject_later(c, 429, "rate_limited", wr,
+                     "the route's requests_per_minute is used up: retry after Retry-After");
+        return -1;
+    }
+    if (wt > 0) {
+        reject_later(c, 429, "tokens_limited", wt,
+                     "the route's tokens_per_minute is used up: retry after Retry-After");
+        return -1;
+    }
+    sk_bucket_take(rt->rpm, 1, now);
+    sk_bucket_take(rt->tpm, c->est_tokens, now);
+    return 0;
+}
+
+/* Everything is in place: the upstream attempt starts. */
+static void go(call *c)
+{
+    const sk_egress_route_config *rc = c->rt->cfg;
     c->deadline_ms = sk_wall_ms() + rc->timeout_ms;
     sk_backoff_init(&c->backoff, rc->retry_backoff_ms, rc->timeout_ms,
                     (uint64_t)(uintptr_t)c ^ (uint64_t)sk_wall_ms());
     sk_series_add(c->rt->in_flight, 1);
     c->in_flight = 1;
+    start_attempt(c);
+}
+
+static void on_slot(sk_gate_waiter *w)
+{
+    call *c = w->ud;
+    c->queued = 0;
+    c->slot = 1;
+    evtimer_del(c->timer);
+    sk_series_set(c->rt->queued, sk_gate_queued(c->rt->gate));
+    go(c);
+}
+
+/* The concurrency gate: a slot now, a place in the queue (until queue_timeout), or 429. */
+static void enter_gate(call *c)
+{
+    route *rt = c->rt;
+    c->waiter.ud = c;
+    int rc = sk_gate_enter(rt->gate, &c->waiter, on_slot);
+    if (rc < 0) {
+        reject(c, 429, "concurrency_limited",
+               "the route's max_concurrent calls are in flight and its wait queue is full");
+        return;
+    }
+    if (rc == 1) {
+        c->slot = 1;
+        go(c);
+        return;
+    }
+    c->queued = 1;
+    sk_series_set(rt->queued, sk_gate_queued(rt->gate));
+    struct timeval tv = {rt->cfg->queue_timeout_ms / 1000,
+                         (rt->cfg->queue_timeout_ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+/* The output scan of this call: every route's credential. */
+static int new_scan(call *c)
+{
+    const char *vals[64];
+    size_t lens[64];
+    size_t n = sk_egress_needles(c->eg, vals, lens, 64);
+    return (c->scan = sk_scan_new(vals, lens, n)) ? 0 : -1;
+}
+
+/* Checks a request that names a known route and forwards it: guard, breaker, rate limits,
+ * concurrency gate, then upstream. */
+static void forward(call *c, const char *rest)
+{
+    const sk_egress_route_config *rc = c->rt->cfg;
+    char traceparent[SK_TRACEPARENT_LEN + 1];
+    int64_t wait = 0;
+    if (take_body(c) < 0)
+        return;
+    if (c->rt->cred && sk_secret_pending(c->rt->cred)) {
+        reject(c, 503, "credential_unavailable",
+               "the route's credential has not been read from Vault yet");
+        return;
+    }
+    if (!(c->url = malloc(MAX_URL)) ||
+        sk_egress_upstream_url(rc->upstream, rest, c->url, MAX_URL) < 0) {
+        reject(c, 414, "invalid_request", "the request target is too long");
+        return;
+    }
+    int64_t now = sk_egress_now_ms();
+    if ((c->permit = sk_breaker_allow(c->rt->breaker, now, &wait)) == SK_BREAKER_REFUSED) {
+        reject_later(c, 503, "circuit_open", wait,
+                     "the route's circuit breaker is open after upstream failures");
+        return;
+    }
+    c->breaker = sk_breaker_state_name(sk_breaker_state_at(c->rt->breaker, now));
+    if (take_rates(c) < 0)
+        return;
+    start_span(c, traceparent);
+    if (build_headers(c, traceparent) < 0 || new_scan(c) < 0) {
+        reject(c, 500, "internal", "out of memory");
+        return;
+    }
     if (c->conn)
         evhttp_connection_set_closecb(c->conn, on_close, c);
-    start_attempt(c);
+    enter_gate(c);
 }
 
 void sk_egress_on_request(struct evhttp_request *req, void *arg)

@@ -9,7 +9,12 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "core/clock.h"
 #include "core/log.h"
+#include "egress/breaker.h"
+#include "egress/bucket.h"
+#include "egress/gate.h"
+#include "egress/guard.h"
 #include "net/http.h"
 #include "net/tls.h"
 #include "secrets/secret.h"
@@ -78,6 +83,95 @@ void sk_egress_count_retry(sk_egress *e, const route *rt, const char *reason)
     sk_series_add(sk_metric_series(e->fam.retries, LIST(rt->cfg->name, reason)), 1);
 }
 
+int64_t sk_egress_now_ms(void)
+{
+    return (int64_t)(sk_mono_s() * 1000);
+}
+
+size_t sk_egress_needles(const sk_egress *e, const char **vals, size_t *lens, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->nroutes && n < max; i++) {
+        if (!e->routes[i].cred)
+            continue;
+        vals[n] = sk_secret_value(e->routes[i].cred, &lens[n]);
+        if (vals[n] && lens[n] > 0)
+            n++;
+    }
+    return n;
+}
+
+static void on_breaker(void *ud, sk_breaker_state from, sk_breaker_state to)
+{
+    (void)from;
+    route *rt = ud;
+    sk_series_set(rt->breaker_state, (double)to);
+    sk_series_add(sk_metric_series(rt->eg->fam.breaker_transitions,
+                                   LIST(rt->cfg->name, sk_breaker_state_name(to))),
+                  1);
+    SK_LOG(to == SK_BREAKER_OPEN ? SK_LOG_WARN : SK_LOG_INFO, "egress", NULL,
+           SK_KV("route", rt->cfg->name, "breaker", sk_breaker_state_name(to)),
+           "route %s: circuit breaker %s", rt->cfg->name, sk_breaker_state_name(to));
+}
+
+/* The guard of a route: its rules with "@baseline" in deny_patterns standing for the shipped
+ * list. */
+static int route_guard(route *rt, char *err, size_t errlen)
+{
+    const sk_egress_route_config *c = rt->cfg;
+    size_t nb = 0, n = 0;
+    const char *const *base = sk_guard_baseline(&nb);
+    const char **pats = calloc(c->deny_patterns_len + nb + 1, sizeof *pats);
+    if (!pats) {
+        snprintf(err, errlen, "egress: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < c->deny_patterns_len; i++) {
+        if (strcmp(c->deny_patterns[i], "@baseline") != 0) {
+            pats[n++] = c->deny_patterns[i];
+            continue;
+        }
+        for (size_t k = 0; k < nb; k++)
+            pats[n++] = base[k];
+        nb = 0; /* a second "@baseline" adds nothing */
+    }
+    sk_guard_opts o = {.max_request_bytes = (size_t)c->max_request_bytes,
+                       .max_tokens = c->max_tokens,
+                       .deny_patterns = pats,
+                       .n_deny_patterns = n,
+                       .strip_control_chars = c->strip_control_chars};
+    char why[256];
+    rt->guard = sk_guard_new(&o, why, sizeof why);
+    free(pats);
+    if (!rt->guard)
+        snprintf(err, errlen, "egress.routes.%s: %s", c->name, why);
+    return rt->guard ? 0 : -1;
+}
+
+/* Limits and breaker of a route. */
+static int route_policies(route *rt, char *err, size_t errlen)
+{
+    const sk_egress_route_config *c = rt->cfg;
+    int64_t now = sk_egress_now_ms();
+    sk_breaker_opts b = {.failure_ratio = c->breaker_ratio,
+                         .min_calls = (int)c->breaker_min_calls,
+                         .window = 20,
+                         .consecutive = (int)c->breaker_consecutive,
+                         .open_ms = c->breaker_open_ms,
+                         .on_transition = on_breaker,
+                         .ud = rt};
+    if (route_guard(rt, err, errlen) < 0)
+        return -1;
+    if (!(rt->rpm = sk_bucket_new((double)c->requests_per_minute, 0, now)) ||
+        !(rt->tpm = sk_bucket_new((double)c->tokens_per_minute, 0, now)) ||
+        !(rt->gate = sk_gate_new((int)c->max_concurrent, (int)c->max_queued)) ||
+        !(rt->breaker = sk_breaker_new(&b))) {
+        snprintf(err, errlen, "egress: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 route *sk_egress_route(sk_egress *e, const char *name)
 {
     for (size_t i = 0; i < e->nroutes; i++)
@@ -122,7 +216,7 @@ static int route_init(sk_egress *e, route *rt, const sk_egress_route_config *c, 
         snprintf(err, errlen, "egress: out of memory");
         return -1;
     }
-    return 0;
+    return route_policies(rt, err, errlen);
 }
 
 sk_egress *sk_egress_new(struct event_base *base, const sk_config *cfg, sk_metrics *m, char *err,
@@ -208,14 +302,18 @@ int sk_egress_port(const sk_egress *e)
 
 void sk_egress_details(const sk_egress *e, char *out, size_t n)
 {
-    static const char *const states[] = {"closed", "open", "half_open"};
     size_t o = 0;
+    int64_t now = sk_egress_now_ms();
     if (n)
         out[0] = '\0';
     for (size_t i = 0; e && i < e->nroutes && o < n; i++) {
-        int st = (int)sk_series_value(e->routes[i].breaker_state);
-        o += (size_t)snprintf(out + o, n - o, "egress route %s: breaker %s\n",
-                              e->routes[i].cfg->name, states[st >= 0 && st <= 2 ? st : 0]);
+        const route *rt = &e->routes[i];
+        int calls = 0, failures = 0;
+        sk_breaker_window(rt->breaker, &calls, &failures);
+        o += (size_t)snprintf(
+            out + o, n - o, "egress route %s: breaker %s (%d failures in the last %d calls)\n",
+            rt->cfg->name, sk_breaker_state_name(sk_breaker_state_at(rt->breaker, now)), failures,
+            calls);
     }
 }
 
@@ -247,6 +345,11 @@ void sk_egress_free(sk_egress *e)
     for (size_t i = 0; i < e->nroutes; i++) {
         sk_secret_free(e->routes[i].cred);
         sk_tls_free(e->routes[i].tls);
+        sk_guard_free(e->routes[i].guard);
+        sk_bucket_free(e->routes[i].rpm);
+        sk_bucket_free(e->routes[i].tpm);
+        sk_gate_free(e->routes[i].gate);
+        sk_breaker_free(e->routes[i].breaker);
     }
     free(e->routes);
     free(e);

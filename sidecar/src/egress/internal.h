@@ -15,6 +15,10 @@ struct event_base;
 typedef struct sk_http sk_http;
 typedef struct sk_secret sk_secret;
 typedef struct sk_tls sk_tls;
+typedef struct sk_guard sk_guard;
+typedef struct sk_bucket sk_bucket;
+typedef struct sk_gate sk_gate;
+typedef struct sk_breaker sk_breaker;
 typedef struct call call;
 
 /* A route at run time. */
@@ -25,7 +29,10 @@ typedef struct route {
     sk_tls *tls;     /* https upstream: its TLS material */
     sk_series *duration, *ttfb, *in_flight, *queued, *breaker_state;
     sk_series *tokens_in, *tokens_out;
-    int active; /* calls in flight */
+    sk_guard *guard;
+    sk_bucket *rpm, *tpm; /* requests and tokens per minute */
+    sk_gate *gate;        /* max_concurrent / max_queued */
+    sk_breaker *breaker;
 } route;
 
 /* The metric families. */
@@ -53,6 +60,11 @@ struct sk_egress {
 
 /* ---- egress.c ---- */
 
+/* Monotonic milliseconds, the clock of the policy modules. */
+int64_t sk_egress_now_ms(void);
+/* The secret values the output scan looks for: every route's credential value (n of them,
+ * pointers valid until the next change of a credential: copy before returning to the loop). */
+size_t sk_egress_needles(const sk_egress *e, const char **vals, size_t *lens, size_t max);
 /* The route named name, NULL when there is none. */
 route *sk_egress_route(sk_egress *e, const char *name);
 /* Counts one refusal, rejection or call in the metrics (route may be NULL: route=""). */
