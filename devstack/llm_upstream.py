@@ -107,6 +107,7 @@ def prompt_text(req):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "llm-upstream/1"
+    disable_nagle_algorithm = True  # SSE events leave at once, not after a delayed ACK
 
     def log_message(self, fmt, *args):  # quiet unless --verbose
         if self.server.verbose:
