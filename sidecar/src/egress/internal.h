@@ -2,8 +2,12 @@
 #ifndef SK_EGRESS_INTERNAL_H
 #define SK_EGRESS_INTERNAL_H
 
+#include <event2/util.h>
 #include <stdint.h>
 #include <sys/queue.h>
+
+#include "core/backoff.h"
+#include "egress/gate.h"
 
 #include "core/config.h"
 #include "core/metrics.h"
@@ -20,6 +24,11 @@ typedef struct sk_bucket sk_bucket;
 typedef struct sk_gate sk_gate;
 typedef struct sk_breaker sk_breaker;
 typedef struct call call;
+typedef struct sk_http_req sk_http_req;
+typedef struct sk_span sk_span;
+typedef struct sk_scan sk_scan;
+typedef struct sk_usage sk_usage;
+struct evhttp_connection;
 
 /* A route at run time. */
 typedef struct route {
@@ -72,7 +81,72 @@ void sk_egress_count(sk_egress *e, const route *rt, const char *code);
 void sk_egress_count_rejection(sk_egress *e, const route *rt, const char *reason);
 void sk_egress_count_retry(sk_egress *e, const route *rt, const char *reason);
 
+/* One call from a handler, from its request to the end of its response (call.c). */
+struct call {
+    sk_egress *eg;
+    route *rt; /* NULL while the route is unknown */
+    struct evhttp_request *req;
+    struct evhttp_connection *conn;
+    TAILQ_ENTRY(call) link;
+    char method[16], route_name[72];
+    char path[512]; /* without the query: what logs show */
+    char *url;
+    char **hdrs; /* forwarded headers, NULL-terminated; the credential line is wiped */
+    size_t nhdrs;
+    char *body;
+    size_t body_len;
+    sk_http_req *up;
+    struct event *timer;  /* TTFB deadline, then retry delay */
+    struct event *resume; /* unpauses upstream once the handler's output drained */
+    sk_span *span;
+    sk_backoff backoff;
+    double start_s, ttfb_s;
+    int64_t deadline_ms; /* the route's whole-call timeout */
+    long status;         /* sent to the handler, 0 none */
+    int head_sent, paused, attempts, retries, in_flight;
+    sk_gate_waiter waiter;
+    int slot, queued; /* holds a slot of the route's gate / waits for one */
+    int blocked;      /* the output scan found a secret */
+    int permit;       /* what the breaker allowed (SK_BREAKER_REFUSED: nothing) */
+    int outcome;      /* for the breaker: -1 none yet, 0 failure, 1 success */
+    double est_tokens;
+    sk_usage *usage; /* token usage read from the response */
+    int64_t tokens_in, tokens_out;
+    sk_scan *scan; /* output scan of the response body */
+    char *held;    /* body bytes withheld while they may start a secret */
+    size_t held_len;
+    const char *breaker; /* the breaker's state when the call was let through */
+    uint64_t bytes_in, bytes_out;
+    const char *reason; /* refusal reason, NULL for a forwarded call */
+    char retry_reason[16];
+    int64_t retry_after_s; /* of the last upstream response */
+    int64_t retry_in_ms;   /* >= 0: the attempt ended to be retried after this delay */
+};
+
 /* ---- call.c ---- */
+
+/* Logs, counts, ends the span, gives back the policies and frees the call; the evhttp
+ * request must be done with (replied, or gone with its connection). */
+void sk_egress_finish(call *c);
+/* Replies with skiff's JSON error body (Retry-After when c->retry_after_s > 0); no finish. */
+void sk_egress_refuse(call *c, int status, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A refusal counted in skiff_egress_rejections_total, then finish. */
+void sk_egress_reject(call *c, int status, const char *reason, const char *msg);
+/* Closes the handler's connection: a response already started is cut short. */
+void sk_egress_cut(call *c);
+
+/* ---- upstream.c ---- */
+
+/* Starts an attempt (the first, or a retry once its delay is over). */
+void sk_egress_upstream_start(call *c);
+/* c->timer fired while not queued: the TTFB deadline (an attempt in flight) or a retry's
+ * delay. */
+void sk_egress_upstream_timer(call *c);
+/* c->resume's callback: the handler's connection drained, upstream goes on. */
+void sk_egress_upstream_resume(evutil_socket_t fd, short what, void *arg);
+/* The headers for upstream into c->hdrs. 0 or -1 (out of memory). */
+int sk_egress_build_headers(call *c, const char *traceparent);
 
 /* evhttp's callback for every request. */
 void sk_egress_on_request(struct evhttp_request *req, void *arg);
