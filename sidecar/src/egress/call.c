@@ -42,7 +42,7 @@ static void log_call(call *c, double dur)
     char st[8], d[24], t[24], bi[24], bo[24], re[8], ti[24], to[24], tid[33] = "", sid[17] = "";
     snprintf(ti, sizeof ti, "%lld", (long long)c->tokens_in);
     snprintf(to, sizeof to, "%lld", (long long)c->tokens_out);
-    snprintf(st, sizeof st, "%03ld", c->status);
+    snprintf(st, sizeof st, "%ld", c->status);
     snprintf(d, sizeof d, "%.3f", dur * 1000);
     snprintf(t, sizeof t, "%.3f", c->ttfb_s >= 0 ? c->ttfb_s * 1000 : 0);
     snprintf(bi, sizeof bi, "%llu", (unsigned long long)c->bytes_in);
@@ -55,10 +55,10 @@ static void log_call(call *c, double dur)
     sk_log_trace tr = {tid, sid};
     sk_log_level lvl = c->reason || c->status >= 500 || c->status == 0 ? SK_LOG_WARN : SK_LOG_INFO;
     SK_LOG(lvl, "egress", &tr,
-           SK_KV("route", c->route_name, "method", c->method, "path", c->path, "status", st,
-                 "duration_ms", d, "ttfb_ms", t, "bytes_in", bi, "bytes_out", bo, "tokens_in", ti,
-                 "tokens_out", to, "retries", re, "breaker", c->breaker ? c->breaker : "", "reason",
-                 c->reason ? c->reason : ""),
+           SK_KV("route", c->route_name, "method", c->method, "path", c->path, "#status", st,
+                 "#duration_ms", d, "#ttfb_ms", t, "#bytes_in", bi, "#bytes_out", bo, "#tokens_in",
+                 ti, "#tokens_out", to, "#retries", re, "breaker", c->breaker ? c->breaker : "",
+                 "reason", c->reason ? c->reason : ""),
            "%s %s -> %03ld", c->method, c->route_name, c->status);
 }
 
@@ -363,6 +363,15 @@ static int take_rates(call *c)
     route *rt = c->rt;
     int64_t now = sk_egress_now_ms();
     c->est_tokens = (double)sk_usage_estimate(c->body, c->body_len);
+    if (rt->cfg->tokens_per_minute > 0 && c->est_tokens > (double)rt->cfg->tokens_per_minute) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "the request's token estimate (%.0f, its max_tokens included) is over the "
+                 "route's tokens_per_minute of %lld: it can never be sent",
+                 c->est_tokens, (long long)rt->cfg->tokens_per_minute);
+        reject_later(c, 429, "tokens_limited", 60000, msg);
+        return -1;
+    }
     int64_t wr = sk_bucket_wait(rt->rpm, 1, now), wt = sk_bucket_wait(rt->tpm, c->est_tokens, now);
     if (wr > 0) {
         reject_later(c, 429, "rate_limited", wr,

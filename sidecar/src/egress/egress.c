@@ -204,6 +204,8 @@ static int route_init(sk_egress *e, route *rt, const sk_egress_route_config *c, 
                 "calls travel unencrypted",
                 c->name, c->upstream);
     }
+    if (!(rt->http = sk_http_new(e->base, err, errlen)))
+        return -1;
     rt->duration = sk_metric_series(e->fam.duration, name);
     rt->ttfb = sk_metric_series(e->fam.ttfb, name);
     rt->in_flight = sk_metric_series(e->fam.in_flight, name);
@@ -242,8 +244,6 @@ sk_egress *sk_egress_new(struct event_base *base, const sk_config *cfg, sk_metri
         if (route_init(e, &e->routes[i], &cfg->egress_routes[i], err, errlen) < 0)
             goto fail;
     }
-    if (!(e->http = sk_http_new(base, err, errlen)))
-        goto fail;
     return e;
 fail:
     sk_egress_free(e);
@@ -269,10 +269,12 @@ int sk_egress_start(sk_egress *e, char *err, size_t errlen)
         snprintf(err, errlen, "egress: cannot listen on %s", e->cfg->egress_listen);
         return -1;
     }
-    /* Header bytes past 64 KiB, a body past the largest route's limit, and 10 s without a
-     * byte while a request is read are refused by evhttp itself (ADR 0010-egress-listener). */
+    /* Header bytes past 64 KiB, a body past twice the largest route's limit, and 10 s without
+     * a byte while a request is read are refused by evhttp itself (ADR 0010-egress-listener);
+     * a body between a route's limit and evhttp's is refused by the route's guard with the
+     * JSON body. */
     evhttp_set_max_headers_size(e->server, 64 * 1024);
-    evhttp_set_max_body_size(e->server, (ev_ssize_t)max_body(e));
+    evhttp_set_max_body_size(e->server, (ev_ssize_t)(2 * max_body(e) + 64 * 1024));
     evhttp_set_timeout(e->server, 10);
     evhttp_set_allowed_methods(e->server, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
@@ -341,9 +343,9 @@ void sk_egress_free(sk_egress *e)
         sk_egress_call_abort(c);
     if (e->server)
         evhttp_free(e->server);
-    sk_http_free(e->http);
     for (size_t i = 0; i < e->nroutes; i++) {
         sk_secret_free(e->routes[i].cred);
+        sk_http_free(e->routes[i].http);
         sk_tls_free(e->routes[i].tls);
         sk_guard_free(e->routes[i].guard);
         sk_bucket_free(e->routes[i].rpm);

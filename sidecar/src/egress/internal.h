@@ -36,6 +36,7 @@ typedef struct route {
     const sk_egress_route_config *cfg;
     sk_secret *cred; /* NULL without a credential */
     sk_tls *tls;     /* https upstream: its TLS material */
+    sk_http *http;   /* its own connection pool: no connection is shared across TLS settings */
     sk_series *duration, *ttfb, *in_flight, *queued, *breaker_state;
     sk_series *tokens_in, *tokens_out;
     sk_guard *guard;
@@ -57,7 +58,6 @@ struct sk_egress {
     const sk_config *cfg;
     sk_metrics *m;
     egress_metrics fam;
-    sk_http *http;
     struct evhttp *server;
     struct evhttp_bound_socket *bound; /* NULL once stopped */
     int port;

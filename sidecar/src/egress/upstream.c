@@ -334,7 +334,7 @@ void sk_egress_upstream_start(call *c)
                              .connect_timeout_ms = c->rt->cfg->connect_timeout_ms,
                              .timeout_ms = left > 0 ? left : 1,
                              .tls = c->rt->tls};
-    if (!(c->up = sk_http_stream(c->eg->http, &o, &stream_cbs, c))) {
+    if (!(c->up = sk_http_stream(c->rt->http, &o, &stream_cbs, c))) {
         sk_egress_reject(c, 502, "upstream_unreachable",
                          "the upstream request could not be started");
         return;
