@@ -193,6 +193,20 @@ static int start_egress(app *a, char *err, size_t errlen)
     if (!(a->egress = sk_egress_new(a->base, &a->cfg, a->metrics, err, errlen)))
         return err[0] ? -1 : 0;
     sk_admin_set_details(a->admin, ready_details, a);
+    if (a->oauth) { /* oauth_audience: the gateway's OAuth client settings for now */
+        const sk_config *c = &a->cfg;
+        sk_oauth_opts o = {.name = "egress",
+                           .token_url = c->zeebe_token_url,
+                           .client_id = c->zeebe_client_id,
+                           .client_secret = a->zeebe_secret,
+                           .scope = c->zeebe_token_scope,
+                           .refresh_ahead_ms = c->oauth_refresh_ahead_ms,
+                           .timeout_ms = c->oauth_timeout_ms,
+                           .backoff_initial_ms = c->oauth_backoff_initial_ms,
+                           .backoff_max_ms = c->oauth_backoff_max_ms};
+        if (sk_egress_set_oauth(a->egress, a->oauth, &o, err, errlen) != 0)
+            return -1;
+    }
     return sk_egress_start(a->egress, err, errlen);
 }
 

@@ -30,6 +30,7 @@
 #include "egress/map.h"
 #include "egress/usage.h"
 #include "net/http.h"
+#include "secrets/oauth.h"
 #include "secrets/secret.h"
 #include "trace/trace.h"
 
@@ -37,8 +38,37 @@
 
 /* ---- ending ---- */
 
+/* log_bodies: the request body and the start of the response, every secret value skiff
+ * knows replaced by '*'. */
+static void log_bodies(call *c, char *req, char *resp)
+{
+    size_t n = c->body_len < SK_EGRESS_LOG_BODY_MAX ? c->body_len : SK_EGRESS_LOG_BODY_MAX;
+    char *whole = c->body_len ? malloc(c->body_len + 1) : NULL;
+    req[0] = resp[0] = '\0';
+    if (!c->rt || !c->rt->cfg->log_bodies) {
+        free(whole);
+        return;
+    }
+    /* Scrubbed whole before it is cut, so that no cut leaves the start of a secret. */
+    if (whole) {
+        memcpy(whole, c->body, c->body_len);
+        whole[c->body_len] = '\0';
+        sk_egress_scrub(c->eg, whole);
+        memcpy(req, whole, n);
+        req[n] = '\0';
+        explicit_bzero(whole, c->body_len);
+    }
+    free(whole);
+    if (c->resp_log)
+        memcpy(resp, c->resp_log, c->resp_log_len + 1);
+    sk_egress_scrub(c->eg, resp);
+}
+
 static void log_call(call *c, double dur)
 {
+    static char req[SK_EGRESS_LOG_BODY_MAX + 1], resp[SK_EGRESS_LOG_BODY_MAX + 1];
+    int with = c->rt && c->rt->cfg->log_bodies;
+    log_bodies(c, req, resp);
     char st[8], d[24], t[24], bi[24], bo[24], re[8], ti[24], to[24], tid[33] = "", sid[17] = "";
     snprintf(ti, sizeof ti, "%lld", (long long)c->tokens_in);
     snprintf(to, sizeof to, "%lld", (long long)c->tokens_out);
@@ -58,7 +88,8 @@ static void log_call(call *c, double dur)
            SK_KV("route", c->route_name, "method", c->method, "path", c->path, "#status", st,
                  "#duration_ms", d, "#ttfb_ms", t, "#bytes_in", bi, "#bytes_out", bo, "#tokens_in",
                  ti, "#tokens_out", to, "#retries", re, "breaker", c->breaker ? c->breaker : "",
-                 "reason", c->reason ? c->reason : ""),
+                 "reason", c->reason ? c->reason : "", with ? "request_body" : NULL, req,
+                 "response_body", resp),
            "%s %s -> %03ld", c->method, c->route_name, c->status);
 }
 
@@ -150,6 +181,7 @@ void sk_egress_finish(call *c)
     wipe_headers(c);
     sk_scan_free(c->scan);
     sk_usage_free(c->usage);
+    free(c->resp_log);
     free(c->held);
     free(c->url);
     free(c->body);
@@ -452,9 +484,11 @@ static void forward(call *c, const char *rest)
     int64_t wait = 0;
     if (take_body(c) < 0)
         return;
-    if (c->rt->cred && sk_secret_pending(c->rt->cred)) {
+    if ((c->rt->cred && sk_secret_pending(c->rt->cred)) ||
+        (c->rt->oauth && !sk_oauth_token_get(c->rt->oauth))) {
         sk_egress_reject(c, 503, "credential_unavailable",
-                         "the route's credential has not been read from Vault yet");
+                         c->rt->oauth ? "the route's OAuth token has not been obtained yet"
+                                      : "the route's credential has not been read from Vault yet");
         return;
     }
     if (!(c->url = malloc(MAX_URL)) ||

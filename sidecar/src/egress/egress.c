@@ -17,6 +17,7 @@
 #include "egress/guard.h"
 #include "net/http.h"
 #include "net/tls.h"
+#include "secrets/oauth.h"
 #include "secrets/secret.h"
 
 #define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -98,7 +99,21 @@ size_t sk_egress_needles(const sk_egress *e, const char **vals, size_t *lens, si
         if (vals[n] && lens[n] > 0)
             n++;
     }
+    for (size_t i = 0; i < e->nroutes && n < max; i++) {
+        const char *tok = e->routes[i].oauth ? sk_oauth_token_get(e->routes[i].oauth) : NULL;
+        if (tok && *tok) {
+            vals[n] = tok;
+            lens[n++] = strlen(tok);
+        }
+    }
     return n;
+}
+
+void sk_egress_scrub(const sk_egress *e, char *text)
+{
+    for (size_t i = 0; i < e->nroutes; i++)
+        if (e->routes[i].cred)
+            sk_secret_scrub(e->routes[i].cred, text);
 }
 
 static void on_breaker(void *ud, sk_breaker_state from, sk_breaker_state to)
@@ -260,8 +275,32 @@ static int64_t max_body(const sk_egress *e)
     return max;
 }
 
+int sk_egress_set_oauth(sk_egress *e, sk_oauth *o, const sk_oauth_opts *tmpl, char *err,
+                        size_t errlen)
+{
+    for (size_t i = 0; i < e->nroutes; i++) {
+        route *rt = &e->routes[i];
+        if (!rt->cfg->oauth_audience[0])
+            continue;
+        sk_oauth_opts opts = *tmpl;
+        opts.name = "egress";
+        opts.audience = rt->cfg->oauth_audience;
+        if (!(rt->oauth = sk_oauth_client_get(o, &opts, err, errlen)))
+            return -1;
+    }
+    return 0;
+}
+
 int sk_egress_start(sk_egress *e, char *err, size_t errlen)
 {
+    for (size_t i = 0; i < e->nroutes; i++)
+        if (e->routes[i].cfg->oauth_audience[0] && !e->routes[i].oauth) {
+            snprintf(err, errlen,
+                     "egress.routes.%s.oauth_audience: set, but no OAuth client is configured "
+                     "(zeebe.client_id, zeebe.client_secret, zeebe.authorization_server_url)",
+                     e->routes[i].cfg->name);
+            return -1;
+        }
     char host[256];
     int port;
     if (sk_config_parse_address(e->cfg->egress_listen, host, sizeof host, &port) < 0 ||
@@ -269,11 +308,11 @@ int sk_egress_start(sk_egress *e, char *err, size_t errlen)
         snprintf(err, errlen, "egress: cannot listen on %s", e->cfg->egress_listen);
         return -1;
     }
-    /* Header bytes past 64 KiB, a body past twice the largest route's limit, and 10 s without
+    /* Header bytes past 32 KiB, a body past twice the largest route's limit, and 10 s without
      * a byte while a request is read are refused by evhttp itself (ADR 0010-egress-listener);
      * a body between a route's limit and evhttp's is refused by the route's guard with the
      * JSON body. */
-    evhttp_set_max_headers_size(e->server, 64 * 1024);
+    evhttp_set_max_headers_size(e->server, 32 * 1024);
     evhttp_set_max_body_size(e->server, (ev_ssize_t)(2 * max_body(e) + 64 * 1024));
     evhttp_set_timeout(e->server, 10);
     evhttp_set_allowed_methods(e->server, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |

@@ -23,6 +23,13 @@ typedef struct sk_egress sk_egress;
  * failure; NULL with err "" when egress.listen is empty (egress off). */
 sk_egress *sk_egress_new(struct event_base *base, const sk_config *cfg, sk_metrics *m, char *err,
                          size_t errlen);
+/* The OAuth token service for the routes with oauth_audience: each gets the client of tmpl
+ * (token URL, client id and secret; copied by the service) with its audience. Before start.
+ * Without it such a route makes sk_egress_start fail. 0, or -1 with err set. */
+struct sk_oauth;
+struct sk_oauth_opts;
+int sk_egress_set_oauth(sk_egress *e, struct sk_oauth *o, const struct sk_oauth_opts *tmpl,
+                        char *err, size_t errlen);
 /* Binds egress.listen and starts taking calls. 0, or -1 with err set. */
 int sk_egress_start(sk_egress *e, char *err, size_t errlen);
 /* The port listened on (egress.listen may say 0), 0 before start. */

@@ -37,6 +37,7 @@ typedef struct route {
     sk_secret *cred; /* NULL without a credential */
     sk_tls *tls;     /* https upstream: its TLS material */
     sk_http *http;   /* its own connection pool: no connection is shared across TLS settings */
+    struct sk_oauth_client *oauth; /* oauth_audience: its token client, else NULL */
     sk_series *duration, *ttfb, *in_flight, *queued, *breaker_state;
     sk_series *tokens_in, *tokens_out;
     sk_guard *guard;
@@ -74,6 +75,8 @@ int64_t sk_egress_now_ms(void);
 /* The secret values the output scan looks for: every route's credential value (n of them,
  * pointers valid until the next change of a credential: copy before returning to the loop). */
 size_t sk_egress_needles(const sk_egress *e, const char **vals, size_t *lens, size_t max);
+/* Replaces every secret value the output scan knows in text (NUL-terminated, in place). */
+void sk_egress_scrub(const sk_egress *e, char *text);
 /* The route named name, NULL when there is none. */
 route *sk_egress_route(sk_egress *e, const char *name);
 /* Counts one refusal, rejection or call in the metrics (route may be NULL: route=""). */
@@ -111,6 +114,8 @@ struct call {
     int outcome;      /* for the breaker: -1 none yet, 0 failure, 1 success */
     double est_tokens;
     sk_usage *usage; /* token usage read from the response */
+    char *resp_log;  /* log_bodies: the first bytes of the response sent, NUL-terminated */
+    size_t resp_log_len;
     int64_t tokens_in, tokens_out;
     sk_scan *scan; /* output scan of the response body */
     char *held;    /* body bytes withheld while they may start a secret */
@@ -135,6 +140,8 @@ void sk_egress_refuse(call *c, int status, const char *reason, const char *fmt, 
 void sk_egress_reject(call *c, int status, const char *reason, const char *msg);
 /* Closes the handler's connection: a response already started is cut short. */
 void sk_egress_cut(call *c);
+
+#define SK_EGRESS_LOG_BODY_MAX 4096 /* bytes of each body in a log_bodies line */
 
 /* ---- upstream.c ---- */
 

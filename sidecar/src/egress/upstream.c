@@ -20,6 +20,7 @@
 #include "egress/map.h"
 #include "egress/usage.h"
 #include "net/http.h"
+#include "secrets/oauth.h"
 #include "secrets/secret.h"
 
 #define OUT_HIGH_WATER (256 * 1024) /* handler's unsent bytes above which upstream pauses */
@@ -200,6 +201,18 @@ static void secret_found(call *c, const char *where)
            c->route_name, where);
 }
 
+/* log_bodies: the first SK_EGRESS_LOG_BODY_MAX bytes the handler gets, for the log line. */
+static void keep_for_log(call *c, struct evbuffer *b)
+{
+    if (!c->resp_log && !(c->resp_log = calloc(1, SK_EGRESS_LOG_BODY_MAX + 1)))
+        return;
+    size_t room = SK_EGRESS_LOG_BODY_MAX - c->resp_log_len;
+    ev_ssize_t n = evbuffer_copyout(b, c->resp_log + c->resp_log_len, room);
+    if (n > 0)
+        c->resp_log_len += (size_t)n;
+    c->resp_log[c->resp_log_len] = '\0';
+}
+
 /* Sends the bytes of held ++ data that cannot start a secret, keeps the rest held. */
 static int send_scanned(call *c, const char *data, size_t len)
 {
@@ -226,6 +239,8 @@ static int send_scanned(call *c, const char *data, size_t len)
     free(c->held);
     c->held = kept;
     c->held_len = keep;
+    if (c->rt->cfg->log_bodies)
+        keep_for_log(c, b);
     if (send)
         evhttp_send_reply_chunk_with_cb(c->req, b, on_drained, c);
     evbuffer_free(b);
@@ -380,9 +395,11 @@ int sk_egress_build_headers(call *c, const char *traceparent)
         (!has_accept && add_header(c, "Accept:%s%s", "", "") < 0) ||
         add_header(c, "traceparent: %s%s", traceparent, "") < 0)
         return -1;
-    if (!c->rt->cred)
+    const char *v = c->rt->cred    ? sk_secret_value(c->rt->cred, NULL)
+                    : c->rt->oauth ? sk_oauth_token_get(c->rt->oauth)
+                                   : NULL;
+    if (!v)
         return 0;
-    const char *v = sk_secret_value(c->rt->cred, NULL);
     if (!strcmp(cred_header, "authorization"))
         return add_header(c, "Authorization: Bearer %s%s", v, "");
     return add_header(c, "%s: %s", cred_header, v);
