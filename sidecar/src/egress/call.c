@@ -176,6 +176,7 @@ void sk_egress_finish(call *c)
         event_free(c->timer);
     if (c->resume)
         event_free(c->resume);
+    sk_egress_conn_idle(c->guard);
     TAILQ_REMOVE(&e->calls, c, link);
     e->ncalls--;
     wipe_headers(c);
@@ -315,6 +316,7 @@ static call *call_new(sk_egress *e, struct evhttp_request *req)
                 .start_s = sk_mono_s(),
                 .ttfb_s = -1,
                 .retry_in_ms = -1};
+    c->guard = c->conn ? sk_egress_conn_of(e, evhttp_connection_get_bufferevent(c->conn)) : NULL;
     snprintf(c->method, sizeof c->method, "%s", method_name(evhttp_request_get_command(req)));
     const char *uri = evhttp_request_get_uri(req);
     snprintf(c->path, sizeof c->path, "%.*s", (int)strcspn(uri, "?"), uri);
@@ -522,6 +524,15 @@ void sk_egress_on_request(struct evhttp_request *req, void *arg)
     const char *rest;
     if (!c) {
         evhttp_send_error(req, 503, "out of memory");
+        return;
+    }
+    if (sk_egress_conn_closing(c->guard)) { /* already answered 408 or 431 */
+        c->status = 0;
+        evhttp_connection_set_closecb(c->conn, NULL, NULL);
+        evhttp_send_error(req, 400, NULL);
+        c->req = NULL;
+        c->reason = "closing";
+        sk_egress_finish(c);
         return;
     }
     if (sk_egress_split(evhttp_request_get_uri(req), c->route_name, sizeof c->route_name, &rest) <

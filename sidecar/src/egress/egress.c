@@ -249,6 +249,7 @@ sk_egress *sk_egress_new(struct event_base *base, const sk_config *cfg, sk_metri
     }
     *e = (sk_egress){.base = base, .cfg = cfg, .m = m};
     TAILQ_INIT(&e->calls);
+    LIST_INIT(&e->conns);
     if (families(e) < 0 || (cfg->egress_routes_len &&
                             !(e->routes = calloc(cfg->egress_routes_len, sizeof *e->routes)))) {
         snprintf(err, errlen, "egress: out of memory");
@@ -308,11 +309,12 @@ int sk_egress_start(sk_egress *e, char *err, size_t errlen)
         snprintf(err, errlen, "egress: cannot listen on %s", e->cfg->egress_listen);
         return -1;
     }
-    /* Header bytes past 32 KiB, a body past twice the largest route's limit, and 10 s without
-     * a byte while a request is read are refused by evhttp itself (ADR 0010-egress-listener);
-     * a body between a route's limit and evhttp's is refused by the route's guard with the
-     * JSON body. */
-    evhttp_set_max_headers_size(e->server, 32 * 1024);
+    /* A body past twice the largest route's limit and 10 s without a byte while a request is
+     * read are refused by evhttp itself (ADR 0010-egress-listener); a body between a route's
+     * limit and evhttp's by the route's guard with the JSON body; a head over 32 KiB or not
+     * arrived within 10 s by conn.c. */
+    evhttp_set_max_headers_size(e->server, 2 * SK_EGRESS_MAX_HEAD); /* conn.c answers first */
+    evhttp_set_bevcb(e->server, sk_egress_conn_bev, e);
     evhttp_set_max_body_size(e->server, (ev_ssize_t)(2 * max_body(e) + 64 * 1024));
     evhttp_set_timeout(e->server, 10);
     evhttp_set_allowed_methods(e->server, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -382,6 +384,7 @@ void sk_egress_free(sk_egress *e)
         sk_egress_call_abort(c);
     if (e->server)
         evhttp_free(e->server);
+    sk_egress_conns_free(e);
     for (size_t i = 0; i < e->nroutes; i++) {
         sk_secret_free(e->routes[i].cred);
         sk_http_free(e->routes[i].http);

@@ -24,6 +24,8 @@ typedef struct sk_bucket sk_bucket;
 typedef struct sk_gate sk_gate;
 typedef struct sk_breaker sk_breaker;
 typedef struct call call;
+typedef struct egress_conn egress_conn;
+struct bufferevent;
 typedef struct sk_http_req sk_http_req;
 typedef struct sk_span sk_span;
 typedef struct sk_scan sk_scan;
@@ -66,6 +68,7 @@ struct sk_egress {
     size_t nroutes;
     struct call_list calls;
     size_t ncalls;
+    LIST_HEAD(, egress_conn) conns; /* conn.c's guard of each connection */
 };
 
 /* ---- egress.c ---- */
@@ -90,6 +93,7 @@ struct call {
     route *rt; /* NULL while the route is unknown */
     struct evhttp_request *req;
     struct evhttp_connection *conn;
+    egress_conn *guard; /* conn.c's state of the connection, NULL when unguarded */
     TAILQ_ENTRY(call) link;
     char method[16], route_name[72];
     char path[512]; /* without the query: what logs show */
@@ -141,7 +145,22 @@ void sk_egress_reject(call *c, int status, const char *reason, const char *msg);
 /* Closes the handler's connection: a response already started is cut short. */
 void sk_egress_cut(call *c);
 
-#define SK_EGRESS_LOG_BODY_MAX 4096 /* bytes of each body in a log_bodies line */
+#define SK_EGRESS_MAX_HEAD (32 * 1024)  /* request line and headers: over it, 431 */
+#define SK_EGRESS_HEAD_TIMEOUT_MS 10000 /* from a head's first byte to its end: then 408 */
+#define SK_EGRESS_LOG_BODY_MAX 4096     /* bytes of each body in a log_bodies line */
+
+/* ---- conn.c ---- */
+
+/* evhttp's bufferevent callback: a socket bufferevent for a new connection, guarded. */
+struct bufferevent *sk_egress_conn_bev(struct event_base *base, void *arg);
+/* The guard of the connection using bev, NULL when it has none. */
+egress_conn *sk_egress_conn_of(sk_egress *e, struct bufferevent *bev);
+/* 1 when the connection was refused by the guard (408, 431) and is closing. */
+int sk_egress_conn_closing(const egress_conn *c);
+/* The call on the connection ended: the next byte starts a new head. NULL ok. */
+void sk_egress_conn_idle(egress_conn *c);
+/* Drops every guard, once evhttp is freed. */
+void sk_egress_conns_free(sk_egress *e);
 
 /* ---- upstream.c ---- */
 
