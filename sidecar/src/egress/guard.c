@@ -383,6 +383,9 @@ int sk_guard_request(const sk_guard *g, const char *content_type, char *body, si
                       "the body is %zu bytes, above the route's limit of %zu", *len,
                       g->o.max_request_bytes);
     int ct = classify(content_type);
+    /* text first, so that a control byte in front cannot hide a JSON body from the JSON rules */
+    if (ct == CT_TEXT && g->o.strip_control_chars)
+        *len = strip_text(body, *len);
     if (ct == CT_JSON || looks_json(body, *len)) {
         json_error_t e;
         json_t *doc = parse(body, *len, &e);
@@ -393,8 +396,6 @@ int sk_guard_request(const sk_guard *g, const char *content_type, char *body, si
                           "the body is not valid JSON (line %d, column %d, byte %d)", e.line,
                           e.column, e.position);
     }
-    if (ct == CT_TEXT && g->o.strip_control_chars)
-        *len = strip_text(body, *len);
     if (!g->npats || *len == 0)
         return 0;
     char *buf = malloc(*len);

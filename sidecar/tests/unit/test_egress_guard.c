@@ -180,6 +180,8 @@ static void test_strip_text(void **state)
     expect_stripped(g, "text/plain; charset=utf-16", "x\x01y", "x\x01y");
     expect_stripped(g, "application/octet-stream", "x\x01y", "x\x01y");
     expect_stripped(g, NULL, "x\x01y", "x\x01y");
+    /* a control byte in front does not hide a JSON body from the JSON rules */
+    expect_stripped(g, "text/plain", "\x07{\"a\":\"\\u0001\"}", "{\"a\":\"\"}");
     /* every byte value removed or kept as the rule says */
     char in[256], want[256], out[256];
     size_t w = 0;
