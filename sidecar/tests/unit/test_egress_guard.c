@@ -270,6 +270,16 @@ static void test_deny_patterns(void **state)
     expect_pass(g, ct, "{\"a\":\"ignore previous instructions\"}");
     expect_pass(g, ct, "{\"a\":\"\\u00c9T\\u00c9\"}"); /* only ASCII folds */
     sk_guard_free(g);
+    /* one-byte and two-byte patterns, at the very start and end of the text */
+    const char *tiny[] = {"Q", "zy"};
+    g = make(0, 0, 1, tiny, 2);
+    expect_refused(g, "text/plain", "aaaq", "deny_pattern", "\"Q\"");
+    expect_refused(g, "text/plain", "q", "deny_pattern", NULL);
+    expect_refused(g, "text/plain", "zyaaa", "deny_pattern", "\"zy\"");
+    expect_refused(g, "text/plain", "aaaZY", "deny_pattern", NULL);
+    expect_pass(g, "text/plain", "aaaz");
+    expect_pass(g, "text/plain", "y z");
+    sk_guard_free(g);
     g = make(0, 0, 1, NULL, 0);
     expect_pass(g, ct, "{\"a\":\"ignore previous instructions\"}");
     sk_guard_free(g);
