@@ -16,7 +16,7 @@
  * backwards while OPEN restarts the open period at the earlier time (the wait stays <= open_ms).
  *
  * Transitions are counted per target state, and reported to an optional callback, called from
- * inside allow, record, release or state_at; it must not free the breaker. */
+ * inside allow, record or state_at; it must not free the breaker. */
 #ifndef SK_EGRESS_BREAKER_H
 #define SK_EGRESS_BREAKER_H
 
