@@ -12,11 +12,12 @@
  * empty window), its failure opens it again for open_ms.
  *
  * Outcomes of calls let through before a transition (allow returned SK_BREAKER_GO) that end
- * while OPEN or HALF_OPEN are ignored: only the probe decides in HALF_OPEN. Time going
+ * while OPEN or HALF_OPEN are ignored: only the probe decides in HALF_OPEN (one that ends after
+ * the breaker closed again counts in the new window, as in resilience4j). Time going
  * backwards while OPEN restarts the open period at the earlier time (the wait stays <= open_ms).
  *
  * Transitions are counted per target state, and reported to an optional callback, called from
- * inside allow, record, release or state_at; it must not free the breaker. */
+ * inside allow, record or state_at; it must not free the breaker. */
 #ifndef SK_EGRESS_BREAKER_H
 #define SK_EGRESS_BREAKER_H
 

@@ -2,7 +2,6 @@
 #define _GNU_SOURCE /* memmem */
 #include "egress/guard.h"
 
-#include <ctype.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,6 +45,8 @@ struct sk_guard {
     sk_guard_opts o;
     pattern *pats;
     size_t npats;
+    unsigned char bigram[65536 / 8]; /* first two bytes of the patterns of 2 bytes or more */
+    int has_single;                  /* a pattern of one byte */
 };
 
 static int is_space(unsigned char c)
@@ -64,7 +65,7 @@ static size_t fold(const char *in, size_t n, char *out)
             if (w == 0 || out[w - 1] != ' ')
                 out[w++] = ' ';
         } else {
-            out[w++] = (char)(c < 0x80 ? tolower(c) : c);
+            out[w++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
         }
     }
     return w;
@@ -80,6 +81,11 @@ void sk_guard_free(sk_guard *g)
     }
     free(g->pats);
     free(g);
+}
+
+static unsigned bigram_of(const char *p)
+{
+    return (unsigned)(unsigned char)p[0] << 8 | (unsigned char)p[1];
 }
 
 /* Folds pattern i; -1 with err when it is unusable. */
@@ -106,6 +112,10 @@ static int add_pattern(sk_guard *g, const char *p, char *err, size_t errlen)
     len -= start;
     f[len] = '\0';
     g->pats[i] = (pattern){f, len, o};
+    if (len == 1)
+        g->has_single = 1;
+    else if (len > 1)
+        g->bigram[bigram_of(f) / 8] |= (unsigned char)(1u << (bigram_of(f) % 8));
     g->npats++;
     if (len == 0) {
         snprintf(err, errlen, "deny pattern %zu is empty", i + 1);
@@ -233,18 +243,29 @@ static size_t strip_json(char *s, size_t n)
         while (next < n && is_space((unsigned char)s[next]))
             next++;
         int key = next < n && s[next] == ':';
+        if (key) {
+            memmove(s + w, s + r, end + 1 - r);
+            w += end + 1 - r;
+            r = end + 1;
+            continue;
+        }
         s[w++] = s[r++];
         while (r < end) {
-            int control = 0;
-            size_t el = s[r] == '\\' ? escape(s + r, &control) : 1;
-            if (el == 1)
-                control = !key && (unsigned char)s[r] == 0x7f;
-            if (!key && control) {
-                r += el;
-                continue;
-            }
-            memmove(s + w, s + r, el);
-            w += el;
+            size_t run = r, el = 1;
+            while (run < end && s[run] != '\\' && (unsigned char)s[run] != 0x7f)
+                run++;
+            if (w != r)
+                memmove(s + w, s + r, run - r);
+            w += run - r;
+            r = run;
+            if (r == end)
+                break;
+            int control = 1; /* DEL */
+            if (s[r] == '\\')
+                el = escape(s + r, &control);
+            if (!control)
+                memmove(s + w, s + r, el);
+            w += control ? 0 : el;
             r += el;
         }
         s[w++] = s[r++];
@@ -271,12 +292,29 @@ static int refuse(const char **rule, const char *name, char *msg, size_t msglen,
 }
 
 /* The first pattern found in the folded text, or NULL. */
+static const pattern *match_at(const sk_guard *g, const char *t, size_t left)
+{
+    for (size_t i = 0; i < g->npats; i++) {
+        const pattern *p = &g->pats[i];
+        if (p->len <= left && p->folded[0] == t[0] && memcmp(p->folded, t, p->len) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+/* The first pattern found in the folded text, or NULL: one pass, the patterns compared only
+ * where the text's next two bytes start one of them (a bitmap of those bigrams). */
 static const pattern *find_pattern(const sk_guard *g, const char *folded, size_t n)
 {
-    for (size_t i = 0; i < g->npats; i++)
-        if (memmem(folded, n, g->pats[i].folded, g->pats[i].len))
-            return &g->pats[i];
-    return NULL;
+    const pattern *p = NULL;
+    for (size_t i = 0; i + 1 < n && !p; i++) {
+        unsigned b = bigram_of(folded + i);
+        if (g->bigram[b / 8] & (1u << (b % 8)))
+            p = match_at(g, folded + i, n - i);
+    }
+    for (size_t i = 0; g->has_single && i < n && !p; i++)
+        p = match_at(g, folded + i, n - i);
+    return p;
 }
 
 static const pattern *scan_text(const sk_guard *g, const char *s, size_t n, char *buf)
@@ -383,6 +421,9 @@ int sk_guard_request(const sk_guard *g, const char *content_type, char *body, si
                       "the body is %zu bytes, above the route's limit of %zu", *len,
                       g->o.max_request_bytes);
     int ct = classify(content_type);
+    /* text first, so that a control byte in front cannot hide a JSON body from the JSON rules */
+    if (ct == CT_TEXT && g->o.strip_control_chars)
+        *len = strip_text(body, *len);
     if (ct == CT_JSON || looks_json(body, *len)) {
         json_error_t e;
         json_t *doc = parse(body, *len, &e);
@@ -393,8 +434,6 @@ int sk_guard_request(const sk_guard *g, const char *content_type, char *body, si
                           "the body is not valid JSON (line %d, column %d, byte %d)", e.line,
                           e.column, e.position);
     }
-    if (ct == CT_TEXT && g->o.strip_control_chars)
-        *len = strip_text(body, *len);
     if (!g->npats || *len == 0)
         return 0;
     char *buf = malloc(*len);

@@ -9,8 +9,9 @@
  *     the body is not one JSON text (UTF-8, no duplicate object keys: a smuggled second
  *     `max_tokens` could be read differently upstream). A body of another or no content type
  *     whose first non-blank byte is '{' or '[' and that parses is treated as JSON too (so the
- *     rules below cannot be skipped by leaving out the content type); one that does not parse
- *     is text for rule 4.
+ *     rules below cannot be skipped by leaving out the content type; a text/ body is looked at
+ *     after its control bytes are stripped, so one in front hides nothing); one that does not
+ *     parse is text for rule 5.
  *  3. control characters (strip_control_chars): C0 controls other than TAB, LF, CR, and DEL are
  *     removed in place. JSON: from string values only (raw DEL bytes and the escapes \b, \f,
  *     \u0000-\u001f other than \u0009 \u000a \u000d, and \u007f), everything else byte for

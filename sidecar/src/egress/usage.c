@@ -161,6 +161,21 @@ static void data_line(sk_usage *u)
     u->has_data = 1;
 }
 
+/* Does the data hold `"usage"` followed by an object? (OpenAI sends "usage":null in every
+ * chunk of a stream with include_usage; those are not worth a parse.) */
+static int has_usage_object(const char *p, size_t n)
+{
+    const char *end = p + n, *q = p;
+    while ((q = memmem(q, (size_t)(end - q), "\"usage\"", 7))) {
+        q += 7;
+        while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == ':'))
+            q++;
+        if (q < end && *q == '{')
+            return 1;
+    }
+    return 0;
+}
+
 /* A blank line: the event is complete. Only data that may hold a usage object is parsed. */
 static void dispatch(sk_usage *u)
 {
@@ -170,7 +185,7 @@ static void dispatch(sk_usage *u)
     if (u->overflow) {
         u->skipped++;
     } else if (u->has_data && i < u->len && u->buf[i] == '{' &&
-               memmem(u->buf, u->len, "\"usage\"", 7)) {
+               has_usage_object(u->buf + i, u->len - i)) {
         json_t *doc = parse(u->buf + i, u->len - i);
         if (doc && read_usage(doc, &u->in, &u->out))
             u->found = 1;

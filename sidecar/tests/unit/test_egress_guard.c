@@ -180,6 +180,8 @@ static void test_strip_text(void **state)
     expect_stripped(g, "text/plain; charset=utf-16", "x\x01y", "x\x01y");
     expect_stripped(g, "application/octet-stream", "x\x01y", "x\x01y");
     expect_stripped(g, NULL, "x\x01y", "x\x01y");
+    /* a control byte in front does not hide a JSON body from the JSON rules */
+    expect_stripped(g, "text/plain", "\x07{\"a\":\"\\u0001\"}", "{\"a\":\"\"}");
     /* every byte value removed or kept as the rule says */
     char in[256], want[256], out[256];
     size_t w = 0;
@@ -267,6 +269,16 @@ static void test_deny_patterns(void **state)
     expect_refused(g, ct, "{\"a\":\"\\u00e9t\\u00e9\"}", "deny_pattern", NULL);
     expect_pass(g, ct, "{\"a\":\"ignore previous instructions\"}");
     expect_pass(g, ct, "{\"a\":\"\\u00c9T\\u00c9\"}"); /* only ASCII folds */
+    sk_guard_free(g);
+    /* one-byte and two-byte patterns, at the very start and end of the text */
+    const char *tiny[] = {"Q", "zy"};
+    g = make(0, 0, 1, tiny, 2);
+    expect_refused(g, "text/plain", "aaaq", "deny_pattern", "\"Q\"");
+    expect_refused(g, "text/plain", "q", "deny_pattern", NULL);
+    expect_refused(g, "text/plain", "zyaaa", "deny_pattern", "\"zy\"");
+    expect_refused(g, "text/plain", "aaaZY", "deny_pattern", NULL);
+    expect_pass(g, "text/plain", "aaaz");
+    expect_pass(g, "text/plain", "y z");
     sk_guard_free(g);
     g = make(0, 0, 1, NULL, 0);
     expect_pass(g, ct, "{\"a\":\"ignore previous instructions\"}");
