@@ -54,18 +54,30 @@ def test_tokens_per_minute_from_reported_usage(skiff_factory, up):
 
 
 def test_tokens_per_minute_estimate_up_front(skiff_factory, up):
-    """A request whose own estimate (its max_tokens alone) exceeds the bucket never reaches
-    the upstream."""
+    """A call is charged its estimate (prompt size + max_tokens asked) when it starts: while a
+    call asking for 5000 tokens is held at the upstream, the 50 tokens/min bucket is in debt
+    and the next call is refused without reaching the upstream. (A call larger than the whole
+    bucket goes through when the bucket is full: see sidecar/src/egress/bucket.h.)"""
     s = skiff_factory({"openai": {"upstream": up.url + "/v1", "tokens_per_minute": 50}})
-    r = httpx.post(s.url + "/openai/chat/completions", json=dict(CHAT, max_tokens=5000))
+    url = s.url + "/openai/chat/completions"
+    up.queue({"wait": "big", "usage": {"prompt_tokens": 3, "completion_tokens": 4000}})
+    results = {}
+    a = post_in_thread(url, results, "a", dict(CHAT, max_tokens=5000))
+    wait_until(lambda: len(up.requests()) == 1, what="the big call held at the upstream")
+    r = httpx.post(url, json=CHAT)
     assert r.status_code == 429 and error_of(r)["type"] == "tokens_limited"
-    assert up.requests() == []
+    retry_after(r)
+    up.control(release="big")
+    a.join(60)
+    assert results["a"].status_code == 200
+    assert len(up.requests()) == 1
+    assert s.metric("skiff_egress_tokens_total", route="openai", type="output") == 4000
 
 
-def post_in_thread(url, results, key):
+def post_in_thread(url, results, key, body=CHAT):
     def run():
         try:
-            results[key] = httpx.post(url, json=CHAT, timeout=60)
+            results[key] = httpx.post(url, json=body, timeout=60)
         except httpx.HTTPError as e:  # recorded, asserted by the test
             results[key] = e
     t = threading.Thread(target=run)
