@@ -23,7 +23,9 @@ def test_retry_on_429_honours_retry_after(skiff_factory, up):
     r = httpx.get(s.url + "/openai/models", timeout=30)
     assert r.status_code == 200
     first, second = up.requests()
-    assert second["time"] - first["time"] >= 1.0, "Retry-After: 1 was not waited for"
+    # Retry-After: 1, not the route's 50 ms backoff (a timer may fire a little early against
+    # the upstream's wall clock: 0.9 s still tells the two apart).
+    assert second["time"] - first["time"] >= 0.9, "Retry-After: 1 was not waited for"
     assert s.metric("skiff_egress_retries_total", route="openai") == 1
     assert s.metric("skiff_egress_requests_total", route="openai", code="200") == 1
     (line,) = wait_until(lambda: s.egress_lines(), what="the egress log line")
