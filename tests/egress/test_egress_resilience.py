@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from conftest import error_of, header, oai, wait_until
+from conftest import assert_no_secret, error_of, header, oai, secret_file, wait_until
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -129,8 +129,10 @@ def test_breaker_ignores_4xx_and_429(skiff_factory, up):
     assert s.metric("skiff_egress_breaker_state", route="openai") == 0
 
 
-def test_upstream_hang_is_504(skiff_factory, up):
-    s = skiff_factory(route(up, retries=0, ttfb_timeout="1s"))
+def test_upstream_hang_is_504(skiff_factory, up, tmp_path, uid):
+    key = f"sk-canary-{uid}-hang"
+    s = skiff_factory(route(up, retries=0, ttfb_timeout="1s",
+                            credential=secret_file(tmp_path, key)))
     up.queue({"hang": True})
     r = httpx.get(s.url + "/openai/models", timeout=30)
     assert r.status_code == 504
@@ -138,6 +140,7 @@ def test_upstream_hang_is_504(skiff_factory, up):
     assert err["type"] == "upstream_timeout" and err["route"] == "openai"
     assert s.metric("skiff_egress_requests_total", route="openai", code="504") == 1
     assert httpx.get(s.url + "/openai/models", timeout=30).status_code == 200
+    assert_no_secret(s, key, extra=[r.text, str(r.headers)])
 
 
 def test_upstream_unreachable_is_502(skiff_factory):
@@ -152,11 +155,12 @@ def test_upstream_unreachable_is_502(skiff_factory):
     assert s.metric("skiff_egress_retries_total", route="openai") == 1
 
 
-def test_upstream_tls_verified_and_wrong_certificate(skiff_factory, tup, certs):
+def test_upstream_tls_verified_and_wrong_certificate(skiff_factory, tup, certs, tmp_path, uid):
+    key = f"sk-canary-{uid}-tls"
     s = skiff_factory({
         "good": {"upstream": tup.url + "/v1", "ca_file": str(certs / "ca.pem")},
         "bad": {"upstream": tup.url + "/v1", "ca_file": str(certs / "other-ca.pem"),
-                "retries": 0}})
+                "retries": 0, "credential": secret_file(tmp_path, key)}})
     r = oai(s, "good").chat.completions.create(**CHAT)
     assert r.choices[0].message.content
     assert [x["tls"] for x in tup.requests()] == [True]
@@ -169,3 +173,4 @@ def test_upstream_tls_verified_and_wrong_certificate(skiff_factory, tup, certs):
     assert "certificate" in err["message"].lower(), err["message"]
     assert len(tup.requests()) == 1, "nothing sent over an unverified connection"
     assert s.metric("skiff_egress_requests_total", route="bad", code="502") == 1
+    assert_no_secret(s, key, extra=[bad.text])
