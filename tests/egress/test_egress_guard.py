@@ -42,6 +42,7 @@ def test_deny_pattern(skiff_factory, up):
     assert ok.status_code == 200 and len(up.requests()) == 1
     (line, *_) = [x for x in s.egress_lines() if x.get("reason")]
     assert line["reason"].startswith("guard") and line["route"] == "openai"
+    assert line["level"] == "warn", "refusals are logged at WARN"
 
 
 def test_max_tokens(skiff_factory, up):

@@ -140,6 +140,9 @@ def test_upstream_hang_is_504(skiff_factory, up, tmp_path, uid):
     assert err["type"] == "upstream_timeout" and err["route"] == "openai"
     assert s.metric("skiff_egress_requests_total", route="openai", code="504") == 1
     assert httpx.get(s.url + "/openai/models", timeout=30).status_code == 200
+    line = wait_until(lambda: [x for x in s.egress_lines() if int(x["status"]) == 504],
+                      what="the 504's log line")[0]
+    assert line["level"] == "warn", "5xx calls are logged at WARN"
     assert_no_secret(s, key, extra=[r.text, str(r.headers)])
 
 
