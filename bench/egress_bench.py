@@ -256,6 +256,7 @@ def main():
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--streams", type=int, default=200, help="SSE streams per path and round")
+    ap.add_argument("--label", help="what the skiff binary is (default: its path)")
     ap.add_argument("--no-doc", action="store_true")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     args = ap.parse_args()
@@ -331,7 +332,8 @@ def report(res, args):
         f"{args.requests} sequential requests per path and round on one keep-alive "
         f"connection, as many again over {args.concurrency} connections at once, and "
         f"{args.streams} SSE streams. Load average at the end: "
-        + ", ".join(f"{x:.1f}" for x in res["load"]) + f" (2 cores). skiff: `{SKIFF_BIN}`.",
+        + ", ".join(f"{x:.1f}" for x in res["load"])
+        + f" ({os.cpu_count()} cores). skiff: {args.label or '`%s`' % SKIFF_BIN}.",
         "", "| | direct | nginx | skiff | nginx added | skiff added |",
         "|---|---|---|---|---|---|"]
     for label, key in (("sequential", "seq"), (f"{args.concurrency} at once", "par")):
@@ -351,7 +353,7 @@ def report(res, args):
               f"{med['nginx']:.0f}, skiff {med['skiff']:.0f}. CPU from /proc/<pid>/stat "
               "(skiff's process, nginx's master and worker), over the request phases only "
               "(not the streams).",
-              "", "Command: `bench/egress_bench.py " + " ".join(sys.argv[1:]) + "`."]
+              "", "Command: `" + " ".join(["bench/egress_bench.py"] + sys.argv[1:]) + "`."]
     return "\n".join(lines)
 
 

@@ -31,8 +31,9 @@ A behaviour is a JSON object, every key optional:
   event_delay               streaming: seconds between SSE events
   content                   the assistant's reply text
   echo                      a string the reply contains (e.g. a secret the test plants)
-  echo_split                streaming: the echo is cut in two SSE events (a secret split
-                            across chunks)
+  echo_split                the bytes holding the echo leave in two writes (two HTTP chunks
+                            of a stream, two writes of a JSON body) 0.2 s apart: a secret
+                            split across the reads of whoever relays it
   usage                     {"prompt_tokens": n, "completion_tokens": m} instead of the counts
 
   llm_upstream.py --port N [--host 127.0.0.1] [--cert server.pem --key server.key]
@@ -129,7 +130,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     # --- answers ---------------------------------------------------------------------------
-    def send_json(self, status, obj, headers=None):
+    def send_json(self, status, obj, headers=None, b=None):
         data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -137,7 +138,9 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, str(v))
         self.end_headers()
-        self.wfile.write(data)
+        for part in self.split_echo(data, b or {}):
+            self.wfile.write(part)
+            self.wfile.flush()
 
     def error_body(self, status, message):
         return {"error": {"message": message, "type": "upstream_test_error", "code": status}}
@@ -225,7 +228,7 @@ class Handler(BaseHTTPRequestHandler):
             "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": content}}],
-            "usage": usage}, b.get("headers"))
+            "usage": usage}, b.get("headers"), b)
 
     def stream(self, cid, model, content, usage, b):
         self.send_response(200)
@@ -239,12 +242,8 @@ class Handler(BaseHTTPRequestHandler):
                 "model": model}
         events = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
                                        "finish_reason": None}])]
-        words = [w + " " for w in content.split(" ")]
-        if b.get("echo_split") and b.get("echo"):
-            half = len(b["echo"]) // 2
-            words[-1:] = [b["echo"][:half], b["echo"][half:]]
-        for word in words:
-            events.append(dict(base, choices=[{"index": 0, "delta": {"content": word},
+        for word in content.split(" "):
+            events.append(dict(base, choices=[{"index": 0, "delta": {"content": word + " "},
                                                "finish_reason": None}]))
         events.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
         if usage:
@@ -258,10 +257,24 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.state.gate(b["wait_event"]).wait(600)
             if i and b.get("event_delay"):
                 time.sleep(float(b["event_delay"]))
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-            self.wfile.flush()
+            for part in self.split_echo(line, b):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def split_echo(self, data, b):
+        """`data` in one piece, or (echo_split) cut in the middle of the echo, the second part
+        returned after a pause so that it leaves in another TCP segment."""
+        echo = (b.get("echo") or "").encode()
+        at = data.find(echo) if b.get("echo_split") and echo else -1
+        if at < 0:
+            yield data
+            return
+        cut = at + len(echo) // 2
+        yield data[:cut]
+        time.sleep(0.2)
+        yield data[cut:]
 
     def handle_one_request(self):
         try:

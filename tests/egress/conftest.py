@@ -1,7 +1,8 @@
 """Egress fixtures: the OpenAI-compatible upstream stand-in (devstack/llm_upstream.py, plain and
 HTTPS), the real OpenBao (devstack/openbao.sh, port 8400: tests/egress.sh starts it, or the
 fixture does when run alone), and the real skiff binary (SKIFF_BIN) configured with egress
-routes through a JSON config file. Ports: upstreams 19301-19303, skiff 19320-19399.
+routes through a JSON config file. Ports: upstreams from 19301 on, skiff 19320-19399 (the
+first free ones: another run of the suite, e.g. the integrator's, may hold some).
 
 Tests assert on what the upstream received (its /_requests record), on what the client got,
 and on skiff's /metrics and log, as the egress contract of issue 12 fixes them."""
@@ -23,7 +24,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DEVSTACK = ROOT / "devstack"
 SKIFF_BIN = Path(os.environ.get("SKIFF_BIN", ROOT / "build-asan" / "skiff"))
-UPSTREAM_PORT, TLS_UPSTREAM_PORT = 19301, 19302
 _skiff_ports = itertools.cycle(range(19320, 19400, 2))
 
 
@@ -47,11 +47,19 @@ def port_free(port):
             return False
 
 
+def free_in(ports, n=1):
+    """The first port p of `ports` with p..p+n-1 free."""
+    for p in ports:
+        if all(port_free(p + i) for i in range(n)):
+            return p
+    raise RuntimeError(f"no free port in {ports}")
+
+
 class Upstream:
     """devstack/llm_upstream.py in its own process; control and record over HTTP(S)."""
 
-    def __init__(self, port, tmp, cert=None, key=None, cafile=None):
-        self.port = port
+    def __init__(self, tmp, cert=None, key=None, cafile=None):
+        self.port = port = free_in(range(19301, 19320))
         self.scheme = "https" if cert else "http"
         self.url = f"{self.scheme}://127.0.0.1:{port}"
         self.cafile = cafile
@@ -59,7 +67,6 @@ class Upstream:
         args = [sys.executable, str(DEVSTACK / "llm_upstream.py"), "--port", str(port)]
         if cert:
             args += ["--cert", str(cert), "--key", str(key)]
-        assert port_free(port), f"port {port} is taken"
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
         wait_until(lambda: self._health() or self.proc.poll() is not None, timeout=15,
@@ -116,14 +123,14 @@ def certs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def upstream(tmp_path_factory):
-    u = Upstream(UPSTREAM_PORT, tmp_path_factory.mktemp("upstream"))
+    u = Upstream(tmp_path_factory.mktemp("upstream"))
     yield u
     u.stop()
 
 
 @pytest.fixture(scope="session")
 def tls_upstream(tmp_path_factory, certs):
-    u = Upstream(TLS_UPSTREAM_PORT, tmp_path_factory.mktemp("tls-upstream"),
+    u = Upstream(tmp_path_factory.mktemp("tls-upstream"),
                  cert=certs / "server-chain.pem", key=certs / "server.key",
                  cafile=certs / "ca.pem")
     yield u
@@ -132,15 +139,18 @@ def tls_upstream(tmp_path_factory, certs):
 
 @pytest.fixture
 def up(upstream):
-    """The plain upstream, reset for this test."""
+    """The plain upstream, reset for this test; reset again after it, which releases any
+    answer a failed test left held (before its skiff is stopped)."""
     upstream.reset()
-    return upstream
+    yield upstream
+    upstream.reset()
 
 
 @pytest.fixture
 def tup(tls_upstream):
     tls_upstream.reset()
-    return tls_upstream
+    yield tls_upstream
+    tls_upstream.reset()
 
 
 @pytest.fixture(scope="session")
@@ -184,7 +194,7 @@ class Skiff:
 
     def __init__(self, tmp: Path, routes, **config):
         self.tmp = tmp
-        self.port = next(_skiff_ports)
+        self.port = free_in((next(_skiff_ports) for _ in range(40)), 2)
         self.admin_port = self.port + 1
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"skiff-{self.port}.log"
@@ -207,7 +217,6 @@ class Skiff:
                     "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1")})
         for k in ("VAULT_ADDR", "ZEEBE_ADDRESS", "CAMUNDA_ZEEBE_ADDRESS"):
             env.pop(k, None)
-        assert port_free(self.port) and port_free(self.admin_port), "skiff's ports are taken"
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([str(SKIFF_BIN)], env=env, stdout=self.log,
                                      stderr=self.log)

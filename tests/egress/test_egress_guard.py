@@ -42,6 +42,7 @@ def test_deny_pattern(skiff_factory, up):
     assert ok.status_code == 200 and len(up.requests()) == 1
     (line, *_) = [x for x in s.egress_lines() if x.get("reason")]
     assert line["reason"].startswith("guard") and line["route"] == "openai"
+    assert line["level"] == "warn", "refusals are logged at WARN"
 
 
 def test_max_tokens(skiff_factory, up):
@@ -85,16 +86,17 @@ def read_all(s, path, body):
     return raw_exchange(s.port, req, timeout=30)
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse-split"])
+@pytest.mark.parametrize("stream", [False, True], ids=["json-split", "sse-split"])
 def test_response_echoing_the_key_is_cut(skiff_factory, up, tmp_path, uid, stream):
     key = f"sk-canary-{uid}-echo-key-0123456789"
     s = skiff_factory({"openai": {"upstream": up.url + "/v1", "log_bodies": "true",
                                   "credential": secret_file(tmp_path, key)}})
-    up.queue({"content": "the key is", "echo": key, "echo_split": stream})
+    up.queue({"content": "the key is", "echo": key, "echo_split": True})
     raw, closed = read_all(s, "/openai/chat/completions",
                            json.dumps(chat("tell me the key", stream=stream)).encode())
+    # The upstream sends the key in two writes 0.2 s apart, cut in its middle: the first half
+    # may reach the client only if the rest is then withheld.
     assert key.encode() not in raw
-    assert key[: len(key) // 2].encode() + key[len(key) // 2:].encode() not in raw
     assert closed
     assert b"[DONE]" not in raw and b'"usage"' not in raw, "the response went on after it"
     (seen,) = up.requests()

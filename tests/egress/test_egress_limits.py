@@ -54,18 +54,34 @@ def test_tokens_per_minute_from_reported_usage(skiff_factory, up):
 
 
 def test_tokens_per_minute_estimate_up_front(skiff_factory, up):
-    """A request whose own estimate (its max_tokens alone) exceeds the bucket never reaches
-    the upstream."""
-    s = skiff_factory({"openai": {"upstream": up.url + "/v1", "tokens_per_minute": 50}})
-    r = httpx.post(s.url + "/openai/chat/completions", json=dict(CHAT, max_tokens=5000))
+    """A call is charged its estimate (prompt size + max_tokens asked) when it starts: while a
+    call asking for 800 tokens is held at the upstream, a call asking for 300 more does not fit
+    in the 1000 tokens/min bucket and is refused without reaching the upstream; a call asking
+    for more than the whole bucket is refused at once."""
+    s = skiff_factory({"openai": {"upstream": up.url + "/v1", "tokens_per_minute": 1000}})
+    url = s.url + "/openai/chat/completions"
+    up.queue({"wait": "big", "usage": {"prompt_tokens": 3, "completion_tokens": 790}})
+    results = {}
+    a = post_in_thread(url, results, "a", dict(CHAT, max_tokens=800))
+    wait_until(lambda: len(up.requests()) == 1, what="the big call held at the upstream")
+    r = httpx.post(url, json=dict(CHAT, max_tokens=300))
     assert r.status_code == 429 and error_of(r)["type"] == "tokens_limited"
-    assert up.requests() == []
+    retry_after(r)
+    up.control(release="big")
+    a.join(60)
+    assert results["a"].status_code == 200
+    r = httpx.post(url, json=dict(CHAT, max_tokens=5000))
+    assert r.status_code == 429 and error_of(r)["type"] == "tokens_limited"
+    assert len(up.requests()) == 1
+    assert s.metric("skiff_egress_tokens_total", route="openai", type="output") == 790
+    assert s.metric("skiff_egress_rejections_total", route="openai",
+                    reason="tokens_limited") == 2
 
 
-def post_in_thread(url, results, key):
+def post_in_thread(url, results, key, body=CHAT):
     def run():
         try:
-            results[key] = httpx.post(url, json=CHAT, timeout=60)
+            results[key] = httpx.post(url, json=body, timeout=60)
         except httpx.HTTPError as e:  # recorded, asserted by the test
             results[key] = e
     t = threading.Thread(target=run)
