@@ -68,9 +68,9 @@ static int named_by_connection(const char *name, const char *connection)
 int sk_egress_forward_request_header(const char *name, const char *connection,
                                      const char *cred_header)
 {
-    static const char *const dropped[] = {
-        "host",        "content-length", "expect", "authorization", "proxy-authorization",
-        "traceparent", "tracestate",     NULL};
+    static const char *const dropped[] = {"host",          "content-length",      "expect",
+                                          "authorization", "proxy-authorization", "traceparent",
+                                          "tracestate",    "accept-encoding",     NULL};
     if (!name || !*name || in_list(name, hop_by_hop) || in_list(name, dropped))
         return 0;
     if (cred_header && strcasecmp(name, cred_header) == 0)

@@ -19,8 +19,9 @@ int sk_egress_upstream_url(const char *base, const char *rest, char *out, size_t
 /* 1 when the handler's request header `name` is forwarded upstream, 0 when the proxy drops it:
  * hop-by-hop headers, those listed in the request's Connection header (connection, may be
  * NULL), Host and Content-Length (libcurl writes its own), Expect, any credential
- * (Authorization, Proxy-Authorization, cred_header) and the trace context (the proxy sends its
- * own span's). Names compare case-insensitively. */
+ * (Authorization, Proxy-Authorization, cred_header), the trace context (the proxy sends its
+ * own span's) and Accept-Encoding (the output scan and the usage reader need the body as it
+ * is). Names compare case-insensitively. */
 int sk_egress_forward_request_header(const char *name, const char *connection,
                                      const char *cred_header);
 
