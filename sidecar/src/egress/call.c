@@ -471,9 +471,9 @@ static void enter_gate(call *c)
 /* The output scan of this call: every route's credential. */
 static int new_scan(call *c)
 {
-    const char *vals[64];
-    size_t lens[64];
-    size_t n = sk_egress_needles(c->eg, vals, lens, 64);
+    const char *vals[SK_EGRESS_MAX_NEEDLES];
+    size_t lens[SK_EGRESS_MAX_NEEDLES];
+    size_t n = sk_egress_needles(c->eg, vals, lens, SK_EGRESS_MAX_NEEDLES);
     return (c->scan = sk_scan_new(vals, lens, n)) ? 0 : -1;
 }
 

@@ -99,6 +99,7 @@ size_t sk_egress_needles(const sk_egress *e, const char **vals, size_t *lens, si
         if (vals[n] && lens[n] > 0)
             n++;
     }
+    n += sk_secret_values(SK_SECRET_VAULT, vals + n, lens + n, max - n);
     for (size_t i = 0; i < e->nroutes && n < max; i++) {
         const char *tok = e->routes[i].oauth ? sk_oauth_token_get(e->routes[i].oauth) : NULL;
         if (tok && *tok) {
@@ -111,9 +112,16 @@ size_t sk_egress_needles(const sk_egress *e, const char **vals, size_t *lens, si
 
 void sk_egress_scrub(const sk_egress *e, char *text)
 {
-    for (size_t i = 0; i < e->nroutes; i++)
-        if (e->routes[i].cred)
-            sk_secret_scrub(e->routes[i].cred, text);
+    const char *vals[SK_EGRESS_MAX_NEEDLES];
+    size_t lens[SK_EGRESS_MAX_NEEDLES], len = strlen(text);
+    size_t n = sk_egress_needles(e, vals, lens, SK_EGRESS_MAX_NEEDLES);
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] < 4) /* as sk_secret_scrub: too short to mean anything */
+            continue;
+        for (char *p = text; (p = memmem(p, len - (size_t)(p - text), vals[i], lens[i]));
+             p += lens[i])
+            memset(p, '*', lens[i]);
+    }
 }
 
 static void on_breaker(void *ud, sk_breaker_state from, sk_breaker_state to)

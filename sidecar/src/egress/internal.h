@@ -75,8 +75,9 @@ struct sk_egress {
 
 /* Monotonic milliseconds, the clock of the policy modules. */
 int64_t sk_egress_now_ms(void);
-/* The secret values the output scan looks for: every route's credential value (n of them,
- * pointers valid until the next change of a credential: copy before returning to the loop). */
+/* The secret values the output scan looks for: every route's credential, every value skiff
+ * read from Vault, every route's OAuth token (n of them, pointers valid until the next change
+ * of a value: copy before returning to the loop). */
 size_t sk_egress_needles(const sk_egress *e, const char **vals, size_t *lens, size_t max);
 /* Replaces every secret value the output scan knows in text (NUL-terminated, in place). */
 void sk_egress_scrub(const sk_egress *e, char *text);
@@ -147,7 +148,10 @@ void sk_egress_cut(call *c);
 
 #define SK_EGRESS_MAX_HEAD (32 * 1024)  /* request line and headers: over it, 431 */
 #define SK_EGRESS_HEAD_TIMEOUT_MS 10000 /* from a head's first byte to its end: then 408 */
-#define SK_EGRESS_LOG_BODY_MAX 4096     /* bytes of each body in a log_bodies line */
+#define SK_EGRESS_LOG_BODY_MAX 4096
+#define SK_EGRESS_MAX_NEEDLES                                                                      \
+    256 /* secret values the output scan looks for */ /* bytes of each body in a log_bodies line   \
+                                                       */
 
 /* ---- conn.c ---- */
 

@@ -125,9 +125,10 @@ static void copy_head(call *c, const char *const *headers, size_t n)
 /* Whether a secret value is in the response's headers (a scan of its own over them). */
 static int head_has_secret(call *c, const char *const *headers, size_t n)
 {
-    const char *vals[64];
-    size_t lens[64];
-    sk_scan *s = sk_scan_new(vals, lens, sk_egress_needles(c->eg, vals, lens, 64));
+    const char *vals[SK_EGRESS_MAX_NEEDLES];
+    size_t lens[SK_EGRESS_MAX_NEEDLES];
+    sk_scan *s =
+        sk_scan_new(vals, lens, sk_egress_needles(c->eg, vals, lens, SK_EGRESS_MAX_NEEDLES));
     int found = !s;
     for (size_t i = 0; s && i < n && !found; i++)
         found = sk_scan_feed(s, headers[i], strlen(headers[i])) || sk_scan_feed(s, "\n", 1);
