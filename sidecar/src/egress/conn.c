@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "core/log.h"
@@ -36,6 +38,7 @@ struct egress_conn {
     int state;
     int64_t since_ms; /* C_HEAD: first byte of the head; C_CLOSING: the answer */
     size_t head_bytes;
+    int nodelay; /* TCP_NODELAY set */
     LIST_ENTRY(egress_conn) link;
 };
 
@@ -79,6 +82,13 @@ static void answer(egress_conn *c, int status, const char *reason, const char *m
 static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     egress_conn *c = arg;
+    if (info->n_added > 0 && !c->nodelay) {
+        /* A response goes out as a head and then chunks, each its own small write: without
+         * this, Nagle holds the first chunk until the client ACKs the head (its delayed ACK). */
+        int one = 1;
+        c->nodelay = 1;
+        setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     if (info->n_added == 0 || (c->state != C_IDLE && c->state != C_HEAD))
         return;
     size_t len = evbuffer_get_length(buf), from = len - info->n_added;
