@@ -190,3 +190,20 @@ def test_curl_through_skiff(proxy, up, key):
     (seen,) = up.requests()
     assert header(seen, "authorization") == [f"Bearer {key}"]
     assert header(seen, "user-agent")[0].startswith("curl/")
+
+
+def test_client_gone_mid_stream(proxy, up):
+    """The handler drops its connection while the upstream still streams: skiff ends the
+    call (nothing left in flight), logs it, and goes on serving."""
+    up.queue({"content": "one two three four", "wait_event": "go", "wait_at": 2})
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    with httpx.stream("POST", proxy.url + "/openai/chat/completions", json=body,
+                      timeout=30) as r:
+        assert r.status_code == 200
+        next(r.iter_lines())
+    up.control(release="go")
+    wait_until(lambda: proxy.metric("skiff_egress_in_flight", route="openai") == 0,
+               what="the abandoned call ended")
+    wait_until(lambda: proxy.egress_lines(), what="the abandoned call's log line")
+    assert httpx.get(proxy.url + "/openai/models").status_code == 200
+    assert proxy.proc.poll() is None
