@@ -348,6 +348,7 @@ static int cmd_config(int argc, char **argv)
     sources_from_args(&src, argc - 1, argv + 1);
     int problems = sk_config_load(&cfg, &src, stdout);
     problems += sk_peer_tls_check(&cfg, stdout);
+    problems += sk_egress_check(&cfg, stdout);
     sk_config_clear(&cfg);
     if (problems)
         printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");

@@ -284,6 +284,24 @@ static int64_t max_body(const sk_egress *e)
     return max;
 }
 
+int sk_egress_check(const sk_config *cfg, FILE *out)
+{
+    int problems = 0;
+    for (size_t i = 0; cfg->egress_listen[0] && i < cfg->egress_routes_len; i++) {
+        const sk_egress_route_config *c = &cfg->egress_routes[i];
+        char peer[96], err[512];
+        if (strncmp(c->upstream, "https://", 8) != 0 || !c->ca_file[0])
+            continue;
+        snprintf(peer, sizeof peer, "egress.%s", c->name);
+        sk_tls_opts t = {.peer = peer, .ca_file = c->ca_file};
+        if (sk_tls_check(&t, err, sizeof err) != 0) {
+            fprintf(out, "egress.routes.%s.ca_file: %s\n", c->name, err);
+            problems++;
+        }
+    }
+    return problems;
+}
+
 int sk_egress_set_oauth(sk_egress *e, sk_oauth *o, const sk_oauth_opts *tmpl, char *err,
                         size_t errlen)
 {

@@ -11,6 +11,7 @@
 #define SK_EGRESS_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "core/config.h"
 #include "core/metrics.h"
@@ -30,6 +31,9 @@ struct sk_oauth;
 struct sk_oauth_opts;
 int sk_egress_set_oauth(sk_egress *e, struct sk_oauth *o, const struct sk_oauth_opts *tmpl,
                         char *err, size_t errlen);
+/* For `skiff config check`: loads each https route's TLS material once (its ca_file) and
+ * writes one line per route that cannot be used to out. Returns the number of problems. */
+int sk_egress_check(const sk_config *cfg, FILE *out);
 /* Binds egress.listen and starts taking calls. 0, or -1 with err set. */
 int sk_egress_start(sk_egress *e, char *err, size_t errlen);
 /* The port listened on (egress.listen may say 0), 0 before start. */

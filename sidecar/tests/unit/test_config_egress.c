@@ -13,6 +13,7 @@
 
 #include "core/config_internal.h"
 #include "config_test_helpers.h"
+#include "egress/egress.h"
 
 /* Every field of sk_egress_route_config but the name and the parsed ratio belongs to one
  * per-route row. */
@@ -171,6 +172,27 @@ static void test_secret_not_shown(void **state)
     sk_config_clear(&cfg);
 }
 
+/* `skiff config check` loads each https route's CA file: a missing one is a problem. */
+static void test_check_ca_files(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    srcs s = {.argv = LIST("--egress.listen=127.0.0.1:8088",
+                           "--egress.routes.a.upstream=https://a.example",
+                           "--egress.routes.a.ca_file=/nonexistent/ca.pem",
+                           "--egress.routes.b.upstream=https://b.example")};
+    load_ok(&cfg, &s);
+    char *buf = NULL;
+    size_t len;
+    FILE *out = open_memstream(&buf, &len);
+    assert_int_equal(sk_egress_check(&cfg, out), 1);
+    fclose(out);
+    expect_in(buf, "egress.routes.a.ca_file");
+    expect_in(buf, "/nonexistent/ca.pem");
+    free(buf);
+    sk_config_clear(&cfg);
+}
+
 static void test_docs(void **state)
 {
     (void)state;
@@ -194,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_route_list_with_global_upstream),
         cmocka_unit_test(test_problems),
         cmocka_unit_test(test_secret_not_shown),
+        cmocka_unit_test(test_check_ca_files),
         cmocka_unit_test(test_docs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
