@@ -84,6 +84,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         sk_dispatcher_abandon_all(a->d, "skiff shut down before the handler finished");
         a->abandoned = 1;
     }
+    if (now >= a->grace_deadline_ms && sk_egress_pending(a->egress) > 0) {
+        SK_WARN("skiff", "grace period over: ending %zu egress calls in flight",
+                sk_egress_pending(a->egress));
+        sk_egress_abort_all(a->egress);
+        return; /* the next tick, once their answers left */
+    }
     size_t kafka_left = sk_kafka_pending(a->kafka) + sk_egress_pending(a->egress);
     if (sk_dispatcher_open(a->d) == 0)
         sk_tracer_flush(a->tracer); /* the last task spans are in the queue now */

@@ -396,6 +396,13 @@ void sk_egress_stop(sk_egress *e)
     e->bound = NULL;
 }
 
+void sk_egress_abort_all(sk_egress *e)
+{
+    call *c;
+    while (e && (c = TAILQ_FIRST(&e->calls)) != NULL)
+        sk_egress_call_abort(c);
+}
+
 size_t sk_egress_pending(const sk_egress *e)
 {
     return e ? e->ncalls : 0;
@@ -405,9 +412,7 @@ void sk_egress_free(sk_egress *e)
 {
     if (!e)
         return;
-    call *c;
-    while ((c = TAILQ_FIRST(&e->calls)) != NULL)
-        sk_egress_call_abort(c);
+    sk_egress_abort_all(e);
     if (e->server)
         evhttp_free(e->server);
     sk_egress_conns_free(e);

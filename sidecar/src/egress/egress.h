@@ -43,6 +43,10 @@ int sk_egress_port(const sk_egress *e);
 void sk_egress_details(const sk_egress *e, char *out, size_t n);
 /* Stops taking new connections; calls in flight go on. */
 void sk_egress_stop(sk_egress *e);
+/* End of the shutdown grace period: every call in flight is ended (upstream cancelled; 503
+ * `shutting_down` to a handler still waiting for a status, a started response cut). The loop
+ * must run on for the answers to leave. */
+void sk_egress_abort_all(sk_egress *e);
 /* Calls in flight. */
 size_t sk_egress_pending(const sk_egress *e);
 /* Ends the calls in flight (503 to handlers still waiting for a status) and frees. NULL ok. */
