@@ -26,6 +26,7 @@ import argparse
 import http.client
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -353,7 +354,7 @@ def report(res, args):
               f"{med['nginx']:.0f}, skiff {med['skiff']:.0f}. CPU from /proc/<pid>/stat "
               "(skiff's process, nginx's master and worker), over the request phases only "
               "(not the streams).",
-              "", "Command: `" + " ".join(["bench/egress_bench.py"] + sys.argv[1:]) + "`."]
+              "", "Command: `" + shlex.join(["bench/egress_bench.py"] + sys.argv[1:]) + "`."]
     return "\n".join(lines)
 
 
