@@ -29,6 +29,7 @@ APT_PACKAGES=(
   python3-prometheus-client
   curl ca-certificates
   maven
+  nginx # bench/egress_bench.py: the reverse proxy skiff's egress is compared with
 )
 
 
@@ -67,10 +68,15 @@ pkgs=("${APT_PACKAGES[@]}")
 # Node: keep whatever node is installed (e.g. a newer one); Debian's otherwise.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 new_prometheus=$(apt_missing prometheus)
+new_nginx=$(apt_missing nginx)
 apt_ensure "${pkgs[@]}"
 # Only promtool is wanted: do not leave the Prometheus server the package starts running.
 if [ -n "$new_prometheus" ] && [ -d /run/systemd/system ]; then
   as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+# nginx too: the benchmark starts its own, on loopback ports, with a generated config.
+if [ -n "$new_nginx" ] && [ -d /run/systemd/system ]; then
+  as_root systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
 note "Debian packages present"
 

@@ -97,6 +97,9 @@ step "observability: dashboards, alert rules and exemplars on a real Prometheus 
 services_ensure devstack/zeebe.sh devstack/kafka.sh devstack/schema-registry.sh
 SKIFF_BIN=$ROOT/build-asan/skiff tests/observability.sh
 
+step "egress: skiff (ASan+UBSan) + OpenAI-compatible stand-in + OpenBao, official openai client"
+tests/egress.sh
+
 step "container image: built with buildah from the Dockerfile, tested inside as uid 65532"
 tests/image.sh
 

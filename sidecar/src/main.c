@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "egress/egress.h"
 #include "handler/dispatcher.h"
 #include "handler/listener.h"
 #include "kafka/kafka.h"
@@ -41,6 +42,7 @@ typedef struct app {
     sk_secret *oauth_secret;      /* oauth.client_secret when it is not zeebe's */
     sk_grants *grants;            /* the handlers' secret and token calls */
     sk_tracer *tracer;
+    sk_egress *egress; /* NULL without egress.listen */
     struct event *sigterm, *sigint, *tick;
     int64_t grace_deadline_ms;
     int64_t exit_deadline_ms;
@@ -85,7 +87,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         sk_dispatcher_abandon_all(a->d, "skiff shut down before the handler finished");
         a->abandoned = 1;
     }
-    size_t kafka_left = sk_kafka_pending(a->kafka);
+    if (now >= a->grace_deadline_ms && sk_egress_pending(a->egress) > 0) {
+        SK_WARN("skiff", "grace period over: ending %zu egress calls in flight",
+                sk_egress_pending(a->egress));
+        sk_egress_abort_all(a->egress);
+        return; /* the next tick, once their answers left */
+    }
+    size_t kafka_left = sk_kafka_pending(a->kafka) + sk_egress_pending(a->egress);
     if (sk_dispatcher_open(a->d) == 0)
         sk_tracer_flush(a->tracer); /* the last task spans are in the queue now */
     int spans_left = sk_tracer_pending(a->tracer) > 0 && now < a->grace_deadline_ms;
@@ -104,6 +112,7 @@ static void begin_shutdown(app *a)
     SK_INFO("skiff", "shutting down: %zu tasks in flight, grace period %lld ms",
             sk_dispatcher_open(a->d), (long long)a->cfg.shutdown_grace_ms);
     sk_listener_stop(a->listener);
+    sk_egress_stop(a->egress);
     sk_zeebe_stop(a->zeebe);
     sk_kafka_stop(a->kafka);
     sk_dispatcher_drain(a->d, a->grace_deadline_ms);
@@ -220,33 +229,52 @@ static int oauth_service(app *a, char *err, size_t errlen)
     return 0;
 }
 
+/* oauth.client_secret, watched: the gateway's secret when it is the same setting. */
+static sk_secret *oauth_secret(app *a, char *err, size_t errlen)
+{
+    const sk_config *c = &a->cfg;
+    if (a->oauth_secret)
+        return a->oauth_secret;
+    if (a->zeebe_secret && strcmp(c->oauth_client_secret, c->zeebe_client_secret) == 0)
+        return a->zeebe_secret;
+    a->oauth_secret = sk_secret_new("oauth.client_secret", c->oauth_client_secret, err, errlen);
+    if (!a->oauth_secret || sk_secret_watch(a->oauth_secret, a->base, a->metrics, 0) != 0)
+        return NULL;
+    return a->oauth_secret;
+}
+
+/* The general OAuth client (oauth.*) as a template for the handlers' token call and the egress
+ * routes' oauth_audience, the token service made if needed. 0 with *o filled, or -1 with err
+ * set. */
+static int general_oauth(app *a, const char *name, sk_oauth_opts *o, char *err, size_t errlen)
+{
+    const sk_config *c = &a->cfg;
+    sk_secret *secret = oauth_secret(a, err, errlen);
+    if (!secret)
+        return -1;
+    if (oauth_service(a, err, errlen) != 0)
+        return -1;
+    *o = (sk_oauth_opts){.name = name,
+                         .token_url = c->oauth_token_url,
+                         .client_id = c->oauth_client_id,
+                         .client_secret = secret,
+                         .refresh_ahead_ms = c->oauth_refresh_ahead_ms,
+                         .timeout_ms = c->oauth_timeout_ms,
+                         .backoff_initial_ms = c->oauth_backoff_initial_ms,
+                         .backoff_max_ms = c->oauth_backoff_max_ms};
+    return 0;
+}
+
 /* The handlers' secret and token calls (handler.secrets, handler.token_audiences); the token
- * call's client is the general one (oauth.*), sharing the gateway's secret when it is the same
- * setting. */
+ * call's client is the general one (oauth.*). */
 static int start_grants(app *a, char *err, size_t errlen)
 {
     const sk_config *c = &a->cfg;
     if (!c->handler_secrets_len && !c->handler_token_audiences_len)
         return 0;
-    sk_secret *secret = NULL;
-    if (c->handler_token_audiences_len) {
-        if (a->zeebe_secret && strcmp(c->oauth_client_secret, c->zeebe_client_secret) == 0)
-            secret = a->zeebe_secret;
-        else if (!(secret = a->oauth_secret =
-                       sk_secret_new("oauth.client_secret", c->oauth_client_secret, err, errlen)) ||
-                 sk_secret_watch(secret, a->base, a->metrics, 0) != 0)
-            return -1;
-        if (oauth_service(a, err, errlen) != 0)
-            return -1;
-    }
-    sk_oauth_opts client = {.name = "handler",
-                            .token_url = c->oauth_token_url,
-                            .client_id = c->oauth_client_id,
-                            .client_secret = secret,
-                            .refresh_ahead_ms = c->oauth_refresh_ahead_ms,
-                            .timeout_ms = c->oauth_timeout_ms,
-                            .backoff_initial_ms = c->oauth_backoff_initial_ms,
-                            .backoff_max_ms = c->oauth_backoff_max_ms};
+    sk_oauth_opts client = {.name = "handler"};
+    if (c->handler_token_audiences_len && general_oauth(a, "handler", &client, err, errlen) != 0)
+        return -1;
     sk_grants_opts o = {.secrets = c->handler_secrets,
                         .nsecrets = c->handler_secrets_len,
                         .audiences = c->handler_token_audiences,
@@ -263,6 +291,35 @@ static int start_grants(app *a, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+/* The egress proxy, when egress.listen is set: after Vault, whose client resolves the routes'
+ * vault: credentials. */
+static void ready_details(void *ud, char *out, size_t n)
+{
+    sk_egress_details(((app *)ud)->egress, out, n);
+}
+
+static int egress_uses_oauth(const sk_config *c)
+{
+    for (size_t i = 0; i < c->egress_routes_len; i++)
+        if (c->egress_routes[i].oauth_audience[0])
+            return 1;
+    return 0;
+}
+
+static int start_egress(app *a, char *err, size_t errlen)
+{
+    if (!(a->egress = sk_egress_new(a->base, &a->cfg, a->metrics, err, errlen)))
+        return err[0] ? -1 : 0;
+    sk_admin_set_details(a->admin, ready_details, a);
+    if (egress_uses_oauth(&a->cfg) && a->cfg.oauth_client_id[0]) {
+        sk_oauth_opts o;
+        if (general_oauth(a, "egress", &o, err, errlen) != 0 ||
+            sk_egress_set_oauth(a->egress, a->oauth, &o, err, errlen) != 0)
+            return -1;
+    }
+    return sk_egress_start(a->egress, err, errlen);
 }
 
 static int start(app *a)
@@ -301,6 +358,10 @@ static int start(app *a)
         SK_ERROR("skiff", "cannot start: %s", err);
         return -1;
     }
+    if (start_egress(a, err, sizeof err) != 0) {
+        SK_ERROR("skiff", "cannot start: %s", err);
+        return -1;
+    }
     a->sigterm = evsignal_new(a->base, SIGTERM, signal_cb, a);
     a->sigint = evsignal_new(a->base, SIGINT, signal_cb, a);
     a->tick = event_new(a->base, -1, EV_PERSIST, tick_cb, a);
@@ -313,6 +374,7 @@ static int start(app *a)
 static void stop(app *a)
 {
     sk_admin_free(a->admin);
+    sk_egress_free(a->egress);
     sk_listener_free(a->listener);
     if (a->d) /* tasks still queued go back to their sources while those exist */
         sk_dispatcher_abandon_all(a->d, "skiff stopped");
@@ -401,6 +463,7 @@ static int cmd_config(int argc, char **argv)
     sources_from_args(&src, argc - 1, argv + 1);
     int problems = sk_config_load(&cfg, &src, stdout);
     problems += sk_peer_tls_check(&cfg, stdout);
+    problems += sk_egress_check(&cfg, stdout);
     sk_config_clear(&cfg);
     if (problems)
         printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");

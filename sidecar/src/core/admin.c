@@ -29,6 +29,8 @@ struct sk_admin {
     sk_metrics *metrics;
     sk_admin_ready_cb ready;
     void *ud;
+    sk_admin_details_cb details;
+    void *details_ud;
     int port;
 };
 
@@ -123,17 +125,26 @@ static void serve_metrics(sk_admin *a, struct evhttp_request *req)
     free(text);
 }
 
+void sk_admin_set_details(sk_admin *a, sk_admin_details_cb cb, void *ud)
+{
+    a->details = cb;
+    a->details_ud = ud;
+}
+
 static void serve_ready(sk_admin *a, struct evhttp_request *req)
 {
-    char why[256] = "";
-    if (!a->ready || a->ready(a->ud, why, sizeof why)) {
-        reply(req, 200, "OK", TEXT_TYPE, "ready", 5);
-        return;
-    }
+    char why[256] = "", body[4096], details[3800] = "";
+    int ok = !a->ready || a->ready(a->ud, why, sizeof why);
     why[sizeof why - 1] = '\0';
     if (!why[0])
         snprintf(why, sizeof why, "not ready");
-    reply(req, 503, "Service Unavailable", TEXT_TYPE, why, strlen(why));
+    if (a->details)
+        a->details(a->details_ud, details, sizeof details);
+    snprintf(body, sizeof body, "%s%s%s", ok ? "ready" : why, details[0] ? "\n" : "", details);
+    if (ok)
+        reply(req, 200, "OK", TEXT_TYPE, body, strlen(body));
+    else
+        reply(req, 503, "Service Unavailable", TEXT_TYPE, body, strlen(body));
 }
 
 /* Routes every request; the path is compared without its query string. */

@@ -23,6 +23,11 @@ int sk_admin_port(const sk_admin *a);
  * and at least that of text/plain, text/ or the full wildcard. Anything else, malformed
  * included: 0, the text format. Any string is safe. */
 int sk_admin_wants_openmetrics(const char *accept);
+
+/* Details appended to /readyz's body (after "ready" or the reason, one line each), whatever
+ * the readiness: writes at most n bytes, NUL-terminated, into out. */
+typedef void (*sk_admin_details_cb)(void *ud, char *out, size_t n);
+void sk_admin_set_details(sk_admin *a, sk_admin_details_cb cb, void *ud);
 void sk_admin_free(sk_admin *a);
 
 #endif

@@ -706,6 +706,7 @@ static int finish(ctx *c)
 {
     cross_check(c);
     sk_config_resolve_jobs(c);
+    sk_config_resolve_routes(c);
     return c->problems;
 }
 
@@ -746,5 +747,6 @@ void sk_config_clear(sk_config *cfg)
     for (size_t i = 0; i < NROWS; i++)
         release(cfg, &sk_config_table[i]);
     sk_config_jobs_free(cfg->zeebe_jobs, cfg->zeebe_jobs_len);
+    sk_config_routes_free(cfg->egress_routes, cfg->egress_routes_len);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -28,6 +28,39 @@ typedef struct sk_job_type_config {
     int streaming; /* zeebe.streaming */
 } sk_job_type_config;
 
+/* The egress.* settings of one route: the global egress.<setting> values with that route's
+ * overrides ("egress.routes.<name>.<setting>") applied. Owned by the sk_config that holds it. */
+typedef struct sk_egress_route_config {
+    char *name;                  /* the route: the first path segment handlers call */
+    char *upstream;              /* egress.upstream: base URL */
+    char *credential;            /* egress.credential: a secret reference, "" none */
+    char *credential_header;     /* egress.credential_header (lower case) */
+    char *oauth_audience;        /* egress.oauth_audience */
+    char *ca_file;               /* egress.ca_file */
+    int64_t connect_timeout_ms;  /* egress.connect_timeout */
+    int64_t ttfb_timeout_ms;     /* egress.ttfb_timeout */
+    int64_t timeout_ms;          /* egress.timeout */
+    int64_t requests_per_minute; /* egress.requests_per_minute, 0: no limit */
+    int64_t tokens_per_minute;   /* egress.tokens_per_minute, 0: no limit */
+    int64_t max_concurrent;      /* egress.max_concurrent, 0: no limit */
+    int64_t max_queued;          /* egress.max_queued */
+    int64_t queue_timeout_ms;    /* egress.queue_timeout */
+    int64_t retries;             /* egress.retries */
+    int64_t retry_backoff_ms;    /* egress.retry_backoff */
+    int retry_post;              /* egress.retry_post */
+    char *breaker_failure_ratio; /* egress.breaker_failure_ratio (text, checked) */
+    double breaker_ratio;        /* the same, parsed */
+    int64_t breaker_min_calls;   /* egress.breaker_min_calls */
+    int64_t breaker_consecutive; /* egress.breaker_consecutive_failures */
+    int64_t breaker_open_ms;     /* egress.breaker_open_time */
+    int64_t max_request_bytes;   /* egress.max_request_bytes */
+    int64_t max_tokens;          /* egress.max_tokens, 0: no cap */
+    char **deny_patterns;        /* egress.deny_patterns, NULL-terminated */
+    size_t deny_patterns_len;
+    int strip_control_chars; /* egress.strip_control_chars */
+    int log_bodies;          /* egress.log_bodies */
+} sk_egress_route_config;
+
 /* kafka.ordering */
 typedef enum { SK_KAFKA_ORDER_KEY, SK_KAFKA_ORDER_PARTITION, SK_KAFKA_ORDER_NONE } sk_kafka_order;
 /* Topic classes of the platform's topic standards, each with its compression. */
@@ -158,6 +191,40 @@ typedef struct sk_config {
     int64_t bsp_export_timeout_ms;   /* otlp.export_timeout */
     int64_t bsp_max_queue;           /* otlp.max_queue_size */
     int64_t bsp_max_batch;           /* otlp.max_batch_size */
+    /* Egress (the global values of the per-route settings; use egress_routes). */
+    char *egress_listen;       /* egress.listen "host:port", "" = off */
+    char **egress_route_names; /* egress.routes, NULL-terminated */
+    size_t egress_route_names_len;
+    char *egress_upstream;
+    char *egress_credential;
+    char *egress_credential_header;
+    char *egress_oauth_audience;
+    char *egress_ca_file;
+    int64_t egress_connect_timeout_ms;
+    int64_t egress_ttfb_timeout_ms;
+    int64_t egress_timeout_ms;
+    int64_t egress_requests_per_minute;
+    int64_t egress_tokens_per_minute;
+    int64_t egress_max_concurrent;
+    int64_t egress_max_queued;
+    int64_t egress_queue_timeout_ms;
+    int64_t egress_retries;
+    int64_t egress_retry_backoff_ms;
+    int egress_retry_post;
+    char *egress_breaker_failure_ratio;
+    int64_t egress_breaker_min_calls;
+    int64_t egress_breaker_consecutive;
+    int64_t egress_breaker_open_ms;
+    int64_t egress_max_request_bytes;
+    int64_t egress_max_tokens;
+    char **egress_deny_patterns;
+    size_t egress_deny_patterns_len;
+    int egress_strip_control_chars;
+    int egress_log_bodies;
+    /* Resolved at the end of a load: one entry per route (the items of egress.routes, then
+     * the routes only overrides name), in order; NULL when there is none. */
+    sk_egress_route_config *egress_routes;
+    size_t egress_routes_len;
     /* Resolved at the end of a load: one entry per zeebe.job_types item, in order (NULL when
      * there is none). Use these rather than the global zeebe.* values above. */
     sk_job_type_config *zeebe_jobs;

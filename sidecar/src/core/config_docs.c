@@ -155,8 +155,9 @@ static void doc_row(FILE *out, const row *r)
     for (size_t k = 0; r->env && r->env[k]; k++)
         fprintf(out, r->env[k][0] == '!' ? ", `%s` (inverse)" : ", `%s`",
                 r->env[k] + (r->env[k][0] == '!'));
-    fprintf(out, " | %s%s |\n", r->help,
-            (r->flags & F_PER_JOB) ? " Can be [set per job type](#per-job-type-settings)." : "");
+    fprintf(out, " | %s%s%s |\n", r->help,
+            (r->flags & F_PER_JOB) ? " Can be [set per job type](#per-job-type-settings)." : "",
+            (r->flags & F_PER_ROUTE) ? " Can be [set per route](#per-route-egress-settings)." : "");
 }
 
 void sk_config_write_docs(FILE *out)
@@ -165,4 +166,5 @@ void sk_config_write_docs(FILE *out)
     for (size_t i = 0; i < NROWS; i++)
         doc_row(out, &sk_config_table[i]);
     sk_config_write_job_docs(out);
+    sk_config_write_route_docs(out);
 }

@@ -20,10 +20,11 @@
 typedef enum { T_STRING, T_INT, T_DURATION, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS } ctype;
 
 enum {
-    F_ZERO_OK = 1,  /* 0 is accepted besides min..max (it means "off" or "peer default") */
-    F_DISTINCT = 2, /* list: a repeated item is invalid (other lists ignore repeats) */
-    F_PER_JOB = 4,  /* zeebe.<setting> that zeebe.jobs.<type>.<setting> may override */
-    F_SECRET = 8,   /* string: a secret reference (secrets/secret.h); a literal never shown */
+    F_ZERO_OK = 1,    /* 0 is accepted besides min..max (it means "off" or "peer default") */
+    F_DISTINCT = 2,   /* list: a repeated item is invalid (other lists ignore repeats) */
+    F_PER_JOB = 4,    /* zeebe.<setting> that zeebe.jobs.<type>.<setting> may override */
+    F_SECRET = 8,     /* string: a secret reference (secrets/secret.h); a literal never shown */
+    F_PER_ROUTE = 16, /* egress.<setting> that egress.routes.<name>.<setting> may override */
 };
 
 #define KIB 1024LL
@@ -33,7 +34,8 @@ enum {
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
 
-#define SK_JOBS_PREFIX "zeebe.jobs." /* of the per-job-type keys */
+#define SK_JOBS_PREFIX "zeebe.jobs."      /* of the per-job-type keys */
+#define SK_ROUTES_PREFIX "egress.routes." /* of the per-route keys */
 
 /* One setting. Defaults are written in the text form every source uses and go through the
  * same parser; bounds apply to the value (string: length, list: items, address: port). */
@@ -44,16 +46,18 @@ typedef struct row {
     const char *const *def_env; /* variables read at load time; the first set replaces def */
     int64_t min, max;
     int flags;
-    const char *const *env;      /* ecosystem variables after SKIFF_<KEY>; the first set wins */
-    const char *const *choices;  /* enum names, the stored value is the index */
-    size_t off, off_len;         /* field in sk_config; list length field */
-    size_t job_off, job_off_len; /* F_PER_JOB: the same in sk_job_type_config */
+    const char *const *env;          /* ecosystem variables after SKIFF_<KEY>; the first set wins */
+    const char *const *choices;      /* enum names, the stored value is the index */
+    size_t off, off_len;             /* field in sk_config; list length field */
+    size_t job_off, job_off_len;     /* F_PER_JOB: the same in sk_job_type_config */
+    size_t route_off, route_off_len; /* F_PER_ROUTE: the same in sk_egress_route_config */
     const char *help;
 } row;
 
-#define NROWS 105 /* rows in the table; config_table.c checks the count at compile time */
+#define NROWS 132 /* rows in the table; config_table.c checks the count at compile time */
 
-typedef struct job_over job_over; /* the overrides of one job type (config_jobs.c) */
+typedef struct job_over job_over;     /* the overrides of one job type (config_jobs.c) */
+typedef struct route_over route_over; /* the overrides of one route (config_egress.c) */
 
 /* One load in progress. */
 typedef struct {
@@ -64,6 +68,8 @@ typedef struct {
     unsigned char seen[NROWS]; /* keys set by the JSON config file (set twice: a problem) */
     job_over *jobs;            /* per-job-type overrides met so far, njobs of them */
     size_t njobs;
+    route_over *routes; /* per-route overrides met so far, nroutes of them */
+    size_t nroutes;
 } ctx;
 
 /* ---- config_table.c ---- */
@@ -144,5 +150,27 @@ void sk_config_resolve_jobs(ctx *c);
 void sk_config_jobs_free(sk_job_type_config *jobs, size_t n);
 /* The "Per-job-type settings" section of docs/configuration.md. */
 void sk_config_write_job_docs(FILE *out);
+
+/* ---- config_egress.c ---- */
+
+/* The name of an F_PER_ROUTE row as <setting> of egress.routes.<name>.<setting>. */
+const char *sk_config_route_setting(const row *r);
+/* For a key egress.routes.<name>.<setting> (<name> runs to the last '.'): where <setting>
+ * starts in key and through *r its F_PER_ROUTE row (NULL when <setting> names none). NULL when
+ * key has another form. */
+const char *sk_config_route_key(const char *key, const row **r);
+/* The override named key (r its F_PER_ROUTE row, found by sk_config_route_key): stores the
+ * value for that route (a later source replaces an earlier one) or reports why not. */
+void sk_config_set_route_text(ctx *c, const row *r, const char *key, const char *s,
+                              const char *from);
+/* The same for a value of the JSON config file (a key set twice in it is a problem). */
+void sk_config_set_route_json(ctx *c, const row *r, const char *key, json_t *j, const char *from);
+/* Once every source is applied: checks egress.listen and every route, fills
+ * c->cfg->egress_routes and frees the overrides. */
+void sk_config_resolve_routes(ctx *c);
+/* Frees n resolved routes and the array (NULL accepted; entries may be half-filled). */
+void sk_config_routes_free(sk_egress_route_config *routes, size_t n);
+/* The "Per-route egress settings" section of docs/configuration.md. */
+void sk_config_write_route_docs(FILE *out);
 
 #endif

@@ -105,13 +105,17 @@ static void unknown_key(ctx *c, const char *prefix, const char *key, const char 
 {
     const row *unused;
     const char *setting = job_setting(key, &unused);
+    int route = 0;
+    if (!setting && (setting = sk_config_route_key(key, &unused)) != NULL)
+        route = 1;
+    int flag = route ? F_PER_ROUTE : F_PER_JOB;
     size_t best = 4, bi = NROWS;
     for (size_t i = 0; i < NROWS; i++) {
         const row *r = &sk_config_table[i];
-        if (setting && !(r->flags & F_PER_JOB))
+        if (setting && !(r->flags & flag))
             continue;
-        size_t d =
-            setting ? edit_distance(setting, sk_config_job_setting(r)) : edit_distance(key, r->key);
+        const char *name = route ? sk_config_route_setting(r) : sk_config_job_setting(r);
+        size_t d = setting ? edit_distance(setting, name) : edit_distance(key, r->key);
         if (d < best)
             best = d, bi = i;
     }
@@ -120,7 +124,9 @@ static void unknown_key(ctx *c, const char *prefix, const char *key, const char 
     sk_config_show_key(shown, sizeof shown, full);
     if (bi < NROWS && setting)
         sk_config_problem(c, "%s: %s (did you mean %s%.*s%s?)", shown, what, prefix,
-                          (int)(setting - key), key, sk_config_job_setting(&sk_config_table[bi]));
+                          (int)(setting - key), key,
+                          route ? sk_config_route_setting(&sk_config_table[bi])
+                                : sk_config_job_setting(&sk_config_table[bi]));
     else if (bi < NROWS)
         sk_config_problem(c, "%s: %s (did you mean %s%s?)", shown, what, prefix,
                           sk_config_table[bi].key);
@@ -139,6 +145,10 @@ static int set_key_text(ctx *c, const char *key, const char *val, const char *fr
     const char *setting;
     if (r) {
         sk_config_set_text(c, r, val, from);
+        return 0;
+    }
+    if (sk_config_route_key(key, &r) && r) {
+        sk_config_set_route_text(c, r, key, val, from);
         return 0;
     }
     setting = job_setting(key, &r);
@@ -227,14 +237,20 @@ static void walk_json(ctx *c, json_t *obj, const char *prefix, const char *from)
         char key[256];
         int n = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", name);
         int fits = n < (int)sizeof key;
-        const row *r = fits ? sk_config_find_row(key) : NULL, *jr = NULL;
+        const row *r = fits ? sk_config_find_row(key) : NULL, *jr = NULL, *rr = NULL;
         const char *setting = fits ? job_setting(key, &jr) : NULL;
-        if (r) {
+        if (fits)
+            sk_config_route_key(key, &rr);
+        if (r && json_is_object(v) && strcmp(key, "egress.routes") == 0) {
+            walk_json(c, v, key, from); /* {"egress": {"routes": {"<name>": {...}}}} */
+        } else if (r) {
             if (c->seen[r - sk_config_table]++)
                 sk_config_problem(c, "%s: set more than once in %s", r->key, from);
             sk_config_set_json(c, r, v, from);
         } else if (json_is_object(v) && n < 200) {
             walk_json(c, v, key, from);
+        } else if (rr) {
+            sk_config_set_route_json(c, rr, key, v, from);
         } else if (jr) {
             const char *type = key + strlen(SK_JOBS_PREFIX);
             sk_config_set_job_json(c, jr, key, type, (size_t)(setting - 1 - type), v, from);
@@ -349,6 +365,8 @@ void sk_config_load_cli(ctx *c, int argc, char *const *argv)
         int ours = strcmp(name, "config") == 0 || strcmp(name, "annotations") == 0;
         if (!r)
             job_setting(name, &r);
+        if (!r)
+            sk_config_route_key(name, &r);
         if (!r && !ours) {
             unknown_key(c, "--", name, "unknown option on the command line");
         } else if (!val) {

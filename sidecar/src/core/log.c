@@ -160,12 +160,32 @@ static void lb_timestamp(linebuf *b)
     lb_puts(b, "\"");
 }
 
-/* kv pairs whose key collides with a field of the logger are written as "kv_<key>". */
+/* A JSON number as JSON writes it: [-]digits[.digits]. */
+static int is_number(const char *s)
+{
+    s += *s == '-';
+    if (*s < '0' || *s > '9')
+        return 0;
+    s += strspn(s, "0123456789");
+    if (*s == '.' && s[1] >= '0' && s[1] <= '9')
+        s += 1 + strspn(s + 1, "0123456789");
+    return *s == '\0';
+}
+
+/* kv pairs whose key collides with a field of the logger are written as "kv_<key>"; a key
+ * "#<name>" writes <name> with its value as a JSON number (a string if it is not one). */
 static void lb_kv(linebuf *b, const char *const *kv)
 {
     for (size_t i = 0; kv && kv[i]; i += 2) {
         const char *key = kv[i], *val = kv[i + 1];
-        if (is_reserved(key)) {
+        int num = key[0] == '#';
+        key += num;
+        if (num && val && is_number(val) && !is_reserved(key)) {
+            lb_put(b, ",", 1);
+            lb_json_str(b, key, strlen(key), FIELD_MAX);
+            lb_put(b, ":", 1);
+            lb_puts(b, val);
+        } else if (is_reserved(key)) {
             char k[64];
             snprintf(k, sizeof k, "kv_%s", key);
             lb_field(b, k, val, FIELD_MAX);

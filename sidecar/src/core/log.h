@@ -21,7 +21,8 @@ int sk_log_enabled(sk_log_level level);
 int sk_log_level_parse(const char *name);
 
 /* kv: NULL or a NULL-terminated array of key, value string pairs (values are escaped; a key
- * that names a field of the logger, such as "message", is written as "kv_<key>"). */
+ * that names a field of the logger, such as "message", is written as "kv_<key>"; a key
+ * "#<name>" writes <name> with a number value unquoted, as a JSON number). */
 void sk_log_write(sk_log_level level, const char *component, const sk_log_trace *trace,
                   const char *const *kv, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

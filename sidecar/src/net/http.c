@@ -33,6 +33,11 @@ struct sk_http_req {
     char errbuf[CURL_ERROR_SIZE];
     sk_http_cb cb;
     void *ud;
+    const sk_http_stream_cbs *scb; /* streaming request: its callbacks, else NULL */
+    char **head;                   /* streaming: header lines of the response being read */
+    size_t nhead, head_cap;
+    int head_done; /* streaming: on_head was called */
+    int stopped;   /* streaming: a callback returned -1 */
     TAILQ_ENTRY(sk_http_req) link;
 };
 
@@ -170,10 +175,19 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- requests ---- */
 
+static void head_clear(sk_http_req *r)
+{
+    for (size_t i = 0; i < r->nhead; i++)
+        free(r->head[i]);
+    r->nhead = 0;
+}
+
 static void req_free(sk_http_req *r)
 {
     if (r->easy)
         curl_easy_cleanup(r->easy);
+    head_clear(r);
+    free(r->head);
     curl_slist_free_all(r->headers);
     free(r->buf);
     free(r);
@@ -343,13 +357,20 @@ static void deliver(sk_http_req *r)
     if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK)
         res.retry_after_s = (int64_t)retry_after;
     if (r->code != CURLE_OK) {
-        if (r->too_big || r->code == CURLE_FILESIZE_EXCEEDED)
+        if (r->stopped)
+            snprintf(msg, sizeof msg, "stopped by the receiver");
+        else if (r->too_big || r->code == CURLE_FILESIZE_EXCEEDED)
             snprintf(msg, sizeof msg, "response body over the limit of %zu bytes", r->max);
         else if (r->errbuf[0])
             snprintf(msg, sizeof msg, "%s: %s", curl_easy_strerror(r->code), r->errbuf);
         else
             snprintf(msg, sizeof msg, "%s", curl_easy_strerror(r->code));
         res.error = msg;
+    }
+    if (r->scb) {
+        res.body = NULL;
+        r->scb->on_end(r->ud, &res);
+        return;
     }
     r->cb(r->ud, &res);
 }
@@ -456,4 +477,121 @@ void sk_http_free(sk_http *h)
     stop_all(h);
     if (!h->delivering)
         destroy(h);
+}
+
+/* ---- streaming ---- */
+
+/* Keeps one header line (CR LF cut); a status line starts a new response (a 1xx came
+ * before). */
+static int head_add(sk_http_req *r, const char *line, size_t len)
+{
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        head_clear(r);
+        return 0;
+    }
+    if (r->nhead == r->head_cap) {
+        size_t cap = r->head_cap ? r->head_cap * 2 : 16;
+        char **grown = realloc(r->head, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        r->head = grown;
+        r->head_cap = cap;
+    }
+    if (!(r->head[r->nhead] = strndup(line, len)))
+        return -1;
+    r->nhead++;
+    return 0;
+}
+
+/* Hands the final response's head over once. */
+static int head_deliver(sk_http_req *r)
+{
+    long status = 0;
+    r->head_done = 1;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (r->scb->on_head(r->ud, status, (const char *const *)r->head, r->nhead) < 0) {
+        r->stopped = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* CURLOPT_HEADERFUNCTION of a streaming request: collects lines; the empty line that ends the
+ * head of a final (non-1xx) response delivers it. Trailers after the body are ignored. */
+static size_t on_stream_header(char *data, size_t size, size_t n, void *ud)
+{
+    sk_http_req *r = ud;
+    size_t len = size * n;
+    if (r->head_done)
+        return len;
+    if (len <= 2 && (len == 0 || data[0] == '\r' || data[0] == '\n')) {
+        long status = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && head_deliver(r) < 0)
+            return 0;
+        return len;
+    }
+    return head_add(r, data, len) < 0 ? 0 : len;
+}
+
+static size_t on_stream_write(char *data, size_t size, size_t n, void *ud)
+{
+    sk_http_req *r = ud;
+    size_t len = size * n;
+    if (!r->head_done && head_deliver(r) < 0)
+        return 0;
+    int rc = r->scb->on_data(r->ud, data, len);
+    if (rc == 1)
+        return CURL_WRITEFUNC_PAUSE;
+    if (rc < 0) {
+        r->stopped = 1;
+        return 0;
+    }
+    return len;
+}
+
+static int stream_options(sk_http_req *r, const sk_http_stream_opts *o)
+{
+    CURL *e = r->easy;
+    if (curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_stream_header) ||
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, r) ||
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_stream_write) ||
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1))
+        return -1;
+    if (o->connect_timeout_ms > 0 &&
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms))
+        return -1;
+    return 0;
+}
+
+sk_http_req *sk_http_stream(sk_http *h, const sk_http_stream_opts *o, const sk_http_stream_cbs *cbs,
+                            void *ud)
+{
+    if (!h || h->closed || !o || !cbs || !cbs->on_head || !cbs->on_data || !cbs->on_end ||
+        !valid_method(o->method) || !o->url || (!o->body && o->body_len))
+        return NULL;
+    sk_http_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    *r = (sk_http_req){.h = h, .scb = cbs, .ud = ud, .max = 0};
+    if (!(r->easy = curl_easy_init()) ||
+        set_options(r, o->url, NULL, o->timeout_ms, o->tls ? o->tls : h->tls) < 0 ||
+        stream_options(r, o) < 0 || set_method(r->easy, o->method, o->body, o->body_len) < 0 ||
+        set_headers(r, o->headers) < 0 || curl_multi_add_handle(h->multi, r->easy) != CURLM_OK) {
+        req_free(r);
+        return NULL;
+    }
+    r->state = REQ_RUNNING;
+    TAILQ_INSERT_TAIL(&h->running, r, link);
+    return r;
+}
+
+void sk_http_resume(sk_http_req *r)
+{
+    if (!r || r->state != REQ_RUNNING)
+        return;
+    curl_easy_pause(r->easy, CURLPAUSE_CONT);
+    collect_done(r->h);
 }

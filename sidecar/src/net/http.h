@@ -77,4 +77,43 @@ sk_http_req *sk_http_request(sk_http *h, const char *method, const char *url,
 /* Stops a request; its callback is not called. Accepts NULL. */
 void sk_http_cancel(sk_http_req *r);
 
+/* ---- streaming ----
+ *
+ * A request whose response is handed over as it arrives rather than buffered whole (the
+ * egress proxy). on_head and on_data run from inside libcurl (while the loop drives the
+ * transfer): there they must not cancel this request or free the client (return -1 to stop
+ * the transfer instead); anything else is allowed. on_end runs from the loop like sk_http_cb,
+ * exactly once unless the request is cancelled, with body NULL; cancelling or freeing there is
+ * allowed as for sk_http_cb. */
+typedef struct sk_http_stream_cbs {
+    /* The final response's status line and headers ("Name: value" each, n of them, no CR or
+     * LF, valid during the call): 0 to go on, -1 to stop (on_end follows with an error). */
+    int (*on_head)(void *ud, long status, const char *const *headers, size_t n);
+    /* A piece of the body (decoded from chunked, not from content encodings): 0 taken, 1 not
+     * taken: the transfer pauses and the same bytes come again after sk_http_resume; -1 stop. */
+    int (*on_data)(void *ud, const char *data, size_t len);
+    /* The end: r->error is NULL when the whole response arrived. */
+    void (*on_end)(void *ud, const sk_http_result *r);
+} sk_http_stream_cbs;
+
+typedef struct sk_http_stream_opts {
+    const char *method, *url;
+    const char *const *headers; /* NULL or NULL-terminated "Name: value"; "Name:" removes one
+                                   libcurl would add */
+    const char *body;           /* body_len bytes (copied) or NULL */
+    size_t body_len;
+    int64_t connect_timeout_ms; /* <= 0: libcurl's default */
+    int64_t timeout_ms;         /* whole request, <= 0: 30 s */
+    struct sk_tls *tls;         /* NULL: the client's (sk_http_set_tls) */
+} sk_http_stream_opts;
+
+/* Starts a streaming request over HTTP/1.1; cbs must outlive it. NULL when it cannot start
+ * (nothing is called then). */
+sk_http_req *sk_http_stream(sk_http *h, const sk_http_stream_opts *o, const sk_http_stream_cbs *cbs,
+                            void *ud);
+
+/* Unpauses a request whose on_data returned 1: the bytes held come again through on_data,
+ * possibly before this returns. Not from inside on_head or on_data. Accepts NULL. */
+void sk_http_resume(sk_http_req *r);
+
 #endif

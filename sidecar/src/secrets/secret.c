@@ -33,9 +33,41 @@ struct sk_secret {
     sk_series *m_ok, *m_error, *m_changed;
     sk_secret_resolver resolver; /* vault: the one that attached it */
     int pending;                 /* vault: no value read yet */
+    sk_secret *prev, *next;      /* every live secret (sk_secret_values) */
 };
 
 static sk_secret_resolver g_resolver; /* loop thread only */
+static sk_secret *g_live;             /* loop thread only */
+
+static void live_add(sk_secret *s)
+{
+    s->next = g_live;
+    if (g_live)
+        g_live->prev = s;
+    g_live = s;
+}
+
+static void live_remove(sk_secret *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (g_live == s)
+        g_live = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+size_t sk_secret_values(sk_secret_kind kind, const char **vals, size_t *lens, size_t max)
+{
+    size_t n = 0;
+    for (const sk_secret *s = g_live; s && n < max; s = s->next)
+        if (s->kind == kind && s->value && s->len > 0) {
+            vals[n] = s->value;
+            lens[n++] = s->len;
+        }
+    return n;
+}
 
 void sk_secret_set_resolver(const sk_secret_resolver *r)
 {
@@ -177,6 +209,8 @@ sk_secret *sk_secret_new(const char *name, const char *text, char *err, size_t e
         return NULL;
     }
     sk_secret *s = calloc(1, sizeof *s);
+    if (s)
+        live_add(s);
     if (!s || !(s->name = strdup(name)))
         goto oom;
     s->kind = ref.kind;
@@ -207,6 +241,7 @@ void sk_secret_free(sk_secret *s)
 {
     if (!s)
         return;
+    live_remove(s);
     if (s->timer)
         event_free(s->timer);
     if (s->resolver.detach)

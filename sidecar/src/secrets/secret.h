@@ -83,6 +83,11 @@ void sk_secret_unsubscribe(sk_secret *s, sk_secret_cb cb, void *ud);
  * Values shorter than 4 bytes are left alone (they would mask ordinary text). */
 void sk_secret_scrub(const sk_secret *s, char *text);
 
+/* The values of every live secret of `kind` that has one (at most max): pointers valid until
+ * the next change of a value or the loop turns; for the egress output scan, which must know
+ * every value a response must not carry. Never for logs. Returns how many. */
+size_t sk_secret_values(sk_secret_kind kind, const char **vals, size_t *lens, size_t max);
+
 /* Resolver of vault: references (the Vault client). attach is called by sk_secret_new for each
  * vault: secret (0, or -1 with err set: the secret is not created); detach by sk_secret_free.
  * NULL uninstalls; without a resolver a vault: reference is an error. Loop thread only. */

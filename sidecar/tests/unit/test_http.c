@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <event2/buffer.h>
@@ -361,6 +362,128 @@ static void test_free_in_callback(void **state)
     assert_int_equal(b.calls + c.calls, 0);
 }
 
+/* ---- streaming ---- */
+
+typedef struct stream_seen {
+    long status;
+    int heads, chunks, ends, pause_first, stop_head, content_length_seen;
+    size_t bytes;
+    char first[64];
+    int failed;
+    char error[256];
+} stream_seen;
+
+static int s_head(void *ud, long status, const char *const *headers, size_t n)
+{
+    stream_seen *s = ud;
+    s->status = status;
+    s->heads++;
+    for (size_t i = 0; i < n; i++) {
+        assert_null(strpbrk(headers[i], "\r\n"));
+        if (!strncasecmp(headers[i], "Content-Length:", 15))
+            s->content_length_seen = 1;
+    }
+    return s->stop_head ? -1 : 0;
+}
+
+static int s_data(void *ud, const char *data, size_t len)
+{
+    stream_seen *s = ud;
+    if (s->pause_first && s->chunks == 0 && s->bytes == 0) {
+        s->pause_first = 0;
+        s->chunks = -1; /* paused once: the same bytes must come again */
+        return 1;
+    }
+    if (s->chunks < 0)
+        s->chunks = 0;
+    if (s->bytes == 0)
+        snprintf(s->first, sizeof s->first, "%.*s", (int)(len < 63 ? len : 63), data);
+    s->chunks++;
+    s->bytes += len;
+    return 0;
+}
+
+static void s_end(void *ud, const sk_http_result *r)
+{
+    stream_seen *s = ud;
+    s->ends++;
+    assert_null(r->body);
+    if (r->error) {
+        s->failed = 1;
+        snprintf(s->error, sizeof s->error, "%s", r->error);
+    }
+}
+
+static const sk_http_stream_cbs s_cbs = {.on_head = s_head, .on_data = s_data, .on_end = s_end};
+
+/* Status, headers and body arrive through the callbacks; a POST body and headers go out. */
+static void test_stream_post(void **state)
+{
+    fixture *f = *state;
+    char url[128];
+    stream_seen s = {0};
+    test_server_url(&f->server, "/echo", url, sizeof url);
+    const char *headers[] = {"X-Test: streamed", "Content-Type: text/plain", NULL};
+    sk_http_stream_opts o = {.method = "POST",
+                             .url = url,
+                             .headers = headers,
+                             .body = "hello",
+                             .body_len = 5,
+                             .connect_timeout_ms = 1000,
+                             .timeout_ms = 5000};
+    assert_non_null(sk_http_stream(f->http, &o, &s_cbs, &s));
+    run_until(&f->server, &s.ends, 1);
+    assert_false(s.failed);
+    assert_int_equal(s.status, 200);
+    assert_int_equal(s.heads, 1);
+    assert_true(s.content_length_seen);
+    assert_string_equal(s.first, "POST streamed hello");
+    assert_string_equal(f->ctype, "text/plain");
+}
+
+/* on_data returning 1 pauses the transfer: nothing more arrives until sk_http_resume, then the
+ * same bytes come again and the rest follows. */
+static void test_stream_pause_resume(void **state)
+{
+    fixture *f = *state;
+    char url[128];
+    stream_seen s = {.pause_first = 1};
+    test_server_url(&f->server, "/bigchunked", url, sizeof url);
+    sk_http_stream_opts o = {.method = "GET", .url = url, .timeout_ms = 5000};
+    sk_http_req *r = sk_http_stream(f->http, &o, &s_cbs, &s);
+    assert_non_null(r);
+    while (s.chunks != -1 && s.ends == 0)
+        event_base_loop(f->server.base, EVLOOP_ONCE);
+    run_for(&f->server, 0.3);
+    assert_int_equal(s.chunks, -1); /* still paused: no byte taken */
+    assert_int_equal(s.ends, 0);
+    sk_http_resume(r);
+    run_until(&f->server, &s.ends, 1);
+    assert_false(s.failed);
+    assert_int_equal(s.bytes, BIG_BODY);
+    assert_int_equal(s.first[0], 'x');
+}
+
+/* on_head returning -1 stops the transfer; on_end says so. */
+static void test_stream_stop(void **state)
+{
+    fixture *f = *state;
+    char url[128];
+    stream_seen s = {.stop_head = 1};
+    test_server_url(&f->server, "/status/503", url, sizeof url);
+    sk_http_stream_opts o = {.method = "GET", .url = url, .timeout_ms = 5000};
+    assert_non_null(sk_http_stream(f->http, &o, &s_cbs, &s));
+    run_until(&f->server, &s.ends, 1);
+    assert_int_equal(s.status, 503);
+    assert_true(s.failed);
+    assert_non_null(strstr(s.error, "stopped by the receiver"));
+    assert_int_equal(s.bytes, 0);
+    sk_http_stream_opts bad = {.method = "get", .url = url};
+    assert_null(sk_http_stream(f->http, &bad, &s_cbs, &s));
+    assert_null(sk_http_stream(f->http, &o, NULL, &s));
+    sk_http_resume(NULL);
+}
+
 int main(void)
 {
     setenv("no_proxy", "*", 1); /* the tests talk to 127.0.0.1 directly */
@@ -376,6 +499,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reentry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_post, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_pause_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_stop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,6 +110,26 @@ static void test_trace_and_kv(void **state)
     json_decref(j);
 }
 
+/* "#<key>": a number value is written as a JSON number; anything else stays a string, so a
+ * value can never inject JSON. */
+static void test_number_fields(void **state)
+{
+    (void)state;
+    SK_LOG(SK_LOG_INFO, "egress", NULL,
+           SK_KV("#status", "200", "#ms", "12.345", "#neg", "-3", "#bad", "1,\"x\":2", "#dot", "1.",
+                 "#message", "7"),
+           "call");
+    json_t *j = last_line();
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), 200);
+    assert_true(json_is_real(json_object_get(j, "ms")));
+    assert_int_equal(json_integer_value(json_object_get(j, "neg")), -3);
+    assert_string_equal(str(j, "bad"), "1,\"x\":2");
+    assert_string_equal(str(j, "dot"), "1.");
+    assert_string_equal(str(j, "kv_message"), "7");
+    assert_string_equal(str(j, "message"), "call");
+    json_decref(j);
+}
+
 static void test_escaping(void **state)
 {
     (void)state;
@@ -199,6 +219,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_required_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trace_and_kv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_number_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escaping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_level_filtering, setup, teardown),

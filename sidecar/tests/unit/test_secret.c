@@ -317,11 +317,34 @@ static void test_config_never_shows_literal(void **state)
     free(out);
 }
 
+/* Every live secret of a kind is listed (for the egress output scan), a freed one no more. */
+static void test_values_listed(void **state)
+{
+    (void)state;
+    char err[256];
+    const char *vals[8];
+    size_t lens[8];
+    sk_secret *a = sk_secret_new("a", "canary-value-a", err, sizeof err);
+    sk_secret *b = sk_secret_new("b", "canary-value-bb", err, sizeof err);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(sk_secret_values(SK_SECRET_LITERAL, vals, lens, 8), 2);
+    assert_int_equal(sk_secret_values(SK_SECRET_VAULT, vals, lens, 8), 0);
+    assert_int_equal(sk_secret_values(SK_SECRET_LITERAL, vals, lens, 1), 1);
+    sk_secret_free(b);
+    assert_int_equal(sk_secret_values(SK_SECRET_LITERAL, vals, lens, 8), 1);
+    assert_string_equal(vals[0], "canary-value-a");
+    assert_int_equal(lens[0], 14);
+    sk_secret_free(a);
+    assert_int_equal(sk_secret_values(SK_SECRET_LITERAL, vals, lens, 8), 0);
+}
+
 int main(void)
 {
     sk_log_init("test", SK_LOG_ERROR, stderr);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_parse),
+        cmocka_unit_test(test_values_listed),
         cmocka_unit_test(test_literal),
         cmocka_unit_test(test_file_and_errors),
         cmocka_unit_test(test_reload_and_subscribers),
