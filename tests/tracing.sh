@@ -31,4 +31,4 @@ ASAN_OPTIONS=detect_leaks=1 $PY -m pytest -q -p no:cacheprovider \
   tests/integration/tracing_zeebe.py "$@"
 # The Kafka tests run in the clients' venv (confluent-kafka), like tests/kafka.
 ASAN_OPTIONS=detect_leaks=1 devstack/kafka.sh python -m pytest -q -p no:cacheprovider \
-  tests/kafka/tracing_kafka.py "$@"
+  tests/kafka/tracing_kafka.py tests/kafka/tracing_cross.py "$@"

@@ -83,6 +83,31 @@ sk_span *sk_span_start(const sk_trace_ctx *parent, const char *name, sk_span_kin
     return s;
 }
 
+static const sk_span *active;
+
+sk_span_scope sk_span_enter(const sk_span *s)
+{
+    sk_span_scope prev = {sk_log_set_current(s ? &s->log : NULL), active};
+    active = s;
+    return prev;
+}
+
+void sk_span_leave(sk_span_scope prev)
+{
+    sk_log_set_current(prev.log);
+    active = prev.span;
+}
+
+const sk_span *sk_span_active(void)
+{
+    return active;
+}
+
+const sk_trace_ctx *sk_span_parent_or_active(const sk_trace_ctx *ctx)
+{
+    return ctx ? ctx : active ? &active->ctx : NULL;
+}
+
 static sk_span_attr *attr_slot(sk_span *s, const char *key)
 {
     for (unsigned i = 0; i < s->nattrs; i++)

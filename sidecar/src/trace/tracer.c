@@ -76,7 +76,8 @@ static int metrics_init(sk_tracer *t, sk_metrics *m)
     return t->m_exported && t->m_dropped_full && t->m_dropped_export && t->m_queue ? 0 : -1;
 }
 
-static int exporter_init(sk_tracer *t, const sk_config *cfg, char *err, size_t errlen)
+static int exporter_init(sk_tracer *t, const sk_config *cfg, sk_metrics *m, char *err,
+                         size_t errlen)
 {
     t->timeout_ms = cfg->otlp_timeout_ms;
     t->delay_ms = cfg->bsp_schedule_delay_ms;
@@ -91,6 +92,7 @@ static int exporter_init(sk_tracer *t, const sk_config *cfg, char *err, size_t e
     }
     if (!(t->http = sk_http_new(t->base, err, errlen)))
         return -1;
+    sk_http_set_observe(t->http, m, "otlp", 0);
     sk_tracer_arm(t, t->delay_ms);
     return 0;
 }
@@ -119,7 +121,7 @@ sk_tracer *sk_tracer_new(struct event_base *base, const sk_config *cfg, sk_metri
         sk_tracer_free(t);
         return NULL;
     }
-    if (t->url && exporter_init(t, cfg, err, errlen)) {
+    if (t->url && exporter_init(t, cfg, metrics, err, errlen)) {
         sk_tracer_free(t);
         return NULL;
     }
