@@ -26,6 +26,8 @@ trap cleanup EXIT
 devstack/otel.sh start
 eval "$(devstack/otel.sh env)"
 export OTEL_EXPORTER_OTLP_ENDPOINT SKIFF_OTEL_SPANS_FILE
+# What the chart's downward API gives skiff in a pod: the resource's k8s.* attributes.
+export POD_NAME=tracing-pod-0 POD_NAMESPACE=tracing-ns
 
 ASAN_OPTIONS=detect_leaks=1 $PY -m pytest -q -p no:cacheprovider \
   tests/integration/tracing_zeebe.py "$@"

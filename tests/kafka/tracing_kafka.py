@@ -7,6 +7,7 @@ records are processed as usual."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def test_record_span_in_the_callers_trace(kafka, stack, uid):
     assert a["attributes"]["messaging.kafka.message.key"] == "k1"
     assert a["resource"]["service.name"] == f"svc-{uid}"
     assert a["resource"]["deployment.environment"] == "test"
+    # the downward API's pod name and namespace (tests/tracing.sh sets them as the chart does)
+    assert a["resource"]["k8s.pod.name"] == os.environ["POD_NAME"]
+    assert a["resource"]["k8s.namespace.name"] == os.environ["POD_NAMESPACE"]
     assert "error.type" not in a["attributes"]
     # the handler saw that span as its task's traceparent
     start = {e["offset"]: e for e in handler.events("start")}[sent[0]["offset"]]

@@ -61,6 +61,12 @@ uint8_t *sk_otlp_encode(sk_span *const *spans, size_t n, const char *service_nam
 
 uint64_t sk_trace_now_ns(void);
 
+/* The resource attributes "k=v,k=v" of attrs (OTEL_RESOURCE_ATTRIBUTES) plus k8s.pod.name = pod
+ * and k8s.namespace.name = ns (the downward API's POD_NAME and POD_NAMESPACE; NULL or "":
+ * none) unless attrs sets them already; values percent-encoded where they hold ',', '=' or
+ * '%'. malloc'ed, NULL when out of memory. */
+char *sk_trace_resource(const char *attrs, const char *pod, const char *ns);
+
 /* Percent-decodes s in place (the values of OTEL_RESOURCE_ATTRIBUTES and
  * OTEL_EXPORTER_OTLP_HEADERS are W3C Baggage encoded). */
 void sk_trace_unescape(char *s);

@@ -27,6 +27,52 @@ static char *export_url(const sk_config *cfg)
     return url;
 }
 
+/* 1 when the "k=v,k=v" list attrs has the key. */
+static int has_key(const char *attrs, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = attrs; p && *p;) {
+        while (*p == ' ')
+            p++;
+        if (strncmp(p, key, n) == 0) {
+            const char *q = p + n;
+            while (*q == ' ')
+                q++;
+            if (*q == '=')
+                return 1;
+        }
+        p = strchr(p, ',');
+        p = p ? p + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Appends ",key=value" to the buffer at *out (len used), value percent-encoded. */
+static void append_attr(char *out, size_t *len, const char *key, const char *value)
+{
+    *len += (size_t)sprintf(out + *len, "%s%s=", *len ? "," : "", key);
+    for (const char *v = value; *v; v++)
+        *len += (size_t)(strchr(",=%", *v) ? sprintf(out + *len, "%%%02X", (unsigned char)*v)
+                                           : sprintf(out + *len, "%c", *v));
+}
+
+char *sk_trace_resource(const char *attrs, const char *pod, const char *ns)
+{
+    attrs = attrs ? attrs : "";
+    pod = pod && *pod && !has_key(attrs, "k8s.pod.name") ? pod : NULL;
+    ns = ns && *ns && !has_key(attrs, "k8s.namespace.name") ? ns : NULL;
+    size_t cap = strlen(attrs) + 64 + 3 * ((pod ? strlen(pod) : 0) + (ns ? strlen(ns) : 0));
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    size_t len = (size_t)sprintf(out, "%s", attrs);
+    if (pod)
+        append_attr(out, &len, "k8s.pod.name", pod);
+    if (ns)
+        append_attr(out, &len, "k8s.namespace.name", ns);
+    return out;
+}
+
 /* "name: value" lines from "name=value,name=value" plus the content type. */
 static char **header_lines(const char *spec)
 {
@@ -115,7 +161,8 @@ sk_tracer *sk_tracer_new(struct event_base *base, const sk_config *cfg, sk_metri
     }
     t->url = export_url(cfg);
     t->service_name = strdup(cfg->service_name);
-    t->resource = strdup(cfg->trace_resource_attributes ? cfg->trace_resource_attributes : "");
+    t->resource = sk_trace_resource(cfg->trace_resource_attributes, getenv("POD_NAME"),
+                                    getenv("POD_NAMESPACE"));
     if (!t->service_name || !t->resource || metrics_init(t, metrics)) {
         snprintf(err, errlen, "out of memory");
         sk_tracer_free(t);
