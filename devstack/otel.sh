@@ -7,7 +7,8 @@
 #                     the same port first), waits until its health endpoint answers
 #   otel.sh stop      SIGTERM, wait, then SIGKILL; fine when none runs
 #   otel.sh status    exit 0 when running, exit 3 when not
-#   otel.sh env       shell lines to eval: OTEL_EXPORTER_OTLP_ENDPOINT, SKIFF_OTEL_SPANS_FILE
+#   otel.sh env       shell lines to eval: OTEL_EXPORTER_OTLP_ENDPOINT, SKIFF_OTEL_SPANS_FILE,
+#                     SKIFF_OTEL_GRPC_ENDPOINT (the OTLP/gRPC receiver)
 #
 # Settings (environment): SKIFF_OTEL_HTTP_PORT (OTLP/HTTP, default 4318), SKIFF_OTEL_GRPC_PORT
 # (OTLP/gRPC, default HTTP port - 1), SKIFF_OTEL_HEALTH_PORT (default HTTP port + 2).
@@ -94,6 +95,7 @@ otel_start() {
 otel_env() {
   printf 'export OTEL_EXPORTER_OTLP_ENDPOINT=%q\n' "http://127.0.0.1:$OTEL_HTTP_PORT"
   printf 'export SKIFF_OTEL_SPANS_FILE=%q\n' "$OTEL_SPANS"
+  printf 'export SKIFF_OTEL_GRPC_ENDPOINT=%q\n' "http://127.0.0.1:$OTEL_GRPC_PORT"
 }
 
 case "${1:-}" in

@@ -25,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 devstack/otel.sh start
 eval "$(devstack/otel.sh env)"
-export OTEL_EXPORTER_OTLP_ENDPOINT SKIFF_OTEL_SPANS_FILE
+export OTEL_EXPORTER_OTLP_ENDPOINT SKIFF_OTEL_SPANS_FILE SKIFF_OTEL_GRPC_ENDPOINT
 # What the chart's downward API gives skiff in a pod: the resource's k8s.* attributes.
 export POD_NAME=tracing-pod-0 POD_NAMESPACE=tracing-ns
 

@@ -150,3 +150,52 @@ def test_produce_call_gets_a_producer_span(kafka, stack, uid):
     assert headers["traceparent"] == f"00-{TRACE}-{send['spanId']}-01".encode()
     assert headers["h"] == b"v"
     stack.stop_all()
+
+
+def test_otlp_grpc_and_gzip(kafka, stack, uid):
+    """The same spans reach the real Collector over OTLP/gRPC (its gRPC receiver, skiff's own
+    gRPC client) and over OTLP/HTTP with a gzip body."""
+    modes = {"grpc": {"otlp__protocol": "grpc",
+                      "otlp__endpoint": os.environ["SKIFF_OTEL_GRPC_ENDPOINT"]},
+             "gzip": {"otlp__compression": "gzip", "otlp__endpoint": OTLP_ENDPOINT}}
+    for mode, cfg in modes.items():
+        topic, group = f"kt.trace.{mode}.{uid}", f"kt-trace-{mode}-{uid}"
+        kafka.create_topic(topic)
+        kafka.register(f"{topic}-value", CMD_SCHEMA)
+        skiff, handler = stack.start([topic], group, service__name=f"{mode}-{uid}",
+                                     otlp__batch_delay="200ms", **cfg)
+        sent = kafka.produce(topic, [(f"k{i}", cmd(f"{mode}{i}"), {"traceparent": TP})
+                                     for i in range(2)], schema=CMD_SCHEMA)
+        got = wait_until(lambda: (lambda s: s if len(s) == len(sent) else None)(
+            spans_where(**{"messaging.destination.name": topic})),
+            what=f"the record spans over {mode}", on_timeout=skiff.tail)
+        assert {s["traceId"] for s in got} == {TRACE}
+        assert {s["parentSpanId"] for s in got} == {PARENT}
+        assert {s["resource"]["service.name"] for s in got} == {f"{mode}-{uid}"}
+        wait_until(lambda: skiff.metric("skiff_trace_spans_exported_total") >=
+                   len(sent) + registry_requests(skiff), what="exported spans counted")
+        assert skiff.metric("skiff_trace_spans_dropped_total") == 0
+    stack.stop_all()
+
+
+def test_otlp_grpc_receiver_down(kafka, stack, uid):
+    """OTLP/gRPC with nothing listening: UNAVAILABLE is retried until otlp.export_timeout, then
+    the spans are dropped and counted; every record is processed as usual."""
+    topic, group = f"kt.trace.grpcdown.{uid}", f"kt-trace-grpcdown-{uid}"
+    kafka.create_topic(topic)
+    kafka.register(f"{topic}-value", CMD_SCHEMA)
+    skiff, handler = stack.start([topic], group, otlp__protocol="grpc",
+                                 otlp__endpoint=f"127.0.0.1:{free_port()}",
+                                 otlp__batch_delay="100ms", otlp__timeout="500ms",
+                                 otlp__export_timeout="1s")
+    n = 5
+    sent = kafka.produce(topic, [(f"k{i}", cmd(f"G{i}"), {"traceparent": TP}) for i in range(n)],
+                         schema=CMD_SCHEMA)
+    wait_until(lambda: len(acked_offsets([handler], topic)) == n, what="every record acked")
+    assert acked_offsets([handler], topic) == {(r["partition"], r["offset"]) for r in sent}
+    wait_until(lambda: skiff.metric("skiff_trace_spans_dropped_total", reason="export_failed") ==
+               n + registry_requests(skiff), what="every span counted as dropped",
+               on_timeout=skiff.tail)
+    assert skiff.metric("skiff_trace_spans_exported_total") == 0
+    assert "cannot export" in skiff.logs()
+    stack.stop_all()

@@ -51,7 +51,7 @@ typedef struct row {
     const char *help;
 } row;
 
-#define NROWS 94 /* rows in the table; config_table.c checks the count at compile time */
+#define NROWS 95 /* rows in the table; config_table.c checks the count at compile time */
 
 typedef struct job_over job_over; /* the overrides of one job type (config_jobs.c) */
 
