@@ -76,15 +76,15 @@ void sk_span_free(sk_span *s);
 
 /* The span whose work runs now: the parent of the CLIENT spans of the gateway commands and
  * HTTP requests started meanwhile, its ids on the log lines written meanwhile. Set around a
- * task's callbacks (the dispatcher) and restored afterwards; the span must stay alive while it
- * is active. */
+ * task's callbacks (the dispatcher) and restored afterwards. The active context is a copy of
+ * the span's ids, so a span that ends while active leaves nothing dangling. */
 typedef struct sk_span_scope {
-    const sk_log_trace *log;
-    const sk_span *span;
+    int set;
+    sk_trace_ctx ctx;
+    char trace_hex[33], span_hex[17];
 } sk_span_scope;
 sk_span_scope sk_span_enter(const sk_span *s); /* s may be NULL: none; returns the previous */
 void sk_span_leave(sk_span_scope prev);
-const sk_span *sk_span_active(void); /* NULL: none */
 /* The context a CLIENT span takes as its parent: ctx when it is valid (not NULL), else the
  * active span's, else NULL (a new trace). */
 const sk_trace_ctx *sk_span_parent_or_active(const sk_trace_ctx *ctx);
