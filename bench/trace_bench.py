@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,9 +41,37 @@ kb.CONTENDERS["skiff-traced"] = dict(
           "Collector", settings={})
 
 
+DROPPED = {"queue_full": 0.0, "export_failed": 0.0}
+_stop = kb.Contender.stop
+
+
+def stop_counting_drops(self):
+    """Contender.stop, reading first what the traced skiff dropped (its /metrics)."""
+    if self.name == "skiff-traced" and self.admin:
+        for reason in DROPPED:
+            DROPPED[reason] += self.skiff_metric("skiff_trace_spans_dropped_total",
+                                                 reason=reason) or 0
+    _stop(self)
+
+
+kb.Contender.stop = stop_counting_drops
+
+
 def collector_spans(spans_file):
     """CONSUMER spans (the records' task spans) the Collector received, from its file exporter:
-    checks that the traced runs really exported what they measured."""
+    checks that the traced runs really exported what they measured. The last skiff's spans
+    leave at its shutdown and pass the Collector's batch processor and file flush: counted once
+    the count has stopped growing for 2 s (20 s at most)."""
+    last, deadline = -1, time.monotonic() + 20
+    while True:
+        n = spans_in(spans_file)
+        if n == last or time.monotonic() > deadline:
+            return n
+        last = n
+        time.sleep(2)
+
+
+def spans_in(spans_file):
     n = 0
     with open(spans_file, encoding="utf-8") as f:
         for line in f:
@@ -82,8 +111,12 @@ def main():
                          for key, rs in raw.items() for r in rs
                          for name, phase in [key.split("/")] if name == "skiff-traced")
             text += ("\n\nThe Collector received %s record spans (CONSUMER) from the traced "
-                     "runs, which handled %s records (the live phases' %d primers included)."
-                     % (kb.num(collector_spans(spans_file), 0), kb.num(traced, 0), kb.PRIMERS))
+                     "runs, which handled %s records (the live phases' %d primers included); "
+                     "the traced skiff counted %s spans dropped because its queue was full and "
+                     "%s because an export failed (`skiff_trace_spans_dropped_total`, read "
+                     "before each stop)."
+                     % (kb.num(collector_spans(spans_file), 0), kb.num(traced, 0), kb.PRIMERS,
+                        kb.num(DROPPED["queue_full"], 0), kb.num(DROPPED["export_failed"], 0)))
             publish(args, text, raw, write, default)
         kb.publish = publish_checked
         kb.write_doc = write_doc
