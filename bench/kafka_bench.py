@@ -448,6 +448,7 @@ class Contender:
                 "kafka.group_id": group,
                 "kafka.ordering": self.spec["ordering"],
             }
+            settings.update(self.spec.get("settings") or {})
             settings.update(kv.split("=", 1) for kv in args.skiff_set)
             cmd = [args.skiff] + ["--%s=%s" % kv for kv in settings.items()]
             start_skiff(self, cmd, env)

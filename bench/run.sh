@@ -4,9 +4,10 @@
 # machine; then skiff's memory with 1,000 jobs in flight (and the peers'), and its start-up
 # time; then skiff over TLS vs plaintext to the same broker (bench/tls_bench.py; SKIFF_BENCH_TLS=0
 # skips it). Then the Kafka benchmark: skiff + a Python SDK handler against a confluent-kafka consumer
-# with the official AvroDeserializer, on a real Kafka broker (bench/kafka_bench.py). Writes
-# docs/benchmarks.md (the Zeebe results section, the TLS one and the Kafka one) and prints the
-# tables.
+# with the official AvroDeserializer, on a real Kafka broker (bench/kafka_bench.py), and skiff
+# with tracing on vs off on the same benchmark (bench/trace_bench.py; SKIFF_BENCH_TRACE=0 skips
+# it). Writes docs/benchmarks.md (the Zeebe results section, the TLS one, the Kafka one and the
+# tracing one) and prints the tables.
 #
 #   bench/run.sh [--zeebe-only | --kafka-only] [ZEEBE-OPTIONS] [--kafka KAFKA-OPTIONS]
 #
@@ -159,5 +160,11 @@ if [ "$run_kafka" = 1 ]; then
   say "Kafka benchmark (bench/kafka_bench.py)"
   devstack/kafka.sh python bench/kafka_bench.py --command "bench/run.sh${*:+ $*}" \
     "${kafka_args[@]}"
+  if [ "${SKIFF_BENCH_TRACE:-1}" = 1 ]; then # tracing on vs off, the same Kafka phases
+    trace_args=()
+    for a in "${kafka_args[@]}"; do [ "$a" = --no-doc ] && trace_args+=(--no-doc); done
+    say "tracing on vs off (bench/trace_bench.py; the Collector on SKIFF_OTEL_HTTP_PORT)"
+    devstack/kafka.sh python bench/trace_bench.py "${trace_args[@]}"
+  fi
 fi
 say "done in $(($(date +%s) - t_start)) s"

@@ -165,17 +165,22 @@ def main():
     ap.add_argument("--instances", type=int, default=60)
     ap.add_argument("--secure", action="store_true",
                     help="TLS/mTLS to every peer, OAuth to the gateway, security.plaintext=refuse")
+    ap.add_argument("--trace", action="store_true",
+                    help="skiff's spans through the OpenTelemetry Collector to Jaeger; prints "
+                         "trace ids and one trace as a tree")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     import records
     import zeebe_client
     from demo_kafka import NOTIFIER, KafkaStep
     from demo_secure import SecureStep
+    from demo_trace import TraceStep
 
     say("== skiff demo: underwriting with a Python and a Node handler, and a Kafka event" +
         (", every connection TLS and authenticated ==" if args.secure else " =="))
     run = Path(tempfile.mkdtemp(prefix="skiff-demo-"))
     secure = SecureStep(run, say) if args.secure else None
+    tracing = TraceStep(say) if args.trace else None
     if secure:
         secure.prepare()
     started_broker = start_broker()
@@ -183,6 +188,8 @@ def main():
     procs = []
     zc = zeebe_client
     try:
+        if tracing:
+            tracing.start()
         kafka.start()
         if secure:
             secure.start(os.environ["ZEEBE_ADDRESS"])
@@ -193,7 +200,8 @@ def main():
         sock = str(run / "handler.sock")
         env = dict(os.environ, SKIFF_HANDLER_SOCKET=sock, SKIFF_ADMIN_ADDRESS=f"127.0.0.1:{port}",
                    SKIFF_ZEEBE_JOB_TYPES=",".join(JOB_TYPES), SKIFF_SERVICE_NAME="skiff-demo",
-                   SKIFF_ZEEBE_STREAMING="true", SKIFF_SOCKET=sock, **kafka.handler_env())
+                   SKIFF_ZEEBE_STREAMING="true", SKIFF_SOCKET=sock, **kafka.handler_env(),
+                   **(tracing.skiff_env() if tracing else {}))
         t0 = time.monotonic()
         extra = secure.skiff_args() if secure else []
         skiff = subprocess.Popen([str(ROOT / "build" / "skiff")] + kafka.skiff_args() + extra,
@@ -215,6 +223,8 @@ def main():
 
         rng = random.Random(7)
         apps = [application(i, rng) for i in range(args.instances)]
+        if tracing:
+            apps = [dict(a, **tracing.variables(i)) for i, a in enumerate(apps)]
         t0, since_ms = time.monotonic(), int(time.time() * 1000)
         with ThreadPoolExecutor(8) as pool:
             keys = list(pool.map(lambda v: zc.create_instance("underwriting", v)
@@ -251,6 +261,8 @@ def main():
                 f"{duration(*overhead_quantile(metrics, phase, 0.99))} "
                 "(skiff_task_overhead_seconds)")
         kafka.report(outcomes, since_ms, lambda: http(port, "/metrics")[1], wait)
+        if tracing:
+            tracing.report(keys, outcomes, wait)
         metrics = http(port, "/metrics")[1]
         if secure:
             secure.report(metrics, kafka.bootstrap, kafka.registry_url)
@@ -275,6 +287,8 @@ def main():
             say(f"  {name:>20}: exit {rc}")
         if secure:
             secure.stop()
+        if tracing:
+            tracing.stop()
         if started_broker:
             subprocess.run([str(ZEEBE_SH), "stop"], check=False)
             say("  zeebe broker stopped")

@@ -7,10 +7,13 @@
 #                     the same port first), waits until its health endpoint answers
 #   otel.sh stop      SIGTERM, wait, then SIGKILL; fine when none runs
 #   otel.sh status    exit 0 when running, exit 3 when not
-#   otel.sh env       shell lines to eval: OTEL_EXPORTER_OTLP_ENDPOINT, SKIFF_OTEL_SPANS_FILE
+#   otel.sh env       shell lines to eval: OTEL_EXPORTER_OTLP_ENDPOINT, SKIFF_OTEL_SPANS_FILE,
+#                     SKIFF_OTEL_GRPC_ENDPOINT (the OTLP/gRPC receiver)
 #
 # Settings (environment): SKIFF_OTEL_HTTP_PORT (OTLP/HTTP, default 4318), SKIFF_OTEL_GRPC_PORT
-# (OTLP/gRPC, default HTTP port - 1), SKIFF_OTEL_HEALTH_PORT (default HTTP port + 2).
+# (OTLP/gRPC, default HTTP port - 1), SKIFF_OTEL_HEALTH_PORT (default HTTP port + 2),
+# SKIFF_OTEL_JAEGER_ENDPOINT (host:port of Jaeger's OTLP/gRPC receiver, devstack/jaeger.sh env:
+# the spans go there too; default none).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
@@ -29,7 +32,7 @@ OTEL_PIDFILE=$OTEL_RUN/otelcol.pid
 START_TIMEOUT=${SKIFF_OTEL_START_TIMEOUT:-60}
 
 usage() {
-  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -76,9 +79,18 @@ otel_start() {
   otel_stop
   rm -rf "$OTEL_RUN"
   mkdir -p "$OTEL_RUN"
-  sed -e "s|@GRPC@|127.0.0.1:$OTEL_GRPC_PORT|" -e "s|@HTTP@|127.0.0.1:$OTEL_HTTP_PORT|" \
+  local jaeger_exporter="" jaeger_name=""
+  if [ -n "${SKIFF_OTEL_JAEGER_ENDPOINT:-}" ]; then
+    jaeger_exporter=$(printf '  otlp_grpc/jaeger:\n    endpoint: %s\n    tls:\n      insecure: true' \
+      "$SKIFF_OTEL_JAEGER_ENDPOINT")
+    jaeger_name=", otlp_grpc/jaeger"
+  fi
+  local cfg
+  cfg=$(sed -e "s|@GRPC@|127.0.0.1:$OTEL_GRPC_PORT|" -e "s|@HTTP@|127.0.0.1:$OTEL_HTTP_PORT|" \
     -e "s|@HEALTH@|127.0.0.1:$OTEL_HEALTH_PORT|" -e "s|@SPANS@|$OTEL_SPANS|" \
-    "$DEVSTACK_DIR/otel/config.yaml" >"$OTEL_RUN/config.yaml"
+    "$DEVSTACK_DIR/otel/config.yaml")
+  cfg=${cfg//@JAEGER_EXPORTER@/$jaeger_exporter}
+  printf '%s\n' "${cfg//@JAEGER_NAME@/$jaeger_name}" >"$OTEL_RUN/config.yaml"
   setsid "$OTEL_BIN" --config="$OTEL_RUN/config.yaml" >"$OTEL_LOG" 2>&1 </dev/null &
   echo $! >"$OTEL_PIDFILE"
   local i
@@ -94,6 +106,7 @@ otel_start() {
 otel_env() {
   printf 'export OTEL_EXPORTER_OTLP_ENDPOINT=%q\n' "http://127.0.0.1:$OTEL_HTTP_PORT"
   printf 'export SKIFF_OTEL_SPANS_FILE=%q\n' "$OTEL_SPANS"
+  printf 'export SKIFF_OTEL_GRPC_ENDPOINT=%q\n' "http://127.0.0.1:$OTEL_GRPC_PORT"
 }
 
 case "${1:-}" in

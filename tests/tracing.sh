@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Tracing integration tests: the real skiff (ASan+UBSan build) exports its task spans over
-# OTLP/HTTP to the real OpenTelemetry Collector (devstack/otel.sh), whose file exporter the
-# tests read; Kafka records against the devstack broker and registry, Zeebe jobs against the
-# devstack broker. Stops the collector it started, also on failure.
+# Tracing integration tests: the real skiff (ASan+UBSan build) exports its spans over OTLP/HTTP
+# (and OTLP/gRPC, gzip) to the real OpenTelemetry Collector (devstack/otel.sh), whose file
+# exporter the tests read; Kafka records against the devstack broker and registry, Zeebe jobs
+# and messages against the devstack broker; the trace that crosses everything (a record through
+# two skiffs, produce, publish_message, a process and its job: tests/kafka/tracing_cross.py).
+# Stops the collector it started, also on failure.
 #
 #   tests/tracing.sh [pytest args]
 # The collector's ports: SKIFF_OTEL_HTTP_PORT (default 4318) and the two below it/above it.
@@ -25,10 +27,12 @@ cleanup() {
 trap cleanup EXIT
 devstack/otel.sh start
 eval "$(devstack/otel.sh env)"
-export OTEL_EXPORTER_OTLP_ENDPOINT SKIFF_OTEL_SPANS_FILE
+export OTEL_EXPORTER_OTLP_ENDPOINT SKIFF_OTEL_SPANS_FILE SKIFF_OTEL_GRPC_ENDPOINT
+# What the chart's downward API gives skiff in a pod: the resource's k8s.* attributes.
+export POD_NAME=tracing-pod-0 POD_NAMESPACE=tracing-ns
 
 ASAN_OPTIONS=detect_leaks=1 $PY -m pytest -q -p no:cacheprovider \
   tests/integration/tracing_zeebe.py "$@"
 # The Kafka tests run in the clients' venv (confluent-kafka), like tests/kafka.
 ASAN_OPTIONS=detect_leaks=1 devstack/kafka.sh python -m pytest -q -p no:cacheprovider \
-  tests/kafka/tracing_kafka.py "$@"
+  tests/kafka/tracing_kafka.py tests/kafka/tracing_cross.py "$@"

@@ -43,7 +43,8 @@ app.job('issue-policy', async (task) => {
       riskScore: Math.round(riskScore),
       issuedAt: Date.now(), // timestamp-millis
     },
-    headers: { source: 'policy-issuer' },
+    // The job's traceparent: skiff's send span, and the consumer's task, continue its trace.
+    headers: { source: 'policy-issuer', ...(task.traceparent && { traceparent: task.traceparent }) },
   });
   return { policyId, premium };
 });

@@ -320,19 +320,25 @@ class Task:
     def publish_message(self, name: str, correlation_key: str = "",
                         variables: Optional[Dict[str, Any]] = None, time_to_live_ms: int = 0,
                         message_id: Optional[str] = None,
-                        tenant_id: Optional[str] = None) -> Dict[str, Any]:
+                        tenant_id: Optional[str] = None,
+                        traceparent: Optional[str] = None) -> Dict[str, Any]:
         """Publish a Zeebe message through skiff; returns ``{"key", "tenant_id"}``.
-        Blocks until skiff answers; raises :class:`CallError`."""
+        ``traceparent`` (e.g. ``task.traceparent``) names the span the message comes from:
+        the jobs it leads to continue that trace. Blocks until skiff answers; raises
+        :class:`CallError`."""
         return self._attached().call("publish_message", _message_params(
-            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
+            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id,
+            traceparent))
 
     async def publish_message_async(self, name: str, correlation_key: str = "",
                                     variables: Optional[Dict[str, Any]] = None,
                                     time_to_live_ms: int = 0, message_id: Optional[str] = None,
-                                    tenant_id: Optional[str] = None) -> Dict[str, Any]:
+                                    tenant_id: Optional[str] = None,
+                                    traceparent: Optional[str] = None) -> Dict[str, Any]:
         """:meth:`publish_message` for an ``async def`` function."""
         return await self._attached().call_async("publish_message", _message_params(
-            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
+            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id,
+            traceparent))
 
     def produce(self, topic: str, value: Any, key: Optional[str] = None,
                 headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
@@ -405,10 +411,12 @@ def _check_task_frame(f: Dict[str, Any]) -> None:
 
 def _message_params(name: str, correlation_key: str, variables: Optional[Dict[str, Any]],
                     time_to_live_ms: int, message_id: Optional[str],
-                    tenant_id: Optional[str]) -> Dict[str, Any]:
+                    tenant_id: Optional[str],
+                    traceparent: Optional[str] = None) -> Dict[str, Any]:
     params: Dict[str, Any] = {"name": name, "correlation_key": correlation_key,
                               "time_to_live_ms": time_to_live_ms}
-    optional = {"variables": variables, "message_id": message_id, "tenant_id": tenant_id}
+    optional = {"variables": variables, "message_id": message_id, "tenant_id": tenant_id,
+                "traceparent": traceparent}
     params.update({k: v for k, v in optional.items() if v is not None})
     return params
 

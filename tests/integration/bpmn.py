@@ -35,3 +35,23 @@ def service_task(pid: str, job_type: str, retries: int = 3, error_code: str = ""
         )
     xml += "  </bpmn:process>\n</bpmn:definitions>\n"
     return xml
+
+
+def message_start(pid: str, message: str, job_type: str) -> str:
+    """message start event (message name) -> service task (job_type) -> end "done"."""
+    xml = HEAD.format(pid=pid)
+    xml += f'  <bpmn:message id="msg-{pid}" name="{message}" />\n'
+    xml += f'  <bpmn:process id="{pid}" isExecutable="true">\n'
+    xml += ('    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing>'
+            f'<bpmn:messageEventDefinition messageRef="msg-{pid}" /></bpmn:startEvent>\n')
+    xml += (
+        '    <bpmn:serviceTask id="work"><bpmn:extensionElements>'
+        f'<zeebe:taskDefinition type="{job_type}" />'
+        '</bpmn:extensionElements><bpmn:incoming>f1</bpmn:incoming>'
+        '<bpmn:outgoing>f2</bpmn:outgoing></bpmn:serviceTask>\n'
+    )
+    xml += '    <bpmn:endEvent id="done"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>\n'
+    xml += '    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />\n'
+    xml += '    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="done" />\n'
+    xml += "  </bpmn:process>\n</bpmn:definitions>\n"
+    return xml

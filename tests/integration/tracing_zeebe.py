@@ -6,12 +6,13 @@ error.type `fail`."""
 import sys
 from pathlib import Path
 
-from bpmn import service_task
+from bpmn import message_start, service_task
 from conftest import wait_until
+from raw_handler import RawHandler
 import zeebe_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tracing"))
-from spans import OTLP_ENDPOINT, spans_where  # noqa: E402
+from spans import OTLP_ENDPOINT, spans, spans_where  # noqa: E402
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -71,3 +72,45 @@ def test_failed_job_span_has_error_type(stack, tmp_path, uid):
     assert s["status"]["code"] == 2  # STATUS_CODE_ERROR
     assert s["attributes"]["error.type"] == "fail"
     assert "handler says no" in s["status"]["message"]
+
+
+def test_publish_message_call_context(stack, tmp_path, uid):
+    """publish_message's `traceparent` param: a valid one is the parent of the PublishMessage
+    CLIENT span, whose traceparent the message carries to the job it starts; an invalid one
+    starts a new trace without an error; a non-string one is invalid_params."""
+    job_type, pid, message = f"it-trace-pub-{uid}", f"p-trace-pub-{uid}", f"m-trace-{uid}"
+    path = tmp_path / f"{pid}.bpmn"
+    path.write_text(message_start(pid, message, job_type))
+    zeebe_client.deploy(str(path))
+    skiff = stack.skiff([job_type], otlp_endpoint=OTLP_ENDPOINT, otlp_batch_delay="200ms")
+    h = RawHandler(skiff.socket, [job_type])
+    r = h.call("publish_message", {"name": message, "correlation_key": "a", "traceparent": TP},
+               ref="p1")
+    assert r["ok"], r
+    t = h.task()
+    assert t["variables"]["traceparent"].startswith(f"00-{TRACE}-")
+    h.send({"type": "complete", "id": t["id"]})
+    bad = "00-ffffffffffffffffffffffffffffffff-00f067aa0ba902b7-zz"
+    r = h.call("publish_message", {"name": message, "correlation_key": "b", "traceparent": bad},
+               ref="p2")
+    assert r["ok"], r
+    t2 = h.task()
+    assert not t2["variables"]["traceparent"].startswith(f"00-{TRACE}-")
+    h.send({"type": "complete", "id": t2["id"]})
+    r = h.call("publish_message", {"name": message, "traceparent": 7}, ref="p3")
+    assert not r["ok"] and r["error"]["code"] == "invalid_params", r
+    assert "traceparent" in r["error"]["message"]
+    pubs = wait_until(lambda: (lambda s: s if len(s) >= 2 else None)(
+        [s for s in spans() if s["name"] == "gateway_protocol.Gateway/PublishMessage"
+         and s["resource"]["service.name"] == "skiff"
+         and s["spanId"] in {t["variables"]["traceparent"][36:52],
+                             t2["variables"]["traceparent"][36:52]}]),
+        what="the two PublishMessage spans")
+    first = next(s for s in pubs if s["traceId"] == TRACE)
+    assert first["parentSpanId"] == PARENT and first["kind"] == 3
+    second = next(s for s in pubs if s["traceId"] != TRACE)
+    assert not second.get("parentSpanId")
+    job = wait_until(lambda: [s for s in spans_where(**{"zeebe.job.type": job_type})
+                              if s["traceId"] == TRACE], what="the job span")
+    assert job[0]["parentSpanId"] == first["spanId"]
+    h.close()

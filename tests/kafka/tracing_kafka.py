@@ -7,6 +7,7 @@ records are processed as usual."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +21,11 @@ PARENT = "b7ad6b7169203331"
 TP = f"00-{TRACE}-{PARENT}-01"
 FAST = {"otlp__endpoint": OTLP_ENDPOINT, "otlp__batch_delay": "200ms",
         "trace__resource_attributes": "deployment.environment=test"}
+
+
+def registry_requests(skiff) -> float:
+    """Schema Registry requests skiff made: each one is a CLIENT span too."""
+    return skiff.metric("skiff_http_client_request_duration_seconds_count", peer="registry")
 
 
 def test_record_span_in_the_callers_trace(kafka, stack, uid):
@@ -48,6 +54,9 @@ def test_record_span_in_the_callers_trace(kafka, stack, uid):
     assert a["attributes"]["messaging.kafka.message.key"] == "k1"
     assert a["resource"]["service.name"] == f"svc-{uid}"
     assert a["resource"]["deployment.environment"] == "test"
+    # the downward API's pod name and namespace (tests/tracing.sh sets them as the chart does)
+    assert a["resource"]["k8s.pod.name"] == os.environ["POD_NAME"]
+    assert a["resource"]["k8s.namespace.name"] == os.environ["POD_NAMESPACE"]
     assert "error.type" not in a["attributes"]
     # the handler saw that span as its task's traceparent
     start = {e["offset"]: e for e in handler.events("start")}[sent[0]["offset"]]
@@ -86,8 +95,9 @@ def test_collector_down_spans_dropped_records_unaffected(kafka, stack, uid):
     def dropped():
         return (skiff.metric("skiff_trace_spans_dropped_total", reason="export_failed") +
                 skiff.metric("skiff_trace_spans_dropped_total", reason="queue_full"))
-    wait_until(lambda: dropped() == n, what="every span counted as dropped",
-               on_timeout=skiff.tail)
+    # every record's span and the CLIENT span of every registry request
+    wait_until(lambda: dropped() == n + registry_requests(skiff),
+               what="every span counted as dropped", on_timeout=skiff.tail)
     assert skiff.metric("skiff_trace_spans_exported_total") == 0
     assert not [s for s in spans() if s["attributes"].get("messaging.destination.name") == topic]
     stack.stop_all()
@@ -104,7 +114,8 @@ def test_spans_flushed_at_shutdown(kafka, stack, uid):
     sent = kafka.produce(topic, [(f"k{i}", cmd(f"F{i}"), {"traceparent": TP}) for i in range(3)],
                          schema=CMD_SCHEMA)
     wait_until(lambda: len(acked_offsets([handler], topic)) == len(sent), what="records acked")
-    wait_until(lambda: skiff.metric("skiff_trace_queue_spans") == len(sent),
+    wait_until(lambda: skiff.metric("skiff_trace_queue_spans") ==
+               len(sent) + registry_requests(skiff),
                what="the spans queued (not exported before the batch delay)")
     stack.stop_all()  # SIGTERM: exit 0 and no sanitizer report
     wait_until(lambda: len(spans_where(**{"messaging.destination.name": topic})) == len(sent),
@@ -138,4 +149,53 @@ def test_produce_call_gets_a_producer_span(kafka, stack, uid):
     headers = dict(rec.headers())
     assert headers["traceparent"] == f"00-{TRACE}-{send['spanId']}-01".encode()
     assert headers["h"] == b"v"
+    stack.stop_all()
+
+
+def test_otlp_grpc_and_gzip(kafka, stack, uid):
+    """The same spans reach the real Collector over OTLP/gRPC (its gRPC receiver, skiff's own
+    gRPC client) and over OTLP/HTTP with a gzip body."""
+    modes = {"grpc": {"otlp__protocol": "grpc",
+                      "otlp__endpoint": os.environ["SKIFF_OTEL_GRPC_ENDPOINT"]},
+             "gzip": {"otlp__compression": "gzip", "otlp__endpoint": OTLP_ENDPOINT}}
+    for mode, cfg in modes.items():
+        topic, group = f"kt.trace.{mode}.{uid}", f"kt-trace-{mode}-{uid}"
+        kafka.create_topic(topic)
+        kafka.register(f"{topic}-value", CMD_SCHEMA)
+        skiff, handler = stack.start([topic], group, service__name=f"{mode}-{uid}",
+                                     otlp__batch_delay="200ms", **cfg)
+        sent = kafka.produce(topic, [(f"k{i}", cmd(f"{mode}{i}"), {"traceparent": TP})
+                                     for i in range(2)], schema=CMD_SCHEMA)
+        got = wait_until(lambda: (lambda s: s if len(s) == len(sent) else None)(
+            spans_where(**{"messaging.destination.name": topic})),
+            what=f"the record spans over {mode}", on_timeout=skiff.tail)
+        assert {s["traceId"] for s in got} == {TRACE}
+        assert {s["parentSpanId"] for s in got} == {PARENT}
+        assert {s["resource"]["service.name"] for s in got} == {f"{mode}-{uid}"}
+        wait_until(lambda: skiff.metric("skiff_trace_spans_exported_total") >=
+                   len(sent) + registry_requests(skiff), what="exported spans counted")
+        assert skiff.metric("skiff_trace_spans_dropped_total") == 0
+    stack.stop_all()
+
+
+def test_otlp_grpc_receiver_down(kafka, stack, uid):
+    """OTLP/gRPC with nothing listening: UNAVAILABLE is retried until otlp.export_timeout, then
+    the spans are dropped and counted; every record is processed as usual."""
+    topic, group = f"kt.trace.grpcdown.{uid}", f"kt-trace-grpcdown-{uid}"
+    kafka.create_topic(topic)
+    kafka.register(f"{topic}-value", CMD_SCHEMA)
+    skiff, handler = stack.start([topic], group, otlp__protocol="grpc",
+                                 otlp__endpoint=f"127.0.0.1:{free_port()}",
+                                 otlp__batch_delay="100ms", otlp__timeout="500ms",
+                                 otlp__export_timeout="1s")
+    n = 5
+    sent = kafka.produce(topic, [(f"k{i}", cmd(f"G{i}"), {"traceparent": TP}) for i in range(n)],
+                         schema=CMD_SCHEMA)
+    wait_until(lambda: len(acked_offsets([handler], topic)) == n, what="every record acked")
+    assert acked_offsets([handler], topic) == {(r["partition"], r["offset"]) for r in sent}
+    wait_until(lambda: skiff.metric("skiff_trace_spans_dropped_total", reason="export_failed") ==
+               n + registry_requests(skiff), what="every span counted as dropped",
+               on_timeout=skiff.tail)
+    assert skiff.metric("skiff_trace_spans_exported_total") == 0
+    assert "cannot export" in skiff.logs()
     stack.stop_all()

@@ -84,6 +84,10 @@ timeoutSeconds: {{ .p.timeoutSeconds }}
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
 {{- $names := splitList " " (include "skiff.envNames" .) }}
 {{- range (.Values.env | default list) }}
 {{- if or (has .name $names) (hasPrefix "OTEL_" .name) (hasPrefix "SKIFF_" .name) }}

@@ -185,6 +185,7 @@ typedef struct sk_config {
     char *otlp_endpoint;             /* otlp.endpoint */
     char *otlp_traces_endpoint;      /* otlp.traces_endpoint */
     int otlp_protocol;               /* otlp.protocol (index into sk_otlp_protocols) */
+    int otlp_compression;            /* otlp.compression (index into sk_otlp_compressions) */
     char *otlp_headers;              /* otlp.headers */
     int64_t otlp_timeout_ms;         /* otlp.timeout */
     int64_t bsp_schedule_delay_ms;   /* otlp.batch_delay */
@@ -234,6 +235,7 @@ typedef struct sk_config {
 /* Names of trace.sampler and otlp.protocol values, by stored index. */
 extern const char *const sk_trace_samplers[];
 extern const char *const sk_otlp_protocols[];
+extern const char *const sk_otlp_compressions[];
 
 /* Where the values come from. Any pointer may be NULL (source absent). */
 typedef struct sk_config_sources {

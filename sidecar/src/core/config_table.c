@@ -17,7 +17,8 @@ const char *const sk_trace_samplers[] = {"parentbased_always_on",
                                          "always_off",
                                          "traceidratio",
                                          NULL};
-const char *const sk_otlp_protocols[] = {"http/protobuf", NULL};
+const char *const sk_otlp_protocols[] = {"http/protobuf", "grpc", NULL};
+const char *const sk_otlp_compressions[] = {"none", "gzip", NULL};
 const char *const sk_kafka_codecs[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
 const char *const sk_plaintext_modes[] = {"allow", "warn", "refuse", NULL};
 const char *const sk_kafka_protocols[] = {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl", NULL};
@@ -871,8 +872,9 @@ const row sk_config_table[NROWS] = {
      .max = 1024,
      .env = ENV("OTEL_EXPORTER_OTLP_ENDPOINT"),
      .off = OFF(otlp_endpoint),
-     .help = "Base URL of the OTLP/HTTP receiver (`/v1/traces` is appended), e.g. "
-             "`http://localhost:4318`. Empty (and no `otlp.traces_endpoint`): spans are not "
+     .help = "Base URL of the OTLP receiver: OTLP/HTTP appends `/v1/traces` (e.g. "
+             "`http://localhost:4318`), OTLP/gRPC takes it as is (e.g. `http://localhost:4317`; "
+             "`host:port` too). Empty (and no `otlp.traces_endpoint`): spans are not "
              "exported, task frames still carry their `traceparent`."},
     {.key = "otlp.traces_endpoint",
      .type = T_STRING,
@@ -881,15 +883,25 @@ const row sk_config_table[NROWS] = {
      .max = 1024,
      .env = ENV("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
      .off = OFF(otlp_traces_endpoint),
-     .help = "Full URL spans are posted to; wins over `otlp.endpoint`."},
+     .help = "Full URL spans are posted to (OTLP/gRPC: the receiver's address); wins over "
+             "`otlp.endpoint`."},
     {.key = "otlp.protocol",
      .type = T_ENUM,
      .def = "http/protobuf",
      .choices = sk_otlp_protocols,
      .env = ENV("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
      .off = OFF(otlp_protocol),
-     .help = "OTLP transport. Only `http/protobuf` is implemented (not `grpc`, not "
-             "`http/json`)."},
+     .help = "OTLP transport: `http/protobuf` (POST `/v1/traces`) or `grpc` "
+             "(`opentelemetry.proto.collector.trace.v1.TraceService/Export` on skiff's own gRPC "
+             "client, plaintext h2c only). `http/json` is not implemented."},
+    {.key = "otlp.compression",
+     .type = T_ENUM,
+     .def = "none",
+     .choices = sk_otlp_compressions,
+     .env = ENV("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+     .off = OFF(otlp_compression),
+     .help = "Compression of OTLP/HTTP request bodies: `gzip` (`Content-Encoding: gzip`) or "
+             "`none`. OTLP/gRPC requests are sent uncompressed either way (logged at start)."},
     {.key = "otlp.headers",
      .type = T_STRING,
      .def = "",

@@ -217,9 +217,9 @@ static void abandon(sk_dispatcher *d, task *t, const char *why)
     sk_series_add(sk_metric_series(d->m_abandoned, labels), 1);
     if (t->span)
         sk_span_set_error(t->span, "abandoned", why);
-    const sk_log_trace *prev = sk_log_set_current(t->span ? &t->span->log : NULL);
+    sk_span_scope prev = sk_span_enter(t->span);
     t->ops->abandon(t->source, t->ctx, why);
-    sk_log_set_current(prev);
+    sk_span_leave(prev);
     task_free(d, t);
 }
 
@@ -542,12 +542,13 @@ static void reject(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
     ops->reject(source, ctx, reason, why);
 }
 
-/* A task that never opened: its span ends (with the error set) and the log ids go back. */
-static void submit_end(sk_span *span, const sk_log_trace *prev)
+/* A task that never opened: the active span goes back, then its span ends (with the error
+ * set). */
+static void submit_end(sk_span *span, sk_span_scope prev)
 {
+    sk_span_leave(prev);
     if (span)
         sk_span_end(span);
-    sk_log_set_current(prev);
 }
 
 /* Takes the encoded frame (malloc'ed, owned from here on; NULL when it could not be built) of
@@ -557,7 +558,7 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
                    double received_at, sk_span *span)
 {
     char why[200];
-    const sk_log_trace *prev = sk_log_set_current(span ? &span->log : NULL);
+    sk_span_scope prev = sk_span_enter(span);
     if (!frame) {
         snprintf(why, sizeof(why),
                  "skiff could not encode the task frame (a member is not "
@@ -610,7 +611,7 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
     sk_series_set(d->m_open, (double)d->open);
     queue_append(d, t);
     pump(d);
-    sk_log_set_current(prev);
+    sk_span_leave(prev);
 }
 
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
@@ -746,7 +747,9 @@ int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, doubl
         if (!t->ops->extend)
             return -2;
         sk_reply *r = m->ref ? reply_new(d, s, m->ref) : NULL;
+        sk_span_scope prev = sk_span_enter(t->span);
         t->ops->extend(t->source, t->ctx, m->timeout_ms, r);
+        sk_span_leave(prev);
         return 0;
     }
     if (!(t->ops->results & SK_RESULT(m->type)))
@@ -756,14 +759,14 @@ int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, doubl
     sk_series_add(sk_metric_series(d->m_results, labels), 1);
     finish_slot(d, t);
     sk_trace_task_result(t->span, m);
-    const sk_log_trace *prev = sk_log_set_current(t->span ? &t->span->log : NULL);
+    sk_span_scope prev = sk_span_enter(t->span);
     if (m->type == SK_MSG_COMPLETE || m->type == SK_MSG_ACK)
         t->ops->complete(t->source, t->ctx, m);
     else if (m->type == SK_MSG_FAIL || m->type == SK_MSG_NACK)
         t->ops->fail(t->source, t->ctx, m);
     else
         t->ops->error(t->source, t->ctx, m);
-    sk_log_set_current(prev);
+    sk_span_leave(prev);
     observe_task(overhead(d, t, "result"), t, sk_mono_s() - received_at);
     task_free(d, t);
     pump(d);

@@ -1,4 +1,6 @@
 #include "net/http.h"
+#include "core/metrics.h"
+#include "net/http_obs.h"
 #include "net/tls.h"
 
 #include <curl/curl.h>
@@ -38,6 +40,7 @@ struct sk_http_req {
     size_t nhead, head_cap;
     int head_done; /* streaming: on_head was called */
     int stopped;   /* streaming: a callback returned -1 */
+    sk_span *span; /* CLIENT span, NULL when untraced */
     TAILQ_ENTRY(sk_http_req) link;
 };
 
@@ -57,9 +60,11 @@ struct sk_http {
     struct req_list running, done;
     LIST_HEAD(, sock) socks;
     size_t max_body;
-    sk_tls *tls;    /* TLS material of https requests, NULL: libcurl's defaults */
-    int delivering; /* inside on_deliver */
-    int closed;     /* sk_http_free was called */
+    sk_tls *tls;                    /* TLS material of https requests, NULL: libcurl's defaults */
+    int delivering;                 /* inside on_deliver */
+    int closed;                     /* sk_http_free was called */
+    int untraced;                   /* no spans, no traceparent (the OTLP exporter's client) */
+    sk_series *m_duration, *m_ttfb; /* NULL: no metrics */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -190,6 +195,7 @@ static void req_free(sk_http_req *r)
     free(r->head);
     curl_slist_free_all(r->headers);
     free(r->buf);
+    sk_span_free(r->span); /* a cancelled request: its span is not exported */
     free(r);
 }
 
@@ -230,10 +236,20 @@ static int valid_method(const char *m)
     return 1;
 }
 
-/* Copies the caller's headers, refusing CR and LF (no header injection), and turns off
- * "Expect: 100-continue", which would cost a round trip on every large POST. */
+/* Copies the caller's headers, refusing CR and LF (no header injection), adds the request
+ * span's traceparent and turns off "Expect: 100-continue", which would cost a round trip on
+ * every large POST. */
 static int set_headers(sk_http_req *r, const char *const *headers)
 {
+    if (r->span) {
+        char line[sizeof "traceparent: " + SK_TRACEPARENT_LEN];
+        memcpy(line, "traceparent: ", sizeof "traceparent: " - 1);
+        sk_span_traceparent(r->span, line + sizeof "traceparent: " - 1);
+        struct curl_slist *l = curl_slist_append(r->headers, line);
+        if (!l)
+            return -1;
+        r->headers = l;
+    }
     for (size_t i = 0; headers && headers[i]; i++) {
         if (strpbrk(headers[i], "\r\n"))
             return -1;
@@ -305,6 +321,8 @@ sk_http_req *sk_http_request(sk_http *h, const char *method, const char *url,
     if (!r)
         return NULL;
     *r = (sk_http_req){.h = h, .cb = cb, .ud = ud, .max = h->max_body};
+    if (!h->untraced && !(r->span = sk_http_span_begin(method, url)))
+        goto fail;
     if (!(r->easy = curl_easy_init()) || set_options(r, url, userpwd, timeout_ms, h->tls) < 0 ||
         set_method(r->easy, method, body, body_len) < 0 || set_headers(r, headers) < 0)
         goto fail;
@@ -367,6 +385,13 @@ static void deliver(sk_http_req *r)
             snprintf(msg, sizeof msg, "%s", curl_easy_strerror(r->code));
         res.error = msg;
     }
+    if (r->h->m_duration) {
+        sk_series_observe(r->h->m_duration, res.total_s);
+        if (res.status > 0)
+            sk_series_observe(r->h->m_ttfb, res.ttfb_s);
+    }
+    sk_http_span_end(r->span, res.status, r->code, r->too_big, res.error);
+    r->span = NULL;
     if (r->scb) {
         res.body = NULL;
         r->scb->on_end(r->ud, &res);
@@ -441,6 +466,28 @@ fail:
 void sk_http_set_tls(sk_http *h, sk_tls *t)
 {
     h->tls = t;
+}
+
+void sk_http_set_observe(sk_http *h, sk_metrics *m, const char *peer, int traced)
+{
+    h->untraced = !traced;
+    const char *const labels[] = {peer, NULL};
+    sk_metric *d = m ? sk_metrics_histogram(m, "skiff_http_client_request_duration_seconds",
+                                            "HTTP requests skiff made, start to end (or failure), "
+                                            "by peer.",
+                                            (const char *const[]){"peer", NULL},
+                                            sk_metrics_latency_buckets, sk_metrics_latency_nbuckets)
+                     : NULL;
+    sk_metric *t = m ? sk_metrics_histogram(m, "skiff_http_client_ttfb_seconds",
+                                            "HTTP requests skiff made, start to the first byte "
+                                            "of the response, by peer.",
+                                            (const char *const[]){"peer", NULL},
+                                            sk_metrics_latency_buckets, sk_metrics_latency_nbuckets)
+                     : NULL;
+    h->m_duration = d ? sk_metric_series(d, labels) : NULL;
+    h->m_ttfb = t ? sk_metric_series(t, labels) : NULL;
+    if (!h->m_ttfb)
+        h->m_duration = NULL;
 }
 
 void sk_http_set_max_body(sk_http *h, size_t max)

@@ -54,6 +54,15 @@ void sk_http_free(sk_http *h);
 struct sk_tls;
 void sk_http_set_tls(sk_http *h, struct sk_tls *t);
 
+/* Observability of requests started afterwards. m (may be NULL: no metrics) gets every
+ * finished request's duration and time to first byte in skiff_http_client_request_duration_seconds
+ * and skiff_http_client_ttfb_seconds with label peer ("registry", "vault", "oauth", "otlp";
+ * static string). traced: each request carries a W3C `traceparent` and gets a CLIENT span,
+ * child of the active span (trace/trace.h) or a new trace; the default. The OTLP exporter's
+ * own client turns it off (exporting spans must not make spans). */
+typedef struct sk_metrics sk_metrics;
+void sk_http_set_observe(sk_http *h, sk_metrics *m, const char *peer, int traced);
+
 /* Bound on a response body (default SK_HTTP_MAX_BODY) for requests started afterwards; a larger
  * body ends the request with an error. */
 void sk_http_set_max_body(sk_http *h, size_t max);

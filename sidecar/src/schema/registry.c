@@ -733,6 +733,7 @@ sk_registry *sk_registry_new(struct event_base *base, const sk_registry_opts *o,
     if (!(r->http = sk_http_new(base, err, errlen)))
         goto fail;
     sk_http_set_tls(r->http, o->tls);
+    sk_http_set_observe(r->http, m, "registry", 1);
     if (!(r->deliver = event_new(base, -1, 0, on_deliver, r)))
         goto oom;
     setup_metrics(r, m);

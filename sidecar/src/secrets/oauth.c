@@ -558,6 +558,7 @@ sk_oauth *sk_oauth_new(struct event_base *base, sk_metrics *m, char *err, size_t
         return NULL;
     }
     sk_http_set_max_body(o->http, MAX_BODY);
+    sk_http_set_observe(o->http, m, "oauth", 1);
     return o;
 }
 

@@ -557,6 +557,7 @@ sk_vault *sk_vault_new(struct event_base *base, sk_metrics *m, const sk_vault_op
         goto fail;
     }
     sk_http_set_max_body(v->http, MAX_BODY);
+    sk_http_set_observe(v->http, m, "vault", 1);
     v->refresh_ms = o->refresh_ms > 0 ? o->refresh_ms : DEFAULT_REFRESH_MS;
     v->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     v->rng = (uint64_t)(uintptr_t)v ^ (uint64_t)sk_wall_ms() ^ 0x9e3779b97f4a7c15ULL;

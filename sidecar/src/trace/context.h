@@ -40,7 +40,8 @@ void sk_trace_hex(const uint8_t *in, size_t n, char *out);
 /* 1 when every byte of id is zero (an invalid id). */
 int sk_trace_id_zero(const uint8_t *id, size_t n);
 
-/* Fresh random ids (never all zero). */
+/* Fresh random ids (never all zero), from OpenSSL's generator through a pool: loop thread
+ * only. */
 void sk_trace_new_trace_id(uint8_t id[16]);
 void sk_trace_new_span_id(uint8_t id[8]);
 

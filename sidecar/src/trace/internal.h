@@ -8,6 +8,7 @@
 #include <event2/event.h>
 
 #include "core/metrics.h"
+#include "grpc/grpc.h"
 #include "net/http.h"
 #include "trace/trace.h"
 
@@ -42,8 +43,16 @@ struct sk_tracer {
     size_t body_len, body_spans;
     int64_t batch_started_ms, backoff_ms;
     sk_http_req *req;
+    int gzip;             /* otlp.compression=gzip (OTLP/HTTP) */
+    sk_grpc_channel *ch;  /* OTLP/gRPC: the receiver's channel, else NULL */
+    sk_grpc_call *call;   /* OTLP/gRPC: the Export in flight */
+    sk_grpc_metadata *md; /* OTLP/gRPC: otlp.headers as metadata */
+    size_t nmd;
+    uint8_t *resp; /* OTLP/gRPC: the ExportTraceServiceResponse received */
+    size_t resp_len;
     struct event *timer;
-    int flushing, failing;
+    int flushing, failing, closing;
+    int exporting; /* an endpoint is configured */
     sk_series *m_exported, *m_dropped_full, *m_dropped_export, *m_queue;
 };
 
@@ -60,6 +69,22 @@ uint8_t *sk_otlp_encode(sk_span *const *spans, size_t n, const char *service_nam
                         const char *resource_attributes, size_t *len);
 
 uint64_t sk_trace_now_ns(void);
+
+/* gzip (RFC 1952) of len bytes; malloc'ed, length in *out_len; NULL when out of memory. */
+uint8_t *sk_trace_gzip(const uint8_t *in, size_t len, size_t *out_len);
+
+/* The gRPC method skiff's OTLP/gRPC exporter calls. */
+#define SK_OTLP_GRPC_METHOD "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+/* 1 when an OTLP/gRPC Export that ended with code may be retried (the OTLP specification:
+ * CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS; not
+ * RESOURCE_EXHAUSTED, which is retryable only with a RetryInfo skiff does not read). */
+int sk_otlp_grpc_retryable(int code);
+
+/* The resource attributes "k=v,k=v" of attrs (OTEL_RESOURCE_ATTRIBUTES) plus k8s.pod.name = pod
+ * and k8s.namespace.name = ns (the downward API's POD_NAME and POD_NAMESPACE; NULL or "":
+ * none) unless attrs sets them already; values percent-encoded where they hold ',', '=' or
+ * '%'. malloc'ed, NULL when out of memory. */
+char *sk_trace_resource(const char *attrs, const char *pod, const char *ns);
 
 /* Percent-decodes s in place (the values of OTEL_RESOURCE_ATTRIBUTES and
  * OTEL_EXPORTER_OTLP_HEADERS are W3C Baggage encoded). */

@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "otlp_trace.pb-c.h"
 #include "trace/internal.h"
 
@@ -159,4 +161,34 @@ uint8_t *sk_otlp_encode(sk_span *const *spans, size_t n, const char *service_nam
     free(st);
     free(rbuf);
     return out;
+}
+
+uint8_t *sk_trace_gzip(const uint8_t *in, size_t len, size_t *out_len)
+{
+    z_stream z = {0};
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return NULL;
+    uLong cap = deflateBound(&z, (uLong)len);
+    uint8_t *out = malloc(cap);
+    if (out) {
+        z.next_in = (Bytef *)in;
+        z.avail_in = (uInt)len;
+        z.next_out = out;
+        z.avail_out = (uInt)cap;
+        if (deflate(&z, Z_FINISH) == Z_STREAM_END) {
+            *out_len = (size_t)z.total_out;
+        } else {
+            free(out);
+            out = NULL;
+        }
+    }
+    deflateEnd(&z);
+    return out;
+}
+
+int sk_otlp_grpc_retryable(int code)
+{
+    return code == SK_GRPC_CANCELLED || code == SK_GRPC_DEADLINE_EXCEEDED ||
+           code == SK_GRPC_ABORTED || code == SK_GRPC_OUT_OF_RANGE || code == SK_GRPC_UNAVAILABLE ||
+           code == SK_GRPC_DATA_LOSS;
 }

@@ -83,6 +83,33 @@ sk_span *sk_span_start(const sk_trace_ctx *parent, const char *name, sk_span_kin
     return s;
 }
 
+static sk_span_scope cur; /* the active context */
+static sk_log_trace cur_log = {cur.trace_hex, cur.span_hex};
+
+sk_span_scope sk_span_enter(const sk_span *s)
+{
+    sk_span_scope prev = cur;
+    cur.set = s != NULL;
+    if (s) {
+        cur.ctx = s->ctx;
+        memcpy(cur.trace_hex, s->trace_hex, sizeof cur.trace_hex);
+        memcpy(cur.span_hex, s->span_hex, sizeof cur.span_hex);
+    }
+    sk_log_set_current(cur.set ? &cur_log : NULL);
+    return prev;
+}
+
+void sk_span_leave(sk_span_scope prev)
+{
+    cur = prev;
+    sk_log_set_current(cur.set ? &cur_log : NULL);
+}
+
+const sk_trace_ctx *sk_span_parent_or_active(const sk_trace_ctx *ctx)
+{
+    return ctx ? ctx : cur.set ? &cur.ctx : NULL;
+}
+
 static sk_span_attr *attr_slot(sk_span *s, const char *key)
 {
     for (unsigned i = 0; i < s->nattrs; i++)

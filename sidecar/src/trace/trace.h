@@ -74,4 +74,19 @@ void sk_span_end(sk_span *s);
 /* Frees a span without exporting it. Accepts NULL. */
 void sk_span_free(sk_span *s);
 
+/* The span whose work runs now: the parent of the CLIENT spans of the gateway commands and
+ * HTTP requests started meanwhile, its ids on the log lines written meanwhile. Set around a
+ * task's callbacks (the dispatcher) and restored afterwards. The active context is a copy of
+ * the span's ids, so a span that ends while active leaves nothing dangling. */
+typedef struct sk_span_scope {
+    int set;
+    sk_trace_ctx ctx;
+    char trace_hex[33], span_hex[17];
+} sk_span_scope;
+sk_span_scope sk_span_enter(const sk_span *s); /* s may be NULL: none; returns the previous */
+void sk_span_leave(sk_span_scope prev);
+/* The context a CLIENT span takes as its parent: ctx when it is valid (not NULL), else the
+ * active span's, else NULL (a new trace). */
+const sk_trace_ctx *sk_span_parent_or_active(const sk_trace_ctx *ctx);
+
 #endif

@@ -6,18 +6,26 @@
 #include <event2/event.h>
 
 #include "core/config.h"
+#include "core/log.h"
 #include "core/metrics.h"
 #include "net/http.h"
 #include "trace/internal.h"
 
-/* The export URL: otlp.traces_endpoint as is, else otlp.endpoint + "/v1/traces"; NULL when
- * neither is set. */
+static int is_grpc(const sk_config *cfg)
+{
+    return strcmp(sk_otlp_protocols[cfg->otlp_protocol], "grpc") == 0;
+}
+
+/* The export URL: otlp.traces_endpoint as is, else otlp.endpoint + "/v1/traces" (OTLP/gRPC:
+ * as is); NULL when neither is set. */
 static char *export_url(const sk_config *cfg)
 {
     if (cfg->otlp_traces_endpoint && *cfg->otlp_traces_endpoint)
         return strdup(cfg->otlp_traces_endpoint);
     if (!cfg->otlp_endpoint || !*cfg->otlp_endpoint)
         return NULL;
+    if (is_grpc(cfg))
+        return strdup(cfg->otlp_endpoint);
     size_t n = strlen(cfg->otlp_endpoint);
     while (n && cfg->otlp_endpoint[n - 1] == '/')
         n--;
@@ -25,6 +33,72 @@ static char *export_url(const sk_config *cfg)
     if (url)
         snprintf(url, n + sizeof("/v1/traces"), "%.*s/v1/traces", (int)n, cfg->otlp_endpoint);
     return url;
+}
+
+/* 1 when the "k=v,k=v" list attrs has the key. */
+static int has_key(const char *attrs, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = attrs; p && *p;) {
+        while (*p == ' ')
+            p++;
+        if (strncmp(p, key, n) == 0) {
+            const char *q = p + n;
+            while (*q == ' ')
+                q++;
+            if (*q == '=')
+                return 1;
+        }
+        p = strchr(p, ',');
+        p = p ? p + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Appends ",key=value" to the buffer at *out (len used), value percent-encoded. */
+static void append_attr(char *out, size_t *len, const char *key, const char *value)
+{
+    *len += (size_t)sprintf(out + *len, "%s%s=", *len ? "," : "", key);
+    for (const char *v = value; *v; v++)
+        *len += (size_t)(strchr(",=%", *v) ? sprintf(out + *len, "%%%02X", (unsigned char)*v)
+                                           : sprintf(out + *len, "%c", *v));
+}
+
+char *sk_trace_resource(const char *attrs, const char *pod, const char *ns)
+{
+    attrs = attrs ? attrs : "";
+    pod = pod && *pod && !has_key(attrs, "k8s.pod.name") ? pod : NULL;
+    ns = ns && *ns && !has_key(attrs, "k8s.namespace.name") ? ns : NULL;
+    size_t cap = strlen(attrs) + 64 + 3 * ((pod ? strlen(pod) : 0) + (ns ? strlen(ns) : 0));
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    size_t len = (size_t)sprintf(out, "%s", attrs);
+    if (pod)
+        append_attr(out, &len, "k8s.pod.name", pod);
+    if (ns)
+        append_attr(out, &len, "k8s.namespace.name", ns);
+    return out;
+}
+
+/* lines with line appended (a copy); NULL when out of memory (lines freed). */
+static char **add_line(char **lines, const char *line)
+{
+    size_t n = 0;
+    while (lines[n])
+        n++;
+    char **grown = realloc(lines, (n + 2) * sizeof(*grown));
+    char *copy = strdup(line);
+    if (!grown || !copy) {
+        free(copy);
+        for (char **h = grown ? grown : lines; *h; h++)
+            free(*h);
+        free(grown ? grown : lines);
+        return NULL;
+    }
+    grown[n] = copy;
+    grown[n + 1] = NULL;
+    return grown;
 }
 
 /* "name: value" lines from "name=value,name=value" plus the content type. */
@@ -76,8 +150,65 @@ static int metrics_init(sk_tracer *t, sk_metrics *m)
     return t->m_exported && t->m_dropped_full && t->m_dropped_export && t->m_queue ? 0 : -1;
 }
 
-static int exporter_init(sk_tracer *t, const sk_config *cfg, char *err, size_t errlen)
+/* The gRPC target "host:port" of an OTLP/gRPC endpoint ("http://host:port/...", "host:port";
+ * port 4317 when none); -1 for https (the exporter has no TLS yet) or an empty host. */
+static int grpc_target(const char *url, char *out, size_t outlen)
 {
+    if (strncmp(url, "https://", 8) == 0)
+        return -1;
+    if (strncmp(url, "http://", 7) == 0)
+        url += 7;
+    size_t n = strcspn(url, "/");
+    if (n == 0)
+        return -1;
+    const char *bracket = memchr(url, ']', n), *colon = memchr(url, ':', n);
+    int has_port = bracket ? bracket + 1 < url + n && bracket[1] == ':' : colon != NULL;
+    snprintf(out, outlen, "%.*s%s", (int)n, url, has_port ? "" : ":4317");
+    return 0;
+}
+
+/* otlp.headers as gRPC metadata: the "Name: value" lines (after the content type) split in
+ * place, names lowercased. */
+static int grpc_metadata(sk_tracer *t)
+{
+    size_t n = 0;
+    while (t->headers[n])
+        n++;
+    if (!(t->md = calloc(n ? n : 1, sizeof(*t->md))))
+        return -1;
+    for (size_t i = 1; i < n; i++) {
+        char *line = t->headers[i], *colon = strchr(line, ':');
+        *colon = '\0';
+        for (char *c = line; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        t->md[t->nmd++] = (sk_grpc_metadata){line, colon + 2};
+    }
+    return 0;
+}
+
+static int grpc_init(sk_tracer *t, char *err, size_t errlen)
+{
+    char target[512];
+    if (grpc_target(t->url, target, sizeof target)) {
+        snprintf(err, errlen,
+                 "otlp.endpoint: %s is not an OTLP/gRPC address skiff can reach (http://host:port "
+                 "or host:port; no TLS for the exporter yet)",
+                 t->url);
+        return -1;
+    }
+    sk_grpc_channel_opts o = {.target = target, .lazy = 1, .reconnect_max_ms = 30000};
+    if (grpc_metadata(t) || !(t->ch = sk_grpc_channel_new(t->base, &o, NULL, NULL))) {
+        snprintf(err, errlen, "otlp.endpoint: cannot create the gRPC channel to %s", target);
+        return -1;
+    }
+    return 0;
+}
+
+static int exporter_init(sk_tracer *t, const sk_config *cfg, sk_metrics *m, char *err,
+                         size_t errlen)
+{
+    t->exporting = 1;
+    t->gzip = strcmp(sk_otlp_compressions[cfg->otlp_compression], "gzip") == 0;
     t->timeout_ms = cfg->otlp_timeout_ms;
     t->delay_ms = cfg->bsp_schedule_delay_ms;
     t->export_timeout_ms = cfg->bsp_export_timeout_ms;
@@ -89,8 +220,22 @@ static int exporter_init(sk_tracer *t, const sk_config *cfg, char *err, size_t e
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (!(t->http = sk_http_new(t->base, err, errlen)))
+    if (t->gzip && !is_grpc(cfg) &&
+        !(t->headers = add_line(t->headers, "Content-Encoding: gzip"))) {
+        snprintf(err, errlen, "out of memory");
         return -1;
+    }
+    if (is_grpc(cfg)) {
+        if (grpc_init(t, err, errlen))
+            return -1;
+        if (t->gzip)
+            SK_WARN("trace", "otlp.compression=gzip applies to OTLP/HTTP only: OTLP/gRPC "
+                             "requests go uncompressed");
+    } else {
+        if (!(t->http = sk_http_new(t->base, err, errlen)))
+            return -1;
+        sk_http_set_observe(t->http, m, "otlp", 0);
+    }
     sk_tracer_arm(t, t->delay_ms);
     return 0;
 }
@@ -113,13 +258,14 @@ sk_tracer *sk_tracer_new(struct event_base *base, const sk_config *cfg, sk_metri
     }
     t->url = export_url(cfg);
     t->service_name = strdup(cfg->service_name);
-    t->resource = strdup(cfg->trace_resource_attributes ? cfg->trace_resource_attributes : "");
+    t->resource = sk_trace_resource(cfg->trace_resource_attributes, getenv("POD_NAME"),
+                                    getenv("POD_NAMESPACE"));
     if (!t->service_name || !t->resource || metrics_init(t, metrics)) {
         snprintf(err, errlen, "out of memory");
         sk_tracer_free(t);
         return NULL;
     }
-    if (t->url && exporter_init(t, cfg, err, errlen)) {
+    if (t->url && exporter_init(t, cfg, metrics, err, errlen)) {
         sk_tracer_free(t);
         return NULL;
     }
@@ -132,7 +278,11 @@ void sk_tracer_free(sk_tracer *t)
         return;
     if (sk_tracer_current() == t)
         sk_tracer_install(NULL);
+    t->closing = 1; /* a call cancelled by the channel's free must not start another */
     sk_http_free(t->http);
+    sk_grpc_channel_free(t->ch);
+    free(t->md);
+    free(t->resp);
     if (t->timer)
         event_free(t->timer);
     for (size_t i = 0; i < t->count; i++)

@@ -1,6 +1,10 @@
 /* Gateway commands: CompleteJob, FailJob, ThrowError (a job's result), UpdateJobTimeout (a
  * handler's extend) and PublishMessage (a handler's call), retried on transient gateway errors
- * with jittered backoff until their deadline and no longer. */
+ * with jittered backoff until their deadline and no longer.
+ *
+ * Each command is one CLIENT span (OpenTelemetry RPC conventions) covering its attempts, child
+ * of the active span (the task's, set by the dispatcher around the result) or of the handler
+ * call's context; every attempt carries it as W3C `traceparent` metadata. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +14,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "trace/trace.h"
 #include "zeebe/internal.h"
 
 typedef enum { CMD_RESULT, CMD_EXTEND, CMD_PUBLISH } cmd_kind;
@@ -31,10 +36,58 @@ typedef struct cmd {
     struct event *timer;
     sk_grpc_call *call;
     unsigned attempts;
+    double sent_at; /* sk_mono_s() of the attempt in flight */
+    sk_span *span;  /* CLIENT span, NULL when out of memory */
     struct cmd *next, *prev;
 } cmd;
 
 static void send_cmd(cmd *c);
+
+/* server.address and server.port from zeebe.address ("host:port", "dns:///host:port",
+ * "[v6]:port"). */
+static void set_server(sk_span *s, const char *target)
+{
+    char host[256];
+    if (strncmp(target, "dns:///", 7) == 0)
+        target += 7;
+    const char *colon = strrchr(target, ':');
+    size_t n = colon ? (size_t)(colon - target) : strlen(target);
+    if (n >= 2 && target[0] == '[' && target[n - 1] == ']') {
+        target++;
+        n -= 2;
+    }
+    snprintf(host, sizeof host, "%.*s", (int)n, target);
+    sk_span_set_str(s, "server.address", host);
+    if (colon)
+        sk_span_set_int(s, "server.port", strtol(colon + 1, NULL, 10));
+}
+
+sk_span *sk_zeebe_cmd_span(sk_zeebe *z, const char *method, const sk_trace_ctx *parent)
+{
+    const char *name = method[0] == '/' ? method + 1 : method; /* "service/Method" */
+    const char *slash = strchr(name, '/');
+    sk_span *s = sk_span_start(sk_span_parent_or_active(parent), name, SK_SPAN_CLIENT);
+    if (!s || !slash)
+        return s;
+    char service[128];
+    snprintf(service, sizeof service, "%.*s", (int)(slash - name), name);
+    sk_span_set_str(s, "rpc.system", "grpc");
+    sk_span_set_str(s, "rpc.service", service);
+    sk_span_set_str(s, "rpc.method", slash + 1);
+    set_server(s, z->cfg->zeebe_address);
+    return s;
+}
+
+/* The command's final status on its span, which ends. */
+static void span_done(sk_span *s, int code, const char *message)
+{
+    if (!s)
+        return;
+    sk_span_set_int(s, "rpc.grpc.status_code", code);
+    if (code != SK_GRPC_OK)
+        sk_span_set_error(s, sk_grpc_code_name(code), message);
+    sk_span_end(s);
+}
 
 int sk_zeebe_transient(int code)
 {
@@ -55,6 +108,10 @@ static void cmd_free(cmd *c)
         c->next->prev = c->prev;
     if (c->timer)
         event_free(c->timer);
+    if (c->span) {
+        sk_span_set_error(c->span, "abandoned", "skiff stopped before the gateway answered");
+        sk_span_end(c->span);
+    }
     sk_reply_drop(c->reply);
     free(c->req);
     free(c->resp);
@@ -160,6 +217,7 @@ static void on_close(void *ud, int code, const char *message)
     sk_zeebe *z = c->z;
     c->call = NULL;
     sk_zeebe_count_request(z, c->method, code);
+    sk_zeebe_observe_command(z, c->method, sk_mono_s() - c->sent_at);
     if (sk_zeebe_transient(code) && !z->closing) {
         int64_t delay = sk_backoff_next(&c->bo);
         if (sk_wall_ms() + delay < c->deadline_ms) {
@@ -168,6 +226,8 @@ static void on_close(void *ud, int code, const char *message)
             return;
         }
     }
+    span_done(c->span, code, message);
+    c->span = NULL;
     if (c->kind == CMD_RESULT)
         result_done(c, code, message);
     else if (c->kind == CMD_EXTEND)
@@ -182,16 +242,27 @@ static void send_cmd(cmd *c)
     c->attempts++;
     int64_t left = c->deadline_ms - sk_wall_ms();
     int64_t timeout = left > 30000 ? 30000 : left > 1000 ? left : 1000;
-    c->call = sk_grpc_call_start(c->z->ch, c->method, c->req, c->len, timeout, NULL, 0,
+    char tp[SK_TRACEPARENT_LEN + 1];
+    sk_grpc_metadata md[2] = {{"traceparent", tp}, {"tracestate", ""}};
+    size_t nmd = 0;
+    if (c->span) {
+        sk_span_traceparent(c->span, tp);
+        md[1].value = c->span->ctx.tracestate;
+        nmd = c->span->ctx.tracestate[0] ? 2 : 1;
+    }
+    c->sent_at = sk_mono_s();
+    c->call = sk_grpc_call_start(c->z->ch, c->method, c->req, c->len, timeout, md, nmd,
                                  c->kind == CMD_PUBLISH ? on_message : NULL, on_close, c);
     if (!c->call)
         on_close(c, SK_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 }
 
-/* Starts command c (filled by the caller: kind, job, method, outcome, deadline, reply) with
- * request req (taken). */
+/* Starts command c (filled by the caller: kind, job, method, outcome, deadline, reply, span:
+ * NULL for a child of the active span) with request req (taken). */
 static void start(sk_zeebe *z, cmd c, uint8_t *req, size_t len)
 {
+    if (!c.span)
+        c.span = sk_zeebe_cmd_span(z, c.method, NULL);
     cmd *p = calloc(1, sizeof(*p));
     struct event *timer = p ? evtimer_new(z->base, retry_cb, p) : NULL;
     if (!timer || !req) {
@@ -204,6 +275,7 @@ static void start(sk_zeebe *z, cmd c, uint8_t *req, size_t len)
         else if (c.kind == CMD_EXTEND)
             sk_zeebe_job_release(c.job);
         sk_reply_error(c.reply, "unavailable", "skiff is out of memory");
+        sk_span_free(c.span);
         return;
     }
     *p = c;
@@ -296,13 +368,14 @@ void sk_zeebe_update_timeout(sk_zeebe *z, zjob *j, int64_t timeout_ms, sk_reply 
 }
 
 void sk_zeebe_publish_send(sk_zeebe *z, uint8_t *req, size_t len, int64_t deadline_ms,
-                           sk_reply *reply)
+                           sk_reply *reply, sk_span *span)
 {
     start(z,
           (cmd){.kind = CMD_PUBLISH,
-                .method = "/gateway_protocol.Gateway/PublishMessage",
+                .method = SK_ZEEBE_PUBLISH_METHOD,
                 .deadline_ms = deadline_ms,
-                .reply = reply},
+                .reply = reply,
+                .span = span},
           req, len);
 }
 

@@ -13,6 +13,7 @@
 #include "core/backoff.h"
 #include "gateway.pb-c.h"
 #include "grpc/grpc.h"
+#include "trace/trace.h"
 #include "zeebe/zeebe.h"
 
 struct event;
@@ -43,6 +44,7 @@ struct sk_zeebe {
     sk_metric *m_streams;  /* job streams open, by job type */
     sk_metric *m_overdue;  /* deadlines passed while a handler held the job, by job type */
     sk_metric *m_unenc;    /* handler results whose variables could not be encoded */
+    sk_metric *m_cmd_s;    /* gateway command attempt latency, by method */
 };
 
 /* The activation of one job type. */
@@ -100,6 +102,8 @@ void sk_zeebe_job_gone(zjob *j);
 /* A job of w has ended: free credits may let the worker poll or reopen its stream. */
 void sk_zeebe_worker_credit(worker *w);
 void sk_zeebe_count_request(sk_zeebe *z, const char *method, int code);
+/* One attempt of a gateway command took seconds (skiff_zeebe_command_duration_seconds). */
+void sk_zeebe_observe_command(sk_zeebe *z, const char *method, double seconds);
 void sk_zeebe_count_job(sk_zeebe *z, const char *type, const char *outcome);
 
 /* ---- commands.c ---- */
@@ -114,9 +118,15 @@ void sk_zeebe_throw(sk_zeebe *z, zjob *j, const char *code, const char *message,
 /* UpdateJobTimeout for a held job; answers reply (may be NULL) with the new deadline. */
 void sk_zeebe_update_timeout(sk_zeebe *z, zjob *j, int64_t timeout_ms, sk_reply *reply);
 /* PublishMessage: answers reply with the message key, retried on transient errors until
- * deadline_ms (epoch ms). Takes req (a packed PublishMessageRequest). */
+ * deadline_ms (epoch ms). Takes req (a packed PublishMessageRequest) and span (its CLIENT span
+ * from sk_zeebe_cmd_span; NULL: a child of the active span). */
+#define SK_ZEEBE_PUBLISH_METHOD "/gateway_protocol.Gateway/PublishMessage"
 void sk_zeebe_publish_send(sk_zeebe *z, uint8_t *req, size_t len, int64_t deadline_ms,
-                           sk_reply *reply);
+                           sk_reply *reply, sk_span *span);
+/* The CLIENT span of a command to method ("/service/Method"), named "service/Method" with the
+ * rpc.* and server.* attributes: child of parent, else of the active span, else a new trace.
+ * NULL when out of memory. */
+sk_span *sk_zeebe_cmd_span(sk_zeebe *z, const char *method, const sk_trace_ctx *parent);
 /* Drops every command still pending (skiff is exiting). */
 void sk_zeebe_cmds_free(sk_zeebe *z);
 int sk_zeebe_transient(int code);

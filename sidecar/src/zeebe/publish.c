@@ -1,11 +1,16 @@
 /* The handlers' `publish_message` call: params checked member by member, then PublishMessage
- * to the gateway; the reply carries the message key once the gateway has answered. */
+ * to the gateway; the reply carries the message key once the gateway has answered.
+ *
+ * The call's CLIENT span is a child of params.traceparent (the handler's span, usually its
+ * task's) and its traceparent goes into the message's variables as trace.zeebe_variable, so the
+ * jobs of the process the message reaches continue the trace. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "core/clock.h"
+#include "trace/trace.h"
 #include "zeebe/internal.h"
 
 /* How long a publish_message call may take, retries on transient errors included. */
@@ -36,6 +41,39 @@ static int opt_string(const json_t *params, const char *key, char **out, sk_repl
     return c_string(v, key, out, reply);
 }
 
+/* The call's context from params.traceparent / params.tracestate: 1 when valid, 0 when absent
+ * or not a valid W3C value (a new trace, as the recommendation says), -1 when not a string
+ * (reply sent). */
+static int call_context(const json_t *params, sk_trace_ctx *ctx, sk_reply *reply)
+{
+    char *tp = NULL, *ts = NULL;
+    if (opt_string(params, "traceparent", &tp, reply) ||
+        opt_string(params, "tracestate", &ts, reply))
+        return -1;
+    if (!tp || sk_traceparent_parse(tp, strlen(tp), ctx))
+        return 0;
+    ctx->tracestate[0] = '\0';
+    if (ts && strlen(ts) < sizeof ctx->tracestate && sk_tracestate_valid(ts, strlen(ts)) == 0)
+        memcpy(ctx->tracestate, ts, strlen(ts) + 1);
+    return 1;
+}
+
+/* The message's variables as JSON text: the handler's (vars, NULL when none) plus the span's
+ * traceparent as variable name, unless the handler set that variable itself. NULL when out of
+ * memory. */
+static char *variables_text(const json_t *vars, const char *name, const sk_span *span)
+{
+    json_t *v = vars ? json_copy((json_t *)vars) : json_object();
+    if (v && span && !json_object_get(v, name)) {
+        char tp[SK_TRACEPARENT_LEN + 1];
+        sk_span_traceparent(span, tp);
+        json_object_set_new(v, name, json_string(tp));
+    }
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    return text;
+}
+
 void sk_zeebe_publish_call(void *ud, const json_t *params, sk_reply *reply)
 {
     sk_zeebe *z = ud;
@@ -62,17 +100,26 @@ void sk_zeebe_publish_call(void *ud, const json_t *params, sk_reply *reply)
         sk_reply_error(reply, "invalid_params", "params.variables must be an object");
         return;
     }
-    char *text = vars ? json_dumps(vars, JSON_COMPACT) : NULL;
-    if (vars && !text) {
+    sk_trace_ctx parent;
+    int has_parent = call_context(params, &parent, reply);
+    if (has_parent < 0)
+        return;
+    sk_span *span = sk_zeebe_cmd_span(z, SK_ZEEBE_PUBLISH_METHOD, has_parent ? &parent : NULL);
+    const char *var = z->cfg->trace_zeebe_variable && *z->cfg->trace_zeebe_variable
+                          ? z->cfg->trace_zeebe_variable
+                          : "traceparent";
+    char *text = variables_text(vars, var, span);
+    if (!text) {
+        sk_span_free(span);
         sk_reply_error(reply, "rejected",
                        "skiff could not encode params.variables (out of memory)");
         return;
     }
-    r.variables = text ? text : "";
+    r.variables = text;
     size_t len = protobuf_c_message_get_packed_size(&r.base);
     uint8_t *req = malloc(len ? len : 1);
     if (req)
         protobuf_c_message_pack(&r.base, req);
     free(text);
-    sk_zeebe_publish_send(z, req, len, sk_wall_ms() + PUBLISH_TIMEOUT_MS, reply);
+    sk_zeebe_publish_send(z, req, len, sk_wall_ms() + PUBLISH_TIMEOUT_MS, reply, span);
 }

@@ -28,6 +28,13 @@ void sk_zeebe_count_request(sk_zeebe *z, const char *method, int code)
     sk_series_add(sk_metric_series(z->m_requests, labels), 1);
 }
 
+void sk_zeebe_observe_command(sk_zeebe *z, const char *method, double seconds)
+{
+    const char *slash = strrchr(method, '/');
+    const char *const labels[] = {slash ? slash + 1 : method, NULL};
+    sk_series_observe(sk_metric_series(z->m_cmd_s, labels), seconds);
+}
+
 void sk_zeebe_count_job(sk_zeebe *z, const char *type, const char *outcome)
 {
     const char *const labels[] = {type, outcome, NULL};
@@ -415,8 +422,13 @@ static int register_metrics(sk_zeebe *z, sk_metrics *m)
         "Handler results whose variables could not be encoded for the engine (the job is "
         "failed instead).",
         SK_KV("job_type"));
+    z->m_cmd_s = sk_metrics_histogram(
+        m, "skiff_zeebe_command_duration_seconds",
+        "One attempt of a gateway command (CompleteJob, FailJob, ThrowError, UpdateJobTimeout, "
+        "PublishMessage): sent to answered, by method.",
+        SK_KV("method"), sk_metrics_latency_buckets, sk_metrics_latency_nbuckets);
     return z->m_requests && z->m_jobs && z->m_latency && z->m_open && z->m_backoff &&
-                   z->m_streamed && z->m_streams && z->m_overdue && z->m_unenc
+                   z->m_streamed && z->m_streams && z->m_overdue && z->m_unenc && z->m_cmd_s
                ? 0
                : -1;
 }

@@ -16,6 +16,7 @@
 #include "core/log.h"
 
 #include "core/clock.h"
+#include "trace/context.h"
 #include "zeebe_fixture.h"
 
 /* Starts the source, connects a handler (features: JSON array text or NULL) and hands it the
@@ -251,6 +252,25 @@ static void call(zf_fixture *fx, const char *ref, const char *params)
     zf_send_json(fx, buf);
 }
 
+/* The message's variables without the traceparent skiff adds, which must be a valid W3C
+ * value of the trace trace_hex (NULL: any trace, a new one). */
+static void assert_vars_traced(const char *text, const char *expected, const char *trace_hex)
+{
+    json_t *v = json_loads(text, 0, NULL);
+    assert_non_null(v);
+    const char *tp = json_string_value(json_object_get(v, "traceparent"));
+    sk_trace_ctx ctx;
+    assert_non_null(tp);
+    assert_int_equal(sk_traceparent_parse(tp, strlen(tp), &ctx), 0);
+    if (trace_hex)
+        assert_memory_equal(tp + 3, trace_hex, 32);
+    json_object_del(v, "traceparent");
+    char *rest = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    zf_assert_json(rest, expected);
+    free(rest);
+    json_decref(v);
+}
+
 static void test_publish_message_maps_fields(void **state)
 {
     zf_fixture *fx = *state;
@@ -259,7 +279,8 @@ static void test_publish_message_maps_fields(void **state)
     call(fx, "p1",
          "{\"name\":\"order-paid\",\"correlation_key\":\"o-17\",\"time_to_live_ms\":60000,"
          "\"message_id\":\"m-1\",\"variables\":{\"paid\":true,\"amount\":12},"
-         "\"tenant_id\":\"tenant-a\"}");
+         "\"tenant_id\":\"tenant-a\","
+         "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}");
     json_t *r = zf_expect_reply(fx, "p1", NULL);
     assert_string_equal(json_string_value(json_object_get(r, "key")), "9007199254740995");
     assert_string_equal(json_string_value(json_object_get(r, "tenant_id")), "tenant-a");
@@ -270,7 +291,10 @@ static void test_publish_message_maps_fields(void **state)
     assert_string_equal(q->correlationkey, "o-17");
     assert_int_equal(q->timetolive, 60000);
     assert_string_equal(q->messageid, "m-1");
-    zf_assert_json(q->variables, "{\"paid\":true,\"amount\":12}");
+    /* the handler's variables plus the PublishMessage span, in the call's trace */
+    assert_vars_traced(q->variables, "{\"paid\":true,\"amount\":12}",
+                       "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_null(strstr(q->variables, "00f067aa0ba902b7")); /* a span of its own */
     assert_string_equal(q->tenantid, "tenant-a");
     protobuf_c_message_free_unpacked(&q->base, NULL);
 
@@ -283,8 +307,15 @@ static void test_publish_message_maps_fields(void **state)
     assert_string_equal(q->name, "ping");
     assert_string_equal(q->correlationkey, "");
     assert_int_equal(q->timetolive, 0);
-    assert_string_equal(q->variables, "");
+    assert_vars_traced(q->variables, "{}", NULL); /* only the span: a new trace */
     assert_string_equal(q->tenantid, "");
+    protobuf_c_message_free_unpacked(&q->base, NULL);
+
+    /* A traceparent variable the handler sets itself is left alone. */
+    call(fx, "p3", "{\"name\":\"ping\",\"variables\":{\"traceparent\":\"mine\"}}");
+    json_decref(zf_expect_reply(fx, "p3", NULL));
+    q = publish_req(fx, 2);
+    zf_assert_json(q->variables, "{\"traceparent\":\"mine\"}");
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
 
@@ -340,6 +371,8 @@ static void test_publish_invalid_params(void **state)
         "{\"name\":\"paid\",\"correlation_key\":\"o-1\\u0000x\"}",
         "{\"name\":\"pa\\u0000id\"}",
         "{\"name\":\"paid\",\"message_id\":\"\\u0000\"}",
+        "{\"name\":\"paid\",\"traceparent\":7}",
+        "{\"name\":\"paid\",\"tracestate\":[]}",
     };
     zf_start(fx);
     zf_join(fx, 1);

@@ -14,7 +14,10 @@
 #include <event2/buffer.h>
 
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "net/http.h"
+#include "net/http_obs.h"
+#include "trace/trace.h"
 
 #include "http_test_server.h"
 
@@ -23,7 +26,7 @@
 typedef struct {
     test_server server;
     int requests; /* seen by the server */
-    char method[16], uri[256], xtest[64], ctype[64], auth[128], body[256];
+    char method[16], uri[256], xtest[64], ctype[64], auth[128], body[256], tp[64];
     sk_http *http;
 } fixture;
 
@@ -80,6 +83,7 @@ static void on_server(struct evhttp_request *req, void *arg)
     copy_header(req, "X-Test", f->xtest, sizeof f->xtest);
     copy_header(req, "Content-Type", f->ctype, sizeof f->ctype);
     copy_header(req, "Authorization", f->auth, sizeof f->auth);
+    copy_header(req, "traceparent", f->tp, sizeof f->tp);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     ev_ssize_t n = evbuffer_copyout(in, f->body, sizeof f->body - 1);
     f->body[n > 0 ? n : 0] = '\0';
@@ -484,6 +488,52 @@ static void test_stream_stop(void **state)
     sk_http_resume(NULL);
 }
 
+/* A request carries the traceparent of its own CLIENT span, child of the active span; the
+ * OTLP exporter's client (untraced) sends none; both feed the peer's metrics. */
+static void test_traceparent_and_metrics(void **state)
+{
+    fixture *f = *state;
+    sk_metrics *m = sk_metrics_new();
+    sk_span *task = sk_span_start(NULL, "process t", SK_SPAN_CONSUMER);
+    sk_span_scope prev = sk_span_enter(task);
+    outcome o = {0};
+    sk_http_set_observe(f->http, m, "registry", 1);
+    assert_non_null(get(f, "/echo", 5000, &o));
+    sk_span_leave(prev);
+    run_until(&f->server, &o.calls, 1);
+    char want[40];
+    snprintf(want, sizeof want, "00-%s-", task->trace_hex);
+    assert_int_equal(strlen(f->tp), SK_TRACEPARENT_LEN);
+    assert_memory_equal(f->tp, want, strlen(want));          /* the task's trace */
+    assert_memory_not_equal(f->tp + 36, task->span_hex, 16); /* its own span id */
+    sk_http_set_observe(f->http, m, "otlp", 0);
+    outcome p = {0};
+    assert_non_null(get(f, "/echo", 5000, &p));
+    run_until(&f->server, &p.calls, 1);
+    assert_string_equal(f->tp, "");
+    char *text = sk_metrics_render(m, NULL);
+    assert_non_null(
+        strstr(text, "skiff_http_client_request_duration_seconds_count{peer=\"registry\"} 1"));
+    assert_non_null(strstr(text, "skiff_http_client_ttfb_seconds_count{peer=\"otlp\"} 1"));
+    free(text);
+    sk_span_free(task);
+    sk_metrics_free(m);
+}
+
+/* url.full never shows credentials or query values. */
+static void test_url_redacted(void **state)
+{
+    (void)state;
+    char out[256];
+    sk_http_url_redacted("https://user:canary@vault.example:8200/v1/x?token=canary&a&b=2#frag", out,
+                         sizeof out);
+    assert_string_equal(out, "https://vault.example:8200/v1/x?token=REDACTED&a&b=REDACTED");
+    sk_http_url_redacted("http://127.0.0.1:28081/schemas/ids/1", out, sizeof out);
+    assert_string_equal(out, "http://127.0.0.1:28081/schemas/ids/1");
+    sk_http_url_redacted("not a url", out, sizeof out);
+    assert_string_equal(out, "");
+}
+
 int main(void)
 {
     setenv("no_proxy", "*", 1); /* the tests talk to 127.0.0.1 directly */
@@ -502,6 +552,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_post, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_pause_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_traceparent_and_metrics, setup, teardown),
+        cmocka_unit_test(test_url_redacted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -267,6 +267,48 @@ static void test_produce_span(void **state)
     json_decref(h);
 }
 
+/* Ids drawn through the pool: never zero, never repeated (across several pool refills). */
+static int cmp_ids(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+static void test_fresh_ids(void **state)
+{
+    (void)state;
+    enum { N = 2000 }; /* 2000 x 24 bytes: about 12 refills of the 4 KiB pool */
+    static uint8_t ids[N][16];
+    for (int i = 0; i < N; i++) {
+        uint8_t span[8];
+        sk_trace_new_trace_id(ids[i]);
+        sk_trace_new_span_id(span);
+        assert_false(sk_trace_id_zero(ids[i], 16));
+        assert_false(sk_trace_id_zero(span, 8));
+    }
+    qsort(ids, N, 16, cmp_ids);
+    for (int i = 1; i < N; i++)
+        assert_memory_not_equal(ids[i - 1], ids[i], 16);
+}
+
+/* The downward API's pod name and namespace join the resource unless OTEL_RESOURCE_ATTRIBUTES
+ * names them; odd characters are encoded so the list still parses. */
+static void test_k8s_resource(void **state)
+{
+    (void)state;
+    char *r = sk_trace_resource("deployment.environment=test", "pod-7", "ns1");
+    assert_string_equal(r, "deployment.environment=test,k8s.pod.name=pod-7,k8s.namespace.name=ns1");
+    free(r);
+    r = sk_trace_resource(" k8s.pod.name =mine", "pod-7", NULL);
+    assert_string_equal(r, " k8s.pod.name =mine");
+    free(r);
+    r = sk_trace_resource("", "a,b=c%", "");
+    assert_string_equal(r, "k8s.pod.name=a%2Cb%3Dc%25");
+    free(r);
+    r = sk_trace_resource(NULL, NULL, NULL);
+    assert_string_equal(r, "");
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,7 +316,8 @@ int main(void)
         cmocka_unit_test(test_tracestate),        cmocka_unit_test(test_sampler),
         cmocka_unit_test(test_kafka_span),        cmocka_unit_test(test_invalid_context_new_trace),
         cmocka_unit_test(test_zeebe_span),        cmocka_unit_test(test_otlp_encoding),
-        cmocka_unit_test(test_produce_span),
+        cmocka_unit_test(test_produce_span),      cmocka_unit_test(test_k8s_resource),
+        cmocka_unit_test(test_fresh_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

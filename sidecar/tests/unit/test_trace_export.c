@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <event2/buffer.h>
+#include <zlib.h>
 
 #include "core/config.h"
 #include "core/log.h"
@@ -23,7 +24,7 @@ typedef struct {
     int requests, spans;
     const int *statuses; /* reply of request i (the last one repeats) */
     int nstatuses;
-    char path[64], content_type[64], api_key[64];
+    char path[64], content_type[64], api_key[64], encoding[32];
     sk_metrics *metrics;
     sk_tracer *tracer;
 } fixture;
@@ -36,10 +37,21 @@ static void on_request(struct evhttp_request *req, void *arg)
     snprintf(f->path, sizeof f->path, "%s", evhttp_request_get_uri(req));
     copy_header(req, "Content-Type", f->content_type, sizeof f->content_type);
     copy_header(req, "x-api-key", f->api_key, sizeof f->api_key);
+    copy_header(req, "Content-Encoding", f->encoding, sizeof f->encoding);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
-    SkiffOtlp__ExportTraceServiceRequest *r = skiff_otlp__export_trace_service_request__unpack(
-        NULL, len, evbuffer_pullup(in, (ev_ssize_t)len));
+    uint8_t *body = evbuffer_pullup(in, (ev_ssize_t)len), plain[65536];
+    if (strcmp(f->encoding, "gzip") == 0) { /* zlib's inflate, gzip wrapper (windowBits 31) */
+        z_stream z = {
+            .next_in = body, .avail_in = (uInt)len, .next_out = plain, .avail_out = sizeof plain};
+        assert_int_equal(inflateInit2(&z, 31), Z_OK);
+        assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+        body = plain;
+        len = z.total_out;
+        inflateEnd(&z);
+    }
+    SkiffOtlp__ExportTraceServiceRequest *r =
+        skiff_otlp__export_trace_service_request__unpack(NULL, len, body);
     assert_non_null(r);
     f->spans += (int)r->resource_spans[0]->scope_spans[0]->n_spans;
     skiff_otlp__export_trace_service_request__free_unpacked(r, NULL);
@@ -47,6 +59,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
     evhttp_send_reply(req, status, "Status", NULL);
 }
+
+static int compression; /* otlp.compression of the next start: 0 none, 1 gzip */
 
 static void start(fixture *f, const int *statuses, int n, int64_t max_queue, int64_t max_batch,
                   int64_t delay_ms)
@@ -67,7 +81,8 @@ static void start(fixture *f, const int *statuses, int n, int64_t max_queue, int
                      .bsp_schedule_delay_ms = delay_ms,
                      .bsp_export_timeout_ms = 30000,
                      .bsp_max_queue = max_queue,
-                     .bsp_max_batch = max_batch};
+                     .bsp_max_batch = max_batch,
+                     .otlp_compression = compression};
     f->metrics = sk_metrics_new();
     f->tracer = sk_tracer_new(f->srv.base, &cfg, f->metrics, err, sizeof err);
     assert_non_null(f->tracer);
@@ -191,6 +206,66 @@ static void test_unsampled_not_exported(void **state)
     stop(&f);
 }
 
+/* otlp.compression=gzip: the body is gzip with Content-Encoding: gzip and decodes to the
+ * batch. */
+static void test_gzip_body(void **state)
+{
+    (void)state;
+    static const int st[] = {200};
+    fixture f;
+    compression = 1;
+    start(&f, st, 1, 16, 3, 600000);
+    compression = 0;
+    spans(3);
+    run_until(&f.srv, &f.requests, 1);
+    drain(&f);
+    assert_string_equal(f.encoding, "gzip");
+    assert_int_equal(f.spans, 3);
+    assert_true(exported(&f) == 3);
+    stop(&f);
+}
+
+/* OTLP/gRPC endpoints: https (no TLS for the exporter yet) and an empty host are refused
+ * with a message naming the endpoint; host:port and http:// are taken. */
+static void test_grpc_endpoints(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url;
+        int ok;
+    } cases[] = {{"https://collector:4317", 0},
+                 {"http:///v1", 0},
+                 {"http://127.0.0.1:4317", 1},
+                 {"collector", 1},
+                 {"[::1]:4317", 1}};
+    struct event_base *base = event_base_new();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[256] = "";
+        sk_config cfg = {.service_name = "svc",
+                         .trace_sampler_arg = "",
+                         .otlp_endpoint = (char *)cases[i].url,
+                         .otlp_traces_endpoint = "",
+                         .otlp_headers = "",
+                         .otlp_protocol = 1, /* grpc */
+                         .otlp_timeout_ms = 1000,
+                         .bsp_schedule_delay_ms = 1000,
+                         .bsp_export_timeout_ms = 1000,
+                         .bsp_max_queue = 4,
+                         .bsp_max_batch = 4};
+        sk_metrics *m = sk_metrics_new();
+        sk_tracer *t = sk_tracer_new(base, &cfg, m, err, sizeof err);
+        if (cases[i].ok) {
+            assert_non_null(t);
+        } else {
+            assert_null(t);
+            assert_non_null(strstr(err, cases[i].url));
+        }
+        sk_tracer_free(t);
+        sk_metrics_free(m);
+    }
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +273,8 @@ int main(void)
         cmocka_unit_test(test_400_drops_without_retry),
         cmocka_unit_test(test_full_queue_drops_then_flush),
         cmocka_unit_test(test_unsampled_not_exported),
+        cmocka_unit_test(test_gzip_body),
+        cmocka_unit_test(test_grpc_endpoints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
