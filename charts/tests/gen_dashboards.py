@@ -158,8 +158,9 @@ EGRESS = ("Egress", [
             "skiff_egress_request_duration_seconds", "route", "{{route}}"),
     latency("Egress time to first byte", "", "skiff_egress_ttfb_seconds", "route",
             "{{route}}"),
-    panel("Egress breaker open", "1 while a route's circuit breaker is open (calls fail fast).",
-          "short", (gauge("max", "skiff_egress_breaker_open", "route"), "{{route}}")),
+    panel("Egress breaker state", "A route's circuit breaker: 0 closed, 1 open (calls fail fast), "
+          "2 half-open (one probe call).",
+          "short", (gauge("max", "skiff_egress_breaker_state", "route"), "{{route}}")),
 ])
 
 TRACING = ("Tracing", [

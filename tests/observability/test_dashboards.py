@@ -71,13 +71,13 @@ EXCUSED = {
     "skiff_vault_secret_reads_total": "no Vault in this run (tests/vault.sh)",
     "skiff_egress_request_duration_seconds": "no egress route configured in this run",
     "skiff_egress_ttfb_seconds": "no egress route configured in this run",
-    "skiff_egress_breaker_open": "no egress route configured in this run",
+    "skiff_egress_breaker_state": "no egress route configured in this run",
 }
 # Excuses that depend on the branches merged into the build (their metrics may or may not
 # exist); every other excuse must be needed by some query, or it is stale.
 BUILD_DEPENDENT = {"skiff_http_client_request_duration_seconds", "skiff_http_client_ttfb_seconds",
                    "skiff_egress_request_duration_seconds", "skiff_egress_ttfb_seconds",
-                   "skiff_egress_breaker_open"}
+                   "skiff_egress_breaker_state"}
 
 METRIC = re.compile(r"\b(skiff_[a-z0-9_]+?)(?:_bucket)?\{")
 
