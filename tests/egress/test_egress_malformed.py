@@ -1,7 +1,8 @@
-"""Malformed HTTP from the handler side, sent on raw sockets: a bad request line (400), headers
-too large (431), bad chunked framing (400), a declared body over the limit (413), slow headers
-(408, slowloris). Each is answered and the connection closed, nothing reaches the upstream, and
-skiff goes on serving (checked with httpx after each) without a sanitizer report."""
+"""Malformed HTTP from the handler side, sent on raw sockets: a bad request line (400), an
+unknown method (501), headers too large (431), bad chunked framing (413: libevent 2.1's evhttp
+reports a corrupt chunk as "data too long", a known limit in docs/operations.md and ADR 0010),
+a declared body over the limit (413), slow headers (408, slowloris). Each is answered and the
+connection closed, nothing reaches the upstream, and skiff goes on serving (checked with httpx after each) without a sanitizer report."""
 import socket
 import time
 
@@ -23,9 +24,13 @@ def still_serving(s, up):
     assert s.proc.poll() is None
 
 
+# libevent 2.1's evhttp answers a corrupt chunked body with 413 (it has no hook for its own error
+# answers); 400 would be the precise status. The connection is closed either way.
+BAD_CHUNKING = 413
 CASES = {
     "bad request line": (b"GARBAGE\r\n\r\n", 400),
-    "bad method token": (b"G(T /openai/models HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    # An unknown method token: 501 Not Implemented, RFC 9110 §9.1's answer (libevent's evhttp).
+    "bad method token": (b"G(T /openai/models HTTP/1.1\r\nHost: x\r\n\r\n", 501),
     "bad version": (b"GET /openai/models HTTP/9.9\r\nHost: x\r\n\r\n", 400),
     "header without colon": (b"GET /openai/models HTTP/1.1\r\nHost x\r\n\r\n", 400),
     "huge header": (b"GET /openai/models HTTP/1.1\r\nHost: x\r\nX-Big: "
@@ -33,10 +38,11 @@ CASES = {
     "many headers": (b"GET /openai/models HTTP/1.1\r\nHost: x\r\n"
                      + b"".join(b"X-H%d: v\r\n" % i for i in range(5000)) + b"\r\n", 431),
     "bad chunk size": (b"POST /openai/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                       b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400),
+                       b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+                       BAD_CHUNKING),
     "chunk without CRLF": (b"POST /openai/chat/completions HTTP/1.1\r\nHost: x\r\n"
                            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX3\r\nabc\r\n"
-                           b"0\r\n\r\n", 400),
+                           b"0\r\n\r\n", BAD_CHUNKING),
     "content-length and chunked": (b"POST /openai/chat/completions HTTP/1.1\r\nHost: x\r\n"
                                    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
                                    b"5\r\nhello\r\n0\r\n\r\n", 400),
