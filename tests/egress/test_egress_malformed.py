@@ -1,6 +1,6 @@
 """Malformed HTTP from the handler side, sent on raw sockets: a bad request line (400), an
 unknown method (501), headers too large (431), bad chunked framing (413: libevent 2.1's evhttp
-reports a corrupt chunk as "data too long", a known limit in docs/operations.md and ADR 0010),
+reports a corrupt chunk as "data too long", a known limit in docs/operations.md and ADR 0011),
 a declared body over the limit (413), slow headers (408, slowloris). Each is answered and the
 connection closed, nothing reaches the upstream, and skiff goes on serving (checked with httpx
 after each) without a sanitizer report."""

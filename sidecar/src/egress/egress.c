@@ -336,7 +336,7 @@ int sk_egress_start(sk_egress *e, char *err, size_t errlen)
         return -1;
     }
     /* A body past twice the largest route's limit and 10 s without a byte while a request is
-     * read are refused by evhttp itself (ADR 0010-egress-listener); a body between a route's
+     * read are refused by evhttp itself (ADR 0011-egress-listener); a body between a route's
      * limit and evhttp's by the route's guard with the JSON body; a head over 32 KiB or not
      * arrived within 10 s by conn.c. */
     evhttp_set_max_headers_size(e->server, 2 * SK_EGRESS_MAX_HEAD); /* conn.c answers first */
