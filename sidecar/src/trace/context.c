@@ -175,12 +175,44 @@ static uint64_t fallback_random(void)
     return z ^ (z >> 31);
 }
 
+/* Ids come from xoshiro256++, seeded once per thread from OpenSSL's generator: W3C trace
+ * context asks for random, unique ids, not secret ones, and one RAND_bytes call per id was
+ * 14 % of skiff's CPU per Kafka record (two ids per task). skiff never forks, so no two
+ * processes share a seeded state. */
+static _Thread_local uint64_t rng[4];
+static _Thread_local int rng_seeded;
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t next_random(void)
+{
+    if (!rng_seeded) {
+        if (RAND_bytes((unsigned char *)rng, (int)sizeof(rng)) != 1 ||
+            sk_trace_id_zero((const uint8_t *)rng, sizeof(rng)))
+            for (size_t i = 0; i < 4; i++)
+                rng[i] = fallback_random();
+        rng_seeded = 1;
+    }
+    uint64_t out = rotl(rng[0] + rng[3], 23) + rng[0], t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return out;
+}
+
 static void random_bytes(uint8_t *id, size_t n)
 {
     do {
-        if (RAND_bytes(id, (int)n) != 1)
-            for (size_t i = 0; i < n; i++)
-                id[i] = (uint8_t)fallback_random();
+        for (size_t i = 0; i < n; i += 8) {
+            uint64_t r = next_random();
+            memcpy(id + i, &r, n - i < 8 ? n - i : 8);
+        }
     } while (sk_trace_id_zero(id, n));
 }
 

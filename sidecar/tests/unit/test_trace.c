@@ -267,6 +267,24 @@ static void test_produce_span(void **state)
     json_decref(h);
 }
 
+/* Fresh ids are never all-zero and do not repeat (the generator is seeded once per thread). */
+static void test_new_ids_unique(void **state)
+{
+    (void)state;
+    enum { N = 4096 };
+    static uint8_t ids[N][16];
+    for (int i = 0; i < N; i++) {
+        if (i % 2)
+            sk_trace_new_trace_id(ids[i]);
+        else
+            sk_trace_new_span_id(ids[i]);
+        assert_false(sk_trace_id_zero(ids[i], i % 2 ? 16 : 8));
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = i + 2; j < N; j += 2)
+            assert_memory_not_equal(ids[i], ids[j], i % 2 ? 16 : 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,7 +292,7 @@ int main(void)
         cmocka_unit_test(test_tracestate),        cmocka_unit_test(test_sampler),
         cmocka_unit_test(test_kafka_span),        cmocka_unit_test(test_invalid_context_new_trace),
         cmocka_unit_test(test_zeebe_span),        cmocka_unit_test(test_otlp_encoding),
-        cmocka_unit_test(test_produce_span),
+        cmocka_unit_test(test_produce_span),      cmocka_unit_test(test_new_ids_unique),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
