@@ -365,13 +365,18 @@ _RECORD_FIELDS = frozenset(Record.__dataclass_fields__)
 _EVENT_LOCK = threading.Lock()
 
 
+def _check_members(obj: Dict[str, Any], types: Dict[str, type], where: str) -> None:
+    """TypeError naming the first known member of the wrong type (a bool is no int)."""
+    for name, v in obj.items():
+        kind = types.get(name)
+        if kind is None or type(v) is kind or v is None:  # the common case, one type check
+            continue
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise TypeError(f"{where}{name} must be {kind.__name__}, not {type(v).__name__}")
+
+
 def _check_task_frame(f: Dict[str, Any]) -> None:
-    def check(obj: Dict[str, Any], types: Dict[str, type], where: str) -> None:
-        for name, kind in types.items():
-            v = obj.get(name)
-            if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
-                raise TypeError(f"{where}{name} must be {kind.__name__}, "
-                                f"not {type(v).__name__}")
+    check = _check_members
     check(f, _TASK_MEMBERS, "")
     if not f.get("id"):
         raise ValueError("id must be a non-empty string")
@@ -782,6 +787,7 @@ class Handler:
         self.backoff_max = backoff_max
         self.inline = inline
         self.batch = batch
+        self._async_fns: Dict[Any, bool] = {}  # function -> is a coroutine function
         self.session: Optional[str] = None
         self._jobs: Dict[str, JobFunction] = {}
         self._topics: Dict[str, JobFunction] = {}
@@ -1096,9 +1102,12 @@ class Handler:
             conn.in_flight += 1
             conn.running += 1
         fn = (self._topics if task.source == "kafka" else self._jobs).get(task.route)
-        if inspect.iscoroutinefunction(fn) and conn.loop is not None:
+        is_async = self._async_fns.get(fn)
+        if is_async is None:
+            is_async = self._async_fns[fn] = inspect.iscoroutinefunction(fn)
+        if is_async and conn.loop is not None:
             conn.loop.create_task(self._run_async(conn, task, fn))  # run_async: on its loop
-        elif inspect.iscoroutinefunction(fn):
+        elif is_async:
             self._to_loop(conn, task, fn)
         elif self.inline:
             self._run_sync(conn, task, fn)
