@@ -33,6 +33,11 @@ def drain_and_exit(conn, proc) -> None:
     assert proc.wait() == 0, proc.stderr()
 
 
+def features(reg) -> list:
+    """The features a handler of this registration's contract level lists in its hello."""
+    return ["cancel", "batch"] if reg["level"] >= 3 else ["cancel"]
+
+
 def job_types(reg) -> set:
     """The job types a handler of this registration's contract level serves."""
     return (JOB_TYPES | (LEVEL2_JOB_TYPES if reg["level"] >= 2 else set())
@@ -50,7 +55,7 @@ def test_hello(skiff, spawn, sdk, reg):
     assert set(hello["job_types"]) == job_types(reg)
     assert isinstance(hello["topics"], list)
     assert set(hello["topics"]) == TOPICS
-    assert hello["features"] == ["cancel"]
+    assert hello["features"] == features(reg)
     drain_and_exit(conn, proc)
 
 
@@ -61,18 +66,18 @@ def test_hello_zeebe_only_is_unchanged(skiff, spawn, sdk, reg):
     hello = conn.handshake()
     assert list(hello) == ["type", "version", "name", "capacity", "job_types", "features"]
     assert hello == {"type": "hello", "version": 1, "name": f"conformance-{sdk}",
-                     "capacity": 3, "job_types": hello["job_types"], "features": ["cancel"]}
+                     "capacity": 3, "job_types": hello["job_types"], "features": features(reg)}
     assert set(hello["job_types"]) == job_types(reg)
     drain_and_exit(conn, proc)
 
 
-def test_hello_topics_only(skiff, spawn, sdk):
+def test_hello_topics_only(skiff, spawn, sdk, reg):
     proc = spawn(skiff.path, capacity=2, mode="kafka")
     conn = skiff.accept()
     hello = conn.handshake()
     assert list(hello) == ["type", "version", "name", "capacity", "topics", "features"]
     assert set(hello["topics"]) == TOPICS
-    assert hello["features"] == ["cancel"]
+    assert hello["features"] == features(reg)
     task = make_kafka_task("conf.ok", {"a": 1})
     assert conn.run_tasks([task])[task["id"]] == {"type": "ack", "id": task["id"]}
     drain_and_exit(conn, proc)
@@ -512,4 +517,66 @@ def test_broken_framing_closes_and_reconnects(skiff, spawn, length):
     conn.handshake()
     task = make_task("conf-none")
     assert conn.run_tasks([task])[task["id"]]["type"] == "complete"
+    drain_and_exit(conn, proc)
+
+
+@level(3)
+def test_batch_tasks_frame_answered_per_item(skiff, spawn):
+    """1.4: the tasks of a tasks frame run as if each had come alone (ack, nack, complete,
+    an unregistered topic nacked); a bad item (no id) is skipped, the others go on; results
+    come alone or in results frames (the fake skiff checks and unpacks them)."""
+    proc = spawn(skiff.path, capacity=8)
+    conn = skiff.accept()
+    hello = conn.handshake()
+    assert "batch" in hello["features"]
+    ok = [make_kafka_task("conf.ok", {"n": i}) for i in range(4)]
+    retry = make_kafka_task("conf.retry", {"ms": 700})
+    job = make_task("conf-complete", {"n": 5})
+    nope = make_kafka_task("conf.nope", {})
+    no_id = {k: v for k, v in make_kafka_task("conf.ok", {}).items() if k != "id"}
+    conn.send_tasks(ok[:2] + [no_id, retry, job] + ok[2:] + [nope], validate=False)
+    got = {}
+    for _ in range(7):
+        f = conn.recv(timeout=10)
+        assert f["id"] not in got, f"two results for one task: {f}"
+        got[f["id"]] = f
+    for t in ok:
+        assert got[t["id"]] == {"type": "ack", "id": t["id"]}
+    assert got[retry["id"]]["type"] == "nack" and got[retry["id"]]["retry_backoff_ms"] == 700
+    assert got[job["id"]]["type"] == "complete"
+    assert got[job["id"]]["variables"]["doubled"] == 10
+    assert got[nope["id"]]["type"] == "nack" and not got[nope["id"]].get("dead_letter")
+    conn.send({"type": "ping", "ref": "after-batch"})
+    assert conn.recv(timeout=5) == {"type": "pong", "ref": "after-batch"}
+    drain_and_exit(conn, proc)
+
+
+@level(3)
+def test_batch_results_only_when_welcome_lists_batch(skiff, spawn):
+    """A skiff whose welcome does not list batch never gets a results frame (the fake skiff
+    fails on one), even for tasks that finish together."""
+    proc = spawn(skiff.path, capacity=8)
+    conn = skiff.accept()
+    conn.handshake(features=["cancel", "extend"])
+    tasks = [make_kafka_task("conf.ok", {"n": i}) for i in range(8)]
+    for t in tasks:
+        conn.send(t)
+    got = {conn.recv(timeout=10)["id"] for _ in tasks}
+    assert got == {t["id"] for t in tasks}
+    assert conn.results_frames == 0
+    drain_and_exit(conn, proc)
+
+
+@level(3)
+def test_batch_results_skiff_refuses_an_item(skiff, spawn):
+    """An error frame with an index (a results item skiff refused) does not end the session:
+    the handler logs it and goes on serving."""
+    proc = spawn(skiff.path, capacity=4)
+    conn = skiff.accept()
+    conn.handshake()
+    conn.send({"type": "error", "code": "unknown_task", "message": "results item: no open "
+               "task \"k-9\" on this connection", "id": "k-9", "index": 1})
+    tasks = [make_kafka_task("conf.ok", {"n": i}) for i in range(4)]
+    r = conn.run_tasks(tasks)
+    assert {t["id"]: r[t["id"]]["type"] for t in tasks} == {t["id"]: "ack" for t in tasks}
     drain_and_exit(conn, proc)

@@ -1,4 +1,4 @@
-// skiff handler SDK for Node.js (handler protocol v1.2, no dependencies).
+// skiff handler SDK for Node.js (handler protocol v1.4, no dependencies).
 //
 //   import { Handler, BpmnError, JobFailed, Retry, DeadLetter } from '@skiff/handler';
 //   const app = new Handler({ name: 'policy-issuer', capacity: 8 });
@@ -48,6 +48,11 @@
 // invalid_params (not JSON-serialisable, larger than max_frame, or a produce
 // without a value). A cancelled task no longer counts against `capacity`: skiff
 // may send a new one while its function runs.
+//
+// Batches (protocol 1.4, `batch: true`, the default): the hello lists feature `batch`, so
+// skiff may send several tasks in one `tasks` frame; when skiff's welcome lists it too, the
+// results that finish in one turn of the event loop leave as one `results` frame (within
+// max_frame) in one write. Every frame a read brings is parsed and dispatched at once.
 //
 // run() connects to $SKIFF_SOCKET (default /run/skiff/handler.sock),
 // reconnecting with a backoff while skiff is not there or after a lost
@@ -317,13 +322,14 @@ export class Handler {
     backoffInitialMs = 100,
     backoffMaxMs = 5000,
     logger = defaultLogger,
+    batch = true,
   } = {}) {
     if (!name) throw new TypeError('name is required');
     if (!Number.isInteger(capacity) || capacity < 1) {
       throw new RangeError('capacity must be an integer >= 1');
     }
     Object.assign(this, {
-      name, capacity, socketPath, reconnect, backoffInitialMs, backoffMaxMs, logger,
+      name, capacity, socketPath, reconnect, backoffInitialMs, backoffMaxMs, logger, batch,
     });
     this.session = null;
     this.jobs = new Map();
@@ -414,6 +420,7 @@ export class Handler {
         sock, welcomed: false, draining: false, closed: false, inFlight: 0, running: 0,
         maxFrame: DEFAULT_MAX_FRAME, features: new Set(), methods: new Set(),
         open: new Map(), pending: new Map(), nextRef: 1,
+        results: [], resultsFlush: null, // batch: result bodies gathered in this turn
       };
       const reader = new FrameReader(DEFAULT_MAX_FRAME);
       let refusal = null;
@@ -458,7 +465,7 @@ export class Handler {
       };
       if (this.jobs.size > 0) hello.job_types = [...this.jobs.keys()];
       if (this.topics.size > 0) hello.topics = [...this.topics.keys()];
-      hello.features = ['cancel'];
+      hello.features = this.batch ? ['cancel', 'batch'] : ['cancel'];
       this.#send(state, hello);
     });
   }
@@ -494,6 +501,12 @@ export class Handler {
       case 'task':
         this.#runTask(state, frame);
         break;
+      case 'tasks':
+        for (const item of Array.isArray(frame.tasks) ? frame.tasks : []) {
+          if (isPlainObject(item) && item.type === 'task') this.#runTask(state, item);
+          else this.logger.error('skiff sent a tasks item that is not a task; ignoring it');
+        }
+        break;
       case 'reply': {
         const p = state.pending.get(frame.ref);
         if (!p) break;
@@ -519,7 +532,8 @@ export class Handler {
         break;
       case 'error':
         this.logger.error(`skiff error ${frame.code}: ${frame.message}`
-          + (frame.id ? ` (task ${frame.id})` : ''));
+          + (frame.id ? ` (task ${frame.id})` : '')
+          + (Number.isInteger(frame.index) ? ` (results item ${frame.index})` : ''));
         break;
       case 'pong':
         break;
@@ -556,7 +570,7 @@ export class Handler {
       const result = checked(await this.#execute(task), state.maxFrame);
       if (state.open.get(task.id) === entry) { // else skiff cancelled it: it wants no result
         state.open.delete(task.id);
-        this.#send(state, result);
+        this.#sendResult(state, result);
         this.#resultDone(state);
       }
     } catch (err) {
@@ -701,6 +715,40 @@ export class Handler {
     return this.#write(state, encodeFrame(frame));
   }
 
+  // A result: alone, or (welcome feature batch) gathered with the others of this turn.
+  #sendResult(state, result) {
+    if (!state.features.has('batch')) {
+      this.#send(state, result);
+      return;
+    }
+    state.results.push(Buffer.from(JSON.stringify(result), 'utf8'));
+    state.resultsFlush ??= setImmediate(() => this.#flushResults(state));
+  }
+
+  // The gathered results as `results` frames of at most max_frame bytes, in one write.
+  #flushResults(state) {
+    if (state.resultsFlush) clearImmediate(state.resultsFlush);
+    state.resultsFlush = null;
+    const bodies = state.results;
+    state.results = [];
+    const out = [];
+    let run = [];
+    let size = RESULTS_OPEN.length + RESULTS_CLOSE.length;
+    const closeRun = () => {
+      if (run.length === 1) out.push(frameOf([run[0]]));
+      else if (run.length > 1) out.push(frameOf([RESULTS_OPEN, ...joined(run), RESULTS_CLOSE]));
+      run = [];
+      size = RESULTS_OPEN.length + RESULTS_CLOSE.length;
+    };
+    for (const body of bodies) {
+      if (run.length > 0 && size + body.length + 1 > state.maxFrame) closeRun();
+      run.push(body);
+      size += body.length + 1;
+    }
+    closeRun();
+    if (out.length > 0) this.#write(state, Buffer.concat(out));
+  }
+
   #write(state, data) {
     if (state.closed || state.sock.destroyed || !state.sock.writable) return false;
     state.sock.write(data);
@@ -708,8 +756,23 @@ export class Handler {
   }
 
   #close(state) {
+    this.#flushResults(state);
     if (!state.sock.destroyed) state.sock.end(() => state.sock.destroy());
   }
+}
+
+const RESULTS_OPEN = Buffer.from('{"type":"results","results":[', 'utf8');
+const RESULTS_CLOSE = Buffer.from(']}', 'utf8');
+const COMMA = Buffer.from(',', 'utf8');
+
+// The bodies with commas between them.
+const joined = (bodies) => bodies.flatMap((b, i) => (i ? [COMMA, b] : [b]));
+
+// One frame from the parts of its body.
+function frameOf(parts) {
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(parts.reduce((n, p) => n + p.length, 0));
+  return Buffer.concat([head, ...parts]);
 }
 
 function withVariables(frame, variables) {

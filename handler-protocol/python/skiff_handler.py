@@ -1,4 +1,4 @@
-"""skiff handler SDK for Python (handler protocol v1.3, standard library only).
+"""skiff handler SDK for Python (handler protocol v1.4, standard library only).
 
 Usage::
 
@@ -72,6 +72,11 @@ sent, or the connection was lost before the reply: the outcome is unknown),
 ``invalid_params`` (not JSON-serialisable or larger than ``max_frame``).
 A cancelled task no longer counts against ``capacity``: skiff may send a new
 one while its function still runs.
+
+Batches (protocol 1.4, ``Handler(..., batch=True)``, the default): the hello lists feature
+``batch``, so skiff may send several tasks in one ``tasks`` frame; when skiff's welcome lists it
+too, the results that are ready together leave as one ``results`` frame (within ``max_frame``).
+Every frame that one read brings is parsed and dispatched before the next read.
 
 ``run()`` connects to ``$SKIFF_SOCKET`` (default ``/run/skiff/handler.sock``),
 reconnecting with a backoff when skiff is not there yet or the connection is
@@ -393,13 +398,18 @@ _RECORD_FIELDS = frozenset(Record.__dataclass_fields__)
 _EVENT_LOCK = threading.Lock()
 
 
+def _check_members(obj: Dict[str, Any], types: Dict[str, type], where: str) -> None:
+    """TypeError naming the first known member of the wrong type (a bool is no int)."""
+    for name, v in obj.items():
+        kind = types.get(name)
+        if kind is None or type(v) is kind or v is None:  # the common case, one type check
+            continue
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise TypeError(f"{where}{name} must be {kind.__name__}, not {type(v).__name__}")
+
+
 def _check_task_frame(f: Dict[str, Any]) -> None:
-    def check(obj: Dict[str, Any], types: Dict[str, type], where: str) -> None:
-        for name, kind in types.items():
-            v = obj.get(name)
-            if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
-                raise TypeError(f"{where}{name} must be {kind.__name__}, "
-                                f"not {type(v).__name__}")
+    check = _check_members
     check(f, _TASK_MEMBERS, "")
     if not f.get("id"):
         raise ValueError("id must be a non-empty string")
@@ -479,6 +489,7 @@ def _reply_result(reply: Dict[str, Any]) -> Dict[str, Any]:
     raise CallError(str(error.get("code", "rejected")), str(error.get("message", "")))
 
 
+_RESULTS_OPEN = b'{"type":"results","results":['
 _SKIP: Dict[str, Any] = {"type": ""}  # recv's answer for a frame to ignore
 
 
@@ -506,7 +517,7 @@ class _Connection:
         # socket writes: frames queue in _out; one thread at a time (_flushing) sends all
         # that is queued in one sendall, so results finishing together share a system call
         self._wcond = threading.Condition()
-        self._out: List[bytes] = []
+        self._out: "List[tuple[bytes, bool]]" = []  # (frame, is a result)
         self._flushing = False
         self._corked = False
         self.inline_reader: Optional[int] = None  # the reading thread, when it runs functions
@@ -612,7 +623,9 @@ class _Connection:
         """True on the thread of run_async's event loop (where blocking would deadlock)."""
         return self.loop is not None and threading.get_ident() == self._loop_thread
 
-    def _send_data(self, data: bytes) -> bool:
+    def _send_data(self, data: bytes, result: bool = False) -> bool:
+        """Queues one encoded frame; ``result``: a result frame, which may travel with the
+        results queued next to it in one ``results`` frame (1.4, welcome feature "batch")."""
         if self.writer is not None:
             if self.closed or self.writer.is_closing():
                 return False
@@ -622,7 +635,7 @@ class _Connection:
                 self.loop.call_soon_threadsafe(self._write, data)
             return True
         with self._wcond:
-            self._out.append(data)
+            self._out.append((data, result))
             if self._corked or self._flushing:
                 return True  # the thread that holds the writes sends it
             self._flushing = True
@@ -637,13 +650,42 @@ class _Connection:
                     self._flushing = False
                     self._wcond.notify_all()
                     return ok
-                data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+                data = self._pack(self._out) if len(self._out) > 1 else self._out[0][0]
                 self._out.clear()
             try:
                 self.sock.sendall(data)
             except OSError as e:
                 log.debug("send failed: %s", e)
                 ok = False
+
+    def _pack(self, queued: "List[tuple[bytes, bool]]") -> bytes:
+        """The queued frames as bytes for one write; with feature "batch" every run of
+        results becomes one ``results`` frame (within max_frame), in the queued order."""
+        if "batch" not in self.features:
+            return b"".join(data for data, _ in queued)
+        out: List[bytes] = []
+        run: List[bytes] = []
+        size = len(_RESULTS_OPEN) + 2
+
+        def close_run() -> None:
+            if len(run) == 1:
+                out.append(run[0])
+            elif run:
+                body = _RESULTS_OPEN + b",".join(r[4:] for r in run) + b"]}"
+                out.append(len(body).to_bytes(4, "big") + body)
+            run.clear()
+
+        for data, result in queued:
+            if not result or (run and size + len(data) - 3 > self.max_frame):
+                close_run()
+                size = len(_RESULTS_OPEN) + 2
+            if result:
+                run.append(data)
+                size += len(data) - 3  # the body and a comma
+            else:
+                out.append(data)
+        close_run()
+        return b"".join(out)
 
     def cork(self) -> None:
         """Hold socket writes until :meth:`uncork` (the frames of one batch leave at once)."""
@@ -781,7 +823,7 @@ class Handler:
     def __init__(self, name: str, capacity: int = 1, *,
                  socket_path: Optional[str] = None, reconnect: bool = True,
                  backoff_initial: float = 0.1, backoff_max: float = 5.0,
-                 inline: bool = False) -> None:
+                 inline: bool = False, batch: bool = True) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.name = name
@@ -791,6 +833,8 @@ class Handler:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.inline = inline
+        self.batch = batch
+        self._async_fns: Dict[Any, bool] = {}  # function -> is a coroutine function
         self.session: Optional[str] = None
         self._jobs: Dict[str, JobFunction] = {}
         self._topics: Dict[str, JobFunction] = {}
@@ -1030,7 +1074,7 @@ class Handler:
             hello["job_types"] = self.job_types
         if self._topics:
             hello["topics"] = self.topics
-        hello["features"] = ["cancel"]
+        hello["features"] = ["cancel", "batch"] if self.batch else ["cancel"]
         return hello
 
     def _handshake(self, conn: _Connection) -> bool:
@@ -1080,6 +1124,13 @@ class Handler:
         kind = frame["type"]
         if kind == "task":
             self._start_task(conn, frame)
+        elif kind == "tasks":
+            tasks = frame.get("tasks")
+            for item in tasks if isinstance(tasks, list) else ():
+                if isinstance(item, dict) and item.get("type") == "task":
+                    self._start_task(conn, item)
+                else:
+                    log.error("skiff sent a tasks item that is not a task; ignoring it")
         elif kind == "reply":
             conn.resolve(str(frame.get("ref", "")), frame)
         elif kind == "cancel":
@@ -1093,8 +1144,9 @@ class Handler:
                 if conn.in_flight == 0:
                     conn.shutdown()
         elif kind == "error":
-            log.error("skiff error %s: %s%s", frame.get("code"), frame.get("message"),
-                      f" (task {frame['id']})" if "id" in frame else "")
+            log.error("skiff error %s: %s%s%s", frame.get("code"), frame.get("message"),
+                      f" (task {frame['id']})" if "id" in frame else "",
+                      f" (results item {frame['index']})" if "index" in frame else "")
         elif kind not in ("pong", "welcome"):
             log.warning("ignoring unknown frame type %r", kind)
 
@@ -1114,9 +1166,12 @@ class Handler:
             conn.in_flight += 1
             conn.running += 1
         fn = (self._topics if task.source == "kafka" else self._jobs).get(task.route)
-        if inspect.iscoroutinefunction(fn) and conn.loop is not None:
+        is_async = self._async_fns.get(fn)
+        if is_async is None:
+            is_async = self._async_fns[fn] = inspect.iscoroutinefunction(fn)
+        if is_async and conn.loop is not None:
             conn.loop.create_task(self._run_async(conn, task, fn))  # run_async: on its loop
-        elif inspect.iscoroutinefunction(fn):
+        elif is_async:
             self._to_loop(conn, task, fn)
         elif self.inline:
             self._run_sync(conn, task, fn)
@@ -1182,7 +1237,7 @@ class Handler:
             with conn.cond:
                 owed = conn.open.pop(task.id, None) is task
             if owed and result is not None:
-                conn._send_data(self._encoded(result, conn.max_frame))
+                conn._send_data(self._encoded(result, conn.max_frame), result=True)
         except Exception:  # never let a worker die silently
             log.exception("could not answer task %s", task.id)
         finally:

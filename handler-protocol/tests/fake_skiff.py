@@ -1,4 +1,4 @@
-"""A tiny fake skiff: the skiff side of handler protocol v1.2, standard library only.
+"""A tiny fake skiff: the skiff side of handler protocol v1.4, standard library only.
 
 Used by the SDK conformance suite, and handy to try a handler by hand::
 
@@ -31,7 +31,7 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
-FEATURES = ["cancel", "extend"]  # what skiff v1.2 lists in its welcome
+FEATURES = ["batch", "cancel", "extend"]  # what skiff v1.4 lists in its welcome
 METHODS = ["publish_message", "produce"]  # produce: with a Kafka producer configured
 RESULTS = ("complete", "fail", "bpmn_error", "ack", "nack")
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schemas")
@@ -126,6 +126,10 @@ class Conn:
         self.validators = validators
         self.hello: Optional[Dict[str, Any]] = None
         self._buf = b""
+        self.welcome: Dict[str, Any] = {}
+        self._items: List[Dict[str, Any]] = []  # results of a results frame not returned yet
+        self.results_frames = 0  # results frames received (1.4)
+        self.results_items = 0  # results received inside them
 
     def send(self, frame: Dict[str, Any], validate: bool = True) -> None:
         if validate:
@@ -151,8 +155,37 @@ class Conn:
                 raise Closed("handler closed the connection")
             self._buf += chunk
 
+    def batches(self) -> bool:
+        """The handler's hello listed feature "batch": it takes tasks frames."""
+        return "batch" in (self.hello or {}).get("features", [])
+
+    def send_tasks(self, tasks: List[Dict[str, Any]], validate: bool = True) -> None:
+        """Several tasks in one tasks frame (1.4); each is checked as a task frame."""
+        if validate:
+            for t in tasks:
+                check_frame(self.validators, t)
+        self.send({"type": "tasks", "tasks": tasks}, validate=validate)
+
     def recv(self, timeout: float = 10.0) -> Dict[str, Any]:
-        """Next frame; raises Closed on EOF, TimeoutError, AssertionError if malformed."""
+        """Next frame; raises Closed on EOF, TimeoutError, AssertionError if malformed.
+        The items of a results frame (1.4) come one by one, as if each had come alone."""
+        if self._items:
+            return self._items.pop(0)
+        frame = self._recv_frame(timeout)
+        if frame["type"] != "results":
+            return frame
+        assert "batch" in self.welcome.get("features", []), \
+            f"results frame although the welcome did not list feature batch: {frame}"
+        for item in frame["results"]:
+            assert isinstance(item, dict) and item.get("type") in RESULTS, \
+                f"results item is not a result frame: {item}"
+            check_frame(self.validators, item)
+        self.results_frames += 1
+        self.results_items += len(frame["results"])
+        self._items = list(frame["results"])
+        return self._items.pop(0)
+
+    def _recv_frame(self, timeout: float) -> Dict[str, Any]:
         deadline = time.monotonic() + timeout
         self._fill(4, deadline)
         (n,) = struct.unpack(">I", self._buf[:4])
@@ -182,7 +215,8 @@ class Conn:
             welcome["features"] = features
         if methods is not None:
             welcome["methods"] = methods
-        self.send({**welcome, **extra})
+        self.welcome = {**welcome, **extra}
+        self.send(self.welcome)
         return self.hello
 
     def reply(self, ref: str, result: Optional[Dict[str, Any]] = None,
@@ -233,10 +267,16 @@ class Conn:
         results: Dict[str, Dict[str, Any]] = {}
         self.others: List[Dict[str, Any]] = []
         while pending or open_ids:
+            batch = []
             while pending and len(open_ids) < capacity:
                 task = pending.pop(0)
                 open_ids.add(task["id"])
-                self.send(task)
+                batch.append(task)
+            if len(batch) > 1 and self.batches():
+                self.send_tasks(batch)
+            else:
+                for task in batch:
+                    self.send(task)
             frame = self.recv(timeout)
             if frame["type"] in RESULTS:
                 assert frame["id"] in open_ids, f"result for a task not open: {frame}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import sys
 import threading
@@ -240,3 +241,61 @@ def test_kafka_task_extend_only_when_skiff_offers_kafka_extend():
             t.join(10)
         want = 1234567890123 if "kafka_extend" in features else "unsupported"
         assert got == [want], (features, got)
+
+
+def serve_inline_batch(features, max_frame=4 * 1024 * 1024):
+    """An inline handler given five Kafka tasks in one tasks frame: (conn, results)."""
+    app = skiff_handler.Handler("unit", capacity=8, inline=True)
+
+    @app.topic("orders")
+    def on_record(task):
+        if task.value == "nack":
+            raise skiff_handler.Retry("again", backoff_ms=5)
+
+    with FakeSkiff(max_frame=max_frame) as skiff:
+        app.socket_path = skiff.path
+        t = threading.Thread(target=app.run)
+        t.start()
+        conn = skiff.accept()
+        assert "batch" in conn.handshake(features=features)["features"]
+        tasks = [make_kafka_task("orders", v) for v in ("a", "nack", "b", "c", "d")]
+        conn.send_tasks(tasks)
+        results = [conn.recv() for _ in tasks]
+        conn.send({"type": "drain", "deadline": int(time.time() * 1000) + 5000})
+        conn.wait_closed(5)
+        t.join(10)
+    assert [r["id"] for r in results] == [f["id"] for f in tasks]
+    assert [r["type"] for r in results] == ["ack", "nack", "ack", "ack", "ack"]
+    return conn, results
+
+
+def test_batch_tasks_frame_answered_with_one_results_frame():
+    """1.4: an inline handler answers the tasks of one tasks frame with one results frame."""
+    conn, _ = serve_inline_batch(["batch", "cancel", "extend"])
+    assert conn.results_frames == 1 and conn.results_items == 5
+
+
+def test_batch_results_not_sent_without_the_welcome_feature():
+    conn, _ = serve_inline_batch(["cancel", "extend"])
+    assert conn.results_frames == 0
+
+
+def test_batch_results_frames_stay_within_max_frame():
+    """Runs of results become results frames that never exceed max_frame, other frames keep
+    their place between them, and one result alone stays a plain frame."""
+    conn = skiff_handler._Connection(None)
+    conn.features, conn.max_frame = frozenset({"batch"}), 150
+    acks = [skiff_handler.Handler._encoded({"type": "ack", "id": f"k-{i:03d}"}, 150)
+            for i in range(12)]
+    pong = encode({"type": "pong", "ref": "p"})
+    data = conn._pack([(a, True) for a in acks[:10]] + [(pong, False), (acks[10], True)])
+    frames, pos = [], 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        assert n <= 150
+        frames.append(json.loads(data[pos + 4:pos + 4 + n]))
+        pos += 4 + n
+    assert [f["type"] for f in frames[-2:]] == ["pong", "ack"]
+    batched = frames[:-2]
+    assert len(batched) >= 2 and all(f["type"] == "results" for f in batched)
+    assert [r["id"] for f in batched for r in f["results"]] == [f"k-{i:03d}" for i in range(10)]

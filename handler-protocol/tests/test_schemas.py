@@ -15,7 +15,8 @@ ROOT = os.path.join(HERE, "..")
 SCHEMA_DIR = os.path.join(ROOT, "schemas")
 
 FRAME_TYPES = ["hello", "welcome", "task", "complete", "fail", "bpmn_error", "ack", "nack",
-               "extend", "call", "reply", "drain", "ping", "pong", "cancel", "error"]
+               "extend", "call", "reply", "drain", "ping", "pong", "cancel", "error",
+               "tasks", "results"]
 
 ZEEBE = {"key": "2251799813685321", "process_instance_key": "2251799813685310",
          "bpmn_process_id": "underwriting", "process_definition_version": 1,
@@ -113,7 +114,19 @@ GOOD = [
     {"type": "error", "code": "unknown_task", "message": "no open task z-9", "id": "z-9"},
 ]
 
+GOOD += [
+    {"type": "tasks", "tasks": [TASK, KTASK]},
+    {"type": "results", "results": [{"type": "ack", "id": "k-1"},
+                                    {"type": "complete", "id": "z-1", "variables": {}}]},
+    {"type": "error", "code": "unknown_task", "message": "m", "id": "k-9", "index": 2},
+]
 BAD = [
+    {"type": "tasks", "tasks": []},
+    {"type": "tasks", "tasks": [{"type": "ack", "id": "k-1"}]},
+    {"type": "results", "results": []},
+    {"type": "results", "results": [{"type": "ack"}]},
+    {"type": "results", "results": [{"type": "extend", "id": "z-1", "timeout_ms": 5}]},
+    {"type": "error", "code": "unknown_task", "message": "m", "index": -1},
     {"type": "hello", "version": 2, "name": "x", "capacity": 1, "job_types": ["a"]},
     {"type": "hello", "version": 1, "name": "x", "capacity": 0, "job_types": ["a"]},
     {"type": "hello", "version": 1, "name": "x", "capacity": 1.5, "job_types": ["a"]},

@@ -28,16 +28,18 @@ static const struct {
     const char *name;
     sk_msg_type type;
 } msg_types[] = {
-    {"hello", SK_MSG_HELLO},   {"complete", SK_MSG_COMPLETE},
-    {"fail", SK_MSG_FAIL},     {"bpmn_error", SK_MSG_BPMN_ERROR},
-    {"ack", SK_MSG_ACK},       {"nack", SK_MSG_NACK},
-    {"extend", SK_MSG_EXTEND}, {"call", SK_MSG_CALL},
-    {"ping", SK_MSG_PING},     {"pong", SK_MSG_PONG},
+    {"hello", SK_MSG_HELLO},     {"complete", SK_MSG_COMPLETE},
+    {"fail", SK_MSG_FAIL},       {"bpmn_error", SK_MSG_BPMN_ERROR},
+    {"ack", SK_MSG_ACK},         {"nack", SK_MSG_NACK},
+    {"extend", SK_MSG_EXTEND},   {"call", SK_MSG_CALL},
+    {"ping", SK_MSG_PING},       {"pong", SK_MSG_PONG},
+    {"results", SK_MSG_RESULTS},
 };
 
 static int skiff_only(const char *type)
 {
-    static const char *const names[] = {"welcome", "task", "drain", "reply", "error", "cancel"};
+    static const char *const names[] = {"welcome", "task",  "tasks", "drain",
+                                        "reply",   "error", "cancel"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(type, names[i]) == 0)
             return 1;
@@ -229,9 +231,42 @@ static int decode_members(sk_msg *m, char *err, size_t errlen)
     case SK_MSG_PING:
     case SK_MSG_PONG:
         return get_string(m->root, "ref", 0, &m->ref, err, errlen);
+    case SK_MSG_RESULTS:
+        m->items = json_object_get(m->root, "results");
+        if (json_array_size(m->items) == 0) {
+            snprintf(err, errlen, "member \"results\" must be a non-empty array");
+            return -1;
+        }
+        return 0;
     default:
         return decode_result(m, err, errlen);
     }
+}
+
+/* The type of a frame object: 0, or -1 with *perr and a message. */
+static int frame_type(json_t *root, sk_msg_type *type, const char **perr, char *err, size_t errlen)
+{
+    const char *name;
+    *perr = SK_PERR_MALFORMED;
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "frame must hold a JSON object");
+        return -1;
+    }
+    if (get_string(root, "type", 1, &name, err, errlen))
+        return -1;
+    for (size_t i = 0; i < sizeof(msg_types) / sizeof(msg_types[0]); i++) {
+        if (strcmp(name, msg_types[i].name) == 0) {
+            *type = msg_types[i].type;
+            return 0;
+        }
+    }
+    int ours = skiff_only(name);
+    *perr = ours ? SK_PERR_PROTOCOL : SK_PERR_UNKNOWN_TYPE;
+    snprintf(err, errlen,
+             ours ? "\"%.64s\" frames are sent by skiff, not by handlers"
+                  : "unknown frame type \"%.64s\"",
+             name);
+    return -1;
 }
 
 int sk_msg_decode(const uint8_t *payload, size_t len, sk_msg *m, const char **perr, char *err,
@@ -247,31 +282,39 @@ int sk_msg_decode(const uint8_t *payload, size_t len, sk_msg *m, const char **pe
         snprintf(err, errlen, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
         return -1;
     }
-    if (!json_is_object(m->root)) {
-        snprintf(err, errlen, "frame must hold a JSON object");
-        goto fail;
-    }
-    const char *type;
-    if (get_string(m->root, "type", 1, &type, err, errlen))
-        goto fail;
-    size_t i;
-    for (i = 0; i < sizeof(msg_types) / sizeof(msg_types[0]); i++)
-        if (strcmp(type, msg_types[i].name) == 0)
-            break;
-    if (i == sizeof(msg_types) / sizeof(msg_types[0])) {
-        int ours = skiff_only(type);
-        *perr = ours ? SK_PERR_PROTOCOL : SK_PERR_UNKNOWN_TYPE;
-        snprintf(err, errlen,
-                 ours ? "\"%.64s\" frames are sent by skiff, not by handlers"
-                      : "unknown frame type \"%.64s\"",
-                 type);
-        goto fail;
-    }
-    m->type = msg_types[i].type;
-    if (decode_members(m, err, errlen) == 0)
+    if (frame_type(m->root, &m->type, perr, err, errlen) == 0 &&
+        decode_members(m, err, errlen) == 0)
         return 0;
-fail:
     sk_msg_clear(m);
+    return -1;
+}
+
+static int is_result(sk_msg_type type)
+{
+    return type == SK_MSG_COMPLETE || type == SK_MSG_FAIL || type == SK_MSG_BPMN_ERROR ||
+           type == SK_MSG_ACK || type == SK_MSG_NACK;
+}
+
+int sk_msg_decode_item(json_t *item, size_t index, sk_msg *m, const char **perr, char *err,
+                       size_t errlen)
+{
+    char why[200];
+    memset(m, 0, sizeof(*m));
+    m->root = json_incref(item);
+    int r = frame_type(item, &m->type, perr, why, sizeof(why));
+    if (r == 0 && !is_result(m->type)) {
+        *perr = SK_PERR_PROTOCOL;
+        snprintf(why, sizeof(why), "only complete, fail, bpmn_error, ack and nack go in results");
+        r = -1;
+    }
+    *perr = r == 0 ? SK_PERR_MALFORMED : *perr;
+    if (r == 0 && decode_members(m, why, sizeof(why)) == 0)
+        return 0;
+    snprintf(err, errlen, "results[%zu]: %s", index, why);
+    json_t *id = json_object_get(item, "id");
+    m->id = json_is_string(id) && strlen(json_string_value(id)) == json_string_length(id)
+                ? json_string_value(id)
+                : NULL;
     return -1;
 }
 

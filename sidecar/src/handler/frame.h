@@ -30,6 +30,7 @@ typedef enum {
     SK_MSG_CALL,
     SK_MSG_PING,
     SK_MSG_PONG,
+    SK_MSG_RESULTS, /* 1.4: several results in one frame; items decoded by sk_msg_decode_item */
 } sk_msg_type;
 
 /* A decoded handler->skiff frame. Strings and json_t members point into `root`, which the
@@ -59,6 +60,7 @@ typedef struct sk_msg {
     int64_t timeout_ms;    /* extend (its `ref` is optional) */
     const char *method;    /* call */
     json_t *params;        /* call, object, optional */
+    json_t *items;         /* results: a non-empty array (its items are not checked yet) */
 } sk_msg;
 
 /* Length of the frame at the head of buf. Returns 1 and sets *payload_len when the header is
@@ -71,6 +73,12 @@ int sk_frame_length(const uint8_t *buf, size_t len, size_t max_frame, size_t *pa
  * naming the problem (invalid JSON with its position, missing or mistyped member, ...). */
 int sk_msg_decode(const uint8_t *payload, size_t len, sk_msg *m, const char **perr, char *err,
                   size_t errlen);
+/* Decodes item number index of a `results` frame into m, as a frame of its own would be, except
+ * that only the result types (complete, fail, bpmn_error, ack, nack) are taken. m holds its own
+ * reference to the item. Returns 0, or -1 with *perr and a message that names the item; m->id
+ * is then still set when the item carries a string id (the error frame names it). */
+int sk_msg_decode_item(json_t *item, size_t index, sk_msg *m, const char **perr, char *err,
+                       size_t errlen);
 void sk_msg_clear(sk_msg *m);
 
 /* Serializes obj (compact JSON) as a complete frame into a malloc'ed buffer. NULL on failure. */

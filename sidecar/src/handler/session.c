@@ -31,6 +31,9 @@ typedef struct {
 #define CANCEL_MEMORY_S 60.0
 #define CANCEL_MEMORY_MAX 4096
 #define FLUSH_AT 65536 /* bytes of task frames written without waiting for the batch's end */
+#define BATCH_OPEN "{\"type\":\"tasks\",\"tasks\":["
+#define BATCH_CLOSE "]}"
+#define BATCH_WRAP (sizeof(BATCH_OPEN) - 1 + sizeof(BATCH_CLOSE) - 1)
 
 struct sk_session {
     struct event_base *base;
@@ -46,6 +49,9 @@ struct sk_session {
     state st;
     int attached;
     int accepts_cancel;
+    int batch;              /* the handler takes `tasks` frames (feature "batch", 1.4) */
+    struct evbuffer *tasks; /* task bodies of the `tasks` frame being gathered, comma-separated */
+    size_t ntasks;
     char name[96];
     unsigned long serial;
     unsent *unsent;
@@ -105,6 +111,7 @@ static void release(sk_session *s)
         event_free(s->timer);
     s->timer = NULL;
     s->nunsent = 0;
+    s->ntasks = 0;
 }
 
 void sk_session_free(sk_session *s)
@@ -116,6 +123,8 @@ void sk_session_free(sk_session *s)
         event_free(s->reaper);
     if (s->flush)
         event_free(s->flush);
+    if (s->tasks)
+        evbuffer_free(s->tasks);
     for (size_t i = 0; i < s->ncancelled; i++)
         free(s->cancelled[i].id);
     free(s->cancelled);
@@ -144,10 +153,31 @@ static void close_now(sk_session *s, const char *why)
     event_active(s->reaper, 0, 0);
 }
 
+/* Queues the gathered tasks as one frame: a `tasks` frame, or a lone task as its own `task`
+ * frame. Every other frame is written after this, so a task always precedes its cancel. */
+static void seal_tasks(sk_session *s)
+{
+    if (!s->ntasks || !s->bev)
+        return;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    int wrap = s->ntasks > 1;
+    size_t n = evbuffer_get_length(s->tasks) + (wrap ? BATCH_WRAP : 0);
+    uint8_t hdr[SK_FRAME_HEADER] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+                                    (uint8_t)n};
+    s->ntasks = 0;
+    if (evbuffer_expand(out, n + SK_FRAME_HEADER) != 0 || evbuffer_add(out, hdr, sizeof(hdr)) ||
+        (wrap && evbuffer_add(out, BATCH_OPEN, sizeof(BATCH_OPEN) - 1)) ||
+        evbuffer_add_buffer(out, s->tasks) ||
+        (wrap && evbuffer_add(out, BATCH_CLOSE, sizeof(BATCH_CLOSE) - 1)))
+        SK_ERROR("handler", "cannot queue a tasks frame for %s", s->name);
+    evbuffer_drain(s->tasks, evbuffer_get_length(s->tasks));
+}
+
 static int write_frame(sk_session *s, const uint8_t *frame, size_t len)
 {
     if (!s->bev || s->st == S_CLOSING)
         return -1;
+    seal_tasks(s);
     if (bufferevent_write(s->bev, frame, len) != 0) {
         SK_ERROR("handler", "cannot queue a frame for %s", s->name);
         return -1;
@@ -174,6 +204,7 @@ static void flush_now(sk_session *s)
 {
     if (!s->bev)
         return;
+    seal_tasks(s);
     struct evbuffer *out = bufferevent_get_output(s->bev);
     evbuffer_unfreeze(out, 1); /* a socket bufferevent keeps its output's start frozen */
     int written = evbuffer_write(out, bufferevent_getfd(s->bev));
@@ -197,10 +228,29 @@ static void copy_id(char *dst, const char *id, size_t len)
         memcpy(dst, id, len + 1);
 }
 
+/* Adds a task to the `tasks` frame being gathered; one that would not fit with it within
+ * max_frame starts the next frame. */
+static int gather_task(sk_session *s, const uint8_t *frame, size_t len)
+{
+    if (!s->bev || s->st == S_CLOSING)
+        return -1;
+    size_t body = len - SK_FRAME_HEADER;
+    if (s->ntasks && evbuffer_get_length(s->tasks) + 1 + body + BATCH_WRAP > s->opts.max_frame)
+        seal_tasks(s);
+    if (evbuffer_expand(s->tasks, body + 1) != 0 ||
+        (s->ntasks && evbuffer_add(s->tasks, ",", 1) != 0) ||
+        evbuffer_add(s->tasks, frame + SK_FRAME_HEADER, body) != 0) {
+        SK_ERROR("handler", "cannot queue a task for %s", s->name);
+        return -1;
+    }
+    s->ntasks++;
+    return 0;
+}
+
 void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, double received_at,
                            sk_series *overhead, const char *trace_id, const char *span_id)
 {
-    if (write_frame(s, frame, len) != 0)
+    if ((s->batch ? gather_task(s, frame, len) : write_frame(s, frame, len)) != 0)
         return;
     if (overhead && s->nunsent == s->unsent_cap) {
         size_t cap = s->unsent_cap ? 2 * s->unsent_cap : 16;
@@ -220,8 +270,10 @@ void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, doub
     /* The frames of one loop turn leave in one write, still in this turn (the flush event
      * runs right after the callback that queued them): the handler starts on the first
      * task while skiff encodes the next ones, and a backlog costs one system call per
-     * batch, not per task. A large batch is written at once. */
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) >= FLUSH_AT)
+     * batch, not per task. A large batch is written at once. A handler with feature
+     * "batch" gets the tasks of the turn in one `tasks` frame (parsed at once). */
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) + evbuffer_get_length(s->tasks) >=
+        FLUSH_AT)
         flush_now(s);
     else
         event_active(s->flush, EV_TIMEOUT, 0);
@@ -262,8 +314,9 @@ static void closing_timeout_cb(evutil_socket_t fd, short what, void *arg)
     close_now(arg, "error frame not flushed in time");
 }
 
-/* Sends an `error` frame; unless the code is `unsupported`, closes once it is flushed. */
-static void protocol_error(sk_session *s, const char *code, const char *id, const char *message)
+/* Counts, logs and sends an `error` frame; index >= 0: the item of a `results` frame. */
+static void send_error(sk_session *s, const char *code, const char *id, long index,
+                       const char *message)
 {
     const char *const labels[] = {code, NULL};
     sk_series_add(sk_metric_series(s->m_errors, labels), 1);
@@ -272,9 +325,17 @@ static void protocol_error(sk_session *s, const char *code, const char *id, cons
     json_t *f = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message);
     if (f && id)
         json_object_set_new(f, "id", json_string(id));
+    if (f && index >= 0)
+        json_object_set_new(f, "index", json_integer(index));
     if (f)
         sk_session_send(s, f);
     json_decref(f);
+}
+
+/* Sends an `error` frame; unless the code is `unsupported`, closes once it is flushed. */
+static void protocol_error(sk_session *s, const char *code, const char *id, const char *message)
+{
+    send_error(s, code, id, -1, message);
     if (strcmp(code, SK_PERR_UNSUPPORTED) == 0)
         return;
     s->st = S_CLOSING;
@@ -331,15 +392,17 @@ static void on_hello(sk_session *s, const sk_msg *m)
     {
         if (strcmp(json_string_value(jt), "cancel") == 0)
             s->accepts_cancel = 1;
+        if (strcmp(json_string_value(jt), "batch") == 0)
+            s->batch = 1;
     }
     s->st = S_READY;
     event_del(s->timer);
     char session[32];
     snprintf(session, sizeof(session), "s-%lu", s->serial);
-    json_t *w =
-        json_pack("{s:s, s:i, s:s, s:I, s:[s, s, s], s:o}", "type", "welcome", "version", 1,
-                  "session", session, "max_frame", (json_int_t)s->opts.max_frame, "features",
-                  "cancel", "extend", "kafka_extend", "methods", sk_dispatcher_methods(s->d));
+    json_t *w = json_pack("{s:s, s:i, s:s, s:I, s:[s, s, s, s], s:o}", "type", "welcome", "version",
+                          1, "session", session, "max_frame", (json_int_t)s->opts.max_frame,
+                          "features", "batch", "cancel", "extend", "kafka_extend", "methods",
+                          sk_dispatcher_methods(s->d));
     if (w)
         sk_session_send(s, w);
     json_decref(w);
@@ -359,24 +422,56 @@ static void on_hello(sk_session *s, const sk_msg *m)
            "handler connected with capacity %lld", (long long)m->capacity);
 }
 
-/* A result or extend: handed to the dispatcher; one for a task cancelled within the last
- * minute is ignored. */
-static void on_task_msg(sk_session *s, const sk_msg *m, double received_at)
+/* A refused frame, or (index >= 0) a refused item of a `results` frame: the item alone is
+ * refused, the connection and the other items go on. */
+static void refuse(sk_session *s, const char *code, const char *id, long index, const char *why)
+{
+    if (index >= 0)
+        send_error(s, code, id, index, why);
+    else
+        protocol_error(s, code, id, why);
+}
+
+/* A result or extend (index >= 0: item of a `results` frame): handed to the dispatcher; one for
+ * a task cancelled within the last minute is ignored. */
+static void on_task_msg(sk_session *s, const sk_msg *m, double received_at, long index)
 {
     char why[200];
     int r = sk_dispatcher_result(s->d, s, m, received_at);
     if (r == -2) {
-        protocol_error(s, SK_PERR_UNSUPPORTED, m->id, "this task's source cannot extend it");
+        refuse(s, SK_PERR_UNSUPPORTED, m->id, index, "this task's source cannot extend it");
     } else if (r == -3) {
-        protocol_error(s, SK_PERR_UNSUPPORTED, m->id,
-                       "this result does not apply to the task: Zeebe tasks take complete, "
-                       "fail or bpmn_error; Kafka tasks take ack or nack");
+        refuse(s, SK_PERR_UNSUPPORTED, m->id, index,
+               "this result does not apply to the task: Zeebe tasks take complete, "
+               "fail or bpmn_error; Kafka tasks take ack or nack");
     } else if (r != 0 && was_cancelled(s, m->id)) {
         SK_LOG(SK_LOG_DEBUG, "handler", NULL, SK_KV("session", s->name, "task_id", m->id),
                "ignoring a frame for a cancelled task");
     } else if (r != 0) {
-        snprintf(why, sizeof(why), "no open task \"%.100s\" on this connection", m->id);
-        protocol_error(s, SK_PERR_UNKNOWN_TASK, m->id, why);
+        snprintf(why, sizeof(why), "%sno open task \"%.100s\" on this connection",
+                 index >= 0 ? "results item: " : "", m->id);
+        refuse(s, SK_PERR_UNKNOWN_TASK, m->id, index, why);
+    }
+}
+
+/* A `results` frame (1.4): each item is applied as if it came alone; a bad item is refused
+ * with an `error` naming its index (and id), the others still count. */
+static void on_results(sk_session *s, const sk_msg *m, double received_at)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(m->items, i, item)
+    {
+        if (s->st == S_CLOSING || !s->bev)
+            return;
+        sk_msg r;
+        const char *perr;
+        char err[256];
+        if (sk_msg_decode_item(item, i, &r, &perr, err, sizeof(err)) != 0)
+            send_error(s, perr, r.id, (long)i, err);
+        else
+            on_task_msg(s, &r, received_at, (long)i);
+        sk_msg_clear(&r);
     }
 }
 
@@ -392,7 +487,10 @@ static void on_ready_msg(sk_session *s, const sk_msg *m, double received_at)
     case SK_MSG_EXTEND:
     case SK_MSG_ACK:
     case SK_MSG_NACK:
-        on_task_msg(s, m, received_at);
+        on_task_msg(s, m, received_at, -1);
+        break;
+    case SK_MSG_RESULTS:
+        on_results(s, m, received_at);
         break;
     case SK_MSG_CALL:
         sk_dispatcher_call(s->d, s, m);
@@ -502,7 +600,8 @@ sk_session *sk_session_new(struct event_base *base, int fd, sk_dispatcher *d,
     s->timer = evtimer_new(base, hello_timeout_cb, s);
     s->reaper = event_new(base, -1, 0, reap_cb, s);
     s->flush = event_new(base, -1, 0, flush_cb, s);
-    if (!s->bev || !s->timer || !s->reaper || !s->flush || !s->m_errors) {
+    s->tasks = evbuffer_new();
+    if (!s->bev || !s->timer || !s->reaper || !s->flush || !s->tasks || !s->m_errors) {
         if (!s->bev)
             close(fd);
         sk_session_free(s);

@@ -1,4 +1,5 @@
-/* libFuzzer target: a byte stream from a handler, cut into frames and decoded. */
+/* libFuzzer target: a byte stream from a handler, cut into frames and decoded; the items of a
+ * `results` frame (1.4) are decoded too. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,8 +17,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r <= 0 || size - SK_FRAME_HEADER < plen)
             break;
         sk_msg m;
-        if (sk_msg_decode(data + SK_FRAME_HEADER, plen, &m, &perr, err, sizeof(err)) == 0)
+        if (sk_msg_decode(data + SK_FRAME_HEADER, plen, &m, &perr, err, sizeof(err)) == 0) {
+            for (size_t i = 0; m.type == SK_MSG_RESULTS && i < json_array_size(m.items); i++) {
+                sk_msg item;
+                sk_msg_decode_item(json_array_get(m.items, i), i, &item, &perr, err, sizeof(err));
+                sk_msg_clear(&item);
+            }
             sk_msg_clear(&m);
+        }
         data += SK_FRAME_HEADER + plen;
         size -= SK_FRAME_HEADER + plen;
     }

@@ -220,13 +220,82 @@ static void test_encode_roundtrip(void **state)
     json_decref(o);
 }
 
+/* Decodes item i of a results frame's text; returns sk_msg_decode_item's answer. */
+static int decode_item(const char *frame, size_t i, sk_msg *item, const char **perr, char *err,
+                       size_t errlen)
+{
+    sk_msg m;
+    const char *p;
+    char e[256];
+    assert_int_equal(decode(frame, &m, &p, e, sizeof(e)), 0);
+    assert_int_equal(m.type, SK_MSG_RESULTS);
+    int r = sk_msg_decode_item(json_array_get(m.items, i), i, item, perr, err, errlen);
+    sk_msg_clear(&m); /* the item keeps its own reference */
+    return r;
+}
+
+static void expect_item_error(const char *frame, size_t i, const char *code, const char *id,
+                              const char *needle)
+{
+    sk_msg item;
+    const char *perr = NULL;
+    char err[256] = "";
+    assert_int_equal(decode_item(frame, i, &item, &perr, err, sizeof(err)), -1);
+    assert_string_equal(perr, code);
+    if (!strstr(err, needle))
+        fail_msg("error \"%s\" does not mention \"%s\"", err, needle);
+    if (id)
+        assert_string_equal(item.id, id);
+    else
+        assert_null(item.id);
+    sk_msg_clear(&item);
+}
+
+/* 1.4: `results` carries several results; each item decodes as a frame alone would, and a bad
+ * item is refused on its own, naming its index (and its id when it has one). */
+static void test_results_batch(void **state)
+{
+    (void)state;
+    const char *f = "{\"type\":\"results\",\"results\":[{\"type\":\"ack\",\"id\":\"k-1\"},"
+                    "{\"type\":\"nack\",\"id\":\"k-2\",\"message\":\"m\",\"dead_letter\":true},"
+                    "{\"type\":\"complete\",\"id\":\"z-1\",\"variables\":{\"a\":1}},"
+                    "{\"type\":\"complete\"},{\"type\":\"ack\",\"id\":\"k-3\",\"variables\":[1]},"
+                    "7,{\"type\":\"extend\",\"id\":\"z-2\",\"timeout_ms\":5},{\"type\":\"zap\"}]}";
+    sk_msg item;
+    const char *perr;
+    char err[256];
+    assert_int_equal(decode_item(f, 0, &item, &perr, err, sizeof(err)), 0);
+    assert_int_equal(item.type, SK_MSG_ACK);
+    assert_string_equal(item.id, "k-1");
+    sk_msg_clear(&item);
+    assert_int_equal(decode_item(f, 1, &item, &perr, err, sizeof(err)), 0);
+    assert_int_equal(item.type, SK_MSG_NACK);
+    assert_true(item.dead_letter);
+    assert_int_equal(item.message_len, 1);
+    sk_msg_clear(&item);
+    assert_int_equal(decode_item(f, 2, &item, &perr, err, sizeof(err)), 0);
+    assert_int_equal(json_integer_value(json_object_get(item.variables, "a")), 1);
+    sk_msg_clear(&item);
+    expect_item_error(f, 3, SK_PERR_MALFORMED, NULL, "results[3]: member \"id\"");
+    expect_item_error(f, 4, SK_PERR_MALFORMED, "k-3", "results[4]: member \"variables\"");
+    expect_item_error(f, 5, SK_PERR_MALFORMED, NULL, "results[5]: frame must hold a JSON object");
+    expect_item_error(f, 6, SK_PERR_PROTOCOL, "z-2", "only complete, fail");
+    expect_item_error(f, 7, SK_PERR_UNKNOWN_TYPE, NULL, "results[7]: unknown frame type");
+
+    expect_error("{\"type\":\"results\"}", SK_PERR_MALFORMED, "non-empty array");
+    expect_error("{\"type\":\"results\",\"results\":[]}", SK_PERR_MALFORMED, "non-empty array");
+    expect_error("{\"type\":\"results\",\"results\":{\"a\":1}}", SK_PERR_MALFORMED,
+                 "non-empty array");
+    expect_error("{\"type\":\"tasks\",\"tasks\":[]}", SK_PERR_PROTOCOL, "sent by skiff");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_length_prefix),    cmocka_unit_test(test_hello),
         cmocka_unit_test(test_results),          cmocka_unit_test(test_kafka_frames),
         cmocka_unit_test(test_nul_bytes),        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_encode_roundtrip),
+        cmocka_unit_test(test_encode_roundtrip), cmocka_unit_test(test_results_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -681,9 +681,9 @@ static void test_welcome_lists_features_and_methods(void **state)
     add_methods(fx);
     json_t *w = hello_features(fx, 1, NULL);
     json_t *features = json_object_get(w, "features"), *methods = json_object_get(w, "methods");
-    assert_int_equal(json_array_size(features), 3);
+    assert_int_equal(json_array_size(features), 4);
     assert_true(has_string(features, "cancel") && has_string(features, "extend") &&
-                has_string(features, "kafka_extend"));
+                has_string(features, "kafka_extend") && has_string(features, "batch"));
     assert_int_equal(json_array_size(methods), 3);
     assert_true(has_string(methods, "echo") && has_string(methods, "refuse") &&
                 has_string(methods, "later"));

@@ -100,6 +100,30 @@ static void test_object_and_reuse(void **state)
     sk_jtext_free(&t);
 }
 
+/* Integers as JSON writes them: no sign for 0, one minus, every digit of the extremes. */
+static void test_integers(void **state)
+{
+    (void)state;
+    const struct {
+        int64_t v;
+        const char *out;
+    } cases[] = {{0, "0"},
+                 {7, "7"},
+                 {-7, "-7"},
+                 {10, "10"},
+                 {-1000000, "-1000000"},
+                 {INT64_MAX, "9223372036854775807"},
+                 {INT64_MIN, "-9223372036854775808"}};
+    sk_jtext t = {0};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sk_jtext_reset(&t);
+        sk_jtext_int(&t, cases[i].v);
+        assert_int_equal(t.len, strlen(cases[i].out));
+        assert_memory_equal(t.buf, cases[i].out, t.len);
+    }
+    sk_jtext_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -107,6 +131,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8_refused),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_object_and_reuse),
+        cmocka_unit_test(test_integers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,423 @@
+/* Batching (protocol 1.4), sessions and dispatcher together over a socketpair: a handler with
+ * feature "batch" gets the tasks ready in one loop turn as one `tasks` frame (bounded by credits
+ * and max_frame), and its `results` frames are applied item by item, a bad item refused on its
+ * own. The fixture is test_handler.c's. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "handler/dispatcher.h"
+#include "handler/session.h"
+
+typedef struct fake_source {
+    int completed, failed, errors, abandoned, extended, rejected;
+    char last_vars[256];
+    char last_why[256];
+    char last_reason[32];
+    size_t last_message_len;
+    int64_t last_timeout;
+    int last_had_reply;
+} fake_source;
+
+static void f_complete(void *src, void *ctx, const sk_msg *m)
+{
+    (void)ctx;
+    fake_source *f = src;
+    f->completed++;
+    char *s = m->variables ? json_dumps(m->variables, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    snprintf(f->last_vars, sizeof(f->last_vars), "%s", s ? s : "");
+    free(s);
+}
+
+static void f_fail(void *src, void *ctx, const sk_msg *m)
+{
+    (void)ctx;
+    fake_source *f = src;
+    f->failed++;
+    f->last_message_len = m->message_len;
+}
+
+static void f_error(void *src, void *ctx, const sk_msg *m)
+{
+    (void)ctx;
+    (void)m;
+    ((fake_source *)src)->errors++;
+}
+
+static void f_abandon(void *src, void *ctx, const char *why)
+{
+    (void)ctx;
+    fake_source *f = src;
+    f->abandoned++;
+    snprintf(f->last_why, sizeof(f->last_why), "%s", why);
+}
+
+static void f_reject(void *src, void *ctx, const char *reason, const char *why)
+{
+    (void)ctx;
+    fake_source *f = src;
+    f->rejected++;
+    snprintf(f->last_reason, sizeof(f->last_reason), "%s", reason);
+    snprintf(f->last_why, sizeof(f->last_why), "%s", why);
+}
+
+#define ZEEBE_RESULTS                                                                              \
+    (SK_RESULT(SK_MSG_COMPLETE) | SK_RESULT(SK_MSG_FAIL) | SK_RESULT(SK_MSG_BPMN_ERROR))
+static const sk_source_ops fake_ops = {.name = "fake",
+                                       .results = ZEEBE_RESULTS,
+                                       .complete = f_complete,
+                                       .fail = f_fail,
+                                       .error = f_error,
+                                       .abandon = f_abandon,
+                                       .reject = f_reject};
+typedef struct fixture {
+    struct event_base *base;
+    sk_metrics *metrics;
+    sk_dispatcher *d;
+    sk_session *s;
+    int fd;       /* the handler's end */
+    int skiff_fd; /* the session's end (owned by the session) */
+    int closed;
+    fake_source src;
+    sk_reply *held; /* a call answered later */
+    int credit_calls;
+} fixture;
+
+static void on_closed(void *ud, sk_session *s)
+{
+    (void)s;
+    ((fixture *)ud)->closed = 1;
+}
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    int sv[2];
+    sk_log_init("test", SK_LOG_ERROR, stderr);
+    signal(SIGPIPE, SIG_IGN); /* a write to a closed peer fails the test, not the process */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fx->base = event_base_new();
+    fx->metrics = sk_metrics_new();
+    fx->d = sk_dispatcher_new(fx->metrics, 1024);
+    sk_dispatcher_add_route(fx->d, "zeebe", "work");
+    sk_dispatcher_add_route(fx->d, "zeebe", "nobody");
+    evutil_make_socket_nonblocking(sv[0]);
+    sk_session_opts o = {.max_frame = 1024, .hello_timeout_ms = 5000};
+    fx->s = sk_session_new(fx->base, sv[0], fx->d, &o, fx->metrics, on_closed, fx);
+    fx->fd = sv[1];
+    fx->skiff_fd = sv[0];
+    assert_non_null(fx->s);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    if (!fx->closed)
+        sk_session_free(fx->s);
+    event_base_loop(fx->base, EVLOOP_NONBLOCK);
+    sk_reply_drop(fx->held);
+    sk_dispatcher_free(fx->d);
+    sk_metrics_free(fx->metrics);
+    event_base_free(fx->base);
+    close(fx->fd);
+    free(fx);
+    return 0;
+}
+
+static void spin(fixture *fx)
+{
+    for (int i = 0; i < 5; i++)
+        event_base_loop(fx->base, EVLOOP_NONBLOCK);
+}
+
+static void send_raw(fixture *fx, const void *buf, size_t len)
+{
+    assert_int_equal(write(fx->fd, buf, len), (ssize_t)len);
+    spin(fx);
+}
+
+static void send_json(fixture *fx, const char *json)
+{
+    size_t n = strlen(json);
+    uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    assert_int_equal(write(fx->fd, hdr, 4), 4);
+    send_raw(fx, json, n);
+}
+
+static int read_full(fixture *fx, uint8_t *buf, size_t len)
+{
+    size_t got = 0;
+    for (int tries = 0; got < len && tries < 200; tries++) {
+        spin(fx);
+        struct pollfd p = {.fd = fx->fd, .events = POLLIN};
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        ssize_t r = read(fx->fd, buf + got, len - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return got == len ? 0 : -1;
+}
+
+/* Next frame from skiff as JSON, or NULL at EOF/timeout. */
+static json_t *recv_frame(fixture *fx)
+{
+    uint8_t hdr[4];
+    if (read_full(fx, hdr, 4) != 0)
+        return NULL;
+    size_t n = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+    char *buf = malloc(n);
+    json_t *j = read_full(fx, (uint8_t *)buf, n) == 0 ? json_loadb(buf, n, 0, NULL) : NULL;
+    free(buf);
+    return j;
+}
+
+static void expect_type(fixture *fx, const char *type, json_t **out)
+{
+    json_t *f = recv_frame(fx);
+    assert_non_null(f);
+    assert_string_equal(json_string_value(json_object_get(f, "type")), type);
+    if (out)
+        *out = f;
+    else
+        json_decref(f);
+}
+
+/* Handshake; features: a JSON array text or NULL. Returns the welcome frame. */
+static json_t *hello_features(fixture *fx, int capacity, const char *features)
+{
+    char buf[200];
+    snprintf(buf, sizeof(buf),
+             "{\"type\":\"hello\",\"version\":1,\"name\":\"t\",\"capacity\":%d,\"job_types\":["
+             "\"work\"]%s%s}",
+             capacity, features ? ",\"features\":" : "", features ? features : "");
+    send_json(fx, buf);
+    json_t *w;
+    expect_type(fx, "welcome", &w);
+    assert_int_equal(json_integer_value(json_object_get(w, "max_frame")), 1024);
+    return w;
+}
+
+static void submit_quiet(fixture *fx, const char *id, json_t *payload)
+{
+    sk_dispatcher_submit(fx->d, &fake_ops, &fx->src, NULL, "work", id, 123, payload, 0);
+}
+
+static void expect_nothing(fixture *fx)
+{
+    for (int i = 0; i < 5; i++) {
+        spin(fx);
+        struct pollfd p = {.fd = fx->fd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, 10), 0);
+    }
+}
+
+static double sample(fixture *fx, const char *series)
+{
+    char want[256], *text = sk_metrics_render(fx->metrics, NULL);
+    assert_non_null(text);
+    snprintf(want, sizeof want, "\n%s ", series);
+    const char *p = strstr(text, want);
+    double v = p ? strtod(p + strlen(want), NULL) : 0;
+    free(text);
+    return v;
+}
+
+static const char *task_id(json_t *tasks, size_t i)
+{
+    json_t *t = json_array_get(json_object_get(tasks, "tasks"), i);
+    assert_string_equal(json_string_value(json_object_get(t, "type")), "task");
+    return json_string_value(json_object_get(t, "id"));
+}
+
+static void test_welcome_lists_batch(void **state)
+{
+    fixture *fx = *state;
+    json_t *w = hello_features(fx, 1, NULL);
+    json_t *features = json_object_get(w, "features");
+    int found = 0;
+    for (size_t i = 0; i < json_array_size(features); i++)
+        found |= strcmp(json_string_value(json_array_get(features, i)), "batch") == 0;
+    assert_true(found);
+    json_decref(w);
+}
+
+/* The tasks of one turn, at most the credits, leave as one `tasks` frame. */
+static void test_tasks_in_one_frame(void **state)
+{
+    fixture *fx = *state;
+    json_decref(hello_features(fx, 3, "[\"batch\"]"));
+    submit_quiet(fx, "a", json_pack("{s:{s:i}}", "variables", "x", 1));
+    submit_quiet(fx, "b", json_pack("{s:{s:i}}", "variables", "x", 2));
+    submit_quiet(fx, "c", json_pack("{s:{s:i}}", "variables", "x", 3));
+    submit_quiet(fx, "d", json_pack("{s:{s:i}}", "variables", "x", 4)); /* no credit left */
+    json_t *f;
+    expect_type(fx, "tasks", &f);
+    assert_int_equal(json_array_size(json_object_get(f, "tasks")), 3);
+    assert_string_equal(task_id(f, 0), "a");
+    assert_string_equal(task_id(f, 1), "b");
+    assert_string_equal(task_id(f, 2), "c");
+    json_decref(f);
+    expect_nothing(fx);
+    /* One result frees one credit: d goes alone, as a plain task frame. */
+    send_json(fx, "{\"type\":\"results\",\"results\":[{\"type\":\"complete\",\"id\":\"b\"}]}");
+    assert_int_equal(fx->src.completed, 1);
+    expect_type(fx, "task", &f);
+    assert_string_equal(json_string_value(json_object_get(f, "id")), "d");
+    json_decref(f);
+}
+
+/* Without the feature every task has its own frame, as before 1.4. */
+static void test_no_batch_without_feature(void **state)
+{
+    fixture *fx = *state;
+    json_decref(hello_features(fx, 3, "[\"cancel\"]"));
+    submit_quiet(fx, "a", json_object());
+    submit_quiet(fx, "b", json_object());
+    expect_type(fx, "task", NULL);
+    expect_type(fx, "task", NULL);
+    expect_nothing(fx);
+}
+
+/* No frame exceeds max_frame (1024 here): a task that would not fit starts the next frame. */
+static void test_batch_bounded_by_max_frame(void **state)
+{
+    fixture *fx = *state;
+    json_decref(hello_features(fx, 8, "[\"batch\"]"));
+    char big[300];
+    memset(big, 'v', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    const char *ids[] = {"a", "b", "c", "d", "e"};
+    for (int i = 0; i < 5; i++)
+        submit_quiet(fx, ids[i], json_pack("{s:{s:s}}", "variables", "v", big));
+    size_t seen = 0, frames = 0;
+    while (seen < 5) {
+        uint8_t hdr[4];
+        assert_int_equal(read_full(fx, hdr, 4), 0);
+        size_t n = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+        assert_true(n <= 1024);
+        char *buf = malloc(n);
+        assert_int_equal(read_full(fx, (uint8_t *)buf, n), 0);
+        json_t *f = json_loadb(buf, n, 0, NULL);
+        free(buf);
+        assert_non_null(f);
+        const char *type = json_string_value(json_object_get(f, "type"));
+        size_t k = strcmp(type, "tasks") == 0 ? json_array_size(json_object_get(f, "tasks")) : 1;
+        assert_true(k == 1 || k == 2);
+        seen += k;
+        frames++;
+        json_decref(f);
+    }
+    assert_int_equal(seen, 5);
+    assert_int_equal(frames, 3);
+    expect_nothing(fx);
+}
+
+/* A cancel for a gathered task follows the task, never precedes it. */
+static void test_cancel_follows_gathered_task(void **state)
+{
+    fixture *fx = *state;
+    json_decref(hello_features(fx, 2, "[\"batch\",\"cancel\"]"));
+    submit_quiet(fx, "a", json_object());
+    submit_quiet(fx, "b", json_object());
+    assert_int_equal(sk_dispatcher_cancel(fx->d, "a", "deadline"), 1);
+    json_t *f;
+    expect_type(fx, "tasks", &f);
+    assert_string_equal(task_id(f, 0), "a");
+    json_decref(f);
+    expect_type(fx, "cancel", NULL);
+}
+
+/* Every item is applied as if it came alone; each bad one is refused with an error naming its
+ * index (and id), counted, and the connection and the good items go on. */
+static void test_results_items_apart(void **state)
+{
+    fixture *fx = *state;
+    json_decref(hello_features(fx, 4, "[\"batch\"]"));
+    submit_quiet(fx, "a", json_object());
+    submit_quiet(fx, "b", json_object());
+    submit_quiet(fx, "c", json_object());
+    submit_quiet(fx, "d", json_object());
+    expect_type(fx, "tasks", NULL);
+    send_json(fx, "{\"type\":\"results\",\"results\":["
+                  "{\"type\":\"complete\",\"id\":\"a\"},"
+                  "{\"type\":\"complete\",\"id\":\"b\",\"variables\":7},"
+                  "{\"type\":\"complete\",\"id\":\"nope\"},"
+                  "{\"type\":\"ack\",\"id\":\"c\"},"
+                  "{\"type\":\"fail\",\"id\":\"d\",\"message\":\"m\"}]}");
+    assert_int_equal(fx->src.completed, 1);
+    assert_int_equal(fx->src.failed, 1);
+    const char *codes[] = {"malformed_frame", "unknown_task", "unsupported"};
+    const char *eids[] = {"b", "nope", "c"};
+    const int idx[] = {1, 2, 3};
+    for (int i = 0; i < 3; i++) {
+        json_t *e;
+        expect_type(fx, "error", &e);
+        assert_string_equal(json_string_value(json_object_get(e, "code")), codes[i]);
+        assert_string_equal(json_string_value(json_object_get(e, "id")), eids[i]);
+        assert_int_equal(json_integer_value(json_object_get(e, "index")), idx[i]);
+        json_decref(e);
+    }
+    expect_nothing(fx);
+    assert_false(fx->closed);
+    assert_int_equal(sample(fx, "skiff_handler_protocol_errors_total{code=\"unknown_task\"}"), 1);
+    assert_int_equal(sample(fx, "skiff_handler_protocol_errors_total{code=\"malformed_frame\"}"),
+                     1);
+    /* b and c are still owed: a proper result for each is taken. */
+    assert_int_equal(sk_dispatcher_open(fx->d), 2);
+    send_json(fx, "{\"type\":\"results\",\"results\":[{\"type\":\"complete\",\"id\":\"b\"},"
+                  "{\"type\":\"bpmn_error\",\"id\":\"c\",\"code\":\"X\"}]}");
+    assert_int_equal(fx->src.completed, 2);
+    assert_int_equal(fx->src.errors, 1);
+    assert_int_equal(sk_dispatcher_open(fx->d), 0);
+}
+
+/* A results frame whose own member is wrong is a malformed frame: error, close, and the open
+ * tasks are abandoned (given back), never lost. */
+static void test_results_frame_malformed(void **state)
+{
+    fixture *fx = *state;
+    json_decref(hello_features(fx, 2, "[\"batch\"]"));
+    submit_quiet(fx, "a", json_object());
+    expect_type(fx, "task", NULL);
+    send_json(fx, "{\"type\":\"results\",\"results\":[]}");
+    json_t *e;
+    expect_type(fx, "error", &e);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), "malformed_frame");
+    json_decref(e);
+    uint8_t b;
+    assert_int_equal(read_full(fx, &b, 1), -1);
+    spin(fx);
+    assert_true(fx->closed);
+    assert_int_equal(fx->src.abandoned, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_welcome_lists_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tasks_in_one_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_batch_without_feature, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_bounded_by_max_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_follows_gathered_task, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_results_items_apart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_results_frame_malformed, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
