@@ -61,10 +61,18 @@ fetch_with_cargo() {
   return 1
 }
 
+# Without cargo: the download URL the way cargo makes it, from the sparse index's config.json
+# ("dl", which follows a mirror when the index is served by one).
 fetch_with_curl() {
-  local tmp=$1
-  curl -fsSL --retry 3 -o "$tmp/$CRATE_FILE" \
-    "https://crates.io/api/v1/crates/rdkafka-sys/$CRATE_VERSION/download"
+  local tmp=$1 dl
+  dl=$(curl -fsSL --retry 3 https://index.crates.io/config.json |
+    sed -n 's/.*"dl": *"\([^"]*\)".*/\1/p')
+  [ -n "$dl" ] || dl=https://static.crates.io/crates
+  case $dl in
+  *'{'*) dl=${dl//\{crate\}/rdkafka-sys} && dl=${dl//\{version\}/$CRATE_VERSION} ;;
+  *) dl=$dl/rdkafka-sys/$CRATE_VERSION/download ;;
+  esac
+  curl -fsSL --retry 3 -o "$tmp/$CRATE_FILE" "$dl"
 }
 
 cmd_fetch() {
