@@ -25,7 +25,9 @@ endforeach()
 message(STATUS "skiff image build: static ${SKIFF_ARCHIVE_curl}, ${SKIFF_RDKAFKA_ARCHIVE} and ${SKIFF_IMAGE_ARCHIVES}")
 
 add_library(skiff_deps INTERFACE)
-target_include_directories(skiff_deps INTERFACE ${SKIFF_RDKAFKA_INCLUDE} ${DEPS_INCLUDE_DIRS})
+target_include_directories(skiff_deps INTERFACE ${DEPS_INCLUDE_DIRS})
+# A system header, as outside the image build (its declarations trip -Wignored-qualifiers).
+target_include_directories(skiff_deps SYSTEM INTERFACE ${SKIFF_RDKAFKA_INCLUDE})
 target_compile_definitions(skiff_deps INTERFACE CURL_STATICLIB)
 # snappy is C++: its runtime is linked statically too; glibc (libc, libm, libdl, libpthread,
 # libresolv) stays shared.

@@ -33,8 +33,11 @@ PREFIX=${SKIFF_RDKAFKA_DIR:-$RDKAFKA_CACHE/librdkafka-$RDKAFKA_VERSION}
 # What skiff needs from librdkafka (MISSION.md's topic standards: zstd, lz4, gzip; TLS, SASL
 # SCRAM/PLAIN/OAUTHBEARER and librdkafka's own OIDC token client).
 REQUIRED_FEATURES=(gzip snappy ssl sasl sasl_plain sasl_scram sasl_oauthbearer oidc lz4 zstd)
-# The build options; the stamp records them so a change rebuilds.
+# The build options; the stamp records them so a change rebuilds. Sections per function and
+# object let the image's link (--gc-sections) drop the parts skiff never calls (admin API,
+# transactions, the mock cluster, ...).
 CMAKE_OPTIONS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_LIBDIR=lib
+  "-DCMAKE_C_FLAGS=-ffunction-sections -fdata-sections"
   -DRDKAFKA_BUILD_STATIC=ON -DRDKAFKA_BUILD_EXAMPLES=OFF -DRDKAFKA_BUILD_TESTS=OFF
   -DWITH_SSL=ON -DWITH_SASL=ON -DWITH_ZLIB=ON -DWITH_ZSTD=ON -DENABLE_LZ4_EXT=ON -DWITH_CURL=ON
   -DWITH_PLUGINS=OFF)
