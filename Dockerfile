@@ -4,7 +4,11 @@
 # Debian base made locally by mmdebstrap); docs/operations.md "Container image".
 #
 #   devstack/image.sh build          # the way CI builds it
-#   docker build -t skiff .          # elsewhere, with Docker Hub's debian:bookworm-slim
+#   devstack/rdkafka.sh fetch build-image/rdkafka && docker build -t skiff .
+#                                    # elsewhere, with Docker Hub's debian:bookworm-slim
+#
+# librdkafka is built here from the pinned rdkafka-sys crate (docs/adr/0010-rdkafka-current.md),
+# which image.sh (or the line above) puts into the build context, sha256 checked again here.
 
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 
@@ -13,11 +17,15 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
       build-essential cmake pkg-config dpkg-dev ca-certificates \
       libevent-dev libnghttp2-dev libssl-dev libjansson-dev libprotobuf-c-dev protobuf-c-compiler \
-      librdkafka-dev libavro-dev libsnappy-dev libzstd-dev liblz4-dev liblzma-dev zlib1g-dev \
+      libavro-dev libsnappy-dev libzstd-dev liblz4-dev liblzma-dev zlib1g-dev \
       libsasl2-dev libcmocka-dev
 # libcurl with HTTP/HTTPS only, from Debian's curl source package (static).
 COPY devstack/image/curl.sh /src/devstack/image/curl.sh
 RUN /src/devstack/image/curl.sh /opt/curl
+# librdkafka, static, from the pinned crate, with the libcurl above for its OIDC token client.
+COPY devstack/rdkafka.sh /src/devstack/rdkafka.sh
+COPY build-image/rdkafka/ /src/rdkafka/
+RUN CURL_PREFIX=/opt/curl /src/devstack/rdkafka.sh install /src/rdkafka/rdkafka-sys-*.crate /opt/rdkafka
 # The runtime root filesystem from Debian packages, with their dpkg status entries.
 COPY devstack/image/rootfs.sh /src/devstack/image/rootfs.sh
 RUN /src/devstack/image/rootfs.sh /rootfs && install -d -m 0700 /nonroot-home
@@ -28,7 +36,7 @@ COPY proto /src/proto
 COPY sidecar /src/sidecar
 COPY devstack/kafka-mock /src/devstack/kafka-mock
 RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DSKIFF_IMAGE_BUILD=ON \
-      -DCMAKE_PREFIX_PATH=/opt/curl >/dev/null \
+      -DCMAKE_PREFIX_PATH=/opt/curl -DSKIFF_RDKAFKA_DIR=/opt/rdkafka >/dev/null \
     && cmake --build /build -j 2 --target skiff \
     && strip --strip-all -o /skiff /build/skiff
 

@@ -863,6 +863,26 @@ def skiff_commit() -> str:
     return "?"
 
 
+def linked_rdkafka(skiff: str) -> str:
+    """The librdkafka the skiff binary was linked with: the static one of SKIFF_RDKAFKA_DIR in
+    its build directory's CMakeCache.txt (docs/adr/0010-rdkafka-current.md), its header's
+    version; Debian's package version for an older build linked to the shared library."""
+    cache = Path(skiff).resolve().parent / "CMakeCache.txt"
+    try:
+        for line in cache.read_text().splitlines():
+            if line.startswith("SKIFF_RDKAFKA_DIR:"):
+                header = Path(line.split("=", 1)[1]) / "include" / "librdkafka" / "rdkafka.h"
+                for h in header.read_text().splitlines():
+                    if h.startswith("#define RD_KAFKA_VERSION "):
+                        v = int(h.split()[2], 16)
+                        return "%d.%d.%d (static, from the rdkafka-sys crate)" % (
+                            v >> 24, (v >> 16) & 255, (v >> 8) & 255)
+    except (OSError, ValueError, IndexError):
+        pass
+    deb = sh("dpkg-query", "-W", "-f=${Version}", "librdkafka1")
+    return "%s (Debian)" % deb if deb else "?"
+
+
 def machine(stack: Stack, args: argparse.Namespace) -> List[Tuple[str, str]]:
     cpu, mem_kb = cpu_model_and_ram()
     java = ""
@@ -873,7 +893,7 @@ def machine(stack: Stack, args: argparse.Namespace) -> List[Tuple[str, str]]:
                                   text=True).stderr.splitlines()[0]
         except (OSError, IndexError):
             pass
-    rdkafka = sh("dpkg-query", "-W", "-f=${Version}", "librdkafka1")
+    rdkafka = linked_rdkafka(args.skiff)
     cc = sh("cc", "--version").splitlines()
     return [
         ("CPUs (`nproc`)", "%s, shared by the broker, the registry, skiff, the handler, the "
@@ -888,7 +908,7 @@ def machine(stack: Stack, args: argparse.Namespace) -> List[Tuple[str, str]]:
             java or "java ?") if stack.own else "%s (given with --bootstrap)" % stack.bootstrap),
         ("schema registry", "Apicurio Registry (`devstack/apicurio.sh`), %s" % stack.registry
          if "/apis/ccompat/" in stack.registry else "%s" % stack.registry),
-        ("skiff", "commit %s, Release build (`%s`, %s), librdkafka %s (Debian)" % (
+        ("skiff", "commit %s, Release build (`%s`, %s), librdkafka %s" % (
             skiff_commit(), os.path.relpath(args.skiff, ROOT), cc[0] if cc else "cc",
             rdkafka or "?")),
         ("Python", "%s; skiff's handler SDK (`handler-protocol/python`); peer: confluent-kafka "

@@ -91,6 +91,10 @@ cmd_build() {
   ensure_tools
   base_tar
   base_image
+  # The pinned librdkafka source (the rdkafka-sys crate) into the build context.
+  rm -rf "$ROOT/build-image/rdkafka"
+  mkdir -p "$ROOT/build-image/rdkafka"
+  "$DEVSTACK_DIR/rdkafka.sh" fetch "$ROOT/build-image/rdkafka"
   as_root buildah bud --quiet --isolation chroot --pull=never --layers \
     --build-arg "DEBIAN_IMAGE=$BASE_IMAGE" -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" </dev/null >/dev/null
   devstack_say "built $IMAGE in $((SECONDS - t0)) s"

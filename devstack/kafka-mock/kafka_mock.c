@@ -58,17 +58,30 @@ typedef struct name_code {
 
 static volatile sig_atomic_t stop_signal;
 
-/* The requests librdkafka 2.0.2's mock broker serves (rdkafka_mock_handlers.c). */
+/* The requests the mock broker of the librdkafka skiff links (2.12.1) serves
+ * (rdkafka_mock_handlers.c). */
 static const name_code api_names[] = {
-    {"Produce", 0},          {"Fetch", 1},
-    {"ListOffsets", 2},      {"Metadata", 3},
-    {"OffsetCommit", 8},     {"OffsetFetch", 9},
-    {"FindCoordinator", 10}, {"JoinGroup", 11},
-    {"Heartbeat", 12},       {"LeaveGroup", 13},
-    {"SyncGroup", 14},       {"ApiVersions", 18},
-    {"InitProducerId", 22},  {"AddPartitionsToTxn", 24},
-    {"AddOffsetsToTxn", 25}, {"EndTxn", 26},
+    {"Produce", 0},
+    {"Fetch", 1},
+    {"ListOffsets", 2},
+    {"Metadata", 3},
+    {"OffsetCommit", 8},
+    {"OffsetFetch", 9},
+    {"FindCoordinator", 10},
+    {"JoinGroup", 11},
+    {"Heartbeat", 12},
+    {"LeaveGroup", 13},
+    {"SyncGroup", 14},
+    {"ApiVersions", 18},
+    {"InitProducerId", 22},
+    {"OffsetForLeaderEpoch", 23},
+    {"AddPartitionsToTxn", 24},
+    {"AddOffsetsToTxn", 25},
+    {"EndTxn", 26},
     {"TxnOffsetCommit", 28},
+    {"ConsumerGroupHeartbeat", 68},
+    {"GetTelemetrySubscriptions", 71},
+    {"PushTelemetry", 72},
 };
 
 /* Kafka protocol names (Errors.java) where librdkafka's names differ. */

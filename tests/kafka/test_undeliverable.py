@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+from pathlib import Path
 from typing import Any, Dict, List
 
 from conftest import CMD_SCHEMA, MessageField, SerializationContext, cmd, wait_until
@@ -89,10 +90,19 @@ class _VU(ctypes.Structure):
                 ("size", ctypes.c_ssize_t), ("pad", ctypes.c_char * 40)]
 
 
+def bundled_librdkafka() -> str:
+    """The shared librdkafka inside the confluent-kafka wheel (confluent_kafka.libs/)."""
+    import confluent_kafka
+    libs = Path(confluent_kafka.__file__).resolve().parent.parent / "confluent_kafka.libs"
+    found = sorted(libs.glob("librdkafka*.so*"))
+    assert found, f"no librdkafka in {libs}"
+    return str(found[0])
+
+
 def produce_raw_headers(bootstrap: str, topic: str, value: bytes, headers) -> None:
-    """Produces one record through librdkafka's C API (Debian's, the one skiff links): unlike
-    the Python client, it takes header names as raw bytes."""
-    lib = ctypes.CDLL("librdkafka.so.1")
+    """Produces one record through librdkafka's C API (the one confluent-kafka bundles; skiff's
+    is linked statically): unlike the Python client, it takes header names as raw bytes."""
+    lib = ctypes.CDLL(bundled_librdkafka())
     lib.rd_kafka_conf_new.restype = ctypes.c_void_p
     lib.rd_kafka_conf_set.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
                                       ctypes.c_char_p, ctypes.c_size_t]

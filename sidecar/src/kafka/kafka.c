@@ -115,7 +115,11 @@ rd_kafka_conf_t *kconf_new(const sk_kafka *k, char *err, size_t errlen)
     }
     int bad = !c || !brokers || kconf_set(c, "bootstrap.servers", brokers, err, errlen) ||
               kconf_set(c, "client.id", k->cfg->service_name, err, errlen) ||
-              kconf_set(c, "log.queue", "true", err, errlen) || kconf_security(k, c, err, errlen);
+              kconf_set(c, "log.queue", "true", err, errlen) ||
+              /* KIP-714 client telemetry (librdkafka >= 2.5, on by default): skiff has its own
+               * metrics, and the telemetry's histograms cost about 0.7 MB at idle. */
+              kconf_set(c, "enable.metrics.push", "false", err, errlen) ||
+              kconf_security(k, c, err, errlen);
     free(brokers);
     if (bad) {
         if (c)
