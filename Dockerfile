@@ -7,7 +7,7 @@
 #   devstack/rdkafka.sh fetch build-image/rdkafka && docker build -t skiff .
 #                                    # elsewhere, with Docker Hub's debian:bookworm-slim
 #
-# librdkafka is built here from the pinned rdkafka-sys crate (docs/adr/0010-rdkafka-current.md),
+# librdkafka is built here from the pinned rdkafka-sys crate (docs/adr/0016-rdkafka-current.md),
 # which image.sh (or the line above) puts into the build context, sha256 checked again here.
 
 ARG DEBIAN_IMAGE=debian:bookworm-slim

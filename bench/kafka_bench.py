@@ -865,7 +865,7 @@ def skiff_commit() -> str:
 
 def linked_rdkafka(skiff: str) -> str:
     """The librdkafka the skiff binary was linked with: the static one of SKIFF_RDKAFKA_DIR in
-    its build directory's CMakeCache.txt (docs/adr/0010-rdkafka-current.md), its header's
+    its build directory's CMakeCache.txt (docs/adr/0016-rdkafka-current.md), its header's
     version; Debian's package version for an older build linked to the shared library."""
     cache = Path(skiff).resolve().parent / "CMakeCache.txt"
     try:

@@ -1,5 +1,5 @@
 # librdkafka: the static library devstack/rdkafka.sh builds from the pinned rdkafka-sys crate
-# (docs/adr/0010-rdkafka-current.md), found in SKIFF_RDKAFKA_DIR (default: the devstack cache,
+# (docs/adr/0016-rdkafka-current.md), found in SKIFF_RDKAFKA_DIR (default: the devstack cache,
 # $SKIFF_CACHE/rdkafka/librdkafka-<version>). A system librdkafka (Debian's 2.0.2) is never
 # used: without the library there, configuring fails and says how to build it.
 #

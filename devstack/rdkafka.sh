@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # librdkafka for skiff: the upstream source carried by the crates.io package rdkafka-sys (its
 # librdkafka/ directory), pinned by crate version and sha256, built once as a static library
-# into $SKIFF_CACHE/rdkafka/ (docs/adr/0010-rdkafka-current.md). skiff's CMake links it from
+# into $SKIFF_CACHE/rdkafka/ (docs/adr/0016-rdkafka-current.md). skiff's CMake links it from
 # there (SKIFF_RDKAFKA_DIR) and never falls back to a system librdkafka.
 #
 #   rdkafka.sh fetch [DIR]     the pinned .crate into $SKIFF_CACHE/rdkafka/ (cargo, else the
