@@ -217,9 +217,15 @@ static int build_wunion(builder *b, step *s)
     return 0;
 }
 
-static int exact_kind(const node *w, const node *r)
+/* Pass 0: the same type and full name; 1: the same type, names matching by unqualified name or
+ * alias; 2: anything that resolves (promotions). */
+static int branch_fits(int pass, const node *w, const node *r)
 {
-    return w->k == r->k && (!w->name || names_match(w, r));
+    if (pass == 0)
+        return w->k == r->k && (!w->name || (r->name && strcmp(w->name, r->name) == 0));
+    if (pass == 1)
+        return w->k == r->k && (!w->name || names_match(w, r));
+    return 1;
 }
 
 /* A reader union: the first branch of the same type, else the first one reachable by a
@@ -230,9 +236,9 @@ static int build_runion(builder *b, step *s)
     char why[256];
     if (!(s->sub = calloc(1, sizeof(step *))))
         return sk_avro_fail(&b->e, &b->path, "out of memory");
-    for (int pass = 0; pass < 2; pass++)
+    for (int pass = 0; pass < 3; pass++)
         for (size_t i = 0; i < r->n; i++) {
-            if (pass == 0 && !exact_kind(s->w, r->branches[i]))
+            if (!branch_fits(pass, s->w, r->branches[i]))
                 continue;
             if ((s->sub[0] = try_build(b, s->w, r->branches[i], why, sizeof why))) {
                 s->branch = (int)i;
