@@ -1,9 +1,10 @@
 """Reader schemas (kafka.reader_schemas): one subject evolves under BACKWARD compatibility as
-the registry enforces it (v1; v2 promotes qty int -> long and adds currency with a default; v3
-removes note), records are written by the official AvroSerializer under each version, and the
-handler of the topic, which names v2 as its reader schema, gets every value in v2's shape. A
-record written under a schema v2 cannot read (another subject, no qty) goes to <topic>.dlq as
-schema_incompatible, read back with the official consumer."""
+the registry enforces it (v1; v2 promotes qty int -> long, adds currency and status with
+defaults; v3 removes note and adds the status symbol SHIPPED), records are written by the
+official AvroSerializer under each version, and the handler of the topic, which names v2 as its
+reader schema, gets every value in v2's shape. Two records go to <topic>.dlq as
+schema_incompatible, read back with the official consumer: one written under a schema v2 cannot
+read at all (another subject, no qty), and a v3 one whose status v2's enum does not have."""
 from __future__ import annotations
 
 import json
@@ -23,11 +24,15 @@ V2 = {"type": "record", "name": "Order", "namespace": "skiff.test", "fields": [
     {"name": "qty", "type": "long"},
     {"name": "note", "type": "string", "default": "-"},
     {"name": "currency", "type": "string", "default": "EUR"},
+    {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "PAID"]},
+     "default": "NEW"},
 ]}
 V3 = {"type": "record", "name": "Order", "namespace": "skiff.test", "fields": [
     {"name": "id", "type": "string"},
     {"name": "qty", "type": "long"},
     {"name": "currency", "type": "string", "default": "EUR"},
+    {"name": "status", "type": {"type": "enum", "name": "Status",
+                                "symbols": ["NEW", "PAID", "SHIPPED"]}, "default": "NEW"},
 ]}
 ROGUE = {"type": "record", "name": "Order", "namespace": "skiff.test", "fields": [
     {"name": "id", "type": "string"},
@@ -55,41 +60,52 @@ def test_values_resolved_to_the_reader_schema(kafka, stack, uid, tmp_path):
     sent = kafka.produce(topic, [("k1", {"id": "o1", "qty": 3, "note": "first"}, None)],
                          schema=V1)
     sent += kafka.produce(topic, [("k2", {"id": "o2", "qty": 2 ** 40, "note": "big",
-                                          "currency": "USD"}, None)], schema=V2)
-    sent += kafka.produce(topic, [("k3", {"id": "o3", "qty": 5, "currency": "CHF"}, None)],
+                                          "currency": "USD", "status": "PAID"}, None)], schema=V2)
+    sent += kafka.produce(topic, [("k3", {"id": "o3", "qty": 5, "currency": "CHF",
+                                          "status": "PAID"}, None),
+                                  ("k4", {"id": "o4", "qty": 1, "status": "SHIPPED"}, None)],
                           schema=V3)
-    sent += kafka.produce(topic, [("k4", {"id": "o4", "amount": 1.5}, None)], serializer=rogue)
-    rogue_id = int.from_bytes(sent[3]["value"][1:5], "big")
+    sent += kafka.produce(topic, [("k5", {"id": "o5", "amount": 1.5}, None)], serializer=rogue)
+    rogue_id = int.from_bytes(sent[4]["value"][1:5], "big")
 
     skiff, handler = stack.start([topic], group,
                                  kafka__reader_schemas=f"{topic}=file:{reader}")
-    kafka.wait_committed(group, topic, {0: 4}, skiff)
+    kafka.wait_committed(group, topic, {0: 5}, skiff)
 
     got = {e["value"]["id"]: e for e in handler.events("start")}
     assert sorted(got) == ["o1", "o2", "o3"], handler.events("start")
-    assert got["o1"]["value"] == {"id": "o1", "qty": 3, "note": "first", "currency": "EUR"}
-    assert got["o2"]["value"] == {"id": "o2", "qty": 2 ** 40, "note": "big", "currency": "USD"}
-    assert got["o3"]["value"] == {"id": "o3", "qty": 5, "note": "-", "currency": "CHF"}
+    assert got["o1"]["value"] == {"id": "o1", "qty": 3, "note": "first", "currency": "EUR",
+                                  "status": "NEW"}
+    assert got["o2"]["value"] == {"id": "o2", "qty": 2 ** 40, "note": "big", "currency": "USD",
+                                  "status": "PAID"}
+    assert got["o3"]["value"] == {"id": "o3", "qty": 5, "note": "-", "currency": "CHF",
+                                  "status": "PAID"}
     # the task names the writer's schema id, not the reader's
     assert [got[i]["schema_id"] for i in ("o1", "o2", "o3")] == ids
 
-    wait_until(lambda: sum(kafka.end_offsets(f"{topic}.dlq").values()) >= 1,
-               what=f"a record in {topic}.dlq", on_timeout=skiff.tail)
-    dlq = kafka.read_all(f"{topic}.dlq")
-    assert len(dlq) == 1
-    h = headers_of(dlq[0])
-    assert dlq[0].value() == sent[3]["value"] and dlq[0].key() == b"k4"
-    assert h["skiff.dlq.reason"] == "schema_incompatible", h
-    assert f"schema {rogue_id}" in h["skiff.dlq.error"], h
-    assert "$.qty: reader field has no default" in h["skiff.dlq.error"], h
-    assert h["skiff.original.offset"] == "3"
-    # the official deserializer still reads the dead letter with its own (writer's) schema
-    assert kafka.deserialize(f"{topic}.dlq", dlq[0].value()) == {"id": "o4", "amount": 1.5}
+    wait_until(lambda: sum(kafka.end_offsets(f"{topic}.dlq").values()) >= 2,
+               what=f"two records in {topic}.dlq", on_timeout=skiff.tail)
+    dlq = {headers_of(m)["skiff.original.offset"]: m for m in kafka.read_all(f"{topic}.dlq")}
+    assert sorted(dlq) == ["3", "4"], dlq
+    for offset, key in (("3", b"k4"), ("4", b"k5")):
+        m = dlq[offset]
+        assert m.value() == sent[int(offset)]["value"] and m.key() == key
+        assert headers_of(m)["skiff.dlq.reason"] == "schema_incompatible", headers_of(m)
+    shipped = headers_of(dlq["3"])["skiff.dlq.error"]
+    assert f"schema {ids[2]}" in shipped, shipped
+    assert ('$.status: symbol "SHIPPED" is not in the reader\'s enum skiff.test.Status, which '
+            'has no default') in shipped, shipped
+    no_qty = headers_of(dlq["4"])["skiff.dlq.error"]
+    assert f"schema {rogue_id}" in no_qty, no_qty
+    assert "$.qty: reader field has no default" in no_qty, no_qty
+    # the official deserializer still reads the dead letters with their writers' schemas
+    assert kafka.deserialize(f"{topic}.dlq", dlq["4"].value()) == {"id": "o5", "amount": 1.5}
+    assert kafka.deserialize(f"{topic}.dlq", dlq["3"].value())["status"] == "SHIPPED"
     assert skiff.metric("skiff_kafka_dead_letters_total", topic=topic,
-                        reason="schema_incompatible") == 1
+                        reason="schema_incompatible") == 2
     assert skiff.metric("skiff_tasks_undeliverable_total", source="kafka", route=topic,
-                        reason="schema_incompatible") == 1
-    assert "goes to %s.dlq" % topic in skiff.logs()
+                        reason="schema_incompatible") == 2
+    assert f"goes to {topic}.dlq" in skiff.logs()
     stack.stop_all()
 
 
