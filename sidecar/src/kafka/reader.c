@@ -144,8 +144,7 @@ json_t *kreader_decode(kreader *kr, int32_t writer_id, const sk_avro_schema *wri
     json_t *v = NULL;
     *incompatible = 1;
     if (!p->plan)
-        snprintf(err, errlen, "schema %d cannot be resolved to the reader schema of %s: %s",
-                 (int)writer_id, kr->topic, p->err ? p->err : "out of memory");
+        snprintf(err, errlen, "%s", p->err ? p->err : "out of memory");
     else
         v = sk_avro_resolve(p->plan, body, len, incompatible, err, errlen);
     sk_avro_plan_free(tmp.plan);

@@ -353,7 +353,7 @@ static json_t *decode(krec *r)
         v = kr ? kreader_decode(kr, r->schema_id, r->schema, body, len, &incompat, err, sizeof err)
                : sk_avro_to_json(r->schema, body, len, err, sizeof err);
         if (!v && incompat) {
-            snprintf(why, sizeof why, "value of schema %d does not fit the reader schema: %s",
+            snprintf(why, sizeof why, "schema %d does not resolve to the topic's reader schema: %s",
                      (int)r->schema_id, err);
             incompatible(r, why);
             return NULL;

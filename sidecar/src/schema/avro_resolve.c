@@ -323,8 +323,10 @@ static step *build(builder *b, const node *w, const node *r)
     }
     if (b->p->cap) {
         slot *m = memo_find(b->p, w, r);
-        if (m->s && m->s->failed)
-            sk_avro_fail(&b->e, NULL, "%s", m->s->why ? m->s->why : "incompatible");
+        if (m->s && m->s->failed && !b->e.set && b->e.err && b->e.errlen) {
+            snprintf(b->e.err, b->e.errlen, "%s", m->s->why ? m->s->why : "incompatible");
+            b->e.set = 1;
+        }
         if (m->s)
             return m->s->failed ? NULL : m->s;
     }
