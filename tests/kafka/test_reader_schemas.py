@@ -82,6 +82,15 @@ def test_values_resolved_to_the_reader_schema(kafka, stack, uid, tmp_path):
                                   "status": "PAID"}
     # the task names the writer's schema id, not the reader's
     assert [got[i]["schema_id"] for i in ("o1", "o2", "o3")] == ids
+    # the official deserializer given v2 as its reader schema (fastavro's resolution) agrees
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    official = AvroDeserializer(kafka.sr, json.dumps(V2))
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    for i, rid in enumerate(("o1", "o2", "o3")):
+        assert official(sent[i]["value"], ctx) == got[rid]["value"], rid
+    with pytest.raises(Exception, match="SHIPPED"):
+        official(sent[3]["value"], ctx)
 
     wait_until(lambda: sum(kafka.end_offsets(f"{topic}.dlq").values()) >= 2,
                what=f"two records in {topic}.dlq", on_timeout=skiff.tail)
