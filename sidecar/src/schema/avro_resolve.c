@@ -274,6 +274,17 @@ static int leaf_op(const node *w, const node *r, op *o)
     return 0;
 }
 
+static const char *logical_name(const node *n)
+{
+    static const char *const names[] = {[L_NONE] = "",
+                                        [L_DECIMAL] = " (decimal)",
+                                        [L_DATE] = " (date)",
+                                        [L_TS_MILLIS] = " (timestamp-millis)",
+                                        [L_TS_MICROS] = " (timestamp-micros)",
+                                        [L_UUID] = " (uuid)"};
+    return names[n->lt];
+}
+
 static int build_parts(builder *b, step *s)
 {
     switch (s->op) {
@@ -295,6 +306,15 @@ static int build_parts(builder *b, step *s)
     }
 }
 
+/* Two logical types on the same encoding that would show a value wrongly (a decimal of another
+ * scale, millis as micros, days as a timestamp) do not resolve; one plain side does. */
+static int logical_conflict(const node *w, const node *r)
+{
+    if (w->lt == L_NONE || r->lt == L_NONE)
+        return 0;
+    return w->lt != r->lt || (w->lt == L_DECIMAL && w->scale != r->scale);
+}
+
 static step *build_new(builder *b, const node *w, const node *r)
 {
     op o;
@@ -302,9 +322,9 @@ static step *build_new(builder *b, const node *w, const node *r)
         o = OP_WUNION;
     else if (r->k == K_UNION)
         o = OP_RUNION;
-    else if (leaf_op(w, r, &o) < 0) {
-        sk_avro_fail(&b->e, &b->path, "the writer's %s cannot be read as the reader's %s",
-                     sk_avro_type_name(w), sk_avro_type_name(r));
+    else if (leaf_op(w, r, &o) < 0 || logical_conflict(w, r)) {
+        sk_avro_fail(&b->e, &b->path, "the writer's %s%s cannot be read as the reader's %s%s",
+                     sk_avro_type_name(w), logical_name(w), sk_avro_type_name(r), logical_name(r));
         return NULL;
     }
     step *s = new_step(b, o, w, r);

@@ -388,6 +388,29 @@ static void test_fixed(void **st)
                "{\"type\":\"fixed\",\"name\":\"G\",\"size\":2}", "cannot be read");
 }
 
+/* ---- logical types ---- */
+
+#define LT(type, lt) "{\"type\":\"" type "\",\"logicalType\":\"" lt "\"}"
+#define DEC(scale)                                                                                 \
+    "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":9,\"scale\":" scale "}"
+
+static void test_logical_types(void **st)
+{
+    (void)st;
+    check(LT("long", "timestamp-millis"), "\"2024-01-02T03:04:05.123Z\"",
+          LT("long", "timestamp-millis"), "\"2024-01-02T03:04:05.123Z\"");
+    check(LT("long", "timestamp-millis"), "\"1970-01-01T00:00:01.000Z\"", "\"long\"", "1000");
+    check(LT("int", "date"), "\"1970-01-11\"", "\"long\"", "10");
+    check(DEC("2"), "\"12.34\"", DEC("2"), "\"12.34\"");
+    /* the same encoding would show another number: refused */
+    plan_fails(DEC("2"), DEC("3"),
+               "the writer's bytes (decimal) cannot be read as the reader's "
+               "bytes (decimal)");
+    plan_fails(LT("long", "timestamp-micros"), LT("long", "timestamp-millis"),
+               "(timestamp-micros) cannot be read as the reader's long (timestamp-millis)");
+    plan_fails(LT("int", "date"), LT("long", "timestamp-millis"), "(date) cannot be read");
+}
+
 /* ---- malformed bodies are not incompatibilities ---- */
 
 static void test_malformed_body(void **st)
@@ -440,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_union_to_union),
         cmocka_unit_test(test_array_map_recursive),
         cmocka_unit_test(test_fixed),
+        cmocka_unit_test(test_logical_types),
         cmocka_unit_test(test_malformed_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
