@@ -711,34 +711,6 @@ static void test_kafka_group_timings(void **state)
                           "--kafka.heartbeat_interval is larger than kafka.session_timeout"));
 }
 
-/* kafka.reader_schemas: "<topic>=file:<path>" items of topics in kafka.topics, once each. */
-static void test_kafka_reader_schemas(void **state)
-{
-    (void)state;
-    sk_config cfg;
-    char *p;
-#define KAFKA_BASE                                                                                 \
-    "--kafka.brokers=k:9092", "--kafka.topics=orders,users", "--schema_registry.url=http://r:8081"
-    srcs ok = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=orders=file:schemas/o.avsc")};
-    assert_int_equal(load(&cfg, &ok, &p), 0);
-    assert_int_equal(cfg.kafka_reader_schemas_len, 1);
-    assert_string_equal(cfg.kafka_reader_schemas[0], "orders=file:schemas/o.avsc");
-    free(p);
-    sk_config_clear(&cfg);
-    srcs form = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=orders=orders-value:2")};
-    load_one_problem(&form, LIST("kafka.reader_schemas: item \"orders=orders-value:2\" from "
-                                 "command line --kafka.reader_schemas: expected "
-                                 "<topic>=file:<path>"));
-    srcs empty = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=orders=file:")};
-    load_one_problem(&empty, LIST("expected <topic>=file:<path>"));
-    srcs unknown = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=other=file:x.avsc")};
-    load_one_problem(&unknown, LIST("\"other=file:x.avsc\"", "not in kafka.topics"));
-    srcs twice = {
-        .argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=users=file:a.avsc,users=file:b.avsc")};
-    load_one_problem(&twice, LIST("\"users=file:b.avsc\"", "a second reader schema"));
-#undef KAFKA_BASE
-}
-
 /* OAuth for the gateway: Camunda's variables, the three settings go together. */
 static void test_oauth_settings(void **state)
 {
@@ -936,7 +908,6 @@ int main(void)
         cmocka_unit_test(test_all_problems_at_once),
         cmocka_unit_test(test_cross_check),
         cmocka_unit_test(test_kafka_group_timings),
-        cmocka_unit_test(test_kafka_reader_schemas),
         cmocka_unit_test(test_oauth_settings),
         cmocka_unit_test(test_handler_call_settings),
         cmocka_unit_test(test_literal_secrets),
