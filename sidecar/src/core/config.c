@@ -569,6 +569,34 @@ static void check_at_most(ctx *c, const char *key, int64_t v, const char *max_ke
         a, c->from[row_index(key)], max_key, b, c->from[row_index(max_key)], max_key);
 }
 
+/* kafka.reader_schemas: "<topic>=file:<path>" items, each topic one of kafka.topics, once. */
+static void check_reader_schemas(ctx *c)
+{
+    const sk_config *cfg = c->cfg;
+    const char *from = c->from[row_index("kafka.reader_schemas")];
+    for (size_t i = 0; i < cfg->kafka_reader_schemas_len; i++) {
+        const char *item = cfg->kafka_reader_schemas[i], *eq = strchr(item, '=');
+        size_t tlen = eq ? (size_t)(eq - item) : 0;
+        if (!eq || tlen == 0 || strncmp(eq + 1, "file:", 5) != 0 || !eq[6]) {
+            sk_config_problem(c,
+                              "kafka.reader_schemas: item \"%.100s\" from %s: expected "
+                              "<topic>=file:<path>",
+                              item, from);
+            continue;
+        }
+        int known = 0, twice = 0;
+        for (size_t j = 0; j < cfg->kafka_topics_len; j++)
+            known |= strlen(cfg->kafka_topics[j]) == tlen &&
+                     strncmp(cfg->kafka_topics[j], item, tlen) == 0;
+        for (size_t j = 0; j < i; j++)
+            twice |= strncmp(cfg->kafka_reader_schemas[j], item, tlen + 1) == 0;
+        if (!known || twice)
+            sk_config_problem(c, "kafka.reader_schemas: item \"%.100s\" from %s: %s", item, from,
+                              twice ? "a second reader schema for the topic"
+                                    : "the topic is not in kafka.topics");
+    }
+}
+
 /* Kafka needs its brokers as addresses and a Schema Registry (every record is Avro). */
 static void check_kafka(ctx *c)
 {
@@ -592,6 +620,7 @@ static void check_kafka(ctx *c)
                                   "kafka.topics: \"%.100s\" is also in zeebe.job_types: "
                                   "expected distinct names (a handler's hello names either)",
                                   cfg->kafka_topics[i]);
+    check_reader_schemas(c);
     if (cfg->kafka_brokers_len > 0 && cfg->registry_url[0] == '\0')
         sk_config_problem(c,
                           "schema_registry.url: empty while kafka.brokers is set (from %s): "

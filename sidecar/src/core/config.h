@@ -136,6 +136,8 @@ typedef struct sk_config {
     size_t kafka_brokers_len;
     char **kafka_topics; /* kafka.topics, NULL-terminated */
     size_t kafka_topics_len;
+    char **kafka_reader_schemas; /* kafka.reader_schemas "<topic>=file:<path>", NULL-terminated */
+    size_t kafka_reader_schemas_len;
     char *kafka_group_id;              /* kafka.group_id ("" until resolved: service.name) */
     int kafka_ordering;                /* kafka.ordering (sk_kafka_order) */
     int64_t kafka_max_attempts;        /* kafka.max_attempts */

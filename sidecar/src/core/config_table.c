@@ -464,6 +464,20 @@ const row sk_config_table[NROWS] = {
      .off_len = OFF(kafka_topics_len),
      .help = "Topics to consume and hand to handlers as tasks. Empty: no consumer (the "
              "`produce` call still works when `kafka.brokers` is set)."},
+    {.key = "kafka.reader_schemas",
+     .type = T_LIST,
+     .def = "",
+     .min = 0,
+     .max = 100,
+     .off = OFF(kafka_reader_schemas),
+     .off_len = OFF(kafka_reader_schemas_len),
+     .help = "Reader schemas: `<topic>=file:<path>` items, one per topic of `kafka.topics` at "
+             "most. The handlers of that topic get every value in the shape of the Avro schema "
+             "in the file (read at start), whatever compatible schema the producer wrote it "
+             "with: Avro's schema resolution (fields by name or alias, defaults for fields the "
+             "writer lacks, promotions, enum defaults, unions). A record the reader's schema "
+             "cannot take goes to `<topic>.dlq` with the reason `schema_incompatible`. A topic "
+             "without an item gets values in the writer's shape."},
     {.key = "kafka.group_id",
      .type = T_STRING,
      .def = "",

@@ -31,6 +31,7 @@ typedef struct kwake {
 typedef struct kproducer kproducer;
 typedef struct kpart kpart;
 typedef struct krec krec;
+typedef struct kreader kreader;
 
 struct sk_kafka {
     struct event_base *base;
@@ -38,6 +39,7 @@ struct sk_kafka {
     sk_dispatcher *d;
     sk_metrics *metrics;
     sk_registry *registry;
+    kreader *readers;             /* kafka.reader_schemas, by topic */
     sk_secret *registry_password; /* schema_registry.password, watched; NULL when empty */
     sk_oauth_client *token;       /* OAUTHBEARER tokens, or NULL */
     rd_kafka_t *oauth_rk[2];      /* the clients that take them (consumer, producer) */
@@ -112,6 +114,19 @@ struct krec {
     sk_registry_lookup *lookup;
     char *error; /* why its last attempt failed */
 };
+
+/* ---- reader.c: reader schemas (kafka.reader_schemas) ---- */
+/* Loads every reader schema file; -1 with err naming the topic and the problem. */
+int kreader_load(sk_kafka *k, char *err, size_t errlen);
+void kreader_free_all(kreader *kr);
+/* The topic's reader schema, or NULL when its values keep the writer's shape. */
+kreader *kreader_find(const sk_kafka *k, const char *topic);
+/* The body written with writer (schema id writer_id) in the reader schema's shape, or NULL with
+ * err; *incompatible is then 1 when the writer's schema or the value has no place in the
+ * reader's (schema_incompatible), 0 when the body is malformed. */
+json_t *kreader_decode(kreader *kr, int32_t writer_id, const sk_avro_schema *writer,
+                       const uint8_t *body, size_t len, int *incompatible, char *err,
+                       size_t errlen);
 
 /* ---- consumer.c ---- */
 int kconsumer_start(sk_kafka *k, char *err, size_t errlen);

@@ -201,7 +201,8 @@ sk_kafka *sk_kafka_new(struct event_base *base, const sk_config *cfg, sk_dispatc
                            .latest_ttl_ms = cfg->registry_latest_ttl_ms,
                            .timeout_ms = cfg->registry_timeout_ms,
                            .tls = k->registry_tls};
-    if (!(k->registry = sk_registry_new(base, &ro, metrics, err, errlen)) ||
+    if (kreader_load(k, err, errlen) != 0 ||
+        !(k->registry = sk_registry_new(base, &ro, metrics, err, errlen)) ||
         !(k->producer = kproducer_new(k, err, errlen)) || kproduce_register(k) != 0 ||
         (cfg->kafka_topics_len > 0 && kconsumer_start(k, err, errlen) != 0)) {
         if (!err[0])
@@ -260,6 +261,7 @@ void sk_kafka_free(sk_kafka *k)
     kproducer_free(k->producer); /* reports what is still queued while its owners exist */
     kconsumer_free(k);
     sk_registry_free(k->registry);
+    kreader_free_all(k->readers);
     sk_tls_free(k->tls);
     sk_tls_free(k->registry_tls);
     sk_secret_free(k->registry_password);

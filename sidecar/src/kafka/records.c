@@ -329,7 +329,16 @@ static void find_schema(krec *r)
         lookup_schema(r, (int32_t)id);
 }
 
-/* The decoded value (a new reference), or NULL when it does not decode (dead-lettered). */
+/* A record whose writer's schema or value the topic's reader schema cannot take (resolution,
+ * kafka.reader_schemas): counted and dead-lettered like an undecodable one. */
+static void incompatible(krec *r, const char *why)
+{
+    sk_dispatcher_undeliverable(r->p->k->d, "kafka", r->p->topic, "schema_incompatible");
+    dead_letter(r, "schema_incompatible", why);
+}
+
+/* The decoded value (a new reference), or NULL when it does not decode (dead-lettered). Resolved
+ * to the topic's reader schema when it has one. */
 static json_t *decode(krec *r)
 {
     json_t *v = json_null();
@@ -339,7 +348,16 @@ static json_t *decode(krec *r)
         const uint8_t *body;
         size_t len;
         sk_avro_wire_split(r->msg->payload, r->msg->len, &id, &body, &len, err, sizeof err);
-        v = sk_avro_to_json(r->schema, body, len, err, sizeof err);
+        kreader *kr = kreader_find(r->p->k, r->p->topic);
+        int incompat = 0;
+        v = kr ? kreader_decode(kr, r->schema_id, r->schema, body, len, &incompat, err, sizeof err)
+               : sk_avro_to_json(r->schema, body, len, err, sizeof err);
+        if (!v && incompat) {
+            snprintf(why, sizeof why, "schema %d does not resolve to the topic's reader schema: %s",
+                     (int)r->schema_id, err);
+            incompatible(r, why);
+            return NULL;
+        }
     }
     if (!v) {
         snprintf(why, sizeof why, "value does not decode with schema %d: %s", (int)r->schema_id,

@@ -9,15 +9,6 @@
 
 /* ---- binary reader ----------------------------------------------------------------------- */
 
-typedef struct reader {
-    const uint8_t *p;
-    size_t len, pos;
-    size_t budget; /* values still allowed to take no input bytes (null, empty record...) */
-    int depth;
-    path path;
-    errbuf e;
-} reader;
-
 static int get_long(reader *r, int64_t *out)
 {
     uint64_t v = 0;
@@ -356,6 +347,33 @@ static json_t *decode(reader *r, const node *n)
     if (!v && !r->e.set)
         return oom(r);
     return v;
+}
+
+/* ---- for avro_resolve.c: the reader's steps ---------------------------------------------- */
+
+json_t *sk_avro_read_value(reader *r, const node *n)
+{
+    return decode(r, n);
+}
+
+int sk_avro_read_long(reader *r, int64_t *out)
+{
+    return get_long(r, out);
+}
+
+int sk_avro_read_bytes(reader *r, size_t n, const uint8_t **out)
+{
+    return get_bytes(r, n, out);
+}
+
+int sk_avro_read_text(reader *r, const uint8_t **b, size_t *len)
+{
+    return read_text(r, b, len);
+}
+
+int sk_avro_read_block(reader *r, const node *items, size_t *count)
+{
+    return block_count(r, items, count);
 }
 
 /* ---- public API -------------------------------------------------------------------------- */

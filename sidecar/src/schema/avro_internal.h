@@ -35,6 +35,7 @@ typedef struct field {
     uint8_t *def; /* pre-encoded default, NULL when the field has none */
     size_t def_len;
     json_t *def_json; /* kept until the defaults are compiled */
+    char **aliases;   /* NULL-terminated, NULL when none (schema resolution) */
 } field;
 
 struct node {
@@ -47,8 +48,10 @@ struct node {
     field *fields;
     char **symbols;
     node **branches;
-    node *items;  /* array items, map values */
-    int nu_other; /* union ["null", X] / [X, "null"]: index of X, else -1 */
+    node *items;    /* array items, map values */
+    int nu_other;   /* union ["null", X] / [X, "null"]: index of X, else -1 */
+    int enum_def;   /* enum: index of the "default" symbol, else -1 (schema resolution) */
+    char **aliases; /* named types: full names, NULL-terminated, NULL when none */
 };
 
 struct sk_avro_schema {
@@ -112,6 +115,27 @@ json_t *sk_avro_timestamp_to_json(int64_t v, int64_t unit, int digits);
 int sk_avro_parse_date(const char *s, int64_t *days);
 /* RFC 3339 "YYYY-MM-DDTHH:MM:SS[.f](Z|+hh:mm|-hh:mm)" -> units since the epoch (UTC). */
 int sk_avro_parse_timestamp(const char *s, int64_t unit, int digits, int64_t *out);
+
+/* ---- avro_decode.c: the bounded binary reader, for avro_resolve.c ------------------------ */
+
+typedef struct reader {
+    const uint8_t *p;
+    size_t len, pos;
+    size_t budget; /* values still allowed to take no input bytes (null, empty record...) */
+    int depth;
+    path path;
+    errbuf e;
+    int incompatible; /* avro_resolve.c: the failure is a value the reader cannot take */
+} reader;
+
+/* One value of schema n (the writer's and reader's when they agree on the encoding). */
+json_t *sk_avro_read_value(reader *r, const node *n);
+int sk_avro_read_long(reader *r, int64_t *out);
+int sk_avro_read_bytes(reader *r, size_t n, const uint8_t **out);
+/* A length-prefixed UTF-8 string. */
+int sk_avro_read_text(reader *r, const uint8_t **b, size_t *len);
+/* The next block count of an array or map of the writer's items. */
+int sk_avro_read_block(reader *r, const node *items, size_t *count);
 
 /* ---- avro_encode.c ------------------------------------------------------------------------- */
 

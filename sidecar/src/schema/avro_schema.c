@@ -92,6 +92,7 @@ static node *new_node(compiler *c, kind k)
         return NULL;
     n->k = k;
     n->nu_other = -1;
+    n->enum_def = -1;
     s->all[s->n_all++] = n;
     return n;
 }
@@ -168,6 +169,41 @@ static int full_name(compiler *c, json_t *o, const char *ns, char **full, char *
 
 static node *compile(compiler *c, json_t *j, const char *ns, int depth);
 
+/* "aliases": a NULL-terminated copy (ns given: names without a dot are qualified by it, as
+ * Avro says for the aliases of named types); nothing when absent. */
+static int compile_aliases(compiler *c, json_t *a, const char *ns, char ***out)
+{
+    if (!json_is_array(a) || json_array_size(a) == 0)
+        return 0;
+    if (!(*out = calloc(json_array_size(a) + 1, sizeof(char *))))
+        return sk_avro_fail(&c->e, NULL, "out of memory");
+    for (size_t i = 0, n = 0; i < json_array_size(a); i++) {
+        const char *name = json_string_value(json_array_get(a, i));
+        if (!name)
+            return sk_avro_fail(&c->e, NULL, "an alias is not a string");
+        size_t need = strlen(name) + (ns ? strlen(ns) : 0) + 2;
+        if (!((*out)[n] = malloc(need)))
+            return sk_avro_fail(&c->e, NULL, "out of memory");
+        int qualify = ns && *ns && !strchr(name, '.');
+        snprintf((*out)[n++], need, "%s%s%s", qualify ? ns : "", qualify ? "." : "", name);
+    }
+    return 0;
+}
+
+/* The enum's "default" symbol (used when resolving an unknown writer symbol). */
+static int enum_default(compiler *c, node *n, json_t *o)
+{
+    json_t *d = json_object_get(o, "default");
+    if (!d)
+        return 0;
+    for (size_t i = 0; json_is_string(d) && i < n->n; i++)
+        if (strcmp(n->symbols[i], json_string_value(d)) == 0) {
+            n->enum_def = (int)i;
+            return 0;
+        }
+    return sk_avro_fail(&c->e, NULL, "enum \"%s\": default is not one of its symbols", n->name);
+}
+
 static int compile_fields(compiler *c, node *n, json_t *fields, const char *ns, int depth)
 {
     if (!json_is_array(fields))
@@ -188,6 +224,8 @@ static int compile_fields(compiler *c, node *n, json_t *fields, const char *ns, 
         if (!fd->name || !fd->type)
             return -1;
         fd->def_json = json_object_get(f, "default");
+        if (compile_aliases(c, json_object_get(f, "aliases"), NULL, &fd->aliases) < 0)
+            return -1;
     }
     return 0;
 }
@@ -208,6 +246,8 @@ static int compile_named(compiler *c, node *n, json_t *o, const char *ns, int de
             if (!sym || !(n->symbols[n->n++] = strdup(sym)))
                 rc = sk_avro_fail(&c->e, NULL, "enum \"%s\": bad symbol", n->name);
         }
+        if (rc == 0)
+            rc = enum_default(c, n, o);
     } else if (rc == 0) {
         json_t *size = json_object_get(o, "size");
         json_int_t sz = json_integer_value(size);
@@ -215,6 +255,8 @@ static int compile_named(compiler *c, node *n, json_t *o, const char *ns, int de
             rc = sk_avro_fail(&c->e, NULL, "fixed \"%s\": bad size", n->name);
         n->size = (size_t)sz;
     }
+    if (rc == 0)
+        rc = compile_aliases(c, json_object_get(o, "aliases"), own_ns, &n->aliases);
     free(own_ns);
     return rc;
 }
@@ -338,6 +380,13 @@ fail:
     return NULL;
 }
 
+static void free_names(char **names)
+{
+    for (size_t i = 0; names && names[i]; i++)
+        free(names[i]);
+    free(names);
+}
+
 void sk_avro_schema_free(sk_avro_schema *s)
 {
     if (!s)
@@ -347,7 +396,9 @@ void sk_avro_schema_free(sk_avro_schema *s)
         for (size_t f = 0; n->fields && f < n->n; f++) {
             free(n->fields[f].name);
             free(n->fields[f].def);
+            free_names(n->fields[f].aliases);
         }
+        free_names(n->aliases);
         for (size_t k = 0; n->symbols && k < n->n; k++)
             free(n->symbols[k]);
         free(n->fields);

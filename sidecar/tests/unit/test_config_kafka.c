@@ -242,9 +242,38 @@ static void test_sasl_ssl_without_oauthbearer_needs_a_user(void **state)
     sk_config_clear(&cfg);
 }
 
+/* kafka.reader_schemas: "<topic>=file:<path>" items of topics in kafka.topics, once each. */
+static void test_kafka_reader_schemas(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *p;
+#define KAFKA_BASE                                                                                 \
+    "--kafka.brokers=k:9092", "--kafka.topics=orders,users", "--schema_registry.url=http://r:8081"
+    srcs ok = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=orders=file:schemas/o.avsc")};
+    assert_int_equal(load(&cfg, &ok, &p), 0);
+    assert_int_equal(cfg.kafka_reader_schemas_len, 1);
+    assert_string_equal(cfg.kafka_reader_schemas[0], "orders=file:schemas/o.avsc");
+    free(p);
+    sk_config_clear(&cfg);
+    srcs form = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=orders=orders-value:2")};
+    load_one_problem(&form, LIST("kafka.reader_schemas: item \"orders=orders-value:2\" from "
+                                 "command line --kafka.reader_schemas: expected "
+                                 "<topic>=file:<path>"));
+    srcs empty = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=orders=file:")};
+    load_one_problem(&empty, LIST("expected <topic>=file:<path>"));
+    srcs unknown = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=other=file:x.avsc")};
+    load_one_problem(&unknown, LIST("\"other=file:x.avsc\"", "not in kafka.topics"));
+    srcs twice = {
+        .argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=users=file:a.avsc,users=file:b.avsc")};
+    load_one_problem(&twice, LIST("\"users=file:b.avsc\"", "a second reader schema"));
+#undef KAFKA_BASE
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kafka_reader_schemas),
         cmocka_unit_test(test_defaults_leave_kafka_off),
         cmocka_unit_test(test_platform_variables),
         cmocka_unit_test(test_explicit_group_and_annotations),
