@@ -19,7 +19,7 @@ import zeebe_client
 
 CONF_JOB_TYPES = ["conf-complete", "conf-none", "conf-raise", "conf-bpmn", "conf-jobfailed",
                   "conf-async", "conf-sleep", "conf-big", "conf-extend", "conf-wait-cancel",
-                  "conf-publish", "conf-produce", "conf-echo"]
+                  "conf-publish", "conf-produce", "conf-echo", "conf-secret", "conf-token"]
 PY_CONFORMANCE = ROOT / "handler-protocol" / "python" / "conformance_handler.py"
 RUST_RELEASE = ROOT / "handler-protocol" / "rust" / "target" / "release"
 # Per language: the build scripts, the built risk scorer, the conformance handler's command,
