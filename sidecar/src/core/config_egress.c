@@ -111,7 +111,8 @@ static int copy_list(char *const *list, size_t len, char ***out)
     if (!list)
         return 0;
     char **copy = calloc(len + 1, sizeof *copy);
-    if (!(*out = copy))
+    *out = copy; /* the caller's to free, also when a strdup below fails */
+    if (!copy)
         return -1;
     for (size_t k = 0; k < len; k++)
         if (!(copy[k] = strdup(list[k])))

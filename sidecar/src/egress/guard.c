@@ -111,7 +111,10 @@ static int add_pattern(sk_guard *g, const char *p, char *err, size_t errlen)
     memmove(f, f + start, len - start);
     len -= start;
     f[len] = '\0';
-    g->pats[i] = (pattern){f, len, o};
+    pattern *pat = &g->pats[i];
+    pat->folded = f;
+    pat->len = len;
+    pat->shown = o;
     if (len == 1)
         g->has_single = 1;
     else if (len > 1)

@@ -55,13 +55,23 @@ static int has_key(const char *attrs, const char *key)
     return 0;
 }
 
-/* Appends ",key=value" to the buffer at *out (len used), value percent-encoded. */
-static void append_attr(char *out, size_t *len, const char *key, const char *value)
+/* Appends ",key=value" to out (cap bytes, len used), value percent-encoded; the caller sized
+ * out for the worst case (every byte encoded). */
+static void append_attr(char *out, size_t cap, size_t *len, const char *key, const char *value)
 {
-    *len += (size_t)sprintf(out + *len, "%s%s=", *len ? "," : "", key);
-    for (const char *v = value; *v; v++)
-        *len += (size_t)(strchr(",=%", *v) ? sprintf(out + *len, "%%%02X", (unsigned char)*v)
-                                           : sprintf(out + *len, "%c", *v));
+    static const char hex[] = "0123456789ABCDEF";
+    int n = snprintf(out + *len, cap - *len, "%s%s=", *len ? "," : "", key);
+    *len += n > 0 ? (size_t)n : 0;
+    for (const unsigned char *v = (const unsigned char *)value; *v && *len + 4 <= cap; v++) {
+        if (strchr(",=%", *v)) {
+            out[(*len)++] = '%';
+            out[(*len)++] = hex[*v >> 4];
+            out[(*len)++] = hex[*v & 15];
+        } else {
+            out[(*len)++] = (char)*v;
+        }
+    }
+    out[*len] = '\0';
 }
 
 char *sk_trace_resource(const char *attrs, const char *pod, const char *ns)
@@ -69,15 +79,16 @@ char *sk_trace_resource(const char *attrs, const char *pod, const char *ns)
     attrs = attrs ? attrs : "";
     pod = pod && *pod && !has_key(attrs, "k8s.pod.name") ? pod : NULL;
     ns = ns && *ns && !has_key(attrs, "k8s.namespace.name") ? ns : NULL;
-    size_t cap = strlen(attrs) + 64 + 3 * ((pod ? strlen(pod) : 0) + (ns ? strlen(ns) : 0));
+    size_t len = strlen(attrs);
+    size_t cap = len + 64 + 3 * ((pod ? strlen(pod) : 0) + (ns ? strlen(ns) : 0));
     char *out = malloc(cap);
     if (!out)
         return NULL;
-    size_t len = (size_t)sprintf(out, "%s", attrs);
+    memcpy(out, attrs, len + 1);
     if (pod)
-        append_attr(out, &len, "k8s.pod.name", pod);
+        append_attr(out, cap, &len, "k8s.pod.name", pod);
     if (ns)
-        append_attr(out, &len, "k8s.namespace.name", ns);
+        append_attr(out, cap, &len, "k8s.namespace.name", ns);
     return out;
 }
 
