@@ -34,6 +34,9 @@ A behaviour is a JSON object, every key optional:
   echo_split                the bytes holding the echo leave in two writes (two HTTP chunks
                             of a stream, two writes of a JSON body) 0.2 s apart: a secret
                             split across the reads of whoever relays it
+  echo_events               streaming: the echo goes out in two SSE events, its first half in
+                            one event's delta.content and the rest in the next one's (never
+                            contiguous in the bytes; a client reassembling the text has it)
   usage                     {"prompt_tokens": n, "completion_tokens": m} instead of the counts
 
   llm_upstream.py --port N [--host 127.0.0.1] [--cert server.pem --key server.key]
@@ -242,8 +245,13 @@ class Handler(BaseHTTPRequestHandler):
                 "model": model}
         events = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
                                        "finish_reason": None}])]
-        for word in content.split(" "):
-            events.append(dict(base, choices=[{"index": 0, "delta": {"content": word + " "},
+        pieces = [word + " " for word in content.split(" ")]
+        echo = b.get("echo")
+        if b.get("echo_events") and echo and echo + " " in pieces:
+            at, half = pieces.index(echo + " "), len(echo) // 2
+            pieces[at:at + 1] = [echo[:half], echo[half:] + " "]
+        for piece in pieces:
+            events.append(dict(base, choices=[{"index": 0, "delta": {"content": piece},
                                                "finish_reason": None}]))
         events.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
         if usage:

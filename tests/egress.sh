@@ -4,7 +4,8 @@
 # called with clients we did not write (the official openai client, httpx, curl), its API keys
 # read from the real OpenBao (devstack/openbao.sh on port 8400). tests/egress/ starts the
 # upstreams and one skiff per test; this script starts OpenBao and stops what it started, also
-# on failure.
+# on failure. test_egress_oauth.py uses the real Keycloak (devstack/keycloak.sh): the one
+# running, else it starts one for its tests and stops it after.
 #
 #   tests/egress.sh [pytest args]   SKIFF_BIN: the skiff binary (default build-asan/skiff)
 #   tests/egress.sh python [ARGS]   the clients venv's python (openai, httpx, hvac, pytest)

@@ -215,6 +215,32 @@ static int conf_produce(skh_task *t, void *arg)
     return call_result(t, rc, result, &e);
 }
 
+static char secret_call[] = "secret", token_call[] = "token";
+
+/* conf-secret / conf-token (CONTRACT.md §4a): arg names the call; the value or the call error. */
+static int conf_string_call(skh_task *t, void *arg)
+{
+    int secret = arg == secret_call;
+    const char *via = str(skh_task_variables(t), "via");
+    const char *param = str(skh_task_variables(t), secret ? "reference" : "audience");
+    int on_handler = via != NULL && strcmp(via, "handler") == 0;
+    char *value = NULL;
+    size_t len = 0;
+    skh_error e;
+    int rc;
+    if (secret)
+        rc = on_handler ? skh_handler_secret(handler, param, &value, &len, &e)
+                        : skh_task_secret(t, param, &value, &len, &e);
+    else
+        rc = on_handler ? skh_handler_token(handler, param, &value, &len, &e)
+                        : skh_task_token(t, param, &value, &len, &e);
+    if (rc < 0)
+        return complete_with(t, error_object(&e));
+    json_t *vars = json_pack("{s:s%}", "result", value, len);
+    free(value);
+    return complete_with(t, vars);
+}
+
 static int conf_echo(skh_task *t, void *arg)
 {
     (void)arg;
@@ -326,6 +352,8 @@ static void register_all(skh_handler *h, const char *mode)
         skh_handler_job(h, "conf-publish", conf_publish, NULL);
         skh_handler_job(h, "conf-produce", conf_produce, NULL);
         skh_handler_job(h, "conf-echo", conf_echo, NULL);
+        skh_handler_job(h, "conf-secret", conf_string_call, secret_call);
+        skh_handler_job(h, "conf-token", conf_string_call, token_call);
     }
     if (strcmp(mode, "zeebe") != 0) {
         skh_handler_topic(h, "conf.seen", topic_seen, NULL);

@@ -1453,6 +1453,64 @@ int skh_handler_produce(skh_handler *h, const char *topic, json_t *value, const 
     return call_steal(h, NULL, "produce", produce_params(topic, value, key, headers), result, err);
 }
 
+/* secret and token: a call with {name: arg} whose result's string `member` is copied out. */
+static int string_call(skh_handler *h, skh_task *t, const char *method, const char *name,
+                       const char *arg, const char *member, char **value, size_t *len,
+                       skh_error *err)
+{
+    json_t *params, *result = NULL;
+    *value = NULL;
+    if (len != NULL)
+        *len = 0;
+    if (arg == NULL || *arg == '\0') {
+        set_err(err, SKH_E_INVALID_ARGUMENT, "%s needs a non-empty %s", method, name);
+        return -1;
+    }
+    if ((params = json_pack("{s:s}", name, arg)) == NULL) {
+        set_err(err, SKH_E_INVALID_ARGUMENT, "%s: %s is not UTF-8", method, name);
+        return -1;
+    }
+    if (call_steal(h, t, method, params, &result, err) < 0)
+        return -1;
+    json_t *v = json_object_get(result, member);
+    size_t n = json_string_length(v);
+    if (!json_is_string(v) || (*value = malloc(n + 1)) == NULL) {
+        set_err(err, json_is_string(v) ? SKH_E_IO : SKH_E_INVALID_REPLY,
+                json_is_string(v) ? "out of memory" : "%s reply without a string %s", method,
+                member);
+        json_decref(result);
+        return -1;
+    }
+    memcpy(*value, json_string_value(v), n);
+    (*value)[n] = '\0';
+    if (len != NULL)
+        *len = n;
+    json_decref(result);
+    return 0;
+}
+
+int skh_task_secret(skh_task *t, const char *reference, char **value, size_t *len, skh_error *err)
+{
+    return string_call(NULL, t, "secret", "reference", reference, "value", value, len, err);
+}
+
+int skh_task_token(skh_task *t, const char *audience, char **value, size_t *len, skh_error *err)
+{
+    return string_call(NULL, t, "token", "audience", audience, "access_token", value, len, err);
+}
+
+int skh_handler_secret(skh_handler *h, const char *reference, char **value, size_t *len,
+                       skh_error *err)
+{
+    return string_call(h, NULL, "secret", "reference", reference, "value", value, len, err);
+}
+
+int skh_handler_token(skh_handler *h, const char *audience, char **value, size_t *len,
+                      skh_error *err)
+{
+    return string_call(h, NULL, "token", "audience", audience, "access_token", value, len, err);
+}
+
 int skh_task_wait_cancelled(skh_task *t, int64_t timeout_ms)
 {
     skh_handler *h = t->conn->owner;

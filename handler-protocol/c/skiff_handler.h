@@ -35,6 +35,7 @@
 #define SKH_E_INVALID_ARGUMENT "invalid_argument" /* a bad argument, e.g. timeout_ms < 1 */
 #define SKH_E_REFUSED "refused"                   /* skiff answered hello with an error */
 #define SKH_E_IO "io"                             /* a socket error */
+#define SKH_E_INVALID_REPLY "invalid_reply"       /* a reply without the member it must have */
 
 typedef struct skh_error {
     char code[48];
@@ -228,6 +229,19 @@ int skh_handler_publish_message(skh_handler *h, const char *name, const char *co
                                 const char *tenant_id, json_t **result, skh_error *err);
 int skh_handler_produce(skh_handler *h, const char *topic, json_t *value, const char *key,
                         json_t *headers, json_t **result, skh_error *err);
+/* Protocol 1.3: secret reads a secret the pod may read (handler.secrets), e.g.
+ * "vault:secret/app/db#password"; token gets an OAuth2 access token for an allowed audience
+ * (handler.token_audiences). On success *value is a malloc'ed NUL-terminated copy (free() it;
+ * a secret may hold NUL bytes: *len, when len is not NULL, is its length). Errors: skiff's
+ * forbidden, not_found, unavailable, invalid_params; SKH_E_INVALID_ARGUMENT for a NULL or empty
+ * argument; SKH_E_UNSUPPORTED when skiff does not offer the method; SKH_E_INVALID_REPLY for a
+ * reply without its string (value, access_token). */
+int skh_task_secret(skh_task *t, const char *reference, char **value, size_t *len, skh_error *err);
+int skh_task_token(skh_task *t, const char *audience, char **value, size_t *len, skh_error *err);
+int skh_handler_secret(skh_handler *h, const char *reference, char **value, size_t *len,
+                       skh_error *err);
+int skh_handler_token(skh_handler *h, const char *audience, char **value, size_t *len,
+                      skh_error *err);
 /* Waits up to timeout_ms for skiff to cancel t; 1 when it did. */
 int skh_task_wait_cancelled(skh_task *t, int64_t timeout_ms);
 

@@ -35,7 +35,7 @@ def drain_and_exit(conn, proc) -> None:
 
 def features(reg) -> list:
     """The features a handler of this registration's contract level lists in its hello."""
-    return ["cancel", "batch"] if reg["level"] >= 3 else ["cancel"]
+    return ["cancel", "batch"] if reg["level"] >= 4 else ["cancel"]
 
 
 def job_types(reg) -> set:
@@ -520,7 +520,7 @@ def test_broken_framing_closes_and_reconnects(skiff, spawn, length):
     drain_and_exit(conn, proc)
 
 
-@level(3)
+@level(4)
 def test_batch_tasks_frame_answered_per_item(skiff, spawn):
     """1.4: the tasks of a tasks frame run as if each had come alone (ack, nack, complete,
     an unregistered topic nacked); a bad item (no id) is skipped, the others go on; results
@@ -551,7 +551,7 @@ def test_batch_tasks_frame_answered_per_item(skiff, spawn):
     drain_and_exit(conn, proc)
 
 
-@level(3)
+@level(4)
 def test_batch_results_only_when_welcome_lists_batch(skiff, spawn):
     """A skiff whose welcome does not list batch never gets a results frame (the fake skiff
     fails on one), even for tasks that finish together."""
@@ -567,7 +567,7 @@ def test_batch_results_only_when_welcome_lists_batch(skiff, spawn):
     drain_and_exit(conn, proc)
 
 
-@level(3)
+@level(4)
 def test_batch_results_skiff_refuses_an_item(skiff, spawn):
     """An error frame with an index (a results item skiff refused) does not end the session:
     the handler logs it and goes on serving."""

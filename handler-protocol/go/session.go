@@ -333,6 +333,38 @@ func (s *session) write(data []byte) error {
 	return err
 }
 
+func (s *session) secret(ctx context.Context, reference string) (string, error) {
+	if reference == "" {
+		return "", &CallError{"invalid_params", "secret needs a non-empty reference"}
+	}
+	var out struct {
+		Value *string `json:"value"`
+	}
+	if err := s.call(ctx, "secret", map[string]string{"reference": reference}, &out); err != nil {
+		return "", err
+	}
+	if out.Value == nil {
+		return "", &CallError{"invalid_reply", "secret reply without a string value"}
+	}
+	return *out.Value, nil
+}
+
+func (s *session) token(ctx context.Context, audience string) (string, error) {
+	if audience == "" {
+		return "", &CallError{"invalid_params", "token needs a non-empty audience"}
+	}
+	var out struct {
+		AccessToken *string `json:"access_token"`
+	}
+	if err := s.call(ctx, "token", map[string]string{"audience": audience}, &out); err != nil {
+		return "", err
+	}
+	if out.AccessToken == nil {
+		return "", &CallError{"invalid_reply", "token reply without a string access_token"}
+	}
+	return *out.AccessToken, nil
+}
+
 func (s *session) call(ctx context.Context, method string, params any, out any) error {
 	if !s.methods[method] {
 		return &CallError{"unsupported", "skiff does not offer the method " + method}

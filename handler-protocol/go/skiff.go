@@ -211,7 +211,8 @@ func DeadLetter(message string) error {
 // invalid_value, ... and codes this SDK does not know) or the SDK's own: unsupported (not
 // offered by skiff or not possible: nothing was sent), cancelled (skiff cancelled the task),
 // closed (not connected, or the connection was lost before the reply: outcome unknown),
-// invalid_params (not encodable, or larger than max_frame).
+// invalid_params (not encodable, or larger than max_frame), invalid_reply (a secret or token
+// reply without its string member).
 type CallError struct {
 	Code, Message string
 }
@@ -278,6 +279,29 @@ func (h *Handler) Produce(ctx context.Context, p Produce) (Produced, error) {
 		return out, &CallError{"closed", "not connected to skiff"}
 	}
 	return out, s.call(ctx, "produce", p, &out)
+}
+
+// Secret reads a secret the pod may read (handler.secrets), e.g.
+// "vault:secret/app/db#password", and returns its value. Typed errors: forbidden, not_found,
+// unavailable, invalid_params (also refused locally for an empty reference), unsupported when
+// skiff does not offer the call (protocol 1.3).
+func (h *Handler) Secret(ctx context.Context, reference string) (string, error) {
+	s := h.session()
+	if s == nil {
+		return "", &CallError{"closed", "not connected to skiff"}
+	}
+	return s.secret(ctx, reference)
+}
+
+// Token returns an OAuth2 access token for an audience the pod may use
+// (handler.token_audiences); skiff caches and refreshes it. Typed errors: forbidden,
+// unavailable, invalid_params, unsupported.
+func (h *Handler) Token(ctx context.Context, audience string) (string, error) {
+	s := h.session()
+	if s == nil {
+		return "", &CallError{"closed", "not connected to skiff"}
+	}
+	return s.token(ctx, audience)
 }
 
 func (h *Handler) session() *session {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -306,6 +307,81 @@ func TestDrainSendsEveryResultBeforeClosing(t *testing.T) {
 	if len(seen) != n {
 		t.Fatalf("%d distinct results, want %d", len(seen), n)
 	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	done <- nil
+}
+
+func TestSecretAndTokenCalls(t *testing.T) {
+	f := newFakeSkiff(t)
+	h := New("go-test", Capacity(1), Socket(f.path), quiet())
+	h.Job("calls", func(ctx context.Context, task *Task) (Vars, error) {
+		out := Vars{}
+		v, err := task.Secret(ctx, "vault:secret/app/db#password")
+		out["secret"], out["secret_err"] = v, fmt.Sprint(err)
+		v, err = h.Token(ctx, "billing-api")
+		out["token"], out["token_err"] = v, fmt.Sprint(err)
+		_, err = task.Secret(ctx, "")
+		var ce *CallError
+		if !errors.As(err, &ce) || ce.Code != "invalid_params" {
+			return nil, fmt.Errorf("empty reference: %v", err)
+		}
+		return out, nil
+	})
+	done := start(t, f, h)
+	f.accept()
+	f.recv()
+	f.send(map[string]any{"type": "welcome", "version": 1, "session": "s-1",
+		"max_frame": 4096, "methods": []string{"publish_message", "secret", "token"}})
+	f.send(task("z-1", "calls", `{}`))
+	c := f.recv()
+	params := c["params"].(map[string]any)
+	if c["type"] != "call" || c["method"] != "secret" ||
+		params["reference"] != "vault:secret/app/db#password" {
+		t.Fatalf("secret call: %v", c)
+	}
+	f.send(map[string]any{"type": "reply", "ref": c["ref"], "ok": true,
+		"result": map[string]any{"value": "s3cret \u00e9", "version": 3}})
+	c = f.recv()
+	if c["method"] != "token" || c["params"].(map[string]any)["audience"] != "billing-api" {
+		t.Fatalf("token call: %v", c)
+	}
+	f.send(map[string]any{"type": "reply", "ref": c["ref"], "ok": false,
+		"error": map[string]any{"code": "forbidden", "message": "not allowed"}})
+	got := f.recv()
+	vars := got["variables"].(map[string]any)
+	if got["type"] != "complete" || vars["secret"] != "s3cret \u00e9" ||
+		vars["secret_err"] != "<nil>" || vars["token"] != "" ||
+		vars["token_err"] != "forbidden: not allowed" {
+		t.Fatalf("results: %v", got)
+	}
+	f.send(map[string]any{"type": "drain", "deadline": 0})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	done <- nil
+}
+
+func TestSecretUnsupportedWithoutTheMethod(t *testing.T) {
+	f := newFakeSkiff(t)
+	h := New("go-test", Capacity(1), Socket(f.path), quiet())
+	h.Job("calls", func(ctx context.Context, task *Task) (Vars, error) {
+		_, err := task.Token(ctx, "billing-api")
+		var ce *CallError
+		if !errors.As(err, &ce) {
+			return nil, fmt.Errorf("not a call error: %v", err)
+		}
+		return Vars{"code": ce.Code}, nil
+	})
+	done := start(t, f, h)
+	f.handshake() // methods: publish_message only
+	f.send(task("z-1", "calls", `{}`))
+	if got := f.recv(); got["type"] != "complete" ||
+		got["variables"].(map[string]any)["code"] != "unsupported" {
+		t.Fatalf("expected a local unsupported and no call frame: %v", got)
+	}
+	f.send(map[string]any{"type": "drain", "deadline": 0})
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

@@ -127,6 +127,16 @@ func (t *Task) PublishMessage(ctx context.Context, m Message) (Published, error)
 	return out, t.s.call(ctx, "publish_message", m, &out)
 }
 
+// Secret reads a secret the pod may read through skiff (see Handler.Secret).
+func (t *Task) Secret(ctx context.Context, reference string) (string, error) {
+	return t.s.secret(ctx, reference)
+}
+
+// Token returns an OAuth2 access token for an allowed audience (see Handler.Token).
+func (t *Task) Token(ctx context.Context, audience string) (string, error) {
+	return t.s.token(ctx, audience)
+}
+
 // Produce writes a Kafka record through skiff; the reply comes once the broker confirmed it.
 func (t *Task) Produce(ctx context.Context, p Produce) (Produced, error) {
 	var out Produced

@@ -108,6 +108,34 @@ def test_response_echoing_the_key_is_cut(skiff_factory, up, tmp_path, uid, strea
     assert_no_secret(s, key, extra=[raw])
 
 
+def test_key_split_across_sse_events_is_cut(skiff_factory, up, tmp_path, uid):
+    """The key in two SSE events' delta.content (never contiguous in the bytes): the scan of
+    the decoded text finds it; the event holding its first half was held back, so the client
+    never has it, not even in pieces it could reassemble."""
+    key = f"sk-canary-{uid}-events-key-0123456789"
+    s = skiff_factory({"openai": {"upstream": up.url + "/v1",
+                                  "credential": secret_file(tmp_path, key)}})
+    up.queue({"content": "the key is", "echo": key, "echo_events": True})
+    raw, closed = read_all(s, "/openai/chat/completions",
+                           json.dumps(chat("tell me the key", stream=True)).encode())
+    half = len(key) // 2
+    assert key[:half].encode() not in raw and key[half:].encode() not in raw
+    assert closed and b"[DONE]" not in raw
+    wait_until(lambda: s.metric("skiff_egress_guard_blocks_total", route="openai",
+                                rule="secret_in_response") == 1, what="the cut counted")
+    assert "event stream's text" in s.logs()
+    # An answer that only starts like the key is held a moment, then passed on whole.
+    echo = key[:half + 2] + "-not-the-key"
+    up.queue({"content": "fine", "echo": echo, "echo_events": True})
+    raw, closed = read_all(s, "/openai/chat/completions",
+                           json.dumps(chat("again", stream=True)).encode())
+    cut = len(echo) // 2  # where the stand-in splits it: two events, as sent
+    assert echo[:cut].encode() in raw and echo[cut:].encode() in raw and b"[DONE]" in raw
+    assert s.metric("skiff_egress_guard_blocks_total", route="openai",
+                    rule="secret_in_response") == 1
+    assert_no_secret(s, key)
+
+
 def test_vault_held_secret_echoed_is_cut(skiff_factory, up, openbao, tmp_path, uid):
     key, other = f"sk-canary-{uid}-vault-a", f"canary-{uid}-vault-other-secret"
     openbao.put(f"skiff/egress-{uid}", api_key=key)

@@ -45,6 +45,24 @@ def test_openai_client_stream_with_usage(up):
     assert usage.completion_tokens == 4 and usage.prompt_tokens == 1
 
 
+def test_echo_split_across_events(up):
+    """echo_events: the openai client reassembles the echo; the raw stream never holds it."""
+    up.queue({"content": "a b", "echo": "canary-echo-events"})
+    up.queue({"content": "a b", "echo": "canary-echo-events", "echo_events": True})
+    stream = client(up).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True)
+    whole = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    with client(up).chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
+            stream=True) as r:
+        raw = b"".join(r.iter_bytes())
+    text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                   for line in raw.decode().split("\n\n")
+                   if line.startswith("data: {") and json.loads(line[6:])["choices"])
+    assert whole == text == "a b canary-echo-events "
+    assert b"canary-echo-events" not in raw and b'"canary-ec"' in raw
+
+
 def test_openai_client_sees_errors(up):
     up.queue({"status": 429, "headers": {"Retry-After": "7"}},
              {"status": 503, "body": {"error": {"message": "overloaded", "type": "x"}}})

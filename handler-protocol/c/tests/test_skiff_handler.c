@@ -439,6 +439,87 @@ static void test_handler_serves_calls_and_drains(void **state)
     rmdir(path);
 }
 
+/* secret on the task (a value with a NUL byte), token on the handler (a typed error), an
+ * empty reference refused locally. */
+static int job_secret_token(skh_task *t, void *arg)
+{
+    char *value = NULL, *token = NULL, *none = NULL;
+    size_t len = 0;
+    skh_error e, te = {0}, ee = {0};
+    if (skh_task_secret(t, "vault:secret/app/db#password", &value, &len, &e) < 0)
+        return skh_task_fail_here(t, e.code, __FILE__, __LINE__, __func__);
+    int trc = skh_handler_token(arg, "billing-api", &token, NULL, &te);
+    int erc = skh_task_secret(t, "", &none, NULL, &ee);
+    json_t *vars =
+        json_pack("{s:s%,s:I,s:i,s:s,s:s,s:b,s:i,s:s}", "secret", value, len, "len",
+                  (json_int_t)len, "token_rc", trc, "token_code", te.code, "token_message",
+                  te.message, "token_null", token == NULL, "empty_rc", erc, "empty_code", ee.code);
+    free(value);
+    int rc = skh_task_complete(t, vars);
+    json_decref(vars);
+    return rc;
+}
+
+static void reply_to(int s, const char *method, const char *body)
+{
+    json_t *call = get_frame(s);
+    assert_string_equal(json_string_value(json_object_get(call, "method")), method);
+    char reply[256];
+    snprintf(reply, sizeof reply, "{\"type\":\"reply\",\"ref\":\"%s\",%s}",
+             json_string_value(json_object_get(call, "ref")), body);
+    json_decref(call);
+    put_frame(s, reply);
+}
+
+static void test_handler_secret_and_token(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/skh-test-XXXXXX";
+    assert_non_null(mkdtemp(path));
+    char sock[64];
+    snprintf(sock, sizeof sock, "%s/s", path);
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    skh_options o = {.name = "unit", .capacity = 1, .socket_path = sock};
+    skh_handler *h = skh_handler_new(&o, NULL);
+    assert_int_equal(skh_handler_job(h, "calls", job_secret_token, h), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, run_thread, h);
+    int s = accept(lfd, NULL, NULL);
+    json_decref(get_frame(s));
+    put_frame(s, "{\"type\":\"welcome\",\"version\":1,\"session\":\"s\",\"max_frame\":4096,"
+                 "\"methods\":[\"publish_message\",\"secret\",\"token\"]}");
+    put_frame(s, "{\"type\":\"task\",\"id\":\"z-1\",\"job_type\":\"calls\"}");
+    reply_to(s, "secret", "\"ok\":true,\"result\":{\"value\":\"s3\\u0000t\",\"version\":2}");
+    reply_to(s, "token", "\"ok\":false,\"error\":{\"code\":\"forbidden\",\"message\":\"no\"}");
+    json_t *done = get_frame(s);
+    json_t *vars = json_object_get(done, "variables");
+    assert_string_equal(type_of(done), "complete");
+    assert_int_equal(json_string_length(json_object_get(vars, "secret")), 4);
+    assert_memory_equal(json_string_value(json_object_get(vars, "secret")), "s3\0t", 4);
+    assert_int_equal(json_integer_value(json_object_get(vars, "len")), 4);
+    assert_int_equal(json_integer_value(json_object_get(vars, "token_rc")), -1);
+    assert_string_equal(json_string_value(json_object_get(vars, "token_code")), "forbidden");
+    assert_string_equal(json_string_value(json_object_get(vars, "token_message")), "no");
+    assert_true(json_is_true(json_object_get(vars, "token_null")));
+    assert_int_equal(json_integer_value(json_object_get(vars, "empty_rc")), -1);
+    assert_string_equal(json_string_value(json_object_get(vars, "empty_code")),
+                        SKH_E_INVALID_ARGUMENT);
+    json_decref(done);
+    put_frame(s, "{\"type\":\"drain\",\"deadline\":1}");
+    void *rc;
+    pthread_join(th, &rc);
+    assert_int_equal(*(int *)rc, 0);
+    skh_handler_free(h);
+    close(s);
+    close(lfd);
+    unlink(sock);
+    rmdir(path);
+}
+
 static void test_handler_waits_for_skiff_until_stopped(void **state)
 {
     (void)state;
@@ -475,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_bad_frames_are_skipped_then_bad_length_closes),
         cmocka_unit_test(test_refused_hello),
         cmocka_unit_test(test_handler_serves_calls_and_drains),
+        cmocka_unit_test(test_handler_secret_and_token),
         cmocka_unit_test(test_handler_waits_for_skiff_until_stopped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -51,7 +51,8 @@ pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;
 
 /// An extend or call failed: `code` is skiff's (`not_found`, `invalid_value`, ... or one this
 /// SDK does not know) or the SDK's own: `unsupported` (welcome did not offer it, or a Kafka
-/// extend; nothing was sent), `cancelled`, `closed`, `invalid_params`, `invalid_argument`.
+/// extend; nothing was sent), `cancelled`, `closed`, `invalid_params`, `invalid_argument`,
+/// `invalid_reply` (a `secret` or `token` reply without its string member).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallError {
     pub code: String,
@@ -315,6 +316,48 @@ impl Task {
     pub fn produce(&self, record: &Produce) -> Result<Value, CallError> {
         self.conn.call("produce", record.params())
     }
+    /// Reads a secret the pod may read (`handler.secrets`), e.g.
+    /// `"vault:secret/app/db#password"`; returns its value (protocol 1.3). Errors: `forbidden`,
+    /// `not_found`, `unavailable`, `invalid_params` (also an empty reference, refused here),
+    /// `unsupported` (skiff does not offer the call).
+    pub fn secret(&self, reference: &str) -> Result<String, CallError> {
+        string_call(&self.conn, "secret", "reference", reference, "value")
+    }
+    /// An OAuth2 access token for an audience the pod may use (`handler.token_audiences`);
+    /// skiff caches and refreshes it (protocol 1.3). Errors: `forbidden`, `unavailable`,
+    /// `invalid_params`, `unsupported`.
+    pub fn token(&self, audience: &str) -> Result<String, CallError> {
+        string_call(&self.conn, "token", "audience", audience, "access_token")
+    }
+}
+
+/// `secret` and `token`: the call with `{name: arg}`, its result's string `member`.
+fn string_call(
+    conn: &Conn,
+    method: &str,
+    name: &str,
+    arg: &str,
+    member: &str,
+) -> Result<String, CallError> {
+    if arg.is_empty() {
+        return Err(CallError::new(
+            "invalid_params",
+            format!("{method} needs a non-empty {name}"),
+        ));
+    }
+    let mut params = Map::new();
+    params.insert(name.to_string(), Value::String(arg.to_string()));
+    let result = conn.call(method, Value::Object(params))?;
+    result
+        .get(member)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            CallError::new(
+                "invalid_reply",
+                format!("{method} reply without a string {member}"),
+            )
+        })
 }
 
 /// The params of `publish_message` (SPEC §4.4).
@@ -437,6 +480,20 @@ impl Client {
     }
     pub fn produce(&self, record: &Produce) -> Result<Value, CallError> {
         self.conn()?.call("produce", record.params())
+    }
+    /// [`Task::secret`] outside a task.
+    pub fn secret(&self, reference: &str) -> Result<String, CallError> {
+        string_call(&*self.conn()?, "secret", "reference", reference, "value")
+    }
+    /// [`Task::token`] outside a task.
+    pub fn token(&self, audience: &str) -> Result<String, CallError> {
+        string_call(
+            &*self.conn()?,
+            "token",
+            "audience",
+            audience,
+            "access_token",
+        )
     }
 }
 

@@ -136,6 +136,69 @@ fn serves_a_task_with_a_call_and_drains() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// secret on the task (the value, NUL included), token through the client (a typed error), an
+/// empty reference refused here, and a token reply without access_token: invalid_reply.
+#[test]
+fn secret_and_token_calls() {
+    let dir = std::env::temp_dir().join(format!("skh-rs-calls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let mut h = Handler::new("unit", 1);
+    h.socket_path(path.to_str().unwrap());
+    let client = h.client();
+    h.job("calls", move |t| {
+        let code = |r: Result<String, CallError>| r.map_err(|e| e.code).unwrap_err();
+        Ok(Some(json!({
+            "secret": t.secret("vault:secret/app/db#password")?,
+            "token": code(client.token("billing-api")),
+            "empty": code(t.secret("")),
+            "bad_reply": code(t.token("other-api")),
+        })))
+    });
+    let runner = thread::spawn(move || h.run());
+    let (mut s, _) = listener.accept().unwrap();
+    let send =
+        |s: &mut UnixStream, v: Value| s.write_all(&encode_frame(&v, 1 << 20).unwrap()).unwrap();
+    frame::read_frame(&mut s, 1 << 20).unwrap().unwrap();
+    send(
+        &mut s,
+        json!({"type": "welcome", "version": 1, "session": "s", "max_frame": 4096,
+               "methods": ["publish_message", "secret", "token"]}),
+    );
+    send(
+        &mut s,
+        json!({"type": "task", "id": "z-1", "job_type": "calls"}),
+    );
+    let replies = [
+        (
+            "secret",
+            json!({"ok": true, "result": {"value": "s3\u{0}t", "version": 2}}),
+        ),
+        (
+            "token",
+            json!({"ok": false, "error": {"code": "forbidden", "message": "no"}}),
+        ),
+        ("token", json!({"ok": true, "result": {"expires_at": 1}})),
+    ];
+    for (method, mut reply) in replies {
+        let call = frame::read_frame(&mut s, 1 << 20).unwrap().unwrap();
+        assert_eq!(call["method"], method);
+        reply["type"] = json!("reply");
+        reply["ref"] = call["ref"].clone();
+        send(&mut s, reply);
+    }
+    let done = frame::read_frame(&mut s, 1 << 20).unwrap().unwrap();
+    assert_eq!(
+        done["variables"],
+        json!({"secret": "s3\u{0}t", "token": "forbidden", "empty": "invalid_params",
+               "bad_reply": "invalid_reply"})
+    );
+    send(&mut s, json!({"type": "drain", "deadline": 1}));
+    runner.join().unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Bad frames are skipped, a task with a wrong member is failed, a cancelled task's result is
 /// never sent, and a zero length closes the session (the handler reconnects).
 #[test]

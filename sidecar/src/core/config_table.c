@@ -1030,7 +1030,10 @@ const row sk_config_table[NROWS] = {
      .off = OFF(egress_oauth_audience),
      .route_off = ROUTE(oauth_audience),
      .help = "Instead of `credential`: a bearer token of the general OAuth client "
-             "(`oauth.client_id`, `oauth.client_secret`, `oauth.token_url`) for this audience."},
+             "(`oauth.client_id`, `oauth.client_secret`, `oauth.token_url`) for this audience; a "
+             "JWT that does not name it in `aud` is "
+             "refused (Keycloak ignores the audience parameter: give the client an audience "
+             "mapper)."},
     {.key = "egress.ca_file",
      .type = T_STRING,
      .def = "",

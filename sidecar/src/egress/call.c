@@ -27,6 +27,7 @@
 #include "egress/bucket.h"
 #include "egress/gate.h"
 #include "egress/guard.h"
+#include "egress/sse_scan.h"
 #include "egress/map.h"
 #include "egress/usage.h"
 #include "net/http.h"
@@ -181,6 +182,7 @@ void sk_egress_finish(call *c)
     e->ncalls--;
     wipe_headers(c);
     sk_scan_free(c->scan);
+    sk_sse_scan_free(c->sse);
     sk_usage_free(c->usage);
     free(c->resp_log);
     free(c->held);

@@ -312,6 +312,7 @@ int sk_egress_set_oauth(sk_egress *e, sk_oauth *o, const sk_oauth_opts *tmpl, ch
         sk_oauth_opts opts = *tmpl;
         opts.name = "egress";
         opts.audience = rt->cfg->oauth_audience;
+        opts.check_audience = 1;
         if (!(rt->oauth = sk_oauth_client_get(o, &opts, err, errlen)))
             return -1;
     }

@@ -122,8 +122,9 @@ struct call {
     char *resp_log;  /* log_bodies: the first bytes of the response sent, NUL-terminated */
     size_t resp_log_len;
     int64_t tokens_in, tokens_out;
-    sk_scan *scan; /* output scan of the response body */
-    char *held;    /* body bytes withheld while they may start a secret */
+    sk_scan *scan;           /* output scan of the response body */
+    struct sk_sse_scan *sse; /* text/event-stream: the scan of the decoded text, else NULL */
+    char *held;              /* body bytes withheld while they may start a secret */
     size_t held_len;
     const char *breaker; /* the breaker's state when the call was let through */
     uint64_t bytes_in, bytes_out;

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "egress/guard.h"
 #include "egress/map.h"
+#include "egress/sse_scan.h"
 #include "egress/usage.h"
 #include "net/http.h"
 #include "secrets/oauth.h"
@@ -159,6 +160,15 @@ static int64_t retry_after(const char *const *headers, size_t n)
     return 0;
 }
 
+/* An event stream's scan of the decoded text, with every route's credential. */
+static int new_sse_scan(call *c)
+{
+    const char *vals[SK_EGRESS_MAX_NEEDLES];
+    size_t lens[SK_EGRESS_MAX_NEEDLES];
+    size_t n = sk_egress_needles(c->eg, vals, lens, SK_EGRESS_MAX_NEEDLES);
+    return (c->sse = sk_sse_scan_new(vals, lens, n)) ? 0 : -1;
+}
+
 static int on_head(void *ud, long status, const char *const *headers, size_t n)
 {
     call *c = ud;
@@ -179,8 +189,11 @@ static int on_head(void *ud, long status, const char *const *headers, size_t n)
         secret_found(c, "headers");
         return -1;
     }
+    const char *ct = header_value(headers, n, "content-type");
+    if (ct && strncasecmp(ct, "text/event-stream", 17) == 0 && new_sse_scan(c) < 0)
+        return -1; /* out of memory: this attempt fails */
     copy_head(c, headers, n);
-    c->usage = sk_usage_new(header_value(headers, n, "content-type"), SK_USAGE_DEFAULT_MAX);
+    c->usage = sk_usage_new(ct, SK_USAGE_DEFAULT_MAX);
     c->status = status;
     c->head_sent = 1;
     evhttp_send_reply_start(c->req, (int)status, NULL);
@@ -218,6 +231,9 @@ static void keep_for_log(call *c, struct evbuffer *b)
 static int send_scanned(call *c, const char *data, size_t len)
 {
     size_t hold = sk_scan_hold(c->scan), total = c->held_len + len;
+    size_t sse_hold = c->sse ? sk_sse_scan_hold(c->sse) : 0;
+    if (sse_hold > hold) /* both are within what is not sent yet: the larger one is too */
+        hold = sse_hold;
     size_t send = hold < total ? total - hold : 0, keep = total - send;
     char *kept = keep ? malloc(keep) : NULL;
     struct evbuffer *b = evbuffer_new();
@@ -264,6 +280,19 @@ static int on_data(void *ud, const char *data, size_t len)
         secret_found(c, "body");
         sk_egress_cut(c);
         return -1;
+    }
+    if (c->sse && sk_sse_scan_feed(c->sse, data, len)) {
+        secret_found(c, "event stream's text");
+        sk_egress_cut(c);
+        return -1;
+    }
+    if (c->sse && sk_sse_scan_gave_up(c->sse)) {
+        SK_LOG(SK_LOG_WARN, "egress", NULL, SK_KV("route", c->route_name),
+               "route %s: an event-stream event longer than %d bytes: the scan of the decoded "
+               "text is off for this response (the byte scan goes on)",
+               c->route_name, SK_SSE_MAX_EVENT);
+        sk_sse_scan_free(c->sse);
+        c->sse = NULL;
     }
     sk_usage_feed(c->usage, data, len);
     return send_scanned(c, data, len);
@@ -315,6 +344,9 @@ static void on_end(void *ud, const sk_http_result *r)
     if (r->error) {
         SK_LOG(SK_LOG_WARN, "egress", NULL, NULL, "route %s: upstream response cut short: %s",
                c->route_name, r->error);
+        sk_egress_cut(c);
+    } else if (c->req && c->sse && sk_sse_scan_finish(c->sse)) {
+        secret_found(c, "event stream's last event");
         sk_egress_cut(c);
     } else if (c->req) {
         if (c->held_len) {

@@ -134,6 +134,70 @@ sk_oauth_verdict sk_oauth_parse_response(long status, const char *body, size_t l
     return v;
 }
 
+/* base64url (RFC 4648 section 5, padding optional) of s[0..n) into out (room for n bytes);
+ * the decoded length, or -1 on a character outside the alphabet. */
+static long b64url_decode(const char *s, size_t n, unsigned char *out)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned acc = 0;
+    int bits = 0;
+    long len = 0;
+    while (n && s[n - 1] == '=')
+        n--;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = s[i] ? strchr(abc, s[i]) : NULL;
+        if (!p)
+            return -1;
+        acc = (acc << 6) | (unsigned)(p - abc);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[len++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return len;
+}
+
+static int aud_names(json_t *aud, const char *audience)
+{
+    size_t i;
+    json_t *v;
+    if (json_is_string(aud))
+        return strcmp(json_string_value(aud), audience) == 0;
+    json_array_foreach(aud, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), audience) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int sk_oauth_token_has_audience(const char *token, const char *audience, char *why, size_t whylen)
+{
+    const char *dot1 = strchr(token, '.'), *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+    if (!dot2 || strchr(dot2 + 1, '.'))
+        return -1;
+    size_t n = (size_t)(dot2 - dot1 - 1);
+    unsigned char *payload = malloc(n + 1);
+    long len = payload ? b64url_decode(dot1 + 1, n, payload) : -1;
+    json_t *j = len >= 0 ? json_loadb((const char *)payload, (size_t)len, 0, NULL) : NULL;
+    free(payload);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return -1;
+    }
+    json_t *aud = json_object_get(j, "aud");
+    int has = aud_names(aud, audience);
+    if (!has) {
+        char *text = aud ? json_dumps(aud, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        snprintf(why, whylen, "the token's aud claim (%.120s) does not name the audience %.64s",
+                 text ? text : "none", audience);
+        free(text);
+    }
+    json_decref(j);
+    return has;
+}
+
 /* ---- clients ---- */
 
 typedef struct listener {
@@ -156,6 +220,7 @@ struct sk_oauth_client {
     int64_t expires_wall_ms;
     double started; /* of the request in flight, sk_mono_s() */
     int refused;    /* the last answer refused the credentials */
+    int check_audience;
     uint64_t answers;
     char why[WHY_LEN];
     listener ls[MAX_LISTENERS];
@@ -313,7 +378,7 @@ static void failed(sk_oauth_client *c, sk_oauth_verdict v, const char *why)
         if (!c->refused)
             SK_LOG(SK_LOG_ERROR, "oauth", NULL, SK_KV("token", c->name),
                    "%s: configuration problem: the authorization server refused client %s (%s); "
-                   "check the client id and secret",
+                   "check the client id, secret and audience",
                    c->name, c->client_id, c->why);
         c->refused = 1;
         delay = c->bo.max_ms;
@@ -348,6 +413,11 @@ static void on_answer(void *ud, const sk_http_result *r)
     sk_oauth_verdict v = sk_oauth_parse_response(
         r->status, body ? body : r->body, body ? strlen(body) : r->body_len, &tok, why, sizeof why);
     free(body);
+    if (v == SK_OAUTH_OK && c->check_audience && *c->audience &&
+        sk_oauth_token_has_audience(tok.access_token, c->audience, why, sizeof why) == 0) {
+        sk_oauth_token_clear(&tok);
+        v = SK_OAUTH_REFUSED;
+    }
     if (v != SK_OAUTH_OK) {
         failed(c, v, why);
         return;
@@ -447,6 +517,7 @@ static sk_oauth_client *client_new(sk_oauth *o, const sk_oauth_opts *p, char *er
     }
     c->o = o;
     c->secret = p->client_secret;
+    c->check_audience = p->check_audience != 0;
     c->ahead_ms = p->refresh_ahead_ms > 0 ? p->refresh_ahead_ms : DEFAULT_AHEAD_MS;
     c->timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
     sk_backoff_init(&c->bo,
@@ -472,7 +543,8 @@ sk_oauth_client *sk_oauth_client_get(sk_oauth *o, const sk_oauth_opts *p, char *
     }
     for (sk_oauth_client *c = o->clients; c; c = c->next)
         if (same(c->url, p->token_url) && same(c->client_id, p->client_id) &&
-            same(c->audience, p->audience) && same(c->scope, p->scope))
+            same(c->audience, p->audience) && same(c->scope, p->scope) &&
+            c->check_audience == (p->check_audience != 0))
             return c;
     sk_oauth_client *c = client_new(o, p, err, errlen);
     if (c) {

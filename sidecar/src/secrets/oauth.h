@@ -54,6 +54,11 @@ sk_oauth_verdict sk_oauth_parse_response(long status, const char *body, size_t l
                                          sk_oauth_token *tok, char *why, size_t whylen);
 void sk_oauth_token_clear(sk_oauth_token *tok);
 
+/* Whether the access token names `audience` in its aud claim: 1 yes, 0 no (why then lists the
+ * aud it has, never the token), -1 when the token is not a JWT with a JSON payload (opaque
+ * tokens cannot be checked). */
+int sk_oauth_token_has_audience(const char *token, const char *audience, char *why, size_t whylen);
+
 /* ---- the service ---- */
 
 typedef struct sk_oauth sk_oauth;
@@ -66,6 +71,10 @@ typedef struct sk_oauth_opts {
     sk_secret *client_secret;   /* borrowed, outlives the client; subscribed to */
     const char *audience;       /* NULL or "": not sent */
     const char *scope;          /* NULL or "": not sent */
+    int check_audience;         /* a JWT answered must name the audience in its aud claim (an
+                                   authorization server that ignores the audience parameter,
+                                   as Keycloak does for client credentials, would otherwise hand
+                                   out a token the API refuses): else the answer is a refusal */
     int64_t refresh_ahead_ms;   /* refresh this long before expiry (at most a fifth of the
                                    lifetime); <= 0: 30 s */
     int64_t timeout_ms;         /* per request; <= 0: 10 s */
@@ -83,9 +92,9 @@ void sk_oauth_free(sk_oauth *o);
 int sk_oauth_use_tls(sk_oauth *o, const struct sk_tls_opts *t, int64_t reload_ms, char *err,
                      size_t errlen);
 
-/* The client for the options' (token URL, client id, audience, scope): the existing one or a
- * new one, which asks for its first token at once (from the loop). NULL with err set on bad
- * options or out of memory. Owned by the service. */
+/* The client for the options' (token URL, client id, audience, scope, check_audience): the existing
+ * one or a new one, which asks for its first token at once (from the loop). NULL with err set on
+ * bad options or out of memory. Owned by the service. */
 sk_oauth_client *sk_oauth_client_get(sk_oauth *o, const sk_oauth_opts *opts, char *err,
                                      size_t errlen);
 

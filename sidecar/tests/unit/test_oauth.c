@@ -373,11 +373,35 @@ static void test_parse(void **state)
     expect_parse(200, big, SK_OAUTH_ERROR, "access_token");
 }
 
+/* JWT payloads: {"aud":["zeebe-api","billing-api"]}, {"aud":"billing-api"}, {"sub":"x"}. */
+static void test_token_audience(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    const char *list = "eyJhbGciOiJub25lIn0.eyJhdWQiOlsiemVlYmUtYXBpIiwiYmlsbGluZy1hcGkiXX0.sig";
+    const char *one = "h.eyJhdWQiOiJiaWxsaW5nLWFwaSJ9.s";
+    const char *none = "h.eyJzdWIiOiJ4In0=.s";
+    assert_int_equal(sk_oauth_token_has_audience(list, "billing-api", why, sizeof why), 1);
+    assert_int_equal(sk_oauth_token_has_audience(one, "billing-api", why, sizeof why), 1);
+    assert_int_equal(sk_oauth_token_has_audience(list, "billing", why, sizeof why), 0);
+    assert_non_null(strstr(why, "[\"zeebe-api\",\"billing-api\"]"));
+    assert_non_null(strstr(why, "audience billing"));
+    assert_int_equal(sk_oauth_token_has_audience(none, "billing-api", why, sizeof why), 0);
+    assert_non_null(strstr(why, "(none)"));
+    /* Not a JWT with a JSON payload: cannot be checked. */
+    assert_int_equal(sk_oauth_token_has_audience("opaque-token", "a", why, sizeof why), -1);
+    assert_int_equal(sk_oauth_token_has_audience("a.b.c.d", "a", why, sizeof why), -1);
+    assert_int_equal(sk_oauth_token_has_audience("h.!!!.s", "a", why, sizeof why), -1);
+    assert_int_equal(sk_oauth_token_has_audience("h.aGVsbG8.s", "a", why, sizeof why), -1);
+    assert_int_equal(sk_oauth_token_has_audience("h..s", "a", why, sizeof why), -1);
+}
+
 int main(void)
 {
     sk_log_init("test", SK_LOG_ERROR, stderr);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_token_audience),
         cmocka_unit_test_setup_teardown(test_form_and_single_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_audience_no_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_ahead, setup, teardown),

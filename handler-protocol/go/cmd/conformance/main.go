@@ -108,6 +108,8 @@ func registerJobs(h *skiff.Handler) {
 		}
 		return skiff.Vars{"blob": string(blob)}, nil
 	})
+	h.Job("conf-secret", confCall("reference", (*skiff.Task).Secret, h.Secret))
+	h.Job("conf-token", confCall("audience", (*skiff.Task).Token, h.Token))
 	h.Job("conf-echo", func(ctx context.Context, t *skiff.Task) (skiff.Vars, error) {
 		return skiff.Vars{"echo": t.Variables, "key": t.Job.Key,
 			"process_instance_key": t.Job.ProcessInstanceKey}, nil
@@ -209,6 +211,31 @@ func decodeParams(t *skiff.Task) (params, string, error) {
 	dec := json.NewDecoder(bytesReader(v.Params))
 	dec.UseNumber()
 	return p, v.Via, dec.Decode(&p)
+}
+
+// confCall: conf-secret / conf-token (CONTRACT.md §4a): the call with v[arg], on the task or
+// (v.via == "handler") on the handler; the result or the call error as variables.
+func confCall(arg string,
+	onTask func(*skiff.Task, context.Context, string) (string, error),
+	onHandler func(context.Context, string) (string, error)) skiff.JobFunc {
+	return func(ctx context.Context, t *skiff.Task) (skiff.Vars, error) {
+		var v map[string]any
+		if err := t.Decode(&v); err != nil {
+			return nil, err
+		}
+		param, _ := v[arg].(string)
+		var got string
+		var err error
+		if v["via"] == "handler" {
+			got, err = onHandler(ctx, param)
+		} else {
+			got, err = onTask(t, ctx, param)
+		}
+		if err != nil {
+			return callError(err)
+		}
+		return skiff.Vars{"result": got}, nil
+	}
 }
 
 func confPublish(h *skiff.Handler) skiff.JobFunc {

@@ -134,6 +134,8 @@ fn topic_wait_cancel(t: &Task) -> Result<(), HandlerError> {
 fn register_jobs(app: &mut Handler) {
     let client = app.client();
     let client2 = app.client();
+    let client3 = app.client();
+    let client4 = app.client();
     app.job("conf-complete", complete)
         .job("conf-none", |_| Ok(None))
         .job("conf-raise", raise)
@@ -171,6 +173,28 @@ fn register_jobs(app: &mut Handler) {
             } else {
                 t.produce(&p)
             })
+        })
+        .job("conf-secret", move |t| {
+            let reference = t.variables["reference"].as_str().unwrap_or("");
+            call_vars(
+                if t.variables["via"] == "handler" {
+                    client3.secret(reference)
+                } else {
+                    t.secret(reference)
+                }
+                .map(Value::String),
+            )
+        })
+        .job("conf-token", move |t| {
+            let audience = t.variables["audience"].as_str().unwrap_or("");
+            call_vars(
+                if t.variables["via"] == "handler" {
+                    client4.token(audience)
+                } else {
+                    t.token(audience)
+                }
+                .map(Value::String),
+            )
         })
         .job("conf-echo", |t| {
             Ok(Some(json!({"echo": t.variables, "key": t.zeebe["key"],

@@ -89,6 +89,16 @@ public final class ConformanceHandler {
           ? self[0].produce(topic, p.get("value"), key, headers)
           : task.produce(topic, p.get("value"), key, headers);
     }));
+    b.job("conf-secret", task -> text(() -> {
+      String reference = string(task, "reference");
+      return "handler".equals(task.variables().get("via"))
+          ? self[0].secret(reference) : task.secret(reference);
+    }));
+    b.job("conf-token", task -> text(() -> {
+      String audience = string(task, "audience");
+      return "handler".equals(task.variables().get("via"))
+          ? self[0].token(audience) : task.token(audience);
+    }));
     b.job("conf-echo", task -> {
       Map<String, Object> out = new LinkedHashMap<>();
       out.put("echo", task.variables());
@@ -163,6 +173,20 @@ public final class ConformanceHandler {
     } catch (CallError e) {
       return callError(e);
     }
+  }
+
+  /** conf-secret, conf-token (CONTRACT.md §4a): the string result, or the call error. */
+  private static Map<String, Object> text(java.util.function.Supplier<String> c) {
+    try {
+      return Map.of("result", c.get());
+    } catch (CallError e) {
+      return callError(e);
+    }
+  }
+
+  private static String string(Task task, String name) {
+    Object v = task.variables().get(name);
+    return v instanceof String s ? s : "";
   }
 
   private static Map<String, Object> callError(CallError e) {

@@ -8,7 +8,9 @@ package dev.skiff.handler;
  * welcome did not list the feature or method, or the task is a Kafka task; nothing was sent),
  * {@code cancelled} (skiff cancelled the task, also while an extend waits), {@code closed} (not
  * connected, the task's result was sent, or the connection was lost before the reply: the
- * outcome is unknown), {@code invalid_params} (not JSON or larger than {@code max_frame}).
+ * outcome is unknown), {@code invalid_params} (not JSON or larger than {@code max_frame}, or an
+ * empty secret reference or token audience), {@code invalid_reply} (a secret or token reply
+ * without its string member).
  */
 public class CallError extends RuntimeException {
   private static final long serialVersionUID = 1L;

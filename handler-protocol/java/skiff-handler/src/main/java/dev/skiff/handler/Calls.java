@@ -25,6 +25,25 @@ final class Calls {
     return p;
   }
 
+  /** The params of secret or token: {@code {name: value}}, value a non-empty string. */
+  static Map<String, Object> one(String call, String name, String value) {
+    if (value == null || value.isEmpty()) {
+      throw new CallError("invalid_params", call + " needs a non-empty " + name);
+    }
+    Map<String, Object> p = new LinkedHashMap<>();
+    p.put(name, value);
+    return p;
+  }
+
+  /** The string member of a secret or token reply. */
+  static String member(Map<String, Object> reply, String call, String name) {
+    Object v = reply == null ? null : reply.get(name);
+    if (!(v instanceof String)) {
+      throw new CallError("invalid_reply", call + " reply without a string " + name);
+    }
+    return (String) v;
+  }
+
   static Map<String, Object> produce(String topic, Object value, String key,
       Map<String, String> headers) {
     Map<String, Object> p = new LinkedHashMap<>();

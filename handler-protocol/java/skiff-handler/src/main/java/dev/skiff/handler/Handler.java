@@ -260,6 +260,18 @@ public final class Handler {
     return current().call("produce", Calls.produce(topic, value, key, headers));
   }
 
+  /** Reads a secret on the current connection (see {@link Task#secret}). */
+  public String secret(String reference) {
+    return Calls.member(current().call("secret", Calls.one("secret", "reference", reference)),
+        "secret", "value");
+  }
+
+  /** An OAuth2 access token on the current connection (see {@link Task#token}). */
+  public String token(String audience) {
+    return Calls.member(current().call("token", Calls.one("token", "audience", audience)),
+        "token", "access_token");
+  }
+
   private Connection current() {
     Connection c = conn;
     if (c == null) {

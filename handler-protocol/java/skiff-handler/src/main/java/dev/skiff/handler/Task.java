@@ -214,6 +214,27 @@ public final class Task {
     return attached().call("produce", Calls.produce(topic, value, key, headers));
   }
 
+  /**
+   * Reads a secret the pod may read (handler.secrets), e.g. {@code
+   * "vault:secret/app/db#password"}; returns its value (protocol 1.3). Blocks; throws {@link
+   * CallError} ({@code forbidden}, {@code not_found}, {@code unavailable}, {@code
+   * invalid_params}, {@code unsupported}).
+   */
+  public String secret(String reference) {
+    return Calls.member(attached().call("secret", Calls.one("secret", "reference", reference)),
+        "secret", "value");
+  }
+
+  /**
+   * An OAuth2 access token for an audience the pod may use (handler.token_audiences); skiff
+   * caches and refreshes it (protocol 1.3). Blocks; throws {@link CallError} ({@code forbidden},
+   * {@code unavailable}, {@code invalid_params}, {@code unsupported}).
+   */
+  public String token(String audience) {
+    return Calls.member(attached().call("token", Calls.one("token", "audience", audience)),
+        "token", "access_token");
+  }
+
   private Connection attached() {
     Connection c = conn;
     if (c == null) {

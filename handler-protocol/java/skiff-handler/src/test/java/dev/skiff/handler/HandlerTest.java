@@ -297,6 +297,73 @@ class HandlerTest {
   }
 
   @Test
+  void secretAndTokenCalls() throws Exception {
+    List<String> outcomes = new ArrayList<>();
+    Handler[] self = new Handler[1];
+    self[0] = start(builder(1).job("work", t -> {
+      outcomes.add(t.secret("vault:secret/app/db#password"));
+      try {
+        self[0].token("billing-api");
+      } catch (CallError e) {
+        outcomes.add(e.code() + " " + e.errorMessage());
+      }
+      try {
+        t.secret("");
+      } catch (CallError e) {
+        outcomes.add(e.code());
+      }
+      try {
+        t.token("other-api");
+      } catch (CallError e) {
+        outcomes.add(e.code());
+      }
+      return null;
+    }).build());
+    FakeSkiff.Peer peer = skiff.accept();
+    peer.handshake(List.of("cancel"), List.of("publish_message", "secret", "token"), 1 << 20);
+    Map<String, Object> task = FakeSkiff.task("work", Map.of());
+    peer.send(task);
+    Map<String, Object> call = peer.recv();
+    assertEquals("secret", call.get("method"));
+    assertEquals(Map.of("reference", "vault:secret/app/db#password"), call.get("params"));
+    peer.send(Map.of("type", "reply", "ref", call.get("ref"), "ok", true,
+        "result", Map.of("value", "s3cret \u00e9", "version", 3L)));
+    call = peer.recv();
+    assertEquals("token", call.get("method"));
+    assertEquals(Map.of("audience", "billing-api"), call.get("params"));
+    peer.send(Map.of("type", "reply", "ref", call.get("ref"), "ok", false,
+        "error", Map.of("code", "forbidden", "message", "not allowed")));
+    call = peer.recv();
+    assertEquals("token", call.get("method"));
+    peer.send(Map.of("type", "reply", "ref", call.get("ref"), "ok", true,
+        "result", Map.of("expires_at", 1L)));
+    assertEquals(Map.of("type", "complete", "id", task.get("id")), peer.recv());
+    assertEquals(List.of("s3cret \u00e9", "forbidden not allowed", "invalid_params",
+        "invalid_reply"), outcomes);
+    drainAndWait(peer);
+  }
+
+  @Test
+  void secretWithoutTheMethodIsRefusedLocally() throws Exception {
+    List<String> outcomes = new ArrayList<>();
+    start(builder(1).job("work", t -> {
+      try {
+        t.secret("vault:secret/app/db#password");
+      } catch (CallError e) {
+        outcomes.add(e.code());
+      }
+      return null;
+    }).build());
+    FakeSkiff.Peer peer = skiff.accept();
+    peer.handshake(List.of("cancel"), List.of("publish_message"), 1 << 20);
+    Map<String, Object> task = FakeSkiff.task("work", Map.of());
+    peer.send(task);
+    assertEquals(Map.of("type", "complete", "id", task.get("id")), peer.recv());
+    assertEquals(List.of("unsupported"), outcomes);
+    drainAndWait(peer);
+  }
+
+  @Test
   void extendWithoutTheFeatureIsRefusedLocally() throws Exception {
     start(builder(1).job("work", t -> Map.of("deadline", t.extend(1000))).build());
     FakeSkiff.Peer peer = skiff.accept();
