@@ -9,7 +9,9 @@
 
 #include "core/metrics.h"
 #include "grpc/grpc.h"
+#include "grpc/transport.h"
 #include "net/http.h"
+#include "net/tls.h"
 #include "trace/trace.h"
 
 typedef enum {
@@ -48,7 +50,9 @@ struct sk_tracer {
     sk_grpc_call *call;   /* OTLP/gRPC: the Export in flight */
     sk_grpc_metadata *md; /* OTLP/gRPC: otlp.headers as metadata */
     size_t nmd;
-    uint8_t *resp; /* OTLP/gRPC: the ExportTraceServiceResponse received */
+    sk_tls *tls;           /* the receiver's TLS material (https://, TLS OTLP/gRPC), else NULL */
+    sk_grpc_transport *tp; /* OTLP/gRPC over TLS: the channel's transport */
+    uint8_t *resp;         /* OTLP/gRPC: the ExportTraceServiceResponse received */
     size_t resp_len;
     struct event *timer;
     int flushing, failing, closing;

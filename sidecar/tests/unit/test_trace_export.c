@@ -225,15 +225,15 @@ static void test_gzip_body(void **state)
     stop(&f);
 }
 
-/* OTLP/gRPC endpoints: https (no TLS for the exporter yet) and an empty host are refused
- * with a message naming the endpoint; host:port and http:// are taken. */
+/* OTLP/gRPC endpoints: an empty host is refused with a message naming the endpoint;
+ * host:port (TLS, the system store), http:// and https:// are taken. */
 static void test_grpc_endpoints(void **state)
 {
     (void)state;
     static const struct {
         const char *url;
         int ok;
-    } cases[] = {{"https://collector:4317", 0},
+    } cases[] = {{"https://collector:4317", 1},
                  {"http:///v1", 0},
                  {"http://127.0.0.1:4317", 1},
                  {"collector", 1},
