@@ -135,15 +135,11 @@ static size_t grpc_rejected(sk_tracer *t)
 static void grpc_close_cb(void *ud, int code, const char *message)
 {
     sk_tracer *t = ud;
-    char why[400];
+    char why[200];
     t->call = NULL;
     if (t->closing)
         return; /* the channel is being freed */
-    /* A call waiting for a connection ends at its deadline; the connection's own failure (a
-     * TLS cause such as an unknown CA) is what explains it. */
-    const char *conn = code == SK_GRPC_OK ? "" : sk_grpc_channel_last_error(t->ch);
-    snprintf(why, sizeof why, "gRPC %s %s%s%s%s", sk_grpc_code_name(code), message,
-             conn[0] ? " (connection: " : "", conn, conn[0] ? ")" : "");
+    snprintf(why, sizeof why, "gRPC %s %s", sk_grpc_code_name(code), message);
     size_t rejected = code == SK_GRPC_OK ? grpc_rejected(t) : 0;
     attempt_done(t, code == SK_GRPC_OK, rejected, sk_otlp_grpc_retryable(code), 0, why);
 }
