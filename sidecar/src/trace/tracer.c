@@ -270,6 +270,11 @@ static int exporter_init(sk_tracer *t, const sk_config *cfg, sk_metrics *m, char
         sk_http_set_observe(t->http, m, "otlp", 0);
         sk_http_set_tls(t->http, t->tls);
     }
+    if (!(t->enc = sk_otlp_encoder_new(t->base, t->service_name, t->resource, t->gzip && !t->ch,
+                                       sk_tracer_encoded, t))) {
+        snprintf(err, errlen, "cannot start the OTLP encoder thread");
+        return -1;
+    }
     sk_tracer_arm(t, t->delay_ms);
     return 0;
 }
@@ -313,6 +318,7 @@ void sk_tracer_free(sk_tracer *t)
     if (sk_tracer_current() == t)
         sk_tracer_install(NULL);
     t->closing = 1; /* a call cancelled by the channel's free must not start another */
+    sk_otlp_encoder_free(t->enc);
     sk_http_free(t->http);
     sk_grpc_channel_free(t->ch);
     sk_grpc_transport_free(t->tp);
