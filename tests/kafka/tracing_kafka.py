@@ -185,7 +185,8 @@ def test_otlp_grpc_receiver_down(kafka, stack, uid):
     kafka.create_topic(topic)
     kafka.register(f"{topic}-value", CMD_SCHEMA)
     skiff, handler = stack.start([topic], group, otlp__protocol="grpc",
-                                 otlp__endpoint=f"127.0.0.1:{free_port()}", otlp__insecure="true",
+                                 otlp__endpoint=f"127.0.0.1:{free_port()}",
+                                 otlp__insecure="true",
                                  otlp__batch_delay="100ms", otlp__timeout="500ms",
                                  otlp__export_timeout="1s")
     n = 5
