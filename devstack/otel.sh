@@ -8,12 +8,15 @@
 #   otel.sh stop      SIGTERM, wait, then SIGKILL; fine when none runs
 #   otel.sh status    exit 0 when running, exit 3 when not
 #   otel.sh env       shell lines to eval: OTEL_EXPORTER_OTLP_ENDPOINT, SKIFF_OTEL_SPANS_FILE,
-#                     SKIFF_OTEL_GRPC_ENDPOINT (the OTLP/gRPC receiver)
+#                     SKIFF_OTEL_GRPC_ENDPOINT (the OTLP/gRPC receiver); https:// with TLS
 #
 # Settings (environment): SKIFF_OTEL_HTTP_PORT (OTLP/HTTP, default 4318), SKIFF_OTEL_GRPC_PORT
 # (OTLP/gRPC, default HTTP port - 1), SKIFF_OTEL_HEALTH_PORT (default HTTP port + 2),
 # SKIFF_OTEL_JAEGER_ENDPOINT (host:port of Jaeger's OTLP/gRPC receiver, devstack/jaeger.sh env:
-# the spans go there too; default none).
+# the spans go there too; default none), SKIFF_OTEL_TLS_DIR (a directory made by certs.sh: both
+# receivers speak TLS with its server.pem/server.key; default none: plaintext),
+# SKIFF_OTEL_TLS_CLIENT_CA (with SKIFF_OTEL_TLS_DIR: a PEM CA bundle; the receivers then require
+# a client certificate signed by it, mTLS).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
@@ -32,7 +35,7 @@ OTEL_PIDFILE=$OTEL_RUN/otelcol.pid
 START_TIMEOUT=${SKIFF_OTEL_START_TIMEOUT:-60}
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -85,10 +88,18 @@ otel_start() {
       "$SKIFF_OTEL_JAEGER_ENDPOINT")
     jaeger_name=", otlp_grpc/jaeger"
   fi
+  local tls=""
+  if [ -n "${SKIFF_OTEL_TLS_DIR:-}" ]; then
+    tls=$(printf '        tls:\n          cert_file: %s\n          key_file: %s' \
+      "$SKIFF_OTEL_TLS_DIR/server.pem" "$SKIFF_OTEL_TLS_DIR/server.key")
+    [ -n "${SKIFF_OTEL_TLS_CLIENT_CA:-}" ] &&
+      tls=$(printf '%s\n          client_ca_file: %s' "$tls" "$SKIFF_OTEL_TLS_CLIENT_CA")
+  fi
   local cfg
   cfg=$(sed -e "s|@GRPC@|127.0.0.1:$OTEL_GRPC_PORT|" -e "s|@HTTP@|127.0.0.1:$OTEL_HTTP_PORT|" \
     -e "s|@HEALTH@|127.0.0.1:$OTEL_HEALTH_PORT|" -e "s|@SPANS@|$OTEL_SPANS|" \
     "$DEVSTACK_DIR/otel/config.yaml")
+  cfg=${cfg//@RECEIVER_TLS@/$tls}
   cfg=${cfg//@JAEGER_EXPORTER@/$jaeger_exporter}
   printf '%s\n' "${cfg//@JAEGER_NAME@/$jaeger_name}" >"$OTEL_RUN/config.yaml"
   setsid "$OTEL_BIN" --config="$OTEL_RUN/config.yaml" >"$OTEL_LOG" 2>&1 </dev/null &
@@ -104,9 +115,11 @@ otel_start() {
 }
 
 otel_env() {
-  printf 'export OTEL_EXPORTER_OTLP_ENDPOINT=%q\n' "http://127.0.0.1:$OTEL_HTTP_PORT"
+  local scheme=http
+  [ -n "${SKIFF_OTEL_TLS_DIR:-}" ] && scheme=https
+  printf 'export OTEL_EXPORTER_OTLP_ENDPOINT=%q\n' "$scheme://127.0.0.1:$OTEL_HTTP_PORT"
   printf 'export SKIFF_OTEL_SPANS_FILE=%q\n' "$OTEL_SPANS"
-  printf 'export SKIFF_OTEL_GRPC_ENDPOINT=%q\n' "http://127.0.0.1:$OTEL_GRPC_PORT"
+  printf 'export SKIFF_OTEL_GRPC_ENDPOINT=%q\n' "$scheme://127.0.0.1:$OTEL_GRPC_PORT"
 }
 
 case "${1:-}" in

@@ -179,13 +179,14 @@ def test_otlp_grpc_and_gzip(kafka, stack, uid):
 
 
 def test_otlp_grpc_receiver_down(kafka, stack, uid):
-    """OTLP/gRPC with nothing listening: UNAVAILABLE is retried until otlp.export_timeout, then
+    """OTLP/gRPC (plaintext: otlp.insecure) with nothing listening: UNAVAILABLE is retried until otlp.export_timeout, then
     the spans are dropped and counted; every record is processed as usual."""
     topic, group = f"kt.trace.grpcdown.{uid}", f"kt-trace-grpcdown-{uid}"
     kafka.create_topic(topic)
     kafka.register(f"{topic}-value", CMD_SCHEMA)
     skiff, handler = stack.start([topic], group, otlp__protocol="grpc",
                                  otlp__endpoint=f"127.0.0.1:{free_port()}",
+                                 otlp__insecure="true",
                                  otlp__batch_delay="100ms", otlp__timeout="500ms",
                                  otlp__export_timeout="1s")
     n = 5

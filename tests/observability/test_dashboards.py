@@ -8,7 +8,8 @@ jobs (the devstack broker), handled by SDK handlers.
 - the namespace/pod variables' label_values queries return the scraped pod;
 - Prometheus scrapes skiff in OpenMetrics (it asks for it with exemplar storage on) without
   error, and /api/v1/query_exemplars returns the trace ids of the tasks: for Kafka records,
-  the traceparent the handler received;
+  the traceparent the handler received; for skiff_zeebe_job_latency_seconds, the job's task
+  span;
 - Prometheus loads charts/agent/alerts/skiff-rules.yaml and evaluates every rule without error.
 
 Run by tests/observability.sh (in the Kafka clients' venv); Prometheus listens on
@@ -356,6 +357,18 @@ def test_openmetrics_scrape_and_exemplars(run):
               start=f"{run['t0'] - 5:.3f}", end=f"{run['t1']:.3f}")
     phases = {s["seriesLabels"]["phase"] for s in res["data"] if s["exemplars"]}
     assert phases == {"dispatch", "result"}, res
+    # A job's latency (activation to its acknowledged result) leads to the job's task span.
+    res = api("/api/v1/query_exemplars", query="skiff_zeebe_job_latency_seconds_bucket",
+              start=f"{run['t0'] - 5:.3f}", end=f"{run['t1']:.3f}")
+    job_exemplars = [ex["labels"] for s in res["data"] for ex in s["exemplars"]]
+    assert job_exemplars, res
+    zeebe_tasks = {(ex["trace_id"], ex["span_id"]) for ex in by_source["zeebe"]}
+    for labels in job_exemplars:
+        assert re.fullmatch(r"[0-9a-f]{32}", labels["trace_id"]), labels
+        assert re.fullmatch(r"[0-9a-f]{16}", labels["span_id"]), labels
+    # the same task spans as the handler-duration exemplars of Zeebe tasks, where both kept one
+    assert {(ex["trace_id"], ex["span_id"]) for ex in job_exemplars} & zeebe_tasks, \
+        (job_exemplars, zeebe_tasks)
 
 
 def test_rules_load_and_evaluate(run):

@@ -20,13 +20,14 @@ def _value(v: Dict[str, Any]) -> Any:
     return v
 
 
-def spans() -> List[Dict[str, Any]]:
-    """Every span received so far, flattened: name, kind, traceId, spanId, parentSpanId,
-    status, attributes (a dict) and the resource's attributes."""
+def spans(path: Path = SPANS_FILE) -> List[Dict[str, Any]]:
+    """Every span received so far (by the collector writing path), flattened: name, kind,
+    traceId, spanId, parentSpanId, status, attributes (a dict) and the resource's
+    attributes."""
     out: List[Dict[str, Any]] = []
-    if not SPANS_FILE.exists():
+    if not path.exists():
         return out
-    for line in SPANS_FILE.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if not line.strip():
             continue
         for rs in json.loads(line).get("resourceSpans", []):
@@ -40,5 +41,5 @@ def spans() -> List[Dict[str, Any]]:
     return out
 
 
-def spans_where(**attrs: Any) -> List[Dict[str, Any]]:
-    return [s for s in spans() if all(s["attributes"].get(k) == v for k, v in attrs.items())]
+def spans_where(path: Path = SPANS_FILE, **attrs: Any) -> List[Dict[str, Any]]:
+    return [s for s in spans(path) if all(s["attributes"].get(k) == v for k, v in attrs.items())]

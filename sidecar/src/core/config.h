@@ -190,6 +190,10 @@ typedef struct sk_config {
     int otlp_compression;            /* otlp.compression (index into sk_otlp_compressions) */
     char *otlp_headers;              /* otlp.headers */
     int64_t otlp_timeout_ms;         /* otlp.timeout */
+    char *otlp_ca_file;              /* otlp.ca_file */
+    char *otlp_cert_file;            /* otlp.cert_file */
+    char *otlp_key_file;             /* otlp.key_file */
+    int otlp_insecure;               /* otlp.insecure */
     int64_t bsp_schedule_delay_ms;   /* otlp.batch_delay */
     int64_t bsp_export_timeout_ms;   /* otlp.export_timeout */
     int64_t bsp_max_queue;           /* otlp.max_queue_size */
@@ -271,6 +275,12 @@ typedef struct sk_plaintext_peer {
  * gateway, Kafka, the Schema Registry, the OAuth token endpoint, Vault and the OTLP endpoint;
  * returns how many. */
 size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer *out);
+
+/* The OTLP traces URL in force (otlp.traces_endpoint, else otlp.endpoint; may be ""), and
+ * whether it is reached over TLS: 1 (https://, or OTLP/gRPC without a scheme unless
+ * otlp.insecure), 0 (plaintext), -1 (no endpoint: nothing is exported). */
+const char *sk_config_otlp_url(const sk_config *cfg);
+int sk_config_otlp_tls(const sk_config *cfg);
 
 #define SK_LITERAL_SECRETS_MAX 8
 /* The keys of the secret settings of cfg that hold a literal secret (not a vault: or file:

@@ -54,7 +54,7 @@ typedef struct row {
     const char *help;
 } row;
 
-#define NROWS 134 /* rows in the table; config_table.c checks the count at compile time */
+#define NROWS 138 /* rows in the table; config_table.c checks the count at compile time */
 
 typedef struct job_over job_over;     /* the overrides of one job type (config_jobs.c) */
 typedef struct route_over route_over; /* the overrides of one route (config_egress.c) */

@@ -100,6 +100,37 @@ static void check_oauth_tls(ctx *c)
     check_pair(c, "oauth.cert_file", cfg->oauth_cert_file, "oauth.key_file", cfg->oauth_key_file);
 }
 
+const char *sk_config_otlp_url(const sk_config *cfg)
+{
+    return cfg->otlp_traces_endpoint && cfg->otlp_traces_endpoint[0] ? cfg->otlp_traces_endpoint
+                                                                     : cfg->otlp_endpoint;
+}
+
+/* OTLP/gRPC to a scheme-less endpoint is TLS unless otlp.insecure (the OpenTelemetry rule);
+ * otherwise the scheme decides. */
+int sk_config_otlp_tls(const sk_config *cfg)
+{
+    const char *url = sk_config_otlp_url(cfg);
+    if (!url || !url[0])
+        return -1;
+    if (strncmp(url, "https://", 8) == 0)
+        return 1;
+    int grpc = strcmp(sk_otlp_protocols[cfg->otlp_protocol], "grpc") == 0;
+    return grpc && strncmp(url, "http://", 7) != 0 && !cfg->otlp_insecure;
+}
+
+static void check_otlp_tls(ctx *c)
+{
+    sk_config *cfg = c->cfg;
+    if (sk_config_otlp_tls(cfg) != 1) {
+        const char *why = "the OTLP endpoint is not TLS (http://, or insecure OTLP/gRPC)";
+        check_unused(c, "otlp.ca_file", cfg->otlp_ca_file, why);
+        check_unused(c, "otlp.cert_file", cfg->otlp_cert_file, why);
+        check_unused(c, "otlp.key_file", cfg->otlp_key_file, why);
+    }
+    check_pair(c, "otlp.cert_file", cfg->otlp_cert_file, "otlp.key_file", cfg->otlp_key_file);
+}
+
 /* An http:// URL of an HTTP peer (an empty setting is no peer). */
 static int http_url(const char *url)
 {
@@ -125,11 +156,9 @@ size_t sk_config_plaintext_peers(const sk_config *cfg, sk_plaintext_peer *out)
     if (http_url(cfg->vault_address))
         out[n++] =
             (sk_plaintext_peer){"vault", "vault.address", cfg->vault_address, "an https:// URL"};
-    const char *otlp = cfg->otlp_traces_endpoint && cfg->otlp_traces_endpoint[0]
-                           ? cfg->otlp_traces_endpoint
-                           : cfg->otlp_endpoint;
-    if (http_url(otlp))
-        out[n++] = (sk_plaintext_peer){"otlp", "otlp.endpoint", otlp, "an https:// URL"};
+    if (sk_config_otlp_tls(cfg) == 0)
+        out[n++] = (sk_plaintext_peer){"otlp", "otlp.endpoint", sk_config_otlp_url(cfg),
+                                       "an https:// URL (OTLP/gRPC: or otlp.insecure=false)"};
     return n;
 }
 
@@ -261,6 +290,7 @@ void sk_config_check_security(ctx *c)
     check_kafka_security(c);
     check_registry(c);
     check_oauth_tls(c);
+    check_otlp_tls(c);
     if (c->cfg->security_plaintext != SK_PLAINTEXT_REFUSE)
         return;
     sk_plaintext_peer peers[SK_PLAINTEXT_PEERS_MAX];

@@ -888,7 +888,8 @@ const row sk_config_table[NROWS] = {
      .off = OFF(otlp_endpoint),
      .help = "Base URL of the OTLP receiver: OTLP/HTTP appends `/v1/traces` (e.g. "
              "`http://localhost:4318`), OTLP/gRPC takes it as is (e.g. `http://localhost:4317`; "
-             "`host:port` too). Empty (and no `otlp.traces_endpoint`): spans are not "
+             "`host:port` too, TLS unless `otlp.insecure`). `https://`: TLS. Empty (and no "
+             "`otlp.traces_endpoint`): spans are not "
              "exported, task frames still carry their `traceparent`."},
     {.key = "otlp.traces_endpoint",
      .type = T_STRING,
@@ -907,7 +908,7 @@ const row sk_config_table[NROWS] = {
      .off = OFF(otlp_protocol),
      .help = "OTLP transport: `http/protobuf` (POST `/v1/traces`) or `grpc` "
              "(`opentelemetry.proto.collector.trace.v1.TraceService/Export` on skiff's own gRPC "
-             "client, plaintext h2c only). `http/json` is not implemented."},
+             "client; TLS with ALPN `h2` for `https://`). `http/json` is not implemented."},
     {.key = "otlp.compression",
      .type = T_ENUM,
      .def = "none",
@@ -934,6 +935,42 @@ const row sk_config_table[NROWS] = {
      .off = OFF(otlp_timeout_ms),
      .help = "Timeout of one export request (a bare integer is milliseconds, as in the "
              "OpenTelemetry variables)."},
+    {.key = "otlp.ca_file",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .env = ENV("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+     .off = OFF(otlp_ca_file),
+     .help = "PEM bundle of the CAs trusted for the OTLP receiver's certificate (an `https://` "
+             "endpoint, or an OTLP/gRPC endpoint without a scheme unless `otlp.insecure`). "
+             "Empty: the system store. Watched (`tls.reload_interval`)."},
+    {.key = "otlp.cert_file",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .env = ENV("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+     .off = OFF(otlp_cert_file),
+     .help = "PEM client certificate shown to the OTLP receiver (mTLS); needs "
+             "`otlp.key_file`. Watched: a new certificate replaces the OTLP/gRPC connection."},
+    {.key = "otlp.key_file",
+     .type = T_STRING,
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .env = ENV("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+     .off = OFF(otlp_key_file),
+     .help = "PEM private key of `otlp.cert_file`."},
+    {.key = "otlp.insecure",
+     .type = T_BOOL,
+     .def = "false",
+     .env = ENV("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"),
+     .off = OFF(otlp_insecure),
+     .help = "OTLP/gRPC to an endpoint without a scheme (`host:port`): `true` talks plaintext "
+             "h2c, `false` (the OpenTelemetry default) TLS. `http://` is always plaintext and "
+             "`https://` always TLS; OTLP/HTTP ignores it."},
     {.key = "otlp.batch_delay",
      .type = T_DURATION,
      .def = "5000",

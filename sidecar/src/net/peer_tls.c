@@ -4,7 +4,7 @@
 
 #include "core/log.h"
 
-static const char *const peers[] = {"zeebe", "kafka", "schema_registry", "oauth", NULL};
+static const char *const peers[] = {"zeebe", "kafka", "schema_registry", "oauth", "otlp", NULL};
 
 int sk_peer_tls_opts(const sk_config *cfg, const char *peer, sk_tls_opts *o)
 {
@@ -43,6 +43,15 @@ int sk_peer_tls_opts(const sk_config *cfg, const char *peer, sk_tls_opts *o)
                            .ca_file = cfg->oauth_ca_file,
                            .cert_file = cfg->oauth_cert_file,
                            .key_file = cfg->oauth_key_file};
+        return 1;
+    }
+    if (strcmp(peer, "otlp") == 0 && sk_config_otlp_tls(cfg) == 1) {
+        int grpc = strcmp(sk_otlp_protocols[cfg->otlp_protocol], "grpc") == 0;
+        *o = (sk_tls_opts){.peer = peer,
+                           .ca_file = cfg->otlp_ca_file,
+                           .cert_file = cfg->otlp_cert_file,
+                           .key_file = cfg->otlp_key_file,
+                           .alpn = grpc ? "h2" : NULL};
         return 1;
     }
     return 0;

@@ -9,7 +9,8 @@
 #include "core/metrics.h"
 #include "net/tls.h"
 
-/* Fills o for peer ("zeebe", "kafka", "schema_registry", "oauth": the token endpoint); the
+/* Fills o for peer ("zeebe", "kafka", "schema_registry", "oauth": the token endpoint, "otlp": the
+ * OTLP receiver, ALPN h2 for OTLP/gRPC); the
  * strings point into cfg. Returns 1 when the peer's connection uses TLS, 0 when it does not (o
  * is then all NULL but peer). */
 int sk_peer_tls_opts(const sk_config *cfg, const char *peer, sk_tls_opts *o);

@@ -2,8 +2,9 @@
  * protobuf, optionally gzip, or OTLP/gRPC on skiff's gRPC client).
  *
  * Finished sampled spans wait in a bounded ring (full: the new span is dropped and counted).
- * A batch goes out when max_batch spans wait or batch_delay has passed; one request at a
- * time, so exporting costs the task path nothing but the enqueue. A batch is retried on 429,
+ * A batch goes out when max_batch spans wait or batch_delay has passed; one batch at a time.
+ * The encoder thread encodes (and gzips) it, so the loop's part is the enqueue, the hand-over
+ * and the (non-blocking) request. A batch is retried on 429,
  * 502, 503 and 504 (gRPC: sk_otlp_grpc_retryable) only, with exponential backoff
  * (Retry-After when given) until export_timeout; any other outcome ends it (exported, or
  * dropped and counted). A gRPC partial success is not retried: its rejected spans are counted
@@ -29,7 +30,7 @@ const sk_sampler *sk_tracer_sampler(const sk_tracer *t)
 
 size_t sk_tracer_pending(const sk_tracer *t)
 {
-    return t && !t->closing ? t->count + t->body_spans : 0;
+    return t && !t->closing ? t->count + t->encoding + t->body_spans : 0;
 }
 
 static void export_next(sk_tracer *t);
@@ -161,25 +162,11 @@ static void post(sk_tracer *t)
         batch_done(t, 0, 0, "the request could not start");
 }
 
-/* The encoded batch in t->body, gzip'ed when so configured; -1 when out of memory. */
-static int compress_body(sk_tracer *t)
-{
-    if (!t->gzip || t->ch)
-        return 0;
-    size_t len;
-    uint8_t *z = sk_trace_gzip(t->body, t->body_len, &len);
-    if (!z)
-        return -1;
-    free(t->body);
-    t->body = z;
-    t->body_len = len;
-    return 0;
-}
-
-/* Takes up to max_batch spans off the ring into an encoded request and posts it. */
+/* Takes up to max_batch spans off the ring to the encoder thread (which is idle whenever no
+ * batch is encoded, in flight or waiting for a retry). */
 static void export_next(sk_tracer *t)
 {
-    if (t->body || t->count == 0)
+    if (t->body || t->encoding || t->count == 0)
         return;
     size_t n = t->count < t->max_batch ? t->count : t->max_batch;
     sk_span **batch = malloc(n * sizeof(*batch));
@@ -187,17 +174,26 @@ static void export_next(sk_tracer *t)
         return;
     for (size_t i = 0; i < n; i++)
         batch[i] = t->ring[(t->head + i) % t->cap];
+    if (sk_otlp_encoder_submit(t->enc, batch, n)) {
+        free(batch);
+        return;
+    }
     t->head = (t->head + n) % t->cap;
     t->count -= n;
+    t->encoding = n;
     sk_series_set(t->m_queue, (double)t->count);
-    t->body = sk_otlp_encode(batch, n, t->service_name, t->resource, &t->body_len);
-    for (size_t i = 0; i < n; i++)
-        sk_span_free(batch[i]);
-    free(batch);
+}
+
+void sk_tracer_encoded(void *ud, uint8_t *body, size_t len, size_t n)
+{
+    sk_tracer *t = ud;
+    t->encoding = 0;
+    t->body = body;
+    t->body_len = len;
     t->body_spans = n;
     t->batch_started_ms = now_ms();
     t->backoff_ms = 1000;
-    if (!t->body || compress_body(t))
+    if (!t->body)
         batch_done(t, 0, 0, "out of memory");
     else
         post(t);

@@ -9,7 +9,9 @@
 
 #include "core/metrics.h"
 #include "grpc/grpc.h"
+#include "grpc/transport.h"
 #include "net/http.h"
+#include "net/tls.h"
 #include "trace/trace.h"
 
 typedef enum {
@@ -29,6 +31,21 @@ int sk_sampler_parse(sk_sampler *s, const char *name, const char *arg);
 /* 1 when a span with this trace id (and parent, NULL for a root) is sampled. */
 int sk_sampler_decide(const sk_sampler *s, const uint8_t trace_id[16], const sk_trace_ctx *parent);
 
+/* The encoder thread (encoder.c): a batch's OTLP encoding, and gzip, off the loop thread.
+ * Called on the loop with the encoded body (malloc'ed, the callee owns it; NULL when out of
+ * memory) of the n spans submitted. */
+typedef struct sk_otlp_encoder sk_otlp_encoder;
+typedef void (*sk_otlp_encoded_cb)(void *ud, uint8_t *body, size_t len, size_t n);
+/* service_name and resource must outlive the encoder. NULL when the thread cannot start. */
+sk_otlp_encoder *sk_otlp_encoder_new(struct event_base *base, const char *service_name,
+                                     const char *resource, int gzip, sk_otlp_encoded_cb cb,
+                                     void *ud);
+/* Hands n spans (the malloc'ed array and the spans) to the thread: 0, or -1 while a batch is
+ * still being encoded (nothing taken). Never waits for the thread. */
+int sk_otlp_encoder_submit(sk_otlp_encoder *e, sk_span **spans, size_t n);
+/* Stops the thread (waits for a batch being encoded) and frees what it held. NULL accepted. */
+void sk_otlp_encoder_free(sk_otlp_encoder *e);
+
 /* tracer.c builds it, export.c runs the batch processor. */
 struct sk_tracer {
     struct event_base *base;
@@ -39,7 +56,9 @@ struct sk_tracer {
     int64_t timeout_ms, delay_ms, export_timeout_ms;
     sk_span **ring;
     size_t cap, head, count, max_batch;
-    uint8_t *body; /* the batch in flight or waiting for a retry */
+    sk_otlp_encoder *enc; /* the encoder thread */
+    size_t encoding;      /* spans the encoder holds (0: none) */
+    uint8_t *body;        /* the batch in flight or waiting for a retry */
     size_t body_len, body_spans;
     int64_t batch_started_ms, backoff_ms;
     sk_http_req *req;
@@ -48,7 +67,9 @@ struct sk_tracer {
     sk_grpc_call *call;   /* OTLP/gRPC: the Export in flight */
     sk_grpc_metadata *md; /* OTLP/gRPC: otlp.headers as metadata */
     size_t nmd;
-    uint8_t *resp; /* OTLP/gRPC: the ExportTraceServiceResponse received */
+    sk_tls *tls;           /* the receiver's TLS material (https://, TLS OTLP/gRPC), else NULL */
+    sk_grpc_transport *tp; /* OTLP/gRPC over TLS: the channel's transport */
+    uint8_t *resp;         /* OTLP/gRPC: the ExportTraceServiceResponse received */
     size_t resp_len;
     struct event *timer;
     int flushing, failing, closing;
@@ -57,6 +78,8 @@ struct sk_tracer {
 };
 
 void sk_tracer_arm(sk_tracer *t, int64_t ms);
+/* The encoder's result: posts the batch (an sk_otlp_encoded_cb). */
+void sk_tracer_encoded(void *ud, uint8_t *body, size_t len, size_t n);
 void sk_tracer_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* The installed tracer's sampler (NULL: parent-based always-on) and its queue. */

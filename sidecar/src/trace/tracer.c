@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "net/http.h"
+#include "net/peer_tls.h"
 #include "trace/internal.h"
 
 static int is_grpc(const sk_config *cfg)
@@ -161,14 +162,14 @@ static int metrics_init(sk_tracer *t, sk_metrics *m)
     return t->m_exported && t->m_dropped_full && t->m_dropped_export && t->m_queue ? 0 : -1;
 }
 
-/* The gRPC target "host:port" of an OTLP/gRPC endpoint ("http://host:port/...", "host:port";
- * port 4317 when none); -1 for https (the exporter has no TLS yet) or an empty host. */
+/* The gRPC target "host:port" of an OTLP/gRPC endpoint ("http://host:port/...",
+ * "https://host:port/...", "host:port"; port 4317 when none); -1 for an empty host. */
 static int grpc_target(const char *url, char *out, size_t outlen)
 {
-    if (strncmp(url, "https://", 8) == 0)
-        return -1;
     if (strncmp(url, "http://", 7) == 0)
         url += 7;
+    else if (strncmp(url, "https://", 8) == 0)
+        url += 8;
     size_t n = strcspn(url, "/");
     if (n == 0)
         return -1;
@@ -202,14 +203,44 @@ static int grpc_init(sk_tracer *t, char *err, size_t errlen)
     char target[512];
     if (grpc_target(t->url, target, sizeof target)) {
         snprintf(err, errlen,
-                 "otlp.endpoint: %s is not an OTLP/gRPC address skiff can reach (http://host:port "
-                 "or host:port; no TLS for the exporter yet)",
+                 "otlp.endpoint: %s is not an OTLP/gRPC address skiff can reach (http://host:port, "
+                 "https://host:port or host:port)",
                  t->url);
         return -1;
     }
-    sk_grpc_channel_opts o = {.target = target, .lazy = 1, .reconnect_max_ms = 30000};
+    sk_grpc_channel_opts o = {
+        .target = target, .lazy = 1, .reconnect_max_ms = 30000, .transport = t->tp};
     if (grpc_metadata(t) || !(t->ch = sk_grpc_channel_new(t->base, &o, NULL, NULL))) {
         snprintf(err, errlen, "otlp.endpoint: cannot create the gRPC channel to %s", target);
+        return -1;
+    }
+    return 0;
+}
+
+/* A new client certificate in force: the OTLP/gRPC connection is replaced (libcurl's
+ * connections take the new material when they reconnect). */
+static void on_tls_change(void *ud, int changed_cert)
+{
+    sk_tracer *t = ud;
+    if (changed_cert && t->ch) {
+        SK_INFO("trace", "new client certificate: replacing the OTLP/gRPC connection");
+        sk_grpc_channel_reconnect(t->ch);
+    }
+}
+
+/* The receiver's TLS material when its endpoint is TLS (files watched every
+ * tls.reload_interval), and the gRPC transport over it. */
+static int tls_init(sk_tracer *t, const sk_config *cfg, sk_metrics *m, char *err, size_t errlen)
+{
+    sk_tls_opts o;
+    if (!sk_peer_tls_opts(cfg, "otlp", &o))
+        return 0;
+    if (!(t->tls = sk_tls_new(&o, t->base, cfg->tls_reload_ms > 0 ? cfg->tls_reload_ms : 10000, m,
+                              err, errlen)))
+        return -1;
+    sk_tls_on_change(t->tls, on_tls_change, t);
+    if (is_grpc(cfg) && !(t->tp = sk_grpc_transport_tls(t->tls))) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -236,6 +267,8 @@ static int exporter_init(sk_tracer *t, const sk_config *cfg, sk_metrics *m, char
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (tls_init(t, cfg, m, err, errlen))
+        return -1;
     if (is_grpc(cfg)) {
         if (grpc_init(t, err, errlen))
             return -1;
@@ -246,6 +279,12 @@ static int exporter_init(sk_tracer *t, const sk_config *cfg, sk_metrics *m, char
         if (!(t->http = sk_http_new(t->base, err, errlen)))
             return -1;
         sk_http_set_observe(t->http, m, "otlp", 0);
+        sk_http_set_tls(t->http, t->tls);
+    }
+    if (!(t->enc = sk_otlp_encoder_new(t->base, t->service_name, t->resource, t->gzip && !t->ch,
+                                       sk_tracer_encoded, t))) {
+        snprintf(err, errlen, "cannot start the OTLP encoder thread");
+        return -1;
     }
     sk_tracer_arm(t, t->delay_ms);
     return 0;
@@ -290,8 +329,11 @@ void sk_tracer_free(sk_tracer *t)
     if (sk_tracer_current() == t)
         sk_tracer_install(NULL);
     t->closing = 1; /* a call cancelled by the channel's free must not start another */
+    sk_otlp_encoder_free(t->enc);
     sk_http_free(t->http);
     sk_grpc_channel_free(t->ch);
+    sk_grpc_transport_free(t->tp);
+    sk_tls_free(t->tls);
     free(t->md);
     free(t->resp);
     if (t->timer)

@@ -14,6 +14,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "trace/context.h"
 #include "trace/trace.h"
 #include "zeebe/internal.h"
 
@@ -125,15 +126,35 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     send_cmd(arg);
 }
 
-/* A job's result command is over (acknowledged or given up). */
-static void result_done(cmd *c, int code, const char *message)
+/* The exemplar of a result command's latency: the trace of its sampled CLIENT span s and the
+ * task span it was sent from (its parent; s itself when it has none). "" when not sampled. */
+static void exemplar_ids(const sk_span *s, char trace[33], char span[17])
+{
+    trace[0] = span[0] = '\0';
+    if (!s || !(s->ctx.flags & SK_TRACE_SAMPLED))
+        return;
+    memcpy(trace, s->trace_hex, 33);
+    if (s->has_parent)
+        sk_trace_hex(s->parent_span_id, 8, span);
+    else
+        memcpy(span, s->span_hex, 17);
+}
+
+/* A job's result command is over (acknowledged or given up); trace and span: the exemplar of
+ * the job's latency ("": none). */
+static void result_done(cmd *c, int code, const char *message, const char *trace, const char *span)
 {
     sk_zeebe *z = c->z;
     zjob *j = c->job;
     if (code == SK_GRPC_OK) {
         sk_zeebe_count_job(z, j->type, c->outcome);
         const char *const labels[] = {j->type, NULL};
-        sk_series_observe(sk_metric_series(z->m_latency, labels), sk_mono_s() - j->activated_at);
+        sk_series *lat = sk_metric_series(z->m_latency, labels);
+        double v = sk_mono_s() - j->activated_at;
+        if (trace[0])
+            sk_series_observe_exemplar(lat, v, trace, span);
+        else
+            sk_series_observe(lat, v);
     } else if (code == SK_GRPC_NOT_FOUND) {
         sk_zeebe_count_job(z, j->type, "not_found");
         SK_LOG(SK_LOG_WARN, "zeebe", NULL, SK_KV("job_type", j->type, "command", c->outcome),
@@ -226,10 +247,12 @@ static void on_close(void *ud, int code, const char *message)
             return;
         }
     }
+    char trace[33], span[17];
+    exemplar_ids(c->span, trace, span); /* before the span ends */
     span_done(c->span, code, message);
     c->span = NULL;
     if (c->kind == CMD_RESULT)
-        result_done(c, code, message);
+        result_done(c, code, message, trace, span);
     else if (c->kind == CMD_EXTEND)
         extend_done(c, code, message);
     else

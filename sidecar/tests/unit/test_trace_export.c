@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <event2/buffer.h>
@@ -225,15 +226,15 @@ static void test_gzip_body(void **state)
     stop(&f);
 }
 
-/* OTLP/gRPC endpoints: https (no TLS for the exporter yet) and an empty host are refused
- * with a message naming the endpoint; host:port and http:// are taken. */
+/* OTLP/gRPC endpoints: an empty host is refused with a message naming the endpoint;
+ * host:port (TLS, the system store), http:// and https:// are taken. */
 static void test_grpc_endpoints(void **state)
 {
     (void)state;
     static const struct {
         const char *url;
         int ok;
-    } cases[] = {{"https://collector:4317", 0},
+    } cases[] = {{"https://collector:4317", 1},
                  {"http:///v1", 0},
                  {"http://127.0.0.1:4317", 1},
                  {"collector", 1},
@@ -266,6 +267,56 @@ static void test_grpc_endpoints(void **state)
     event_base_free(base);
 }
 
+/* The receiver's TLS files load at start for both protocols: a missing CA file or garbage
+ * PEM refuses the tracer with the peer and the file named; a plaintext endpoint loads none. */
+static void test_tls_files_refused_at_start(void **state)
+{
+    (void)state;
+    char garbage[] = "/tmp/skiff-test-otlp-ca-XXXXXX";
+    int fd = mkstemp(garbage);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "not a PEM\n", 10), 10);
+    close(fd);
+    static const struct {
+        const char *url, *ca;
+        int grpc, ok;
+    } cases[] = {{"https://collector:4318", "/nonexistent/ca.pem", 0, 0},
+                 {"https://collector:4317", "/nonexistent/ca.pem", 1, 0},
+                 {"collector:4317", NULL, 1, 0}, /* scheme-less gRPC: TLS */
+                 {"http://collector:4317", NULL, 1, 1}};
+    struct event_base *base = event_base_new();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[512] = "";
+        sk_config cfg = {.service_name = "svc",
+                         .trace_sampler_arg = "",
+                         .otlp_endpoint = (char *)cases[i].url,
+                         .otlp_traces_endpoint = "",
+                         .otlp_headers = "",
+                         .otlp_protocol = cases[i].grpc,
+                         .otlp_ca_file = (char *)(cases[i].ca ? cases[i].ca : garbage),
+                         .otlp_cert_file = "",
+                         .otlp_key_file = "",
+                         .otlp_timeout_ms = 1000,
+                         .bsp_schedule_delay_ms = 1000,
+                         .bsp_export_timeout_ms = 1000,
+                         .bsp_max_queue = 4,
+                         .bsp_max_batch = 4};
+        sk_metrics *m = sk_metrics_new();
+        sk_tracer *t = sk_tracer_new(base, &cfg, m, err, sizeof err);
+        if (cases[i].ok) {
+            assert_non_null(t);
+        } else {
+            assert_null(t);
+            if (!strstr(err, "otlp") || !strstr(err, cfg.otlp_ca_file))
+                fail_msg("case %zu: %s", i, err);
+        }
+        sk_tracer_free(t);
+        sk_metrics_free(m);
+    }
+    event_base_free(base);
+    unlink(garbage);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_unsampled_not_exported),
         cmocka_unit_test(test_gzip_body),
         cmocka_unit_test(test_grpc_endpoints),
+        cmocka_unit_test(test_tls_files_refused_at_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
