@@ -51,13 +51,14 @@ int kconf_set(rd_kafka_conf_t *c, const char *name, const char *value, char *err
     return -1;
 }
 
-/* librdkafka's own log lines (syslog levels: 0-3 errors, 4 warnings, the rest debug). With
- * log.queue they are served by the polls on the loop, never from librdkafka's threads. */
+/* librdkafka's own log lines (syslog levels: 0-3 errors, 4 warnings, the rest debug), naming
+ * the client they come from. With log.queue they are served by the polls on the loop, never
+ * from librdkafka's threads. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
     sk_log_level l = level <= 3 ? SK_LOG_ERROR : level == 4 ? SK_LOG_WARN : SK_LOG_DEBUG;
-    SK_LOG(l, "kafka", NULL, SK_KV("facility", fac), "%s", buf);
+    const char *client = rk && rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer";
+    SK_LOG(l, "kafka", NULL, SK_KV("facility", fac, "client", client), "%s", buf);
 }
 
 /* The SASL password is the one setting whose value never goes into a message. */
