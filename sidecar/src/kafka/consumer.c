@@ -309,10 +309,11 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 /* How many more records may be read now: reading stops once kafka.max_buffered records per
  * owned partition wait to start, so that librdkafka keeps its prefetch (bounded by
  * queued.max.messages.kbytes) instead of discarding it as a pause would. Unbounded while
- * stalled: the partitions are paused and the queue must still be served for rebalances. */
+ * stalled or stopping: the partitions are paused and the queue must still be served
+ * (rebalances, the group leave at shutdown). */
 static size_t read_room(const sk_kafka *k)
 {
-    if (k->stalled)
+    if (k->stalled || k->stopping)
         return SIZE_MAX;
     size_t waiting = 0, owned = 0;
     for (const kpart *p = k->parts; p; p = p->next) {
