@@ -663,6 +663,7 @@ void kconsumer_free(sk_kafka *k)
         part_free(p);
     }
     sk_jtext_free(&k->frame);
+    sk_jtext_free(&k->value);
     if (k->queue)
         rd_kafka_queue_destroy(k->queue);
     if (k->rk)

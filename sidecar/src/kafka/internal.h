@@ -64,6 +64,7 @@ struct sk_kafka {
     int pumping, repump;    /* kconsumer_pump running; called again meanwhile */
     char fatal[256];        /* a fatal consumer error, "" when none */
     sk_jtext frame;         /* the task frame being built (reused: no allocation per record) */
+    sk_jtext value;         /* the record value's JSON text (reused likewise) */
     char last_error[256];   /* the last broker connection error (TLS, SASL...), for readiness */
     struct sk_tls *tls;     /* the brokers' TLS material (ssl, sasl_ssl), else NULL */
     struct sk_tls *registry_tls; /* an https:// registry's, else NULL */

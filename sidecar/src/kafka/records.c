@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/text.h"
 #include "kafka/internal.h"
+#include "schema/avro_text.h"
 #include "trace/task.h"
 
 static void op_ack(void *source, void *ctx, const sk_msg *m);
@@ -202,7 +203,7 @@ static sk_span *trace_text(sk_jtext *t, const sk_trace_kafka_rec *rec)
 
 /* The whole task frame (length header included) of the record's current delivery into
  * k->frame, value the decoded record value (JSON text); returns the record's span. */
-static sk_span *task_text(krec *r, const json_t *value, int64_t deadline_ms)
+static sk_span *task_text(krec *r, const sk_jtext *value, int64_t deadline_ms)
 {
     sk_jtext *t = &r->p->k->frame;
     sk_trace_kafka_rec rec = {.route = r->p->topic,
@@ -220,7 +221,8 @@ static sk_span *task_text(krec *r, const json_t *value, int64_t deadline_ms)
     sk_jtext_lit(t, ",\"attempt\":");
     sk_jtext_int(t, r->attempt);
     sk_jtext_lit(t, ",\"value\":");
-    sk_jtext_json(t, value);
+    sk_jtext_raw(t, value->buf, value->len);
+    t->failed |= value->failed;
     sk_jtext_raw(t, ",", 1);
     kafka_text(t, r, &rec);
     sk_span *span = trace_text(t, &rec);
@@ -329,24 +331,29 @@ static void find_schema(krec *r)
         lookup_schema(r, (int32_t)id);
 }
 
-/* The decoded value (a new reference), or NULL when it does not decode (dead-lettered). */
-static json_t *decode(krec *r)
+/* The value as JSON text into k->value (reused, written without a JSON tree), or NULL when it
+ * does not decode (dead-lettered). */
+static const sk_jtext *decode(krec *r)
 {
-    json_t *v = json_null();
+    sk_jtext *v = &r->p->k->value;
     char err[512], why[600];
+    int rc = 0;
+    sk_jtext_reset(v);
     if (r->schema) {
         uint32_t id;
         const uint8_t *body;
         size_t len;
         sk_avro_wire_split(r->msg->payload, r->msg->len, &id, &body, &len, err, sizeof err);
-        v = sk_avro_to_json(r->schema, body, len, err, sizeof err);
+        rc = sk_avro_to_jtext(r->schema, body, len, v, err, sizeof err);
+    } else {
+        sk_jtext_lit(v, "null");
     }
-    if (!v) {
+    if (rc != 0) {
         snprintf(why, sizeof why, "value does not decode with schema %d: %s", (int)r->schema_id,
                  err);
         undecodable(r, why);
     }
-    return v;
+    return rc == 0 ? v : NULL;
 }
 
 void krec_arrive(kpart *p, rd_kafka_message_t *msg)
@@ -380,7 +387,7 @@ void krec_dispatch(krec *r)
 {
     sk_kafka *k = r->p->k;
     double started = sk_mono_s(); /* skiff's own time: decoding, building, writing the frame */
-    json_t *value = decode(r);
+    const sk_jtext *value = decode(r);
     if (!value)
         return;
     r->attempt++;
@@ -388,7 +395,6 @@ void krec_dispatch(krec *r)
              (long long)r->offset, (unsigned long long)++k->serial);
     int64_t deadline = sk_wall_ms() + k->cfg->kafka_task_timeout_ms;
     sk_span *span = task_text(r, value, deadline);
-    json_decref(value);
     r->in_dispatcher = 1;
     k->running++;
     arm(r, k->cfg->kafka_task_timeout_ms, deadline_passed);
