@@ -311,18 +311,24 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
  * queued.max.messages.kbytes) instead of discarding it as a pause would. Unbounded while
  * stalled or stopping: the partitions are paused and the queue must still be served
  * (rebalances, the group leave at shutdown). */
+static size_t read_bound(const sk_kafka *k, size_t *waiting)
+{
+    size_t owned = 0;
+    *waiting = 0;
+    for (const kpart *p = k->parts; p; p = p->next) {
+        if (!p->revoked) {
+            owned++;
+            *waiting += sk_partq_unstarted(p->q);
+        }
+    }
+    return (size_t)k->cfg->kafka_max_buffered * (owned ? owned : 1);
+}
+
 static size_t read_room(const sk_kafka *k)
 {
     if (k->stalled || k->stopping)
         return SIZE_MAX;
-    size_t waiting = 0, owned = 0;
-    for (const kpart *p = k->parts; p; p = p->next) {
-        if (p->revoked)
-            continue;
-        owned++;
-        waiting += sk_partq_unstarted(p->q);
-    }
-    size_t bound = (size_t)k->cfg->kafka_max_buffered * (owned ? owned : 1);
+    size_t waiting, bound = read_bound(k, &waiting);
     return waiting < bound ? bound - waiting : 0;
 }
 
@@ -406,19 +412,15 @@ static int must_pause(const sk_kafka *k, const kpart *p)
            (waiting > 0 && sk_dispatcher_capacity(k->d, p->topic) == 0);
 }
 
-/* Leaves the stall once the records waiting are down to half the bound. */
+/* Leaves the stall once the records waiting are down to half the bound, and reads again (the
+ * queue may hold records that the pipe announced before). */
 static void unstall(sk_kafka *k)
 {
-    size_t waiting = 0, owned = 0;
-    for (const kpart *p = k->parts; p; p = p->next) {
-        if (!p->revoked) {
-            owned++;
-            waiting += sk_partq_unstarted(p->q);
-        }
-    }
-    if (waiting <= (size_t)k->cfg->kafka_max_buffered * (owned ? owned : 1) / 2) {
+    size_t waiting, bound = read_bound(k, &waiting);
+    if (waiting <= bound / 2) {
         k->stalled = 0;
         k->throttled = 0;
+        event_active(k->wake.ev, EV_READ, 0);
     }
 }
 
