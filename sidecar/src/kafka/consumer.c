@@ -18,6 +18,11 @@
 #define COMMIT_STUCK_S 10.0   /* an unanswered commit is no longer waited for after this */
 #define RECOMMIT_S 30.0       /* positions committed again after an outage (see commit()) */
 #define STALL_S 1.0           /* reading stopped this long: pause the partitions, read again */
+/* When skiff stops reading, librdkafka's queue reaches queued.max.messages.kbytes and it
+ * postpones the next fetch by this much (500 ms by default, 1 s with newer librdkafka's
+ * fetch.queue.backoff.ms, while the queue drains in a fraction of that): the backlog would wait
+ * idle. */
+#define FETCH_BACKOFF_MS "20"
 
 static kpart *part_find(sk_kafka *k, const char *topic, int32_t partition)
 {
@@ -574,11 +579,16 @@ static rd_kafka_conf_t *consumer_conf(sk_kafka *k, char *err, size_t errlen)
         kconf_set(c, "auto.offset.reset", "earliest", err, errlen) ||
         kconf_set(c, "partition.assignment.strategy", "cooperative-sticky", err, errlen) ||
         kconf_set(c, "statistics.interval.ms", STATS_INTERVAL, err, errlen) ||
-        kconf_set(c, "queued.max.messages.kbytes", "1024", err, errlen)) {
+        kconf_set(c, "queued.max.messages.kbytes", "1024", err, errlen) ||
+        kconf_set(c, "fetch.error.backoff.ms", FETCH_BACKOFF_MS, err, errlen)) {
         if (c)
             rd_kafka_conf_destroy(c);
         return NULL;
     }
+    /* Newer librdkafka versions have a setting of their own for the full-queue backoff; older
+     * ones (Debian's 2.0.2) use fetch.error.backoff.ms for it and refuse the name. */
+    char why[256];
+    (void)rd_kafka_conf_set(c, "fetch.queue.backoff.ms", FETCH_BACKOFF_MS, why, sizeof why);
     rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
     rd_kafka_conf_set_offset_commit_cb(c, commit_cb);
     rd_kafka_conf_set_stats_cb(c, stats_cb);
