@@ -542,11 +542,13 @@ const row sk_config_table[NROWS] = {
      .min = 1,
      .max = 100000,
      .off = OFF(kafka_max_buffered),
-     .help = "Records of one partition read and waiting to start (for handler capacity, for an "
-             "earlier record with the same key, or for a retry): at this number the partition "
-             "is paused, and resumed at half. It is also paused at ten times this number of "
-             "records not yet committable (behind a record still in retry), and while no "
-             "handler serves its topic."},
+     .help = "Records read and waiting to start (for handler capacity, for an earlier record "
+             "with the same key, or for a retry), per assigned partition: at this number times "
+             "the partitions assigned, skiff stops reading from librdkafka (whose prefetch stops "
+             "too at queued.max.messages.kbytes, 1 MiB) until records start. When none starts for "
+             "1 s, every partition is paused until half have started. A partition is also "
+             "paused at ten times this number of records not yet committable (behind a record "
+             "still in retry), and while no handler serves its topic."},
     {.key = "kafka.session_timeout",
      .type = T_DURATION,
      .def = "45s",

@@ -17,6 +17,12 @@
 #define STATS_INTERVAL "5000" /* ms between statistics (consumer lag) */
 #define COMMIT_STUCK_S 10.0   /* an unanswered commit is no longer waited for after this */
 #define RECOMMIT_S 30.0       /* positions committed again after an outage (see commit()) */
+#define STALL_S 1.0           /* reading stopped this long: pause the partitions, read again */
+/* When skiff stops reading, librdkafka's queue reaches queued.max.messages.kbytes and it
+ * postpones the next fetch by this much (500 ms by default, 1 s with newer librdkafka's
+ * fetch.queue.backoff.ms, while the queue drains in a fraction of that): the backlog would wait
+ * idle. */
+#define FETCH_BACKOFF_MS "20"
 
 static kpart *part_find(sk_kafka *k, const char *topic, int32_t partition)
 {
@@ -305,23 +311,91 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                  rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
+/* How many more records may be read now: reading stops once kafka.max_buffered records per
+ * owned partition wait to start, so that librdkafka keeps its prefetch (bounded by
+ * queued.max.messages.kbytes) instead of discarding it as a pause would. Unbounded while
+ * stalled or stopping: the partitions are paused and the queue must still be served
+ * (rebalances, the group leave at shutdown). */
+static size_t read_bound(const sk_kafka *k, size_t *waiting)
+{
+    size_t owned = 0;
+    *waiting = 0;
+    for (const kpart *p = k->parts; p; p = p->next) {
+        if (!p->revoked) {
+            owned++;
+            *waiting += sk_partq_unstarted(p->q);
+        }
+    }
+    return (size_t)k->cfg->kafka_max_buffered * (owned ? owned : 1);
+}
+
+static size_t read_room(const sk_kafka *k)
+{
+    if (k->stalled || k->stopping)
+        return SIZE_MAX;
+    size_t waiting, bound = read_bound(k, &waiting);
+    return waiting < bound ? bound - waiting : 0;
+}
+
+static void set_throttled(sk_kafka *k, int throttled)
+{
+    if (throttled && !k->throttled) {
+        k->throttled_since = sk_mono_s();
+        struct timeval tv = {(time_t)STALL_S, 0};
+        if (!evtimer_pending(k->stall_ev, NULL))
+            evtimer_add(k->stall_ev, &tv);
+    }
+    k->throttled = throttled;
+}
+
 static void poll_batch(sk_kafka *k)
 {
     int n = 0;
+    size_t room = read_room(k);
     rd_kafka_message_t *m;
-    while (n < POLL_BATCH && (m = rd_kafka_consumer_poll(k->rk, 0))) {
+    while (n < POLL_BATCH && room > 0 && (m = rd_kafka_consumer_poll(k->rk, 0))) {
         n++;
         kpart *p = m->err ? NULL : part_find(k, rd_kafka_topic_name(m->rkt), m->partition);
         if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             error_cb(k->rk, m->err, rd_kafka_message_errstr(m), k);
-        if (p)
+        if (p) {
             krec_arrive(p, m);
-        else
+            room--;
+        } else {
             rd_kafka_message_destroy(m);
+        }
     }
-    if (n == POLL_BATCH) /* more may wait: the pipe will not say so again */
+    /* Stopped at the bound, the pipe will not wake us for what is already queued: the pump
+     * reads again once records start, as the next turn does after a full batch. */
+    set_throttled(k, room == 0);
+    if (n == POLL_BATCH)
         event_active(k->wake.ev, EV_READ, 0);
     kconsumer_pump(k);
+}
+
+/* Reading has stopped for STALL_S (handlers stuck, records held for their key or a retry):
+ * the queue must be served again (rebalances, max.poll.interval), so every partition is paused
+ * until the records waiting are down to half the bound. The last resort, not the rule. */
+static void stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sk_kafka *k = arg;
+    if (!k->throttled || k->stalled)
+        return;
+    double left = k->throttled_since + STALL_S - sk_mono_s();
+    if (left > 0) {
+        struct timeval tv = {(time_t)left, (suseconds_t)((left - (double)(time_t)left) * 1e6)};
+        evtimer_add(k->stall_ev, &tv);
+        return;
+    }
+    SK_LOG(SK_LOG_INFO, "kafka", NULL, NULL,
+           "no record started for %.0f s at the read bound: partitions paused until half of "
+           "the waiting records have started",
+           STALL_S);
+    k->stalled = 1;
+    kconsumer_pump(k);
+    event_active(k->wake.ev, EV_READ, 0);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -333,16 +407,26 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     poll_batch(arg);
 }
 
-/* Whether p's fetching should stop: at kafka.max_buffered records waiting to start (resumed
- * at half, so that a saturated handler does not flip it per record), at ten times that many
- * records not yet committable, when no handler serves the topic, and at shutdown. */
+/* Whether p's fetching should stop: at shutdown, while stalled (stall_cb), at ten times
+ * kafka.max_buffered records not yet committable (behind a record still in retry), and when no
+ * handler serves the topic. Otherwise reading less (read_room) is the backpressure. */
 static int must_pause(const sk_kafka *k, const kpart *p)
 {
     size_t waiting = sk_partq_unstarted(p->q), limit = (size_t)k->cfg->kafka_max_buffered;
-    if (k->stopping || sk_partq_held(p->q) >= 10 * limit ||
-        (waiting > 0 && sk_dispatcher_capacity(k->d, p->topic) == 0))
-        return 1;
-    return p->paused ? waiting > limit / 2 : waiting >= limit;
+    return k->stopping || k->stalled || sk_partq_held(p->q) >= 10 * limit ||
+           (waiting > 0 && sk_dispatcher_capacity(k->d, p->topic) == 0);
+}
+
+/* Leaves the stall once the records waiting are down to half the bound, and reads again (the
+ * queue may hold records that the pipe announced before). */
+static void unstall(sk_kafka *k)
+{
+    size_t waiting, bound = read_bound(k, &waiting);
+    if (waiting <= bound / 2) {
+        k->stalled = 0;
+        k->throttled = 0;
+        event_active(k->wake.ev, EV_READ, 0);
+    }
 }
 
 /* Starts what records may, topic credits permitting, then pauses or resumes partitions
@@ -359,6 +443,8 @@ void kconsumer_pump(sk_kafka *k)
     k->pumping = 1;
     do {
         k->repump = 0;
+        if (k->stalled)
+            unstall(k);
         for (kpart *p = k->parts; p; p = p->next) {
             if (p->revoked)
                 continue;
@@ -373,6 +459,8 @@ void kconsumer_pump(sk_kafka *k)
         }
     } while (k->repump);
     k->pumping = 0;
+    if (k->throttled && !k->stalled && read_room(k) > 0)
+        event_active(k->wake.ev, EV_READ, 0); /* records started: read the queue again */
     /* The next pump starts with another partition: scarce credits go round. */
     if (k->parts && k->parts->next) {
         kpart *first = k->parts, *last = first;
@@ -444,8 +532,10 @@ static int register_metrics(sk_kafka *k)
                                 "committed offset), per partition owned; 0 once revoked.",
                                 part);
     k->m_paused = sk_metrics_gauge(m, "skiff_kafka_partitions_paused",
-                                   "Partitions paused because their records cannot start "
-                                   "(no free handler capacity, kafka.max_buffered reached).",
+                                   "Partitions paused: no handler serves the topic, no record "
+                                   "started for 1 s with kafka.max_buffered records per "
+                                   "partition waiting, ten times that many not committable, "
+                                   "or shutdown.",
                                    topic);
     k->m_held = sk_metrics_gauge(m, "skiff_kafka_records_held",
                                  "Records read and not yet processed, by topic.", topic);
@@ -489,11 +579,16 @@ static rd_kafka_conf_t *consumer_conf(sk_kafka *k, char *err, size_t errlen)
         kconf_set(c, "auto.offset.reset", "earliest", err, errlen) ||
         kconf_set(c, "partition.assignment.strategy", "cooperative-sticky", err, errlen) ||
         kconf_set(c, "statistics.interval.ms", STATS_INTERVAL, err, errlen) ||
-        kconf_set(c, "queued.max.messages.kbytes", "1024", err, errlen)) {
+        kconf_set(c, "queued.max.messages.kbytes", "1024", err, errlen) ||
+        kconf_set(c, "fetch.error.backoff.ms", FETCH_BACKOFF_MS, err, errlen)) {
         if (c)
             rd_kafka_conf_destroy(c);
         return NULL;
     }
+    /* Newer librdkafka versions have a setting of their own for the full-queue backoff; older
+     * ones (Debian's 2.0.2) use fetch.error.backoff.ms for it and refuse the name. */
+    char why[256];
+    (void)rd_kafka_conf_set(c, "fetch.queue.backoff.ms", FETCH_BACKOFF_MS, why, sizeof why);
     rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
     rd_kafka_conf_set_offset_commit_cb(c, commit_cb);
     rd_kafka_conf_set_stats_cb(c, stats_cb);
@@ -541,6 +636,7 @@ int kconsumer_start(sk_kafka *k, char *err, size_t errlen)
     if (!k->queue || kwake_start(k, &k->wake, k->queue, on_wake, k) != 0 ||
         !(k->commit_timer = event_new(k->base, -1, EV_PERSIST, commit_tick, k)) ||
         !(k->pump_ev = event_new(k->base, -1, 0, pump_cb, k)) ||
+        !(k->stall_ev = evtimer_new(k->base, stall_cb, k)) ||
         event_add(k->commit_timer, &tv) != 0) {
         snprintf(err, errlen, "cannot watch the consumer's queue");
         return -1;
@@ -570,6 +666,8 @@ void kconsumer_free(sk_kafka *k)
         event_free(k->commit_timer);
     if (k->pump_ev)
         event_free(k->pump_ev);
+    if (k->stall_ev)
+        event_free(k->stall_ev);
     kwake_stop(&k->wake);
     while (k->parts) {
         kpart *p = k->parts;
@@ -577,6 +675,7 @@ void kconsumer_free(sk_kafka *k)
         part_free(p);
     }
     sk_jtext_free(&k->frame);
+    sk_jtext_free(&k->value);
     if (k->queue)
         rd_kafka_queue_destroy(k->queue);
     if (k->rk)

@@ -49,21 +49,26 @@ struct sk_kafka {
     rd_kafka_queue_t *queue;
     kwake wake;
     struct event *commit_timer;
-    struct event *pump_ev; /* kconsumer_pump_soon */
-    kpart *parts;          /* assigned partitions, and revoked ones still holding records */
-    struct pcall *calls;   /* produce calls waiting for a schema */
-    uint64_t serial;       /* task ids */
-    int commits_inflight;  /* commits sent and not yet answered (commit_cb) */
-    double commit_sent_at; /* sk_mono_s() of the last one sent */
-    double recommit_until; /* sk_mono_s() until which every position is committed again */
-    size_t running;        /* records with a handler or being dead-lettered */
-    int assigned_once;     /* a first assignment happened */
-    int stopping, closing; /* sk_kafka_stop called; group leave started */
-    int pumping, repump;   /* kconsumer_pump running; called again meanwhile */
-    char fatal[256];       /* a fatal consumer error, "" when none */
-    sk_jtext frame;        /* the task frame being built (reused: no allocation per record) */
-    char last_error[256];  /* the last broker connection error (TLS, SASL...), for readiness */
-    struct sk_tls *tls;    /* the brokers' TLS material (ssl, sasl_ssl), else NULL */
+    struct event *pump_ev;  /* kconsumer_pump_soon */
+    struct event *stall_ev; /* checks whether reading has stopped for too long */
+    int throttled;          /* reading stopped: records waiting to start reached the bound */
+    int stalled;            /* throttled for STALL_S: every partition paused, reading again */
+    double throttled_since; /* sk_mono_s() when reading stopped */
+    kpart *parts;           /* assigned partitions, and revoked ones still holding records */
+    struct pcall *calls;    /* produce calls waiting for a schema */
+    uint64_t serial;        /* task ids */
+    int commits_inflight;   /* commits sent and not yet answered (commit_cb) */
+    double commit_sent_at;  /* sk_mono_s() of the last one sent */
+    double recommit_until;  /* sk_mono_s() until which every position is committed again */
+    size_t running;         /* records with a handler or being dead-lettered */
+    int assigned_once;      /* a first assignment happened */
+    int stopping, closing;  /* sk_kafka_stop called; group leave started */
+    int pumping, repump;    /* kconsumer_pump running; called again meanwhile */
+    char fatal[256];        /* a fatal consumer error, "" when none */
+    sk_jtext frame;         /* the task frame being built (reused: no allocation per record) */
+    sk_jtext value;         /* the record value's JSON text (reused likewise) */
+    char last_error[256];   /* the last broker connection error (TLS, SASL...), for readiness */
+    struct sk_tls *tls;     /* the brokers' TLS material (ssl, sasl_ssl), else NULL */
     struct sk_tls *registry_tls; /* an https:// registry's, else NULL */
     sk_secret *sasl_password;    /* kafka.sasl.password, watched; NULL when empty */
     rd_kafka_t *sasl_rk[2];      /* the clients that take its new values */

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/text.h"
 #include "kafka/internal.h"
+#include "schema/avro_text.h"
 #include "trace/task.h"
 
 static void op_ack(void *source, void *ctx, const sk_msg *m);
@@ -202,7 +203,7 @@ static sk_span *trace_text(sk_jtext *t, const sk_trace_kafka_rec *rec)
 
 /* The whole task frame (length header included) of the record's current delivery into
  * k->frame, value the decoded record value (JSON text); returns the record's span. */
-static sk_span *task_text(krec *r, const json_t *value, int64_t deadline_ms)
+static sk_span *task_text(krec *r, const sk_jtext *value, int64_t deadline_ms)
 {
     sk_jtext *t = &r->p->k->frame;
     sk_trace_kafka_rec rec = {.route = r->p->topic,
@@ -220,7 +221,8 @@ static sk_span *task_text(krec *r, const json_t *value, int64_t deadline_ms)
     sk_jtext_lit(t, ",\"attempt\":");
     sk_jtext_int(t, r->attempt);
     sk_jtext_lit(t, ",\"value\":");
-    sk_jtext_json(t, value);
+    sk_jtext_raw(t, value->buf, value->len);
+    t->failed |= value->failed;
     sk_jtext_raw(t, ",", 1);
     kafka_text(t, r, &rec);
     sk_span *span = trace_text(t, &rec);
@@ -337,12 +339,29 @@ static void incompatible(krec *r, const char *why)
     dead_letter(r, "schema_incompatible", why);
 }
 
-/* The decoded value (a new reference), or NULL when it does not decode (dead-lettered). Resolved
- * to the topic's reader schema when it has one. */
-static json_t *decode(krec *r)
+/* The value resolved to the topic's reader schema, as JSON text into v: 0, or -1 with err set
+ * and *incompat telling a value the reader cannot take from one that does not decode. The
+ * resolving decoder builds a tree (not yet written straight to text). */
+static int decode_resolved(krec *r, kreader *kr, const uint8_t *body, size_t len, sk_jtext *v,
+                           int *incompat, char *err, size_t errlen)
 {
-    json_t *v = json_null();
+    json_t *j = kreader_decode(kr, r->schema_id, r->schema, body, len, incompat, err, errlen);
+    if (!j)
+        return -1;
+    sk_jtext_json(v, j);
+    json_decref(j);
+    return 0;
+}
+
+/* The value as JSON text into k->value (reused, written without a JSON tree unless the topic
+ * has a reader schema), or NULL when it does not decode or its reader schema cannot take it
+ * (dead-lettered). */
+static const sk_jtext *decode(krec *r)
+{
+    sk_jtext *v = &r->p->k->value;
     char err[512], why[600];
+    int rc = 0;
+    sk_jtext_reset(v);
     if (r->schema) {
         uint32_t id;
         const uint8_t *body;
@@ -350,21 +369,23 @@ static json_t *decode(krec *r)
         sk_avro_wire_split(r->msg->payload, r->msg->len, &id, &body, &len, err, sizeof err);
         kreader *kr = kreader_find(r->p->k, r->p->topic);
         int incompat = 0;
-        v = kr ? kreader_decode(kr, r->schema_id, r->schema, body, len, &incompat, err, sizeof err)
-               : sk_avro_to_json(r->schema, body, len, err, sizeof err);
-        if (!v && incompat) {
+        rc = kr ? decode_resolved(r, kr, body, len, v, &incompat, err, sizeof err)
+                : sk_avro_to_jtext(r->schema, body, len, v, err, sizeof err);
+        if (rc != 0 && incompat) {
             snprintf(why, sizeof why, "schema %d does not resolve to the topic's reader schema: %s",
                      (int)r->schema_id, err);
             incompatible(r, why);
             return NULL;
         }
+    } else {
+        sk_jtext_lit(v, "null");
     }
-    if (!v) {
+    if (rc != 0) {
         snprintf(why, sizeof why, "value does not decode with schema %d: %s", (int)r->schema_id,
                  err);
         undecodable(r, why);
     }
-    return v;
+    return rc == 0 ? v : NULL;
 }
 
 void krec_arrive(kpart *p, rd_kafka_message_t *msg)
@@ -398,7 +419,7 @@ void krec_dispatch(krec *r)
 {
     sk_kafka *k = r->p->k;
     double started = sk_mono_s(); /* skiff's own time: decoding, building, writing the frame */
-    json_t *value = decode(r);
+    const sk_jtext *value = decode(r);
     if (!value)
         return;
     r->attempt++;
@@ -406,7 +427,6 @@ void krec_dispatch(krec *r)
              (long long)r->offset, (unsigned long long)++k->serial);
     int64_t deadline = sk_wall_ms() + k->cfg->kafka_task_timeout_ms;
     sk_span *span = task_text(r, value, deadline);
-    json_decref(value);
     r->in_dispatcher = 1;
     k->running++;
     arm(r, k->cfg->kafka_task_timeout_ms, deadline_passed);
