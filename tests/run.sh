@@ -80,6 +80,8 @@ step "OAuth: Keycloak + token-validating proxy + skiff (ASan+UBSan) + real Zeebe
 tests/oauth.sh
 
 step "Vault: OpenBao (Kubernetes auth) + Keycloak + skiff (ASan+UBSan)"
+# The registry-password test creates its topics on the shared Kafka broker.
+services_ensure devstack/kafka.sh
 tests/vault.sh
 
 step "devstack Kafka: real broker + Schema Registry, checked with the official clients"
