@@ -93,6 +93,8 @@ SKIFF_BIN=$ROOT/build-asan/skiff SKIFF_KAFKA_MOCK_BIN=$ROOT/build/skiff-kafka-mo
   ASAN_OPTIONS=detect_leaks=1 devstack/kafka.sh python -m pytest -q -p no:cacheprovider tests/kafka
 
 step "tracing: skiff (ASan+UBSan) -> real OpenTelemetry Collector (Kafka records, Zeebe jobs)"
+# The trace that crosses everything deploys a process on the shared Zeebe broker.
+services_ensure devstack/zeebe.sh devstack/kafka.sh devstack/schema-registry.sh
 tests/tracing.sh
 
 step "observability: dashboards, alert rules and exemplars on a real Prometheus scraping skiff (ASan+UBSan)"
