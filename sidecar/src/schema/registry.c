@@ -1,96 +1,16 @@
+/* Schema Registry client: the caches, the lookups and their delivery (see registry.h). */
 #include "schema/registry.h"
 
 #include <event2/event.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "net/http.h"
+#include "schema/registry_internal.h"
 
-#define COMPONENT "schema_registry"
 #define DEFAULT_TIMEOUT_MS 10000
-#define ID_BUCKETS 4096 /* power of two */
-#define SUBJECT_BUCKETS 256
-#define MAX_SUBJECT_LEN 1024
-#define ERR_LEN 512
-
-static const char *const request_headers[] = {
-    "Accept: application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json; "
-    "qs=0.9, application/json; qs=0.5",
-    NULL};
-
-typedef struct fetch fetch;
-
-/* One id. PENDING only while its first fetch is in flight; the other states are final, except
- * that a "latest" answer may turn NOT_FOUND into OK or INVALID. */
-enum id_state { ID_PENDING, ID_OK, ID_NOT_FOUND, ID_INVALID };
-
-typedef struct id_entry {
-    int32_t id;
-    enum id_state state;
-    sk_avro_schema *schema; /* ID_OK */
-    char *err;              /* ID_NOT_FOUND, ID_INVALID */
-    char *old_err;          /* a NOT_FOUND message handed out before an upgrade */
-    fetch *f;
-    struct id_entry *next;
-} id_entry;
-
-enum subject_state { SUBJ_NONE, SUBJ_FOUND, SUBJ_NOT_FOUND };
-
-typedef struct subject {
-    char *name;
-    enum subject_state state;
-    id_entry *entry; /* SUBJ_FOUND: an ID_OK or ID_INVALID entry */
-    char *err;       /* SUBJ_NOT_FOUND */
-    int64_t fetched_ms;
-    fetch *f;
-    struct subject *next;
-} subject;
-
-TAILQ_HEAD(lookup_list, sk_registry_lookup);
-
-/* One HTTP request and the lookups waiting for it: by id (entry) or latest (subj). */
-struct fetch {
-    sk_registry *reg;
-    sk_http_req *req;
-    id_entry *entry;
-    subject *subj;
-    double started;
-    struct lookup_list waiters;
-};
-
-struct sk_registry_lookup {
-    sk_registry *reg;
-    fetch *f; /* waiting on f; NULL once answered (in reg->ready) */
-    int delivering;
-    sk_registry_cb cb;
-    void *ud;
-    sk_reg_status st;
-    int32_t id;
-    const sk_avro_schema *schema;
-    char err[ERR_LEN];
-    TAILQ_ENTRY(sk_registry_lookup) link;
-};
-
-struct sk_registry {
-    sk_http *http;
-    char *base_url;            /* without trailing slashes */
-    char *username;            /* basic auth, or NULL */
-    const sk_secret *password; /* with username; NULL = "" */
-    int64_t ttl_ms, timeout_ms;
-    size_t max_ids, nids, nsubjects;
-    id_entry *ids[ID_BUCKETS];
-    subject *subjects[SUBJECT_BUCKETS];
-    struct lookup_list ready; /* answered, callback not run yet */
-    struct event *deliver;
-    int delivering, closed;
-    sk_series *m_result[4]; /* by sk_reg_status */
-    sk_series *m_seconds, *m_full, *m_cached;
-};
 
 static const char *const result_names[] = {"ok", "not_found", "invalid", "unavailable"};
 
@@ -206,7 +126,7 @@ static int subject_evict(sk_registry *r)
 
 /* ---- lookups and their delivery ---- */
 
-static sk_registry_lookup *lookup_new(sk_registry *r, sk_registry_cb cb, void *ud)
+sk_registry_lookup *reg_lookup_new(sk_registry *r, sk_registry_cb cb, void *ud)
 {
     sk_registry_lookup *l = calloc(1, sizeof *l);
     if (l)
@@ -215,8 +135,8 @@ static sk_registry_lookup *lookup_new(sk_registry *r, sk_registry_cb cb, void *u
 }
 
 /* Queues the answer; the callback runs from the deliver event. */
-static void finish(sk_registry_lookup *l, sk_reg_status st, int32_t id,
-                   const sk_avro_schema *schema, const char *err)
+void reg_finish(sk_registry_lookup *l, sk_reg_status st, int32_t id, const sk_avro_schema *schema,
+                const char *err)
 {
     l->st = st;
     l->id = id;
@@ -227,24 +147,24 @@ static void finish(sk_registry_lookup *l, sk_reg_status st, int32_t id,
     event_active(l->reg->deliver, EV_TIMEOUT, 1);
 }
 
-static void answer_entry(sk_registry_lookup *l, const id_entry *e)
+void reg_answer_entry(sk_registry_lookup *l, const id_entry *e)
 {
     if (e->state == ID_OK)
-        finish(l, SK_REG_OK, e->id, e->schema, NULL);
+        reg_finish(l, SK_REG_OK, e->id, e->schema, NULL);
     else
-        finish(l, e->state == ID_INVALID ? SK_REG_INVALID : SK_REG_NOT_FOUND, e->id, NULL,
-               e->err ? e->err : "out of memory");
+        reg_finish(l, e->state == ID_INVALID ? SK_REG_INVALID : SK_REG_NOT_FOUND, e->id, NULL,
+                   e->err ? e->err : "out of memory");
 }
 
 static void answer_subject(sk_registry_lookup *l, const subject *s)
 {
     if (s->state == SUBJ_FOUND)
-        answer_entry(l, s->entry);
+        reg_answer_entry(l, s->entry);
     else
-        finish(l, SK_REG_NOT_FOUND, 0, NULL, s->err ? s->err : "out of memory");
+        reg_finish(l, SK_REG_NOT_FOUND, 0, NULL, s->err ? s->err : "out of memory");
 }
 
-static void attach(sk_registry_lookup *l, fetch *f)
+void reg_attach(sk_registry_lookup *l, fetch *f)
 {
     l->f = f;
     TAILQ_INSERT_TAIL(&f->waiters, l, link);
@@ -279,88 +199,6 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
 
 /* ---- answers from the registry ---- */
 
-/* The verdict on one HTTP answer; json is the parsed body of a 200. */
-typedef struct answer {
-    sk_reg_status st;
-    json_t *json;
-    char err[ERR_LEN];
-} answer;
-
-static void record(sk_registry *r, const fetch *f, const answer *a)
-{
-    sk_series_add(r->m_result[a->st], 1);
-    sk_series_observe(r->m_seconds, sk_mono_s() - f->started);
-    if (a->st != SK_REG_OK)
-        SK_WARN(COMPONENT, "%s", a->err);
-}
-
-/* What every endpoint shares: transport errors, HTTP errors with a Confluent error body, and
- * which error codes mean "not found" for this endpoint. Any other 404 (a wrong base URL, a
- * proxy) is retriable: it must not be cached for ever. */
-static void classify(const sk_http_result *res, const char *what, long nf1, long nf2, answer *a)
-{
-    a->st = SK_REG_UNAVAILABLE;
-    a->json = NULL;
-    if (res->error) {
-        snprintf(a->err, sizeof a->err, "%s: schema registry unreachable: %s", what, res->error);
-        return;
-    }
-    json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
-    if (res->status == 200 && json_is_object(j)) {
-        a->st = SK_REG_OK;
-        a->json = j;
-        return;
-    }
-    long code = (long)json_integer_value(json_object_get(j, "error_code"));
-    const char *msg = json_string_value(json_object_get(j, "message"));
-    char detail[300] = "";
-    if (code || msg)
-        snprintf(detail, sizeof detail, " (error_code %ld: %.200s)", code, msg ? msg : "");
-    if (res->status == 200)
-        snprintf(a->err, sizeof a->err, "%s: unparseable response from the schema registry", what);
-    else if (res->status == 404 && code && (code == nf1 || code == nf2))
-        a->st = SK_REG_NOT_FOUND;
-    if (a->st == SK_REG_NOT_FOUND)
-        snprintf(a->err, sizeof a->err, "%s: not found in the schema registry%s", what, detail);
-    else if (res->status == 401 || res->status == 403)
-        snprintf(a->err, sizeof a->err,
-                 "%s: schema registry answered HTTP %ld%s: check the registry credentials", what,
-                 res->status, detail);
-    else if (res->status != 200)
-        snprintf(a->err, sizeof a->err, "%s: schema registry answered HTTP %ld%s%s", what,
-                 res->status, detail, res->status == 404 ? ": check the registry URL" : "");
-    json_decref(j);
-}
-
-/* Parses the "schema" of a 200 answer: OK, INVALID (not Avro, or a bad schema) or UNAVAILABLE
- * (no schema in the answer). */
-static sk_reg_status parse_schema(const json_t *j, const char *what, sk_avro_schema **out,
-                                  char *err, size_t errlen)
-{
-    const json_t *type = json_object_get(j, "schemaType");
-    const json_t *text = json_object_get(j, "schema");
-    *out = NULL;
-    if (type && !json_is_null(type) &&
-        (!json_is_string(type) || strcmp(json_string_value(type), "AVRO") != 0)) {
-        snprintf(err, errlen, "%s: schema type %.40s is not supported (only AVRO)", what,
-                 json_is_string(type) ? json_string_value(type) : "(not a string)");
-        return SK_REG_INVALID;
-    }
-    if (!json_is_string(text)) {
-        snprintf(err, errlen, "%s: unparseable response from the schema registry (no schema)",
-                 what);
-        return SK_REG_UNAVAILABLE;
-    }
-    char perr[256] = "";
-    *out =
-        sk_avro_schema_parse(json_string_value(text), json_string_length(text), perr, sizeof perr);
-    if (!*out) {
-        snprintf(err, errlen, "%s: unusable Avro schema (%s)", what, perr);
-        return SK_REG_INVALID;
-    }
-    return SK_REG_OK;
-}
-
 /* Settles an entry with a parsed verdict (OK or INVALID); keeps a NOT_FOUND message callers
  * may hold. */
 static void settle(id_entry *e, sk_reg_status st, sk_avro_schema *schema, const char *err)
@@ -378,16 +216,6 @@ static void settle(id_entry *e, sk_reg_status st, sk_avro_schema *schema, const 
     }
 }
 
-static void fetch_free(fetch *f)
-{
-    sk_registry_lookup *l;
-    while ((l = TAILQ_FIRST(&f->waiters)) != NULL) {
-        TAILQ_REMOVE(&f->waiters, l, link);
-        free(l);
-    }
-    free(f);
-}
-
 static void id_done(fetch *f, const sk_http_result *res)
 {
     sk_registry *r = f->reg;
@@ -396,12 +224,12 @@ static void id_done(fetch *f, const sk_http_result *res)
     answer a;
     sk_avro_schema *schema = NULL;
     snprintf(what, sizeof what, "schema id %d", (int)e->id);
-    classify(res, what, 40403, 0, &a);
+    reg_classify(res, what, 40403, 0, &a);
     if (a.st == SK_REG_OK) {
-        a.st = parse_schema(a.json, what, &schema, a.err, sizeof a.err);
+        a.st = reg_parse_schema(a.json, what, &schema, a.err, sizeof a.err);
         json_decref(a.json);
     }
-    record(r, f, &a);
+    reg_record(r, f, &a);
     /* A "latest" answer may have settled the entry meanwhile. */
     if (e->state == ID_PENDING && a.st != SK_REG_UNAVAILABLE)
         settle(e, a.st, schema, a.err);
@@ -412,13 +240,13 @@ static void id_done(fetch *f, const sk_http_result *res)
     while ((l = TAILQ_FIRST(&f->waiters)) != NULL) {
         TAILQ_REMOVE(&f->waiters, l, link);
         if (e->state == ID_PENDING)
-            finish(l, SK_REG_UNAVAILABLE, e->id, NULL, a.err);
+            reg_finish(l, SK_REG_UNAVAILABLE, e->id, NULL, a.err);
         else
-            answer_entry(l, e);
+            reg_answer_entry(l, e);
     }
     if (e->state == ID_PENDING)
         id_remove(r, e);
-    fetch_free(f);
+    reg_fetch_free(f);
 }
 
 static void cache_full(sk_registry *r, const char *what, char *err, size_t errlen)
@@ -429,8 +257,8 @@ static void cache_full(sk_registry *r, const char *what, char *err, size_t errle
 
 /* The id entry a "latest" answer points to: found in the cache, or parsed into a new (or
  * upgraded NOT_FOUND) entry. Returns OK or INVALID with *out set, or UNAVAILABLE. */
-static sk_reg_status latest_entry(sk_registry *r, const json_t *j, const char *what, id_entry **out,
-                                  char *err, size_t errlen)
+sk_reg_status reg_answer_id(sk_registry *r, const json_t *j, const char *what, id_entry **out,
+                            char *err, size_t errlen)
 {
     json_t *jid = json_object_get(j, "id");
     json_int_t v = json_integer_value(jid);
@@ -444,14 +272,14 @@ static sk_reg_status latest_entry(sk_registry *r, const json_t *j, const char *w
         *out = e;
         return e->state == ID_OK ? SK_REG_OK : SK_REG_INVALID;
     }
-    char idwhat[MAX_SUBJECT_LEN + 64];
+    char idwhat[REG_MAX_SUBJECT_LEN + 64];
     snprintf(idwhat, sizeof idwhat, "schema id %d (%s)", (int)v, what);
     if (!e && r->nids >= r->max_ids) {
         cache_full(r, idwhat, err, errlen);
         return SK_REG_UNAVAILABLE;
     }
     sk_avro_schema *schema;
-    sk_reg_status st = parse_schema(j, idwhat, &schema, err, errlen);
+    sk_reg_status st = reg_parse_schema(j, idwhat, &schema, err, errlen);
     if (st == SK_REG_UNAVAILABLE)
         return st;
     if (!e && !(e = id_add(r, (int32_t)v))) {
@@ -468,16 +296,16 @@ static void latest_done(fetch *f, const sk_http_result *res)
 {
     sk_registry *r = f->reg;
     subject *s = f->subj;
-    char what[MAX_SUBJECT_LEN + 40];
+    char what[REG_MAX_SUBJECT_LEN + 40];
     answer a;
     id_entry *e = NULL;
     snprintf(what, sizeof what, "latest schema of subject \"%s\"", s->name);
-    classify(res, what, 40401, 40402, &a);
+    reg_classify(res, what, 40401, 40402, &a);
     if (a.st == SK_REG_OK) {
-        a.st = latest_entry(r, a.json, what, &e, a.err, sizeof a.err);
+        a.st = reg_answer_id(r, a.json, what, &e, a.err, sizeof a.err);
         json_decref(a.json);
     }
-    record(r, f, &a);
+    reg_record(r, f, &a);
     s->f = NULL;
     if (a.st != SK_REG_UNAVAILABLE) {
         free(s->err);
@@ -490,59 +318,13 @@ static void latest_done(fetch *f, const sk_http_result *res)
     while ((l = TAILQ_FIRST(&f->waiters)) != NULL) {
         TAILQ_REMOVE(&f->waiters, l, link);
         if (a.st == SK_REG_UNAVAILABLE)
-            finish(l, SK_REG_UNAVAILABLE, 0, NULL, a.err);
+            reg_finish(l, SK_REG_UNAVAILABLE, 0, NULL, a.err);
         else
             answer_subject(l, s);
     }
     if (a.st == SK_REG_UNAVAILABLE && s->state == SUBJ_NONE)
         subject_remove(r, s);
-    fetch_free(f);
-}
-
-static void on_response(void *ud, const sk_http_result *res)
-{
-    fetch *f = ud;
-    f->req = NULL;
-    if (f->entry)
-        id_done(f, res);
-    else
-        latest_done(f, res);
-}
-
-/* Starts GET base_url + path for an id entry or a subject. */
-static fetch *fetch_start(sk_registry *r, const char *path, id_entry *e, subject *s)
-{
-    size_t len = strlen(r->base_url) + strlen(path) + 1;
-    fetch *f = calloc(1, sizeof *f);
-    char *url = malloc(len);
-    if (!f || !url) {
-        free(f);
-        free(url);
-        return NULL;
-    }
-    snprintf(url, len, "%s%s", r->base_url, path);
-    *f = (fetch){.reg = r, .entry = e, .subj = s, .started = sk_mono_s()};
-    TAILQ_INIT(&f->waiters);
-    /* Built per request: a rotated password file is used from the next request on. */
-    size_t pwlen = 0;
-    const char *pw = r->password ? sk_secret_value(r->password, &pwlen) : "";
-    size_t uplen = r->username ? strlen(r->username) + pwlen + 2 : 0;
-    char *userpwd = uplen ? malloc(uplen) : NULL;
-    if (userpwd)
-        snprintf(userpwd, uplen, "%s:%s", r->username, pw);
-    if (!uplen || userpwd)
-        f->req = sk_http_request(r->http, "GET", url, request_headers, NULL, 0, userpwd,
-                                 r->timeout_ms, on_response, f);
-    if (userpwd) {
-        explicit_bzero(userpwd, uplen);
-        free(userpwd);
-    }
-    free(url);
-    if (!f->req) {
-        free(f);
-        return NULL;
-    }
-    return f;
+    reg_fetch_free(f);
 }
 
 /* ---- lookups ---- */
@@ -551,70 +333,54 @@ sk_registry_lookup *sk_registry_by_id(sk_registry *r, int32_t id, sk_registry_cb
 {
     if (!r || r->closed || !cb)
         return NULL;
-    sk_registry_lookup *l = lookup_new(r, cb, ud);
+    sk_registry_lookup *l = reg_lookup_new(r, cb, ud);
     if (!l)
         return NULL;
     id_entry *e = id_find(r, id);
     if (e && e->state != ID_PENDING) {
-        answer_entry(l, e);
+        reg_answer_entry(l, e);
     } else if (e) {
         l->id = id;
-        attach(l, e->f);
+        reg_attach(l, e->f);
     } else if (r->nids >= r->max_ids) {
-        char what[32], err[ERR_LEN];
+        char what[32], err[REG_ERR_LEN];
         snprintf(what, sizeof what, "schema id %d", (int)id);
         cache_full(r, what, err, sizeof err);
-        SK_WARN(COMPONENT, "%s", err);
-        finish(l, SK_REG_UNAVAILABLE, id, NULL, err);
+        SK_WARN(REG_COMPONENT, "%s", err);
+        reg_finish(l, SK_REG_UNAVAILABLE, id, NULL, err);
     } else {
         char path[64];
         snprintf(path, sizeof path, "/schemas/ids/%d", (int)id);
-        if (!(e = id_add(r, id)) || !(e->f = fetch_start(r, path, e, NULL))) {
+        if (!(e = id_add(r, id)) || !(e->f = reg_fetch_start(r, path, id_done))) {
             if (e)
                 id_remove(r, e);
             free(l);
             return NULL;
         }
+        e->f->entry = e;
         l->id = id;
-        attach(l, e->f);
+        reg_attach(l, e->f);
     }
     return l;
 }
 
-/* Percent-encodes everything but RFC 3986 unreserved characters ("/" included). */
-static void escape(const char *s, char *out)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            strchr("-._~", *p)) {
-            *out++ = (char)*p;
-        } else {
-            *out++ = '%';
-            *out++ = hex[*p >> 4];
-            *out++ = hex[*p & 15];
-        }
-    }
-    *out = '\0';
-}
-
 static int start_latest(sk_registry *r, subject *s)
 {
-    char path[MAX_SUBJECT_LEN * 3 + 64];
-    memcpy(path, "/subjects/", 10);
-    escape(s->name, path + 10);
-    strcat(path, "/versions/latest");
-    s->f = fetch_start(r, path, NULL, s);
-    return s->f ? 0 : -1;
+    char path[REG_MAX_SUBJECT_LEN * 3 + 64];
+    reg_subject_path(s->name, "/versions/latest", path);
+    if (!(s->f = reg_fetch_start(r, path, latest_done)))
+        return -1;
+    s->f->subj = s;
+    return 0;
 }
 
 sk_registry_lookup *sk_registry_latest(sk_registry *r, const char *subject_name, sk_registry_cb cb,
                                        void *ud)
 {
     size_t len = subject_name ? strlen(subject_name) : 0;
-    if (!r || r->closed || !cb || len == 0 || len > MAX_SUBJECT_LEN)
+    if (!r || r->closed || !cb || len == 0 || len > REG_MAX_SUBJECT_LEN)
         return NULL;
-    sk_registry_lookup *l = lookup_new(r, cb, ud);
+    sk_registry_lookup *l = reg_lookup_new(r, cb, ud);
     if (!l)
         return NULL;
     subject *s = subject_find(r, subject_name);
@@ -623,12 +389,12 @@ sk_registry_lookup *sk_registry_latest(sk_registry *r, const char *subject_name,
         return l;
     }
     if (!s && r->nsubjects >= SK_REGISTRY_MAX_SUBJECTS && subject_evict(r) < 0) {
-        char err[ERR_LEN];
+        char err[REG_ERR_LEN];
         sk_series_add(r->m_full, 1);
         snprintf(err, sizeof err, "latest schema of subject \"%s\": subject cache full (%d)",
                  subject_name, SK_REGISTRY_MAX_SUBJECTS);
-        SK_WARN(COMPONENT, "%s", err);
-        finish(l, SK_REG_UNAVAILABLE, 0, NULL, err);
+        SK_WARN(REG_COMPONENT, "%s", err);
+        reg_finish(l, SK_REG_UNAVAILABLE, 0, NULL, err);
         return l;
     }
     if (!s && !(s = subject_add(r, subject_name)))
@@ -638,7 +404,7 @@ sk_registry_lookup *sk_registry_latest(sk_registry *r, const char *subject_name,
             subject_remove(r, s);
         goto fail;
     }
-    attach(l, s->f);
+    reg_attach(l, s->f);
     return l;
 fail:
     free(l);
@@ -756,13 +522,13 @@ static void release_all(sk_registry *r)
     for (size_t i = 0; i < SUBJECT_BUCKETS; i++)
         while (r->subjects[i]) {
             if (r->subjects[i]->f)
-                fetch_free(r->subjects[i]->f);
+                reg_fetch_free(r->subjects[i]->f);
             subject_remove(r, r->subjects[i]);
         }
     for (size_t i = 0; i < ID_BUCKETS; i++)
         while (r->ids[i]) {
             if (r->ids[i]->f)
-                fetch_free(r->ids[i]->f);
+                reg_fetch_free(r->ids[i]->f);
             id_remove(r, r->ids[i]);
         }
 }
