@@ -485,6 +485,7 @@ sk_registry *sk_registry_new(struct event_base *base, const sk_registry_opts *o,
         return NULL;
     }
     TAILQ_INIT(&r->ready);
+    TAILQ_INIT(&r->version_fetches);
     r->ttl_ms = o->latest_ttl_ms;
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     r->max_ids = o->max_ids ? o->max_ids : SK_REGISTRY_MAX_IDS;
@@ -519,6 +520,7 @@ static void release_all(sk_registry *r)
         TAILQ_REMOVE(&r->ready, l, link);
         free(l);
     }
+    reg_versions_release(r);
     for (size_t i = 0; i < SUBJECT_BUCKETS; i++)
         while (r->subjects[i]) {
             if (r->subjects[i]->f)

@@ -5,7 +5,9 @@
  * per subject is kept for latest_ttl_ms, also when the subject is not found (40401/40402), and
  * refers to the by-id entry of its id; a "latest" answer naming an id cached as NOT_FOUND
  * replaces that verdict with the schema it carries. UNAVAILABLE is never cached: the next lookup
- * asks again. Concurrent lookups of one id or one subject share one HTTP request.
+ * asks again. Concurrent lookups of one id or one subject share one HTTP request. A version of a
+ * subject (sk_registry_version) is asked for each time (callers look one up once, at start); the
+ * schema it answers with is kept by id like any other.
  *
  * Bounds: at most max_ids ids (default SK_REGISTRY_MAX_IDS) and SK_REGISTRY_MAX_SUBJECTS
  * subjects are cached. Good schemas are never evicted (callers hold their pointers), so a lookup
@@ -85,6 +87,12 @@ const sk_avro_schema *sk_registry_cached_latest(sk_registry *r, const char *subj
 sk_registry_lookup *sk_registry_by_id(sk_registry *r, int32_t id, sk_registry_cb cb, void *ud);
 sk_registry_lookup *sk_registry_latest(sk_registry *r, const char *subject, sk_registry_cb cb,
                                        void *ud);
+
+/* One version (>= 1) of subject: its id and schema. NOT_FOUND when the registry knows neither
+ * the subject (40401) nor that version of it (40402); the verdict is not cached. Same contract as
+ * the lookups above; "latest" (-1) is sk_registry_latest's. */
+sk_registry_lookup *sk_registry_version(sk_registry *r, const char *subject, int32_t version,
+                                        sk_registry_cb cb, void *ud);
 
 /* Drops a lookup: its callback is not called (the shared HTTP request, if any, still fills the
  * cache). Accepts NULL; cancelling the lookup being delivered does nothing. */

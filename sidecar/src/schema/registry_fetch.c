@@ -92,6 +92,7 @@ void reg_fetch_free(fetch *f)
         TAILQ_REMOVE(&f->waiters, l, link);
         free(l);
     }
+    free(f->what);
     free(f);
 }
 

@@ -3,6 +3,7 @@
  *   registry.c          the caches (ids, subjects), the lookups and their delivery, the public
  *                       calls by id and for "latest"
  *   registry_fetch.c    one HTTP request to the registry and the verdict on its answer
+ *   registry_version.c  the lookup of one version of a subject
  *
  * Loop thread only, like the client. */
 #ifndef SK_REGISTRY_INTERNAL_H
@@ -21,7 +22,7 @@
 typedef struct fetch fetch;
 
 /* One id. PENDING only while its first fetch is in flight; the other states are final, except
- * that a "latest" answer may turn NOT_FOUND into OK or INVALID. */
+ * that a "latest" (or by-version) answer may turn NOT_FOUND into OK or INVALID. */
 enum id_state { ID_PENDING, ID_OK, ID_NOT_FOUND, ID_INVALID };
 
 typedef struct id_entry {
@@ -50,16 +51,21 @@ TAILQ_HEAD(lookup_list, sk_registry_lookup);
 
 typedef void (*fetch_done_fn)(fetch *f, const sk_http_result *res);
 
-/* One HTTP request and the lookups waiting for it: by id (entry) or latest (subj). */
+/* One HTTP request and the lookups waiting for it: by id (entry), latest (subj), or one version
+ * of a subject (what names it). */
 struct fetch {
     sk_registry *reg;
     sk_http_req *req;
     fetch_done_fn done;
     id_entry *entry;
     subject *subj;
+    char *what; /* by version: "version N of subject \"S\"" */
     double started;
     struct lookup_list waiters;
+    TAILQ_ENTRY(fetch) link; /* by version: in reg->version_fetches */
 };
+
+TAILQ_HEAD(fetch_list, fetch);
 
 struct sk_registry_lookup {
     sk_registry *reg;
@@ -86,7 +92,8 @@ struct sk_registry {
     size_t max_ids, nids, nsubjects;
     id_entry *ids[ID_BUCKETS];
     subject *subjects[SUBJECT_BUCKETS];
-    struct lookup_list ready; /* answered, callback not run yet */
+    struct fetch_list version_fetches; /* by-version requests in flight */
+    struct lookup_list ready;          /* answered, callback not run yet */
     struct event *deliver;
     int delivering, closed;
     sk_series *m_result[4]; /* by sk_reg_status */
@@ -104,7 +111,7 @@ typedef struct answer {
 /* Starts GET base_url + path with the registry's credentials; done runs from the loop with the
  * answer (f->req is then NULL). NULL when the request cannot start. */
 fetch *reg_fetch_start(sk_registry *r, const char *path, fetch_done_fn done);
-/* Frees f and the lookups still waiting on it (their callbacks not called). */
+/* Frees f (and its what) and the lookups still waiting on it (their callbacks not called). */
 void reg_fetch_free(fetch *f);
 /* Counts the answer and logs a failure. */
 void reg_record(sk_registry *r, const fetch *f, const answer *a);
@@ -126,10 +133,14 @@ void reg_finish(sk_registry_lookup *l, sk_reg_status st, int32_t id, const sk_av
                 const char *err);
 void reg_answer_entry(sk_registry_lookup *l, const id_entry *e);
 void reg_attach(sk_registry_lookup *l, fetch *f);
-/* The id entry an answer carrying "id" and "schema" (latest) points to: found in
+/* The id entry an answer carrying "id" and "schema" (latest or a version) points to: found in
  * the cache, or parsed into a new (or upgraded NOT_FOUND) entry. Returns OK or INVALID with *out
  * set, or UNAVAILABLE. */
 sk_reg_status reg_answer_id(sk_registry *r, const json_t *j, const char *what, id_entry **out,
                             char *err, size_t errlen);
+
+/* ---- registry_version.c ---- */
+/* Drops the by-version requests in flight (the registry is being freed). */
+void reg_versions_release(sk_registry *r);
 
 #endif

@@ -510,6 +510,93 @@ static void test_bad_arguments(void **state)
     assert_null(sk_registry_cached_latest(f->reg, "x", NULL));
 }
 
+static void version(fixture *f, const char *subject, int32_t v, outcome *o)
+{
+    assert_non_null(sk_registry_version(f->reg, subject, v, on_lookup, o));
+    assert_int_equal(o->calls, 0);
+    run_until(&f->server, &o->calls, 1);
+}
+
+/* One version of a subject: its id and schema, the schema kept by id (a later by-id lookup is
+ * answered from the cache); the version itself is asked again each time. */
+static void test_version(void **state)
+{
+    fixture *f = *state;
+    const char *uri = "/subjects/a%2Fb-value/versions/2";
+    serve(f, uri, 200,
+          "{\"subject\":\"a/b-value\",\"version\":2,\"id\":21,\"schema\":\"{\\\"type\\\":"
+          "\\\"record\\\",\\\"name\\\":\\\"R\\\",\\\"fields\\\":[{\\\"name\\\":\\\"x\\\","
+          "\\\"type\\\":\\\"long\\\"}]}\"}");
+    outcome a = {0}, b = {0}, c = {0};
+    version(f, "a/b-value", 2, &a);
+    assert_string_equal(f->uri, uri);
+    assert_int_equal(a.st, SK_REG_OK);
+    assert_int_equal(a.id, 21);
+    assert_non_null(a.schema);
+    by_id(f, 21, &b);
+    assert_ptr_equal(b.schema, a.schema);
+    assert_int_equal(hits(f, "/schemas/ids/21"), 0);
+    version(f, "a/b-value", 2, &c);
+    assert_ptr_equal(c.schema, a.schema);
+    assert_int_equal(hits(f, uri), 2);
+    assert_true(metric(f, "ok") == 2);
+}
+
+/* The subject or the version unknown: NOT_FOUND naming both; a 5xx or a refused connection:
+ * UNAVAILABLE; a version whose schema is not Avro: INVALID. Nothing of it is cached. */
+static void test_version_failures(void **state)
+{
+    fixture *f = *state;
+    serve(f, "/subjects/s/versions/9", 404,
+          "{\"error_code\":40402,\"message\":\"Version 9 not found.\"}");
+    serve(f, "/subjects/nope/versions/1", 404,
+          "{\"error_code\":40401,\"message\":\"Subject 'nope' not found.\"}");
+    serve(f, "/subjects/s/versions/3", 500, "{\"error_code\":50001,\"message\":\"boom\"}");
+    serve(f, "/subjects/p/versions/1", 200,
+          "{\"subject\":\"p\",\"version\":1,\"id\":30,\"schemaType\":\"PROTOBUF\","
+          "\"schema\":\"syntax = \\\"proto3\\\";\"}");
+    outcome a = {0}, b = {0}, c = {0}, d = {0}, e = {0};
+    version(f, "s", 9, &a);
+    assert_int_equal(a.st, SK_REG_NOT_FOUND);
+    expect_err(&a, "version 9 of subject \"s\"", "40402");
+    version(f, "nope", 1, &b);
+    assert_int_equal(b.st, SK_REG_NOT_FOUND);
+    expect_err(&b, "version 1 of subject \"nope\"", "40401");
+    version(f, "s", 3, &c);
+    assert_int_equal(c.st, SK_REG_UNAVAILABLE);
+    expect_err(&c, "version 3 of subject \"s\"", "HTTP 500");
+    version(f, "p", 1, &d);
+    assert_int_equal(d.st, SK_REG_INVALID);
+    assert_int_equal(d.id, 30);
+    expect_err(&d, "schema id 30", "PROTOBUF");
+    serve(f, "/subjects/s/versions/9", 200,
+          "{\"subject\":\"s\",\"version\":9,\"id\":31,\"schema\":\"\\\"string\\\"\"}");
+    version(f, "s", 9, &e); /* registered meanwhile */
+    assert_int_equal(e.st, SK_REG_OK);
+    assert_int_equal(e.id, 31);
+    assert_true(metric(f, "not_found") == 2);
+    assert_true(metric(f, "unavailable") == 1);
+    assert_true(metric(f, "invalid") == 1);
+    /* "latest", 0 and an empty subject are not versions. */
+    assert_null(sk_registry_version(f->reg, "s", -1, on_lookup, &e));
+    assert_null(sk_registry_version(f->reg, "s", 0, on_lookup, &e));
+    assert_null(sk_registry_version(f->reg, "", 1, on_lookup, &e));
+    assert_null(sk_registry_version(f->reg, "s", 1, NULL, &e));
+}
+
+/* Freed with a version request in flight, and with a cancelled one: no callback, no leak. */
+static void test_version_free_in_flight(void **state)
+{
+    fixture *f = *state;
+    outcome a = {0}, b = {0};
+    assert_non_null(sk_registry_version(f->reg, "s", 1, on_lookup, &a));
+    sk_registry_cancel(sk_registry_version(f->reg, "s", 2, on_lookup, &b));
+    sk_registry_free(f->reg);
+    f->reg = NULL;
+    run_for(&f->server, 0.1);
+    assert_int_equal(a.calls + b.calls, 0);
+}
+
 int main(void)
 {
     setenv("no_proxy", "*", 1); /* the tests talk to 127.0.0.1 directly */
@@ -527,6 +614,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_registry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_free_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
