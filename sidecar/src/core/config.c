@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "core/config_internal.h"
+#include "core/reader_item.h"
 #include "secrets/secret.h"
 
 /* ---- value parsers ---- */
@@ -569,21 +570,22 @@ static void check_at_most(ctx *c, const char *key, int64_t v, const char *max_ke
         a, c->from[row_index(key)], max_key, b, c->from[row_index(max_key)], max_key);
 }
 
-/* kafka.reader_schemas: "<topic>=file:<path>" items, each topic one of kafka.topics, once. */
+/* kafka.reader_schemas: "<topic>=file:<path>" or "<topic>=subject:<subject>:<version>" items
+ * (core/reader_item.h), each topic one of kafka.topics, once. */
 static void check_reader_schemas(ctx *c)
 {
     const sk_config *cfg = c->cfg;
     const char *from = c->from[row_index("kafka.reader_schemas")];
     for (size_t i = 0; i < cfg->kafka_reader_schemas_len; i++) {
-        const char *item = cfg->kafka_reader_schemas[i], *eq = strchr(item, '=');
-        size_t tlen = eq ? (size_t)(eq - item) : 0;
-        if (!eq || tlen == 0 || strncmp(eq + 1, "file:", 5) != 0 || !eq[6]) {
-            sk_config_problem(c,
-                              "kafka.reader_schemas: item \"%.100s\" from %s: expected "
-                              "<topic>=file:<path>",
-                              item, from);
+        const char *item = cfg->kafka_reader_schemas[i];
+        sk_reader_item ri;
+        char why[300];
+        if (sk_reader_item_parse(item, &ri, why, sizeof why) != 0) {
+            sk_config_problem(c, "kafka.reader_schemas: item \"%.100s\" from %s: %s", item, from,
+                              why);
             continue;
         }
+        size_t tlen = ri.topic_len;
         int known = 0, twice = 0;
         for (size_t j = 0; j < cfg->kafka_topics_len; j++)
             known |= strlen(cfg->kafka_topics[j]) == tlen &&

@@ -136,7 +136,7 @@ typedef struct sk_config {
     size_t kafka_brokers_len;
     char **kafka_topics; /* kafka.topics, NULL-terminated */
     size_t kafka_topics_len;
-    char **kafka_reader_schemas; /* kafka.reader_schemas "<topic>=file:<path>", NULL-terminated */
+    char **kafka_reader_schemas; /* kafka.reader_schemas (core/reader_item.h), NULL-ended */
     size_t kafka_reader_schemas_len;
     char *kafka_group_id;              /* kafka.group_id ("" until resolved: service.name) */
     int kafka_ordering;                /* kafka.ordering (sk_kafka_order) */

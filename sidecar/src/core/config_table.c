@@ -471,11 +471,16 @@ const row sk_config_table[NROWS] = {
      .max = 100,
      .off = OFF(kafka_reader_schemas),
      .off_len = OFF(kafka_reader_schemas_len),
-     .help = "Reader schemas: `<topic>=file:<path>` items, one per topic of `kafka.topics` at "
-             "most. The handlers of that topic get every value in the shape of the Avro schema "
-             "in the file (read at start), whatever compatible schema the producer wrote it "
-             "with: Avro's schema resolution (fields by name or alias, defaults for fields the "
-             "writer lacks, promotions, enum defaults, unions). A record the reader's schema "
+     .help = "Reader schemas: `<topic>=file:<path>` or `<topic>=subject:<subject>:<version>` "
+             "items, one per topic of `kafka.topics` at most. The handlers of that topic get "
+             "every value in the shape of that Avro schema, whatever compatible schema the "
+             "producer wrote it with: Avro's schema resolution (fields by name or alias, defaults "
+             "for fields the writer lacks, promotions, enum defaults, unions). A file is read at "
+             "start (missing or invalid: skiff does not start). A subject version (a number; "
+             "`latest` is refused) is fetched from `schema_registry.url` at start and kept until "
+             "skiff stops; the consumer joins its group only once every such schema is known, "
+             "and until then `/readyz` names the one it waits for (registry unreachable or the "
+             "version unknown: retried with backoff up to 30 s). A record the reader's schema "
              "cannot take goes to `<topic>.dlq` with the reason `schema_incompatible`. A topic "
              "without an item gets values in the writer's shape."},
     {.key = "kafka.group_id",

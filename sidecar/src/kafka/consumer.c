@@ -597,7 +597,7 @@ static rd_kafka_conf_t *consumer_conf(sk_kafka *k, char *err, size_t errlen)
     return c;
 }
 
-static int subscribe(sk_kafka *k, char *err, size_t errlen)
+int kconsumer_subscribe(sk_kafka *k, char *err, size_t errlen)
 {
     rd_kafka_topic_partition_list_t *l =
         rd_kafka_topic_partition_list_new((int)k->cfg->kafka_topics_len);
@@ -641,7 +641,10 @@ int kconsumer_start(sk_kafka *k, char *err, size_t errlen)
         snprintf(err, errlen, "cannot watch the consumer's queue");
         return -1;
     }
-    return subscribe(k, err, errlen);
+    /* A reader schema named by subject and version: the group is joined once it is known
+     * (kreader_fetch), so that no partition is held by a member that cannot serve it yet. */
+    int waiting = kreader_fetch(k, err, errlen);
+    return waiting < 0 ? -1 : waiting ? 0 : kconsumer_subscribe(k, err, errlen);
 }
 
 void kconsumer_stop(sk_kafka *k)

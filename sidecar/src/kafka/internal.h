@@ -121,8 +121,16 @@ struct krec {
 };
 
 /* ---- reader.c: reader schemas (kafka.reader_schemas) ---- */
-/* Loads every reader schema file; -1 with err naming the topic and the problem. */
+/* Loads every reader schema file and notes the subject versions to fetch; -1 with err naming
+ * the topic and the problem. */
 int kreader_load(sk_kafka *k, char *err, size_t errlen);
+/* Starts fetching the subject versions from k->registry (retried with backoff until known;
+ * a schema the registry has but that is not usable Avro stops the retries). Returns how many
+ * are awaited: when they are all known, kconsumer_subscribe is called. -1 with err on failure. */
+int kreader_fetch(sk_kafka *k, char *err, size_t errlen);
+/* 1 with why set while a reader schema is not known (the consumer has not subscribed), else 0. */
+int kreader_waiting(const sk_kafka *k, char *why, size_t whylen);
+/* Call after sk_registry_free, which drops the lookups in flight. */
 void kreader_free_all(kreader *kr);
 /* The topic's reader schema, or NULL when its values keep the writer's shape. */
 kreader *kreader_find(const sk_kafka *k, const char *topic);
@@ -134,7 +142,10 @@ json_t *kreader_decode(kreader *kr, int32_t writer_id, const sk_avro_schema *wri
                        size_t errlen);
 
 /* ---- consumer.c ---- */
+/* Creates the consumer and subscribes to kafka.topics, or leaves the subscription to
+ * kreader_fetch while reader schemas are awaited from the registry. */
 int kconsumer_start(sk_kafka *k, char *err, size_t errlen);
+int kconsumer_subscribe(sk_kafka *k, char *err, size_t errlen);
 /* Shutdown: pauses every partition. */
 void kconsumer_stop(sk_kafka *k);
 /* Once no record is running: commits the positions and starts leaving the group. */

@@ -224,6 +224,8 @@ int sk_kafka_ready(const sk_kafka *k, char *why, size_t whylen)
         snprintf(why, whylen, "Kafka consumer failed: %s", k->fatal);
         return 0;
     }
+    if (kreader_waiting(k, why, whylen))
+        return 0;
     if (!k->assigned_once) {
         snprintf(why, whylen, "Kafka consumer group %s has not assigned partitions yet%s%.200s",
                  k->cfg->kafka_group_id, k->last_error[0] ? "; last error: " : "", k->last_error);

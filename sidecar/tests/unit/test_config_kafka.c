@@ -242,7 +242,8 @@ static void test_sasl_ssl_without_oauthbearer_needs_a_user(void **state)
     sk_config_clear(&cfg);
 }
 
-/* kafka.reader_schemas: "<topic>=file:<path>" items of topics in kafka.topics, once each. */
+/* kafka.reader_schemas: "<topic>=file:<path>" or "<topic>=subject:<subject>:<version>" items
+ * of topics in kafka.topics, once each. */
 static void test_kafka_reader_schemas(void **state)
 {
     (void)state;
@@ -259,9 +260,21 @@ static void test_kafka_reader_schemas(void **state)
     srcs form = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=orders=orders-value:2")};
     load_one_problem(&form, LIST("kafka.reader_schemas: item \"orders=orders-value:2\" from "
                                  "command line --kafka.reader_schemas: expected "
-                                 "<topic>=file:<path>"));
+                                 "<topic>=file:<path> or <topic>=subject:<subject>:<version>"));
     srcs empty = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=orders=file:")};
-    load_one_problem(&empty, LIST("expected <topic>=file:<path>"));
+    load_one_problem(&empty, LIST("no path: expected <topic>=file:<path>"));
+    srcs subject = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=orders=subject:o-value:3")};
+    assert_int_equal(load(&cfg, &subject, &p), 0);
+    assert_string_equal(cfg.kafka_reader_schemas[0], "orders=subject:o-value:3");
+    free(p);
+    sk_config_clear(&cfg);
+    srcs latest = {.argv =
+                       LIST(KAFKA_BASE, "--kafka.reader_schemas=orders=subject:o-value:latest")};
+    load_one_problem(&latest,
+                     LIST("\"orders=subject:o-value:latest\"", "version \"latest\" is refused"));
+    srcs topic2 = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=users=file:a.avsc,"
+                                            "users=subject:u-value:1")};
+    load_one_problem(&topic2, LIST("\"users=subject:u-value:1\"", "a second reader schema"));
     srcs unknown = {.argv = LIST(KAFKA_BASE, "--kafka.reader_schemas=other=file:x.avsc")};
     load_one_problem(&unknown, LIST("\"other=file:x.avsc\"", "not in kafka.topics"));
     srcs twice = {
