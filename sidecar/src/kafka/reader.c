@@ -30,8 +30,7 @@ struct kreader {
     sk_avro_schema *owned;        /* a file's schema */
     const sk_avro_schema *schema; /* the reader's: owned, or the registry's; NULL until known */
     char *subject;                /* a registry subject (else NULL) */
-    int32_t version, id;          /* its version, and the schema id the registry answered */
-    sk_registry_lookup *lookup;   /* in flight */
+    int32_t version;              /* its version */
     struct event *timer;          /* the next lookup */
     sk_backoff bo;
     int unusable;       /* the registry's schema is not usable Avro: never asked again */
@@ -154,13 +153,11 @@ static void on_lookup(void *ud, sk_reg_status st, int32_t id, const sk_avro_sche
                       const char *err)
 {
     kreader *kr = ud;
-    kr->lookup = NULL;
     sk_series_add(kr->m_st[st], 1);
     if (kr->k->stopping)
         return;
     if (st == SK_REG_OK) {
         kr->schema = schema;
-        kr->id = id;
         kr->why[0] = '\0';
         SK_LOG(SK_LOG_INFO, "kafka", NULL, SK_KV("topic", kr->topic),
                "values are resolved to the reader schema version %d of subject \"%s\" (schema id "
@@ -192,8 +189,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 static void lookup_start(kreader *kr)
 {
-    kr->lookup = sk_registry_version(kr->k->registry, kr->subject, kr->version, on_lookup, kr);
-    if (kr->lookup)
+    /* The lookup is not kept: it ends with its callback, or with the registry, which is freed
+     * before the readers (sk_kafka_free). */
+    if (sk_registry_version(kr->k->registry, kr->subject, kr->version, on_lookup, kr))
         return;
     snprintf(kr->why, sizeof kr->why, "version %d of subject \"%s\": out of memory",
              (int)kr->version, kr->subject);
@@ -203,13 +201,16 @@ static void lookup_start(kreader *kr)
 int kreader_fetch(sk_kafka *k, char *err, size_t errlen)
 {
     static const char *const labels[] = {"topic", "result", NULL};
-    sk_metric *m = sk_metrics_counter(
-        k->metrics, "skiff_kafka_reader_schema_lookups_total",
-        "Lookups of reader schemas named by subject and version, by topic and result.", labels);
+    sk_metric *m = NULL;
     int waiting = 0;
     for (kreader *kr = k->readers; kr; kr = kr->next) {
         if (kr->schema)
             continue;
+        if (!m)
+            m = sk_metrics_counter(
+                k->metrics, "skiff_kafka_reader_schema_lookups_total",
+                "Lookups of reader schemas named by subject and version, by topic and result.",
+                labels);
         for (size_t i = 0; i < 4; i++)
             kr->m_st[i] = sk_metric_series(m, (const char *const[]){kr->topic, lookup_results[i]});
         if (!(kr->timer = evtimer_new(k->base, on_timer, kr))) {
