@@ -517,11 +517,13 @@ static void version(fixture *f, const char *subject, int32_t v, outcome *o)
     run_until(&f->server, &o->calls, 1);
 }
 
-/* One version of a subject: its id and schema, the schema kept by id (a later by-id lookup is
- * answered from the cache); the version itself is asked again each time. */
+/* One version of a subject, with the registry's credentials: its id and schema, the schema kept
+ * by id (a later by-id lookup is answered from the cache); the version itself is asked again
+ * each time. */
 static void test_version(void **state)
 {
     fixture *f = *state;
+    open_registry(f, "alice", "s3cret", 60000, 0, "");
     const char *uri = "/subjects/a%2Fb-value/versions/2";
     serve(f, uri, 200,
           "{\"subject\":\"a/b-value\",\"version\":2,\"id\":21,\"schema\":\"{\\\"type\\\":"
@@ -530,6 +532,7 @@ static void test_version(void **state)
     outcome a = {0}, b = {0}, c = {0};
     version(f, "a/b-value", 2, &a);
     assert_string_equal(f->uri, uri);
+    assert_string_equal(f->auth, "Basic YWxpY2U6czNjcmV0");
     assert_int_equal(a.st, SK_REG_OK);
     assert_int_equal(a.id, 21);
     assert_non_null(a.schema);
