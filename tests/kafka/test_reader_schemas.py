@@ -231,6 +231,9 @@ def expect_v2_shape(handler) -> None:
     }, handler.events("start")
 
 
+CANARY = "canary-Reader-9c1f"  # the registry password: in no log line, /readyz or /metrics
+
+
 def test_registry_down_at_start_then_up(kafka, stack, uid):
     topic = f"kt.reader.down.{uid}"
     group = f"kt-reader-down-{uid}"
@@ -242,7 +245,9 @@ def test_registry_down_at_start_then_up(kafka, stack, uid):
     relay = Relay(int(hostport.rsplit(":", 1)[1]))
     try:
         skiff = stack.skiff([topic], group, kafka__reader_schemas=f"{topic}=subject:{subject}:2",
-                            schema_registry__url=f"http://127.0.0.1:{relay.port}/{path}")
+                            schema_registry__url=f"http://127.0.0.1:{relay.port}/{path}",
+                            schema_registry__username="kt-user",
+                            schema_registry__password=CANARY)
         handler = stack.handler(skiff, [topic])
         wait_until(lambda: skiff.metric("skiff_kafka_reader_schema_lookups_total", topic=topic,
                                         result="unavailable") >= 2,
@@ -263,8 +268,11 @@ def test_registry_down_at_start_then_up(kafka, stack, uid):
         expect_v2_shape(handler)
         assert skiff.metric("skiff_kafka_reader_schema_lookups_total", topic=topic,
                             result="ok") == 1
+        assert CANARY not in skiff.http("/metrics")[1]
         kafka.wait_committed(group, topic, {0: 3}, skiff)
         stack.stop_all()
+        for text in (skiff.logs(), body, skiff.http("/readyz")[1]):
+            assert CANARY not in text
     finally:
         relay.stop()
 
