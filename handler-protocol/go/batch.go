@@ -39,32 +39,38 @@ func (s *session) startTasks(body []byte) {
 	}
 }
 
-// enqueue queues one encoded frame and writes the queue unless another goroutine is at it
-// (that one writes this frame too). The error is that of this goroutine's writes only.
+// enqueue queues one encoded frame and returns once it is written: it writes the queue
+// itself unless another goroutine is at it, else it waits for that one to write it (so a
+// drained session closes only after its results are out). The error is that of the write
+// that carried the frame.
 func (s *session) enqueue(data []byte, result bool) error {
 	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.wq = append(s.wq, queued{data, result})
-	if s.flushing {
-		s.wmu.Unlock()
-		return nil
+	s.queuedN++
+	mine := s.queuedN
+	for s.flushing {
+		if s.writtenN >= mine {
+			return s.werr
+		}
+		s.wrote.Wait()
+	}
+	if s.writtenN >= mine {
+		return s.werr
 	}
 	s.flushing = true
-	s.wmu.Unlock()
-	var werr error
-	for {
-		s.wmu.Lock()
-		q := s.wq
+	for len(s.wq) > 0 {
+		q, last := s.wq, s.queuedN
 		s.wq = nil
-		if len(q) == 0 {
-			s.flushing = false
-			s.wmu.Unlock()
-			return werr
-		}
 		s.wmu.Unlock()
-		if _, err := s.conn.Write(s.pack(q)); err != nil {
-			werr = err
-		}
+		_, err := s.conn.Write(s.pack(q))
+		s.wmu.Lock()
+		s.writtenN, s.werr = last, err
+		s.wrote.Broadcast()
 	}
+	s.flushing = false
+	s.wrote.Broadcast()
+	return s.werr
 }
 
 // pack joins the queued frames for one write; when skiff takes batches, every run of

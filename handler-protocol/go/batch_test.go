@@ -6,7 +6,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -243,4 +246,44 @@ func TestPublishMessageTraceContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	done <- nil
+}
+
+// enqueue returns once its frame is written, also when another goroutine wrote it: a frame
+// queued behind a write under way reports that write's outcome (here the failure of the
+// write that carried it), so a drained session never closes before its results are out.
+func TestEnqueueWaitsForTheWriteThatCarriesItsFrame(t *testing.T) {
+	a, b := net.Pipe()
+	s := &session{conn: a, maxFrame: 4096, features: map[string]bool{"batch": true}}
+	s.wrote = sync.NewCond(&s.wmu)
+	f1 := frameOf(t, map[string]any{"type": "ack", "id": "k-1"})
+	f2 := frameOf(t, map[string]any{"type": "ack", "id": "k-2"})
+	first := make(chan error, 1)
+	go func() { first <- s.enqueue(f1, true) }()
+	waitFor(t, s, func() bool { return s.flushing }) // blocked writing f1 to the pipe
+	second := make(chan error, 1)
+	go func() { second <- s.enqueue(f2, true) }()
+	waitFor(t, s, func() bool { return s.queuedN == 2 })
+	if _, err := io.ReadFull(b, make([]byte, len(f1))); err != nil {
+		t.Fatal(err)
+	}
+	b.Close() // the write that carries f2 fails
+	if err := <-first; err == nil {
+		t.Fatal("the flusher's last write failed: its error is expected")
+	}
+	if err := <-second; err == nil {
+		t.Fatal("f2 was never written, yet enqueue reported success")
+	}
+}
+
+func waitFor(t *testing.T, s *session, cond func() bool) {
+	for i := 0; i < 10000; i++ {
+		s.wmu.Lock()
+		ok := cond()
+		s.wmu.Unlock()
+		if ok {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("state not reached within 10 s")
 }

@@ -19,8 +19,12 @@ type session struct {
 	h        *Handler
 	conn     net.Conn
 	wmu      sync.Mutex // the queue of frames to write (batch.go)
+	wrote    *sync.Cond // a write ended (on wmu)
 	wq       []queued
 	flushing bool
+	queuedN  uint64 // frames queued so far
+	writtenN uint64 // frames written (or failed) so far
+	werr     error  // the last write's outcome
 	maxFrame int
 	features map[string]bool
 	methods  map[string]bool
@@ -69,6 +73,7 @@ func (h *Handler) serveOnce(ctx context.Context) (welcomed, drained bool, err er
 	}
 	s := &session{h: h, conn: conn, maxFrame: DefaultMaxFrame, open: map[string]*Task{},
 		pending: map[string]*pending{}}
+	s.wrote = sync.NewCond(&s.wmu)
 	defer conn.Close()
 	done := make(chan struct{})
 	defer close(done)
