@@ -12,40 +12,49 @@ const RESULTS_OPEN: &[u8] = br#"{"type":"results","results":["#;
 #[derive(Default)]
 pub(crate) struct WriteQueue {
     frames: Vec<(Vec<u8>, bool)>,
-    flushing: bool,
+    pub(crate) flushing: bool,
+    /// Frames queued so far, and written (or failed) so far.
+    pub(crate) queued: u64,
+    written: u64,
+    /// The last write's failure.
+    failed: Option<String>,
 }
 
 impl Conn {
     /// Queues one encoded frame (`result`: a result frame, which may join a `results` frame)
-    /// and writes the queue unless another thread is at it (that one writes this frame too).
-    /// The error is that of this thread's writes only.
-    pub(crate) fn enqueue(&self, data: Vec<u8>, result: bool) -> io::Result<()> {
-        {
-            let mut q = self.queue.lock().unwrap();
-            q.frames.push((data, result));
-            if q.flushing {
-                return Ok(());
-            }
-            q.flushing = true;
+    /// and returns once it is written: this thread writes the queue unless another one is at
+    /// it, else it waits for that one to write the frame (so a drained session closes only
+    /// after its results are out). The error is that of the write that carried the frame.
+    pub(crate) fn enqueue(&self, data: Vec<u8>, result: bool) -> Result<(), String> {
+        let mut q = self.queue.lock().unwrap();
+        q.frames.push((data, result));
+        q.queued += 1;
+        let mine = q.queued;
+        while q.flushing && q.written < mine {
+            q = self.wrote.wait(q).unwrap();
         }
-        let mut outcome = Ok(());
-        loop {
-            let frames = {
-                let mut q = self.queue.lock().unwrap();
-                if q.frames.is_empty() {
-                    q.flushing = false;
-                    return outcome;
-                }
-                std::mem::take(&mut q.frames)
-            };
-            let (batch, max) = {
-                let st = self.state.lock().unwrap();
-                (st.features.iter().any(|f| f == "batch"), st.max_frame)
-            };
-            let data = pack(&frames, batch, max);
-            if let Err(e) = self.writer.lock().unwrap().write_all(&data) {
-                outcome = Err(e);
+        if q.written < mine {
+            q.flushing = true;
+            while !q.frames.is_empty() {
+                let (frames, last) = (std::mem::take(&mut q.frames), q.queued);
+                drop(q);
+                let (batch, max) = {
+                    let st = self.state.lock().unwrap();
+                    (st.features.iter().any(|f| f == "batch"), st.max_frame)
+                };
+                let data = pack(&frames, batch, max);
+                let outcome = self.writer.lock().unwrap().write_all(&data);
+                q = self.queue.lock().unwrap();
+                q.written = last;
+                q.failed = outcome.err().map(|e| e.to_string());
+                self.wrote.notify_all();
             }
+            q.flushing = false;
+            self.wrote.notify_all();
+        }
+        match &q.failed {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
         }
     }
 }

@@ -10,6 +10,8 @@ pub(crate) struct Conn {
     /// Written only by the thread that flushes `queue` (see `batch`).
     pub(crate) writer: Mutex<UnixStream>,
     pub(crate) queue: Mutex<batch::WriteQueue>,
+    /// A write of the queue ended.
+    pub(crate) wrote: Condvar,
     pub(crate) closer: UnixStream,
     pub(crate) state: Mutex<ConnState>,
     pub(crate) cond: Condvar,
@@ -45,6 +47,7 @@ impl Conn {
             name,
             writer: Mutex::new(stream.try_clone()?),
             queue: Mutex::new(batch::WriteQueue::default()),
+            wrote: Condvar::new(),
             closer: stream.try_clone()?,
             state: Mutex::new(ConnState {
                 max_frame: DEFAULT_MAX_FRAME,

@@ -169,3 +169,36 @@ fn publish_message_trace_context() {
                "tracestate": "congo=t61rcWkgMzE"})
     );
 }
+
+/// enqueue returns once its frame is written, also when another thread wrote it: a frame
+/// queued behind a write under way reports the outcome of the write that carried it (here a
+/// failure: the peer is gone), so a drained session never closes before its results are out.
+#[test]
+fn enqueue_waits_for_the_write_that_carries_its_frame() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let conn = Arc::new(Conn::new(&a, "unit".into()).unwrap());
+    let c1 = conn.clone();
+    // larger than the socket's buffer: the first write blocks until the peer reads or goes
+    let first = thread::spawn(move || c1.enqueue(vec![0u8; 4 << 20], true));
+    let wait_for = |what: &dyn Fn(&batch::WriteQueue) -> bool| {
+        for _ in 0..10_000 {
+            if what(&conn.queue.lock().unwrap()) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        panic!("state not reached within 10 s");
+    };
+    wait_for(&|q| q.flushing);
+    let c2 = conn.clone();
+    let second = thread::spawn(move || c2.enqueue(enc(json!({"type": "ack", "id": "k-2"})), true));
+    wait_for(&|q| q.queued == 2);
+    drop(b);
+    drop(a);
+    conn.shutdown();
+    assert!(first.join().unwrap().is_err());
+    assert!(
+        second.join().unwrap().is_err(),
+        "the frame was never written, yet enqueue reported success"
+    );
+}
