@@ -64,6 +64,7 @@ struct skh_conn {
     size_t batch_next; /* the next item of batch */
     size_t run_at;     /* out[run_at..len): the unsent results run at the tail (1.4) */
     int run_n;         /* its number of results, 0: none */
+    int close_flushed; /* skh_conn_close asked: close once the output is written */
 };
 
 static void set_err(skh_error *err, const char *code, const char *fmt, ...)
@@ -320,7 +321,7 @@ static int teardown_locked(skh_conn *c)
     c->state = ST_IDLE;
     c->gen++;
     c->in.len = c->in.off = c->out.len = c->out.off = 0;
-    c->run_n = 0;
+    c->run_n = c->close_flushed = 0;
     json_decref(c->batch); /* tasks not dispatched: skiff fails them back */
     c->batch = NULL;
     while (c->open != NULL)
@@ -357,9 +358,11 @@ static int flush_locked(skh_conn *c)
         }
         c->out.off += (size_t)k;
     }
-    if (c->out.off == c->out.len)
+    if (c->out.off == c->out.len) {
         c->out.off = c->out.len = c->run_n = 0;
-    else if (c->wakeup != NULL)
+        if (c->close_flushed)
+            c->state = ST_CLOSING;
+    } else if (c->wakeup != NULL)
         c->wakeup(c->wakeup_arg);
     return 0;
 }
@@ -510,9 +513,10 @@ void skh_conn_close(skh_conn *c)
 {
     pthread_mutex_lock(&c->mu);
     if (c->fd >= 0 && c->state != ST_CLOSING) {
-        flush_locked(c);
         set_err(&c->close_why, SKH_E_CLOSED, "closed by the handler");
-        c->state = ST_CLOSING;
+        /* the results still waiting for the socket go first (e.g. the last ones of a drain) */
+        c->close_flushed = 1;
+        flush_locked(c);
     }
     pthread_mutex_unlock(&c->mu);
 }

@@ -176,7 +176,8 @@ int skh_conn_wants_write(skh_conn *c);
 int skh_conn_process(skh_conn *c, skh_event *ev);
 /* Releases what an event owns (result, frame, a cancel's task reference). */
 void skh_event_clear(skh_event *ev);
-/* Closes the session (e.g. after the last result of a drain); the next process call returns
+/* Closes the session (e.g. after the last result of a drain) once the output still queued is
+ * written (poll for writability while skh_conn_wants_write); then process returns
  * SKH_EV_CLOSED. */
 void skh_conn_close(skh_conn *c);
 /* Called (from any thread) when output got queued that could not be written at once: wake the

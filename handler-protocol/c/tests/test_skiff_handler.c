@@ -605,15 +605,19 @@ static void fill_socket(pair *p)
 }
 
 /* Reads frames (skipping pongs) until n results arrived, flushing the SDK meanwhile; the ids
- * in order in ids, the number of results frames returned. */
-static int read_results(pair *p, int n, char ids[][8], int max)
+ * in order in ids, the number of results frames returned; *closed (when not NULL) is set if
+ * the session ended meanwhile. */
+static int read_results(pair *p, int n, char ids[][8], int max, int *closed)
 {
     buf in = {0};
     int got = 0, frames = 0;
     for (int round = 0; got < n && round < 100000; round++) {
         skh_event ev;
-        while (skh_conn_process(p->c, &ev))
+        while (skh_conn_process(p->c, &ev)) {
+            if (ev.type == SKH_EV_CLOSED && closed != NULL)
+                *closed = 1;
             skh_event_clear(&ev);
+        }
         assert_int_equal(buf_reserve(&in, 65536), 0);
         ssize_t k = recv(p->skiff, in.data + in.len, 65536, MSG_DONTWAIT);
         in.len += k > 0 ? (size_t)k : 0;
@@ -668,7 +672,7 @@ static void results_waiting_together(const char *features, int want_frames)
     assert_int_equal(skh_task_complete(t[4], v), 0); /* does not fit next to them in 400 */
     json_decref(v);
     char ids[5][8];
-    assert_int_equal(read_results(&p, 5, ids, 400), want_frames);
+    assert_int_equal(read_results(&p, 5, ids, 400, NULL), want_frames);
     const char *want[] = {"z-0", "z-1", "z-2", "z-3", "z-4"};
     for (int i = 0; i < 5; i++) {
         assert_string_equal(ids[i], want[i]);
@@ -687,6 +691,32 @@ static void test_no_results_frame_without_batch_welcome(void **state)
 {
     (void)state;
     results_waiting_together("[\"cancel\"]", 0);
+}
+
+/* skh_conn_close after the last result of a drain, while the socket is busy: the result still
+ * goes out before the session closes. */
+static void test_close_writes_the_queued_results_first(void **state)
+{
+    (void)state;
+    pair p = open_pair(JOBS, NULL);
+    welcome(&p, "[\"batch\"]");
+    skh_task *t = take_task(&p, "{\"type\":\"task\",\"id\":\"z-9\",\"job_type\":\"score\"}");
+    fill_socket(&p);
+    assert_int_equal(skh_task_complete(t, NULL), 0);
+    skh_conn_close(p.c);
+    assert_true(skh_conn_wants_write(p.c));
+    char ids[1][8];
+    int closed = 0;
+    read_results(&p, 1, ids, 400, &closed);
+    assert_string_equal(ids[0], "z-9");
+    skh_event ev;
+    if (!closed) {
+        assert_int_equal(next_event(p.c, &ev), SKH_EV_CLOSED);
+        skh_event_clear(&ev);
+    }
+    assert_int_equal(skh_conn_fd(p.c), -1);
+    skh_task_free(t);
+    close_pair(&p);
 }
 
 int main(void)
@@ -711,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_tasks_frame_items_one_by_one),
         cmocka_unit_test(test_results_join_while_the_socket_is_busy),
         cmocka_unit_test(test_no_results_frame_without_batch_welcome),
+        cmocka_unit_test(test_close_writes_the_queued_results_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
