@@ -42,35 +42,37 @@ func (s *session) startTasks(body []byte) {
 // enqueue queues one encoded frame and returns once it is written: it writes the queue
 // itself unless another goroutine is at it, else it waits for that one to write it (so a
 // drained session closes only after its results are out). The error is that of the write
-// that carried the frame.
+// that carried the frame (or of an earlier one: the connection is broken from then on).
 func (s *session) enqueue(data []byte, result bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.wq = append(s.wq, queued{data, result})
 	s.queuedN++
 	mine := s.queuedN
-	for s.flushing {
-		if s.writtenN >= mine {
-			return s.werr
-		}
+	for s.flushing && s.writtenN < mine {
 		s.wrote.Wait()
 	}
-	if s.writtenN >= mine {
-		return s.werr
-	}
-	s.flushing = true
-	for len(s.wq) > 0 {
-		q, last := s.wq, s.queuedN
-		s.wq = nil
-		s.wmu.Unlock()
-		_, err := s.conn.Write(s.pack(q))
-		s.wmu.Lock()
-		s.writtenN, s.werr = last, err
+	if s.writtenN < mine {
+		s.flushing = true
+		for len(s.wq) > 0 {
+			q, first, last := s.wq, s.writtenN+1, s.queuedN
+			s.wq = nil
+			s.wmu.Unlock()
+			_, err := s.conn.Write(s.pack(q))
+			s.wmu.Lock()
+			if err != nil && s.failedAt == 0 {
+				s.failedAt, s.werr = first, err
+			}
+			s.writtenN = last
+			s.wrote.Broadcast()
+		}
+		s.flushing = false
 		s.wrote.Broadcast()
 	}
-	s.flushing = false
-	s.wrote.Broadcast()
-	return s.werr
+	if s.failedAt != 0 && mine >= s.failedAt {
+		return s.werr
+	}
+	return nil
 }
 
 // pack joins the queued frames for one write; when skiff takes batches, every run of

@@ -24,7 +24,8 @@ type session struct {
 	flushing bool
 	queuedN  uint64 // frames queued so far
 	writtenN uint64 // frames written (or failed) so far
-	werr     error  // the last write's outcome
+	failedAt uint64 // the first frame whose write failed, 0: none
+	werr     error  // that write's error
 	maxFrame int
 	features map[string]bool
 	methods  map[string]bool

@@ -16,15 +16,16 @@ pub(crate) struct WriteQueue {
     /// Frames queued so far, and written (or failed) so far.
     pub(crate) queued: u64,
     written: u64,
-    /// The last write's failure.
-    failed: Option<String>,
+    /// The first frame whose write failed (the connection is broken from then on), and why.
+    failed: Option<(u64, String)>,
 }
 
 impl Conn {
     /// Queues one encoded frame (`result`: a result frame, which may join a `results` frame)
     /// and returns once it is written: this thread writes the queue unless another one is at
     /// it, else it waits for that one to write the frame (so a drained session closes only
-    /// after its results are out). The error is that of the write that carried the frame.
+    /// after its results are out). The error is that of the write that carried the frame (or
+    /// of an earlier one: the connection is broken from then on).
     pub(crate) fn enqueue(&self, data: Vec<u8>, result: bool) -> Result<(), String> {
         let mut q = self.queue.lock().unwrap();
         q.frames.push((data, result));
@@ -36,7 +37,8 @@ impl Conn {
         if q.written < mine {
             q.flushing = true;
             while !q.frames.is_empty() {
-                let (frames, last) = (std::mem::take(&mut q.frames), q.queued);
+                let (frames, first, last) =
+                    (std::mem::take(&mut q.frames), q.written + 1, q.queued);
                 drop(q);
                 let (batch, max) = {
                     let st = self.state.lock().unwrap();
@@ -46,15 +48,17 @@ impl Conn {
                 let outcome = self.writer.lock().unwrap().write_all(&data);
                 q = self.queue.lock().unwrap();
                 q.written = last;
-                q.failed = outcome.err().map(|e| e.to_string());
+                if let (Err(e), None) = (outcome, &q.failed) {
+                    q.failed = Some((first, e.to_string()));
+                }
                 self.wrote.notify_all();
             }
             q.flushing = false;
             self.wrote.notify_all();
         }
         match &q.failed {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
+            Some((from, e)) if mine >= *from => Err(e.clone()),
+            _ => Ok(()),
         }
     }
 }
