@@ -20,7 +20,7 @@ import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
- * A handler process: job and topic functions served over skiff's handler protocol (v1.2).
+ * A handler process: job and topic functions served over skiff's handler protocol (v1.4).
  *
  * <pre>{@code
  * Handler h = Handler.builder("risk-scorer").capacity(4)
