@@ -59,6 +59,12 @@ struct skh_conn {
     void (*wakeup)(void *);
     void *wakeup_arg;
     skh_handler *owner; /* set when a skh_handler drives this connection */
+    int no_batch;
+    json_t *batch;     /* the items of a tasks frame not dispatched yet (1.4) */
+    size_t batch_next; /* the next item of batch */
+    size_t run_at;     /* out[run_at..len): the unsent results run at the tail (1.4) */
+    int run_n;         /* its number of results, 0: none */
+    int close_flushed; /* skh_conn_close asked: close once the output is written */
 };
 
 static void set_err(skh_error *err, const char *code, const char *fmt, ...)
@@ -237,6 +243,7 @@ skh_conn *skh_conn_new(const skh_options *o, skh_error *err)
     c->log = o->log ? o->log : default_log;
     c->log_arg = o->log ? o->log_arg : c->name;
     c->max_frame = SKH_DEFAULT_MAX_FRAME;
+    c->no_batch = o->no_batch;
     if (!c->name || !c->socket_path || !c->job_types || !c->topics)
         goto fail;
     if (json_array_size(c->job_types) == 0 && json_array_size(c->topics) == 0) {
@@ -259,6 +266,7 @@ static void conn_destroy(skh_conn *c)
     json_decref(c->topics);
     json_decref(c->features);
     json_decref(c->methods);
+    json_decref(c->batch);
     free(c->in.data);
     free(c->out.data);
     pthread_mutex_destroy(&c->mu);
@@ -313,6 +321,9 @@ static int teardown_locked(skh_conn *c)
     c->state = ST_IDLE;
     c->gen++;
     c->in.len = c->in.off = c->out.len = c->out.off = 0;
+    c->run_n = c->close_flushed = 0;
+    json_decref(c->batch); /* tasks not dispatched: skiff fails them back */
+    c->batch = NULL;
     while (c->open != NULL)
         last |= unlist_locked(c, c->open);
     return last;
@@ -347,9 +358,11 @@ static int flush_locked(skh_conn *c)
         }
         c->out.off += (size_t)k;
     }
-    if (c->out.off == c->out.len)
-        c->out.off = c->out.len = 0;
-    else if (c->wakeup != NULL)
+    if (c->out.off == c->out.len) {
+        c->out.off = c->out.len = c->run_n = 0;
+        if (c->close_flushed)
+            c->state = ST_CLOSING;
+    } else if (c->wakeup != NULL)
         c->wakeup(c->wakeup_arg);
     return 0;
 }
@@ -363,6 +376,75 @@ static int send_locked(skh_conn *c, json_t *frame, skh_error *err)
     }
     if (frame_append(&c->out, frame, c->max_frame, err) < 0)
         return -1;
+    c->run_n = 0; /* a results run ends at any other frame */
+    flush_locked(c);
+    return 0;
+}
+
+static int has_name(json_t *list, const char *name);
+
+static const char RESULTS_OPEN[] = "{\"type\":\"results\",\"results\":[";
+#define RESULTS_OPEN_LEN (sizeof RESULTS_OPEN - 1)
+
+static void put_length(char *at, size_t n)
+{
+    unsigned char *h = (unsigned char *)at;
+    h[0] = (unsigned char)(n >> 24);
+    h[1] = (unsigned char)(n >> 16);
+    h[2] = (unsigned char)(n >> 8);
+    h[3] = (unsigned char)n;
+}
+
+/* Moves the result frame just appended at out[at..len) into the unsent results run before it
+ * (which becomes, or stays, one results frame); -1 when it would pass max_frame or memory is
+ * short (out is then unchanged). */
+static int join_run_locked(skh_conn *c, size_t at)
+{
+    buf *o = &c->out;
+    size_t item = o->len - at - 4, run = at - c->run_at - 4;
+    size_t body = c->run_n == 1 ? RESULTS_OPEN_LEN + run + 1 + item + 2 : run + 1 + item;
+    char *copy = body <= c->max_frame ? malloc(item) : NULL;
+    if (copy == NULL || buf_reserve(o, RESULTS_OPEN_LEN + 3) < 0) {
+        free(copy);
+        return -1;
+    }
+    memcpy(copy, o->data + at + 4, item);
+    char *first = o->data + c->run_at + 4;
+    if (c->run_n == 1) { /* one result frame so far: open a results frame around it */
+        memmove(first + RESULTS_OPEN_LEN, first, run);
+        memcpy(first, RESULTS_OPEN, RESULTS_OPEN_LEN);
+        o->len = c->run_at + 4 + RESULTS_OPEN_LEN + run;
+    } else {
+        o->len = at - 2; /* drop the closing "]}" */
+    }
+    o->data[o->len++] = ',';
+    memcpy(o->data + o->len, copy, item);
+    o->len += item;
+    memcpy(o->data + o->len, "]}", 2);
+    o->len += 2;
+    free(copy);
+    put_length(o->data + c->run_at, body);
+    c->run_n++;
+    return 0;
+}
+
+/* Queues a result frame. With the welcome feature "batch", a result that finds the results
+ * before it still waiting for the socket joins them in one results frame (SPEC 1.4 §4.7). */
+static int send_result_locked(skh_conn *c, json_t *frame, skh_error *err)
+{
+    if (c->fd < 0 || c->state == ST_CLOSING) {
+        set_err(err, SKH_E_CLOSED, "not connected to skiff");
+        return -1;
+    }
+    size_t at = c->out.len;
+    if (frame_append(&c->out, frame, c->max_frame, err) < 0)
+        return -1;
+    int joined = c->run_n > 0 && c->run_at >= c->out.off && has_name(c->features, "batch") &&
+                 join_run_locked(c, at) == 0;
+    if (!joined) {
+        c->run_at = at;
+        c->run_n = 1;
+    }
     flush_locked(c);
     return 0;
 }
@@ -377,7 +459,9 @@ static json_t *hello_frame(skh_conn *c)
         json_object_set(f, "job_types", c->job_types);
     if (json_array_size(c->topics) > 0)
         json_object_set(f, "topics", c->topics);
-    json_object_set_new(f, "features", json_pack("[s]", "cancel"));
+    json_object_set_new(f, "features",
+                        c->no_batch ? json_pack("[s]", "cancel")
+                                    : json_pack("[s,s]", "cancel", "batch"));
     return f;
 }
 
@@ -429,9 +513,10 @@ void skh_conn_close(skh_conn *c)
 {
     pthread_mutex_lock(&c->mu);
     if (c->fd >= 0 && c->state != ST_CLOSING) {
-        flush_locked(c);
         set_err(&c->close_why, SKH_E_CLOSED, "closed by the handler");
-        c->state = ST_CLOSING;
+        /* the results still waiting for the socket go first (e.g. the last ones of a drain) */
+        c->close_flushed = 1;
+        flush_locked(c);
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -576,6 +661,37 @@ static int on_task(skh_conn *c, json_t *f, skh_event *ev)
     return ev->task != NULL;
 }
 
+/* A tasks frame (1.4): its items become task events one by one (next_item), in order. */
+static int on_tasks(skh_conn *c, json_t *f)
+{
+    json_t *items = json_object_get(f, "tasks");
+    if (!json_is_array(items) || json_array_size(items) == 0) {
+        logf_(c, "error", "skiff sent a tasks frame without a non-empty tasks array; ignored");
+        return 0;
+    }
+    c->batch = json_incref(items);
+    c->batch_next = 0;
+    return 0;
+}
+
+/* The next item of the pending tasks frame, as if it had come alone; 1 when it made an
+ * event. An item that is not a task object is skipped (logged). */
+static int next_item(skh_conn *c, skh_event *ev)
+{
+    size_t i = c->batch_next++;
+    json_t *item = json_array_get(c->batch, i);
+    int got = 0;
+    if (json_is_object(item) && strcmp(str_member(item, "type", ""), "task") == 0)
+        got = on_task(c, item, ev);
+    else
+        logf_(c, "error", "skiff sent a tasks frame whose item %zu is not a task; skipped", i);
+    if (c->batch_next >= json_array_size(c->batch)) {
+        json_decref(c->batch);
+        c->batch = NULL;
+    }
+    return got;
+}
+
 static skh_task *find_open(skh_conn *c, const char *id)
 {
     for (skh_task *t = c->open; t != NULL; t = t->next_open) {
@@ -647,8 +763,11 @@ static int on_error(skh_conn *c, json_t *f, skh_event *ev)
 {
     error_of(f, &ev->error);
     ev->id = str_member(f, "id", NULL);
-    logf_(c, "error", "skiff error %s: %s%s%s", ev->error.code, ev->error.message,
-          ev->id ? " task " : "", ev->id ? ev->id : "");
+    json_t *index = json_object_get(f, "index");
+    ev->index = json_is_integer(index) ? json_integer_value(index) : -1;
+    /* an error with an index refuses one results item: the session goes on (SPEC §4.7) */
+    logf_(c, "error", "skiff error %s: %s%s%s%s", ev->error.code, ev->error.message,
+          ev->id ? " task " : "", ev->id ? ev->id : "", ev->index >= 0 ? " (results item)" : "");
     if (c->state == ST_HELLO) {
         c->refused = 1;
         c->close_why = ev->error;
@@ -675,6 +794,8 @@ static int on_frame(skh_conn *c, json_t *f, skh_event *ev)
     }
     if (strcmp(type, "task") == 0)
         return on_task(c, f, ev);
+    if (strcmp(type, "tasks") == 0)
+        return on_tasks(c, f);
     if (strcmp(type, "cancel") == 0)
         return on_cancel(c, f, ev);
     if (strcmp(type, "reply") == 0)
@@ -770,6 +891,10 @@ int skh_conn_process(skh_conn *c, skh_event *ev)
         }
         if (flush_locked(c) < 0)
             continue;
+        if (c->batch != NULL) { /* the items of a tasks frame come before the next frame */
+            got = next_item(c, ev);
+            continue;
+        }
         pthread_mutex_unlock(&c->mu);
         int rc = next_frame(c, &f, &why);
         int rd = rc == 0 ? read_some(c, &why) : 1;
@@ -824,10 +949,10 @@ static int send_result(skh_task *t, json_t *frame)
     int rc = -1;
     pthread_mutex_lock(&c->mu);
     if (frame != NULL && t->open && t->gen == c->gen && !t->answered) {
-        if (send_locked(c, frame, &e) < 0 && strcmp(e.code, SKH_E_INVALID_PARAMS) == 0) {
+        if (send_result_locked(c, frame, &e) < 0 && strcmp(e.code, SKH_E_INVALID_PARAMS) == 0) {
             logf_(c, "error", "result of task %s not sent: %s", t->id, e.message);
             json_t *alt = replacement(t, frame, e.message);
-            send_locked(c, alt, NULL);
+            send_result_locked(c, alt, NULL);
             json_decref(alt);
         }
         t->answered = 1;

@@ -1,4 +1,4 @@
-/* skiff handler SDK for C (handler protocol v1.2, handler-protocol/SPEC.md), on jansson.
+/* skiff handler SDK for C (handler protocol v1.4, handler-protocol/SPEC.md), on jansson.
  *
  * Two layers:
  * - the poll-loop API (skh_conn): one session on a non-blocking socket. Poll its fd, call
@@ -57,6 +57,11 @@ typedef struct skh_options {
     void *log_arg;
     int backoff_initial_ms; /* reconnect backoff (blocking API), 0: 100 */
     int backoff_max_ms;     /* 0: 5000 */
+    /* Batches (protocol 1.4) are on unless no_batch is 1: the hello lists feature "batch", so
+     * skiff may send several tasks in one `tasks` frame (each one an SKH_EV_TASK, as if it had
+     * come alone); when skiff's welcome lists it too, results that wait for the socket
+     * together leave in one `results` frame (within max_frame). */
+    int no_batch;
 } skh_options;
 
 typedef struct skh_conn skh_conn;
@@ -135,7 +140,8 @@ typedef enum {
     SKH_EV_CANCEL,  /* skiff cancelled ev.task (ev.reason); do not answer it */
     SKH_EV_REPLY,   /* ev.ref answered: ev.ok, ev.result (owned by the event) or ev.error */
     SKH_EV_DRAIN,   /* no new tasks; answer the open ones, then close */
-    SKH_EV_ERROR,   /* an error frame: ev.error (code, message), ev.id may be set */
+    SKH_EV_ERROR,   /* an error frame: ev.error (code, message), ev.id and ev.index (a refused
+                       results item, -1 when absent) may be set */
     SKH_EV_CLOSED,  /* the connection ended (ev.error says why); a hello refusal has
                        ev.refused = 1 */
 } skh_event_type;
@@ -149,6 +155,7 @@ typedef struct skh_event {
     json_t *result;
     skh_error error;
     const char *id;
+    int64_t index; /* error: the refused item of a results frame (1.4), -1 when absent */
     int refused;
     int64_t deadline; /* drain */
     json_t *frame;    /* the frame the event came from (its strings point into it) */
@@ -169,7 +176,8 @@ int skh_conn_wants_write(skh_conn *c);
 int skh_conn_process(skh_conn *c, skh_event *ev);
 /* Releases what an event owns (result, frame, a cancel's task reference). */
 void skh_event_clear(skh_event *ev);
-/* Closes the session (e.g. after the last result of a drain); the next process call returns
+/* Closes the session (e.g. after the last result of a drain) once the output still queued is
+ * written (poll for writability while skh_conn_wants_write); then process returns
  * SKH_EV_CLOSED. */
 void skh_conn_close(skh_conn *c);
 /* Called (from any thread) when output got queued that could not be written at once: wake the

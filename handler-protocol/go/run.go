@@ -20,6 +20,7 @@ type taskWire struct {
 	Deadline    int64             `json:"deadline"`
 	Attempt     *int64            `json:"attempt"`
 	Traceparent string            `json:"traceparent"`
+	Tracestate  string            `json:"tracestate"`
 	Variables   json.RawMessage   `json:"variables"`
 	Headers     map[string]string `json:"headers"`
 	Zeebe       *Job              `json:"zeebe"`
@@ -74,7 +75,7 @@ func (s *session) startTask(body []byte) {
 
 func newTask(s *session, w *taskWire) *Task {
 	t := &Task{ID: *w.ID, Source: w.Source, JobType: w.JobType, Topic: w.Topic, Attempt: 1,
-		Traceparent: w.Traceparent, Variables: w.Variables, Headers: w.Headers, Job: w.Zeebe,
+		Traceparent: w.Traceparent, Tracestate: w.Tracestate, Variables: w.Variables, Headers: w.Headers, Job: w.Zeebe,
 		Value: w.Value, Record: w.Kafka, s: s, cancelled: make(chan struct{})}
 	if t.Source == "" {
 		t.Source = "zeebe"
@@ -110,7 +111,7 @@ func (s *session) runTask(ctx context.Context, t *Task) {
 		}
 		data, _ = encode(failedResult(t, why))
 	}
-	if err := s.write(data); err != nil {
+	if err := s.enqueue(data, true); err != nil {
 		s.h.logger.Printf("could not send the result of task %s: %v", t.ID, err)
 	}
 	s.resultDone()

@@ -18,7 +18,14 @@ import (
 type session struct {
 	h        *Handler
 	conn     net.Conn
-	wmu      sync.Mutex
+	wmu      sync.Mutex // the queue of frames to write (batch.go)
+	wrote    *sync.Cond // a write ended (on wmu)
+	wq       []queued
+	flushing bool
+	queuedN  uint64 // frames queued so far
+	writtenN uint64 // frames written (or failed) so far
+	failedAt uint64 // the first frame whose write failed, 0: none
+	werr     error  // that write's error
 	maxFrame int
 	features map[string]bool
 	methods  map[string]bool
@@ -67,6 +74,7 @@ func (h *Handler) serveOnce(ctx context.Context) (welcomed, drained bool, err er
 	}
 	s := &session{h: h, conn: conn, maxFrame: DefaultMaxFrame, open: map[string]*Task{},
 		pending: map[string]*pending{}}
+	s.wrote = sync.NewCond(&s.wmu)
 	defer conn.Close()
 	done := make(chan struct{})
 	defer close(done)
@@ -105,6 +113,9 @@ func (s *session) handshake(r *bufio.Reader) error {
 	hello := orderedHello{Type: "hello", Version: ProtocolVersion, Name: h.name,
 		Capacity: h.capacity, JobTypes: h.jobOrder, Topics: h.topicOrder,
 		Features: []string{"cancel"}}
+	if h.batch {
+		hello.Features = append(hello.Features, "batch")
+	}
 	if err := s.send(hello); err != nil {
 		return err
 	}
@@ -221,14 +232,17 @@ func (s *session) dispatch(kind string, body []byte) {
 		Reason  string `json:"reason"`
 		Code    string `json:"code"`
 		Message string `json:"message"`
+		Index   *int   `json:"index"`
 	}
-	if kind != "task" && kind != "reply" && json.Unmarshal(body, &f) != nil {
+	if kind != "task" && kind != "tasks" && kind != "reply" && json.Unmarshal(body, &f) != nil {
 		s.h.logger.Printf("skiff sent a malformed %s frame; ignoring it", kind)
 		return
 	}
 	switch kind {
 	case "task":
 		s.startTask(body)
+	case "tasks":
+		s.startTasks(body)
 	case "reply":
 		s.resolve(body)
 	case "cancel":
@@ -244,6 +258,11 @@ func (s *session) dispatch(kind string, body []byte) {
 			s.shutdown()
 		}
 	case "error":
+		if f.Index != nil { // a refused results item: the session goes on (SPEC §4.7)
+			s.h.logger.Printf("skiff refused results item %d: %s: %s (task %q)", *f.Index,
+				f.Code, f.Message, f.ID)
+			return
+		}
 		s.h.logger.Printf("skiff error %s: %s (task %q)", f.Code, f.Message, f.ID)
 	case "pong", "welcome":
 	default:
@@ -327,10 +346,7 @@ func (s *session) send(frame any) error {
 }
 
 func (s *session) write(data []byte) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	_, err := s.conn.Write(data)
-	return err
+	return s.enqueue(data, false)
 }
 
 func (s *session) secret(ctx context.Context, reference string) (string, error) {

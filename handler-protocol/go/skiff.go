@@ -1,5 +1,5 @@
 // Package skiff writes skiff handlers in Go: Zeebe job workers and Kafka record consumers
-// that talk to the skiff sidecar over its Unix socket (handler protocol v1.2, see
+// that talk to the skiff sidecar over its Unix socket (handler protocol v1.4, see
 // handler-protocol/SPEC.md). Standard library only.
 //
 //	h := skiff.New("risk-scorer", skiff.Capacity(4))
@@ -56,6 +56,7 @@ type Handler struct {
 	capacity       int
 	socket         string
 	reconnect      bool
+	batch          bool
 	backoffInitial time.Duration
 	backoffMax     time.Duration
 	logger         *log.Logger
@@ -84,13 +85,17 @@ func Backoff(initial, max time.Duration) Option {
 // NoReconnect makes Run return when the connection is lost or skiff is not there.
 func NoReconnect() Option { return func(h *Handler) { h.reconnect = false } }
 
+// NoBatch leaves "batch" out of the hello (protocol 1.4, on by default): skiff then sends
+// only single task frames, and results always leave as single frames.
+func NoBatch() Option { return func(h *Handler) { h.batch = false } }
+
 // Logger replaces the default logger (stderr).
 func Logger(l *log.Logger) Option { return func(h *Handler) { h.logger = l } }
 
 // New creates a handler named name (used in skiff's logs and metrics).
 func New(name string, opts ...Option) *Handler {
 	h := &Handler{
-		name: name, capacity: 1, socket: os.Getenv("SKIFF_SOCKET"), reconnect: true,
+		name: name, capacity: 1, socket: os.Getenv("SKIFF_SOCKET"), reconnect: true, batch: true,
 		backoffInitial: 100 * time.Millisecond, backoffMax: 5 * time.Second,
 		logger: log.New(os.Stderr, "skiff-handler: ", log.LstdFlags|log.Lmicroseconds),
 		jobs:   map[string]JobFunc{}, topics: map[string]TopicFunc{},
@@ -236,6 +241,10 @@ type Message struct {
 	TimeToLiveMs   int64  `json:"time_to_live_ms"`
 	MessageID      string `json:"message_id,omitempty"`
 	TenantID       string `json:"tenant_id,omitempty"`
+	// Traceparent (W3C, e.g. the task's Traceparent) names the span the message comes from:
+	// the jobs it leads to continue that trace (protocol 1.3). Tracestate goes with it.
+	Traceparent string `json:"traceparent,omitempty"`
+	Tracestate  string `json:"tracestate,omitempty"`
 }
 
 // Published is publish_message's result.

@@ -17,6 +17,7 @@ type Task struct {
 	Topic       string
 	Attempt     int64
 	Traceparent string
+	Tracestate  string
 	Variables   json.RawMessage
 	Headers     map[string]string
 	Job         *Job

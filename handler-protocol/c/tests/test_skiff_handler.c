@@ -149,8 +149,16 @@ static void test_hello_member_order(void **state)
     char *text = json_dumps(h, JSON_COMPACT);
     assert_string_equal(text, "{\"type\":\"hello\",\"version\":1,\"name\":\"n\",\"capacity\":3,"
                               "\"job_types\":[\"score\"],\"topics\":[\"t.v1\"],"
-                              "\"features\":[\"cancel\"]}");
+                              "\"features\":[\"cancel\",\"batch\"]}");
     free(text);
+    json_decref(h);
+    skh_conn_free(c);
+    o.no_batch = 1;
+    c = skh_conn_new(&o, NULL);
+    h = hello_frame(c);
+    json_t *only_cancel = json_pack("[s]", "cancel");
+    assert_true(json_equal(json_object_get(h, "features"), only_cancel));
+    json_decref(only_cancel);
     json_decref(h);
     skh_conn_free(c);
 }
@@ -539,6 +547,178 @@ static void test_handler_waits_for_skiff_until_stopped(void **state)
     skh_handler_free(h);
 }
 
+/* 1.4: the items of a tasks frame are events one by one, as if each had come alone: an item
+ * without an id or that is not a task is skipped, a malformed one answered on the spot; the
+ * frame after it (a ping) comes after them; an error with an index is an event, the session
+ * goes on. */
+static void test_tasks_frame_items_one_by_one(void **state)
+{
+    (void)state;
+    pair p = open_pair(JOBS, NULL);
+    welcome(&p, "[\"batch\"]");
+    put_frame(p.skiff, "{\"type\":\"error\",\"code\":\"unknown_task\",\"message\":\"no\","
+                       "\"id\":\"z-0\",\"index\":1}");
+    skh_event ev;
+    assert_int_equal(next_event(p.c, &ev), SKH_EV_ERROR);
+    assert_int_equal(ev.index, 1);
+    skh_event_clear(&ev);
+    put_frame(p.skiff, "{\"type\":\"tasks\",\"tasks\":["
+                       "{\"type\":\"task\",\"id\":\"z-a\",\"job_type\":\"score\"},"
+                       "{\"type\":\"task\",\"job_type\":\"score\"},"
+                       "{\"type\":\"cancel\",\"id\":\"z-a\"},7,"
+                       "{\"type\":\"task\",\"id\":\"z-m\",\"variables\":[]},"
+                       "{\"type\":\"task\",\"id\":\"z-b\",\"job_type\":\"score\"}]}");
+    put_frame(p.skiff, "{\"type\":\"ping\",\"ref\":\"after\"}");
+    const char *want[] = {"z-a", "z-b"};
+    skh_task *t[2];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(next_event(p.c, &ev), SKH_EV_TASK);
+        t[i] = ev.task;
+        assert_string_equal(skh_task_id(t[i]), want[i]);
+        skh_event_clear(&ev);
+    }
+    assert_int_equal(skh_conn_in_flight(p.c), 2);
+    while (skh_conn_process(p.c, &ev))
+        skh_event_clear(&ev);
+    json_t *f = get_frame(p.skiff);
+    assert_string_equal(type_of(f), "fail");
+    assert_string_equal(json_string_value(json_object_get(f, "id")), "z-m");
+    json_decref(f);
+    f = get_frame(p.skiff);
+    assert_string_equal(type_of(f), "pong");
+    json_decref(f);
+    for (int i = 0; i < 2; i++)
+        skh_task_free(t[i]);
+    close_pair(&p);
+}
+
+/* Fills the socket from the SDK's side with pongs, so that what the SDK queues next waits. */
+static void fill_socket(pair *p)
+{
+    const char pong[] = "\0\0\0\x19{\"type\":\"pong\",\"ref\":\"f\"}";
+    const ssize_t n = sizeof pong - 1;
+    ssize_t k;
+    while ((k = send(p->c->fd, pong, (size_t)n, MSG_DONTWAIT)) == n)
+        ;
+    if (k > 0) /* the rest of a partial pong waits in the output buffer */
+        assert_int_equal(buf_append(pong + k, (size_t)(n - k), &p->c->out), 0);
+}
+
+/* Reads frames (skipping pongs) until n results arrived, flushing the SDK meanwhile; the ids
+ * in order in ids, the number of results frames returned; *closed (when not NULL) is set if
+ * the session ended meanwhile. */
+static int read_results(pair *p, int n, char ids[][8], int max, int *closed)
+{
+    buf in = {0};
+    int got = 0, frames = 0;
+    for (int round = 0; got < n && round < 100000; round++) {
+        skh_event ev;
+        while (skh_conn_process(p->c, &ev)) {
+            if (ev.type == SKH_EV_CLOSED && closed != NULL)
+                *closed = 1;
+            skh_event_clear(&ev);
+        }
+        assert_int_equal(buf_reserve(&in, 65536), 0);
+        ssize_t k = recv(p->skiff, in.data + in.len, 65536, MSG_DONTWAIT);
+        in.len += k > 0 ? (size_t)k : 0;
+        json_t *f;
+        size_t used;
+        while (skh_frame_parse((unsigned char *)in.data + in.off, in.len - in.off, (size_t)max, &f,
+                               &used, NULL) == 1) {
+            in.off += used;
+            json_t *items = json_object_get(f, "results");
+            if (strcmp(type_of(f), "results") == 0) {
+                frames++;
+                assert_true(json_array_size(items) >= 2);
+            }
+            int result = strcmp(type_of(f), "pong") != 0 && strcmp(type_of(f), "call") != 0;
+            for (size_t i = 0; result && i < (items ? json_array_size(items) : 1); i++) {
+                json_t *r = items ? json_array_get(items, i) : f;
+                snprintf(ids[got++], 8, "%s", json_string_value(json_object_get(r, "id")));
+            }
+            json_decref(f);
+        }
+    }
+    free(in.data);
+    assert_int_equal(got, n);
+    return frames;
+}
+
+/* Results that wait for the socket together leave as results frames (never above max_frame;
+ * a call between them ends a run) when skiff's welcome lists batch, else one by one. */
+static void results_waiting_together(const char *features, int want_frames)
+{
+    pair p = open_pair(JOBS, NULL);
+    welcome(&p, features);
+    skh_task *t[5];
+    char tj[96];
+    for (int i = 0; i < 5; i++) {
+        snprintf(tj, sizeof tj, "{\"type\":\"task\",\"id\":\"z-%d\",\"job_type\":\"score\"}", i);
+        t[i] = take_task(&p, tj);
+    }
+    fill_socket(&p);
+    assert_int_equal(skh_task_complete(t[0], NULL), 0);
+    assert_int_equal(skh_task_ack(t[1]), 0);
+    char ref[24];
+    json_t *params = json_pack("{s:s}", "name", "m");
+    assert_int_equal(skh_conn_call(p.c, "publish_message", params, NULL, ref, NULL), 0);
+    json_decref(params);
+    char pad[300];
+    memset(pad, 'p', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    json_t *v = json_pack("{s:s}", "pad", pad);
+    assert_int_equal(skh_task_complete(t[2], NULL), 0);
+    assert_int_equal(skh_task_complete(t[3], NULL), 0);
+    assert_int_equal(skh_task_complete(t[4], v), 0); /* does not fit next to them in 400 */
+    json_decref(v);
+    char ids[5][8];
+    assert_int_equal(read_results(&p, 5, ids, 400, NULL), want_frames);
+    const char *want[] = {"z-0", "z-1", "z-2", "z-3", "z-4"};
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(ids[i], want[i]);
+        skh_task_free(t[i]);
+    }
+    close_pair(&p);
+}
+
+static void test_results_join_while_the_socket_is_busy(void **state)
+{
+    (void)state;
+    results_waiting_together("[\"batch\"]", 2);
+}
+
+static void test_no_results_frame_without_batch_welcome(void **state)
+{
+    (void)state;
+    results_waiting_together("[\"cancel\"]", 0);
+}
+
+/* skh_conn_close after the last result of a drain, while the socket is busy: the result still
+ * goes out before the session closes. */
+static void test_close_writes_the_queued_results_first(void **state)
+{
+    (void)state;
+    pair p = open_pair(JOBS, NULL);
+    welcome(&p, "[\"batch\"]");
+    skh_task *t = take_task(&p, "{\"type\":\"task\",\"id\":\"z-9\",\"job_type\":\"score\"}");
+    fill_socket(&p);
+    assert_int_equal(skh_task_complete(t, NULL), 0);
+    skh_conn_close(p.c);
+    assert_true(skh_conn_wants_write(p.c));
+    char ids[1][8];
+    int closed = 0;
+    read_results(&p, 1, ids, 400, &closed);
+    assert_string_equal(ids[0], "z-9");
+    skh_event ev;
+    if (!closed) {
+        assert_int_equal(next_event(p.c, &ev), SKH_EV_CLOSED);
+        skh_event_clear(&ev);
+    }
+    assert_int_equal(skh_conn_fd(p.c), -1);
+    skh_task_free(t);
+    close_pair(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -558,6 +738,10 @@ int main(void)
         cmocka_unit_test(test_handler_serves_calls_and_drains),
         cmocka_unit_test(test_handler_secret_and_token),
         cmocka_unit_test(test_handler_waits_for_skiff_until_stopped),
+        cmocka_unit_test(test_tasks_frame_items_one_by_one),
+        cmocka_unit_test(test_results_join_while_the_socket_is_busy),
+        cmocka_unit_test(test_no_results_frame_without_batch_welcome),
+        cmocka_unit_test(test_close_writes_the_queued_results_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

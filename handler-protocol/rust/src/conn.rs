@@ -7,7 +7,11 @@ pub(crate) type ReplyTx = mpsc::Sender<Result<Value, CallError>>;
 /// One session: the write half of the socket and the protocol state.
 pub(crate) struct Conn {
     pub(crate) name: String,
+    /// Written only by the thread that flushes `queue` (see `batch`).
     pub(crate) writer: Mutex<UnixStream>,
+    pub(crate) queue: Mutex<batch::WriteQueue>,
+    /// A write of the queue ended.
+    pub(crate) wrote: Condvar,
     pub(crate) closer: UnixStream,
     pub(crate) state: Mutex<ConnState>,
     pub(crate) cond: Condvar,
@@ -42,6 +46,8 @@ impl Conn {
         Ok(Conn {
             name,
             writer: Mutex::new(stream.try_clone()?),
+            queue: Mutex::new(batch::WriteQueue::default()),
+            wrote: Condvar::new(),
             closer: stream.try_clone()?,
             state: Mutex::new(ConnState {
                 max_frame: DEFAULT_MAX_FRAME,
@@ -87,8 +93,7 @@ impl Conn {
     }
 
     pub(crate) fn send_bytes(&self, data: &[u8]) -> Result<(), CallError> {
-        let mut w = self.writer.lock().unwrap();
-        w.write_all(data)
+        self.enqueue(data.to_vec(), false)
             .map_err(|e| CallError::new("closed", format!("connection to skiff lost: {e}")))
     }
 
@@ -121,7 +126,13 @@ impl Conn {
                     encode_frame(&alt, max).unwrap_or_default()
                 }
             };
-            let _ = self.send_bytes(&data);
+            if let Err(e) = self.enqueue(data, true) {
+                log(
+                    &self.name,
+                    "warn",
+                    &format!("could not send the result of task {}: {e}", task.id),
+                );
+            }
         }
         let mut st = self.state.lock().unwrap();
         st.writing -= usize::from(owed);

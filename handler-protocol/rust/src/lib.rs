@@ -1,4 +1,4 @@
-//! skiff handler SDK for Rust (handler protocol v1.2, `handler-protocol/SPEC.md`).
+//! skiff handler SDK for Rust (handler protocol v1.4, `handler-protocol/SPEC.md`).
 //!
 //! ```no_run
 //! use skiff_handler::{Handler, HandlerError};
@@ -38,12 +38,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
+mod batch;
+mod calls;
 mod conn;
 mod frame;
 mod pool;
+mod session;
+use calls::string_call;
+pub use calls::{Message, Produce};
 use conn::Conn;
 pub use frame::{decode_frame, encode_frame, FrameError};
 use pool::{Pool, Routes};
+use session::Session;
 
 pub const PROTOCOL_VERSION: i64 = 1;
 pub const DEFAULT_SOCKET: &str = "/run/skiff/handler.sock";
@@ -216,6 +222,8 @@ pub struct Task {
     pub topic: String,
     pub attempt: i64,
     pub traceparent: Option<String>,
+    /// The W3C `tracestate` that goes with `traceparent`.
+    pub tracestate: Option<String>,
     pub variables: Value,
     pub headers: Value,
     pub zeebe: Value,
@@ -244,6 +252,7 @@ impl Task {
             topic: String::new(),
             attempt: 1,
             traceparent: None,
+            tracestate: None,
             variables: json!({}),
             headers: json!({}),
             zeebe: Value::Null,
@@ -331,100 +340,6 @@ impl Task {
     }
 }
 
-/// `secret` and `token`: the call with `{name: arg}`, its result's string `member`.
-fn string_call(
-    conn: &Conn,
-    method: &str,
-    name: &str,
-    arg: &str,
-    member: &str,
-) -> Result<String, CallError> {
-    if arg.is_empty() {
-        return Err(CallError::new(
-            "invalid_params",
-            format!("{method} needs a non-empty {name}"),
-        ));
-    }
-    let mut params = Map::new();
-    params.insert(name.to_string(), Value::String(arg.to_string()));
-    let result = conn.call(method, Value::Object(params))?;
-    result
-        .get(member)
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            CallError::new(
-                "invalid_reply",
-                format!("{method} reply without a string {member}"),
-            )
-        })
-}
-
-/// The params of `publish_message` (SPEC §4.4).
-#[derive(Debug, Clone, Default)]
-pub struct Message {
-    pub name: String,
-    pub correlation_key: String,
-    pub variables: Option<Value>,
-    pub time_to_live_ms: u64,
-    pub message_id: Option<String>,
-    pub tenant_id: Option<String>,
-}
-
-impl Message {
-    pub fn new(name: &str) -> Self {
-        Message {
-            name: name.into(),
-            ..Default::default()
-        }
-    }
-    fn params(&self) -> Value {
-        let mut p = json!({"name": self.name, "correlation_key": self.correlation_key,
-                           "time_to_live_ms": self.time_to_live_ms});
-        let m = p.as_object_mut().unwrap();
-        if let Some(v) = &self.variables {
-            m.insert("variables".into(), v.clone());
-        }
-        if let Some(v) = &self.message_id {
-            m.insert("message_id".into(), v.clone().into());
-        }
-        if let Some(v) = &self.tenant_id {
-            m.insert("tenant_id".into(), v.clone().into());
-        }
-        p
-    }
-}
-
-/// The params of `produce` (SPEC §4.4).
-#[derive(Debug, Clone, Default)]
-pub struct Produce {
-    pub topic: String,
-    pub value: Value,
-    pub key: Option<String>,
-    pub headers: Option<Map<String, Value>>,
-}
-
-impl Produce {
-    pub fn new(topic: &str, value: Value) -> Self {
-        Produce {
-            topic: topic.into(),
-            value,
-            ..Default::default()
-        }
-    }
-    fn params(&self) -> Value {
-        let mut p = json!({"topic": self.topic, "value": self.value});
-        let m = p.as_object_mut().unwrap();
-        if let Some(k) = &self.key {
-            m.insert("key".into(), k.clone().into());
-        }
-        if let Some(h) = &self.headers {
-            m.insert("headers".into(), Value::Object(h.clone()));
-        }
-        p
-    }
-}
-
 /// Why `run` returned an error.
 #[derive(Debug)]
 pub enum RunError {
@@ -456,6 +371,7 @@ pub struct Handler {
     /// Reconnect backoff: first delay and cap.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    batch: bool,
     jobs: Vec<(String, JobFn)>,
     topics: Vec<(String, TopicFn)>,
     current: Arc<Mutex<Option<Arc<Conn>>>>,
@@ -510,6 +426,7 @@ impl Handler {
             socket_path,
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            batch: true,
             jobs: Vec::new(),
             topics: Vec::new(),
             current: Arc::new(Mutex::new(None)),
@@ -517,6 +434,13 @@ impl Handler {
     }
     pub fn socket_path(&mut self, path: &str) -> &mut Self {
         self.socket_path = path.into();
+        self
+    }
+    /// Batches (protocol 1.4, on by default): the hello lists feature `batch`, so skiff may
+    /// send several tasks in one `tasks` frame; when skiff's welcome lists it too, results
+    /// that are ready together leave in one `results` frame. `batch(false)` leaves it out.
+    pub fn batch(&mut self, on: bool) -> &mut Self {
+        self.batch = on;
         self
     }
     /// Registers `f` for a Zeebe job type.
@@ -586,199 +510,6 @@ impl Handler {
             delay = (delay * 2).min(self.backoff_max);
         }
     }
-
-    /// The hello frame's JSON, members in the protocol's order (serde_json's map sorts keys).
-    fn hello(&self) -> String {
-        let list = |names: Vec<&String>| serde_json::to_string(&names).unwrap_or_default();
-        let mut h = format!(
-            r#"{{"type":"hello","version":{PROTOCOL_VERSION},"name":{},"capacity":{}"#,
-            Value::from(self.name.clone()),
-            self.capacity
-        );
-        if !self.jobs.is_empty() {
-            h += &format!(
-                r#","job_types":{}"#,
-                list(self.jobs.iter().map(|j| &j.0).collect())
-            );
-        }
-        if !self.topics.is_empty() {
-            h += &format!(
-                r#","topics":{}"#,
-                list(self.topics.iter().map(|t| &t.0).collect())
-            );
-        }
-        h + r#","features":["cancel"]}"#
-    }
-
-    fn serve(&self, stream: UnixStream, pool: &Pool) -> Session {
-        let conn = match Conn::new(&stream, self.name.clone()) {
-            Ok(c) => Arc::new(c),
-            Err(e) => return Session::Lost(false, e.to_string()),
-        };
-        let mut reader = io::BufReader::with_capacity(65536, stream);
-        let hello = self.hello();
-        let mut data = (hello.len() as u32).to_be_bytes().to_vec();
-        data.extend_from_slice(hello.as_bytes());
-        if conn.send_bytes(&data).is_err() {
-            return Session::Lost(false, "cannot send hello".into());
-        }
-        let welcome = loop {
-            match frame::read_frame(&mut reader, DEFAULT_MAX_FRAME) {
-                Ok(Ok(f)) => break f,
-                Ok(Err(e)) => log(
-                    &self.name,
-                    "error",
-                    &format!("skiff sent a bad frame ({e}); ignored"),
-                ),
-                Err(e) => return Session::Lost(false, e.to_string()),
-            }
-        };
-        match welcome["type"].as_str() {
-            Some("welcome") => conn.welcome(&welcome),
-            Some("error") => return Session::Refused(error_of(&welcome)),
-            other => return Session::Lost(false, format!("expected welcome, got {other:?}")),
-        }
-        *self.current.lock().unwrap() = Some(conn.clone());
-        let why = self.read_loop(&conn, &mut reader, pool);
-        *self.current.lock().unwrap() = None;
-        conn.close();
-        pool.wait_idle();
-        if conn.state.lock().unwrap().draining {
-            Session::Drained
-        } else {
-            Session::Lost(true, why)
-        }
-    }
-
-    fn read_loop(&self, conn: &Arc<Conn>, reader: &mut impl Read, pool: &Pool) -> String {
-        loop {
-            let max = conn.state.lock().unwrap().max_frame;
-            let f = match frame::read_frame(reader, max) {
-                Ok(Ok(f)) => f,
-                Ok(Err(e)) => {
-                    log(
-                        &self.name,
-                        "error",
-                        &format!("skiff sent a bad frame ({e}); ignored"),
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::InvalidData {
-                        log(
-                            &self.name,
-                            "error",
-                            &format!("skiff sent a bad frame ({e}); closing"),
-                        );
-                    }
-                    return e.to_string();
-                }
-            };
-            match f["type"].as_str().unwrap_or("") {
-                "task" => self.on_task(conn, f, pool),
-                "reply" => conn.resolve(f["ref"].as_str().unwrap_or(""), reply_result(&f)),
-                "cancel" => conn.cancel(
-                    f["id"].as_str().unwrap_or(""),
-                    f["reason"].as_str().unwrap_or(""),
-                ),
-                "ping" => {
-                    let _ =
-                        conn.send(&json!({"type": "pong", "ref": f["ref"].as_str().unwrap_or("")}));
-                }
-                "drain" => conn.drain(),
-                "error" => {
-                    let e = error_of(&f);
-                    let id = f["id"]
-                        .as_str()
-                        .map(|i| format!(" (task {i})"))
-                        .unwrap_or_default();
-                    log(
-                        &self.name,
-                        "error",
-                        &format!("skiff error {}: {}{id}", e.code, e.message),
-                    );
-                }
-                "pong" | "welcome" => {}
-                other => log(
-                    &self.name,
-                    "warn",
-                    &format!("ignoring a frame of unknown type {other}"),
-                ),
-            }
-        }
-    }
-
-    fn on_task(&self, conn: &Arc<Conn>, f: Value, pool: &Pool) {
-        let Some(id) = f["id"].as_str().filter(|s| !s.is_empty()).map(String::from) else {
-            log(
-                &self.name,
-                "error",
-                "skiff sent a task without an id; ignored",
-            );
-            return;
-        };
-        let kafka = f["source"].as_str() == Some("kafka");
-        if let Some(bad) = frame::task_problem(&f) {
-            log(
-                &self.name,
-                "error",
-                &format!("skiff sent a malformed task {id} (member {bad})"),
-            );
-            let kind = if kafka { "nack" } else { "fail" };
-            let msg = format!("malformed task frame: wrong type of member {bad}");
-            let _ = conn.send(&json!({"type": kind, "id": id, "message": msg}));
-            return;
-        }
-        let state = Arc::new(TaskState::default());
-        let str_of = |k: &str| f[k].as_str().unwrap_or("").to_string();
-        let task = Task {
-            id: id.clone(),
-            source: if kafka { Source::Kafka } else { Source::Zeebe },
-            job_type: str_of("job_type"),
-            topic: str_of("topic"),
-            attempt: f["attempt"].as_i64().unwrap_or(1),
-            traceparent: f["traceparent"].as_str().map(String::from),
-            variables: f.get("variables").cloned().unwrap_or_else(|| json!({})),
-            headers: f.get("headers").cloned().unwrap_or_else(|| json!({})),
-            zeebe: f.get("zeebe").cloned().unwrap_or(Value::Null),
-            value: f.get("value").cloned().unwrap_or(Value::Null),
-            kafka: f.get("kafka").cloned().unwrap_or(Value::Null),
-            deadline: AtomicI64::new(f["deadline"].as_i64().unwrap_or(0)),
-            frame: f,
-            state: state.clone(),
-            conn: conn.clone(),
-        };
-        conn.open(&id, state);
-        pool.submit(Arc::new(task));
-    }
-}
-
-enum Session {
-    Drained,
-    Refused(CallError),
-    Lost(bool, String),
-}
-
-pub(crate) fn error_of(f: &Value) -> CallError {
-    CallError::new(
-        f["code"].as_str().unwrap_or("rejected"),
-        f["message"].as_str().unwrap_or(""),
-    )
-}
-
-pub(crate) fn reply_result(f: &Value) -> Result<Value, CallError> {
-    if f["ok"].as_bool() == Some(true) {
-        Ok(match &f["result"] {
-            Value::Object(_) => f["result"].clone(),
-            _ => json!({}),
-        })
-    } else {
-        Err(error_of(if f["error"].is_object() {
-            &f["error"]
-        } else {
-            f
-        }))
-    }
 }
 
 /// One JSON log line on stderr.
@@ -815,3 +546,5 @@ pub(crate) fn timestamp(t: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_batch;

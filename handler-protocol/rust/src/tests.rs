@@ -80,6 +80,11 @@ fn hello_member_order() {
     h.job("a", |_| Ok(None)).topic("t", |_| Ok(()));
     assert_eq!(
         h.hello(),
+        r#"{"type":"hello","version":1,"name":"n","capacity":3,"job_types":["a"],"topics":["t"],"features":["cancel","batch"]}"#
+    );
+    h.batch(false);
+    assert_eq!(
+        h.hello(),
         r#"{"type":"hello","version":1,"name":"n","capacity":3,"job_types":["a"],"topics":["t"],"features":["cancel"]}"#
     );
 }

@@ -196,6 +196,8 @@ func message(p params) skiff.Message {
 	}
 	m.MessageID, _ = p["message_id"].(string)
 	m.TenantID, _ = p["tenant_id"].(string)
+	m.Traceparent, _ = p["traceparent"].(string)
+	m.Tracestate, _ = p["tracestate"].(string)
 	return m
 }
 

@@ -87,6 +87,8 @@ fn message_of(p: &Value) -> Message {
         time_to_live_ms: p["time_to_live_ms"].as_u64().unwrap_or(0),
         message_id: s("message_id"),
         tenant_id: s("tenant_id"),
+        traceparent: s("traceparent"),
+        tracestate: s("tracestate"),
     }
 }
 

@@ -8,11 +8,23 @@ final class Calls {
   private Calls() {}
 
   static Map<String, Object> message(String name, String correlationKey, Map<String, ?> variables) {
+    return message(name, correlationKey, variables, null, null);
+  }
+
+  /** The params with the trace context (SPEC 1.3 §4.4); null members are left out. */
+  static Map<String, Object> message(String name, String correlationKey, Map<String, ?> variables,
+      String traceparent, String tracestate) {
     Map<String, Object> p = new LinkedHashMap<>();
     p.put("name", name);
     p.put("correlation_key", correlationKey == null ? "" : correlationKey);
     if (variables != null) {
       p.put("variables", variables);
+    }
+    if (traceparent != null) {
+      p.put("traceparent", traceparent);
+    }
+    if (tracestate != null) {
+      p.put("tracestate", tracestate);
     }
     return message(p);
   }

@@ -20,7 +20,8 @@ import java.util.logging.Logger;
 
 /**
  * One session with skiff: the framing, a writer thread (so that interrupting a task's thread
- * never closes the socket), the open tasks and the pending extends and calls.
+ * never closes the socket; it writes all that is queued at once, so results finishing while it
+ * writes leave together), the open tasks and the pending extends and calls.
  */
 final class Connection {
   private static final Logger LOG = Logger.getLogger("dev.skiff.handler");
@@ -48,7 +49,7 @@ final class Connection {
   private final AtomicLong refs = new AtomicLong();
 
   private final Object outLock = new Object();
-  private final ArrayDeque<ByteBuffer> out = new ArrayDeque<>();
+  private final ArrayDeque<Batches.Queued> out = new ArrayDeque<>();
   private boolean closeWhenFlushed;
   private boolean outClosed;
   private final Thread writer;
@@ -142,19 +143,31 @@ final class Connection {
   }
 
   boolean sendBytes(byte[] data) {
+    return queue(data, false);
+  }
+
+  /**
+   * Queues a result frame: with the welcome feature "batch", the results queued together leave
+   * in one {@code results} frame (see {@link Batches}).
+   */
+  boolean sendResult(byte[] data) {
+    return queue(data, true);
+  }
+
+  private boolean queue(byte[] data, boolean result) {
     synchronized (outLock) {
       if (outClosed || closeWhenFlushed) {
         return false;
       }
-      out.add(ByteBuffer.wrap(data));
+      out.add(new Batches.Queued(data, result));
       outLock.notifyAll();
       return true;
     }
   }
 
   private void writeLoop() {
-    ByteBuffer[] batch = new ByteBuffer[0];
     while (true) {
+      ByteBuffer[] batch;
       boolean last;
       synchronized (outLock) {
         while (out.isEmpty() && !closeWhenFlushed && !outClosed) {
@@ -168,13 +181,11 @@ final class Connection {
         if (outClosed) {
           return;
         }
-        batch = out.toArray(batch);
-        int n = out.size();
+        // everything queued leaves in one write (the results among it batched when skiff
+        // takes batches); what is queued meanwhile goes in the next one
+        batch = Batches.pack(out, features.contains("batch"), maxFrame);
         out.clear();
         last = closeWhenFlushed;
-        if (n < batch.length) {
-          batch[n] = null;
-        }
       }
       if (!writeAll(batch) || last) {
         shutdownSocket();
@@ -184,10 +195,7 @@ final class Connection {
   }
 
   private boolean writeAll(ByteBuffer[] batch) {
-    int n = 0;
-    while (n < batch.length && batch[n] != null) {
-      n++;
-    }
+    int n = batch.length;
     try {
       int first = 0;
       while (first < n) {

@@ -20,7 +20,7 @@ import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
- * A handler process: job and topic functions served over skiff's handler protocol (v1.2).
+ * A handler process: job and topic functions served over skiff's handler protocol (v1.4).
  *
  * <pre>{@code
  * Handler h = Handler.builder("risk-scorer").capacity(4)
@@ -45,6 +45,7 @@ public final class Handler {
   private final int capacity;
   private final String socketPath;
   private final boolean reconnect;
+  private final boolean batch;
   private final long backoffInitialMs;
   private final long backoffMaxMs;
   private final Map<String, JobFunction> jobs;
@@ -61,6 +62,7 @@ public final class Handler {
     socketPath = b.socketPath != null ? b.socketPath
         : System.getenv().getOrDefault("SKIFF_SOCKET", DEFAULT_SOCKET);
     reconnect = b.reconnect;
+    batch = b.batch;
     backoffInitialMs = b.backoffInitial.toMillis();
     backoffMaxMs = b.backoffMax.toMillis();
     jobs = new LinkedHashMap<>(b.jobs);
@@ -79,6 +81,7 @@ public final class Handler {
     private int capacity = 1;
     private String socketPath;
     private boolean reconnect = true;
+    private boolean batch = true;
     private boolean virtualThreads = true;
     private Duration backoffInitial = Duration.ofMillis(100);
     private Duration backoffMax = Duration.ofSeconds(5);
@@ -111,6 +114,16 @@ public final class Handler {
     /** Reconnect after a lost connection or while skiff is not there (default true). */
     public Builder reconnect(boolean reconnect) {
       this.reconnect = reconnect;
+      return this;
+    }
+
+    /**
+     * Batches (protocol 1.4, default true): the hello lists feature "batch", so skiff may send
+     * several tasks in one {@code tasks} frame; when skiff's welcome lists it too, results that
+     * are ready together leave in one {@code results} frame (within max_frame).
+     */
+    public Builder batch(boolean batch) {
+      this.batch = batch;
       return this;
     }
 
@@ -254,6 +267,15 @@ public final class Handler {
     return publishMessage(Calls.message(name, correlationKey, variables));
   }
 
+  /**
+   * {@link #publishMessage(String, String, Map)} with the W3C trace context of the span the
+   * message comes from (protocol 1.3; either may be null): the jobs it leads to continue it.
+   */
+  public Map<String, Object> publishMessage(String name, String correlationKey,
+      Map<String, ?> variables, String traceparent, String tracestate) {
+    return publishMessage(Calls.message(name, correlationKey, variables, traceparent, tracestate));
+  }
+
   /** Writes a Kafka record on the current connection (see {@link Task#produce}). */
   public Map<String, Object> produce(String topic, Object value, String key,
       Map<String, String> headers) {
@@ -337,7 +359,7 @@ public final class Handler {
     if (!topics.isEmpty()) {
       hello.put("topics", topics());
     }
-    hello.put("features", List.of("cancel"));
+    hello.put("features", batch ? List.of("cancel", "batch") : List.of("cancel"));
     c.send(hello);
     while (true) {
       Map<String, Object> f = c.recv();
@@ -395,6 +417,7 @@ public final class Handler {
       }
       switch ((String) f.get("type")) {
         case "task" -> startTask(c, f);
+        case "tasks" -> startTasks(c, f);
         case "reply" -> c.resolve(String.valueOf(f.get("ref")), f);
         case "cancel" -> c.cancel(String.valueOf(f.get("id")), cancelReason(f.get("reason")));
         case "ping" -> {
@@ -403,8 +426,10 @@ public final class Handler {
           c.send(pong);
         }
         case "drain" -> drain(c);
+        // an error with an index (a refused results item) keeps the session (SPEC §4.7)
         case "error" -> LOG.severe("skiff error " + f.get("code") + ": " + f.get("message")
-            + (f.get("id") != null ? " (task " + f.get("id") + ")" : ""));
+            + (f.get("id") != null ? " (task " + f.get("id") + ")" : "")
+            + (f.get("index") != null ? " (results item " + f.get("index") + ")" : ""));
         case "pong", "welcome" -> { }
         default -> LOG.warning("ignoring unknown frame type " + f.get("type"));
       }
@@ -422,6 +447,24 @@ public final class Handler {
       if (c.inFlight == 0) {
         c.closeWhenFlushed();
       }
+    }
+  }
+
+  /** A {@code tasks} frame (1.4): each item as if it had come alone, in order. */
+  @SuppressWarnings("unchecked")
+  private void startTasks(Connection c, Map<String, Object> f) {
+    if (!(f.get("tasks") instanceof List<?> items) || items.isEmpty()) {
+      LOG.severe("skiff sent a tasks frame without a non-empty tasks array; ignoring it");
+      return;
+    }
+    int i = 0;
+    for (Object item : items) {
+      if (item instanceof Map<?, ?> m && "task".equals(m.get("type"))) {
+        startTask(c, (Map<String, Object>) m);
+      } else {
+        LOG.severe("skiff sent a tasks frame whose item " + i + " is not a task; skipping it");
+      }
+      i++;
     }
   }
 
@@ -479,7 +522,7 @@ public final class Handler {
     synchronized (c.lock) {
       boolean owed = c.open.remove(task.id(), task); // not owed once skiff cancelled the task
       if (owed) {
-        c.sendBytes(result);
+        c.sendResult(result);
         c.resultDone();
       }
       c.running--;

@@ -26,6 +26,7 @@ public final class Task {
   private volatile long deadline;
   private final long attempt;
   private final String traceparent;
+  private final String tracestate;
   private final Job job;
   private final String topic;
   private final Object value;
@@ -47,6 +48,7 @@ public final class Task {
     deadline = Frames.integer(f, "deadline", 0);
     attempt = Frames.integer(f, "attempt", 1);
     traceparent = Frames.str(f, "traceparent", null);
+    tracestate = Frames.str(f, "tracestate", null);
     Map<String, Object> z = Frames.object(f, "zeebe");
     job = z == null ? null : Job.from(z);
     topic = Frames.str(f, "topic", "");
@@ -100,6 +102,11 @@ public final class Task {
   /** W3C trace context of the span covering this task, or null. */
   public String traceparent() {
     return traceparent;
+  }
+
+  /** The W3C tracestate that goes with {@link #traceparent()}, or null. */
+  public String tracestate() {
+    return tracestate;
   }
 
   /** Zeebe job metadata, or null for a Kafka task. */
@@ -190,7 +197,8 @@ public final class Task {
 
   /**
    * Publishes a Zeebe message with the wire's params ({@code name}, {@code correlation_key},
-   * {@code variables}, {@code time_to_live_ms}, {@code message_id}, {@code tenant_id}); absent
+   * {@code variables}, {@code time_to_live_ms}, {@code message_id}, {@code tenant_id}, {@code
+   * traceparent}, {@code tracestate}); absent
    * {@code correlation_key} and {@code time_to_live_ms} default to "" and 0. Returns {@code
    * {"key", "tenant_id"}}; blocks; throws {@link CallError}.
    */
@@ -202,6 +210,17 @@ public final class Task {
   public Map<String, Object> publishMessage(String name, String correlationKey,
       Map<String, ?> variables) {
     return publishMessage(Calls.message(name, correlationKey, variables));
+  }
+
+  /**
+   * {@link #publishMessage(String, String, Map)} with the W3C trace context of the span the
+   * message comes from (protocol 1.3; either may be null, then left out): pass this task's
+   * {@link #traceparent()} and {@link #tracestate()} so the jobs the message leads to continue
+   * its trace.
+   */
+  public Map<String, Object> publishMessage(String name, String correlationKey,
+      Map<String, ?> variables, String traceparent, String tracestate) {
+    return publishMessage(Calls.message(name, correlationKey, variables, traceparent, tracestate));
   }
 
   /**

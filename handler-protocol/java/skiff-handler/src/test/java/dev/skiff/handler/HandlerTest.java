@@ -74,7 +74,7 @@ class HandlerTest {
     assertEquals(3L, hello.get("capacity"));
     assertEquals(List.of("score"), hello.get("job_types"));
     assertEquals(List.of("events"), hello.get("topics"));
-    assertEquals(List.of("cancel"), hello.get("features"));
+    assertEquals(List.of("cancel", "batch"), hello.get("features"));
     Map<String, Object> task = FakeSkiff.task("score", Map.of("n", 21));
     peer.send(task);
     Map<String, Object> r = peer.recv();

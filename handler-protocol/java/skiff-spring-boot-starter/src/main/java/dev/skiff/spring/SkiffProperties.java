@@ -24,6 +24,11 @@ public class SkiffProperties {
   private Duration backoffMax = Duration.ofSeconds(5);
   /** Run functions on virtual threads when the runtime has them (JDK 21+). */
   private boolean virtualThreads = true;
+  /**
+   * Protocol 1.4 batches: skiff may send several tasks in one frame, and results ready together
+   * leave in one frame (false: one frame per task and per result).
+   */
+  private boolean batch = true;
 
   public boolean isEnabled() {
     return enabled;
@@ -87,5 +92,13 @@ public class SkiffProperties {
 
   public void setVirtualThreads(boolean virtualThreads) {
     this.virtualThreads = virtualThreads;
+  }
+
+  public boolean isBatch() {
+    return batch;
+  }
+
+  public void setBatch(boolean batch) {
+    this.batch = batch;
   }
 }

@@ -80,6 +80,7 @@ public class SkiffRunner implements SmartLifecycle, ApplicationContextAware {
         : env.getProperty("spring.application.name", "spring-handler");
     Handler.Builder b = Handler.builder(name).capacity(props.getCapacity())
         .socketPath(props.getSocket()).virtualThreads(props.isVirtualThreads())
+        .batch(props.isBatch())
         .backoff(props.getBackoffInitial(), props.getBackoffMax());
     jobs.forEach((type, m) -> b.job(type, task -> m.variables(m.invoke(task))));
     topics.forEach((topic, m) -> b.topic(topic, m::invoke));

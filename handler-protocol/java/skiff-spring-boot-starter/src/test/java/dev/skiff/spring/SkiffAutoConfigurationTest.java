@@ -28,12 +28,14 @@ class SkiffAutoConfigurationTest {
 
   @Test
   void bindsTheProperties() {
-    runner.withPropertyValues("skiff.capacity=9", "skiff.name=n", "skiff.backoff-max=2s")
+    runner.withPropertyValues("skiff.capacity=9", "skiff.name=n", "skiff.backoff-max=2s",
+            "skiff.batch=false")
         .run(ctx -> {
           SkiffProperties p = ctx.getBean(SkiffProperties.class);
           assertThat(p.getCapacity()).isEqualTo(9);
           assertThat(p.getName()).isEqualTo("n");
           assertThat(p.getBackoffMax()).hasSeconds(2);
+          assertThat(p.isBatch()).isFalse();
           assertThat(ctx.getBean(SkiffRunner.class).isFinished()).isTrue(); // nothing to serve
         });
   }
