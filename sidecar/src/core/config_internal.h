@@ -1,12 +1,12 @@
 /* Private to sidecar/src/core/config*.c.
  *
- * config_table.c holds the table; config.c the value parsers, validation, load orchestration
- * and the docs; config_sources.c reads the sources (defaults, JSON config file, annotations file,
- * environment, command line) and hands each value to a setter of config.c, which parses it
- * against its row, stores it in sk_config or reports why not. config_jobs.c keeps the
- * per-job-type overrides ("zeebe.jobs.<type>.<setting>", parsed with the row of
- * "zeebe.<setting>") and resolves them into sk_config.zeebe_jobs. A load runs on the caller's
- * thread with all its state in one ctx; nothing is kept between loads. */
+ * config_table.c holds the table (its rows in config_table_<area>.inc, one file per area); config.c
+ * the value parsers, validation, load orchestration and the docs; config_sources.c reads the
+ * sources (defaults, JSON config file, annotations file, environment, command line) and hands each
+ * value to a setter of config.c, which parses it against its row, stores it in sk_config or reports
+ * why not. config_jobs.c keeps the per-job-type overrides ("zeebe.jobs.<type>.<setting>", parsed
+ * with the row of "zeebe.<setting>") and resolves them into sk_config.zeebe_jobs. A load runs on
+ * the caller's thread with all its state in one ctx; nothing is kept between loads. */
 #ifndef SK_CONFIG_INTERNAL_H
 #define SK_CONFIG_INTERNAL_H
 
