@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2034
+# shellcheck shell=bash
 # skiff devstack: what the two schema registry scripts share, apicurio.sh (the real one) and
 # schema-registry.sh (the stand-in). Source it after lib/common.sh, once the script has set:
 #   REG_NAME      the registry as messages name it ("Apicurio Registry", "schema registry")
