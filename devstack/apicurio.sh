@@ -27,14 +27,22 @@ AP_HOME=$SKIFF_CACHE/apicurio/apicurio-registry-app-$AP_VERSION
 AP_HOST=${SKIFF_SCHEMA_REGISTRY_HOST:-127.0.0.1}
 AP_PORT=${SKIFF_SCHEMA_REGISTRY_PORT:-28081}
 AP_MGMT_PORT=${SKIFF_APICURIO_MANAGEMENT_PORT:-$((AP_PORT + 1))}
-AP_RUN=${SKIFF_SCHEMA_REGISTRY_RUN_DIR:-$SKIFF_RUN_DIR/apicurio-$AP_PORT}
-AP_LOG=$AP_RUN/apicurio.log
-AP_PIDFILE=$AP_RUN/apicurio.pid
 AP_COMPATIBILITY=${SKIFF_SCHEMA_REGISTRY_COMPATIBILITY:-BACKWARD}
+BASE=http://$AP_HOST:$AP_PORT
+# What lib/registry.sh needs.
+REG_NAME="Apicurio Registry"
+REG_KIND="Apicurio $AP_VERSION"
+URL=$BASE/apis/ccompat/v7
+CURL_TLS=()
+REG_RUN=${SKIFF_SCHEMA_REGISTRY_RUN_DIR:-$SKIFF_RUN_DIR/apicurio-$AP_PORT}
+REG_LOG=$REG_RUN/apicurio.log
+REG_PIDFILE=$REG_RUN/apicurio.pid
 START_TIMEOUT=${SKIFF_SCHEMA_REGISTRY_START_TIMEOUT:-120}
 STOP_TIMEOUT=${SKIFF_SCHEMA_REGISTRY_STOP_TIMEOUT:-15}
-BASE=http://$AP_HOST:$AP_PORT
-URL=$BASE/apis/ccompat/v7
+REG_POLL=0.2
+
+# shellcheck source-path=SCRIPTDIR source=lib/registry.sh
+. "$DEVSTACK_DIR/lib/registry.sh"
 
 usage() {
   sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -43,10 +51,8 @@ usage() {
 
 # PID of the registry this script started for this port, if it still runs.
 registry_pid() {
-  devstack_pid "$AP_PIDFILE" quarkus-run.jar "-Dquarkus.http.port=$AP_PORT "
+  devstack_pid "$REG_PIDFILE" quarkus-run.jar "-Dquarkus.http.port=$AP_PORT "
 }
-
-log_tail() { devstack_log_tail "$AP_LOG" 40; }
 
 do_install() {
   [ -f "$AP_HOME/quarkus-run.jar" ] && return 0
@@ -85,51 +91,21 @@ answers() {
   grep -q '^\[' <<<"$out"
 }
 
-wait_ready() {
-  local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
-  while :; do
-    if ! devstack_running "$pid"; then
-      printf 'devstack: error: Apicurio Registry exited during start-up\n' >&2
-      log_tail
-      return 1
-    fi
-    answers && return 0
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      printf 'devstack: error: Apicurio Registry not ready after %ss (%s)\n' \
-        "$START_TIMEOUT" "$URL" >&2
-      log_tail
-      return 1
-    fi
-    sleep 0.2
-  done
-}
-
 # The platform's compatibility rule for every subject (Apicurio's default is NONE).
 set_compatibility() {
   curl -fsS --max-time 10 -X PUT -H 'Content-Type: application/vnd.schemaregistry.v1+json' \
     --data "{\"compatibility\":\"$AP_COMPATIBILITY\"}" "$URL/config" >/dev/null
 }
 
-do_stop() {
-  local pid
-  if pid=$(registry_pid); then
-    devstack_stop "$pid" "Apicurio Registry" "$STOP_TIMEOUT"
-  fi
-  rm -f "$AP_PIDFILE"
-}
-
 do_start() {
-  local pid t0 elapsed java
+  local pid t0 java
   if [ "${SKIFF_SCHEMA_REGISTRY_KEEP:-0}" = 1 ]; then
     devstack_die "SKIFF_SCHEMA_REGISTRY_KEEP=1: Apicurio keeps its schemas in memory only;" \
       "use the stand-in for that (SKIFF_SCHEMA_REGISTRY_IMPL=standin)"
   fi
   do_install
   java=$(apicurio_java)
-  if registry_pid >/dev/null; then
-    devstack_say "stopping the running Apicurio Registry for a clean start"
-    do_stop
-  fi
+  registry_prepare
   local port
   for port in "$AP_PORT" "$AP_MGMT_PORT"; do
     if port_in_use "$AP_HOST" "$port"; then
@@ -141,57 +117,24 @@ do_start() {
       devstack_die "port $AP_HOST:$port is already in use (SKIFF_SCHEMA_REGISTRY_PORT moves it)"
     fi
   done
-  case "$AP_RUN" in
-    /?*/?*) ;;
-    *) devstack_die "refusing to use run dir '$AP_RUN' (wiped on start): give a deeper path" ;;
-  esac
   t0=$(date +%s%N)
-  rm -rf "$AP_RUN"
-  mkdir -p "$AP_RUN"
+  rm -rf "$REG_RUN"
+  mkdir -p "$REG_RUN"
   # A bounded JVM: serial GC, C1 only (start-up matters more than peak speed here).
-  (
-    cd "$AP_RUN"
-    exec setsid "$java" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
-      -Dquarkus.http.host="$AP_HOST" -Dquarkus.http.port="$AP_PORT" \
-      -Dquarkus.management.host="$AP_HOST" -Dquarkus.management.port="$AP_MGMT_PORT" \
-      -jar "$AP_HOME/quarkus-run.jar"
-  ) >>"$AP_LOG" 2>&1 </dev/null &
+  registry_spawn "$java" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dquarkus.http.host="$AP_HOST" -Dquarkus.http.port="$AP_PORT" \
+    -Dquarkus.management.host="$AP_HOST" -Dquarkus.management.port="$AP_MGMT_PORT" \
+    -jar "$AP_HOME/quarkus-run.jar"
   pid=$!
-  printf '%s\n' "$pid" >"$AP_PIDFILE"
-  if ! wait_ready "$pid" || ! set_compatibility; then
+  if ! registry_wait_ready "$pid" || ! set_compatibility; then
     do_stop
     exit 1
   fi
-  elapsed=$((($(date +%s%N) - t0) / 1000000))
-  write_env >"$AP_RUN/env"
-  printf 'schema registry (Apicurio %s) ready on %s in %d.%01ds (pid %s, compatibility %s)\n' \
-    "$AP_VERSION" "$URL" $((elapsed / 1000)) $((elapsed % 1000 / 100)) "$pid" "$AP_COMPATIBILITY"
-}
-
-write_env() {
-  printf 'export SCHEMA_REGISTRY_URL=%q\n' "$URL"
-  printf 'export SKIFF_SCHEMA_REGISTRY_URL=%q\n' "$URL"
-  printf 'export SKIFF_SCHEMA_REGISTRY_LOG=%q\n' "$AP_LOG"
-}
-
-do_status() {
-  local pid subjects
-  if pid=$(registry_pid); then
-    printf 'schema registry (Apicurio %s) running (pid %s, %s, run dir %s)\n' "$AP_VERSION" \
-      "$pid" "$URL" "$AP_RUN"
-    if subjects=$(curl -fsS --max-time 2 "$URL/subjects" 2>/dev/null); then
-      printf 'subjects: %s\n' "$subjects"
-    else
-      printf '(not answering)\n'
-    fi
-    return 0
-  fi
-  printf 'schema registry not running (%s)\n' "$URL"
-  return 3
+  registry_ready "$pid" "$t0" "$AP_COMPATIBILITY"
 }
 
 if [ "${1:-}" = install ]; then
   do_install
   exit 0
 fi
-devstack_command "$AP_LOG" "$@"
+devstack_command "$REG_LOG" "$@"

@@ -33,29 +33,26 @@ usage() {
   exit 2
 }
 
+# A subshell: the build changes directory and exports GOFLAGS (one package at a time).
+jaeger_build() (
+  cd "$JAEGER_HOME/mod" || exit
+  [ -f go.mod ] || go mod init skiff-devstack/jaeger >/dev/null 2>&1
+  export GOFLAGS=-p=1
+  nice -n 15 go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION" &&
+    nice -n 15 go build -o "$JAEGER_BIN.tmp" github.com/jaegertracing/jaeger/cmd/jaeger
+)
+
 jaeger_install() {
   [ -x "$JAEGER_BIN" ] && return 0
-  command -v go >/dev/null 2>&1 || devstack_die "go is needed to build Jaeger"
-  local mod=$JAEGER_HOME/mod
-  mkdir -p "$mod"
+  mkdir -p "$JAEGER_HOME/mod"
   devstack_say "building Jaeger $JAEGER_VERSION (once, ~5 min of CPU)"
-  (
-    cd "$mod"
-    [ -f go.mod ] || go mod init skiff-devstack/jaeger >/dev/null 2>&1
-    export GOFLAGS=-p=1
-    nice -n 15 go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION"
-    nice -n 15 go build -o "$JAEGER_BIN.tmp" github.com/jaegertracing/jaeger/cmd/jaeger
-  ) >"$JAEGER_HOME/build.log" 2>&1 ||
-    { tail -n 30 "$JAEGER_HOME/build.log" >&2; devstack_die "Jaeger build failed"; }
+  devstack_go_build Jaeger "$JAEGER_HOME/build.log" jaeger_build
   mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
 }
 
+# PID of the Jaeger this script started for this port, if it still runs.
 jaeger_pid() {
-  [ -f "$JAEGER_PIDFILE" ] || return 1
-  local pid
-  pid=$(cat "$JAEGER_PIDFILE")
-  kill -0 "$pid" 2>/dev/null || return 1
-  printf '%s' "$pid"
+  devstack_pid "$JAEGER_PIDFILE" "$JAEGER_BIN" "--config=$JAEGER_RUN/config.yaml"
 }
 
 jaeger_healthy() {
@@ -63,14 +60,10 @@ jaeger_healthy() {
 }
 
 jaeger_stop() {
-  local pid i
-  pid=$(jaeger_pid) || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    [ "$i" = 100 ] && kill -KILL "$pid" 2>/dev/null
-    sleep 0.1
-  done
+  local pid
+  if pid=$(jaeger_pid); then
+    devstack_stop "$pid" Jaeger 10
+  fi
   rm -f "$JAEGER_PIDFILE"
 }
 
@@ -87,14 +80,8 @@ jaeger_start() {
   OTEL_SDK_DISABLED=true setsid "$JAEGER_BIN" --config="$JAEGER_RUN/config.yaml" \
     >"$JAEGER_LOG" 2>&1 </dev/null &
   echo $! >"$JAEGER_PIDFILE"
-  local i
-  for i in $(seq 1 "$((START_TIMEOUT * 10))"); do
-    jaeger_healthy && return 0
-    jaeger_pid >/dev/null || { tail -n 20 "$JAEGER_LOG" >&2; devstack_die "Jaeger exited"; }
-    [ "$i" -gt 0 ] && sleep 0.1
-  done
-  jaeger_stop
-  devstack_die "Jaeger not ready after ${START_TIMEOUT}s (log: $JAEGER_LOG)"
+  devstack_wait_ready $! jaeger_healthy "$START_TIMEOUT" 0.1 Jaeger \
+    "http://127.0.0.1:$JAEGER_PORT" "$JAEGER_LOG" || { jaeger_stop; exit 1; }
 }
 
 jaeger_env() {

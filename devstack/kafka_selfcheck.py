@@ -187,7 +187,7 @@ def compat_rules_match_avro():
     from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
     from avro.schema import parse
     sys.path.insert(0, os.path.join(HERE, "kafka"))
-    import schema_registry as standin
+    import avro_compat as standin
     wrong = []
     pairs = 0
     for reader in COMPAT_CASES:

@@ -39,26 +39,24 @@ usage() {
   exit 2
 }
 
-otel_install() {
-  [ -x "$OTEL_BIN" ] && return 0
-  command -v go >/dev/null 2>&1 || devstack_die "go is needed to build the collector"
-  mkdir -p "$OTEL_HOME"
+otel_build() {
   local gobin=$OTEL_HOME/gobin build=$OTEL_HOME/build
-  devstack_say "building the OpenTelemetry Collector $OTEL_BUILDER_VERSION (once, ~4 min)"
-  GOBIN=$gobin go install "go.opentelemetry.io/collector/cmd/builder@$OTEL_BUILDER_VERSION"
-  sed "s|OUTPUT_PATH|$build|" "$DEVSTACK_DIR/otel/manifest.yaml" >"$OTEL_HOME/manifest.yaml"
-  "$gobin/builder" --config="$OTEL_HOME/manifest.yaml" >"$OTEL_HOME/build.log" 2>&1 ||
-    { tail -n 30 "$OTEL_HOME/build.log" >&2; devstack_die "collector build failed"; }
-  mv "$build/otelcol-skiff" "$OTEL_BIN"
-  rm -rf "$build"
+  GOBIN=$gobin go install "go.opentelemetry.io/collector/cmd/builder@$OTEL_BUILDER_VERSION" &&
+    sed "s|OUTPUT_PATH|$build|" "$DEVSTACK_DIR/otel/manifest.yaml" >"$OTEL_HOME/manifest.yaml" &&
+    "$gobin/builder" --config="$OTEL_HOME/manifest.yaml" &&
+    mv "$build/otelcol-skiff" "$OTEL_BIN" &&
+    rm -rf "$build"
 }
 
+otel_install() {
+  [ -x "$OTEL_BIN" ] && return 0
+  devstack_say "building the OpenTelemetry Collector $OTEL_BUILDER_VERSION (once, ~4 min)"
+  devstack_go_build "the collector" "$OTEL_HOME/build.log" otel_build
+}
+
+# PID of the collector this script started for this port, if it still runs.
 otel_pid() {
-  [ -f "$OTEL_PIDFILE" ] || return 1
-  local pid
-  pid=$(cat "$OTEL_PIDFILE")
-  kill -0 "$pid" 2>/dev/null || return 1
-  printf '%s' "$pid"
+  devstack_pid "$OTEL_PIDFILE" "$OTEL_BIN" "--config=$OTEL_RUN/config.yaml"
 }
 
 otel_healthy() {
@@ -66,14 +64,10 @@ otel_healthy() {
 }
 
 otel_stop() {
-  local pid i
-  pid=$(otel_pid) || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    [ "$i" = 100 ] && kill -KILL "$pid" 2>/dev/null
-    sleep 0.1
-  done
+  local pid
+  if pid=$(otel_pid); then
+    devstack_stop "$pid" "the collector" 10
+  fi
   rm -f "$OTEL_PIDFILE"
 }
 
@@ -104,14 +98,8 @@ otel_start() {
   printf '%s\n' "${cfg//@JAEGER_NAME@/$jaeger_name}" >"$OTEL_RUN/config.yaml"
   setsid "$OTEL_BIN" --config="$OTEL_RUN/config.yaml" >"$OTEL_LOG" 2>&1 </dev/null &
   echo $! >"$OTEL_PIDFILE"
-  local i
-  for i in $(seq 1 "$((START_TIMEOUT * 10))"); do
-    otel_healthy && return 0
-    otel_pid >/dev/null || { tail -n 20 "$OTEL_LOG" >&2; devstack_die "collector exited"; }
-    [ "$i" -gt 0 ] && sleep 0.1
-  done
-  otel_stop
-  devstack_die "collector not ready after ${START_TIMEOUT}s (log: $OTEL_LOG)"
+  devstack_wait_ready $! otel_healthy "$START_TIMEOUT" 0.1 "the collector" \
+    "http://127.0.0.1:$OTEL_HEALTH_PORT/" "$OTEL_LOG" || { otel_stop; exit 1; }
 }
 
 otel_env() {

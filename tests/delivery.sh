@@ -91,7 +91,7 @@ tools() {
 # ---- parts ----
 
 lint() {
-  git ls-files '*.c' '*.h' | xargs clang-format-14 --dry-run --Werror
+  git ls-files '*.c' '*.h' '*.inc' | xargs clang-format-14 --dry-run --Werror
   git ls-files '*.sh' .ci/run | xargs shellcheck -x
   say "lint: clang-format and shellcheck clean"
 }

@@ -30,7 +30,7 @@ step "test teardown: what a run starts it stops, what ran before it reuses"
 tests/services_test.sh
 
 step "format and lint"
-git ls-files '*.c' '*.h' | xargs clang-format-14 --dry-run --Werror
+git ls-files '*.c' '*.h' '*.inc' | xargs clang-format-14 --dry-run --Werror
 git ls-files '*.sh' .ci/run | xargs shellcheck -x
 
 step "build (-Werror) and unit tests"

@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2034
-# skiff devstack: settings and helpers shared by setup.sh, zeebe.sh, zb.sh, kafka.sh and
-# schema-registry.sh.
+# skiff devstack: settings and helpers shared by setup.sh and the service scripts (zeebe.sh,
+# zb.sh, kafka.sh, schema-registry.sh, apicurio.sh, otel.sh, jaeger.sh...).
 # Source it; it defines variables and functions only and runs nothing.
 
 DEVSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -161,6 +161,41 @@ devstack_log_tail() {
     tail -n "$2" "$1" >&2
     printf -- '---\n' >&2
   fi
+}
+
+# Waits until the command $2 succeeds (the service answers) while process $1 runs, polling
+# every $4 seconds for at most $3 seconds. When the process exits first or time runs out: an
+# error naming $5 (and on time out where it should answer, $6), the last lines of log file $7,
+# and return 1; the caller stops what it started.
+devstack_wait_ready() {
+  local pid=$1 ready=$2 timeout=$3 poll=$4 what=$5 where=$6 log=$7
+  local deadline=$((SECONDS + timeout))
+  while :; do
+    if ! devstack_running "$pid"; then
+      printf 'devstack: error: %s exited during start-up\n' "$what" >&2
+      devstack_log_tail "$log" 40
+      return 1
+    fi
+    "$ready" && return 0
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      printf 'devstack: error: %s not ready after %ss (%s)\n' "$what" "$timeout" "$where" >&2
+      devstack_log_tail "$log" 40
+      return 1
+    fi
+    sleep "$poll"
+  done
+}
+
+# Builds $1 (as messages name it) with the command "${@:3}", its output in log file $2 (its
+# directory is made); on failure the log's last lines and exit. Needs go on PATH: the builds
+# fetch their modules from the Go module proxy. The command runs where set -e does not apply
+# (the left of ||): it chains its steps with &&.
+devstack_go_build() {
+  local what=$1 log=$2
+  shift 2
+  command -v go >/dev/null 2>&1 || devstack_die "go is needed to build $what"
+  mkdir -p "$(dirname "$log")"
+  "$@" >"$log" 2>&1 || { tail -n 30 "$log" >&2; devstack_die "$what build failed"; }
 }
 
 # The subcommands every service script has, on the script's do_start, do_stop, do_status,

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -23,18 +22,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVSTACK = ROOT / "devstack"
+sys.path.insert(0, str(DEVSTACK))
+import skiff_process  # noqa: E402  (devstack/skiff_process.py)
+
 SKIFF_BIN = Path(os.environ.get("SKIFF_BIN", ROOT / "build-asan" / "skiff"))
 _skiff_ports = itertools.cycle(range(19320, 19400, 2))
 
 
 def wait_until(pred, timeout=30.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """skiff_process.wait_until polling faster: egress states change within milliseconds."""
+    return skiff_process.wait_until(pred, timeout, interval, what)
 
 
 def port_free(port):
@@ -188,19 +185,19 @@ def openbao():
         subprocess.run([sh, "stop"], env=env, check=False)
 
 
-class Skiff:
+class Skiff(skiff_process.SkiffProcess):
     """The real skiff binary with egress routes. `routes`: {name: {setting: value}};
     `config`: more keys of the config file (flat dotted names)."""
+
+    admin_timeout = 5
 
     def __init__(self, tmp: Path, routes, **config):
         self.tmp = tmp
         self.port = free_in((next(_skiff_ports) for _ in range(40)), 2)
-        self.admin_port = self.port + 1
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp / f"skiff-{self.port}.log"
         cfg = {"egress.listen": f"127.0.0.1:{self.port}",
                "egress.routes": list(routes),
-               "admin.address": f"127.0.0.1:{self.admin_port}",
+               "admin.address": f"127.0.0.1:{self.port + 1}",
                "zeebe.address": "127.0.0.1:1",
                "handler.socket": str(tmp / f"handler-{self.port}.sock"),
                "log.level": "debug",
@@ -217,12 +214,8 @@ class Skiff:
                     "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1")})
         for k in ("VAULT_ADDR", "ZEEBE_ADDRESS", "CAMUNDA_ZEEBE_ADDRESS"):
             env.pop(k, None)
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(SKIFF_BIN)], env=env, stdout=self.log,
-                                     stderr=self.log)
-        wait_until(lambda: self.admin("/healthz")[0] == 200 or self.proc.poll() is not None,
-                   timeout=20, what="skiff /healthz")
-        assert self.proc.poll() is None, self.logs()
+        super().__init__(SKIFF_BIN, env, tmp / f"skiff-{self.port}.log", self.port + 1,
+                         ready_timeout=20)
         wait_until(lambda: self.listening() or self.proc.poll() is not None, timeout=10,
                    what="skiff's egress listener")
         assert self.proc.poll() is None, self.logs()
@@ -233,30 +226,6 @@ class Skiff:
             return True
         except OSError:
             return False
-
-    def admin(self, path):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}",
-                                        timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return 0, ""
-
-    def metric(self, name, **labels) -> float:
-        """Sum of the samples of `name` whose labels include `labels`."""
-        total = 0.0
-        for line in self.admin("/metrics")[1].splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            head, value = line.rsplit(" ", 1)
-            if all(f'{k}="{v}"' in head for k, v in labels.items()):
-                total += float(value)
-        return total
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def egress_lines(self):
         out = []
@@ -279,11 +248,6 @@ class Skiff:
             rc = self.proc.wait()
         self.log.close()
         return rc
-
-    def check_clean(self):
-        text = self.logs()
-        for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
-            assert bad not in text, f"sanitizer report in skiff's output:\n{text[-4000:]}"
 
 
 @pytest.fixture

@@ -8,9 +8,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -23,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import records as zrecords  # noqa: E402  (devstack/records.py)
 from devstack_env import shell_env, terminate  # noqa: E402  (devstack/devstack_env.py)
 import zeebe_client  # noqa: E402  (devstack/zeebe_client.py)
+from skiff_process import SkiffProcess, wait_until  # noqa: E402,F401  (devstack/skiff_process.py)
 
 SKIFF_BIN = Path(os.environ.get("SKIFF_BIN", ROOT / "build" / "skiff"))
 ZEEBE_SH = ROOT / "devstack" / "zeebe.sh"
@@ -66,16 +64,6 @@ def free_port_block(n: int) -> int:
     raise RuntimeError("no block of free ports")
 
 
-def wait_until(pred, timeout=30.0, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 @pytest.fixture(scope="session")
 def broker():
     """The devstack broker; started here unless one is already running."""
@@ -94,52 +82,28 @@ def uid():
     return uuid.uuid4().hex[:10]
 
 
-class Skiff:
+class Skiff(SkiffProcess):
     """The real skiff binary, configured through its environment."""
 
     def __init__(self, broker, tmp: Path, job_types, **config):
         self.tmp = tmp
         self.socket = str(tmp / "handler.sock")
-        self.admin_port = free_port()
-        self.log_path = tmp / "skiff.log"
+        admin_port = free_port()
         env = dict(os.environ)
         env.update({
             "SKIFF_HANDLER_SOCKET": self.socket,
-            "SKIFF_ADMIN_ADDRESS": f"127.0.0.1:{self.admin_port}",
+            "SKIFF_ADMIN_ADDRESS": f"127.0.0.1:{admin_port}",
             "SKIFF_ZEEBE_ADDRESS": config.pop("address", broker["ZEEBE_ADDRESS"]),
             "SKIFF_ZEEBE_JOB_TYPES": ",".join(job_types),
             "SKIFF_LOG_LEVEL": "debug",
         })
         for key, value in config.items():
             env["SKIFF_" + key.upper()] = str(value)
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(SKIFF_BIN)], env=env, stdout=self.log, stderr=self.log)
-        wait_until(lambda: self.http("/healthz")[0] == 200 or self.proc.poll() is not None,
-                   timeout=15, what="skiff /healthz")
-        assert self.proc.poll() is None, self.logs()
+        super().__init__(SKIFF_BIN, env, tmp / "skiff.log", admin_port, ready_timeout=15)
 
     def http(self, path):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=2) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return 0, ""
-
-    def metric(self, name, **labels) -> float:
-        """Sum of the samples of `name` whose labels include `labels`."""
-        total = 0.0
-        for line in self.http("/metrics")[1].splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            head, value = line.rsplit(" ", 1)
-            if all(f'{k}="{v}"' in head for k, v in labels.items()):
-                total += float(value)
-        return total
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """The admin server's answer to GET `path` (SkiffProcess.admin)."""
+        return self.admin(path)
 
     def stop(self, sig=signal.SIGTERM, timeout=60) -> int:
         if self.proc.poll() is None:
@@ -150,11 +114,6 @@ class Skiff:
         rc = self.proc.wait(timeout=timeout)
         self.log.close()
         return rc
-
-    def check_clean(self):
-        text = self.logs()
-        for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
-            assert bad not in text, f"sanitizer report in skiff's output:\n{text[-4000:]}"
 
 
 class HandlerProc:

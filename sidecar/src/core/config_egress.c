@@ -2,22 +2,13 @@
  * each parsed and checked with the row of egress.<setting> (an F_PER_ROUTE row), their
  * resolution into sk_config.egress_routes (one entry per route: the global values with that
  * route's overrides applied) and the checks of egress.listen and of each route. Runs inside a
- * load, on its thread. Modelled on config_jobs.c. */
+ * load, on its thread. The overrides are overlays of config_overlay.c, as in config_jobs.c. */
 #include "core/config_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_ROUTES 64
-
-/* The overrides of one route. A value sits in the field of vals that its row describes, as
- * the global one does in sk_config; the other fields of vals stay zero. */
-struct route_over {
-    char *name;
-    sk_config vals;
-    char from[NROWS][128];     /* where each override came from, "" when not set */
-    unsigned char seen[NROWS]; /* set by the JSON config file (set twice: a problem) */
-};
 
 const char *sk_config_route_setting(const row *r)
 {
@@ -44,41 +35,14 @@ static size_t row_of(const char *key)
     return (size_t)(sk_config_find_row(key) - sk_config_table);
 }
 
-static route_over *over_find(const ctx *c, const char *name, size_t len)
-{
-    for (size_t i = 0; i < c->nroutes; i++)
-        if (strlen(c->routes[i].name) == len && memcmp(c->routes[i].name, name, len) == 0)
-            return &c->routes[i];
-    return NULL;
-}
-
 /* The overrides of the route named in key, added when absent; NULL (reported) when too many
  * routes have overrides or out of memory. */
-static route_over *over_get(ctx *c, const char *key, const char *shown, const char *from)
+static overlay *over_get(ctx *c, const char *key, const char *shown, const char *from)
 {
     const row *unused;
     const char *name = key + strlen(SK_ROUTES_PREFIX);
     size_t len = (size_t)(sk_config_route_key(key, &unused) - 1 - name);
-    route_over *o = over_find(c, name, len), *grown;
-    if (o)
-        return o;
-    if (c->nroutes == MAX_ROUTES) {
-        sk_config_problem(c, "%s: value from %s not stored: overrides name more than %d routes",
-                          shown, from, MAX_ROUTES);
-        return NULL;
-    }
-    if (!(grown = realloc(c->routes, (c->nroutes + 1) * sizeof *grown))) {
-        sk_config_problem(c, "%s: value from %s could not be stored: out of memory", shown, from);
-        return NULL;
-    }
-    c->routes = grown;
-    o = memset(&grown[c->nroutes], 0, sizeof *o);
-    if (!(o->name = strndup(name, len))) {
-        sk_config_problem(c, "%s: value from %s could not be stored: out of memory", shown, from);
-        return NULL;
-    }
-    c->nroutes++;
-    return o;
+    return sk_overlay_get(c, &c->routes, name, len, MAX_ROUTES, "routes", shown, from);
 }
 
 void sk_config_set_route_text(ctx *c, const row *r, const char *key, const char *s,
@@ -86,70 +50,20 @@ void sk_config_set_route_text(ctx *c, const row *r, const char *key, const char 
 {
     char shown[256];
     sk_config_show_key(shown, sizeof shown, key);
-    route_over *o = over_get(c, key, shown, from);
-    if (o && sk_config_put_text(c, r, shown, &o->vals, s, from) == 0)
-        snprintf(o->from[r - sk_config_table], sizeof o->from[0], "%s", from);
+    sk_overlay_set_text(c, over_get(c, key, shown, from), r, shown, s, from);
 }
 
 void sk_config_set_route_json(ctx *c, const row *r, const char *key, json_t *j, const char *from)
 {
     char shown[256];
     sk_config_show_key(shown, sizeof shown, key);
-    route_over *o = over_get(c, key, shown, from);
-    if (!o)
-        return;
-    if (o->seen[r - sk_config_table]++)
-        sk_config_problem(c, "%s: set more than once in %s", shown, from);
-    if (sk_config_put_json(c, r, shown, &o->vals, j, from) == 0)
-        snprintf(o->from[r - sk_config_table], sizeof o->from[0], "%s", from);
+    sk_overlay_set_json(c, over_get(c, key, shown, from), r, shown, j, from);
 }
 
 /* ---- resolution ---- */
 
-static int copy_list(char *const *list, size_t len, char ***out)
-{
-    if (!list)
-        return 0;
-    char **copy = calloc(len + 1, sizeof *copy);
-    *out = copy; /* the caller's to free, also when a strdup below fails */
-    if (!copy)
-        return -1;
-    for (size_t k = 0; k < len; k++)
-        if (!(copy[k] = strdup(list[k])))
-            return -1;
-    return 0;
-}
-
-/* Copies the field r describes from src (an sk_config) into route; -1 when out of memory. */
-static int copy_field(const row *r, const sk_config *src, sk_egress_route_config *route)
-{
-    const char *from = (const char *)src + r->off;
-    char *to = (char *)route + r->route_off;
-    switch (r->type) {
-    case T_STRING:
-    case T_ADDRESS: {
-        const char *s = *(char *const *)from;
-        return !s || (*(char **)to = strdup(s)) ? 0 : -1;
-    }
-    case T_INT:
-    case T_DURATION:
-    case T_SIZE:
-        memcpy(to, from, sizeof(int64_t));
-        return 0;
-    case T_BOOL:
-    case T_ENUM:
-        memcpy(to, from, sizeof(int));
-        return 0;
-    case T_LIST:
-        memcpy((char *)route + r->route_off_len, (const char *)src + r->off_len, sizeof(size_t));
-        return copy_list(*(char **const *)from, *(const size_t *)((const char *)src + r->off_len),
-                         (char ***)to);
-    }
-    return -1;
-}
-
 /* Where the value of row i in force for a route came from. */
-static const char *origin(const ctx *c, const route_over *o, size_t i)
+static const char *origin(const ctx *c, const overlay *o, size_t i)
 {
     return o && o->from[i][0] ? o->from[i] : c->from[i];
 }
@@ -174,7 +88,7 @@ static int header_name_ok(const char *s)
 }
 
 /* The rules of one resolved route; problems name the key as the user wrote it. */
-static void check_route(ctx *c, const route_over *o, sk_egress_route_config *rt)
+static void check_route(ctx *c, const overlay *o, sk_egress_route_config *rt)
 {
     const char *n = rt->name, *u = rt->upstream;
     for (char *h = rt->credential_header; *h; h++)
@@ -223,16 +137,9 @@ static void check_route(ctx *c, const route_over *o, sk_egress_route_config *rt)
  * global value. */
 static int resolve(const ctx *c, const char *name, sk_egress_route_config *rt)
 {
-    const route_over *o = over_find(c, name, strlen(name));
     if (!(rt->name = strdup(name)))
         return -1;
-    for (size_t i = 0; i < NROWS; i++) {
-        const row *r = &sk_config_table[i];
-        const sk_config *src = o && o->from[i][0] ? &o->vals : c->cfg;
-        if ((r->flags & F_PER_ROUTE) && copy_field(r, src, rt) < 0)
-            return -1;
-    }
-    return 0;
+    return sk_overlay_apply(c, sk_overlay_find(&c->routes, name, strlen(name)), F_PER_ROUTE, rt);
 }
 
 /* egress.listen: empty, or host:port with a port; 0.0.0.0 and :: are refused (the endpoint
@@ -264,25 +171,14 @@ static size_t route_names(const ctx *c, const char **names)
     size_t n = 0;
     for (size_t i = 0; i < cfg->egress_route_names_len && n < MAX_ROUTES; i++)
         names[n++] = cfg->egress_route_names[i];
-    for (size_t k = 0; k < c->nroutes && n < MAX_ROUTES; k++) {
+    for (size_t k = 0; k < c->routes.n && n < MAX_ROUTES; k++) {
         size_t i = 0;
-        while (i < n && strcmp(names[i], c->routes[k].name) != 0)
+        while (i < n && strcmp(names[i], c->routes.v[k].name) != 0)
             i++;
         if (i == n)
-            names[n++] = c->routes[k].name;
+            names[n++] = c->routes.v[k].name;
     }
     return n;
-}
-
-static void free_overs(ctx *c)
-{
-    for (size_t k = 0; k < c->nroutes; k++) {
-        free(c->routes[k].name);
-        sk_config_clear(&c->routes[k].vals);
-    }
-    free(c->routes);
-    c->routes = NULL;
-    c->nroutes = 0;
 }
 
 void sk_config_resolve_routes(ctx *c)
@@ -303,30 +199,17 @@ void sk_config_resolve_routes(ctx *c)
                               names[i]);
             break;
         }
-        check_route(c, over_find(c, names[i], strlen(names[i])), &cfg->egress_routes[i]);
+        check_route(c, sk_overlay_find(&c->routes, names[i], strlen(names[i])),
+                    &cfg->egress_routes[i]);
     }
-    free_overs(c);
-}
-
-static void free_list(char **list)
-{
-    for (size_t k = 0; list && list[k]; k++)
-        free(list[k]);
-    free(list);
+    sk_overlays_clear(&c->routes);
 }
 
 void sk_config_routes_free(sk_egress_route_config *routes, size_t n)
 {
     for (size_t k = 0; routes && k < n; k++) {
         free(routes[k].name);
-        for (size_t i = 0; i < NROWS; i++) {
-            const row *r = &sk_config_table[i];
-            char *field = (char *)&routes[k] + r->route_off;
-            if ((r->flags & F_PER_ROUTE) && (r->type == T_STRING || r->type == T_ADDRESS))
-                free(*(char **)field);
-            if ((r->flags & F_PER_ROUTE) && r->type == T_LIST)
-                free_list(*(char ***)field);
-        }
+        sk_overlay_free_fields(F_PER_ROUTE, &routes[k]);
     }
     free(routes);
 }
@@ -374,9 +257,6 @@ static const char docs_tail[] =
 void sk_config_write_route_docs(FILE *out)
 {
     fputs(docs_head, out);
-    for (size_t i = 0; i < NROWS; i++)
-        if (sk_config_table[i].flags & F_PER_ROUTE)
-            fprintf(out, "- `%s`: `%s`\n", sk_config_route_setting(&sk_config_table[i]),
-                    sk_config_table[i].key);
+    sk_overlay_write_settings(out, F_PER_ROUTE, sk_config_route_setting);
     fputs(docs_tail, out);
 }

@@ -1,12 +1,14 @@
 /* Private to sidecar/src/core/config*.c.
  *
- * config_table.c holds the table; config.c the value parsers, validation, load orchestration
- * and the docs; config_sources.c reads the sources (defaults, JSON config file, annotations file,
- * environment, command line) and hands each value to a setter of config.c, which parses it
- * against its row, stores it in sk_config or reports why not. config_jobs.c keeps the
- * per-job-type overrides ("zeebe.jobs.<type>.<setting>", parsed with the row of
- * "zeebe.<setting>") and resolves them into sk_config.zeebe_jobs. A load runs on the caller's
- * thread with all its state in one ctx; nothing is kept between loads. */
+ * config_table.c holds the table (its rows in config_table_<area>.inc, one file per area);
+ * config.c the value parsers, validation, load orchestration and the docs; config_sources.c
+ * reads the sources (defaults, JSON config file, annotations file, environment, command line)
+ * and hands each value to a setter of config.c, which parses it against its row, stores it in
+ * sk_config or reports why not. config_jobs.c keeps the per-job-type overrides
+ * ("zeebe.jobs.<type>.<setting>", parsed with the row of "zeebe.<setting>") and resolves them
+ * into sk_config.zeebe_jobs; config_egress.c does the same for the per-route ones
+ * ("egress.routes.<name>.<setting>"), both through the overlays of config_overlay.c. A load
+ * runs on the caller's thread with all its state in one ctx; nothing is kept between loads. */
 #ifndef SK_CONFIG_INTERNAL_H
 #define SK_CONFIG_INTERNAL_H
 
@@ -56,8 +58,21 @@ typedef struct row {
 
 #define NROWS 138 /* rows in the table; config_table.c checks the count at compile time */
 
-typedef struct job_over job_over;     /* the overrides of one job type (config_jobs.c) */
-typedef struct route_over route_over; /* the overrides of one route (config_egress.c) */
+/* The overrides of one job type or one route (config_overlay.c). A value sits in the field of
+ * vals that its row describes, as the global one does in sk_config; the other fields of vals
+ * stay zero. */
+typedef struct {
+    char *name;
+    sk_config vals;
+    char from[NROWS][128];     /* where each override came from, "" when not set */
+    unsigned char seen[NROWS]; /* set by the JSON config file (set twice: a problem) */
+} overlay;
+
+/* The overlays of one kind met so far in a load, n of them. */
+typedef struct {
+    overlay *v;
+    size_t n;
+} overlays;
 
 /* One load in progress. */
 typedef struct {
@@ -66,10 +81,8 @@ typedef struct {
     int problems;
     char from[NROWS][128];     /* where the value in force came from */
     unsigned char seen[NROWS]; /* keys set by the JSON config file (set twice: a problem) */
-    job_over *jobs;            /* per-job-type overrides met so far, njobs of them */
-    size_t njobs;
-    route_over *routes; /* per-route overrides met so far, nroutes of them */
-    size_t nroutes;
+    overlays jobs;             /* per-job-type overrides (config_jobs.c) */
+    overlays routes;           /* per-route overrides (config_egress.c) */
 } ctx;
 
 /* ---- config_table.c ---- */
@@ -129,6 +142,38 @@ void sk_config_load_cli(ctx *c, int argc, char *const *argv);
 void sk_config_check_security(ctx *c);
 /* oauth.token_url, oauth.client_id and oauth.client_secret: the zeebe.* ones when unset. */
 void sk_config_oauth_client(ctx *c);
+
+/* ---- config_overlay.c ---- */
+
+/* What config_jobs.c and config_egress.c share: the overrides of the rows of one flag
+ * (F_PER_JOB: zeebe.jobs.<type>.<setting>, F_PER_ROUTE: egress.routes.<name>.<setting>) kept
+ * per name while a load runs, then applied over the global values into the resolved struct
+ * (sk_job_type_config or sk_egress_route_config, through each row's job_off or route_off). */
+
+/* The overlay named by the len bytes at name in s; NULL when there is none. */
+overlay *sk_overlay_find(const overlays *s, const char *name, size_t len);
+/* The same, added when absent. NULL, reported against shown (the key as messages show it) and
+ * from, when s holds max overlays already ("overrides name more than <max> <what>") or out of
+ * memory. */
+overlay *sk_overlay_get(ctx *c, overlays *s, const char *name, size_t len, size_t max,
+                        const char *what, const char *shown, const char *from);
+/* Stores the value of r in o (a later source replaces an earlier one) or reports why not;
+ * the JSON form reports a key the config file sets twice. */
+void sk_overlay_set_text(ctx *c, overlay *o, const row *r, const char *shown, const char *s,
+                         const char *from);
+void sk_overlay_set_json(ctx *c, overlay *o, const row *r, const char *shown, json_t *j,
+                         const char *from);
+/* Fills dst with the value of each row of flag: o's override when it has one (o may be NULL),
+ * else the global one of c->cfg. -1 when out of memory; what was copied stays in dst for
+ * sk_overlay_free_fields. */
+int sk_overlay_apply(const ctx *c, const overlay *o, int flag, void *dst);
+/* Frees the strings and lists of the rows of flag in dst (NULL fields accepted). */
+void sk_overlay_free_fields(int flag, void *dst);
+/* Frees every overlay of s and leaves it empty. */
+void sk_overlays_clear(overlays *s);
+/* The docs list of the rows of flag, "- `<setting>`: `<key>`" each, setting as named by
+ * setting(). */
+void sk_overlay_write_settings(FILE *out, int flag, const char *(*setting)(const row *r));
 
 /* ---- config_jobs.c ---- */
 

@@ -1,20 +1,12 @@
 /* Per-job-type settings: the overrides "zeebe.jobs.<type>.<setting>" met during a load, each
  * parsed and checked with the row of zeebe.<setting> (an F_PER_JOB row), and their
  * resolution into sk_config.zeebe_jobs: one entry per item of zeebe.job_types, the global
- * values with that type's overrides applied. Runs inside a load, on its thread. */
+ * values with that type's overrides applied (an overlay of config_overlay.c per type). Runs
+ * inside a load, on its thread. */
 #include "core/config_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* The overrides of one job type. A value sits in the field of vals that its row describes,
- * as the global one does in sk_config; the other fields of vals stay zero. */
-struct job_over {
-    char *type;
-    sk_config vals;
-    char from[NROWS][128];     /* where each override came from, "" when not set */
-    unsigned char seen[NROWS]; /* set by the JSON config file (set twice: a problem) */
-};
 
 const char *sk_config_job_setting(const row *r)
 {
@@ -26,41 +18,13 @@ static size_t types_row(void)
     return (size_t)(sk_config_find_row("zeebe.job_types") - sk_config_table);
 }
 
-static job_over *over_find(const ctx *c, const char *type, size_t len)
+/* The overrides of type (len bytes), added when absent; NULL (reported against shown and
+ * from) when as many types as zeebe.job_types may list have overrides already or out of
+ * memory. */
+static overlay *over_get(ctx *c, const char *shown, const char *type, size_t len, const char *from)
 {
-    for (size_t i = 0; i < c->njobs; i++)
-        if (strlen(c->jobs[i].type) == len && memcmp(c->jobs[i].type, type, len) == 0)
-            return &c->jobs[i];
-    return NULL;
-}
-
-/* The overrides of type (len bytes), added when absent. NULL, reported against key and from,
- * when as many types as zeebe.job_types may list have overrides already or out of memory. */
-static job_over *over_get(ctx *c, const char *key, const char *type, size_t len, const char *from)
-{
-    job_over *o = over_find(c, type, len), *grown;
-    size_t max = (size_t)sk_config_table[types_row()].max;
-    if (o)
-        return o;
-    if (c->njobs == max) {
-        sk_config_problem(c,
-                          "%s: value from %s not stored: overrides name more than %zu job "
-                          "types, the most zeebe.job_types may list",
-                          key, from, max);
-        return NULL;
-    }
-    if (!(grown = realloc(c->jobs, (c->njobs + 1) * sizeof *grown))) {
-        sk_config_problem(c, "%s: value from %s could not be stored: out of memory", key, from);
-        return NULL;
-    }
-    c->jobs = grown;
-    o = memset(&grown[c->njobs], 0, sizeof *o);
-    if (!(o->type = strndup(type, len))) {
-        sk_config_problem(c, "%s: value from %s could not be stored: out of memory", key, from);
-        return NULL;
-    }
-    c->njobs++;
-    return o;
+    return sk_overlay_get(c, &c->jobs, type, len, (size_t)sk_config_table[types_row()].max,
+                          "job types, the most zeebe.job_types may list", shown, from);
 }
 
 void sk_config_set_job_text(ctx *c, const row *r, const char *key, const char *type,
@@ -68,9 +32,7 @@ void sk_config_set_job_text(ctx *c, const row *r, const char *key, const char *t
 {
     char shown[256];
     sk_config_show_key(shown, sizeof shown, key);
-    job_over *o = over_get(c, shown, type, type_len, from);
-    if (o && sk_config_put_text(c, r, shown, &o->vals, s, from) == 0)
-        snprintf(o->from[r - sk_config_table], sizeof o->from[0], "%s", from);
+    sk_overlay_set_text(c, over_get(c, shown, type, type_len, from), r, shown, s, from);
 }
 
 void sk_config_set_job_json(ctx *c, const row *r, const char *key, const char *type,
@@ -78,13 +40,7 @@ void sk_config_set_job_json(ctx *c, const row *r, const char *key, const char *t
 {
     char shown[256];
     sk_config_show_key(shown, sizeof shown, key);
-    job_over *o = over_get(c, shown, type, type_len, from);
-    if (!o)
-        return;
-    if (o->seen[r - sk_config_table]++)
-        sk_config_problem(c, "%s: set more than once in %s", shown, from);
-    if (sk_config_put_json(c, r, shown, &o->vals, j, from) == 0)
-        snprintf(o->from[r - sk_config_table], sizeof o->from[0], "%s", from);
+    sk_overlay_set_json(c, over_get(c, shown, type, type_len, from), r, shown, j, from);
 }
 
 /* ---- resolution ---- */
@@ -107,18 +63,18 @@ static void report_unlisted(ctx *c)
         o += (size_t)snprintf(types + o, sizeof types - o, "%s%s", i ? "," : "",
                               cfg->zeebe_job_types[i]);
     sk_config_quote(quoted, sizeof quoted, types);
-    for (size_t k = 0; k < c->njobs; k++) {
-        const job_over *o = &c->jobs[k];
-        if (listed(cfg, o->type))
+    for (size_t k = 0; k < c->jobs.n; k++) {
+        const overlay *o = &c->jobs.v[k];
+        if (listed(cfg, o->name))
             continue;
         for (size_t i = 0; i < NROWS; i++) {
             if (!o->from[i][0])
                 continue;
             char key[300], shown[256], type[128];
-            snprintf(key, sizeof key, "%s%s.%s", SK_JOBS_PREFIX, o->type,
+            snprintf(key, sizeof key, "%s%s.%s", SK_JOBS_PREFIX, o->name,
                      sk_config_job_setting(&sk_config_table[i]));
             sk_config_show_key(shown, sizeof shown, key);
-            sk_config_quote(type, sizeof type, o->type);
+            sk_config_quote(type, sizeof type, o->name);
             sk_config_problem(c,
                               "%s: job type %s is not in zeebe.job_types (%s from %s): the "
                               "value from %s applies to no job type",
@@ -127,61 +83,13 @@ static void report_unlisted(ctx *c)
     }
 }
 
-static int copy_list(char *const *list, size_t len, char ***out)
-{
-    if (!list)
-        return 0;
-    char **copy = calloc(len + 1, sizeof *copy);
-    if (!(*out = copy))
-        return -1;
-    for (size_t k = 0; k < len; k++)
-        if (!(copy[k] = strdup(list[k])))
-            return -1;
-    return 0;
-}
-
-/* Copies the field r describes from src (an sk_config) into job; -1 when out of memory. */
-static int copy_field(const row *r, const sk_config *src, sk_job_type_config *job)
-{
-    const char *from = (const char *)src + r->off;
-    char *to = (char *)job + r->job_off;
-    switch (r->type) {
-    case T_STRING:
-    case T_ADDRESS: {
-        const char *s = *(char *const *)from;
-        return !s || (*(char **)to = strdup(s)) ? 0 : -1;
-    }
-    case T_INT:
-    case T_DURATION:
-    case T_SIZE:
-        memcpy(to, from, sizeof(int64_t));
-        return 0;
-    case T_BOOL:
-    case T_ENUM:
-        memcpy(to, from, sizeof(int));
-        return 0;
-    case T_LIST:
-        memcpy((char *)job + r->job_off_len, (const char *)src + r->off_len, sizeof(size_t));
-        return copy_list(*(char **const *)from, *(const size_t *)((const char *)src + r->off_len),
-                         (char ***)to);
-    }
-    return -1;
-}
-
 /* Fills job for type: each per-job-type setting from its override when there is one, else
  * the global value. */
 static int resolve(const ctx *c, const char *type, sk_job_type_config *job)
 {
-    const job_over *o = over_find(c, type, strlen(type));
     if (!(job->type = strdup(type)))
         return -1;
-    for (size_t i = 0; i < NROWS; i++) {
-        const row *r = &sk_config_table[i];
-        const sk_config *src = o && o->from[i][0] ? &o->vals : c->cfg;
-        if ((r->flags & F_PER_JOB) && copy_field(r, src, job) < 0)
-            return -1;
-    }
-    return 0;
+    return sk_overlay_apply(c, sk_overlay_find(&c->jobs, type, strlen(type)), F_PER_JOB, job);
 }
 
 void sk_config_resolve_jobs(ctx *c)
@@ -200,34 +108,14 @@ void sk_config_resolve_jobs(ctx *c)
             break;
         }
     }
-    for (size_t k = 0; k < c->njobs; k++) {
-        free(c->jobs[k].type);
-        sk_config_clear(&c->jobs[k].vals);
-    }
-    free(c->jobs);
-    c->jobs = NULL;
-    c->njobs = 0;
-}
-
-static void free_list(char **list)
-{
-    for (size_t k = 0; list && list[k]; k++)
-        free(list[k]);
-    free(list);
+    sk_overlays_clear(&c->jobs);
 }
 
 void sk_config_jobs_free(sk_job_type_config *jobs, size_t n)
 {
     for (size_t k = 0; jobs && k < n; k++) {
         free(jobs[k].type);
-        for (size_t i = 0; i < NROWS; i++) {
-            const row *r = &sk_config_table[i];
-            char *field = (char *)&jobs[k] + r->job_off;
-            if ((r->flags & F_PER_JOB) && (r->type == T_STRING || r->type == T_ADDRESS))
-                free(*(char **)field);
-            if ((r->flags & F_PER_JOB) && r->type == T_LIST)
-                free_list(*(char ***)field);
-        }
+        sk_overlay_free_fields(F_PER_JOB, &jobs[k]);
     }
     free(jobs);
 }
@@ -292,9 +180,6 @@ static const char docs_tail[] =
 void sk_config_write_job_docs(FILE *out)
 {
     fputs(docs_head, out);
-    for (size_t i = 0; i < NROWS; i++)
-        if (sk_config_table[i].flags & F_PER_JOB)
-            fprintf(out, "- `%s`: `%s`\n", sk_config_job_setting(&sk_config_table[i]),
-                    sk_config_table[i].key);
+    sk_overlay_write_settings(out, F_PER_JOB, sk_config_job_setting);
     fputs(docs_tail, out);
 }

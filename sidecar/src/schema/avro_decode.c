@@ -42,6 +42,9 @@ static int get_bytes(reader *r, size_t n, const uint8_t **out)
 static int get_length(reader *r, size_t *n)
 {
     int64_t v;
+    /* sk_avro_fail's -1 is out of the optimiser's sight (another file): at -O3 it would take
+     * a failed read for a success and report *n as possibly unset. */
+    *n = 0;
     if (get_long(r, &v) < 0)
         return -1;
     if (v < 0)

@@ -218,7 +218,9 @@ json_t *sk_avro_date_to_json(int64_t days)
     int y;
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
-    char s[16];
+    /* 11 bytes at most for DAY_MIN..DAY_MAX; sized for any int and unsigned the compiler
+     * cannot bound through civil_from_days, so that -O3 sees no truncation. */
+    char s[32];
     snprintf(s, sizeof(s), "%04d-%02u-%02u", y, m, d);
     return json_string(s);
 }

@@ -1,4 +1,4 @@
-/* Helpers shared by the configuration tests (test_config.c, test_config_jobs.c): load from
+/* Helpers shared by the configuration tests (test_config*.c): load from
  * given sources through temporary files and check the problems reported. Include after
  * cmocka.h and the configuration header. */
 #ifndef SK_CONFIG_TEST_HELPERS_H

@@ -283,6 +283,29 @@ static void test_kafka_reader_schemas(void **state)
 #undef KAFKA_BASE
 }
 
+/* The consumer group's timings: defaults are librdkafka's, and they must nest. */
+static void test_kafka_group_timings(void **state)
+{
+    (void)state;
+    sk_config cfg;
+    char *p;
+    srcs ok = {.env = LIST("SKIFF_KAFKA_SESSION_TIMEOUT=6s")};
+    assert_int_equal(load(&cfg, &ok, &p), 0);
+    assert_int_equal(cfg.kafka_session_timeout_ms, 6000);
+    assert_int_equal(cfg.kafka_heartbeat_ms, 3000);
+    assert_int_equal(cfg.kafka_max_poll_ms, 300000);
+    free(p);
+    sk_config_clear(&cfg);
+    srcs poll = {.argv = LIST("--kafka.max_poll_interval=10s")};
+    load_one_problem(&poll, LIST("kafka.session_timeout: value \"45s\" from default is larger "
+                                 "than kafka.max_poll_interval (\"10s\" from command line "
+                                 "--kafka.max_poll_interval)"));
+    srcs beat = {.argv = LIST("--kafka.heartbeat_interval=1m")};
+    load_one_problem(&beat,
+                     LIST("kafka.heartbeat_interval: value \"1m\" from command line "
+                          "--kafka.heartbeat_interval is larger than kafka.session_timeout"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_http_peers_over_http_are_plaintext),
         cmocka_unit_test(test_sasl_ssl_without_oauthbearer_needs_a_user),
         cmocka_unit_test(test_oauth_tls_files),
+        cmocka_unit_test(test_kafka_group_timings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

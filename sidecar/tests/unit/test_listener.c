@@ -55,11 +55,21 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The fixture's paths are short; one that does not fit sun_path fails the test rather than
+ * binding a truncated name. */
+static struct sockaddr_un unix_address(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    assert_true(n < sizeof(sun.sun_path));
+    memcpy(sun.sun_path, path, n + 1);
+    return sun;
+}
+
 static int bound_socket(const char *path)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    struct sockaddr_un sun = unix_address(path);
     assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
     return fd;
 }
@@ -67,8 +77,7 @@ static int bound_socket(const char *path)
 static int connect_to(const char *path)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    struct sockaddr_un sun = unix_address(path);
     int rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
     if (rc != 0) {
         close(fd);
