@@ -87,6 +87,7 @@ See ``handler-protocol/SPEC.md`` for the wire protocol.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import json
@@ -98,8 +99,9 @@ import struct
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 __all__ = [
     "Handler", "Task", "Job", "Record", "BpmnError", "JobFailed", "Retry", "DeadLetter",
@@ -278,17 +280,28 @@ class Task:
     @classmethod
     def from_frame(cls, f: Dict[str, Any]) -> "Task":
         """The task of a frame; TypeError/ValueError when a member has the wrong type."""
+        g = f.get
+        source, kafka = g("source", "zeebe"), g("kafka")
+        if source == "kafka" and type(kafka) is dict and _kafka_frame_ok(f, kafka):
+            task = cls.__new__(cls)  # every field set here: the generated __init__'s work, faster
+            task.__dict__.update(
+                id=f["id"], source="kafka", job_type=g("job_type", ""), variables=g("variables") or {},
+                headers=g("headers") or {}, deadline=g("deadline", 0), attempt=g("attempt", 1),
+                traceparent=g("traceparent"), job=None, topic=g("topic", ""), value=g("value"),
+                record=_record(kafka), frame=f, cancel_reason=None, _cancelled=None, _conn=None,
+                _aio=None)
+            return task
         _check_task_frame(f)
-        zeebe, kafka = f.get("zeebe"), f.get("kafka")
-        task = cls.__new__(cls)  # every field set here: the generated __init__'s work, faster
+        zeebe = g("zeebe")
+        task = cls.__new__(cls)
         task.__dict__.update(
-            id=f["id"], source=f.get("source", "zeebe"),
-            job_type=f.get("job_type", ""),
-            variables=f.get("variables") or {}, headers=f.get("headers") or {},
-            deadline=int(f.get("deadline", 0)), attempt=int(f.get("attempt", 1)),
-            traceparent=f.get("traceparent"),
+            id=f["id"], source=source,
+            job_type=g("job_type", ""),
+            variables=g("variables") or {}, headers=g("headers") or {},
+            deadline=int(g("deadline", 0)), attempt=int(g("attempt", 1)),
+            traceparent=g("traceparent"),
             job=Job.from_dict(zeebe) if isinstance(zeebe, dict) else None,
-            topic=f.get("topic", ""), value=f.get("value"),
+            topic=g("topic", ""), value=g("value"),
             record=Record.from_dict(kafka) if isinstance(kafka, dict) else None,
             frame=f, cancel_reason=None, _cancelled=None, _conn=None, _aio=None,
         )
@@ -408,6 +421,40 @@ def _check_members(obj: Dict[str, Any], types: Dict[str, type], where: str) -> N
             raise TypeError(f"{where}{name} must be {kind.__name__}, not {type(v).__name__}")
 
 
+def _kafka_frame_ok(f: Dict[str, Any], kafka: Dict[str, Any]) -> bool:
+    """True when a Kafka task frame has every member of its exact type (what skiff sends);
+    anything else takes the general checks, which name what is wrong."""
+    g, k = f.get, kafka.get
+    tid = g("id")
+    return (type(tid) is str and tid != "" and type(g("topic", "")) is str
+            and type(g("deadline", 0)) is int and type(g("attempt", 1)) is int
+            and type(g("traceparent", "")) is str and type(g("job_type", "")) is str
+            and type(g("variables", _D)) is dict and type(g("headers", _D)) is dict
+            and type(g("zeebe", _D)) is dict
+            and type(k("topic", "")) is str and type(k("partition", 0)) is int
+            and type(k("offset", 0)) is int and type(k("schema_id", 0)) is int
+            and type(k("timestamp", 0)) in _INT_OR_NONE and type(k("headers", _D)) is dict
+            and type(k("headers_base64", _D)) is dict)
+
+
+def _record(k: Dict[str, Any]) -> Record:
+    """:meth:`Record.from_dict` for a checked ``kafka`` member, without the dataclass's
+    frozen __init__ (one object.__setattr__ per field)."""
+    g = k.get
+    rec = _new_record(Record)
+    rec.__dict__.update(
+        topic=g("topic") or "", partition=g("partition") or 0, offset=g("offset") or 0,
+        key=g("key"), headers=g("headers") or {}, timestamp=g("timestamp"),
+        schema_id=g("schema_id") or 0, key_base64=g("key_base64"),
+        headers_base64=g("headers_base64") or {})
+    return rec
+
+
+_D: Dict[str, Any] = {}
+_INT_OR_NONE = (int, type(None))
+_new_record = object.__new__
+
+
 def _check_task_frame(f: Dict[str, Any]) -> None:
     check = _check_members
     check(f, _TASK_MEMBERS, "")
@@ -490,6 +537,8 @@ def _reply_result(reply: Dict[str, Any]) -> Dict[str, Any]:
 
 
 _RESULTS_OPEN = b'{"type":"results","results":['
+_CHUNK = 16  # results per write while a batch is still being worked through
+_READ = 262144  # bytes per socket read
 _SKIP: Dict[str, Any] = {"type": ""}  # recv's answer for a frame to ignore
 
 
@@ -520,6 +569,7 @@ class _Connection:
         self._out: "List[tuple[bytes, bool]]" = []  # (frame, is a result)
         self._flushing = False
         self._corked = False
+        self.chunk = _CHUNK  # results held before they leave (pool) or sent amid a batch (inline)
         self.inline_reader: Optional[int] = None  # the reading thread, when it runs functions
         self.cond = threading.Condition()
         self.open: Dict[str, Task] = {}
@@ -543,31 +593,36 @@ class _Connection:
         return out
 
     def recv_batch(self) -> Optional[List[Dict[str, Any]]]:
-        """Every complete frame the read buffer holds (one read of up to 64 kB when it holds
-        none), None when the connection is closed or the framing is lost (after the frames
-        before the bad length). A frame whose body is not a JSON object with a type is
-        ``_SKIP``."""
+        """Every complete frame the read buffer holds (one read of up to ``_READ`` bytes when
+        it holds none), None when the connection is closed or the framing is lost (after the
+        frames before the bad length). A frame whose body is not a JSON object with a type
+        is ``_SKIP``."""
         frames: List[Dict[str, Any]] = []
         buf = self._rbuf
+        parse = self._parse
         while True:
             pos, end = 0, len(buf)
-            while end - pos >= 4:
-                n = int.from_bytes(buf[pos:pos + 4], "big")
+            with memoryview(buf) as view:
+                while end - pos >= 4:
+                    n = int.from_bytes(view[pos:pos + 4], "big")
+                    if n == 0 or n > self.max_frame:
+                        break
+                    if end - pos - 4 < n:
+                        break
+                    frames.append(parse(view[pos + 4:pos + 4 + n]))
+                    pos += 4 + n
+            del buf[:pos]
+            if len(buf) >= 4:
+                n = int.from_bytes(buf[:4], "big")
                 if n == 0 or n > self.max_frame:
-                    del buf[:pos]
                     if not frames:
                         self._length_ok(bytes(buf[:4]))  # logs it
                         return None
                     return frames
-                if end - pos - 4 < n:
-                    break
-                frames.append(self._parse(bytes(buf[pos + 4:pos + 4 + n])))
-                pos += 4 + n
-            del buf[:pos]
             if frames:
                 return frames
             try:
-                chunk = self.sock.recv(65536)
+                chunk = self.sock.recv(_READ)
             except OSError:
                 return None
             if not chunk:
@@ -605,9 +660,9 @@ class _Connection:
         return True
 
     @staticmethod
-    def _parse(body: bytes) -> Dict[str, Any]:
+    def _parse(body: "bytes | memoryview") -> Dict[str, Any]:
         try:
-            frame = json.loads(body.decode("utf-8"))
+            frame = json.loads(str(body, "utf-8"))
         except ValueError as e:
             log.error("skiff sent an undecodable frame (%s); ignoring it", e)
             return _SKIP
@@ -623,9 +678,10 @@ class _Connection:
         """True on the thread of run_async's event loop (where blocking would deadlock)."""
         return self.loop is not None and threading.get_ident() == self._loop_thread
 
-    def _send_data(self, data: bytes, result: bool = False) -> bool:
+    def _send_data(self, data: bytes, result: bool = False, hold: bool = False) -> bool:
         """Queues one encoded frame; ``result``: a result frame, which may travel with the
-        results queued next to it in one ``results`` frame (1.4, welcome feature "batch")."""
+        results queued next to it in one ``results`` frame (1.4, welcome feature "batch");
+        ``hold``: leave it queued until :meth:`flush` or ``chunk`` frames are queued."""
         if self.writer is not None:
             if self.closed or self.writer.is_closing():
                 return False
@@ -636,17 +692,41 @@ class _Connection:
             return True
         with self._wcond:
             self._out.append((data, result))
-            if self._corked or self._flushing:
-                return True  # the thread that holds the writes sends it
+            if self._corked or self._flushing or (hold and len(self._out) < self.chunk):
+                return True  # the thread that holds the writes (or the next flush) sends it
             self._flushing = True
         return self._send_queued()
 
-    def _send_queued(self) -> bool:
+    def send_results(self, datas: List[bytes]) -> None:
+        """Queues encoded result frames (sent as :meth:`_send_data` sends one)."""
+        if self.writer is not None:
+            for data in datas:
+                self._send_data(data, result=True)
+            return
+        with self._wcond:
+            self._out.extend([(data, True) for data in datas])
+            if self._corked or self._flushing or not self._out:
+                return
+            self._flushing = True
+        self._send_queued()
+
+    def flush(self, force: bool = False) -> None:
+        """Sends what is queued (``force``: also while corked) unless another thread is
+        sending already (it sends it)."""
+        if self.writer is not None:
+            return
+        with self._wcond:
+            if not self._out or self._flushing or (self._corked and not force):
+                return
+            self._flushing = True
+        self._send_queued(force)
+
+    def _send_queued(self, force: bool = False) -> bool:
         """Sends what is queued until nothing is (the caller set ``_flushing``)."""
         ok = True
         while True:
             with self._wcond:
-                if not self._out or self._corked:
+                if not self._out or (self._corked and not force):
                     self._flushing = False
                     self._wcond.notify_all()
                     return ok
@@ -1123,14 +1203,16 @@ class Handler:
         """Handle one frame from skiff."""
         kind = frame["type"]
         if kind == "task":
-            self._start_task(conn, frame)
+            self._start_tasks(conn, [frame])
         elif kind == "tasks":
             tasks = frame.get("tasks")
+            items = []
             for item in tasks if isinstance(tasks, list) else ():
-                if isinstance(item, dict) and item.get("type") == "task":
-                    self._start_task(conn, item)
+                if type(item) is dict and item.get("type") == "task":
+                    items.append(item)
                 else:
                     log.error("skiff sent a tasks item that is not a task; ignoring it")
+            self._start_tasks(conn, items)
         elif kind == "reply":
             conn.resolve(str(frame.get("ref", "")), frame)
         elif kind == "cancel":
@@ -1150,33 +1232,85 @@ class Handler:
         elif kind not in ("pong", "welcome"):
             log.warning("ignoring unknown frame type %r", kind)
 
-    def _start_task(self, conn: _Connection, frame: Dict[str, Any]) -> None:
-        try:
-            task = Task.from_frame(frame)
-        except (KeyError, TypeError, ValueError) as e:
-            log.error("skiff sent a malformed task %r: %s", frame.get("id"), e)
-            if isinstance(frame.get("id"), str) and frame["id"]:
-                kind = "nack" if frame.get("source") == "kafka" else "fail"
-                conn.send({"type": kind, "id": frame["id"],
-                           "message": f"malformed task frame: {e}"})
+    def _start_tasks(self, conn: _Connection, frames: List[Dict[str, Any]]) -> None:
+        """Start the tasks of one frame: registered together, sync functions run inline or
+        handed to the pool at once, async ones to their event loop."""
+        tasks: List[Task] = []
+        for frame in frames:
+            try:
+                tasks.append(Task.from_frame(frame))
+            except (KeyError, TypeError, ValueError) as e:
+                log.error("skiff sent a malformed task %r: %s", frame.get("id"), e)
+                if isinstance(frame.get("id"), str) and frame["id"]:
+                    kind = "nack" if frame.get("source") == "kafka" else "fail"
+                    conn.send({"type": kind, "id": frame["id"],
+                               "message": f"malformed task frame: {e}"})
+        if not tasks:
             return
-        task._conn = conn
         with conn.cond:
-            conn.open[task.id] = task
-            conn.in_flight += 1
-            conn.running += 1
-        fn = (self._topics if task.source == "kafka" else self._jobs).get(task.route)
-        is_async = self._async_fns.get(fn)
-        if is_async is None:
-            is_async = self._async_fns[fn] = inspect.iscoroutinefunction(fn)
-        if is_async and conn.loop is not None:
-            conn.loop.create_task(self._run_async(conn, task, fn))  # run_async: on its loop
-        elif is_async:
-            self._to_loop(conn, task, fn)
-        elif self.inline:
-            self._run_sync(conn, task, fn)
+            for task in tasks:
+                task._conn = conn
+                conn.open[task.id] = task
+            conn.in_flight += len(tasks)
+            conn.running += len(tasks)
+        sync: List["tuple[Task, Optional[JobFunction]]"] = []
+        for task in tasks:
+            fn = (self._topics if task.source == "kafka" else self._jobs).get(task.route)
+            is_async = self._async_fns.get(fn)
+            if is_async is None:
+                is_async = self._async_fns[fn] = inspect.iscoroutinefunction(fn)
+            if not is_async:
+                sync.append((task, fn))
+            elif conn.loop is not None:
+                conn.loop.create_task(self._run_async(conn, task, fn))  # run_async: its loop
+            else:
+                self._to_loop(conn, task, fn)
+        if not sync:
+            return
+        if self.inline:
+            self._run_inline(conn, sync)
         else:
-            self._pool.submit(lambda: self._run_sync(conn, task, fn))
+            run = self._run_sync
+            self._pool.submit_many([functools.partial(run, conn, task, fn) for task, fn in sync],
+                                   conn.flush)
+
+    def _run_inline(self, conn: _Connection, items: "List[tuple[Task, Optional[JobFunction]]]"
+                    ) -> None:
+        """Sync functions one after another on the reading thread; their results leave
+        every ``conn.chunk`` tasks, so skiff sends more tasks while the rest run."""
+        done: "List[tuple[Task, Optional[bytes]]]" = []
+        for task, fn in items:
+            try:
+                try:
+                    value = self._call(task, fn)
+                    if inspect.isawaitable(value):
+                        value = asyncio.run(_awaited(value))
+                    result = self._result(task, value, None)
+                except Exception as e:
+                    result = self._result(task, None, e)
+                done.append((task, self._encoded(result, conn.max_frame)))
+            except Exception:  # never lose the slot of a task
+                log.exception("could not answer task %s", task.id)
+                done.append((task, None))
+            if len(done) >= conn.chunk:
+                self._finish_many(conn, done)
+                conn.flush(force=True)
+                done = []
+        if done:
+            self._finish_many(conn, done)
+
+    def _finish_many(self, conn: _Connection, done: "List[tuple[Task, Optional[bytes]]]"
+                     ) -> None:
+        """:meth:`_finish` for the encoded results of several tasks, under one lock."""
+        with conn.cond:
+            pop = conn.open.pop
+            owed = [(task, data) for task, data in done if pop(task.id, None) is task]
+        conn.send_results([data for _, data in owed if data is not None])
+        with conn.cond:
+            for _ in owed:
+                conn.result_done()
+            conn.running -= len(done)
+            conn.cond.notify_all()
 
     def _to_loop(self, conn: _Connection, task: Task, fn: JobFunction) -> None:
         """Hand an async task to the event loop; one wake-up serves every task queued
@@ -1205,7 +1339,7 @@ class Handler:
             result = self._result(task, value, None)
         except Exception as e:
             result = self._result(task, None, e)
-        self._finish(conn, task, result)
+        self._finish(conn, task, result, hold=True)
 
     async def _run_async(self, conn: _Connection, task: Task, fn: JobFunction) -> None:
         """An ``async def`` function on the handler's event loop; skiff's cancel cancels it."""
@@ -1231,13 +1365,15 @@ class Handler:
             raise JobFailed(f"no handler for {what} {task.route!r}")
         return fn(task)
 
-    def _finish(self, conn: _Connection, task: Task, result: Optional[Dict[str, Any]]) -> None:
-        """Send the result unless skiff cancelled the task; release its slot."""
+    def _finish(self, conn: _Connection, task: Task, result: Optional[Dict[str, Any]],
+                hold: bool = False) -> None:
+        """Send the result unless skiff cancelled the task; release its slot. ``hold``: a
+        pool thread's result, sent by the pool's next flush (or with the ``conn.chunk``-th)."""
         try:
             with conn.cond:
                 owed = conn.open.pop(task.id, None) is task
             if owed and result is not None:
-                conn._send_data(self._encoded(result, conn.max_frame), result=True)
+                conn._send_data(self._encoded(result, conn.max_frame), result=True, hold=hold)
         except Exception:  # never let a worker die silently
             log.exception("could not answer task %s", task.id)
         finally:
@@ -1326,33 +1462,120 @@ def error_info(exc: BaseException, limit: int = 64) -> Dict[str, Any]:
 
 
 class _WorkerPool:
-    """Threads for sync functions, reused from task to task. A thread is added only when
-    every one is busy, so there are never more than the most functions that ran at once
-    (``capacity``, plus cancelled ones that had not returned yet)."""
+    """Threads for sync functions, reused from task to task and woken sparingly.
 
-    def __init__(self) -> None:
-        self._jobs: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0
+    Jobs wait in one queue. While functions return fast, the thread that is running takes the
+    next job itself (no hand-off, no GIL ping-pong) and holds its results until the queue is
+    empty, ``flush`` (the last ``submit_many``'s) sending them; one idle thread watches: when
+    the oldest job has waited ``patience`` seconds (a function blocks) or results are held
+    that long, it takes the job and flushes, and the next idle thread watches. Once functions
+    take ``patience / 4`` on average (blocking ones), every job wakes an idle thread at once.
+    A thread is added only when none is idle, so there are never more than the most jobs that
+    ran at once (``capacity``, plus cancelled ones that had not returned yet) and a watcher.
+    """
+
+    def __init__(self, patience: float = 0.002) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._jobs: "Deque[tuple[float, Callable[[], None]]]" = deque()
+        self._idle = 0  # threads waiting for a job (or starting)
+        self._busy = 0  # threads running jobs
+        self._watching = False
+        self._summoned = False  # a thread was woken (or started) to watch
+        self._avg = 0.0  # seconds a job takes, moving average
+        self.patience = patience
         self.threads = 0
+        self.flush: Optional[Callable[[], None]] = None
 
     def submit(self, job: Callable[[], None]) -> None:
-        with self._lock:
-            spawn = self._idle == 0
-            if spawn:
-                self.threads += 1
-            else:
-                self._idle -= 1
-        self._jobs.put(job)
-        if spawn:
-            threading.Thread(target=self._work, name=f"skiff-worker-{self.threads}",
-                             daemon=True).start()
+        self.submit_many([job])
+
+    def submit_many(self, jobs: "List[Callable[[], None]]",
+                    flush: Optional[Callable[[], None]] = None) -> None:
+        now = time.monotonic()
+        with self._cond:
+            if flush is not None:
+                self.flush = flush
+            self._jobs.extend([(now, job) for job in jobs])
+            if self._avg * 4 >= self.patience:  # blocking functions: a thread each, now
+                wake = min(len(jobs), self._idle)
+                self._cond.notify(wake)
+                for _ in range(len(jobs) - wake):
+                    self._spawn()
+            elif self._idle == 0:
+                self._spawn()
+            elif self._busy == 0 or not self._watching:
+                self._cond.notify()
+
+    def _spawn(self) -> None:
+        """A new thread (caller holds the lock); it counts as idle until it takes a job."""
+        self.threads += 1
+        self._idle += 1
+        threading.Thread(target=self._work, name=f"skiff-worker-{self.threads}",
+                         daemon=True).start()
 
     def _work(self) -> None:
-        while True:
-            self._jobs.get()()
-            with self._lock:
-                self._idle += 1
+        cond, jobs = self._cond, self._jobs
+        with cond:
+            while True:
+                self._summoned = False  # whoever was summoned is here (or another thread)
+                if jobs and (self._busy == 0 or self._avg * 4 >= self.patience
+                             or time.monotonic() - jobs[0][0] >= self.patience):
+                    self._idle -= 1
+                    self._busy += 1
+                    self._run_jobs()
+                    self._busy -= 1
+                    self._idle += 1
+                elif jobs and self._busy and not self._watching:
+                    self._watching = True
+                    woken = cond.wait(self.patience)
+                    self._watching = False
+                    if not woken:
+                        self._unlocked(self.flush)  # results a blocked thread held
+                else:
+                    cond.wait()
+
+    def _run_jobs(self) -> None:
+        """Run queued jobs until none is left (caller holds the lock, held again on return)."""
+        jobs = self._jobs
+        while jobs:
+            job = jobs.popleft()[1]
+            flush = None
+            if not jobs:
+                flush = self.flush  # what this thread held leaves before the last job runs
+            elif not self._watching and not self._summoned:
+                self._summoned = True  # the thread woken (or started) watches
+                if self._idle:
+                    self._cond.notify()
+                else:
+                    self._spawn()
+            self._cond.release()
+            try:
+                if flush is not None:
+                    flush()
+                start = time.monotonic()
+                job()
+                took = time.monotonic() - start
+            except Exception:  # never let a worker die silently
+                log.exception("a worker job failed")
+                took = 0.0
+            finally:
+                self._cond.acquire()
+            self._avg += (took - self._avg) / 8
+            if self._avg * 4 >= self.patience and self.flush is not None:
+                self._unlocked(self.flush)  # blocking functions: no result waits for the next
+        self._unlocked(self.flush)
+
+    def _unlocked(self, fn: Optional[Callable[[], None]]) -> None:
+        """Call ``fn`` without the lock (caller holds it)."""
+        if fn is None:
+            return
+        self._cond.release()
+        try:
+            fn()
+        except Exception:
+            log.exception("flushing results failed")
+        finally:
+            self._cond.acquire()
 
 
 def _names(value: Any) -> frozenset:
