@@ -285,8 +285,9 @@ class Task:
         if source == "kafka" and type(kafka) is dict and _kafka_frame_ok(f, kafka):
             task = cls.__new__(cls)  # every field set here: the generated __init__'s work, faster
             task.__dict__.update(
-                id=f["id"], source="kafka", job_type=g("job_type", ""), variables=g("variables") or {},
-                headers=g("headers") or {}, deadline=g("deadline", 0), attempt=g("attempt", 1),
+                id=f["id"], source="kafka", job_type=g("job_type", ""),
+                variables=g("variables") or {}, headers=g("headers") or {},
+                deadline=g("deadline", 0), attempt=g("attempt", 1),
                 traceparent=g("traceparent"), job=None, topic=g("topic", ""), value=g("value"),
                 record=_record(kafka), frame=f, cancel_reason=None, _cancelled=None, _conn=None,
                 _aio=None)
@@ -571,7 +572,8 @@ class _Connection:
         self._corked = False
         self.chunk = _CHUNK  # results held before they leave (pool) or sent amid a batch (inline)
         self.inline_reader: Optional[int] = None  # the reading thread, when it runs functions
-        self.cond = threading.Condition()
+        self.lock = threading.RLock()  # cond's lock: a `with` cheaper than the Condition's
+        self.cond = threading.Condition(self.lock)
         self.open: Dict[str, Task] = {}
         self.in_flight = 0
         self.running = 0
@@ -678,10 +680,9 @@ class _Connection:
         """True on the thread of run_async's event loop (where blocking would deadlock)."""
         return self.loop is not None and threading.get_ident() == self._loop_thread
 
-    def _send_data(self, data: bytes, result: bool = False, hold: bool = False) -> bool:
+    def _send_data(self, data: bytes, result: bool = False) -> bool:
         """Queues one encoded frame; ``result``: a result frame, which may travel with the
-        results queued next to it in one ``results`` frame (1.4, welcome feature "batch");
-        ``hold``: leave it queued until :meth:`flush` or ``chunk`` frames are queued."""
+        results queued next to it in one ``results`` frame (1.4, welcome feature "batch")."""
         if self.writer is not None:
             if self.closed or self.writer.is_closing():
                 return False
@@ -692,12 +693,12 @@ class _Connection:
             return True
         with self._wcond:
             self._out.append((data, result))
-            if self._corked or self._flushing or (hold and len(self._out) < self.chunk):
-                return True  # the thread that holds the writes (or the next flush) sends it
+            if self._corked or self._flushing:
+                return True  # the thread that holds the writes sends it
             self._flushing = True
         return self._send_queued()
 
-    def send_results(self, datas: List[bytes]) -> None:
+    def send_results(self, datas: List[bytes], hold: bool = False) -> None:
         """Queues encoded result frames (sent as :meth:`_send_data` sends one)."""
         if self.writer is not None:
             for data in datas:
@@ -705,7 +706,8 @@ class _Connection:
             return
         with self._wcond:
             self._out.extend([(data, True) for data in datas])
-            if self._corked or self._flushing or not self._out:
+            if (self._corked or self._flushing or not self._out
+                    or (hold and len(self._out) < self.chunk)):
                 return
             self._flushing = True
         self._send_queued()
@@ -1247,7 +1249,7 @@ class Handler:
                                "message": f"malformed task frame: {e}"})
         if not tasks:
             return
-        with conn.cond:
+        with conn.lock:
             for task in tasks:
                 task._conn = conn
                 conn.open[task.id] = task
@@ -1279,16 +1281,10 @@ class Handler:
         """Sync functions one after another on the reading thread; their results leave
         every ``conn.chunk`` tasks, so skiff sends more tasks while the rest run."""
         done: "List[tuple[Task, Optional[bytes]]]" = []
+        answer, max_frame = self._answer, conn.max_frame
         for task, fn in items:
             try:
-                try:
-                    value = self._call(task, fn)
-                    if inspect.isawaitable(value):
-                        value = asyncio.run(_awaited(value))
-                    result = self._result(task, value, None)
-                except Exception as e:
-                    result = self._result(task, None, e)
-                done.append((task, self._encoded(result, conn.max_frame)))
+                done.append((task, answer(task, fn, max_frame)))
             except Exception:  # never lose the slot of a task
                 log.exception("could not answer task %s", task.id)
                 done.append((task, None))
@@ -1299,18 +1295,26 @@ class Handler:
         if done:
             self._finish_many(conn, done)
 
-    def _finish_many(self, conn: _Connection, done: "List[tuple[Task, Optional[bytes]]]"
-                     ) -> None:
-        """:meth:`_finish` for the encoded results of several tasks, under one lock."""
-        with conn.cond:
-            pop = conn.open.pop
-            owed = [(task, data) for task, data in done if pop(task.id, None) is task]
-        conn.send_results([data for _, data in owed if data is not None])
-        with conn.cond:
-            for _ in owed:
-                conn.result_done()
-            conn.running -= len(done)
-            conn.cond.notify_all()
+    def _finish_many(self, conn: _Connection, done: "List[tuple[Task, Optional[bytes]]]",
+                     hold: bool = False) -> None:
+        """:meth:`_finish` for the encoded results of several tasks, under one lock;
+        ``hold``: a pool thread's, sent by the pool's next flush (or with the
+        ``conn.chunk``-th queued result)."""
+        owed: "List[tuple[Task, Optional[bytes]]]" = []
+        try:
+            with conn.lock:
+                pop = conn.open.pop
+                owed = [(task, data) for task, data in done if pop(task.id, None) is task]
+            conn.send_results([data for _, data in owed if data is not None], hold)
+        except Exception:  # never let a worker die silently
+            log.exception("could not answer %d tasks", len(done))
+        finally:
+            with conn.lock:
+                for _ in owed:
+                    conn.result_done()
+                conn.running -= len(done)
+                if conn.running == 0:  # _serve waits for it
+                    conn.cond.notify_all()
 
     def _to_loop(self, conn: _Connection, task: Task, fn: JobFunction) -> None:
         """Hand an async task to the event loop; one wake-up serves every task queued
@@ -1331,15 +1335,27 @@ class Handler:
             loop.create_task(self._run_async(conn, task, fn))
 
     def _run_sync(self, conn: _Connection, task: Task, fn: Optional[JobFunction]) -> None:
-        """A sync function on a pool thread (an awaitable it returns runs to completion)."""
+        """A sync function on a pool thread; its result is held for the pool's flush."""
+        try:
+            data: Optional[bytes] = self._answer(task, fn, conn.max_frame)
+        except Exception:  # never lose the slot of a task
+            log.exception("could not answer task %s", task.id)
+            data = None
+        self._finish_many(conn, [(task, data)], hold=True)
+
+    def _answer(self, task: Task, fn: Optional[JobFunction], max_frame: int) -> bytes:
+        """Run a sync function (an awaitable it returns runs to completion): the encoded
+        result frame."""
         try:
             value = self._call(task, fn)
-            if inspect.isawaitable(value):
+            if value is not None and inspect.isawaitable(value):
                 value = asyncio.run(_awaited(value))
+            if task.source == "kafka":
+                return _ack_frame(task.id)
             result = self._result(task, value, None)
         except Exception as e:
             result = self._result(task, None, e)
-        self._finish(conn, task, result, hold=True)
+        return self._encoded(result, max_frame)
 
     async def _run_async(self, conn: _Connection, task: Task, fn: JobFunction) -> None:
         """An ``async def`` function on the handler's event loop; skiff's cancel cancels it."""
@@ -1365,15 +1381,13 @@ class Handler:
             raise JobFailed(f"no handler for {what} {task.route!r}")
         return fn(task)
 
-    def _finish(self, conn: _Connection, task: Task, result: Optional[Dict[str, Any]],
-                hold: bool = False) -> None:
-        """Send the result unless skiff cancelled the task; release its slot. ``hold``: a
-        pool thread's result, sent by the pool's next flush (or with the ``conn.chunk``-th)."""
+    def _finish(self, conn: _Connection, task: Task, result: Optional[Dict[str, Any]]) -> None:
+        """Send the result unless skiff cancelled the task; release its slot."""
         try:
             with conn.cond:
                 owed = conn.open.pop(task.id, None) is task
             if owed and result is not None:
-                conn._send_data(self._encoded(result, conn.max_frame), result=True, hold=hold)
+                conn._send_data(self._encoded(result, conn.max_frame), result=True)
         except Exception:  # never let a worker die silently
             log.exception("could not answer task %s", task.id)
         finally:
@@ -1420,8 +1434,7 @@ class Handler:
             return encode_frame({"type": kind, "id": result["id"], "message": message})
 
         if len(result) == 2 and result["type"] == "ack":  # the common case, without json.dumps
-            data = b'{"type":"ack","id":' + json.dumps(result["id"]).encode() + b"}"
-            return len(data).to_bytes(4, "big") + data
+            return _ack_frame(result["id"])
         variables = result.get("variables")
         if variables is not None and not isinstance(variables, dict):
             return failed(f"variables must be a dict, not {type(variables).__name__}")
@@ -1432,6 +1445,15 @@ class Handler:
         if len(data) - 4 > max_frame:
             return failed(f"result frame of {len(data) - 4} bytes exceeds max_frame {max_frame}")
         return data
+
+
+def _ack_frame(task_id: str) -> bytes:
+    """The encoded ack of a task, from a template (json.dumps costs more than the rest)."""
+    body = b'{"type":"ack","id":' + _json_string(task_id).encode() + b"}"
+    return len(body).to_bytes(4, "big") + body
+
+
+_json_string = json.encoder.encode_basestring_ascii  # a str as a JSON string, as json.dumps
 
 
 def _record_result(task: Task, exc: Optional[BaseException]) -> Dict[str, Any]:
@@ -1464,25 +1486,26 @@ def error_info(exc: BaseException, limit: int = 64) -> Dict[str, Any]:
 class _WorkerPool:
     """Threads for sync functions, reused from task to task and woken sparingly.
 
-    Jobs wait in one queue. While functions return fast, the thread that is running takes the
-    next job itself (no hand-off, no GIL ping-pong) and holds its results until the queue is
-    empty, ``flush`` (the last ``submit_many``'s) sending them; one idle thread watches: when
-    the oldest job has waited ``patience`` seconds (a function blocks) or results are held
-    that long, it takes the job and flushes, and the next idle thread watches. Once functions
-    take ``patience / 4`` on average (blocking ones), every job wakes an idle thread at once.
-    A thread is added only when none is idle, so there are never more than the most jobs that
-    ran at once (``capacity``, plus cancelled ones that had not returned yet) and a watcher.
+    Jobs wait in one queue. While functions return fast, the thread that runs one takes the
+    next itself (no hand-off, no GIL ping-pong) and holds its results until it takes the last
+    queued job or finds none (``flush``, the last ``submit_many``'s, sends them). One idle
+    thread watches meanwhile: when the oldest job has waited ``patience`` seconds (a function
+    blocks), it flushes, takes that job and wakes idle threads for the others, and the next
+    idle thread watches. While most functions take over ``_SLOW`` seconds (they block), every
+    job wakes an idle thread at once and every result leaves at once. A thread is added only
+    when none is idle: never more than the most jobs that ran at once (``capacity``, plus
+    cancelled ones that had not returned yet) and a watcher.
     """
 
-    def __init__(self, patience: float = 0.002) -> None:
+    def __init__(self, patience: float = 0.01) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._jobs: "Deque[tuple[float, Callable[[], None]]]" = deque()
         self._idle = 0  # threads waiting for a job (or starting)
         self._busy = 0  # threads running jobs
         self._watching = False
         self._summoned = False  # a thread was woken (or started) to watch
-        self._avg = 0.0  # seconds a job takes, moving average
-        self.patience = patience
+        self._slow = 0.0  # share of recent jobs that took over _SLOW (moving average)
+        self.patience = patience  # above the GIL's switch interval: a fast job never waits it
         self.threads = 0
         self.flush: Optional[Callable[[], None]] = None
 
@@ -1496,15 +1519,19 @@ class _WorkerPool:
             if flush is not None:
                 self.flush = flush
             self._jobs.extend([(now, job) for job in jobs])
-            if self._avg * 4 >= self.patience:  # blocking functions: a thread each, now
-                wake = min(len(jobs), self._idle)
-                self._cond.notify(wake)
-                for _ in range(len(jobs) - wake):
-                    self._spawn()
+            if self._slow > 0.5:  # blocking functions: a thread each, now
+                self._wake(len(jobs))
             elif self._idle == 0:
                 self._spawn()
             elif self._busy == 0 or not self._watching:
                 self._cond.notify()
+
+    def _wake(self, n: int) -> None:
+        """Idle threads for ``n`` jobs, new ones for the rest (caller holds the lock)."""
+        woken = min(n, self._idle)
+        self._cond.notify(woken)
+        for _ in range(n - woken):
+            self._spawn()
 
     def _spawn(self) -> None:
         """A new thread (caller holds the lock); it counts as idle until it takes a job."""
@@ -1518,8 +1545,10 @@ class _WorkerPool:
         with cond:
             while True:
                 self._summoned = False  # whoever was summoned is here (or another thread)
-                if jobs and (self._busy == 0 or self._avg * 4 >= self.patience
-                             or time.monotonic() - jobs[0][0] >= self.patience):
+                late = jobs and time.monotonic() - jobs[0][0] >= self.patience
+                if jobs and (self._busy == 0 or self._slow > 0.5 or late):
+                    if late and len(jobs) > 1:
+                        self._wake(min(len(jobs) - 1, self._idle))  # the others are late too
                     self._idle -= 1
                     self._busy += 1
                     self._run_jobs()
@@ -1554,14 +1583,14 @@ class _WorkerPool:
                     flush()
                 start = time.monotonic()
                 job()
-                took = time.monotonic() - start
+                slow = time.monotonic() - start > _SLOW
             except Exception:  # never let a worker die silently
                 log.exception("a worker job failed")
-                took = 0.0
+                slow = False
             finally:
                 self._cond.acquire()
-            self._avg += (took - self._avg) / 8
-            if self._avg * 4 >= self.patience and self.flush is not None:
+            self._slow += (slow - self._slow) / 16
+            if self._slow > 0.5:
                 self._unlocked(self.flush)  # blocking functions: no result waits for the next
         self._unlocked(self.flush)
 
@@ -1576,6 +1605,9 @@ class _WorkerPool:
             log.exception("flushing results failed")
         finally:
             self._cond.acquire()
+
+
+_SLOW = 0.001  # a job that takes longer blocks (a GIL wait rarely makes a fast one as slow)
 
 
 def _names(value: Any) -> frozenset:

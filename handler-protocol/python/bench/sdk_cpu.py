@@ -184,17 +184,6 @@ def main() -> None:
                   % (r + 1, sdk, row["us_per_record"], row["records_per_s"],
                      row["results_per_frame"], row["switches_per_record"]))
     for sdk, got in rows.items():
-            args.sdk_dir = sdk
-            row = one_round(args, bodies)
-            got.append(row)
-            print("round %d, %s: %.1f us/record handler CPU, %.0f records/s, %.1f "
-                  "results/frame, %.2f context switches/record"
-                  % (r + 1, sdk, row["us_per_record"], row["records_per_s"],
-                     row["results_per_frame"], row["switches_per_record"]))
-            if row["instructions"]:
-                print("    instructions/record: " + ", ".join(
-                    "%s %.0f" % kv for kv in sorted(row["instructions"].items())))
-    for sdk, got in rows.items():
         print("median %s (%s): %.1f us/record, %.0f records/s"
               % (sdk, "inline" if args.inline else "pool",
                  statistics.median(x["us_per_record"] for x in got),
