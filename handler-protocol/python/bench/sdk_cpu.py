@@ -7,8 +7,8 @@ bench/kafka_bench.py drains, and reports the child's CPU per record.
 
 The fake skiff is cheap on purpose (pre-encoded frames, results counted, not parsed) and
 refills like skiff: every result frame it reads gives credits back, and the free credits leave
-as one ``tasks`` frame of up to ``--batch`` tasks. ``--sdk`` names a directory holding the
-``skiff_handler.py`` to measure (default: this checkout's); given several times, the versions
+as one ``tasks`` frame of up to ``--batch`` tasks. ``--sdk`` names a directory holding the SDK
+(``skiff_handler``) to measure (default: this checkout's); given several times, the versions
 take turns in every round, so they compare under the same load.
 The handler's function does what bench/kafka_py_handler.py's does (one field of the value, a
 header, the tally). Output: one line per round, then the median; CPU is the child's user +
@@ -164,7 +164,7 @@ def one_round(args: argparse.Namespace, bodies: List[bytes]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sdk", action="append",
-                    help="directory of a skiff_handler.py; repeat it to compare versions in "
+                    help="directory holding skiff_handler; repeat it to compare versions in "
                          "turns (default: this checkout's)")
     ap.add_argument("--inline", action="store_true")
     ap.add_argument("--records", type=int, default=50000)
