@@ -33,10 +33,7 @@ TOPIC = "business.bench.order-placed-bf6f41.v1"
 CHILD = r"""
 import os, sys, threading, time
 sys.path.insert(0, os.environ["SDK_DIR"])
-import skiff_handler
 from skiff_handler import Handler
-if os.environ.get("CHUNK"):  # experiments: results per write (skiff_handler._CHUNK)
-    skiff_handler._CHUNK = int(os.environ["CHUNK"])
 lock, seen = threading.Lock(), []
 app = Handler("sdk-cpu", capacity=int(os.environ["CAPACITY"]), inline=os.environ["INLINE"] == "1")
 

@@ -77,7 +77,7 @@ class _Connection:
         self._out: "List[tuple[bytes, bool]]" = []  # (frame, is a result)
         self._flushing = False
         self._corked = False
-        self.chunk = _CHUNK  # results held before they leave (pool) or sent amid a batch (inline)
+        self.chunk = _CHUNK  # inline: results sent amid a batch
         self.inline_reader: Optional[int] = None  # the reading thread, when it runs functions
         self.lock = threading.RLock()  # cond's lock: a `with` cheaper than the Condition's
         self.cond = threading.Condition(self.lock)
@@ -205,7 +205,7 @@ class _Connection:
             self._flushing = True
         return self._send_queued()
 
-    def send_results(self, datas: List[bytes], hold: bool = False) -> None:
+    def send_results(self, datas: List[bytes]) -> None:
         """Queues encoded result frames (sent as :meth:`_send_data` sends one)."""
         if self.writer is not None:
             for data in datas:
@@ -213,22 +213,21 @@ class _Connection:
             return
         with self._wcond:
             self._out.extend([(data, True) for data in datas])
-            if (self._corked or self._flushing or not self._out
-                    or (hold and len(self._out) < self.chunk)):
+            if self._corked or self._flushing or not self._out:
                 return
             self._flushing = True
         self._send_queued()
 
-    def flush(self, force: bool = False) -> None:
-        """Sends what is queued (``force``: also while corked) unless another thread is
-        sending already (it sends it)."""
+    def flush(self) -> None:
+        """Sends what is queued, also while corked, unless another thread is sending
+        already (it sends it; while corked, the uncork does)."""
         if self.writer is not None:
             return
         with self._wcond:
-            if not self._out or self._flushing or (self._corked and not force):
+            if not self._out or self._flushing:
                 return
             self._flushing = True
-        self._send_queued(force)
+        self._send_queued(force=True)
 
     def _send_queued(self, force: bool = False) -> bool:
         """Sends what is queued until nothing is (the caller set ``_flushing``)."""

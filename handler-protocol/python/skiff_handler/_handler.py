@@ -396,7 +396,7 @@ class Handler:
         else:
             run = self._run_sync
             self._pool.submit_many([functools.partial(run, conn, task, fn) for task, fn in sync],
-                                   conn.flush)
+                                   self._finish_pool)
 
     def _run_inline(self, conn: _Connection, items: "List[tuple[Task, Optional[JobFunction]]]"
                     ) -> None:
@@ -412,22 +412,20 @@ class Handler:
                 done.append((task, None))
             if len(done) >= conn.chunk:
                 self._finish_many(conn, done)
-                conn.flush(force=True)
+                conn.flush()
                 done = []
         if done:
             self._finish_many(conn, done)
 
-    def _finish_many(self, conn: _Connection, done: "List[tuple[Task, Optional[bytes]]]",
-                     hold: bool = False) -> None:
-        """:meth:`_finish` for the encoded results of several tasks, under one lock;
-        ``hold``: a pool thread's, sent by the pool's next flush (or with the
-        ``conn.chunk``-th queued result)."""
+    def _finish_many(self, conn: _Connection, done: "List[tuple[Task, Optional[bytes]]]"
+                     ) -> None:
+        """:meth:`_finish` for the encoded results of several tasks, under one lock."""
         owed: "List[tuple[Task, Optional[bytes]]]" = []
         try:
             with conn.lock:
                 pop = conn.open.pop
                 owed = [(task, data) for task, data in done if pop(task.id, None) is task]
-            conn.send_results([data for _, data in owed if data is not None], hold)
+            conn.send_results([data for _, data in owed if data is not None])
         except Exception:  # never let a worker die silently
             log.exception("could not answer %d tasks", len(done))
         finally:
@@ -456,14 +454,24 @@ class Handler:
         for conn, task, fn in queued:
             loop.create_task(self._run_async(conn, task, fn))
 
-    def _run_sync(self, conn: _Connection, task: Task, fn: Optional[JobFunction]) -> None:
-        """A sync function on a pool thread; its result is held for the pool's flush."""
+    def _run_sync(self, conn: _Connection, task: Task, fn: Optional[JobFunction]
+                  ) -> "tuple[_Connection, Task, Optional[bytes]]":
+        """A sync function on a pool thread: (conn, task, encoded result) for
+        :meth:`_finish_pool`, which the pool calls for several at once."""
         try:
-            data: Optional[bytes] = self._answer(task, fn, conn.max_frame)
+            return conn, task, self._answer(task, fn, conn.max_frame)
         except Exception:  # never lose the slot of a task
             log.exception("could not answer task %s", task.id)
-            data = None
-        self._finish_many(conn, [(task, data)], hold=True)
+            return conn, task, None
+
+    def _finish_pool(self, done: "List[tuple[_Connection, Task, Optional[bytes]]]") -> None:
+        """Send the results of pool threads, per connection, and release their slots."""
+        conn = done[0][0]
+        if all(c is conn for c, _, _ in done):
+            self._finish_many(conn, [(task, data) for _, task, data in done])
+            return
+        for c in {c for c, _, _ in done}:  # the tasks of an old connection too
+            self._finish_many(c, [(task, data) for c2, task, data in done if c2 is c])
 
     def _answer(self, task: Task, fn: Optional[JobFunction], max_frame: int) -> bytes:
         """Run a sync function (an awaitable it returns runs to completion): the encoded
