@@ -299,3 +299,141 @@ def test_batch_results_frames_stay_within_max_frame():
     batched = frames[:-2]
     assert len(batched) >= 2 and all(f["type"] == "results" for f in batched)
     assert [r["id"] for f in batched for r in f["results"]] == [f"k-{i:03d}" for i in range(10)]
+
+
+def test_inline_answers_a_big_batch_in_chunks_while_it_runs():
+    """A batch larger than the chunk: the first results leave while later tasks of the same
+    batch still run (so skiff can send more meanwhile), all in order, one thread."""
+    app = skiff_handler.Handler("unit", capacity=64, inline=True)
+    first_frame_seen = threading.Event()
+    waited = []
+
+    @app.topic("orders")
+    def on_record(task):
+        if task.value == 20:  # a task after the first chunk: waits until its results arrived
+            waited.append(first_frame_seen.wait(10))
+
+    with FakeSkiff() as skiff:
+        app.socket_path = skiff.path
+        t = threading.Thread(target=app.run)
+        t.start()
+        conn = skiff.accept()
+        conn.handshake()
+        tasks = [make_kafka_task("orders", i) for i in range(40)]
+        conn.send_tasks(tasks)
+        results = [conn.recv()]
+        first_items = conn.results_items
+        first_frame_seen.set()
+        results += [conn.recv() for _ in tasks[1:]]
+        conn.send({"type": "drain", "deadline": int(time.time() * 1000) + 5000})
+        conn.wait_closed(5)
+        t.join(10)
+    assert waited == [True]  # the first results frame came before task 20 returned
+    assert first_items == skiff_handler._connection._CHUNK
+    assert [r["id"] for r in results] == [f["id"] for f in tasks]
+    assert all(r["type"] == "ack" for r in results)
+    assert conn.results_frames == 3  # 16 + 16 + the 8 left at the end of the batch
+
+
+def test_pool_runs_fast_jobs_back_to_back_on_one_thread():
+    """Jobs queued together while none blocks: one thread takes them one after the other (no
+    hand-off per job); what they return reaches ``finish`` in order, several at a time."""
+    pool = skiff_handler._WorkerPool(patience=60.0)  # the watcher never takes over here
+    threads, handed, done = set(), [], threading.Event()
+
+    def job(i):
+        threads.add(threading.get_ident())
+        return i
+
+    def finish(batch):
+        handed.append(batch)
+        if batch[-1] == 49:
+            done.set()
+
+    pool.submit_many([lambda i=i: job(i) for i in range(50)], finish)
+    assert done.wait(10)
+    assert [i for batch in handed for i in batch] == list(range(50))
+    assert len(handed) <= 6 and max(len(b) for b in handed) <= 16
+    assert len(threads) == 1
+    assert pool.threads <= 2  # the runner and, at most, the watcher it summoned
+
+
+def test_pool_watcher_takes_over_from_a_blocked_job():
+    """A job blocks: the queued ones still run, on other threads, without waiting for it."""
+    pool = skiff_handler._WorkerPool(patience=0.01)
+    others_done = threading.Event()
+    count = []
+    blocker_saw = []
+
+    def blocker():
+        blocker_saw.append(others_done.wait(10))
+
+    def quick():
+        count.append(1)
+        if len(count) == 5:
+            others_done.set()
+
+    pool.submit_many([blocker] + [quick] * 5)
+    assert others_done.wait(10)
+    deadline = time.monotonic() + 10
+    while not blocker_saw:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert blocker_saw == [True]  # the quick jobs ran while the blocker still blocked
+
+
+def test_pool_gives_blocking_functions_a_thread_each_at_once():
+    """Once most jobs block (take over 1 ms), queued jobs wake a thread each at once: four jobs
+    that wait for each other all run, with a patience no test would wait for."""
+    pool = skiff_handler._WorkerPool(patience=60.0)
+    done = threading.Semaphore(0)
+
+    def slow():
+        time.sleep(0.003)
+        done.release()
+
+    for _ in range(20):  # one at a time: the pool learns that jobs block
+        pool.submit(slow)
+        assert done.acquire(timeout=10)
+    barrier = threading.Barrier(4, timeout=10)
+    met = []
+    for _ in range(4):
+        pool.submit(lambda: (met.append(barrier.wait() is not None), done.release()))
+    for _ in range(4):
+        assert done.acquire(timeout=15)
+    assert met == [True] * 4
+
+
+def test_kafka_task_fast_path_matches_the_general_one():
+    """Task.from_frame's shortcut for skiff's exact types gives what the checked path gives,
+    and frames with other types still get the checks."""
+    frames = [make_kafka_task("orders", {"a": 1}),
+              make_kafka_task("orders", [1, 2], key=None, headers={"h": "v"}),
+              make_kafka_task("orders", "v", kafka={"topic": "orders", "partition": 0,
+                                                     "offset": 5, "key": None,
+                                                     "key_base64": "AAE=",
+                                                     "headers_base64": {"b": "AA=="},
+                                                     "extra": 1})]
+    for f in frames:
+        fast = skiff_handler.Task.from_frame(f)
+        skiff_handler._task._check_task_frame(f)
+        assert fast.record == skiff_handler.Record.from_dict(f["kafka"])
+        assert (fast.id, fast.topic, fast.value, fast.deadline, fast.attempt,
+                fast.traceparent) == (f["id"], f["topic"], f["value"], f["deadline"],
+                                      f["attempt"], f.get("traceparent"))
+        assert fast.job is None and fast.frame is f and fast.source == "kafka"
+    for bad in ({"deadline": True}, {"attempt": "1"}, {"variables": []},
+                {"kafka": {"topic": "orders", "partition": "3"}}):
+        f = {**make_kafka_task("orders", 1), **bad}
+        try:
+            skiff_handler.Task.from_frame(f)
+        except TypeError:
+            continue
+        raise AssertionError(f"accepted {bad}")
+
+
+def test_ack_template_is_the_json_of_an_ack():
+    for task_id in ("k-orders-3-17-1", 'k-"q"\\-0-1-1', "k-ü-0-1-1", "k-\u2028-0-1-1"):
+        data = skiff_handler._handler._ack_frame(task_id)
+        assert int.from_bytes(data[:4], "big") == len(data) - 4
+        assert json.loads(data[4:]) == {"type": "ack", "id": task_id}
