@@ -1,4 +1,4 @@
-"""Kafka test handler built on the Python SDK (handler-protocol/python/skiff_handler.py).
+"""Kafka test handler built on the Python SDK (handler-protocol/python/skiff_handler/).
 
 Every task is written to $HANDLER_OUT as JSON lines (one "start" line before the work, one
 "end" line after it, with the outcome), so the tests see exactly what reached the handler.
