@@ -173,6 +173,9 @@ def main():
     p.add_argument("--idle", type=float, default=2.0, help="seconds idle after ready")
     p.add_argument("--max-rss-mb", type=float,
                    help="exit 1 when a VmRSS at ready is above this (tests/image.sh: 8)")
+    p.add_argument("--max-rss-mb-mode", action="append", default=[], metavar="MODE=MB",
+                   help="the same for one mode, in place of --max-rss-mb (tests/image.sh: "
+                        "kafka=9)")
     p.add_argument("binaries", nargs="+", help="label=path or label=image:NAME")
     args = p.parse_args()
     rows = []
@@ -198,10 +201,14 @@ def main():
         mb = [f"{m[k] / 1024:.1f}" for k in FIELDS]
         print(f"| {label} | {mode} | " + " | ".join(mb)
               + f" | {m['exe'] / 1024:.1f} | {m['so']} | {size / 1e6:.1f} |")
-    over = [(label, mode, m["VmRSS"]) for label, mode, _, m in rows
-            if args.max_rss_mb is not None and m["VmRSS"] > args.max_rss_mb * 1024]
-    for label, mode, kb in over:
-        print(f"{label} ({mode}): VmRSS {kb / 1024:.1f} MB at ready, above {args.max_rss_mb} MB",
+    limits = {mode: float(mb) for mode, _, mb in
+              (spec.partition("=") for spec in args.max_rss_mb_mode)}
+    over = [(label, mode, m["VmRSS"], limits.get(mode, args.max_rss_mb))
+            for label, mode, _, m in rows
+            if limits.get(mode, args.max_rss_mb) is not None
+            and m["VmRSS"] > limits.get(mode, args.max_rss_mb) * 1024]
+    for label, mode, kb, limit in over:
+        print(f"{label} ({mode}): VmRSS {kb / 1024:.1f} MB at ready, above {limit} MB",
               file=sys.stderr)
     sys.exit(1 if over else 0)
 

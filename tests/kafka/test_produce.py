@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from decimal import Decimal
 
 from conftest import CMD_SCHEMA, cmd, events_of, wait_until
@@ -23,6 +24,20 @@ OUT_SCHEMA = {
     ],
 }
 UTC = dt.timezone.utc
+PRODUCER_STARTED = "Kafka producer started"
+
+
+def librdkafka_clients(skiff) -> int:
+    """librdkafka clients running in skiff: each has one main thread, named rdk:main."""
+    tasks = f"/proc/{skiff.proc.pid}/task"
+    names = []
+    for t in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{t}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:  # a thread that just ended
+            pass
+    return names.count("rdk:main")
 
 
 def test_produce_call(kafka, stack, uid):
@@ -36,6 +51,9 @@ def test_produce_call(kafka, stack, uid):
     kafka.register(f"{trigger}-value", CMD_SCHEMA)
     out_id = kafka.register(f"{out}-value", OUT_SCHEMA)
     skiff, handler = stack.start([trigger], group)
+    # Ready and nothing produced yet: only the consumer's client runs (the producer's starts with
+    # the first record to produce, for an idle sidecar's memory).
+    assert librdkafka_clients(skiff) == 1 and PRODUCER_STARTED not in skiff.logs()
 
     specs = {
         "task-ok": {"via": "task", "topic": out, "key": "P-1", "headers": {"source": "kt"},
@@ -98,6 +116,8 @@ def test_produce_call(kafka, stack, uid):
     assert skiff.metric("skiff_kafka_produced_total", topic=nosubject) == 0
     # The refused value is the operator's business too: logged with its topic, counted.
     assert skiff.metric("skiff_kafka_produced_total", topic=out, result="invalid_value") == 1
+    # The first produce call started the producer, once for all of them.
+    assert librdkafka_clients(skiff) == 2 and skiff.logs().count(PRODUCER_STARTED) == 1
     assert [e for e in skiff.log_lines() if e.get("level") == "warn" and e.get("topic") == out
             and "produce refused" in e.get("message", "") and "$.customer.zip" in e["message"]]
     stack.stop_all()

@@ -212,7 +212,9 @@ sk_kafka *sk_kafka_new(struct event_base *base, const sk_config *cfg, sk_dispatc
         return NULL;
     }
     SK_LOG(SK_LOG_INFO, "kafka", NULL, SK_KV("group", cfg->kafka_group_id),
-           "Kafka started: %zu topics to consume, producer ready", cfg->kafka_topics_len);
+           "Kafka started: %zu topics to consume; the producer starts with the first record to "
+           "produce",
+           cfg->kafka_topics_len);
     return k;
 }
 
