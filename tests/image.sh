@@ -8,7 +8,7 @@
 # Kafka broker and Schema Registry): it must get ready, and its memory at ready (RssAnon,
 # RssFile) is recorded in build-image/image-memory.md; it must stay under the 8 MB target
 # (DESIGN.md section 10) with Zeebe only, and under 9 MB with Kafka on, where it measures
-# 7.7-8.0 MB, too close to 8 for a check that must not flap (docs/adr/0020-kmem-idle-memory.md).
+# 7.7-8.0 MB, too close to 8 for a check that must not flap (docs/adr/0020-kafka-idle-memory.md).
 # The Zeebe broker, the Kafka broker and the registry are the shared devstack services when
 # they run (reused, never stopped); those this script had to start it stops again, also on
 # failure, and so it does with its topic and its containers. The image stays in local

@@ -5,7 +5,7 @@
  * Its librdkafka client starts with the first record to send (a handler's produce call or a
  * dead letter), not with skiff: an idle sidecar that never produces does not keep the client's
  * threads, buffers and broker connection (0.3-0.5 MB resident in the image, three threads;
- * ADR 0020-kmem-idle-memory). Its settings are checked at start all the same. */
+ * ADR 0020-kafka-idle-memory). Its settings are checked at start all the same. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
