@@ -204,19 +204,25 @@ def overhead_section(runs: Dict[Tuple[str, str], List[Dict[str, Any]]], names: L
 
 
 def skiff_commit() -> str:
-    """The commit the working tree is on, read from .git (no git command)."""
+    """The commit the working tree is on, read from .git (no git command); in a linked worktree
+    .git is a file naming its git directory, whose refs live in the common one."""
     git = ROOT / ".git"
     try:
+        if git.is_file():
+            git = Path(git.read_text().split("gitdir:", 1)[1].strip())
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
             return head[:7]
         ref = head[5:]
-        if (git / ref).is_file():
-            return (git / ref).read_text().strip()[:7]
-        for line in (git / "packed-refs").read_text().splitlines():
+        common = git / (git / "commondir").read_text().strip() \
+            if (git / "commondir").is_file() else git
+        for d in (git, common):
+            if (d / ref).is_file():
+                return (d / ref).read_text().strip()[:7]
+        for line in (common / "packed-refs").read_text().splitlines():
             if line.endswith(" " + ref):
                 return line.split()[0][:7]
-    except OSError:
+    except (OSError, IndexError):
         pass
     return "?"
 
