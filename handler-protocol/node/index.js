@@ -344,7 +344,8 @@ export class Handler {
       ? runRecord(this.topics.get(task.topic), task, this.logger)
       : runJob(this.jobs.get(task.jobType), task, this.logger);
     if (result instanceof Promise) {
-      result.then((r) => this.#finish(state, task, r), (err) => this.#finish(state, task, null, err));
+      result.then((r) => this.#finish(state, task, r),
+        (err) => this.#finish(state, task, null, err));
     } else {
       this.#finish(state, task, result);
     }

@@ -153,7 +153,7 @@ function withVariables(frame, variables) {
 }
 
 /** Run a job function: its result frame (complete, fail, bpmn_error), or a promise of it
- *  when the function returned one. */
+ *  when the function returned a promise (or any thenable: Promise.resolve() adopts it). */
 export function runJob(fn, task, logger) {
   const id = task.id ?? '';
   const done = (value) => {
@@ -167,7 +167,9 @@ export function runJob(fn, task, logger) {
   try {
     if (!fn) throw new JobFailed(`no handler for job type ${JSON.stringify(task.jobType)}`);
     const value = fn(task);
-    if (isThenable(value)) return value.then(done, (err) => jobError(err, id, logger));
+    if (isThenable(value)) {
+      return Promise.resolve(value).then(done, (err) => jobError(err, id, logger));
+    }
     return done(value);
   } catch (err) {
     return jobError(err, id, logger);
@@ -203,7 +205,9 @@ export function runRecord(fn, task, logger) {
   try {
     if (!fn) throw new JobFailed(`no handler for topic ${JSON.stringify(task.topic)}`);
     const value = fn(task);
-    if (isThenable(value)) return value.then(() => ACK, (err) => recordError(err, id, logger));
+    if (isThenable(value)) {
+      return Promise.resolve(value).then(() => ACK, (err) => recordError(err, id, logger));
+    }
     return ACK;
   } catch (err) {
     return recordError(err, id, logger);

@@ -9,9 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
 import {
-  FrameReader, Handler, Retry, encodeFrame, errorInfo,
+  DeadLetter, FrameReader, Handler, Retry, encodeFrame, errorInfo,
 } from '../index.js';
-import { CANCEL, Task } from '../task.js';
+import {
+  CANCEL, Task, resultBody, runJob, runRecord,
+} from '../task.js';
 
 const body = (text) => {
   const b = Buffer.from(text, 'utf8');
@@ -149,7 +151,7 @@ test('a synchronous topic function is answered without awaiting: ack, nack on a 
     fn: (task) => {
       if (task.value === 'nack') throw new Retry('not now', { backoffMs: 5 });
       if (task.value === 'later') return Promise.resolve();
-      return 'ignored'; // any value but a promise acks at once
+      return 'ignored'; // any value but a thenable acks at once
     },
   });
   const results = frames.slice(1).flatMap((f) => (f.type === 'results' ? f.results : [f]));
@@ -199,4 +201,20 @@ test('task.signal: made when read, aborted by a cancel before or after the read'
   assert.equal(late.cancelReason, 'job_gone');
   assert.equal(late.signal.aborted, true);
   assert.equal(late.signal.reason.name, 'AbortError');
+});
+
+test('a thenable that is not a promise (its then() returns nothing) is adopted', async () => {
+  const logger = { warn() {} };
+  const task = new Task({ type: 'task', id: 'k-1', source: 'kafka', topic: 't' }, session);
+  const ok = runRecord(() => ({ then(resolve) { resolve(); } }), task, logger);
+  assert.ok(ok instanceof Promise);
+  assert.equal(resultBody(await ok, task, 1000), '{"type":"ack","id":"k-1"}');
+  const rejects = () => ({ then(_, reject) { reject(new DeadLetter('no')); } });
+  const bad = runRecord(rejects, task, logger);
+  assert.deepEqual(JSON.parse(resultBody(await bad, task, 1000)),
+    { type: 'nack', id: 'k-1', message: 'no', dead_letter: true });
+  const job = new Task({ type: 'task', id: 'z-1' }, session);
+  const done = runJob(() => ({ then(resolve) { resolve({ a: 1 }); } }), job, logger);
+  assert.deepEqual(JSON.parse(resultBody(await done, job, 1000)),
+    { type: 'complete', id: 'z-1', variables: { a: 1 } });
 });
