@@ -4,7 +4,8 @@
 # machine; then skiff's memory with 1,000 jobs in flight (and the peers'), and its start-up
 # time; then skiff over TLS vs plaintext to the same broker (bench/tls_bench.py; SKIFF_BENCH_TLS=0
 # skips it). Then the Kafka benchmark: skiff + a Python SDK handler against a confluent-kafka consumer
-# with the official AvroDeserializer, on a real Kafka broker (bench/kafka_bench.py), and skiff
+# with the official AvroDeserializer, and skiff + a Node SDK handler against a kafkajs consumer
+# with avsc, on a real Kafka broker (bench/kafka_bench.py), and skiff
 # with tracing on vs off on the same benchmark (bench/trace_bench.py; SKIFF_BENCH_TRACE=0 skips
 # it). Writes docs/benchmarks.md (the Zeebe results section, the TLS one, the Kafka one and the
 # tracing one) and prints the tables.
@@ -73,13 +74,20 @@ if ! { cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release &&
 fi
 rm -f "$buildlog"
 
+# bench/node_modules, pinned by bench/package-lock.json: the Zeebe step's Node peer
+# (@camunda8/sdk) and the Kafka step's (kafkajs, @kafkajs/confluent-schema-registry, avsc, a
+# zstd codec); `npm ci` only when missing or older than the lock file.
+bench_node_modules() {
+  if [ ! -d bench/node_modules ] || [ bench/package-lock.json -nt bench/node_modules ]; then
+    (cd bench && npm ci --no-audit --no-fund --loglevel=error)
+    touch bench/node_modules
+  fi
+}
+
 # ---- the Zeebe benchmark (unless --kafka-only) ----
 if [ "$run_zeebe" = 1 ]; then
 say "Node peer (@camunda8/sdk, bench/node_modules)"
-if [ ! -d bench/node_modules ] || [ bench/package-lock.json -nt bench/node_modules ]; then
-  (cd bench && npm ci --no-audit --no-fund --loglevel=error)
-  touch bench/node_modules
-fi
+bench_node_modules
 
 say "Python peer (pyzeebe, bench/.venv)"
 pyzeebe_missing=""
@@ -157,6 +165,8 @@ fi
 if [ "$run_kafka" = 1 ]; then
   # kafka_bench.py starts (and stops) its own broker and registry; `kafka.sh python` is the
   # clients venv (confluent-kafka, fastavro), installed on first use.
+  say "Node peer (kafkajs, bench/node_modules)"
+  bench_node_modules
   say "Kafka benchmark (bench/kafka_bench.py)"
   devstack/kafka.sh python bench/kafka_bench.py --command "bench/run.sh${*:+ $*}" \
     "${kafka_args[@]}"

@@ -53,6 +53,8 @@
 // skiff may send several tasks in one `tasks` frame; when skiff's welcome lists it too, the
 // results that finish in one turn of the event loop leave as one `results` frame (within
 // max_frame) in one write. Every frame a read brings is parsed and dispatched at once.
+// A function that returns without a promise is answered without one (no promise per task);
+// `task.signal`'s AbortController is made when a function first reads it.
 //
 // run() connects to $SKIFF_SOCKET (default /run/skiff/handler.sock),
 // reconnecting with a backoff while skiff is not there or after a lost
@@ -61,247 +63,23 @@
 
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CallError, ProtocolError } from './errors.js';
+import {
+  DEFAULT_MAX_FRAME, FrameReader, encodeFrame, isPlainObject, resultsFrames,
+} from './frames.js';
+import {
+  CANCEL, CANCELLED, Task, messageParams, produceParams, resultBody, runJob, runRecord,
+  secretParams, taskProblem, tokenParams,
+} from './task.js';
+
+export {
+  BpmnError, CallError, DeadLetter, JobFailed, ProtocolError, Retry, errorInfo,
+} from './errors.js';
+export { DEFAULT_MAX_FRAME, FrameReader, encodeFrame } from './frames.js';
+export { Task } from './task.js';
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_SOCKET = '/run/skiff/handler.sock';
-export const DEFAULT_MAX_FRAME = 4 * 1024 * 1024;
-
-/** Throw a BPMN error, caught by an error boundary event with `code`. */
-export class BpmnError extends Error {
-  constructor(code, message = '', { variables } = {}) {
-    super(message || code);
-    this.name = 'BpmnError';
-    this.code = code;
-    this.errorMessage = message;
-    this.variables = variables;
-  }
-}
-
-/** Fail the job with explicit retries (0 raises an incident) and backoff. */
-export class JobFailed extends Error {
-  constructor(message, { retries, retryBackoffMs, variables } = {}) {
-    super(message);
-    this.name = 'JobFailed';
-    this.retries = retries;
-    this.retryBackoffMs = retryBackoffMs;
-    this.variables = variables;
-  }
-}
-
-/** Kafka: nack the record; skiff retries it after `backoffMs` (undefined: its own backoff).
- *  In a job function: fail the job with that backoff. */
-export class Retry extends JobFailed {
-  constructor(message, { backoffMs } = {}) {
-    super(message, { retryBackoffMs: backoffMs });
-    this.name = 'Retry';
-    this.backoffMs = backoffMs;
-  }
-}
-
-/** Kafka: nack the record to the dead-letter topic at once. In a job function: fail with
- *  retries 0. */
-export class DeadLetter extends JobFailed {
-  constructor(message) {
-    super(message, { retries: 0 });
-    this.name = 'DeadLetter';
-  }
-}
-
-/** skiff refused the handshake (an `error` frame answered `hello`). */
-export class ProtocolError extends Error {
-  constructor(message) {
-    super(message);
-    this.name = 'ProtocolError';
-  }
-}
-
-/** An extend or call failed; `code` says why (see the top of this file). */
-export class CallError extends Error {
-  constructor(code, message = '') {
-    super(message);
-    this.name = 'CallError';
-    this.code = code;
-  }
-}
-
-/** Encode one frame: 4-byte big-endian length, then UTF-8 JSON. */
-export function encodeFrame(frame) {
-  const body = Buffer.from(JSON.stringify(frame), 'utf8');
-  const head = Buffer.alloc(4);
-  head.writeUInt32BE(body.length);
-  return Buffer.concat([head, body]);
-}
-
-/** The frame in a body, or a `{ type: null, malformed }` marker when the body is not UTF-8
- *  JSON holding an object with a string `type` (the framing is intact: it is skipped). */
-function parseBody(body, utf8) {
-  let frame;
-  try {
-    frame = JSON.parse(utf8.decode(body));
-  } catch (err) {
-    return { type: null, malformed: `not UTF-8 JSON: ${err.message}` };
-  }
-  if (!isPlainObject(frame) || typeof frame.type !== 'string') {
-    return { type: null, malformed: 'not an object with a string "type"' };
-  }
-  return frame;
-}
-
-/** Incremental frame decoder: push() bytes, get whole frames back (a malformed body gives
- *  a `{ type: null, malformed }` marker; a bad length throws: the framing is lost). */
-export class FrameReader {
-  #chunks = [];
-  #length = 0;
-  #need = -1;
-  #utf8 = new TextDecoder('utf-8', { fatal: true });
-
-  constructor(maxFrame = DEFAULT_MAX_FRAME) {
-    this.maxFrame = maxFrame;
-  }
-
-  #take(n) {
-    const all = this.#chunks.length === 1
-      ? this.#chunks[0]
-      : Buffer.concat(this.#chunks, this.#length);
-    this.#chunks = all.length > n ? [all.subarray(n)] : [];
-    this.#length -= n;
-    return all.subarray(0, n);
-  }
-
-  /** Returns the frames completed by `chunk`; throws on a malformed frame. */
-  push(chunk) {
-    this.#chunks.push(chunk);
-    this.#length += chunk.length;
-    const frames = [];
-    for (;;) {
-      if (this.#need < 0) {
-        if (this.#length < 4) break;
-        this.#need = this.#take(4).readUInt32BE(0);
-        if (this.#need === 0 || this.#need > this.maxFrame) {
-          throw new Error(`frame of ${this.#need} bytes (max ${this.maxFrame})`);
-        }
-      }
-      if (this.#length < this.#need) break;
-      const body = this.#take(this.#need);
-      this.#need = -1;
-      frames.push(parseBody(body, this.#utf8));
-    }
-    return frames;
-  }
-}
-
-const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
-const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
-
-const camelKeys = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [camel(k), v]));
-
-function toTask(frame) {
-  const job = isPlainObject(frame.zeebe) ? camelKeys(frame.zeebe) : null;
-  const record = isPlainObject(frame.kafka)
-    ? {
-      key: null, keyBase64: null, headers: {}, headersBase64: {}, timestamp: null,
-      ...Object.fromEntries(Object.entries(camelKeys(frame.kafka)).filter(([, v]) => v != null)),
-    }
-    : null;
-  return {
-    id: frame.id,
-    source: frame.source ?? 'zeebe',
-    jobType: frame.job_type ?? '',
-    variables: frame.variables ?? {},
-    headers: frame.headers ?? {},
-    deadline: frame.deadline ?? 0,
-    attempt: frame.attempt ?? 1,
-    traceparent: frame.traceparent ?? null,
-    job, // key, processInstanceKey, bpmnProcessId, elementId, retries, worker, ...
-    topic: frame.topic ?? '',
-    value: frame.value ?? null,
-    record, // topic, partition, offset, key, keyBase64, headers, headersBase64, timestamp, schemaId
-    frame,
-    cancelReason: null,
-  };
-}
-
-const TASK_MEMBERS = {
-  id: 'string', source: 'string', job_type: 'string', topic: 'string', deadline: 'integer',
-  attempt: 'integer', traceparent: 'string', variables: 'object', headers: 'object',
-  zeebe: 'object', kafka: 'object',
-};
-const KAFKA_MEMBERS = {
-  topic: 'string', partition: 'integer', offset: 'integer', schema_id: 'integer',
-  timestamp: 'integer', headers: 'object', headers_base64: 'object',
-};
-
-function typeProblem(obj, types, where) {
-  for (const [name, kind] of Object.entries(types)) {
-    const v = obj[name];
-    if (v === undefined || v === null) continue;
-    const ok = kind === 'integer' ? Number.isInteger(v)
-      : kind === 'object' ? isPlainObject(v) : typeof v === kind;
-    if (!ok) return `${where}${name} must be ${kind === 'object' ? 'an object' : `a ${kind}`}`;
-  }
-  return null;
-}
-
-// Why a task frame cannot be served, or null.
-function taskProblem(frame) {
-  const problem = typeProblem(frame, TASK_MEMBERS, '');
-  if (problem) return problem;
-  if (!frame.id) return 'id must be a non-empty string';
-  if (!['zeebe', 'kafka', undefined].includes(frame.source)) return `unknown source ${frame.source}`;
-  return isPlainObject(frame.kafka) ? typeProblem(frame.kafka, KAFKA_MEMBERS, 'kafka.') : null;
-}
-
-// V8 stack lines: "    at fn (file:line:col)" or "    at file:line:col".
-const STACK_LINE = /^\s*at (?:(.*?) \()?(.*?):(\d+):\d+\)?$/;
-
-/** The structured `error` of a fail or nack frame (SPEC §4.2), innermost frame first. */
-export function errorInfo(err) {
-  const stack = [];
-  for (const line of String(err?.stack ?? '').split('\n').slice(1)) {
-    const m = STACK_LINE.exec(line);
-    if (m && stack.length < 64) {
-      stack.push({ file: m[2].replace(/^file:\/\//, ''), line: Number(m[3]), function: m[1] ?? '' });
-    }
-  }
-  return {
-    type: err instanceof Error ? err.name : typeof err,
-    message: err instanceof Error ? err.message : String(err),
-    stack,
-  };
-}
-
-function messageParams({
-  name, correlationKey = '', variables, timeToLiveMs = 0, messageId, tenantId,
-} = {}) {
-  const params = { name, correlation_key: correlationKey, time_to_live_ms: timeToLiveMs };
-  const optional = { variables, message_id: messageId, tenant_id: tenantId };
-  for (const [k, v] of Object.entries(optional)) if (v !== undefined && v !== null) params[k] = v;
-  return params;
-}
-
-function produceParams({ topic, value, key, headers } = {}) {
-  if (value === undefined) {
-    throw new CallError('invalid_params', 'produce needs a value (null is one)');
-  }
-  const params = { topic, value };
-  if (key !== undefined && key !== null) params.key = key;
-  if (headers !== undefined && headers !== null) params.headers = headers;
-  return params;
-}
-
-function secretParams(reference) {
-  if (typeof reference !== 'string' || reference === '') {
-    throw new CallError('invalid_params', 'secret needs a reference (vault:<mount>/<path>#<field>)');
-  }
-  return { reference };
-}
-
-function tokenParams(audience) {
-  if (typeof audience !== 'string' || audience === '') {
-    throw new CallError('invalid_params', 'token needs an audience');
-  }
-  return { audience };
-}
 
 const names = (v) => new Set(Array.isArray(v) ? v.filter((x) => typeof x === 'string') : []);
 
@@ -414,16 +192,21 @@ export class Handler {
   // no task of this session is still running.
   #serve(sock) {
     return new Promise((resolve, reject) => {
-      // open: task id -> { task, controller } for tasks owing a result; inFlight: results
+      // open: task id -> Task for tasks owing a result; inFlight: results
       // owed and not yet sent; running: job functions still running, cancelled ones included.
       const state = {
         sock, welcomed: false, draining: false, closed: false, inFlight: 0, running: 0,
         maxFrame: DEFAULT_MAX_FRAME, features: new Set(), methods: new Set(),
         open: new Map(), pending: new Map(), nextRef: 1,
-        results: [], resultsFlush: null, // batch: result bodies gathered in this turn
+        results: [], resultsFlush: null, // result bodies (JSON text) gathered in this turn
       };
       const reader = new FrameReader(DEFAULT_MAX_FRAME);
       let refusal = null;
+      // What a task's methods call, one set per connection (not per task).
+      state.session = {
+        extend: (task, timeoutMs) => this.#extend(state, task, timeoutMs),
+        call: (method, params) => this.#call(state, method, params),
+      };
       state.settle = () => {
         if (!state.closed || state.running > 0) return;
         if (refusal) reject(refusal);
@@ -542,7 +325,8 @@ export class Handler {
     }
   }
 
-  async #runTask(state, frame) {
+  // Start a task: its function runs now; a result that needs no promise is queued at once.
+  #runTask(state, frame) {
     const problem = taskProblem(frame);
     if (problem) {
       this.logger.error(`skiff sent a malformed task ${JSON.stringify(frame.id)}: ${problem}`);
@@ -552,29 +336,33 @@ export class Handler {
       }
       return;
     }
-    const task = toTask(frame);
-    const controller = new AbortController();
-    task.signal = controller.signal;
-    task.extend = (timeoutMs) => this.#extend(state, task, timeoutMs);
-    task.publishMessage = (options) => this.#call(state, 'publish_message', messageParams(options));
-    task.produce = async (options) => this.#call(state, 'produce', produceParams(options));
-    task.secret = async (reference) => (
-      await this.#call(state, 'secret', secretParams(reference))).value;
-    task.token = async (audience) => (
-      await this.#call(state, 'token', tokenParams(audience))).access_token;
-    const entry = { task, controller };
-    state.open.set(task.id, entry);
+    const task = new Task(frame, state.session);
+    state.open.set(task.id, task);
     state.inFlight += 1;
     state.running += 1;
+    const result = task.source === 'kafka'
+      ? runRecord(this.topics.get(task.topic), task, this.logger)
+      : runJob(this.jobs.get(task.jobType), task, this.logger);
+    if (result instanceof Promise) {
+      result.then((r) => this.#finish(state, task, r),
+        (err) => this.#finish(state, task, null, err));
+    } else {
+      this.#finish(state, task, result);
+    }
+  }
+
+  // A task's function is done: its result is queued unless skiff cancelled the task.
+  #finish(state, task, result, err = null) {
     try {
-      const result = checked(await this.#execute(task), state.maxFrame);
-      if (state.open.get(task.id) === entry) { // else skiff cancelled it: it wants no result
+      if (err) throw err;
+      const body = resultBody(result, task, state.maxFrame);
+      if (state.open.get(task.id) === task) { // else skiff cancelled it: it wants no result
         state.open.delete(task.id);
-        this.#sendResult(state, result);
+        this.#sendResult(state, body);
         this.#resultDone(state);
       }
-    } catch (err) {
-      this.logger.error(`could not answer task ${frame.id}: ${err.message}`);
+    } catch (e) {
+      this.logger.error(`could not answer task ${task.id}: ${e.message}`);
     } finally {
       state.running -= 1;
       state.settle();
@@ -582,17 +370,16 @@ export class Handler {
   }
 
   #cancel(state, id, reason) {
-    const entry = state.open.get(id);
-    if (!entry) return;
+    const task = state.open.get(id);
+    if (!task) return;
     state.open.delete(id);
-    entry.task.cancelReason = reason;
     for (const [ref, p] of state.pending) {
-      if (p.task === entry.task) {
+      if (p.task === task) {
         state.pending.delete(ref);
         p.reject(new CallError('cancelled', `task ${id} was cancelled (${reason})`));
       }
     }
-    entry.controller.abort(new DOMException(`skiff cancelled task ${id}: ${reason}`, 'AbortError'));
+    task[CANCEL](reason);
     this.#resultDone(state);
   }
 
@@ -628,10 +415,10 @@ export class Handler {
   // Send a frame with a fresh ref; resolves with its reply's result.
   #request(state, type, members, task = null) {
     if (state.closed) throw new CallError('closed', 'not connected to skiff');
-    if (task?.signal.aborted) {
+    if (task?.[CANCELLED]()) {
       throw new CallError('cancelled', `task ${task.id} was cancelled (${task.cancelReason})`);
     }
-    if (task && state.open.get(task.id)?.task !== task) {
+    if (task && state.open.get(task.id) !== task) {
       throw new CallError('closed', `task ${task.id} is no longer open`);
     }
     const ref = String(state.nextRef++);
@@ -654,99 +441,24 @@ export class Handler {
     });
   }
 
-  async #execute(task) {
-    if (task.source === 'kafka') return this.#executeRecord(task);
-    const id = task.id ?? '';
-    try {
-      const fn = this.jobs.get(task.jobType);
-      if (!fn) throw new JobFailed(`no handler for job type ${JSON.stringify(task.jobType)}`);
-      const value = await fn(task);
-      if (value !== undefined && value !== null && !isPlainObject(value)) {
-        const kind = Array.isArray(value) ? 'an array' : typeof value;
-        throw new TypeError(`job function returned ${kind}, expected an object or nothing`);
-      }
-      return withVariables({ type: 'complete', id }, value);
-    } catch (err) {
-      if (err instanceof BpmnError) {
-        const out = { type: 'bpmn_error', id, code: err.code };
-        if (err.errorMessage) out.message = err.errorMessage;
-        return withVariables(out, err.variables);
-      }
-      if (err instanceof JobFailed) {
-        const out = { type: 'fail', id, message: err.message };
-        if (err.retries !== undefined && err.retries !== null) out.retries = err.retries;
-        if (err.retryBackoffMs !== undefined && err.retryBackoffMs !== null) {
-          out.retry_backoff_ms = err.retryBackoffMs;
-        }
-        return withVariables(out, err.variables);
-      }
-      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      this.logger.warn(`task ${id} failed: ${err?.stack ?? message}`);
-      return { type: 'fail', id, message, error: errorInfo(err) };
-    }
-  }
-
-  // Run the topic function for one Kafka task: ack, or nack on an exception.
-  async #executeRecord(task) {
-    const id = task.id ?? '';
-    try {
-      const fn = this.topics.get(task.topic);
-      if (!fn) throw new JobFailed(`no handler for topic ${JSON.stringify(task.topic)}`);
-      await fn(task);
-      return { type: 'ack', id };
-    } catch (err) {
-      if (err instanceof DeadLetter) {
-        return { type: 'nack', id, message: err.message, dead_letter: true };
-      }
-      if (err instanceof JobFailed) { // Retry too
-        const out = { type: 'nack', id, message: err.message };
-        if (err.retryBackoffMs !== undefined && err.retryBackoffMs !== null) {
-          out.retry_backoff_ms = err.retryBackoffMs;
-        }
-        return out;
-      }
-      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      this.logger.warn(`task ${id} failed: ${err?.stack ?? message}`);
-      return { type: 'nack', id, message, error: errorInfo(err) };
-    }
-  }
-
   #send(state, frame) {
     return this.#write(state, encodeFrame(frame));
   }
 
-  // A result: alone, or (welcome feature batch) gathered with the others of this turn.
-  #sendResult(state, result) {
-    if (!state.features.has('batch')) {
-      this.#send(state, result);
-      return;
-    }
-    state.results.push(Buffer.from(JSON.stringify(result), 'utf8'));
+  // A result's JSON text, written with the others that finish in this turn of the event loop:
+  // one write, in `results` frames when skiff's welcome lists feature batch.
+  #sendResult(state, body) {
+    state.results.push(body);
     state.resultsFlush ??= setImmediate(() => this.#flushResults(state));
   }
 
-  // The gathered results as `results` frames of at most max_frame bytes, in one write.
   #flushResults(state) {
     if (state.resultsFlush) clearImmediate(state.resultsFlush);
     state.resultsFlush = null;
+    if (state.results.length === 0) return;
     const bodies = state.results;
     state.results = [];
-    const out = [];
-    let run = [];
-    let size = RESULTS_OPEN.length + RESULTS_CLOSE.length;
-    const closeRun = () => {
-      if (run.length === 1) out.push(frameOf([run[0]]));
-      else if (run.length > 1) out.push(frameOf([RESULTS_OPEN, ...joined(run), RESULTS_CLOSE]));
-      run = [];
-      size = RESULTS_OPEN.length + RESULTS_CLOSE.length;
-    };
-    for (const body of bodies) {
-      if (run.length > 0 && size + body.length + 1 > state.maxFrame) closeRun();
-      run.push(body);
-      size += body.length + 1;
-    }
-    closeRun();
-    if (out.length > 0) this.#write(state, Buffer.concat(out));
+    this.#write(state, resultsFrames(bodies, state.maxFrame, state.features.has('batch')));
   }
 
   #write(state, data) {
@@ -759,43 +471,4 @@ export class Handler {
     this.#flushResults(state);
     if (!state.sock.destroyed) state.sock.end(() => state.sock.destroy());
   }
-}
-
-const RESULTS_OPEN = Buffer.from('{"type":"results","results":[', 'utf8');
-const RESULTS_CLOSE = Buffer.from(']}', 'utf8');
-const COMMA = Buffer.from(',', 'utf8');
-
-// The bodies with commas between them.
-const joined = (bodies) => bodies.flatMap((b, i) => (i ? [COMMA, b] : [b]));
-
-// One frame from the parts of its body.
-function frameOf(parts) {
-  const head = Buffer.alloc(4);
-  head.writeUInt32BE(parts.reduce((n, p) => n + p.length, 0));
-  return Buffer.concat([head, ...parts]);
-}
-
-function withVariables(frame, variables) {
-  if (variables !== undefined && variables !== null) frame.variables = variables;
-  return frame;
-}
-
-// Replace a result that cannot be encoded or is too large by a fail (a nack,
-// keeping its other members, for a Kafka task).
-function checked(result, maxFrame) {
-  const failed = (message) => {
-    if (result.type === 'nack') return { ...result, message };
-    return { type: result.type === 'ack' ? 'nack' : 'fail', id: result.id, message };
-  };
-  if ('variables' in result && !isPlainObject(result.variables)) {
-    return failed('variables must be a plain object');
-  }
-  let size;
-  try {
-    size = Buffer.byteLength(JSON.stringify(result), 'utf8');
-  } catch (err) {
-    return failed(`result is not JSON-serialisable: ${err.message}`);
-  }
-  if (size > maxFrame) return failed(`result frame of ${size} bytes exceeds max_frame ${maxFrame}`);
-  return result;
 }

@@ -1,5 +1,6 @@
 // Unit tests of the Node SDK's pieces the conformance suite sees only from outside:
-// the frame reader (split and malformed bodies), structured errors and batches (1.4).
+// the frame reader (split and malformed bodies), structured errors, batches (1.4), tasks
+// (their record, their lazy signal) and functions answered without a promise.
 // Run: node --test test/
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,8 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
 import {
-  FrameReader, Handler, encodeFrame, errorInfo,
+  DeadLetter, FrameReader, Handler, Retry, encodeFrame, errorInfo,
 } from '../index.js';
+import {
+  CANCEL, Task, resultBody, runJob, runRecord,
+} from '../task.js';
 
 const body = (text) => {
   const b = Buffer.from(text, 'utf8');
@@ -57,7 +61,9 @@ test('errorInfo gives the stack innermost first with file, line and function', (
 // A skiff stand-in for one connection: sends welcome (with `features`), then `tasks` as one
 // tasks frame (`single`: as task frames in one write); resolves with the frames received until `count` results have come.
 function serveBatch({
-  features, maxFrame = 4194304, tasks, count, single = false,
+  features, maxFrame = 4194304, tasks, count, single = false, fn = async (task) => {
+    if (task.value === 'nack') throw new Error('bad');
+  },
 }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-node-'));
   const socketPath = path.join(dir, 's.sock');
@@ -92,9 +98,7 @@ function serveBatch({
     });
     server.listen(socketPath, () => {
       const app = new Handler({ name: 'unit', capacity: 8, socketPath, reconnect: false });
-      app.topic('orders', async (task) => {
-        if (task.value === 'nack') throw new Error('bad');
-      });
+      app.topic('orders', fn);
       app.run();
     });
   });
@@ -135,4 +139,82 @@ test('batch: results frames stay within max_frame', async () => {
   const ids = frames.slice(1).flatMap((f) => (f.type === 'results' ? f.results : [f]))
     .map((r) => r.id);
   assert.deepEqual(ids, tasks.map((t) => t.id));
+});
+
+test('a synchronous topic function is answered without awaiting: ack, nack on a throw, '
+  + 'together with an async one in one results frame', async () => {
+  const tasks = [record(1, 'a'), record(2, 'nack'), record(3, 'later'), record(4, 'b')];
+  const frames = await serveBatch({
+    features: ['batch'],
+    tasks,
+    count: 4,
+    fn: (task) => {
+      if (task.value === 'nack') throw new Retry('not now', { backoffMs: 5 });
+      if (task.value === 'later') return Promise.resolve();
+      return 'ignored'; // any value but a thenable acks at once
+    },
+  });
+  const results = frames.slice(1).flatMap((f) => (f.type === 'results' ? f.results : [f]));
+  assert.deepEqual(results.map((r) => [r.type, r.id, r.retry_backoff_ms]),
+    [['ack', 'k-1', undefined], ['nack', 'k-2', 5], ['ack', 'k-4', undefined],
+      ['ack', 'k-3', undefined]]);
+  assert.equal(frames.length, 2, 'the four results in one frame');
+});
+
+test('a frame split over many reads, with the next frames in the last read, reads whole', () => {
+  const big = { type: 'task', id: 'k-big', value: 'ü'.repeat(50_000) };
+  const data = Buffer.concat([encodeFrame(big), encodeFrame({ type: 'ping', ref: '1' })]);
+  const r = new FrameReader();
+  const got = [];
+  for (let i = 0; i < data.length; i += 7) got.push(...r.push(data.subarray(i, i + 7)));
+  assert.deepEqual(got, [big, { type: 'ping', ref: '1' }]);
+  assert.deepEqual(r.push(encodeFrame({ type: 'pong', ref: '2' })), [{ type: 'pong', ref: '2' }]);
+});
+
+const session = { extend: () => null, call: () => null };
+
+test('a task\'s record: camelCase names, null members left at their defaults, a member '
+  + 'named __proto__ sets no prototype', () => {
+  const frame = JSON.parse('{"type":"task","id":"k-1","source":"kafka","topic":"t","value":1,'
+    + '"kafka":{"topic":"t","partition":2,"offset":7,"key":null,"key_base64":"AAE=",'
+    + '"schema_id":9,"headers":{"h":"v"},"timestamp":null,"__proto__":{"polluted":true}}}');
+  const task = new Task(frame, session);
+  assert.equal(task.record.keyBase64, 'AAE=');
+  assert.equal(task.record.schemaId, 9);
+  assert.equal(task.record.key, null);
+  assert.equal(task.record.timestamp, null);
+  assert.deepEqual(task.record.headers, { h: 'v' });
+  assert.equal(task.record.polluted, undefined);
+  assert.equal(Object.getPrototypeOf(task.record), Object.prototype);
+  assert.deepEqual(task.record._Proto__, { polluted: true });
+});
+
+test('task.signal: made when read, aborted by a cancel before or after the read', () => {
+  const early = new Task({ type: 'task', id: 'z-1' }, session);
+  const signal = early.signal;
+  assert.equal(signal.aborted, false);
+  early[CANCEL]('deadline');
+  assert.equal(signal.aborted, true);
+  assert.equal(early.signal, signal);
+  const late = new Task({ type: 'task', id: 'z-2' }, session);
+  late[CANCEL]('job_gone');
+  assert.equal(late.cancelReason, 'job_gone');
+  assert.equal(late.signal.aborted, true);
+  assert.equal(late.signal.reason.name, 'AbortError');
+});
+
+test('a thenable that is not a promise (its then() returns nothing) is adopted', async () => {
+  const logger = { warn() {} };
+  const task = new Task({ type: 'task', id: 'k-1', source: 'kafka', topic: 't' }, session);
+  const ok = runRecord(() => ({ then(resolve) { resolve(); } }), task, logger);
+  assert.ok(ok instanceof Promise);
+  assert.equal(resultBody(await ok, task, 1000), '{"type":"ack","id":"k-1"}');
+  const rejects = () => ({ then(_, reject) { reject(new DeadLetter('no')); } });
+  const bad = runRecord(rejects, task, logger);
+  assert.deepEqual(JSON.parse(resultBody(await bad, task, 1000)),
+    { type: 'nack', id: 'k-1', message: 'no', dead_letter: true });
+  const job = new Task({ type: 'task', id: 'z-1' }, session);
+  const done = runJob(() => ({ then(resolve) { resolve({ a: 1 }); } }), job, logger);
+  assert.deepEqual(JSON.parse(resultBody(await done, job, 1000)),
+    { type: 'complete', id: 'z-1', variables: { a: 1 } });
 });
