@@ -187,15 +187,16 @@ static int conf_publish(skh_task *t, void *arg)
     json_t *ttl = json_object_get(p, "time_to_live_ms");
     const char *ck = str(p, "correlation_key") ? str(p, "correlation_key") : "";
     int64_t ttl_ms = ttl ? json_integer_value(ttl) : 0;
+    skh_trace trace = {str(p, "traceparent"), str(p, "tracestate")};
     int rc;
     if (via != NULL && strcmp(via, "handler") == 0)
-        rc = skh_handler_publish_message(handler, str(p, "name"), ck,
-                                         json_object_get(p, "variables"), ttl_ms,
-                                         str(p, "message_id"), str(p, "tenant_id"), &result, &e);
+        rc = skh_handler_publish_message_traced(
+            handler, str(p, "name"), ck, json_object_get(p, "variables"), ttl_ms,
+            str(p, "message_id"), str(p, "tenant_id"), &trace, &result, &e);
     else
-        rc =
-            skh_task_publish_message(t, str(p, "name"), ck, json_object_get(p, "variables"), ttl_ms,
-                                     str(p, "message_id"), str(p, "tenant_id"), &result, &e);
+        rc = skh_task_publish_message_traced(t, str(p, "name"), ck, json_object_get(p, "variables"),
+                                             ttl_ms, str(p, "message_id"), str(p, "tenant_id"),
+                                             &trace, &result, &e);
     return call_result(t, rc, result, &e);
 }
 

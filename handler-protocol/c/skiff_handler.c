@@ -31,7 +31,7 @@ struct skh_task {
     skh_conn *conn;
     unsigned gen; /* the session it came on */
     json_t *frame;
-    const char *id, *job_type, *topic, *traceparent;
+    const char *id, *job_type, *topic, *traceparent, *tracestate;
     int64_t deadline, attempt;
     skh_source source;
     int answered, cancelled, open;
@@ -597,9 +597,9 @@ static const char *wrong_member(json_t *o, const char *const *keys)
 /* The first member of a task frame with the wrong type; NULL when it is well-formed. */
 static const char *task_problem(json_t *f)
 {
-    static const char *const task[] = {"o:variables", "o:headers",  "o:zeebe", "o:kafka",
-                                       "s:source",    "s:job_type", "s:topic", "s:traceparent",
-                                       "i:deadline",  "i:attempt",  NULL};
+    static const char *const task[] = {"o:variables",  "o:headers",  "o:zeebe",   "o:kafka",
+                                       "s:source",     "s:job_type", "s:topic",   "s:traceparent",
+                                       "s:tracestate", "i:deadline", "i:attempt", NULL};
     static const char *const zeebe[] = {"s:key", "s:process_instance_key", "i:retries",
                                         "i:process_definition_version", NULL};
     static const char *const kafka[] = {"s:topic",     "i:partition", "i:offset",  "i:schema_id",
@@ -627,6 +627,7 @@ static skh_task *task_new(skh_conn *c, json_t *f)
     t->job_type = str_member(f, "job_type", "");
     t->topic = str_member(f, "topic", "");
     t->traceparent = str_member(f, "traceparent", NULL);
+    t->tracestate = str_member(f, "tracestate", NULL);
     t->deadline = json_integer_value(json_object_get(f, "deadline"));
     json_t *a = json_object_get(f, "attempt");
     t->attempt = a ? json_integer_value(a) : 1;
@@ -1167,6 +1168,11 @@ const char *skh_task_traceparent(const skh_task *t)
     return t->traceparent;
 }
 
+const char *skh_task_tracestate(const skh_task *t)
+{
+    return t->tracestate;
+}
+
 json_t *skh_task_variables(const skh_task *t)
 {
     return json_object_get(t->frame, "variables");
@@ -1512,7 +1518,7 @@ int skh_handler_call(skh_handler *h, const char *method, json_t *params, json_t 
 
 static json_t *publish_params(const char *name, const char *correlation_key, json_t *variables,
                               int64_t time_to_live_ms, const char *message_id,
-                              const char *tenant_id)
+                              const char *tenant_id, const skh_trace *trace)
 {
     json_t *p = json_pack("{s:s,s:s,s:I}", "name", name ? name : "", "correlation_key",
                           correlation_key ? correlation_key : "", "time_to_live_ms",
@@ -1523,6 +1529,10 @@ static json_t *publish_params(const char *name, const char *correlation_key, jso
         json_object_set_new(p, "message_id", json_string(message_id));
     if (p != NULL && tenant_id != NULL)
         json_object_set_new(p, "tenant_id", json_string(tenant_id));
+    if (p != NULL && trace != NULL && trace->traceparent != NULL)
+        json_object_set_new(p, "traceparent", json_string(trace->traceparent));
+    if (p != NULL && trace != NULL && trace->tracestate != NULL)
+        json_object_set_new(p, "tracestate", json_string(trace->tracestate));
     return p;
 }
 
@@ -1550,10 +1560,19 @@ int skh_task_publish_message(skh_task *t, const char *name, const char *correlat
                              json_t *variables, int64_t time_to_live_ms, const char *message_id,
                              const char *tenant_id, json_t **result, skh_error *err)
 {
-    return call_steal(
-        NULL, t, "publish_message",
-        publish_params(name, correlation_key, variables, time_to_live_ms, message_id, tenant_id),
-        result, err);
+    return skh_task_publish_message_traced(t, name, correlation_key, variables, time_to_live_ms,
+                                           message_id, tenant_id, NULL, result, err);
+}
+
+int skh_task_publish_message_traced(skh_task *t, const char *name, const char *correlation_key,
+                                    json_t *variables, int64_t time_to_live_ms,
+                                    const char *message_id, const char *tenant_id,
+                                    const skh_trace *trace, json_t **result, skh_error *err)
+{
+    return call_steal(NULL, t, "publish_message",
+                      publish_params(name, correlation_key, variables, time_to_live_ms, message_id,
+                                     tenant_id, trace),
+                      result, err);
 }
 
 int skh_task_produce(skh_task *t, const char *topic, json_t *value, const char *key,
@@ -1566,10 +1585,20 @@ int skh_handler_publish_message(skh_handler *h, const char *name, const char *co
                                 json_t *variables, int64_t time_to_live_ms, const char *message_id,
                                 const char *tenant_id, json_t **result, skh_error *err)
 {
-    return call_steal(
-        h, NULL, "publish_message",
-        publish_params(name, correlation_key, variables, time_to_live_ms, message_id, tenant_id),
-        result, err);
+    return skh_handler_publish_message_traced(h, name, correlation_key, variables, time_to_live_ms,
+                                              message_id, tenant_id, NULL, result, err);
+}
+
+int skh_handler_publish_message_traced(skh_handler *h, const char *name,
+                                       const char *correlation_key, json_t *variables,
+                                       int64_t time_to_live_ms, const char *message_id,
+                                       const char *tenant_id, const skh_trace *trace,
+                                       json_t **result, skh_error *err)
+{
+    return call_steal(h, NULL, "publish_message",
+                      publish_params(name, correlation_key, variables, time_to_live_ms, message_id,
+                                     tenant_id, trace),
+                      result, err);
 }
 
 int skh_handler_produce(skh_handler *h, const char *topic, json_t *value, const char *key,

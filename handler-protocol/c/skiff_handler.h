@@ -79,6 +79,7 @@ const char *skh_task_topic(const skh_task *t);       /* "" for Zeebe */
 int64_t skh_task_deadline(const skh_task *t);        /* epoch ms; updated by a successful extend */
 int64_t skh_task_attempt(const skh_task *t);         /* 1 when absent */
 const char *skh_task_traceparent(const skh_task *t); /* NULL when absent */
+const char *skh_task_tracestate(const skh_task *t);  /* NULL when absent (protocol 1.3) */
 /* Borrowed members of the task frame (NULL when absent): variables, headers (Zeebe), zeebe
  * metadata (keys as decimal strings), value and kafka metadata (Kafka), the whole frame. */
 json_t *skh_task_variables(const skh_task *t);
@@ -229,12 +230,35 @@ int skh_task_publish_message(skh_task *t, const char *name, const char *correlat
                              const char *tenant_id, json_t **result, skh_error *err);
 int skh_task_produce(skh_task *t, const char *topic, json_t *value, const char *key,
                      json_t *headers, json_t **result, skh_error *err);
+
+/* Protocol 1.3 trace context of a publish_message (SPEC §4.4): traceparent names the span the
+ * message comes from, tracestate is the W3C tracestate that goes with it. A NULL member is left
+ * out of the call; strings are borrowed for the call only. Pass the task's own
+ * (skh_task_traceparent, skh_task_tracestate) so that the jobs the message leads to continue
+ * its trace; skiff treats a traceparent that is not valid W3C as the start of a new trace, not
+ * an error. */
+typedef struct skh_trace {
+    const char *traceparent;
+    const char *tracestate;
+} skh_trace;
+
+/* publish_message with a trace context (trace may be NULL: the same as
+ * skh_task_publish_message, which sends neither member). */
+int skh_task_publish_message_traced(skh_task *t, const char *name, const char *correlation_key,
+                                    json_t *variables, int64_t time_to_live_ms,
+                                    const char *message_id, const char *tenant_id,
+                                    const skh_trace *trace, json_t **result, skh_error *err);
 /* The same outside a task, on the handler's current connection (SKH_E_CLOSED if none). */
 int skh_handler_call(skh_handler *h, const char *method, json_t *params, json_t **result,
                      skh_error *err);
 int skh_handler_publish_message(skh_handler *h, const char *name, const char *correlation_key,
                                 json_t *variables, int64_t time_to_live_ms, const char *message_id,
                                 const char *tenant_id, json_t **result, skh_error *err);
+int skh_handler_publish_message_traced(skh_handler *h, const char *name,
+                                       const char *correlation_key, json_t *variables,
+                                       int64_t time_to_live_ms, const char *message_id,
+                                       const char *tenant_id, const skh_trace *trace,
+                                       json_t **result, skh_error *err);
 int skh_handler_produce(skh_handler *h, const char *topic, json_t *value, const char *key,
                         json_t *headers, json_t **result, skh_error *err);
 /* Protocol 1.3: secret reads a secret the pod may read (handler.secrets), e.g.

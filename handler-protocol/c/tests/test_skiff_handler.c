@@ -349,11 +349,17 @@ static void test_bad_frames_are_skipped_then_bad_length_closes(void **state)
     put_frame(p.skiff, "not json");
     put_frame(p.skiff, "{\"type\":\"task\"}");                                 /* no id */
     put_frame(p.skiff, "{\"type\":\"task\",\"id\":\"z-5\",\"variables\":[]}"); /* bad member */
+    put_frame(p.skiff, "{\"type\":\"task\",\"id\":\"z-7\",\"tracestate\":7}");
     put_frame(p.skiff, "{\"type\":\"future\"}");
     skh_task *t = take_task(&p, "{\"type\":\"task\",\"id\":\"z-6\",\"job_type\":\"score\"}");
+    assert_string_equal(skh_task_id(t), "z-6"); /* the bad ones were no events */
     json_t *r = get_frame(p.skiff);
     assert_string_equal(type_of(r), "fail");
     assert_string_equal(json_string_value(json_object_get(r, "id")), "z-5");
+    json_decref(r);
+    r = get_frame(p.skiff);
+    assert_string_equal(json_string_value(json_object_get(r, "id")), "z-7");
+    assert_non_null(strstr(json_string_value(json_object_get(r, "message")), "tracestate"));
     json_decref(r);
     assert_int_equal(write(p.skiff, "\0\0\0\0", 4), 4);
     skh_event ev;
@@ -400,24 +406,51 @@ static void *run_thread(void *arg)
     return &rc;
 }
 
+/* A blocking handler with one job, connected to a listening socket (its accepted end in s);
+ * fn's arg is the handler when handler_arg is set, else NULL. */
+typedef struct {
+    char dir[32], sock[64];
+    int lfd, s;
+    skh_handler *h;
+    pthread_t th;
+} served;
+
+static void handler_up(served *v, const char *job, skh_task_fn fn, int handler_arg)
+{
+    snprintf(v->dir, sizeof v->dir, "/tmp/skh-test-XXXXXX");
+    assert_non_null(mkdtemp(v->dir));
+    snprintf(v->sock, sizeof v->sock, "%s/s", v->dir);
+    v->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", v->sock);
+    assert_int_equal(bind(v->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(v->lfd, 1), 0);
+    skh_options o = {.name = "unit", .capacity = 1, .socket_path = v->sock};
+    v->h = skh_handler_new(&o, NULL);
+    assert_int_equal(skh_handler_job(v->h, job, fn, handler_arg ? v->h : NULL), 0);
+    pthread_create(&v->th, NULL, run_thread, v->h);
+    v->s = accept(v->lfd, NULL, NULL);
+}
+
+/* After the drain: run returned 0; everything closed and removed. */
+static void handler_down(served *v)
+{
+    void *rc;
+    pthread_join(v->th, &rc);
+    assert_int_equal(*(int *)rc, 0);
+    skh_handler_free(v->h);
+    close(v->s);
+    close(v->lfd);
+    unlink(v->sock);
+    rmdir(v->dir);
+}
+
 static void test_handler_serves_calls_and_drains(void **state)
 {
     (void)state;
-    char path[] = "/tmp/skh-test-XXXXXX";
-    assert_non_null(mkdtemp(path));
-    char sock[64];
-    snprintf(sock, sizeof sock, "%s/s", path);
-    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(lfd, 1), 0);
-    skh_options o = {.name = "unit", .capacity = 1, .socket_path = sock};
-    skh_handler *h = skh_handler_new(&o, NULL);
-    assert_int_equal(skh_handler_job(h, "echo", job_echo, NULL), 0);
-    pthread_t th;
-    pthread_create(&th, NULL, run_thread, h);
-    int s = accept(lfd, NULL, NULL);
+    served v;
+    handler_up(&v, "echo", job_echo, 0);
+    int s = v.s;
     json_t *hello = get_frame(s);
     assert_string_equal(json_string_value(json_object_get(hello, "name")), "unit");
     json_decref(hello);
@@ -437,14 +470,7 @@ static void test_handler_serves_calls_and_drains(void **state)
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(done, "variables"), "key")), "1");
     json_decref(done);
-    void *rc;
-    pthread_join(th, &rc);
-    assert_int_equal(*(int *)rc, 0);
-    skh_handler_free(h);
-    close(s);
-    close(lfd);
-    unlink(sock);
-    rmdir(path);
+    handler_down(&v);
 }
 
 /* secret on the task (a value with a NUL byte), token on the handler (a typed error), an
@@ -482,21 +508,9 @@ static void reply_to(int s, const char *method, const char *body)
 static void test_handler_secret_and_token(void **state)
 {
     (void)state;
-    char path[] = "/tmp/skh-test-XXXXXX";
-    assert_non_null(mkdtemp(path));
-    char sock[64];
-    snprintf(sock, sizeof sock, "%s/s", path);
-    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(lfd, 1), 0);
-    skh_options o = {.name = "unit", .capacity = 1, .socket_path = sock};
-    skh_handler *h = skh_handler_new(&o, NULL);
-    assert_int_equal(skh_handler_job(h, "calls", job_secret_token, h), 0);
-    pthread_t th;
-    pthread_create(&th, NULL, run_thread, h);
-    int s = accept(lfd, NULL, NULL);
+    served v;
+    handler_up(&v, "calls", job_secret_token, 1);
+    int s = v.s;
     json_decref(get_frame(s));
     put_frame(s, "{\"type\":\"welcome\",\"version\":1,\"session\":\"s\",\"max_frame\":4096,"
                  "\"methods\":[\"publish_message\",\"secret\",\"token\"]}");
@@ -518,14 +532,73 @@ static void test_handler_secret_and_token(void **state)
                         SKH_E_INVALID_ARGUMENT);
     json_decref(done);
     put_frame(s, "{\"type\":\"drain\",\"deadline\":1}");
-    void *rc;
-    pthread_join(th, &rc);
-    assert_int_equal(*(int *)rc, 0);
-    skh_handler_free(h);
-    close(s);
-    close(lfd);
-    unlink(sock);
-    rmdir(path);
+    handler_down(&v);
+}
+
+/* Trace context on publish_message: the task's traceparent and tracestate on the task's call,
+ * a traceparent alone on the handler's (the NULL tracestate left out), neither on the plain
+ * call. */
+static int job_traced(skh_task *t, void *arg)
+{
+    skh_trace mine = {skh_task_traceparent(t), skh_task_tracestate(t)};
+    skh_trace parent_only = {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", NULL};
+    json_t *r1 = NULL, *r2 = NULL, *r3 = NULL;
+    skh_error e;
+    /* one after the other (the frames' order is the test's), all three even if one fails */
+    int rc = skh_task_publish_message_traced(t, "paid", "o-1", NULL, 0, NULL, NULL, &mine, &r1, &e);
+    rc |= skh_handler_publish_message_traced(arg, "paid", "o-2", NULL, 0, NULL, NULL, &parent_only,
+                                             &r2, &e);
+    rc |= skh_task_publish_message(t, "paid", "o-3", NULL, 0, NULL, NULL, &r3, &e);
+    json_decref(r1);
+    json_decref(r2);
+    json_decref(r3);
+    return rc;
+}
+
+static json_t *call_params(int s)
+{
+    json_t *call = get_frame(s), *params = json_incref(json_object_get(call, "params"));
+    assert_string_equal(json_string_value(json_object_get(call, "method")), "publish_message");
+    char reply[160];
+    snprintf(reply, sizeof reply,
+             "{\"type\":\"reply\",\"ref\":\"%s\",\"ok\":true,\"result\":{\"key\":\"1\"}}",
+             json_string_value(json_object_get(call, "ref")));
+    json_decref(call);
+    put_frame(s, reply);
+    return params;
+}
+
+static void test_handler_publish_message_trace_context(void **state)
+{
+    (void)state;
+    served v;
+    handler_up(&v, "traced", job_traced, 1);
+    int s = v.s;
+    json_decref(get_frame(s));
+    put_frame(s, "{\"type\":\"welcome\",\"version\":1,\"session\":\"s\",\"max_frame\":4096,"
+                 "\"methods\":[\"publish_message\"]}");
+    put_frame(s, "{\"type\":\"task\",\"id\":\"z-1\",\"job_type\":\"traced\","
+                 "\"traceparent\":\"00-11111111111111111111111111111111-2222222222222222-01\","
+                 "\"tracestate\":\"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7\"}");
+    json_t *p1 = call_params(s), *p2 = call_params(s), *p3 = call_params(s);
+    assert_string_equal(json_string_value(json_object_get(p1, "traceparent")),
+                        "00-11111111111111111111111111111111-2222222222222222-01");
+    assert_string_equal(json_string_value(json_object_get(p1, "tracestate")),
+                        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    assert_string_equal(json_string_value(json_object_get(p1, "correlation_key")), "o-1");
+    assert_string_equal(json_string_value(json_object_get(p2, "traceparent")),
+                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_null(json_object_get(p2, "tracestate"));
+    assert_null(json_object_get(p3, "traceparent"));
+    assert_null(json_object_get(p3, "tracestate"));
+    json_decref(p1);
+    json_decref(p2);
+    json_decref(p3);
+    json_t *done = get_frame(s);
+    assert_string_equal(type_of(done), "complete");
+    json_decref(done);
+    put_frame(s, "{\"type\":\"drain\",\"deadline\":1}");
+    handler_down(&v);
 }
 
 static void test_handler_waits_for_skiff_until_stopped(void **state)
@@ -737,6 +810,7 @@ int main(void)
         cmocka_unit_test(test_refused_hello),
         cmocka_unit_test(test_handler_serves_calls_and_drains),
         cmocka_unit_test(test_handler_secret_and_token),
+        cmocka_unit_test(test_handler_publish_message_trace_context),
         cmocka_unit_test(test_handler_waits_for_skiff_until_stopped),
         cmocka_unit_test(test_tasks_frame_items_one_by_one),
         cmocka_unit_test(test_results_join_while_the_socket_is_busy),

@@ -53,8 +53,10 @@ Inside a job or topic function (blocking calls, safe from any thread; failures r
     if task.cancelled.is_set():             # threading.Event, set when skiff cancels
         return                              # the task (task.cancel_reason: "deadline",
                                             # "job_gone"); its result is never sent
-    task.publish_message("paid", correlation_key="order-42", variables={"amount": 3})
-    # -> {"key": "2251799813685400", "tenant_id": "<default>"}
+    task.publish_message("paid", correlation_key="order-42", variables={"amount": 3},
+                         traceparent=task.traceparent, tracestate=task.tracestate)
+    # -> {"key": "2251799813685400", "tenant_id": "<default>"}; the trace params (1.3,
+    # optional, left out when None) make the jobs the message leads to continue this trace
     task.produce("business.policy.indexed.v1", {"policyId": "P-1"}, key="P-1",
                  headers={"source": "indexer"})
     # -> {"topic": ..., "partition": 0, "offset": 88, "schema_id": 9}

@@ -75,15 +75,17 @@ class Handler:
     def publish_message(self, name: str, correlation_key: str = "",
                         variables: Optional[Dict[str, Any]] = None, time_to_live_ms: int = 0,
                         message_id: Optional[str] = None,
-                        tenant_id: Optional[str] = None) -> Dict[str, Any]:
+                        tenant_id: Optional[str] = None, traceparent: Optional[str] = None,
+                        tracestate: Optional[str] = None) -> Dict[str, Any]:
         """Publish a Zeebe message on the current connection (same as
-        :meth:`Task.publish_message`); raises :class:`CallError` (``closed``
-        while not connected)."""
+        :meth:`Task.publish_message`, ``traceparent`` and ``tracestate`` included);
+        raises :class:`CallError` (``closed`` while not connected)."""
         conn = self._conn
         if conn is None:
             raise CallError("closed", "not connected to skiff")
         return conn.call("publish_message", _message_params(
-            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
+            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id,
+            traceparent, tracestate))
 
     def produce(self, topic: str, value: Any, key: Optional[str] = None,
                 headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
@@ -98,10 +100,13 @@ class Handler:
     async def publish_message_async(self, name: str, correlation_key: str = "",
                                     variables: Optional[Dict[str, Any]] = None,
                                     time_to_live_ms: int = 0, message_id: Optional[str] = None,
-                                    tenant_id: Optional[str] = None) -> Dict[str, Any]:
+                                    tenant_id: Optional[str] = None,
+                                    traceparent: Optional[str] = None,
+                                    tracestate: Optional[str] = None) -> Dict[str, Any]:
         """:meth:`publish_message` for coroutines."""
         return await self._current().call_async("publish_message", _message_params(
-            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id))
+            name, correlation_key, variables, time_to_live_ms, message_id, tenant_id,
+            traceparent, tracestate))
 
     async def produce_async(self, topic: str, value: Any, key: Optional[str] = None,
                             headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:

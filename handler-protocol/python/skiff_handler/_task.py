@@ -145,6 +145,7 @@ class Task:
     deadline: int
     attempt: int = 1
     traceparent: Optional[str] = None
+    tracestate: Optional[str] = None
     job: Optional[Job] = None
     topic: str = ""
     value: Any = None
@@ -194,7 +195,8 @@ class Task:
                 id=f["id"], source="kafka", job_type=g("job_type", ""),
                 variables=g("variables") or {}, headers=g("headers") or {},
                 deadline=g("deadline", 0), attempt=g("attempt", 1),
-                traceparent=g("traceparent"), job=None, topic=g("topic", ""), value=g("value"),
+                traceparent=g("traceparent"), tracestate=g("tracestate"), job=None,
+                topic=g("topic", ""), value=g("value"),
                 record=_record(kafka), frame=f, cancel_reason=None, _cancelled=None, _conn=None,
                 _aio=None)
             return task
@@ -206,7 +208,7 @@ class Task:
             job_type=g("job_type", ""),
             variables=g("variables") or {}, headers=g("headers") or {},
             deadline=int(g("deadline", 0)), attempt=int(g("attempt", 1)),
-            traceparent=g("traceparent"),
+            traceparent=g("traceparent"), tracestate=g("tracestate"),
             job=Job.from_dict(zeebe) if isinstance(zeebe, dict) else None,
             topic=g("topic", ""), value=g("value"),
             record=Record.from_dict(kafka) if isinstance(kafka, dict) else None,
@@ -246,24 +248,27 @@ class Task:
                         variables: Optional[Dict[str, Any]] = None, time_to_live_ms: int = 0,
                         message_id: Optional[str] = None,
                         tenant_id: Optional[str] = None,
-                        traceparent: Optional[str] = None) -> Dict[str, Any]:
+                        traceparent: Optional[str] = None,
+                        tracestate: Optional[str] = None) -> Dict[str, Any]:
         """Publish a Zeebe message through skiff; returns ``{"key", "tenant_id"}``.
         ``traceparent`` (e.g. ``task.traceparent``) names the span the message comes from:
-        the jobs it leads to continue that trace. Blocks until skiff answers; raises
+        the jobs it leads to continue that trace; ``tracestate`` (e.g. ``task.tracestate``)
+        is the W3C tracestate that goes with it. Blocks until skiff answers; raises
         :class:`CallError`."""
         return self._attached().call("publish_message", _message_params(
             name, correlation_key, variables, time_to_live_ms, message_id, tenant_id,
-            traceparent))
+            traceparent, tracestate))
 
     async def publish_message_async(self, name: str, correlation_key: str = "",
                                     variables: Optional[Dict[str, Any]] = None,
                                     time_to_live_ms: int = 0, message_id: Optional[str] = None,
                                     tenant_id: Optional[str] = None,
-                                    traceparent: Optional[str] = None) -> Dict[str, Any]:
+                                    traceparent: Optional[str] = None,
+                                    tracestate: Optional[str] = None) -> Dict[str, Any]:
         """:meth:`publish_message` for an ``async def`` function."""
         return await self._attached().call_async("publish_message", _message_params(
             name, correlation_key, variables, time_to_live_ms, message_id, tenant_id,
-            traceparent))
+            traceparent, tracestate))
 
     def produce(self, topic: str, value: Any, key: Optional[str] = None,
                 headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
@@ -308,7 +313,8 @@ class Task:
 
 
 _TASK_MEMBERS = {"id": str, "source": str, "job_type": str, "topic": str, "deadline": int,
-                 "attempt": int, "traceparent": str, "variables": dict, "headers": dict,
+                 "attempt": int, "traceparent": str, "tracestate": str,
+                 "variables": dict, "headers": dict,
                  "zeebe": dict, "kafka": dict}
 _KAFKA_MEMBERS = {"topic": str, "partition": int, "offset": int, "schema_id": int,
                   "timestamp": int, "headers": dict, "headers_base64": dict}
@@ -335,7 +341,8 @@ def _kafka_frame_ok(f: Dict[str, Any], kafka: Dict[str, Any]) -> bool:
     tid = g("id")
     return (type(tid) is str and tid != "" and type(g("topic", "")) is str
             and type(g("deadline", 0)) is int and type(g("attempt", 1)) is int
-            and type(g("traceparent", "")) is str and type(g("job_type", "")) is str
+            and type(g("traceparent", "")) is str and type(g("tracestate", "")) is str
+            and type(g("job_type", "")) is str
             and type(g("variables", _D)) is dict and type(g("headers", _D)) is dict
             and type(g("zeebe", _D)) is dict
             and type(k("topic", "")) is str and type(k("partition", 0)) is int
@@ -376,11 +383,12 @@ def _check_task_frame(f: Dict[str, Any]) -> None:
 def _message_params(name: str, correlation_key: str, variables: Optional[Dict[str, Any]],
                     time_to_live_ms: int, message_id: Optional[str],
                     tenant_id: Optional[str],
-                    traceparent: Optional[str] = None) -> Dict[str, Any]:
+                    traceparent: Optional[str] = None,
+                    tracestate: Optional[str] = None) -> Dict[str, Any]:
     params: Dict[str, Any] = {"name": name, "correlation_key": correlation_key,
                               "time_to_live_ms": time_to_live_ms}
     optional = {"variables": variables, "message_id": message_id, "tenant_id": tenant_id,
-                "traceparent": traceparent}
+                "traceparent": traceparent, "tracestate": tracestate}
     params.update({k: v for k, v in optional.items() if v is not None})
     return params
 
