@@ -16,12 +16,13 @@ typedef struct task {
     const sk_source_ops *ops;
     void *source, *ctx;
     sk_session *session; /* NULL while queued */
-    char *id, *route;
-    uint8_t *frame; /* encoded task frame, until sent */
-    int borrowed;   /* frame is the source's (sent at once, never freed here) */
+    char *id, *route;    /* in text, allocated with the task */
+    uint8_t *frame;      /* encoded task frame, until sent */
+    int borrowed;        /* frame is the source's (sent at once, never freed here) */
     size_t frame_len;
     double received_at, sent_at; /* sk_mono_s() */
     sk_span *span;               /* the task's span (trace/task.h), NULL when out of memory */
+    char text[];                 /* id and route, NUL-terminated */
 } task;
 
 typedef struct slot { /* one attached session */
@@ -197,8 +198,6 @@ static void task_free(sk_dispatcher *d, task *t)
     if (t->span)
         sk_span_end(t->span);
     free(t->frame);
-    free(t->id);
-    free(t->route);
     free(t);
 }
 
@@ -594,12 +593,9 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
         submit_end(span, prev);
         return;
     }
-    task *t = !lookup(d, id) ? calloc(1, sizeof(*t)) : NULL;
-    if (t && (!(t->id = strdup(id)) || !(t->route = strdup(route)))) {
-        free(t->id);
-        free(t);
-        t = NULL;
-    }
+    /* One allocation per task: its id and route follow it. */
+    size_t idlen = strlen(id) + 1, routelen = strlen(route) + 1;
+    task *t = !lookup(d, id) ? malloc(sizeof(*t) + idlen + routelen) : NULL;
     if (!t) {
         if (!borrowed)
             free(frame);
@@ -612,13 +608,15 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
     *t = (task){.ops = ops,
                 .source = source,
                 .ctx = ctx,
-                .id = t->id,
-                .route = t->route,
+                .id = t->text,
+                .route = t->text + idlen,
                 .frame = frame,
                 .borrowed = borrowed,
                 .frame_len = len,
                 .received_at = received_at,
                 .span = span};
+    memcpy(t->text, id, idlen);
+    memcpy(t->text + idlen, route, routelen);
     unsigned h = hash(id);
     t->next_hash = d->buckets[h];
     d->buckets[h] = t;
