@@ -363,19 +363,18 @@ void sk_series_observe(sk_series *s, double v)
 }
 
 /* Whether id is exactly len lowercase hex digits. It runs for every task on random digits:
- * without a branch per character (a mispredicted one each other digit costs more than the
- * rest); a NUL before len is not a digit, so id[len] is only read when it is in the string. */
+ * the digit test has no branch (a mispredicted one every other digit cost more than the rest);
+ * the only branch, at the terminating NUL, keeps the reads inside the string. */
 static int hex_id(const char *id, size_t len)
 {
     if (!id)
         return 0;
     unsigned ok = 1;
-    for (size_t i = 0; i < len && ok; i += 8) {
-        size_t end = i + 8 < len ? i + 8 : len;
-        for (size_t j = i; j < end; j++) {
-            unsigned c = (unsigned char)id[j];
-            ok &= ((c - '0') < 10u) | ((c - 'a') < 6u);
-        }
+    for (size_t i = 0; i < len; i++) {
+        unsigned c = (unsigned char)id[i];
+        if (c == 0)
+            return 0;
+        ok &= ((c - '0') < 10u) | ((c - 'a') < 6u);
     }
     return ok && id[len] == '\0';
 }
