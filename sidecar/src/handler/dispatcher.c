@@ -16,11 +16,13 @@ typedef struct task {
     const sk_source_ops *ops;
     void *source, *ctx;
     sk_session *session; /* NULL while queued */
-    char *id, *route;
-    uint8_t *frame; /* encoded task frame, until sent */
+    char *id, *route;    /* in text, allocated with the task */
+    uint8_t *frame;      /* encoded task frame, until sent */
+    int borrowed;        /* frame is the source's (sent at once, never freed here) */
     size_t frame_len;
     double received_at, sent_at; /* sk_mono_s() */
     sk_span *span;               /* the task's span (trace/task.h), NULL when out of memory */
+    char text[];                 /* id and route, NUL-terminated */
 } task;
 
 typedef struct slot { /* one attached session */
@@ -196,8 +198,6 @@ static void task_free(sk_dispatcher *d, task *t)
     if (t->span)
         sk_span_end(t->span);
     free(t->frame);
-    free(t->id);
-    free(t->route);
     free(t);
 }
 
@@ -236,8 +236,10 @@ static void send_to(sk_dispatcher *d, slot *sl, task *t)
     t->sent_at = sk_mono_s();
     sk_session_write_task(sl->session, t->frame, t->frame_len, t->received_at,
                           overhead(d, t, "dispatch"), sampled_trace(t), sampled_span(t));
-    free(t->frame);
+    if (!t->borrowed)
+        free(t->frame);
     t->frame = NULL;
+    t->borrowed = 0;
 }
 
 /* Moves queued tasks to sessions that can take them; abandons those nobody serves. */
@@ -551,14 +553,24 @@ static void submit_end(sk_span *span, sk_span_scope prev)
         sk_span_end(span);
 }
 
-/* Takes the encoded frame (malloc'ed, owned from here on; NULL when it could not be built) of
- * a task and its span (owned too, may be NULL) and queues it. */
+/* Takes the encoded frame (NULL when it could not be built) of a task and its span (owned,
+ * may be NULL) and sends or queues it. The frame is malloc'ed and owned from here on, or with
+ * borrowed the source's: written at once when the task can go now (no copy), else copied. */
 static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
                    const char *route, const char *id, uint8_t *frame, size_t len,
-                   double received_at, sk_span *span)
+                   double received_at, sk_span *span, int borrowed)
 {
     char why[200];
     sk_span_scope prev = sk_span_enter(span);
+    int any;
+    slot *now = !d->queue_head && !d->draining ? pick(d, route, &any) : NULL;
+    if (frame && borrowed && (!now || len - SK_FRAME_HEADER > d->max_frame)) {
+        uint8_t *copy = malloc(len); /* NULL: refused below as unencodable (out of memory) */
+        if (copy)
+            memcpy(copy, frame, len);
+        frame = copy;
+        borrowed = 0;
+    }
     if (!frame) {
         snprintf(why, sizeof(why),
                  "skiff could not encode the task frame (a member is not "
@@ -581,14 +593,12 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
         submit_end(span, prev);
         return;
     }
-    task *t = !lookup(d, id) ? calloc(1, sizeof(*t)) : NULL;
-    if (t && (!(t->id = strdup(id)) || !(t->route = strdup(route)))) {
-        free(t->id);
-        free(t);
-        t = NULL;
-    }
+    /* One allocation per task: its id and route follow it. */
+    size_t idlen = strlen(id) + 1, routelen = strlen(route) + 1;
+    task *t = !lookup(d, id) ? malloc(sizeof(*t) + idlen + routelen) : NULL;
     if (!t) {
-        free(frame);
+        if (!borrowed)
+            free(frame);
         SK_LOG(SK_LOG_ERROR, "dispatcher", NULL, SK_KV("task_id", id),
                "cannot accept task (out of memory or duplicate id); giving it back");
         ops->abandon(source, ctx, "skiff could not accept the task");
@@ -598,19 +608,26 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
     *t = (task){.ops = ops,
                 .source = source,
                 .ctx = ctx,
-                .id = t->id,
-                .route = t->route,
+                .id = t->text,
+                .route = t->text + idlen,
                 .frame = frame,
+                .borrowed = borrowed,
                 .frame_len = len,
                 .received_at = received_at,
                 .span = span};
+    memcpy(t->text, id, idlen);
+    memcpy(t->text + idlen, route, routelen);
     unsigned h = hash(id);
     t->next_hash = d->buckets[h];
     d->buckets[h] = t;
     d->open++;
     sk_series_set(d->m_open, (double)d->open);
-    queue_append(d, t);
-    pump(d);
+    if (now) { /* nothing queued before it, a session has a credit: straight to it */
+        send_to(d, now, t);
+    } else {
+        queue_append(d, t);
+        pump(d);
+    }
     sk_span_leave(prev);
 }
 
@@ -621,17 +638,16 @@ void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *sour
     size_t len = 0;
     sk_span *span = payload ? sk_trace_task_begin(ops->name, route, payload) : NULL;
     uint8_t *frame = task_frame(ops, id, deadline_ms, payload, &len);
-    accept(d, ops, source, ctx, route, id, frame, len, received_at, span);
+    accept(d, ops, source, ctx, route, id, frame, len, received_at, span, 0);
 }
 
 void sk_dispatcher_submit_frame(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
                                 const char *route, const char *id, const uint8_t *frame, size_t len,
                                 double received_at, sk_span *span)
 {
-    uint8_t *copy = frame && len >= SK_FRAME_HEADER ? malloc(len) : NULL;
-    if (copy)
-        memcpy(copy, frame, len);
-    accept(d, ops, source, ctx, route, id, copy, len, received_at, span);
+    accept(d, ops, source, ctx, route, id,
+           frame && len >= SK_FRAME_HEADER ? (uint8_t *)(uintptr_t)frame : NULL, len, received_at,
+           span, 1);
 }
 
 int sk_dispatcher_cancel(sk_dispatcher *d, const char *id, const char *reason)

@@ -12,6 +12,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "handler/acks.h"
 
 typedef enum { S_HELLO, S_READY, S_CLOSING } state;
 
@@ -31,6 +32,10 @@ typedef struct {
 #define CANCEL_MEMORY_S 60.0
 #define CANCEL_MEMORY_MAX 4096
 #define FLUSH_AT 65536 /* bytes of task frames written without waiting for the batch's end */
+/* Tasks of one loop turn written at once, before the turn ends: the handler starts on them
+ * while skiff encodes the rest. Each later write of the turn waits for as many tasks as the
+ * turn has written so far (8, 8, 16, 32...): a few system calls per turn, not one per task. */
+#define FIRST_CHUNK 8
 #define BATCH_OPEN "{\"type\":\"tasks\",\"tasks\":["
 #define BATCH_CLOSE "]}"
 #define BATCH_WRAP (sizeof(BATCH_OPEN) - 1 + sizeof(BATCH_CLOSE) - 1)
@@ -52,6 +57,8 @@ struct sk_session {
     int batch;              /* the handler takes `tasks` frames (feature "batch", 1.4) */
     struct evbuffer *tasks; /* task bodies of the `tasks` frame being gathered, comma-separated */
     size_t ntasks;
+    size_t queued;     /* tasks queued since the last write */
+    size_t turn_tasks; /* tasks written in this loop turn before it ends (see FIRST_CHUNK) */
     char name[96];
     unsigned long serial;
     unsent *unsent;
@@ -112,6 +119,7 @@ static void release(sk_session *s)
     s->timer = NULL;
     s->nunsent = 0;
     s->ntasks = 0;
+    s->queued = 0;
 }
 
 void sk_session_free(sk_session *s)
@@ -204,6 +212,8 @@ static void flush_now(sk_session *s)
 {
     if (!s->bev)
         return;
+    s->turn_tasks += s->queued;
+    s->queued = 0;
     seal_tasks(s);
     struct evbuffer *out = bufferevent_get_output(s->bev);
     evbuffer_unfreeze(out, 1); /* a socket bufferevent keeps its output's start frozen */
@@ -217,7 +227,9 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    flush_now(arg);
+    sk_session *s = arg;
+    flush_now(s);
+    s->turn_tasks = 0;
 }
 
 /* Copies an id of the expected length, else leaves "". */
@@ -267,13 +279,16 @@ void sk_session_write_task(sk_session *s, const uint8_t *frame, size_t len, doub
         copy_id(u->trace_id, trace_id, 32);
         copy_id(u->span_id, span_id, 16);
     }
-    /* The frames of one loop turn leave in one write, still in this turn (the flush event
-     * runs right after the callback that queued them): the handler starts on the first
-     * task while skiff encodes the next ones, and a backlog costs one system call per
-     * batch, not per task. A large batch is written at once. A handler with feature
-     * "batch" gets the tasks of the turn in one `tasks` frame (parsed at once). */
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) + evbuffer_get_length(s->tasks) >=
-        FLUSH_AT)
+    /* The frames of one loop turn leave in a few writes, the last still in this turn (the
+     * flush event runs right after the callback that queued them): the first FIRST_CHUNK
+     * tasks at once, so that the handler works while skiff encodes the next ones instead
+     * of each side waiting for the other, then in chunks that double, and a large batch at
+     * once. A backlog costs a few system calls per turn, not one per task. A handler with
+     * feature "batch" gets each chunk as one `tasks` frame (parsed at once). */
+    s->queued++;
+    if (s->queued >= (s->turn_tasks > FIRST_CHUNK ? s->turn_tasks : FIRST_CHUNK) ||
+        evbuffer_get_length(bufferevent_get_output(s->bev)) + evbuffer_get_length(s->tasks) >=
+            FLUSH_AT)
         flush_now(s);
     else
         event_active(s->flush, EV_TIMEOUT, 0);
@@ -519,6 +534,38 @@ static void on_message(sk_session *s, const sk_msg *m, double received_at)
         on_ready_msg(s, m, received_at);
 }
 
+typedef struct {
+    sk_session *s;
+    double received_at;
+} ack_ctx;
+
+/* An ack read by the fast path (sk_acks_scan): as if the tree decoder had read it. */
+static void on_quick_ack(void *ud, const char *id, long index)
+{
+    ack_ctx *a = ud;
+    if (a->s->st == S_CLOSING || !a->s->bev)
+        return;
+    sk_msg m = {.type = SK_MSG_ACK, .id = id};
+    on_task_msg(a->s, &m, a->received_at, index);
+}
+
+/* One frame's payload: acks by the fast path, anything else through the tree decoder. */
+static void on_payload(sk_session *s, uint8_t *payload, size_t len, double received_at)
+{
+    ack_ctx a = {s, received_at};
+    char err[256];
+    const char *perr;
+    sk_msg m;
+    if (s->st == S_READY && sk_acks_scan(payload, len, on_quick_ack, &a))
+        return;
+    if (sk_msg_decode(payload, len, &m, &perr, err, sizeof(err)) < 0) {
+        protocol_error(s, perr, NULL, err);
+        return;
+    }
+    on_message(s, &m, received_at);
+    sk_msg_clear(&m);
+}
+
 /* Decodes every complete frame in the input buffer. */
 static void read_cb(struct bufferevent *bev, void *arg)
 {
@@ -538,15 +585,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
         if (r == 0 || avail < SK_FRAME_HEADER + plen)
             return;
         uint8_t *frame = evbuffer_pullup(in, (ev_ssize_t)(SK_FRAME_HEADER + plen));
-        sk_msg m;
-        r = sk_msg_decode(frame + SK_FRAME_HEADER, plen, &m, &perr, err, sizeof(err));
-        evbuffer_drain(in, SK_FRAME_HEADER + plen);
-        if (r < 0) {
-            protocol_error(s, perr, NULL, err);
-            return;
-        }
-        on_message(s, &m, received_at);
-        sk_msg_clear(&m);
+        on_payload(s, frame + SK_FRAME_HEADER, plen, received_at);
+        if (s->bev) /* still ours: a refusal may have closed the session */
+            evbuffer_drain(in, SK_FRAME_HEADER + plen);
     }
 }
 

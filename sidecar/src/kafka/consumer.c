@@ -401,8 +401,10 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
+    /* librdkafka writes one byte per wake-up until the queue is served again: one read
+     * empties the pipe (a second one would only say EAGAIN). */
     char buf[64];
-    while (read(fd, buf, sizeof buf) > 0)
+    while (read(fd, buf, sizeof buf) == (ssize_t)sizeof buf)
         ;
     poll_batch(arg);
 }

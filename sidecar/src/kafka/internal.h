@@ -10,6 +10,7 @@
 #ifndef SK_KAFKA_INTERNAL_H
 #define SK_KAFKA_INTERNAL_H
 
+#include <event2/event_struct.h>
 #include <event2/util.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -65,10 +66,11 @@ struct sk_kafka {
     int stopping, closing;  /* sk_kafka_stop called; group leave started */
     int pumping, repump;    /* kconsumer_pump running; called again meanwhile */
     char fatal[256];        /* a fatal consumer error, "" when none */
-    sk_jtext frame;         /* the task frame being built (reused: no allocation per record) */
-    sk_jtext value;         /* the record value's JSON text (reused likewise) */
-    char last_error[256];   /* the last broker connection error (TLS, SASL...), for readiness */
-    struct sk_tls *tls;     /* the brokers' TLS material (ssl, sasl_ssl), else NULL */
+    const struct timeval *deadline_tv; /* kafka.task_timeout as a common timeout, or NULL */
+    sk_jtext frame;       /* the task frame being built (reused: no allocation per record) */
+    sk_jtext value;       /* the record value's JSON text (reused likewise) */
+    char last_error[256]; /* the last broker connection error (TLS, SASL...), for readiness */
+    struct sk_tls *tls;   /* the brokers' TLS material (ssl, sasl_ssl), else NULL */
     struct sk_tls *registry_tls; /* an https:// registry's, else NULL */
     sk_secret *sasl_password;    /* kafka.sasl.password, watched; NULL when empty */
     rd_kafka_t *sasl_rk[2];      /* the clients that take its new values */
@@ -111,7 +113,8 @@ struct krec {
     const sk_avro_schema *schema; /* its value's, once known (NULL: a tombstone) */
     int32_t schema_id;
     char id[320];           /* task id of the current delivery */
-    struct event *timer;    /* retry backoff, schema retry or deadline */
+    struct event timer;     /* retry backoff, schema retry or deadline (no allocation) */
+    int armed;              /* timer is assigned (maybe pending) */
     sk_backoff bo;          /* schema lookups and dead-letter writes */
     sk_backoff retry_bo;    /* deliveries after a failed attempt */
     int dlq_writing;        /* its dead-letter write is in flight */

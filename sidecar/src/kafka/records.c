@@ -37,23 +37,42 @@ static void count(sk_metric *m, const char *topic, const char *what)
     sk_series_add(sk_metric_series(m, labels), 1);
 }
 
-/* Runs fn once after ms on the record's timer. */
-static void arm(krec *r, int64_t ms, event_callback_fn fn)
+/* Runs fn once after tv on the record's timer (embedded in the record: a record costs no
+ * timer allocation). */
+static void arm_tv(krec *r, const struct timeval *tv, event_callback_fn fn)
 {
-    sk_kafka *k = r->p->k;
-    if (r->timer)
-        event_free(r->timer);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    if (!(r->timer = event_new(k->base, -1, 0, fn, r)) || event_add(r->timer, &tv) != 0)
+    if (r->armed)
+        event_del(&r->timer);
+    r->armed = event_assign(&r->timer, r->p->k->base, -1, 0, fn, r) == 0;
+    if (!r->armed || event_add(&r->timer, tv) != 0)
         SK_ERROR("kafka", "cannot arm a timer for %s[%d]@%lld", r->p->topic, (int)r->p->partition,
                  (long long)r->offset);
 }
 
+/* Runs fn once after ms on the record's timer. */
+static void arm(krec *r, int64_t ms, event_callback_fn fn)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    arm_tv(r, &tv, fn);
+}
+
+/* Runs fn at the record's deadline, kafka.task_timeout from now: every record's deadline is
+ * as far, so they share libevent's common timeout queue (no heap operation per record). */
+static void arm_deadline(krec *r, event_callback_fn fn)
+{
+    sk_kafka *k = r->p->k;
+    int64_t ms = k->cfg->kafka_task_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (!k->deadline_tv)
+        k->deadline_tv = event_base_init_common_timeout(k->base, &tv);
+    arm_tv(r, k->deadline_tv ? k->deadline_tv : &tv, fn);
+}
+
 static void disarm(krec *r)
 {
-    if (r->timer)
-        event_free(r->timer);
-    r->timer = NULL;
+    if (r->armed)
+        event_del(&r->timer);
+    r->armed = 0;
 }
 
 /* ---- the task frame, written as JSON text ---- */
@@ -413,6 +432,45 @@ void krec_arrive(kpart *p, rd_kafka_message_t *msg)
 
 /* ---- delivery to handlers ---- */
 
+/* u in decimal at p; returns the end. */
+static char *put_udec(char *p, unsigned long long u)
+{
+    char d[24];
+    size_t n = 0;
+    do
+        d[n++] = (char)('0' + u % 10);
+    while ((u /= 10) > 0);
+    while (n > 0)
+        *p++ = d[--n];
+    return p;
+}
+
+static char *put_dec(char *p, long long v)
+{
+    if (v < 0)
+        *p++ = '-';
+    return put_udec(p, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+}
+
+/* The task id of the record's delivery, "k-<topic (200 bytes at most)>-<partition>-<offset>-
+ * <serial>", into r->id (without printf: it is built for every record). */
+static void task_id(krec *r, uint64_t serial)
+{
+    char *p = r->id;
+    size_t tl = strnlen(r->p->topic, 200);
+    *p++ = 'k';
+    *p++ = '-';
+    memcpy(p, r->p->topic, tl);
+    p += tl;
+    *p++ = '-';
+    p = put_dec(p, r->p->partition);
+    *p++ = '-';
+    p = put_dec(p, r->offset);
+    *p++ = '-';
+    p = put_udec(p, serial);
+    *p = '\0';
+}
+
 static void deadline_passed(evutil_socket_t fd, short what, void *arg);
 
 void krec_dispatch(krec *r)
@@ -423,13 +481,12 @@ void krec_dispatch(krec *r)
     if (!value)
         return;
     r->attempt++;
-    snprintf(r->id, sizeof r->id, "k-%.200s-%d-%lld-%llu", r->p->topic, (int)r->p->partition,
-             (long long)r->offset, (unsigned long long)++k->serial);
+    task_id(r, ++k->serial);
     int64_t deadline = sk_wall_ms() + k->cfg->kafka_task_timeout_ms;
     sk_span *span = task_text(r, value, deadline);
     r->in_dispatcher = 1;
     k->running++;
-    arm(r, k->cfg->kafka_task_timeout_ms, deadline_passed);
+    arm_deadline(r, deadline_passed);
     /* a frame that could not be built (out of memory, a value jansson cannot encode) is
      * refused by the dispatcher as unencodable: counted, logged, dead-lettered */
     sk_dispatcher_submit_frame(k->d, &kafka_ops, k, r, r->p->topic, r->id,

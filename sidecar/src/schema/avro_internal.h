@@ -103,6 +103,10 @@ uint8_t *sk_avro_json_to_bytes(const json_t *j, size_t *n, int *bad);
 int sk_avro_uuid_valid(const char *s, size_t n);
 /* Decimal text of the unscaled value in b[0..n) with `scale` fraction digits. */
 json_t *sk_avro_decimal_to_json(const uint8_t *b, size_t n, int scale);
+/* The same text into out (n <= DEC_MAX_BYTES); returns its length. */
+#define SK_AVRO_DECIMAL_TEXT_MAX (DEC_MAX_BYTES * 3 + 16)
+size_t sk_avro_decimal_text(const uint8_t *b, size_t n, int scale,
+                            char out[SK_AVRO_DECIMAL_TEXT_MAX]);
 /* Parses "[-]digits[.digits]" into unscaled digits (no leading zeros, "" for 0); -1 + msg. */
 int sk_avro_decimal_digits(const char *s, int scale, int precision, char *dig, size_t cap, int *neg,
                            const char **msg);
@@ -111,6 +115,10 @@ json_t *sk_avro_date_to_json(int64_t days);
 /* Units since the epoch -> RFC 3339 UTC with `digits` fraction digits; NULL outside years
  * 0001..9999. */
 json_t *sk_avro_timestamp_to_json(int64_t v, int64_t unit, int digits);
+/* The texts of the two above into out, without a JSON value: their length, 0 outside years
+ * 0001..9999 (digits <= 9). */
+size_t sk_avro_date_text(int64_t days, char out[16]);
+size_t sk_avro_timestamp_text(int64_t v, int64_t unit, int digits, char out[40]);
 /* "YYYY-MM-DD" -> days since the epoch; -1 when invalid. */
 int sk_avro_parse_date(const char *s, int64_t *days);
 /* RFC 3339 "YYYY-MM-DDTHH:MM:SS[.f](Z|+hh:mm|-hh:mm)" -> units since the epoch (UTC). */

@@ -2,7 +2,6 @@
  * and timestamps (proleptic Gregorian), uuid text. No reader or writer state. */
 #include "schema/avro_internal.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +102,14 @@ int sk_avro_uuid_valid(const char *s, size_t n)
 /* Decimal text of the unscaled value in b[0..n) with `scale` fraction digits. */
 json_t *sk_avro_decimal_to_json(const uint8_t *b, size_t n, int scale)
 {
+    char out[SK_AVRO_DECIMAL_TEXT_MAX];
+    size_t o = sk_avro_decimal_text(b, n, scale, out);
+    return json_stringn(out, o);
+}
+
+size_t sk_avro_decimal_text(const uint8_t *b, size_t n, int scale,
+                            char out[SK_AVRO_DECIMAL_TEXT_MAX])
+{
     uint8_t mag[DEC_MAX_BYTES];
     char dig[DEC_MAX_BYTES * 3 + 8];
     int neg = n > 0 && (b[0] & 0x80);
@@ -131,7 +138,6 @@ json_t *sk_avro_decimal_to_json(const uint8_t *b, size_t n, int scale)
     }
     while (nd <= (size_t)scale)
         dig[nd++] = '0';
-    char out[DEC_MAX_BYTES * 3 + 16];
     size_t o = 0;
     if (neg)
         out[o++] = '-';
@@ -140,7 +146,7 @@ json_t *sk_avro_decimal_to_json(const uint8_t *b, size_t n, int scale)
         if (i == (size_t)scale && scale > 0)
             out[o++] = '.';
     }
-    return json_stringn(out, o);
+    return o;
 }
 
 /* Parses "[-]digits[.digits]" into unscaled digits (no leading zeros, "" for 0); -1 + msg. */
@@ -211,33 +217,61 @@ static int64_t floor_div(int64_t a, int64_t b)
     return a / b - (a % b < 0);
 }
 
-json_t *sk_avro_date_to_json(int64_t days)
+/* n >= 0 as exactly w digits at p (w <= 9: a larger n keeps its low digits); returns the end. */
+static char *put_digits(char *p, int64_t n, int w)
+{
+    for (int i = w; i-- > 0; n /= 10)
+        p[i] = (char)('0' + n % 10);
+    return p + w;
+}
+
+size_t sk_avro_date_text(int64_t days, char out[16])
 {
     if (days < DAY_MIN || days > DAY_MAX)
-        return NULL;
+        return 0;
     int y;
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
-    /* 11 bytes at most for DAY_MIN..DAY_MAX; sized for any int and unsigned the compiler
-     * cannot bound through civil_from_days, so that -O3 sees no truncation. */
-    char s[32];
-    snprintf(s, sizeof(s), "%04d-%02u-%02u", y, m, d);
-    return json_string(s);
+    char *p = put_digits(out, y, 4);
+    *p++ = '-';
+    p = put_digits(p, m, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    return (size_t)(p - out);
+}
+
+json_t *sk_avro_date_to_json(int64_t days)
+{
+    char s[16];
+    size_t n = sk_avro_date_text(days, s);
+    return n ? json_stringn(s, n) : NULL;
+}
+
+/* Written without printf: a timestamp field is formatted for every record. */
+size_t sk_avro_timestamp_text(int64_t v, int64_t unit, int digits, char out[40])
+{
+    int64_t secs = floor_div(v, unit), frac = v - secs * unit;
+    int64_t days = floor_div(secs, 86400), sod = secs - days * 86400;
+    if (days < DAY_MIN || days > DAY_MAX || digits < 0 || digits > 9)
+        return 0;
+    char *p = out + sk_avro_date_text(days, out);
+    *p++ = 'T';
+    p = put_digits(p, sod / 3600, 2);
+    *p++ = ':';
+    p = put_digits(p, sod / 60 % 60, 2);
+    *p++ = ':';
+    p = put_digits(p, sod % 60, 2);
+    *p++ = '.';
+    p = put_digits(p, frac, digits);
+    *p++ = 'Z';
+    return (size_t)(p - out);
 }
 
 json_t *sk_avro_timestamp_to_json(int64_t v, int64_t unit, int digits)
 {
-    int64_t secs = floor_div(v, unit), frac = v - secs * unit;
-    int64_t days = floor_div(secs, 86400), sod = secs - days * 86400;
-    if (days < DAY_MIN || days > DAY_MAX)
-        return NULL;
-    int y;
-    unsigned m, d;
-    civil_from_days(days, &y, &m, &d);
     char s[40];
-    snprintf(s, sizeof(s), "%04d-%02u-%02uT%02d:%02d:%02d.%0*lldZ", y, m, d, (int)(sod / 3600),
-             (int)(sod / 60 % 60), (int)(sod % 60), digits, (long long)frac);
-    return json_string(s);
+    size_t n = sk_avro_timestamp_text(v, unit, digits, s);
+    return n ? json_stringn(s, n) : NULL;
 }
 
 static int digits_at(const char *s, int n, int *out)

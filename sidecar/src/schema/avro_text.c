@@ -117,6 +117,18 @@ static int put_json(sk_jtext *t, json_t *v)
     return 0;
 }
 
+/* A logical type's text (digits, '-', '.', ':', 'T', 'Z': nothing to escape) as a JSON
+ * string; len 0: the value has no text (out of range), -1. */
+static int put_plain(sk_jtext *t, const char *text, size_t len)
+{
+    if (len == 0)
+        return -1;
+    sk_jtext_raw(t, "\"", 1);
+    sk_jtext_raw(t, text, len);
+    sk_jtext_raw(t, "\"", 1);
+    return 0;
+}
+
 /* ---- values ------------------------------------------------------------------------------ */
 
 static int value(text_reader *r, const node *n);
@@ -156,7 +168,10 @@ static int put_binary(text_reader *r, const node *n)
         put_bytes(r->t, b, len);
         return 0;
     }
-    return len > DEC_MAX_BYTES ? -1 : put_json(r->t, sk_avro_decimal_to_json(b, len, n->scale));
+    if (len > DEC_MAX_BYTES)
+        return -1;
+    char text[SK_AVRO_DECIMAL_TEXT_MAX];
+    return put_plain(r->t, text, sk_avro_decimal_text(b, len, n->scale, text));
 }
 
 static int read_text(text_reader *r, const uint8_t **b, size_t *len)
@@ -182,11 +197,13 @@ static int put_integer(text_reader *r, const node *n)
     int64_t v;
     if (get_long(r, &v) < 0 || (n->k == K_INT && (v < INT32_MIN || v > INT32_MAX)))
         return -1;
+    char text[40];
     if (n->lt == L_DATE)
-        return put_json(r->t, sk_avro_date_to_json(v));
+        return put_plain(r->t, text, sk_avro_date_text(v, text));
     if (n->lt == L_TS_MILLIS || n->lt == L_TS_MICROS)
-        return put_json(r->t, sk_avro_timestamp_to_json(v, n->lt == L_TS_MILLIS ? 1000 : 1000000,
-                                                        n->lt == L_TS_MILLIS ? 3 : 6));
+        return put_plain(r->t, text,
+                         sk_avro_timestamp_text(v, n->lt == L_TS_MILLIS ? 1000 : 1000000,
+                                                n->lt == L_TS_MILLIS ? 3 : 6, text));
     sk_jtext_int(r->t, v);
     return 0;
 }

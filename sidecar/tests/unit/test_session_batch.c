@@ -60,6 +60,43 @@ static void test_tasks_in_one_frame(void **state)
     json_decref(f);
 }
 
+/* A large turn does not wait for its end: its first tasks (8, fewer when max_frame cuts the
+ * frame first) are written at once, before the loop runs again (the handler starts on them
+ * while skiff encodes the rest); the others follow, every task once, in order. */
+static void test_first_tasks_leave_at_once(void **state)
+{
+    fixture *fx = *state;
+    json_decref(hello_features(fx, 12, "[\"batch\"]"));
+    char id[16];
+    for (int i = 0; i < 12; i++) {
+        snprintf(id, sizeof id, "t%02d", i);
+        submit_quiet(fx, id, json_object());
+    }
+    struct pollfd p = {.fd = fx->fd, .events = POLLIN}; /* the loop has not run yet */
+    assert_int_equal(poll(&p, 1, 0), 1);
+    json_t *f;
+    expect_type(fx, "tasks", &f);
+    size_t first = json_array_size(json_object_get(f, "tasks")); /* 8, or fewer by max_frame */
+    assert_in_range(first, 2, 8);
+    assert_string_equal(task_id(f, 0), "t00");
+    json_decref(f);
+    int next = (int)first;
+    while (next < 12) {
+        json_t *g = recv_frame(fx);
+        assert_non_null(g);
+        const char *type = json_string_value(json_object_get(g, "type"));
+        size_t k = strcmp(type, "tasks") == 0 ? json_array_size(json_object_get(g, "tasks")) : 1;
+        for (size_t i = 0; i < k; i++) {
+            snprintf(id, sizeof id, "t%02d", next++);
+            assert_string_equal(k > 1 ? task_id(g, i) : json_string_value(json_object_get(g, "id")),
+                                id);
+        }
+        json_decref(g);
+    }
+    assert_int_equal(next, 12);
+    expect_nothing(fx);
+}
+
 /* Without the feature every task has its own frame, as before 1.4. */
 static void test_no_batch_without_feature(void **state)
 {
@@ -190,6 +227,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_welcome_lists_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tasks_in_one_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_tasks_leave_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_batch_without_feature, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_bounded_by_max_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_follows_gathered_task, setup, teardown),

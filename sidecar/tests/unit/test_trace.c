@@ -151,6 +151,34 @@ static void test_kafka_span(void **state)
     sk_trace_task_settings(NULL, NULL);
 }
 
+/* A record's span keeps its ids (the handler's traceparent) but skips its attributes when
+ * nobody reads them: the installed tracer exports nothing, or the span is not sampled. */
+static void test_kafka_span_unread(void **state)
+{
+    (void)state;
+    sk_trace_kafka_rec rec = {.route = "orders", .topic = "orders", .key = "k1", .key_len = 2};
+    sk_tracer t;
+    memset(&t, 0, sizeof t); /* always_on sampler, no endpoint */
+    sk_tracer_install(&t);
+    sk_span *s = sk_trace_kafka_begin(&rec);
+    assert_non_null(s);
+    assert_int_equal(s->nattrs, 0);
+    assert_true(s->ctx.flags & SK_TRACE_SAMPLED);
+    assert_int_equal(strlen(s->trace_hex), 32);
+    sk_span_free(s);
+    t.exporting = 1; /* an endpoint: the same record's span is complete */
+    s = sk_trace_kafka_begin(&rec);
+    assert_string_equal(attr(s, "messaging.destination.name"), "orders");
+    assert_string_equal(attr(s, "messaging.kafka.message.key"), "k1");
+    sk_span_free(s);
+    t.sampler.root = SK_SAMPLE_ALWAYS_OFF; /* exported, but this span is not sampled */
+    s = sk_trace_kafka_begin(&rec);
+    assert_false(s->ctx.flags & SK_TRACE_SAMPLED);
+    assert_int_equal(s->nattrs, 0);
+    sk_span_free(s);
+    sk_tracer_install(NULL);
+}
+
 static void test_invalid_context_new_trace(void **state)
 {
     (void)state;
@@ -317,7 +345,7 @@ int main(void)
         cmocka_unit_test(test_kafka_span),        cmocka_unit_test(test_invalid_context_new_trace),
         cmocka_unit_test(test_zeebe_span),        cmocka_unit_test(test_otlp_encoding),
         cmocka_unit_test(test_produce_span),      cmocka_unit_test(test_k8s_resource),
-        cmocka_unit_test(test_fresh_ids),
+        cmocka_unit_test(test_fresh_ids),         cmocka_unit_test(test_kafka_span_unread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
