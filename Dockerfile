@@ -35,7 +35,7 @@ COPY cmake /src/cmake
 COPY proto /src/proto
 COPY sidecar /src/sidecar
 COPY devstack/kafka-mock /src/devstack/kafka-mock
-RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DSKIFF_IMAGE_BUILD=ON \
+RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DSKIFF_IMAGE_BUILD=ON -DSKIFF_WERROR=ON \
       -DCMAKE_PREFIX_PATH=/opt/curl -DSKIFF_RDKAFKA_DIR=/opt/rdkafka >/dev/null \
     && cmake --build /build -j 2 --target skiff \
     && strip --strip-all -o /skiff /build/skiff

@@ -67,7 +67,7 @@ devstack/setup.sh
 
 say "build skiff (Release, build-bench/)"
 buildlog=$(mktemp)
-if ! { cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release &&
+if ! { cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSKIFF_WERROR=ON &&
   cmake --build build-bench -j2 --target skiff; } >"$buildlog" 2>&1; then
   cat "$buildlog" >&2
   exit 1
