@@ -367,7 +367,7 @@ sk_registry_lookup *sk_registry_by_id(sk_registry *r, int32_t id, sk_registry_cb
 static int start_latest(sk_registry *r, subject *s)
 {
     char path[REG_MAX_SUBJECT_LEN * 3 + 64];
-    reg_subject_path(s->name, "/versions/latest", path);
+    reg_subject_path(s->name, "/versions/latest", path, sizeof path);
     if (!(s->f = reg_fetch_start(r, path, latest_done)))
         return -1;
     s->f->subj = s;

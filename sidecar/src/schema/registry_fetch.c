@@ -138,20 +138,19 @@ fetch *reg_fetch_start(sk_registry *r, const char *path, fetch_done_fn done)
     return f;
 }
 
-void reg_subject_path(const char *name, const char *tail, char *out)
+void reg_subject_path(const char *name, const char *tail, char *out, size_t size)
 {
     static const char hex[] = "0123456789ABCDEF";
-    memcpy(out, "/subjects/", 10);
-    out += 10;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+    size_t n = (size_t)snprintf(out, size, "/subjects/");
+    for (const unsigned char *p = (const unsigned char *)name; *p && n + 4 < size; p++) {
         if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
             strchr("-._~", *p)) {
-            *out++ = (char)*p;
+            out[n++] = (char)*p;
         } else {
-            *out++ = '%';
-            *out++ = hex[*p >> 4];
-            *out++ = hex[*p & 15];
+            out[n++] = '%';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
         }
     }
-    strcpy(out, tail);
+    snprintf(out + n, size - n, "%s", tail);
 }

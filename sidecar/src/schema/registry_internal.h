@@ -123,8 +123,8 @@ void reg_classify(const sk_http_result *res, const char *what, long nf1, long nf
 sk_reg_status reg_parse_schema(const json_t *j, const char *what, sk_avro_schema **out, char *err,
                                size_t errlen);
 /* "/subjects/" + name percent-encoded (all but RFC 3986 unreserved characters) + tail into
- * out, which holds REG_MAX_SUBJECT_LEN * 3 + 64 bytes. */
-void reg_subject_path(const char *name, const char *tail, char *out);
+ * out of size bytes (REG_MAX_SUBJECT_LEN * 3 + 64 hold any subject; a longer one is cut). */
+void reg_subject_path(const char *name, const char *tail, char *out, size_t size);
 
 /* ---- registry.c ---- */
 sk_registry_lookup *reg_lookup_new(sk_registry *r, sk_registry_cb cb, void *ud);

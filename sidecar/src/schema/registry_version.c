@@ -39,7 +39,7 @@ sk_registry_lookup *sk_registry_version(sk_registry *r, const char *name, int32_
         return NULL;
     char path[REG_MAX_SUBJECT_LEN * 3 + 64], tail[32], what[REG_MAX_SUBJECT_LEN + 64];
     snprintf(tail, sizeof tail, "/versions/%d", (int)version);
-    reg_subject_path(name, tail, path);
+    reg_subject_path(name, tail, path, sizeof path);
     snprintf(what, sizeof what, "version %d of subject \"%s\"", (int)version, name);
     char *w = strdup(what);
     sk_registry_lookup *l = w ? reg_lookup_new(r, cb, ud) : NULL;
