@@ -290,10 +290,8 @@ static int put_record(text_reader *r, const node *n)
 {
     sk_jtext_raw(r->t, "{", 1);
     for (size_t i = 0; i < n->n; i++) {
-        if (i > 0)
-            sk_jtext_raw(r->t, ",", 1);
-        put_quoted(r->t, (const uint8_t *)n->fields[i].name, strlen(n->fields[i].name));
-        sk_jtext_raw(r->t, ":", 1);
+        const field *f = &n->fields[i]; /* the first member without its ',' */
+        sk_jtext_raw(r->t, f->key + (i == 0), f->key_len - (i == 0));
         if (value(r, n->fields[i].type) < 0)
             return -1;
     }
