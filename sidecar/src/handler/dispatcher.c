@@ -217,9 +217,10 @@ static void abandon(sk_dispatcher *d, task *t, const char *why)
     sk_series_add(sk_metric_series(d->m_abandoned, labels), 1);
     if (t->span)
         sk_span_set_error(t->span, "abandoned", why);
-    sk_span_scope prev = sk_span_enter(t->span);
+    sk_span_scope prev;
+    sk_span_enter(t->span, &prev);
     t->ops->abandon(t->source, t->ctx, why);
-    sk_span_leave(prev);
+    sk_span_leave(&prev);
     task_free(d, t);
 }
 
@@ -546,7 +547,7 @@ static void reject(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
 
 /* A task that never opened: the active span goes back, then its span ends (with the error
  * set). */
-static void submit_end(sk_span *span, sk_span_scope prev)
+static void submit_end(sk_span *span, const sk_span_scope *prev)
 {
     sk_span_leave(prev);
     if (span)
@@ -561,7 +562,8 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
                    double received_at, sk_span *span, int borrowed)
 {
     char why[200];
-    sk_span_scope prev = sk_span_enter(span);
+    sk_span_scope prev;
+    sk_span_enter(span, &prev);
     int any;
     slot *now = !d->queue_head && !d->draining ? pick(d, route, &any) : NULL;
     if (frame && borrowed && (!now || len - SK_FRAME_HEADER > d->max_frame)) {
@@ -578,7 +580,7 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
         if (span)
             sk_span_set_error(span, "unencodable", why);
         reject(d, ops, source, ctx, route, "unencodable", why);
-        submit_end(span, prev);
+        submit_end(span, &prev);
         return;
     }
     if (len - SK_FRAME_HEADER > d->max_frame) {
@@ -590,7 +592,7 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
         if (span)
             sk_span_set_error(span, "frame_too_large", why);
         reject(d, ops, source, ctx, route, "too_large", why);
-        submit_end(span, prev);
+        submit_end(span, &prev);
         return;
     }
     /* One allocation per task: its id and route follow it. */
@@ -602,7 +604,7 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
         SK_LOG(SK_LOG_ERROR, "dispatcher", NULL, SK_KV("task_id", id),
                "cannot accept task (out of memory or duplicate id); giving it back");
         ops->abandon(source, ctx, "skiff could not accept the task");
-        submit_end(span, prev);
+        submit_end(span, &prev);
         return;
     }
     *t = (task){.ops = ops,
@@ -628,7 +630,7 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
         queue_append(d, t);
         pump(d);
     }
-    sk_span_leave(prev);
+    sk_span_leave(&prev);
 }
 
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
@@ -763,9 +765,10 @@ int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, doubl
         if (!t->ops->extend)
             return -2;
         sk_reply *r = m->ref ? reply_new(d, s, m->ref) : NULL;
-        sk_span_scope prev = sk_span_enter(t->span);
+        sk_span_scope prev;
+        sk_span_enter(t->span, &prev);
         t->ops->extend(t->source, t->ctx, m->timeout_ms, r);
-        sk_span_leave(prev);
+        sk_span_leave(&prev);
         return 0;
     }
     if (!(t->ops->results & SK_RESULT(m->type)))
@@ -775,14 +778,15 @@ int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, doubl
     sk_series_add(sk_metric_series(d->m_results, labels), 1);
     finish_slot(d, t);
     sk_trace_task_result(t->span, m);
-    sk_span_scope prev = sk_span_enter(t->span);
+    sk_span_scope prev;
+    sk_span_enter(t->span, &prev);
     if (m->type == SK_MSG_COMPLETE || m->type == SK_MSG_ACK)
         t->ops->complete(t->source, t->ctx, m);
     else if (m->type == SK_MSG_FAIL || m->type == SK_MSG_NACK)
         t->ops->fail(t->source, t->ctx, m);
     else
         t->ops->error(t->source, t->ctx, m);
-    sk_span_leave(prev);
+    sk_span_leave(&prev);
     observe_task(overhead(d, t, "result"), t, sk_mono_s() - received_at);
     task_free(d, t);
     pump(d);

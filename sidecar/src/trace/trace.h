@@ -61,8 +61,12 @@ void sk_tracer_flush(sk_tracer *t);
 size_t sk_tracer_pending(const sk_tracer *t);
 
 /* Starts a span, child of parent (NULL or an invalid context: a new trace; the sampler decides
- * the sampled flag). NULL only when out of memory. */
+ * the sampled flag). NULL only when out of memory. name NULL: unnamed until sk_span_name, for
+ * a span named only when it will be exported (an exported span must have a name). */
 sk_span *sk_span_start(const sk_trace_ctx *parent, const char *name, sk_span_kind kind);
+/* Names s prefix followed by rest (one allocation, no printf); 0, or -1 when out of memory (s
+ * unchanged). */
+int sk_span_name(sk_span *s, const char *prefix, const char *rest);
 void sk_span_set_str(sk_span *s, const char *key, const char *value);
 void sk_span_set_int(sk_span *s, const char *key, int64_t value);
 /* Status ERROR with error.type = type and the status message (may be NULL). */
@@ -83,8 +87,10 @@ typedef struct sk_span_scope {
     sk_trace_ctx ctx;
     char trace_hex[33], span_hex[17];
 } sk_span_scope;
-sk_span_scope sk_span_enter(const sk_span *s); /* s may be NULL: none; returns the previous */
-void sk_span_leave(sk_span_scope prev);
+/* Makes s active (NULL: none) and saves the one active before into *prev; sk_span_leave(prev)
+ * makes that one active again. Enter and leave pair up like a stack. */
+void sk_span_enter(const sk_span *s, sk_span_scope *prev);
+void sk_span_leave(const sk_span_scope *prev);
 /* The context a CLIENT span takes as its parent: ctx when it is valid (not NULL), else the
  * active span's, else NULL (a new trace). */
 const sk_trace_ctx *sk_span_parent_or_active(const sk_trace_ctx *ctx);
