@@ -12,6 +12,7 @@
 
 typedef struct task {
     struct task *next_hash;       /* id table chain */
+    unsigned h;                   /* hash(id), computed once */
     struct task *next_q, *prev_q; /* queue (waiting) or session list links */
     const sk_source_ops *ops;
     void *source, *ctx;
@@ -109,25 +110,27 @@ static void observe_task(sk_series *s, const task *t, double v)
         sk_series_observe(s, v);
 }
 
+/* FNV-1a of a task id, all 32 bits: the bucket is h % NBUCKETS, and a chain's other ids are
+ * told apart by h before their text (the ids of a topic share a long prefix). */
 static unsigned hash(const char *s)
 {
     unsigned h = 2166136261u;
     while (*s)
         h = (h ^ (unsigned char)*s++) * 16777619u;
-    return h % NBUCKETS;
+    return h;
 }
 
-static task *lookup(const sk_dispatcher *d, const char *id)
+static task *lookup(const sk_dispatcher *d, const char *id, unsigned h)
 {
-    for (task *t = d->buckets[hash(id)]; t; t = t->next_hash)
-        if (strcmp(t->id, id) == 0)
+    for (task *t = d->buckets[h % NBUCKETS]; t; t = t->next_hash)
+        if (t->h == h && strcmp(t->id, id) == 0)
             return t;
     return NULL;
 }
 
 static void unlink_hash(sk_dispatcher *d, task *t)
 {
-    task **pp = &d->buckets[hash(t->id)];
+    task **pp = &d->buckets[t->h % NBUCKETS];
     while (*pp != t)
         pp = &(*pp)->next_hash;
     *pp = t->next_hash;
@@ -513,7 +516,7 @@ size_t sk_dispatcher_open(const sk_dispatcher *d)
 
 int sk_dispatcher_is_open(const sk_dispatcher *d, const char *id)
 {
-    return lookup(d, id) != NULL;
+    return lookup(d, id, hash(id)) != NULL;
 }
 
 /* Encodes the task frame: the common members, then the source's payload (stolen). */
@@ -597,7 +600,8 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
     }
     /* One allocation per task: its id and route follow it. */
     size_t idlen = strlen(id) + 1, routelen = strlen(route) + 1;
-    task *t = !lookup(d, id) ? malloc(sizeof(*t) + idlen + routelen) : NULL;
+    unsigned h = hash(id);
+    task *t = !lookup(d, id, h) ? malloc(sizeof(*t) + idlen + routelen) : NULL;
     if (!t) {
         if (!borrowed)
             free(frame);
@@ -616,12 +620,12 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
                 .borrowed = borrowed,
                 .frame_len = len,
                 .received_at = received_at,
-                .span = span};
+                .span = span,
+                .h = h};
     memcpy(t->text, id, idlen);
     memcpy(t->text + idlen, route, routelen);
-    unsigned h = hash(id);
-    t->next_hash = d->buckets[h];
-    d->buckets[h] = t;
+    t->next_hash = d->buckets[h % NBUCKETS];
+    d->buckets[h % NBUCKETS] = t;
     d->open++;
     sk_series_set(d->m_open, (double)d->open);
     if (now) { /* nothing queued before it, a session has a credit: straight to it */
@@ -654,7 +658,7 @@ void sk_dispatcher_submit_frame(sk_dispatcher *d, const sk_source_ops *ops, void
 
 int sk_dispatcher_cancel(sk_dispatcher *d, const char *id, const char *reason)
 {
-    task *t = lookup(d, id);
+    task *t = lookup(d, id, hash(id));
     if (!t || (t->session && !sk_session_accepts_cancel(t->session)))
         return 0;
     if (t->session) {
@@ -758,7 +762,7 @@ static const char *result_name(sk_msg_type type)
 
 int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, double received_at)
 {
-    task *t = lookup(d, m->id);
+    task *t = lookup(d, m->id, hash(m->id));
     if (!t || t->session != s)
         return -1;
     if (m->type == SK_MSG_EXTEND) {
