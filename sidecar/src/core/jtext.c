@@ -5,12 +5,10 @@
 
 #include "core/text.h"
 
-static int grow(sk_jtext *t, size_t n)
+static int grow_slow(sk_jtext *t, size_t n)
 {
     if (t->failed)
         return -1;
-    if (t->len + n <= t->cap)
-        return 0;
     size_t cap = t->cap ? t->cap : 1024;
     while (cap < t->len + n)
         cap *= 2;
@@ -22,6 +20,13 @@ static int grow(sk_jtext *t, size_t n)
     t->buf = b;
     t->cap = cap;
     return 0;
+}
+
+/* Room for n more bytes: 0, or -1 once out of memory. The check that nearly always passes
+ * stays inline in the writers, the realloc out of line. */
+static inline int grow(sk_jtext *t, size_t n)
+{
+    return !t->failed && t->len + n <= t->cap ? 0 : grow_slow(t, n);
 }
 
 void sk_jtext_reset(sk_jtext *t)

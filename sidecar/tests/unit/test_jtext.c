@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "core/jtext.h"
+#include "core/text.h"
 
 /* The buffer's text parsed as JSON (must be valid). */
 static json_t *parsed(const sk_jtext *t)
@@ -49,6 +50,30 @@ static void test_invalid_utf8_refused(void **state)
     assert_string_equal(json_string_value(json_array_get(v, 0)), "");
     json_decref(v);
     sk_jtext_free(&t);
+}
+
+/* The UTF-8 check reads ASCII 8 bytes at a time: a multi-byte character, a stray continuation
+ * byte and a truncated sequence at every offset of a 24-byte text (either side of each 8-byte
+ * boundary). */
+static void test_utf8_every_offset(void **state)
+{
+    (void)state;
+    for (size_t at = 0; at < 24; at++) {
+        char buf[24];
+        memset(buf, 'a', sizeof buf);
+        assert_int_equal(sk_ascii_prefix(buf, sizeof buf), sizeof buf);
+        if (at + 2 <= sizeof buf) {
+            memcpy(buf + at, "\xc3\xa9", 2);
+            assert_int_equal(sk_ascii_prefix(buf, sizeof buf), at);
+            assert_true(sk_utf8_valid(buf, sizeof buf));
+            memset(buf, 'a', sizeof buf);
+        }
+        buf[at] = '\x80';
+        assert_false(sk_utf8_valid(buf, sizeof buf));
+        buf[at] = '\xc3'; /* truncated at the end, or followed by 'a' */
+        assert_false(sk_utf8_valid(buf, sizeof buf));
+        assert_true(sk_utf8_valid(buf, at));
+    }
 }
 
 static void test_base64(void **state)
@@ -127,11 +152,9 @@ static void test_integers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_string_round_trip),
-        cmocka_unit_test(test_invalid_utf8_refused),
-        cmocka_unit_test(test_base64),
-        cmocka_unit_test(test_object_and_reuse),
-        cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_string_round_trip), cmocka_unit_test(test_invalid_utf8_refused),
+        cmocka_unit_test(test_utf8_every_offset), cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_object_and_reuse),  cmocka_unit_test(test_integers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
