@@ -90,11 +90,12 @@ int sk_jtext_str(sk_jtext *t, const void *s, size_t n)
     char *o = t->buf + t->len;
     *o++ = '"';
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            *o++ = (char)c;
-        else
-            o += escape(c, o);
+        size_t k = sk_json_plain_prefix(p + i, n - i); /* the runs between escapes, copied */
+        memcpy(o, p + i, k);
+        o += k;
+        i += k;
+        if (i < n)
+            o += escape(p[i], o);
     }
     *o++ = '"';
     t->len = (size_t)(o - t->buf);

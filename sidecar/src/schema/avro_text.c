@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/text.h"
 #include "schema/avro_internal.h"
 
 typedef struct text_reader {
@@ -58,10 +59,9 @@ static void put_escaped(sk_jtext *t, const uint8_t *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t from = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = sk_json_plain_prefix(s, n); i < n;
+         i += 1 + sk_json_plain_prefix(s + i + 1, n - i - 1)) {
         uint8_t c = s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
         sk_jtext_raw(t, (const char *)s + from, i - from);
         from = i + 1;
         const char *named = c == '"'    ? "\\\""

@@ -76,6 +76,32 @@ static void test_utf8_every_offset(void **state)
     }
 }
 
+/* The JSON escape scan reads 8 bytes at a time: each byte that needs an escape stops it at
+ * every offset of a 24-byte text, each of its neighbours that does not never does. */
+static void test_json_plain_every_offset(void **state)
+{
+    (void)state;
+    static const unsigned char stop[] = {'"', '\\', 0x00, 0x01, 0x1f, '\n'};
+    static const unsigned char go[] = {0x20, '!', '#', '[', ']', 0x7f, 0x80, 0xa2, 0xdc, 0xff};
+    for (size_t at = 0; at < 24; at++) {
+        unsigned char buf[24];
+        memset(buf, 'a', sizeof buf);
+        for (size_t i = 0; i < sizeof stop; i++) {
+            buf[at] = stop[i];
+            assert_int_equal(sk_json_plain_prefix(buf, sizeof buf), at);
+        }
+        for (size_t i = 0; i < sizeof go; i++) {
+            buf[at] = go[i];
+            assert_int_equal(sk_json_plain_prefix(buf, sizeof buf), sizeof buf);
+        }
+    }
+    sk_jtext t = {0}; /* escapes between runs: each one in its place */
+    assert_int_equal(sk_jtext_str(&t, "0123456789\"abcdefgh\\ijklmnopq\n", 30), 0);
+    assert_int_equal(t.len, 35);
+    assert_memory_equal(t.buf, "\"0123456789\\\"abcdefgh\\\\ijklmnopq\\n\"", 35);
+    sk_jtext_free(&t);
+}
+
 static void test_base64(void **state)
 {
     (void)state;
@@ -152,9 +178,13 @@ static void test_integers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_string_round_trip), cmocka_unit_test(test_invalid_utf8_refused),
-        cmocka_unit_test(test_utf8_every_offset), cmocka_unit_test(test_base64),
-        cmocka_unit_test(test_object_and_reuse),  cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_string_round_trip),
+        cmocka_unit_test(test_invalid_utf8_refused),
+        cmocka_unit_test(test_utf8_every_offset),
+        cmocka_unit_test(test_json_plain_every_offset),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_object_and_reuse),
+        cmocka_unit_test(test_integers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
