@@ -75,7 +75,8 @@ sk_span *sk_span_start(const sk_trace_ctx *parent, const char *name, sk_span_kin
     const sk_sampler *smp = current ? sk_tracer_sampler(current) : NULL;
     s->ctx.flags = sk_sampler_decide(smp, s->ctx.trace_id, parent) ? SK_TRACE_SAMPLED : 0;
     s->kind = kind;
-    s->start_ns = sk_trace_now_ns();
+    if (sk_span_read(s)) /* the clock only for a span that will be exported */
+        s->start_ns = sk_trace_now_ns();
     sk_trace_hex(s->ctx.trace_id, 16, s->trace_hex);
     sk_trace_hex(s->ctx.span_id, 8, s->span_hex);
     s->log.trace_id = s->trace_hex;
@@ -196,9 +197,15 @@ void sk_span_free(sk_span *s)
     free(s);
 }
 
+int sk_span_read(const sk_span *s)
+{
+    return (s->ctx.flags & SK_TRACE_SAMPLED) && (!current || current->exporting);
+}
+
 void sk_span_end(sk_span *s)
 {
-    s->end_ns = sk_trace_now_ns();
+    if (sk_span_read(s))
+        s->end_ns = sk_trace_now_ns();
     if (current && (s->ctx.flags & SK_TRACE_SAMPLED))
         sk_tracer_enqueue(current, s);
     else

@@ -71,6 +71,11 @@ void sk_span_set_str(sk_span *s, const char *key, const char *value);
 void sk_span_set_int(sk_span *s, const char *key, int64_t value);
 /* Status ERROR with error.type = type and the status message (may be NULL). */
 void sk_span_set_error(sk_span *s, const char *type, const char *message);
+/* 1 when s's name, times and attributes have a reader: s is sampled, and the installed tracer
+ * exports (an OTLP endpoint) or none is installed (library use: the span is kept whole).
+ * Otherwise only its ids matter (the handler's traceparent, log lines, exemplars), and its
+ * start and end times are not taken. */
+int sk_span_read(const sk_span *s);
 /* "00-<trace>-<span>-<flags>" of the span. */
 void sk_span_traceparent(const sk_span *s, char out[SK_TRACEPARENT_LEN + 1]);
 /* Ends the span: a sampled one goes to the exporter (which owns it then), any other is freed. */
