@@ -5,6 +5,8 @@
 
 #include "trace/internal.h"
 
+_Static_assert(sizeof(sk_span) <= 1032, "a span beyond glibc's per-thread cache (trace.h)");
+
 static sk_tracer *current;
 
 void sk_tracer_install(sk_tracer *t)
@@ -79,8 +81,6 @@ sk_span *sk_span_start(const sk_trace_ctx *parent, const char *name, sk_span_kin
         s->start_ns = sk_trace_now_ns();
     sk_trace_hex(s->ctx.trace_id, 16, s->trace_hex);
     sk_trace_hex(s->ctx.span_id, 8, s->span_hex);
-    s->log.trace_id = s->trace_hex;
-    s->log.span_id = s->span_hex;
     return s;
 }
 
