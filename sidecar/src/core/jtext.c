@@ -5,12 +5,10 @@
 
 #include "core/text.h"
 
-static int grow(sk_jtext *t, size_t n)
+static int grow_slow(sk_jtext *t, size_t n)
 {
     if (t->failed)
         return -1;
-    if (t->len + n <= t->cap)
-        return 0;
     size_t cap = t->cap ? t->cap : 1024;
     while (cap < t->len + n)
         cap *= 2;
@@ -22,6 +20,13 @@ static int grow(sk_jtext *t, size_t n)
     t->buf = b;
     t->cap = cap;
     return 0;
+}
+
+/* Room for n more bytes: 0, or -1 once out of memory. The check that nearly always passes
+ * stays inline in the writers, the realloc out of line. */
+static inline int grow(sk_jtext *t, size_t n)
+{
+    return !t->failed && t->len + n <= t->cap ? 0 : grow_slow(t, n);
 }
 
 void sk_jtext_reset(sk_jtext *t)
@@ -85,11 +90,12 @@ int sk_jtext_str(sk_jtext *t, const void *s, size_t n)
     char *o = t->buf + t->len;
     *o++ = '"';
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            *o++ = (char)c;
-        else
-            o += escape(c, o);
+        size_t k = sk_json_plain_prefix(p + i, n - i); /* the runs between escapes, copied */
+        memcpy(o, p + i, k);
+        o += k;
+        i += k;
+        if (i < n)
+            o += escape(p[i], o);
     }
     *o++ = '"';
     t->len = (size_t)(o - t->buf);

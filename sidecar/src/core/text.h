@@ -10,6 +10,11 @@ size_t sk_utf8_len(const unsigned char *s, size_t n);
 /* A malloc'ed NUL-terminated copy of the len bytes at s in which each NUL byte is U+FFFD (for
  * text that goes on as a C string). NULL when out of memory. */
 char *sk_text_replace_nul(const char *s, size_t len);
+/* The number of ASCII bytes (below 0x80) s[0..n) starts with, read 8 at a time. */
+size_t sk_ascii_prefix(const void *s, size_t n);
+/* The number of bytes s[0..n) starts with that a JSON string takes as they are (not '"', '\\'
+ * nor a control character below 0x20), read 8 at a time. */
+size_t sk_json_plain_prefix(const void *s, size_t n);
 /* Whether the n bytes at s are well-formed UTF-8 (NUL bytes included); s may be NULL when n
  * is 0. */
 int sk_utf8_valid(const void *s, size_t n);

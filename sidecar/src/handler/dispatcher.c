@@ -12,6 +12,7 @@
 
 typedef struct task {
     struct task *next_hash;       /* id table chain */
+    unsigned h;                   /* hash(id), computed once */
     struct task *next_q, *prev_q; /* queue (waiting) or session list links */
     const sk_source_ops *ops;
     void *source, *ctx;
@@ -109,25 +110,27 @@ static void observe_task(sk_series *s, const task *t, double v)
         sk_series_observe(s, v);
 }
 
+/* FNV-1a of a task id, all 32 bits: the bucket is h % NBUCKETS, and a chain's other ids are
+ * told apart by h before their text (the ids of a topic share a long prefix). */
 static unsigned hash(const char *s)
 {
     unsigned h = 2166136261u;
     while (*s)
         h = (h ^ (unsigned char)*s++) * 16777619u;
-    return h % NBUCKETS;
+    return h;
 }
 
-static task *lookup(const sk_dispatcher *d, const char *id)
+static task *lookup(const sk_dispatcher *d, const char *id, unsigned h)
 {
-    for (task *t = d->buckets[hash(id)]; t; t = t->next_hash)
-        if (strcmp(t->id, id) == 0)
+    for (task *t = d->buckets[h % NBUCKETS]; t; t = t->next_hash)
+        if (t->h == h && strcmp(t->id, id) == 0)
             return t;
     return NULL;
 }
 
 static void unlink_hash(sk_dispatcher *d, task *t)
 {
-    task **pp = &d->buckets[hash(t->id)];
+    task **pp = &d->buckets[t->h % NBUCKETS];
     while (*pp != t)
         pp = &(*pp)->next_hash;
     *pp = t->next_hash;
@@ -217,9 +220,10 @@ static void abandon(sk_dispatcher *d, task *t, const char *why)
     sk_series_add(sk_metric_series(d->m_abandoned, labels), 1);
     if (t->span)
         sk_span_set_error(t->span, "abandoned", why);
-    sk_span_scope prev = sk_span_enter(t->span);
+    sk_span_scope prev;
+    sk_span_enter(t->span, &prev);
     t->ops->abandon(t->source, t->ctx, why);
-    sk_span_leave(prev);
+    sk_span_leave(&prev);
     task_free(d, t);
 }
 
@@ -512,7 +516,7 @@ size_t sk_dispatcher_open(const sk_dispatcher *d)
 
 int sk_dispatcher_is_open(const sk_dispatcher *d, const char *id)
 {
-    return lookup(d, id) != NULL;
+    return lookup(d, id, hash(id)) != NULL;
 }
 
 /* Encodes the task frame: the common members, then the source's payload (stolen). */
@@ -546,7 +550,7 @@ static void reject(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
 
 /* A task that never opened: the active span goes back, then its span ends (with the error
  * set). */
-static void submit_end(sk_span *span, sk_span_scope prev)
+static void submit_end(sk_span *span, const sk_span_scope *prev)
 {
     sk_span_leave(prev);
     if (span)
@@ -561,7 +565,8 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
                    double received_at, sk_span *span, int borrowed)
 {
     char why[200];
-    sk_span_scope prev = sk_span_enter(span);
+    sk_span_scope prev;
+    sk_span_enter(span, &prev);
     int any;
     slot *now = !d->queue_head && !d->draining ? pick(d, route, &any) : NULL;
     if (frame && borrowed && (!now || len - SK_FRAME_HEADER > d->max_frame)) {
@@ -578,7 +583,7 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
         if (span)
             sk_span_set_error(span, "unencodable", why);
         reject(d, ops, source, ctx, route, "unencodable", why);
-        submit_end(span, prev);
+        submit_end(span, &prev);
         return;
     }
     if (len - SK_FRAME_HEADER > d->max_frame) {
@@ -590,19 +595,20 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
         if (span)
             sk_span_set_error(span, "frame_too_large", why);
         reject(d, ops, source, ctx, route, "too_large", why);
-        submit_end(span, prev);
+        submit_end(span, &prev);
         return;
     }
     /* One allocation per task: its id and route follow it. */
     size_t idlen = strlen(id) + 1, routelen = strlen(route) + 1;
-    task *t = !lookup(d, id) ? malloc(sizeof(*t) + idlen + routelen) : NULL;
+    unsigned h = hash(id);
+    task *t = !lookup(d, id, h) ? malloc(sizeof(*t) + idlen + routelen) : NULL;
     if (!t) {
         if (!borrowed)
             free(frame);
         SK_LOG(SK_LOG_ERROR, "dispatcher", NULL, SK_KV("task_id", id),
                "cannot accept task (out of memory or duplicate id); giving it back");
         ops->abandon(source, ctx, "skiff could not accept the task");
-        submit_end(span, prev);
+        submit_end(span, &prev);
         return;
     }
     *t = (task){.ops = ops,
@@ -614,12 +620,12 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
                 .borrowed = borrowed,
                 .frame_len = len,
                 .received_at = received_at,
-                .span = span};
+                .span = span,
+                .h = h};
     memcpy(t->text, id, idlen);
     memcpy(t->text + idlen, route, routelen);
-    unsigned h = hash(id);
-    t->next_hash = d->buckets[h];
-    d->buckets[h] = t;
+    t->next_hash = d->buckets[h % NBUCKETS];
+    d->buckets[h % NBUCKETS] = t;
     d->open++;
     sk_series_set(d->m_open, (double)d->open);
     if (now) { /* nothing queued before it, a session has a credit: straight to it */
@@ -628,7 +634,7 @@ static void accept(sk_dispatcher *d, const sk_source_ops *ops, void *source, voi
         queue_append(d, t);
         pump(d);
     }
-    sk_span_leave(prev);
+    sk_span_leave(&prev);
 }
 
 void sk_dispatcher_submit(sk_dispatcher *d, const sk_source_ops *ops, void *source, void *ctx,
@@ -652,7 +658,7 @@ void sk_dispatcher_submit_frame(sk_dispatcher *d, const sk_source_ops *ops, void
 
 int sk_dispatcher_cancel(sk_dispatcher *d, const char *id, const char *reason)
 {
-    task *t = lookup(d, id);
+    task *t = lookup(d, id, hash(id));
     if (!t || (t->session && !sk_session_accepts_cancel(t->session)))
         return 0;
     if (t->session) {
@@ -756,16 +762,17 @@ static const char *result_name(sk_msg_type type)
 
 int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, double received_at)
 {
-    task *t = lookup(d, m->id);
+    task *t = lookup(d, m->id, hash(m->id));
     if (!t || t->session != s)
         return -1;
     if (m->type == SK_MSG_EXTEND) {
         if (!t->ops->extend)
             return -2;
         sk_reply *r = m->ref ? reply_new(d, s, m->ref) : NULL;
-        sk_span_scope prev = sk_span_enter(t->span);
+        sk_span_scope prev;
+        sk_span_enter(t->span, &prev);
         t->ops->extend(t->source, t->ctx, m->timeout_ms, r);
-        sk_span_leave(prev);
+        sk_span_leave(&prev);
         return 0;
     }
     if (!(t->ops->results & SK_RESULT(m->type)))
@@ -775,14 +782,15 @@ int sk_dispatcher_result(sk_dispatcher *d, sk_session *s, const sk_msg *m, doubl
     sk_series_add(sk_metric_series(d->m_results, labels), 1);
     finish_slot(d, t);
     sk_trace_task_result(t->span, m);
-    sk_span_scope prev = sk_span_enter(t->span);
+    sk_span_scope prev;
+    sk_span_enter(t->span, &prev);
     if (m->type == SK_MSG_COMPLETE || m->type == SK_MSG_ACK)
         t->ops->complete(t->source, t->ctx, m);
     else if (m->type == SK_MSG_FAIL || m->type == SK_MSG_NACK)
         t->ops->fail(t->source, t->ctx, m);
     else
         t->ops->error(t->source, t->ctx, m);
-    sk_span_leave(prev);
+    sk_span_leave(&prev);
     observe_task(overhead(d, t, "result"), t, sk_mono_s() - received_at);
     task_free(d, t);
     pump(d);

@@ -410,7 +410,7 @@ static const sk_jtext *decode(krec *r)
 void krec_arrive(kpart *p, rd_kafka_message_t *msg)
 {
     sk_kafka *k = p->k;
-    krec *r = calloc(1, sizeof *r);
+    krec *r = malloc(sizeof *r); /* set whole below, once taken */
     if (!r || sk_partq_push(p->q, msg->offset, msg->key, msg->key ? msg->key_len : 0, r) != 0) {
         /* A record read again after a rewind, or no memory: it is not ours to track. */
         SK_LOG(SK_LOG_DEBUG, "kafka", NULL, SK_KV("topic", p->topic), "skipping %d@%lld",

@@ -30,7 +30,9 @@ typedef enum { L_NONE, L_DECIMAL, L_DATE, L_TS_MILLIS, L_TS_MICROS, L_UUID } log
 typedef struct node node;
 
 typedef struct field {
-    char *name;
+    char *name; /* an Avro name ([A-Za-z_][A-Za-z0-9_]*): nothing to escape in JSON */
+    char *key;  /* `,"name":`, the member's text as avro_text.c writes it */
+    size_t key_len;
     node *type;
     uint8_t *def; /* pre-encoded default, NULL when the field has none */
     size_t def_len;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/text.h"
+
 /* ---- text helpers ------------------------------------------------------------------------ */
 
 /* Length of the valid UTF-8 sequence at s (code point in *cp), 0 when invalid. */
@@ -35,9 +37,14 @@ static size_t utf8_next(const uint8_t *s, size_t n, uint32_t *cp)
 int sk_avro_utf8_valid(const uint8_t *s, size_t n)
 {
     uint32_t cp;
-    for (size_t i = 0, k; i < n; i += k)
-        if (!(k = utf8_next(s + i, n - i, &cp)))
+    size_t i = n ? sk_ascii_prefix(s, n) : 0; /* ASCII runs 8 bytes at a time */
+    while (i < n) {
+        size_t k = utf8_next(s + i, n - i, &cp);
+        if (!k)
             return 0;
+        i += k;
+        i += sk_ascii_prefix(s + i, n - i);
+    }
     return 1;
 }
 

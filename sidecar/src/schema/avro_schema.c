@@ -204,6 +204,46 @@ static int enum_default(compiler *c, node *n, json_t *o)
     return sk_avro_fail(&c->e, NULL, "enum \"%s\": default is not one of its symbols", n->name);
 }
 
+/* Avro's rule for a field name: [A-Za-z_][A-Za-z0-9_]*. */
+static int name_valid(const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return 0;
+    for (s++; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* A field's name, checked, and its member text `,"name":` written once for the text writer.
+ * avro-c refuses an invalid name before (its "Invalid Avro identifier"), but not a duplicate;
+ * the name is checked here too because avro_text.c writes it without escaping. A duplicate
+ * would be two members in the text and one in the tree (and Avro forbids it). */
+static int field_name(compiler *c, const node *n, field *fd, const char *fname)
+{
+    for (const field *o = n->fields; o < fd; o++)
+        if (strcmp(o->name, fname) == 0)
+            return sk_avro_fail(&c->e, NULL, "record \"%s\": duplicate field name \"%.64s\"",
+                                n->name, fname);
+    if (!name_valid(fname))
+        return sk_avro_fail(&c->e, NULL,
+                            "record \"%s\": field name \"%.64s\" is not a valid Avro name "
+                            "(letters, digits and '_', not starting with a digit)",
+                            n->name, fname);
+    size_t len = strlen(fname);
+    fd->name = strdup(fname);
+    fd->key = malloc(len + 5);
+    if (!fd->name || !fd->key)
+        return sk_avro_fail(&c->e, NULL, "out of memory");
+    fd->key[0] = ',';
+    fd->key[1] = '"';
+    memcpy(fd->key + 2, fname, len);
+    memcpy(fd->key + 2 + len, "\":", 3);
+    fd->key_len = len + 4;
+    return 0;
+}
+
 static int compile_fields(compiler *c, node *n, json_t *fields, const char *ns, int depth)
 {
     if (!json_is_array(fields))
@@ -219,9 +259,8 @@ static int compile_fields(compiler *c, node *n, json_t *fields, const char *ns, 
         if (!fname)
             return sk_avro_fail(&c->e, NULL, "record \"%s\": field without a name", n->name);
         field *fd = &n->fields[n->n++];
-        fd->name = strdup(fname);
-        fd->type = compile(c, json_object_get(f, "type"), ns, depth + 1);
-        if (!fd->name || !fd->type)
+        if (field_name(c, n, fd, fname) < 0 ||
+            !(fd->type = compile(c, json_object_get(f, "type"), ns, depth + 1)))
             return -1;
         fd->def_json = json_object_get(f, "default");
         if (compile_aliases(c, json_object_get(f, "aliases"), NULL, &fd->aliases) < 0)
@@ -395,6 +434,7 @@ void sk_avro_schema_free(sk_avro_schema *s)
         node *n = s->all[i];
         for (size_t f = 0; n->fields && f < n->n; f++) {
             free(n->fields[f].name);
+            free(n->fields[f].key);
             free(n->fields[f].def);
             free_names(n->fields[f].aliases);
         }

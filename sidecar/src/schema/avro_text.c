@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/text.h"
 #include "schema/avro_internal.h"
 
 typedef struct text_reader {
@@ -58,10 +59,9 @@ static void put_escaped(sk_jtext *t, const uint8_t *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t from = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = sk_json_plain_prefix(s, n); i < n;
+         i += 1 + sk_json_plain_prefix(s + i + 1, n - i - 1)) {
         uint8_t c = s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
         sk_jtext_raw(t, (const char *)s + from, i - from);
         from = i + 1;
         const char *named = c == '"'    ? "\\\""
@@ -290,10 +290,8 @@ static int put_record(text_reader *r, const node *n)
 {
     sk_jtext_raw(r->t, "{", 1);
     for (size_t i = 0; i < n->n; i++) {
-        if (i > 0)
-            sk_jtext_raw(r->t, ",", 1);
-        put_quoted(r->t, (const uint8_t *)n->fields[i].name, strlen(n->fields[i].name));
-        sk_jtext_raw(r->t, ":", 1);
+        const field *f = &n->fields[i]; /* the first member without its ',' */
+        sk_jtext_raw(r->t, f->key + (i == 0), f->key_len - (i == 0));
         if (value(r, n->fields[i].type) < 0)
             return -1;
     }

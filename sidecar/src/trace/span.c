@@ -5,6 +5,8 @@
 
 #include "trace/internal.h"
 
+_Static_assert(sizeof(sk_span) <= 1032, "a span beyond glibc's per-thread cache (trace.h)");
+
 static sk_tracer *current;
 
 void sk_tracer_install(sk_tracer *t)
@@ -59,7 +61,7 @@ int sk_sampler_decide(const sk_sampler *s, const uint8_t trace_id[16], const sk_
 sk_span *sk_span_start(const sk_trace_ctx *parent, const char *name, sk_span_kind kind)
 {
     sk_span *s = calloc(1, sizeof(*s));
-    if (!s || !(s->name = strdup(name))) {
+    if (!s || (name && !(s->name = strdup(name)))) {
         free(s);
         return NULL;
     }
@@ -75,33 +77,64 @@ sk_span *sk_span_start(const sk_trace_ctx *parent, const char *name, sk_span_kin
     const sk_sampler *smp = current ? sk_tracer_sampler(current) : NULL;
     s->ctx.flags = sk_sampler_decide(smp, s->ctx.trace_id, parent) ? SK_TRACE_SAMPLED : 0;
     s->kind = kind;
-    s->start_ns = sk_trace_now_ns();
+    if (sk_span_read(s)) /* the clock only for a span that will be exported */
+        s->start_ns = sk_trace_now_ns();
     sk_trace_hex(s->ctx.trace_id, 16, s->trace_hex);
     sk_trace_hex(s->ctx.span_id, 8, s->span_hex);
-    s->log.trace_id = s->trace_hex;
-    s->log.span_id = s->span_hex;
     return s;
+}
+
+int sk_span_name(sk_span *s, const char *prefix, const char *rest)
+{
+    size_t a = strlen(prefix), b = strlen(rest);
+    char *name = malloc(a + b + 1);
+    if (!name)
+        return -1;
+    memcpy(name, prefix, a);
+    memcpy(name + a, rest, b + 1);
+    free(s->name);
+    s->name = name;
+    return 0;
 }
 
 static sk_span_scope cur; /* the active context */
 static sk_log_trace cur_log = {cur.trace_hex, cur.span_hex};
 
-sk_span_scope sk_span_enter(const sk_span *s)
+/* A context copied without the unused tail of its tracestate (most often empty: a whole copy
+ * of its 513 bytes was most of a scope's cost, three of them per task). */
+static void ctx_copy(sk_trace_ctx *to, const sk_trace_ctx *from)
 {
-    sk_span_scope prev = cur;
+    memcpy(to->trace_id, from->trace_id, sizeof to->trace_id);
+    memcpy(to->span_id, from->span_id, sizeof to->span_id);
+    to->flags = from->flags;
+    strcpy(to->tracestate, from->tracestate);
+}
+
+void sk_span_enter(const sk_span *s, sk_span_scope *prev)
+{
+    prev->set = cur.set;
+    if (cur.set) {
+        ctx_copy(&prev->ctx, &cur.ctx);
+        memcpy(prev->trace_hex, cur.trace_hex, sizeof cur.trace_hex);
+        memcpy(prev->span_hex, cur.span_hex, sizeof cur.span_hex);
+    }
     cur.set = s != NULL;
     if (s) {
-        cur.ctx = s->ctx;
+        ctx_copy(&cur.ctx, &s->ctx);
         memcpy(cur.trace_hex, s->trace_hex, sizeof cur.trace_hex);
         memcpy(cur.span_hex, s->span_hex, sizeof cur.span_hex);
     }
     sk_log_set_current(cur.set ? &cur_log : NULL);
-    return prev;
 }
 
-void sk_span_leave(sk_span_scope prev)
+void sk_span_leave(const sk_span_scope *prev)
 {
-    cur = prev;
+    cur.set = prev->set;
+    if (prev->set) {
+        ctx_copy(&cur.ctx, &prev->ctx);
+        memcpy(cur.trace_hex, prev->trace_hex, sizeof cur.trace_hex);
+        memcpy(cur.span_hex, prev->span_hex, sizeof cur.span_hex);
+    }
     sk_log_set_current(cur.set ? &cur_log : NULL);
 }
 
@@ -164,9 +197,15 @@ void sk_span_free(sk_span *s)
     free(s);
 }
 
+int sk_span_read(const sk_span *s)
+{
+    return (s->ctx.flags & SK_TRACE_SAMPLED) && (!current || current->exporting);
+}
+
 void sk_span_end(sk_span *s)
 {
-    s->end_ns = sk_trace_now_ns();
+    if (sk_span_read(s))
+        s->end_ns = sk_trace_now_ns();
     if (current && (s->ctx.flags & SK_TRACE_SAMPLED))
         sk_tracer_enqueue(current, s);
     else

@@ -61,24 +61,18 @@ static int context_from_text(const sk_trace_kafka_rec *rec, sk_trace_ctx *ctx)
     return 0;
 }
 
-/* Whether nobody will read s's attributes: the installed tracer exports nothing (no
- * otlp endpoint), or s is not sampled. Its ids still matter (the handler's traceparent, log
- * lines, exemplars); without an installed tracer (library use) the span is kept whole. */
-static int unread(const sk_span *s)
-{
-    const sk_tracer *t = sk_tracer_current();
-    return !(s->ctx.flags & SK_TRACE_SAMPLED) || (t && !t->exporting);
-}
-
 sk_span *sk_trace_kafka_begin(const sk_trace_kafka_rec *rec)
 {
     sk_trace_ctx parent;
-    char name[300], part[24];
-    snprintf(name, sizeof name, "process %s", rec->route);
+    char part[24];
     int found = context_from_text(rec, &parent);
-    sk_span *s = sk_span_start(found == 0 ? &parent : NULL, name, SK_SPAN_CONSUMER);
-    if (!s || unread(s)) /* every record has a span: its attributes only when exported */
+    sk_span *s = sk_span_start(found == 0 ? &parent : NULL, NULL, SK_SPAN_CONSUMER);
+    if (!s || !sk_span_read(s)) /* every record has a span: its name and attributes when exported */
         return s;
+    if (sk_span_name(s, "process ", rec->route) < 0) {
+        sk_span_free(s);
+        return NULL;
+    }
     sk_span_set_str(s, "messaging.system", "kafka");
     sk_span_set_str(s, "messaging.operation.name", "process");
     sk_span_set_str(s, "messaging.operation.type", "process");

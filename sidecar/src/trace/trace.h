@@ -30,19 +30,20 @@ typedef struct sk_span_attr {
     int64_t num;
 } sk_span_attr;
 
+/* Members by alignment, without padding: 1,032 bytes, the largest request glibc's per-thread
+ * cache serves (a span a record, allocated and freed at a high rate). */
 typedef struct sk_span {
-    sk_trace_ctx ctx; /* this span's ids, flags and tracestate */
-    uint8_t parent_span_id[8];
-    int has_parent;
     char *name;
-    sk_span_kind kind;
+    char *message;             /* status message, NULL when none */
     uint64_t start_ns, end_ns; /* Unix epoch */
     sk_span_attr attrs[SK_SPAN_MAX_ATTRS];
+    int has_parent;
+    sk_span_kind kind;
     unsigned nattrs, dropped_attrs;
-    int error;     /* status ERROR */
-    char *message; /* status message, NULL when none */
+    int error;        /* status ERROR */
+    sk_trace_ctx ctx; /* this span's ids, flags and tracestate */
+    uint8_t parent_span_id[8];
     char trace_hex[33], span_hex[17];
-    sk_log_trace log; /* points into trace_hex/span_hex */
 } sk_span;
 
 typedef struct sk_tracer sk_tracer;
@@ -61,12 +62,21 @@ void sk_tracer_flush(sk_tracer *t);
 size_t sk_tracer_pending(const sk_tracer *t);
 
 /* Starts a span, child of parent (NULL or an invalid context: a new trace; the sampler decides
- * the sampled flag). NULL only when out of memory. */
+ * the sampled flag). NULL only when out of memory. name NULL: unnamed until sk_span_name, for
+ * a span named only when it will be exported (an exported span must have a name). */
 sk_span *sk_span_start(const sk_trace_ctx *parent, const char *name, sk_span_kind kind);
+/* Names s prefix followed by rest (one allocation, no printf); 0, or -1 when out of memory (s
+ * unchanged). */
+int sk_span_name(sk_span *s, const char *prefix, const char *rest);
 void sk_span_set_str(sk_span *s, const char *key, const char *value);
 void sk_span_set_int(sk_span *s, const char *key, int64_t value);
 /* Status ERROR with error.type = type and the status message (may be NULL). */
 void sk_span_set_error(sk_span *s, const char *type, const char *message);
+/* 1 when s's name, times and attributes have a reader: s is sampled, and the installed tracer
+ * exports (an OTLP endpoint) or none is installed (library use: the span is kept whole).
+ * Otherwise only its ids matter (the handler's traceparent, log lines, exemplars), and its
+ * start and end times are not taken. */
+int sk_span_read(const sk_span *s);
 /* "00-<trace>-<span>-<flags>" of the span. */
 void sk_span_traceparent(const sk_span *s, char out[SK_TRACEPARENT_LEN + 1]);
 /* Ends the span: a sampled one goes to the exporter (which owns it then), any other is freed. */
@@ -83,8 +93,10 @@ typedef struct sk_span_scope {
     sk_trace_ctx ctx;
     char trace_hex[33], span_hex[17];
 } sk_span_scope;
-sk_span_scope sk_span_enter(const sk_span *s); /* s may be NULL: none; returns the previous */
-void sk_span_leave(sk_span_scope prev);
+/* Makes s active (NULL: none) and saves the one active before into *prev; sk_span_leave(prev)
+ * makes that one active again. Enter and leave pair up like a stack. */
+void sk_span_enter(const sk_span *s, sk_span_scope *prev);
+void sk_span_leave(const sk_span_scope *prev);
 /* The context a CLIENT span takes as its parent: ctx when it is valid (not NULL), else the
  * active span's, else NULL (a new trace). */
 const sk_trace_ctx *sk_span_parent_or_active(const sk_trace_ctx *ctx);

@@ -312,6 +312,37 @@ static void test_defaults_and_paths(void **state)
     sk_avro_schema_free(NULL);
 }
 
+/* Field names: Avro's rule ([A-Za-z_][A-Za-z0-9_]*) and no duplicate in a record, each refusal
+ * naming the record and the field; the text writer's output for them is in test_avro_text. */
+static void expect_schema_error(const char *fields, const char *needle)
+{
+    char sch[512], err[256] = "";
+    snprintf(sch, sizeof sch, "{\"type\":\"record\",\"name\":\"R\",\"fields\":[%s]}", fields);
+    sk_avro_schema *s = sk_avro_schema_parse(sch, strlen(sch), err, sizeof(err));
+    if (s || !strstr(err, needle))
+        fail_msg("schema %s: expected an error with \"%s\", got \"%s\"", sch, needle, err);
+}
+
+static void test_field_names(void **state)
+{
+    (void)state;
+    expect_schema_error("{\"name\":\"a\",\"type\":\"int\"},{\"name\":\"a\",\"type\":\"long\"}",
+                        "record \"R\": duplicate field name \"a\"");
+    expect_schema_error(
+        "{\"name\":\"b\",\"type\":{\"type\":\"record\",\"name\":\"S\",\"fields\":["
+        "{\"name\":\"x_1\",\"type\":\"int\"},{\"name\":\"x_1\",\"type\":\"int\"}]}}",
+        "record \"S\": duplicate field name \"x_1\"");
+    static const char *const bad[] = {"a-b", "1a", "", "a b", "a\\\"b", "\\u00e9t\\u00e9", "a.b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char f[64];
+        snprintf(f, sizeof f, "{\"name\":\"%s\",\"type\":\"int\"}", bad[i]);
+        expect_schema_error(f, "Invalid Avro identifier");
+    }
+    const char *ok = "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"_a9\",\"type\":"
+                     "\"int\"},{\"name\":\"Z\",\"type\":\"int\"}]}";
+    round_trip(ok, "{\"_a9\":1,\"Z\":-1}", "\x02\x01", 2, NULL);
+}
+
 static const char *tree = "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
                           "{\"name\":\"v\",\"type\":\"int\"},"
                           "{\"name\":\"next\",\"type\":[\"null\",\"T\"]}]}";
@@ -490,7 +521,7 @@ int main(void)
         cmocka_unit_test(test_logical_types),    cmocka_unit_test(test_null_unions),
         cmocka_unit_test(test_general_unions),   cmocka_unit_test(test_defaults_and_paths),
         cmocka_unit_test(test_hostile_input),    cmocka_unit_test(test_wire_split),
-        cmocka_unit_test(test_fastavro_vectors),
+        cmocka_unit_test(test_fastavro_vectors), cmocka_unit_test(test_field_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

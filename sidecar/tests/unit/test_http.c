@@ -495,11 +495,12 @@ static void test_traceparent_and_metrics(void **state)
     fixture *f = *state;
     sk_metrics *m = sk_metrics_new();
     sk_span *task = sk_span_start(NULL, "process t", SK_SPAN_CONSUMER);
-    sk_span_scope prev = sk_span_enter(task);
+    sk_span_scope prev;
+    sk_span_enter(task, &prev);
     outcome o = {0};
     sk_http_set_observe(f->http, m, "registry", 1);
     assert_non_null(get(f, "/echo", 5000, &o));
-    sk_span_leave(prev);
+    sk_span_leave(&prev);
     run_until(&f->server, &o.calls, 1);
     char want[40];
     snprintf(want, sizeof want, "00-%s-", task->trace_hex);

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "core/jtext.h"
+#include "core/text.h"
 
 /* The buffer's text parsed as JSON (must be valid). */
 static json_t *parsed(const sk_jtext *t)
@@ -48,6 +49,56 @@ static void test_invalid_utf8_refused(void **state)
     json_t *v = parsed(&t);
     assert_string_equal(json_string_value(json_array_get(v, 0)), "");
     json_decref(v);
+    sk_jtext_free(&t);
+}
+
+/* The UTF-8 check reads ASCII 8 bytes at a time: a multi-byte character, a stray continuation
+ * byte and a truncated sequence at every offset of a 24-byte text (either side of each 8-byte
+ * boundary). */
+static void test_utf8_every_offset(void **state)
+{
+    (void)state;
+    for (size_t at = 0; at < 24; at++) {
+        char buf[24];
+        memset(buf, 'a', sizeof buf);
+        assert_int_equal(sk_ascii_prefix(buf, sizeof buf), sizeof buf);
+        if (at + 2 <= sizeof buf) {
+            memcpy(buf + at, "\xc3\xa9", 2);
+            assert_int_equal(sk_ascii_prefix(buf, sizeof buf), at);
+            assert_true(sk_utf8_valid(buf, sizeof buf));
+            memset(buf, 'a', sizeof buf);
+        }
+        buf[at] = '\x80';
+        assert_false(sk_utf8_valid(buf, sizeof buf));
+        buf[at] = '\xc3'; /* truncated at the end, or followed by 'a' */
+        assert_false(sk_utf8_valid(buf, sizeof buf));
+        assert_true(sk_utf8_valid(buf, at));
+    }
+}
+
+/* The JSON escape scan reads 8 bytes at a time: each byte that needs an escape stops it at
+ * every offset of a 24-byte text, each of its neighbours that does not never does. */
+static void test_json_plain_every_offset(void **state)
+{
+    (void)state;
+    static const unsigned char stop[] = {'"', '\\', 0x00, 0x01, 0x1f, '\n'};
+    static const unsigned char go[] = {0x20, '!', '#', '[', ']', 0x7f, 0x80, 0xa2, 0xdc, 0xff};
+    for (size_t at = 0; at < 24; at++) {
+        unsigned char buf[24];
+        memset(buf, 'a', sizeof buf);
+        for (size_t i = 0; i < sizeof stop; i++) {
+            buf[at] = stop[i];
+            assert_int_equal(sk_json_plain_prefix(buf, sizeof buf), at);
+        }
+        for (size_t i = 0; i < sizeof go; i++) {
+            buf[at] = go[i];
+            assert_int_equal(sk_json_plain_prefix(buf, sizeof buf), sizeof buf);
+        }
+    }
+    sk_jtext t = {0}; /* escapes between runs: each one in its place */
+    assert_int_equal(sk_jtext_str(&t, "0123456789\"abcdefgh\\ijklmnopq\n", 30), 0);
+    assert_int_equal(t.len, 35);
+    assert_memory_equal(t.buf, "\"0123456789\\\"abcdefgh\\\\ijklmnopq\\n\"", 35);
     sk_jtext_free(&t);
 }
 
@@ -129,6 +180,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_string_round_trip),
         cmocka_unit_test(test_invalid_utf8_refused),
+        cmocka_unit_test(test_utf8_every_offset),
+        cmocka_unit_test(test_json_plain_every_offset),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_object_and_reuse),
         cmocka_unit_test(test_integers),

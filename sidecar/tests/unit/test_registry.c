@@ -258,6 +258,11 @@ static void test_invalid_cached(void **state)
     serve(f, "/schemas/ids/4", 200,
           "{\"schema\":\"syntax = \\\"proto3\\\";\",\"schemaType\":\"PROTOBUF\"}");
     serve(f, "/schemas/ids/5", 200, "{\"schema\":\"\\\"string\\\"\",\"schemaType\":\"AVRO\"}");
+    /* A record with the same field name twice: refused like any other unusable schema. */
+    serve(f, "/schemas/ids/10", 200,
+          "{\"schema\":\"{\\\"type\\\":\\\"record\\\",\\\"name\\\":\\\"R\\\",\\\"fields\\\":["
+          "{\\\"name\\\":\\\"a\\\",\\\"type\\\":\\\"int\\\"},"
+          "{\\\"name\\\":\\\"a\\\",\\\"type\\\":\\\"int\\\"}]}\"}");
     outcome a = {0}, b = {0};
     by_id_fails(f, 3, SK_REG_INVALID, "schema id 3", "Avro schema");
     by_id(f, 3, &a);
@@ -269,7 +274,8 @@ static void test_invalid_cached(void **state)
     sk_reg_status st;
     assert_null(sk_registry_cached(f->reg, 3, &st, NULL));
     assert_int_equal(st, SK_REG_INVALID);
-    assert_true(metric(f, "invalid") == 2);
+    by_id_fails(f, 10, SK_REG_INVALID, "schema id 10", "duplicate field name \"a\"");
+    assert_true(metric(f, "invalid") == 3);
 }
 
 static void test_unavailable_not_cached(void **state)

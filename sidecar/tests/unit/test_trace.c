@@ -151,8 +151,9 @@ static void test_kafka_span(void **state)
     sk_trace_task_settings(NULL, NULL);
 }
 
-/* A record's span keeps its ids (the handler's traceparent) but skips its attributes when
- * nobody reads them: the installed tracer exports nothing, or the span is not sampled. */
+/* A record's span keeps its ids (the handler's traceparent) but skips its name, times and
+ * attributes when nobody reads them: the installed tracer exports nothing, or the span is not
+ * sampled. */
 static void test_kafka_span_unread(void **state)
 {
     (void)state;
@@ -163,11 +164,17 @@ static void test_kafka_span_unread(void **state)
     sk_span *s = sk_trace_kafka_begin(&rec);
     assert_non_null(s);
     assert_int_equal(s->nattrs, 0);
+    assert_null(s->name);
+    assert_true(s->start_ns == 0);
+    assert_false(sk_span_read(s));
     assert_true(s->ctx.flags & SK_TRACE_SAMPLED);
     assert_int_equal(strlen(s->trace_hex), 32);
     sk_span_free(s);
     t.exporting = 1; /* an endpoint: the same record's span is complete */
     s = sk_trace_kafka_begin(&rec);
+    assert_true(sk_span_read(s));
+    assert_string_equal(s->name, "process orders");
+    assert_true(s->start_ns > 0);
     assert_string_equal(attr(s, "messaging.destination.name"), "orders");
     assert_string_equal(attr(s, "messaging.kafka.message.key"), "k1");
     sk_span_free(s);
@@ -175,8 +182,15 @@ static void test_kafka_span_unread(void **state)
     s = sk_trace_kafka_begin(&rec);
     assert_false(s->ctx.flags & SK_TRACE_SAMPLED);
     assert_int_equal(s->nattrs, 0);
+    assert_null(s->name);
     sk_span_free(s);
     sk_tracer_install(NULL);
+    t.sampler.root = SK_SAMPLE_ALWAYS_ON; /* no tracer installed (library use): kept whole */
+    s = sk_trace_kafka_begin(&rec);
+    assert_true(sk_span_read(s));
+    assert_string_equal(s->name, "process orders");
+    assert_string_equal(attr(s, "messaging.kafka.message.key"), "k1");
+    sk_span_free(s);
 }
 
 static void test_invalid_context_new_trace(void **state)
