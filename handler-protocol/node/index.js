@@ -22,6 +22,8 @@
 // Inside a job or topic function (failures reject with a CallError having a `code`):
 //
 //   const deadline = await task.extend(60_000); // deadline = now + 60 s; also sets task.deadline
+//                      // (a Kafka task: its record's deadline, same attempt, no retry; only
+//                      // when skiff's welcome lists feature kafka_extend, SPEC §4.3)
 //   task.signal;       // AbortSignal, aborted when skiff cancels the task (task.cancelReason:
 //                      // 'deadline', 'job_gone'); its result is never sent
 //   await task.publishMessage({ name: 'paid', correlationKey: 'order-42', variables: { a: 1 } });
@@ -41,8 +43,8 @@
 // produce_failed for produce; forbidden, not_found, unavailable, invalid_params
 // for secret and token; treat any other code as a failure too) or the SDK's
 // own, raised without waiting for skiff: unsupported (skiff's welcome did not
-// list the feature or method, or the task is a Kafka task, which cannot be
-// extended; nothing was sent), cancelled (skiff cancelled the task,
+// list the feature or method: extend of a Kafka task needs `kafka_extend`, of a
+// job `extend`; nothing was sent), cancelled (skiff cancelled the task,
 // also while an extend waits), closed (not connected, the task's result was
 // sent, or the connection was lost before the reply: the outcome is unknown),
 // invalid_params (not JSON-serialisable, larger than max_frame, or a produce
@@ -399,8 +401,8 @@ export class Handler {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
       throw new RangeError(`timeoutMs must be an integer >= 1, not ${timeoutMs}`);
     }
-    if (task.source === 'kafka') {
-      throw new CallError('unsupported', 'a Kafka task cannot be extended');
+    if (task.source === 'kafka' && !state.features.has('kafka_extend')) {
+      throw new CallError('unsupported', 'a Kafka task cannot be extended by this skiff');
     }
     if (!state.features.has('extend')) {
       throw new CallError('unsupported', 'skiff does not support extend');
