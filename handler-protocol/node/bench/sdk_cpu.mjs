@@ -97,7 +97,7 @@ async function oneRound(opts, bodies, sdkDir) {
     ...process.env, SDK_URL: pathToFileURL(path.join(sdkDir, 'index.js')).href,
     CAPACITY: String(opts.capacity), TOPIC, SKIFF_SOCKET: socketPath,
   };
-  const args = opts.prof ? [`--cpu-prof`, `--cpu-prof-dir=${opts.prof}`] : [];
+  const args = opts.prof ? ['--cpu-prof', `--cpu-prof-dir=${opts.prof}`] : [];
   const child = spawn(process.execPath, [...args, '--input-type=module', '-e', CHILD],
     { env, stdio: 'inherit' });
   const exited = new Promise((resolve) => { child.on('exit', resolve); });
@@ -183,7 +183,6 @@ const bodies = Array.from({ length: opts.records }, (_, i) => taskFrame(i));
 const rows = new Map((values.sdk ?? [path.dirname(HERE)]).map((d) => [path.resolve(d), []]));
 for (let r = 1; r <= opts.rounds; r += 1) {
   for (const [sdk, got] of rows) {
-    // eslint-disable-next-line no-await-in-loop
     const row = await oneRound(opts, bodies, sdk);
     got.push(row);
     console.log(`round ${r}, ${sdk}: ${row.usPerRecord.toFixed(1)} us/record handler CPU, `
