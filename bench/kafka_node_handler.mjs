@@ -7,12 +7,16 @@
 // count, latency from the produce-time header), the same trivial work as the peer
 // (bench/kafka_node_consumer.mjs).
 //
-// Environment: SKIFF_SOCKET (read by the SDK), TOPICS (comma-separated), CAPACITY (64).
+// Environment: SKIFF_SOCKET (read by the SDK), TOPICS (comma-separated), CAPACITY (64),
+// NODE_SDK (the SDK's index.js to import, default handler-protocol/node/index.js: another
+// version of the SDK, e.g. a checkout of an earlier commit, for runs that compare the two).
 // Started and queried by bench/kafka_bench.py over stdin/stdout; `stop` is a no-op here: the
 // handler leaves when skiff drains it (or on SIGTERM).
-import { Handler } from '../handler-protocol/node/index.js';
+import { pathToFileURL } from 'node:url';
 import { PRODUCED_HEADER, Tally, serveCommands } from './kafka_node_common.mjs';
 
+const { Handler } = await import(process.env.NODE_SDK
+  ? pathToFileURL(process.env.NODE_SDK).href : '../handler-protocol/node/index.js');
 const tally = new Tally();
 const app = new Handler({ name: 'bench-kafka-node', capacity: Number(process.env.CAPACITY ?? 64) });
 

@@ -1,7 +1,7 @@
 // Framing of the skiff handler protocol (SPEC §1) for the Node SDK (see index.js): a 4-byte
 // big-endian length, then the UTF-8 JSON body. FrameReader turns what a read brings into
-// every whole frame it completes; resultsFrames() packs the result bodies gathered in one turn
-// of the event loop into `results` frames (protocol 1.4) written with one call.
+// every whole frame it completes, parsed one at a time; resultsFrames() packs result bodies
+// into `results` frames (protocol 1.4) written with one call.
 
 export const DEFAULT_MAX_FRAME = 4 * 1024 * 1024;
 
@@ -36,10 +36,10 @@ function parseBody(body, utf8) {
   return frame;
 }
 
-/** Incremental frame decoder: push() bytes, get whole frames back (a malformed body gives
- *  a `{ type: null, malformed }` marker; a bad length throws: the framing is lost). The
- *  frames of one chunk are cut from it without copies; the chunks of a frame split over
- *  reads are joined once, when the last one arrives. */
+/** Incremental frame decoder: push() bytes, get whole frames back, or each() them to a
+ *  function as they are parsed (a malformed body gives a `{ type: null, malformed }` marker;
+ *  a bad length throws: the framing is lost). The frames of one chunk are cut from it without
+ *  copies; the chunks of a frame split over reads are joined once, when the last one arrives. */
 export class FrameReader {
   #chunks = []; // the chunks of an unfinished frame
   #length = 0; // their bytes
@@ -52,16 +52,25 @@ export class FrameReader {
 
   /** Returns the frames completed by `chunk`; throws on a malformed frame. */
   push(chunk) {
+    const frames = [];
+    this.each(chunk, (frame) => { frames.push(frame); });
+    return frames;
+  }
+
+  /** Calls `onFrame(frame)` for each frame completed by `chunk`, one frame parsed at a time
+   *  (a frame's work starts before the next frame of the read is parsed); stops early when
+   *  onFrame returns false (the rest of the chunk is dropped: the caller is closing). Throws
+   *  on a malformed frame, after the frames before it. */
+  each(chunk, onFrame) {
     let data = chunk;
     if (this.#chunks.length > 0) {
       this.#chunks.push(chunk);
       this.#length += chunk.length;
-      if (this.#length < this.#need) return [];
+      if (this.#length < this.#need) return;
       data = Buffer.concat(this.#chunks, this.#length);
       this.#chunks = [];
       this.#length = 0;
     }
-    const frames = [];
     let at = 0;
     this.#need = 4;
     while (data.length - at >= 4) {
@@ -73,14 +82,14 @@ export class FrameReader {
         this.#need = 4 + size;
         break;
       }
-      frames.push(parseBody(data.subarray(at + 4, at + 4 + size), this.#utf8));
+      const body = data.subarray(at + 4, at + 4 + size);
       at += 4 + size;
+      if (onFrame(parseBody(body, this.#utf8)) === false) return;
     }
     if (at < data.length) {
       this.#chunks = [data.subarray(at)];
       this.#length = data.length - at;
     }
-    return frames;
   }
 }
 

@@ -22,6 +22,8 @@
 // Inside a job or topic function (failures reject with a CallError having a `code`):
 //
 //   const deadline = await task.extend(60_000); // deadline = now + 60 s; also sets task.deadline
+//                      // (a Kafka task: its record's deadline, same attempt, no retry; only
+//                      // when skiff's welcome lists feature kafka_extend, SPEC §4.3)
 //   task.signal;       // AbortSignal, aborted when skiff cancels the task (task.cancelReason:
 //                      // 'deadline', 'job_gone'); its result is never sent
 //   await task.publishMessage({ name: 'paid', correlationKey: 'order-42', variables: { a: 1 } });
@@ -41,8 +43,8 @@
 // produce_failed for produce; forbidden, not_found, unavailable, invalid_params
 // for secret and token; treat any other code as a failure too) or the SDK's
 // own, raised without waiting for skiff: unsupported (skiff's welcome did not
-// list the feature or method, or the task is a Kafka task, which cannot be
-// extended; nothing was sent), cancelled (skiff cancelled the task,
+// list the feature or method: extend of a Kafka task needs `kafka_extend`, of a
+// job `extend`; nothing was sent), cancelled (skiff cancelled the task,
 // also while an extend waits), closed (not connected, the task's result was
 // sent, or the connection was lost before the reply: the outcome is unknown),
 // invalid_params (not JSON-serialisable, larger than max_frame, or a produce
@@ -52,7 +54,9 @@
 // Batches (protocol 1.4, `batch: true`, the default): the hello lists feature `batch`, so
 // skiff may send several tasks in one `tasks` frame; when skiff's welcome lists it too, the
 // results that finish in one turn of the event loop leave as one `results` frame (within
-// max_frame) in one write. Every frame a read brings is parsed and dispatched at once.
+// max_frame) in one write, and every 16 results leave at once, amid the batch that produced
+// them (skiff refills the credit and encodes the next tasks while the rest run). Every frame a
+// read brings is parsed and dispatched in turn, each before the next is parsed.
 // A function that returns without a promise is answered without one (no promise per task);
 // `task.signal`'s AbortController is made when a function first reads it.
 //
@@ -80,6 +84,9 @@ export { Task } from './task.js';
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_SOCKET = '/run/skiff/handler.sock';
+// Results written at once, before the turn ends, when this many are waiting (as the Python
+// SDK's inline chunks): a few writes per large batch, not one per task.
+const RESULTS_CHUNK = 16;
 
 const names = (v) => new Set(Array.isArray(v) ? v.filter((x) => typeof x === 'string') : []);
 
@@ -222,25 +229,26 @@ export class Handler {
         state.pending.clear();
         state.settle();
       });
+      // Each frame is dispatched as soon as it is parsed: the tasks of a read's first frame
+      // run (and their results may leave) before its later frames are parsed.
+      const onFrame = (frame) => {
+        if (state.closed) return false;
+        if (!state.welcomed && frame.type === null) {
+          this.logger.error(`skiff sent a malformed frame (${frame.malformed}); ignoring it`);
+        } else if (!state.welcomed) {
+          refusal = this.#onHandshake(state, reader, frame);
+          if (refusal) return false;
+        } else {
+          this.#onFrame(state, frame);
+        }
+        return true;
+      };
       sock.on('data', (chunk) => {
-        let frames;
         try {
-          frames = reader.push(chunk);
+          reader.each(chunk, onFrame);
         } catch (err) {
           this.logger.error(`skiff sent a malformed frame (${err.message}); closing`);
           sock.destroy();
-          return;
-        }
-        for (const frame of frames) {
-          if (state.closed) return;
-          if (!state.welcomed && frame.type === null) {
-            this.logger.error(`skiff sent a malformed frame (${frame.malformed}); ignoring it`);
-          } else if (!state.welcomed) {
-            refusal = this.#onHandshake(state, reader, frame);
-            if (refusal) return;
-          } else {
-            this.#onFrame(state, frame);
-          }
         }
       });
       const hello = {
@@ -393,8 +401,8 @@ export class Handler {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
       throw new RangeError(`timeoutMs must be an integer >= 1, not ${timeoutMs}`);
     }
-    if (task.source === 'kafka') {
-      throw new CallError('unsupported', 'a Kafka task cannot be extended');
+    if (task.source === 'kafka' && !state.features.has('kafka_extend')) {
+      throw new CallError('unsupported', 'a Kafka task cannot be extended by this skiff');
     }
     if (!state.features.has('extend')) {
       throw new CallError('unsupported', 'skiff does not support extend');
@@ -445,11 +453,14 @@ export class Handler {
     return this.#write(state, encodeFrame(frame));
   }
 
-  // A result's JSON text, written with the others that finish in this turn of the event loop:
-  // one write, in `results` frames when skiff's welcome lists feature batch.
+  // A result's JSON text, written with the others that finish in this turn of the event loop
+  // (one write, in `results` frames when skiff's welcome lists feature batch), or at once with
+  // the ones before it once RESULTS_CHUNK are waiting: while a large batch runs, skiff gets
+  // the first answers back, refills the handler's credit and encodes the next tasks meanwhile.
   #sendResult(state, body) {
     state.results.push(body);
-    state.resultsFlush ??= setImmediate(() => this.#flushResults(state));
+    if (state.results.length >= RESULTS_CHUNK) this.#flushResults(state);
+    else state.resultsFlush ??= setImmediate(() => this.#flushResults(state));
   }
 
   #flushResults(state) {

@@ -1,6 +1,7 @@
 // Unit tests of the Node SDK's pieces the conformance suite sees only from outside:
-// the frame reader (split and malformed bodies), structured errors, batches (1.4), tasks
-// (their record, their lazy signal) and functions answered without a promise.
+// the frame reader (split and malformed bodies, frames one at a time), structured errors,
+// batches (1.4, results in chunks while a batch runs), tasks (their record, their lazy
+// signal), functions answered without a promise, extend of Kafka tasks (kafka_extend).
 // Run: node --test test/
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -58,20 +59,32 @@ test('errorInfo gives the stack innermost first with file, line and function', (
   assert.deepEqual(errorInfo('a string').stack, []);
 });
 
+// How long a socket test waits for the results it expects: past it, it fails with what came.
+const WAIT_MS = 10_000;
+
 // A skiff stand-in for one connection: sends welcome (with `features`), then `tasks` as one
-// tasks frame (`single`: as task frames in one write); resolves with the frames received until `count` results have come.
+// tasks frame (`single`: as task frames in one write); resolves with the frames received
+// until `count` results have come; rejects (and closes the connection, so the handler's run()
+// ends) when they have not come within `wait` ms. `onFrame(frame, sock)`: called for every
+// other frame the handler sends (to answer an extend, say).
 function serveBatch({
-  features, maxFrame = 4194304, tasks, count, single = false, fn = async (task) => {
+  features, maxFrame = 4194304, tasks, count, single = false, onFrame = () => {}, wait = WAIT_MS,
+  fn = async (task) => {
     if (task.value === 'nack') throw new Error('bad');
   },
 }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-node-'));
   const socketPath = path.join(dir, 's.sock');
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
+    const frames = [];
+    let timer = null;
     const server = net.createServer((sock) => {
       const reader = new FrameReader();
-      const frames = [];
       let results = 0;
+      timer = setTimeout(() => {
+        timer = null;
+        sock.destroy();
+      }, wait);
       sock.on('data', (chunk) => {
         for (const f of reader.push(chunk)) {
           if (f.type === 'hello') {
@@ -84,6 +97,10 @@ function serveBatch({
             continue;
           }
           frames.push(f);
+          if (f.type !== 'results' && !RESULT_TYPES.has(f.type)) {
+            onFrame(f, sock);
+            continue;
+          }
           results += f.type === 'results' ? f.results.length : 1;
           if (results === count) {
             sock.write(encodeFrame({ type: 'drain', deadline: Date.now() + 5000 }));
@@ -93,7 +110,13 @@ function serveBatch({
       sock.on('close', () => {
         server.close();
         fs.rmSync(dir, { recursive: true, force: true });
-        resolve(frames);
+        if (timer) {
+          clearTimeout(timer);
+          resolve(frames);
+        } else {
+          reject(new Error(`${count} results not received within ${wait} ms; the frames `
+            + `that came: ${JSON.stringify(frames)}`));
+        }
       });
     });
     server.listen(socketPath, () => {
@@ -104,12 +127,16 @@ function serveBatch({
   });
 }
 
+const RESULT_TYPES = new Set(['ack', 'nack', 'complete', 'fail', 'bpmn_error']);
+// A socket test fails past this (the stand-in gives up at WAIT_MS first, with what came).
+const SOCKET_TEST = { timeout: 2 * WAIT_MS };
+
 const record = (n, value) => ({
   type: 'task', id: `k-${n}`, source: 'kafka', topic: 'orders', deadline: Date.now() + 9000,
   attempt: 1, value, kafka: { topic: 'orders', partition: 0, offset: n, key: null, headers: {} },
 });
 
-test('batch: a tasks frame is answered with one results frame, in order', async () => {
+test('batch: a tasks frame is answered with one results frame, in order', SOCKET_TEST, async () => {
   const tasks = [record(1, 'a'), record(2, 'nack'), record(3, 'b'), { type: 'task' }];
   const frames = await serveBatch({ features: ['batch', 'cancel'], tasks, count: 3 });
   assert.deepEqual(frames[0].features, ['cancel', 'batch']);
@@ -119,13 +146,13 @@ test('batch: a tasks frame is answered with one results frame, in order', async 
     [['ack', 'k-1'], ['nack', 'k-2'], ['ack', 'k-3']]);
 });
 
-test('batch: without the welcome feature every result is its own frame', async () => {
+test('batch: without the welcome feature every result is its own frame', SOCKET_TEST, async () => {
   const tasks = [record(1, 'a'), record(2, 'b'), record(3, 'c')];
   const frames = await serveBatch({ features: ['cancel'], tasks, count: 3 });
   assert.deepEqual(frames.slice(1).map((f) => f.type), ['ack', 'ack', 'ack']);
 });
 
-test('batch: results frames stay within max_frame', async () => {
+test('batch: results frames stay within max_frame', SOCKET_TEST, async () => {
   const tasks = Array.from({ length: 8 }, (_, i) => ({
     type: 'task', id: `k-${100 + i}`, source: 'kafka', topic: 'orders', value: 'x',
   }));
@@ -142,7 +169,7 @@ test('batch: results frames stay within max_frame', async () => {
 });
 
 test('a synchronous topic function is answered without awaiting: ack, nack on a throw, '
-  + 'together with an async one in one results frame', async () => {
+  + 'together with an async one in one results frame', SOCKET_TEST, async () => {
   const tasks = [record(1, 'a'), record(2, 'nack'), record(3, 'later'), record(4, 'b')];
   const frames = await serveBatch({
     features: ['batch'],
@@ -160,6 +187,79 @@ test('a synchronous topic function is answered without awaiting: ack, nack on a 
       ['ack', 'k-3', undefined]]);
   assert.equal(frames.length, 2, 'the four results in one frame');
 });
+
+test('a large batch is answered in chunks of 16 while it runs, the rest at the turn\'s end',
+  SOCKET_TEST, async () => {
+    const tasks = Array.from({ length: 40 }, (_, i) => record(i + 1, 'a'));
+    const frames = await serveBatch({
+      features: ['batch'], tasks, count: 40, fn: () => {},
+    });
+    assert.deepEqual(frames.slice(1).map((f) => f.results.length), [16, 16, 8]);
+    assert.deepEqual(frames.slice(1).flatMap((f) => f.results.map((r) => r.id)),
+      tasks.map((t) => t.id));
+  });
+
+test('FrameReader.each: frames handed over one at a time, parsed after the one before was '
+  + 'handled; false stops the read; a bad length throws after the frames before it', () => {
+  const r = new FrameReader();
+  const seen = [];
+  r.each(Buffer.concat([encodeFrame({ type: 'ping', ref: '1' }),
+    encodeFrame({ type: 'ping', ref: '2' }), encodeFrame({ type: 'ping', ref: '3' })]), (f) => {
+    seen.push(f.ref);
+    return f.ref !== '2';
+  });
+  assert.deepEqual(seen, ['1', '2']);
+  const later = new FrameReader();
+  const before = [];
+  assert.throws(() => later.each(Buffer.concat([encodeFrame({ type: 'ping', ref: '1' }),
+    Buffer.from([0, 0, 0, 0])]), (f) => { before.push(f.ref); }));
+  assert.deepEqual(before, ['1']);
+});
+
+test('extend of a Kafka task: sent when the welcome lists kafka_extend, its deadline becomes '
+  + 'the task\'s; refused locally (unsupported, nothing sent) without it', SOCKET_TEST,
+async () => {
+  const seen = [];
+  const fn = async (task) => {
+    try {
+      seen.push(['ok', await task.extend(5000), task.deadline]);
+    } catch (err) {
+      seen.push([err.name, err.code, err.message, task.deadline]);
+    }
+  };
+  const answer = (f, sock) => {
+    if (f.type === 'extend') {
+      sock.write(encodeFrame({ type: 'reply', ref: f.ref, ok: true, result: { deadline: 4102444800000 } }));
+    }
+  };
+  const task = { ...record(1, 'a'), deadline: 1000 };
+  const frames = await serveBatch({
+    features: ['batch', 'extend', 'kafka_extend'], tasks: [task], count: 1, fn, onFrame: answer,
+  });
+  assert.deepEqual(frames.slice(1).map((f) => f.type), ['extend', 'ack']);
+  assert.equal(frames[1].id, 'k-1');
+  assert.equal(frames[1].timeout_ms, 5000);
+  assert.equal(typeof frames[1].ref, 'string');
+  assert.deepEqual(seen, [['ok', 4102444800000, 4102444800000]]);
+
+  seen.length = 0;
+  const refused = await serveBatch({
+    features: ['batch', 'extend'], tasks: [task], count: 1, fn, onFrame: answer,
+  });
+  assert.deepEqual(refused.slice(1).map((f) => f.type), ['ack']);
+  assert.equal(seen.length, 1);
+  assert.deepEqual(seen[0].slice(0, 2), ['CallError', 'unsupported']);
+  assert.match(seen[0][2], /cannot be extended/);
+  assert.equal(seen[0][3], 1000, 'the deadline stays');
+});
+
+test('a socket test that never gets its results fails (it does not hang)', SOCKET_TEST,
+  async () => {
+    const never = new Promise(() => {});
+    await assert.rejects(serveBatch({
+      features: ['batch'], tasks: [record(1, 'a')], count: 1, fn: () => never, wait: 200,
+    }), /1 results not received within 200 ms/);
+  });
 
 test('a frame split over many reads, with the next frames in the last read, reads whole', () => {
   const big = { type: 'task', id: 'k-big', value: 'ü'.repeat(50_000) };
