@@ -192,7 +192,9 @@ typedef void (*kdelivery_cb)(void *ud, rd_kafka_resp_err_t err, int32_t partitio
 kproducer *kproducer_new(sk_kafka *k, char *err, size_t errlen);
 void kproducer_free(kproducer *p);
 /* Produces a record (key/value copied; headers stolen, may be NULL). cb runs from the loop
- * with the delivery report, exactly once, unless this returns -1 (err set, nothing sent). */
+ * with the delivery report, exactly once, unless this returns -1 or KPRODUCER_FULL (err set,
+ * nothing sent; KPRODUCER_FULL: kafka.producer_queue_size reached, counted and logged). */
+#define KPRODUCER_FULL (-2)
 int kproducer_send(kproducer *p, const char *topic, const void *key, size_t keylen,
                    const void *value, size_t valuelen, rd_kafka_headers_t *headers, kdelivery_cb cb,
                    void *ud, char *err, size_t errlen);
