@@ -341,6 +341,54 @@ def test_full_producer_queue_refuses_then_flows_when_brokers_return(mock_stack, 
     st.stop_all()
 
 
+def test_dead_letter_waits_for_a_full_producer_queue(mock_stack, kafka, uid):
+    """The leader of one topic down fills the producer's queue (kafka.producer_queue_size):
+    a dead letter meanwhile (an undecodable record of the consumed topic, whose own leader is
+    up) is refused by the full queue and retried with backoff, its record not committed; once
+    the leader is back the dead letter is written and the commit passes it."""
+    mock, mk, st = mock_stack
+    src, out, group = f"kf.src.{uid}", f"kf.out.{uid}", f"kf-dlqfull-{uid}"
+    for t in (src, f"{src}.dlq", out):
+        mock.create_topic(t, 1, 1)
+        wait_topic(mk, t, 1)
+        mock.set_leader(t, 0, 1 if t == out else 2)
+    kafka.register(f"{out}-value", CMD_SCHEMA)
+    kafka.register(f"{src}-value", CMD_SCHEMA)
+    skiff = st.skiff([src], group, kafka__delivery_timeout="5m",
+                     kafka__producer_queue_size="1MiB")
+    h = InProcHandler(skiff, [src])
+    skiff.wait_ready()
+    mk.produce(src, [("k", cmd("ok-1"), None)], schema=CMD_SCHEMA)
+    mk.wait_committed(group, src, {0: 1}, skiff)
+    first = h.produce(out, cmd("before"))
+    assert first["ok"], first
+
+    big = "x" * (200 * 1024)
+    mock.broker_down(1)
+    try:
+        calls = [h.produce_async(out, cmd(f"w{i}", after=big)) for i in range(6)]
+        wait_until(lambda: skiff.metric("skiff_kafka_produced_total", topic=out,
+                                        result="queue_full") >= 1,
+                   what="the producer's queue full", on_timeout=lambda: skiff.tail(20))
+        # Not Avro, and larger than the room left: its dead-letter copy cannot wait.
+        mk.produce(src, [("k", b"not avro" * 40000, None)])
+        mk.produce(src, [("k", cmd("ok-2"), None)], schema=CMD_SCHEMA)
+        wait_until(lambda: skiff.metric("skiff_kafka_produced_total", topic=f"{src}.dlq",
+                                        result="queue_full") >= 2,
+                   what="the dead letter refused by the full queue, then retried",
+                   on_timeout=lambda: skiff.tail(20))
+        assert skiff.metric("skiff_kafka_dead_letters_total", topic=src) == 0
+        assert mk.committed(group, src).get(0, -1) <= 1, mk.committed(group, src)
+    finally:
+        mock.broker_up(1)
+
+    mk.wait_committed(group, src, {0: 3}, skiff)
+    assert skiff.metric("skiff_kafka_dead_letters_total", topic=src) == 1
+    assert len(mk.read_all(f"{src}.dlq")) == 1
+    assert sum(c.wait(120)["ok"] for c in calls) == 5, [c.result for c in calls]
+    st.stop_all()
+
+
 # ---- 2. consumer faults (mock cluster) -------------------------------------------------------
 
 # After every broker was down, the group's commit once stayed behind for over 60 s although
