@@ -1,6 +1,6 @@
 /* Consumer lag per partition without librdkafka's statistics (docs/adr/0020): the end of the
  * partition is the high watermark librdkafka caches from its fetch responses; a partition that
- * is paused (no handler, shutdown, a stall) is not fetched: its end is asked of its leader with
+ * is paused (no handler, a stall) is not fetched: its end is asked of its leader with
  * a ListOffsets request, answered on a queue of its own that wakes the loop. The lag is that
  * end minus the offset skiff last committed, every LAG_INTERVAL_S. A partition fetched and not
  * paused never costs a request (nor the admin API's code pages in an idle sidecar). */
@@ -102,7 +102,8 @@ static void lag_tick(evutil_socket_t fd, short what, void *arg)
         if (rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi) == 0 &&
             hi >= 0 && hi > p->end)
             p->end = hi;
-        if (p->paused && !k->lag_querying && (ask || (ask = rd_kafka_topic_partition_list_new(4))))
+        if (p->paused && !k->lag_querying && !k->stopping &&
+            (ask || (ask = rd_kafka_topic_partition_list_new(4))))
             rd_kafka_topic_partition_list_add(ask, p->topic, p->partition)->offset =
                 RD_KAFKA_OFFSET_SPEC_LATEST;
     }
