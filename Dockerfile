@@ -1,5 +1,5 @@
 # skiff's container image: a Debian 12 build stage and a distroless-style runtime stage holding
-# only skiff, glibc, libsasl2, CA certificates and the nonroot user (uid 65532); no shell.
+# only skiff, glibc, CA certificates and the nonroot user (uid 65532); no shell.
 # Built here without a Docker engine by devstack/image.sh (buildah, chroot isolation, with a
 # Debian base made locally by mmdebstrap); docs/operations.md "Container image".
 #

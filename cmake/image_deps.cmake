@@ -5,8 +5,7 @@
 # Here the third-party libraries are linked from their static archives instead (Debian's -dev
 # packages; libcurl from Debian's curl source built with HTTP/HTTPS only, by
 # devstack/image/curl.sh, found through CMAKE_PREFIX_PATH; librdkafka from SKIFF_RDKAFKA_DIR,
-# cmake/rdkafka.cmake), only glibc and libsasl2 (Debian
-# ships no usable static one: its archive pulls in LDAP) stay shared, and unused
+# cmake/rdkafka.cmake, without Cyrus SASL), only glibc stays shared, and unused
 # sections of skiff's own code are dropped; relative relocations are packed (DT_RELR, glibc
 # 2.36). The normal build is unchanged.
 #
@@ -33,6 +32,6 @@ target_compile_definitions(skiff_deps INTERFACE CURL_STATICLIB)
 # libresolv) stays shared.
 target_link_libraries(skiff_deps INTERFACE
   -Wl,--start-group ${archives} -Wl,--end-group
-  -Wl,-Bstatic stdc++ -Wl,-Bdynamic -static-libgcc sasl2 dl pthread resolv m)
+  -Wl,-Bstatic stdc++ -Wl,-Bdynamic -static-libgcc dl pthread resolv m)
 target_link_options(skiff_deps INTERFACE -Wl,--gc-sections -Wl,--as-needed -Wl,-O1 -Wl,-z,pack-relative-relocs)
 add_compile_options(-ffunction-sections -fdata-sections)

@@ -1,12 +1,13 @@
 # librdkafka: the static library devstack/rdkafka.sh builds from the pinned rdkafka-sys crate
 # (docs/adr/0016-rdkafka-current.md), found in SKIFF_RDKAFKA_DIR (default: the devstack cache,
-# $SKIFF_CACHE/rdkafka/librdkafka-<version>). A system librdkafka (Debian's 2.0.2) is never
+# $SKIFF_CACHE/rdkafka/librdkafka-<version>-<flavour>, devstack/rdkafka.sh's FLAVOUR). A system librdkafka (Debian's 2.0.2) is never
 # used: without the library there, configuring fails and says how to build it.
 #
 # Defines SKIFF_RDKAFKA_DIR, SKIFF_RDKAFKA_ARCHIVE (lib/librdkafka.a), SKIFF_RDKAFKA_INCLUDE and,
 # outside the image build, the imported target skiff::rdkafka with its system dependencies.
 
 set(SKIFF_RDKAFKA_VERSION 2.12.1)
+set(SKIFF_RDKAFKA_FLAVOUR nocyrus)
 if(DEFINED ENV{SKIFF_CACHE})
   set(_skiff_cache "$ENV{SKIFF_CACHE}")
 elseif(DEFINED ENV{XDG_CACHE_HOME})
@@ -14,7 +15,7 @@ elseif(DEFINED ENV{XDG_CACHE_HOME})
 else()
   set(_skiff_cache "$ENV{HOME}/.cache/skiff")
 endif()
-set(SKIFF_RDKAFKA_DIR "${_skiff_cache}/rdkafka/librdkafka-${SKIFF_RDKAFKA_VERSION}" CACHE PATH
+set(SKIFF_RDKAFKA_DIR "${_skiff_cache}/rdkafka/librdkafka-${SKIFF_RDKAFKA_VERSION}-${SKIFF_RDKAFKA_FLAVOUR}" CACHE PATH
   "Prefix of the static librdkafka skiff links (devstack/rdkafka.sh build)")
 
 set(SKIFF_RDKAFKA_ARCHIVE "${SKIFF_RDKAFKA_DIR}/lib/librdkafka.a")
@@ -43,8 +44,10 @@ endif()
 message(STATUS "librdkafka ${_rdkafka_found} (static): ${SKIFF_RDKAFKA_ARCHIVE}")
 
 if(NOT SKIFF_IMAGE_BUILD)
-  # What the library was built with (devstack/rdkafka.sh): TLS, Cyrus SASL, the compressions,
-  # libcurl for the OIDC token client. Shared system libraries here.
+  # What the library was built with (devstack/rdkafka.sh): TLS, the compressions, libcurl for
+  # the OIDC token client. Shared system libraries here. libsasl2 too: a build directory
+  # configured before the Cyrus-less build (docs/adr/0020) keeps the older prefix, whose
+  # archive still needs it; unused otherwise.
   pkg_check_modules(RDKAFKA_DEPS REQUIRED IMPORTED_TARGET
     libssl libcrypto libsasl2 libzstd liblz4 zlib libcurl)
   find_package(Threads REQUIRED)

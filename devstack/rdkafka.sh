@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # librdkafka for skiff: the upstream source carried by the crates.io package rdkafka-sys (its
 # librdkafka/ directory), pinned by crate version and sha256, built once as a static library
-# into $SKIFF_CACHE/rdkafka/ (docs/adr/0016-rdkafka-current.md). skiff's CMake links it from
-# there (SKIFF_RDKAFKA_DIR) and never falls back to a system librdkafka.
+# into $SKIFF_CACHE/rdkafka/ (docs/adr/0016-rdkafka-current.md), without Cyrus SASL (skiff offers
+# PLAIN, SCRAM and OAUTHBEARER, which librdkafka implements itself; docs/adr/0020). skiff's CMake
+# links it from there (SKIFF_RDKAFKA_DIR) and never falls back to a system librdkafka.
 #
 #   rdkafka.sh fetch [DIR]     the pinned .crate into $SKIFF_CACHE/rdkafka/ (cargo, else the
 #                              registry's download URL with curl), sha256 checked; copied to DIR
@@ -14,7 +15,8 @@
 #   rdkafka.sh features [PREFIX]
 #                              version and builtin.features of the built library, checked
 #
-# Settings: SKIFF_RDKAFKA_DIR (the prefix; default $SKIFF_CACHE/rdkafka/librdkafka-<version>),
+# Settings: SKIFF_RDKAFKA_DIR (the prefix; default
+# $SKIFF_CACHE/rdkafka/librdkafka-<version>-<FLAVOUR>, as cmake/rdkafka.cmake's),
 # CURL_PREFIX (a libcurl prefix for the OIDC token client; default the system's), JOBS (2).
 set -euo pipefail
 
@@ -29,7 +31,11 @@ CRATE_SHA256=e234cf318915c1059d4921ef7f75616b5219b10b46e9f3a511a15eb4b56a3f77
 RDKAFKA_VERSION=2.12.1
 CRATE_FILE=rdkafka-sys-$CRATE_VERSION.crate
 RDKAFKA_CACHE=$SKIFF_CACHE/rdkafka
-PREFIX=${SKIFF_RDKAFKA_DIR:-$RDKAFKA_CACHE/librdkafka-$RDKAFKA_VERSION}
+# The build options' name in the prefix: a cache shared by branches built with other options
+# (or machines keeping an older build) holds each build side by side instead of rebuilding one
+# prefix back and forth; the stamp below still checks the options themselves.
+FLAVOUR=nocyrus
+PREFIX=${SKIFF_RDKAFKA_DIR:-$RDKAFKA_CACHE/librdkafka-$RDKAFKA_VERSION-$FLAVOUR}
 # What skiff needs from librdkafka (MISSION.md's topic standards: zstd, lz4, gzip; TLS, SASL
 # SCRAM/PLAIN/OAUTHBEARER and librdkafka's own OIDC token client).
 REQUIRED_FEATURES=(gzip snappy ssl sasl sasl_plain sasl_scram sasl_oauthbearer oidc lz4 zstd)
@@ -40,7 +46,7 @@ CMAKE_OPTIONS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_LIBDIR=lib
   "-DCMAKE_C_FLAGS=-ffunction-sections -fdata-sections"
   -DRDKAFKA_BUILD_STATIC=ON -DRDKAFKA_BUILD_EXAMPLES=OFF -DRDKAFKA_BUILD_TESTS=OFF
   -DWITH_SSL=ON -DWITH_SASL=ON -DWITH_ZLIB=ON -DWITH_ZSTD=ON -DENABLE_LZ4_EXT=ON -DWITH_CURL=ON
-  -DWITH_PLUGINS=OFF)
+  -DWITH_PLUGINS=OFF -DWITH_SASL_CYRUS=OFF)
 
 usage() {
   sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -106,6 +112,12 @@ cmd_install() {
   work=$(mktemp -d "${TMPDIR:-/tmp}/skiff-rdkafka.XXXXXX")
   tar -xzf "$crate" -C "$work" "rdkafka-sys-$CRATE_VERSION/librdkafka"
   local src=$work/rdkafka-sys-$CRATE_VERSION/librdkafka
+  # librdkafka's CMake turns Cyrus SASL (GSSAPI, libsasl2) on with any SASL and offers no
+  # option for it (its configure script does: --disable-gssapi): made an option, so that
+  # -DWITH_SASL_CYRUS=OFF keeps PLAIN, SCRAM and OAUTHBEARER without libsasl2.
+  sed -i 's/^    set(WITH_SASL_CYRUS ON)$/    option(WITH_SASL_CYRUS "Cyrus SASL" ON)/' "$src/CMakeLists.txt"
+  grep -q '^    option(WITH_SASL_CYRUS ' "$src/CMakeLists.txt" ||
+    devstack_die "librdkafka's CMakeLists.txt: WITH_SASL_CYRUS not found to make an option"
   grep -q "^# librdkafka v$RDKAFKA_VERSION\$" "$src/CHANGELOG.md" ||
     devstack_die "the crate does not carry librdkafka $RDKAFKA_VERSION"
   local log=$work/build.log
@@ -163,7 +175,7 @@ int main(void)
 EOF
   # A static libcurl (CURL_PREFIX, the image's) needs its private dependencies too.
   libs=$(PKG_CONFIG_PATH=${CURL_PREFIX:+$CURL_PREFIX/lib/pkgconfig:}${PKG_CONFIG_PATH:-} \
-    pkg-config ${CURL_PREFIX:+--static} --libs libcurl libssl libcrypto libsasl2 libzstd liblz4 zlib)
+    pkg-config ${CURL_PREFIX:+--static} --libs libcurl libssl libcrypto libzstd liblz4 zlib)
   # shellcheck disable=SC2086 # $libs is a list of flags
   cc -o "$dir/probe" "$dir/probe.c" -I"$prefix/include" "$prefix/lib/librdkafka.a" $libs \
     -lpthread -lm -ldl || devstack_die "the librdkafka probe did not link"

@@ -6,7 +6,7 @@
 #
 # - the Debian packages skiff needs at run time, fetched with apt-get download and unpacked
 #   with dpkg --extract (no maintainer scripts run, so no shell is needed or shipped): glibc
-#   (libc6), libsasl2-2 (librdkafka's SASL), ca-certificates, base-files (os-release) and
+#   (libc6), ca-certificates, base-files (os-release) and
 #   netbase (/etc/services, /etc/protocols);
 # - for each package its control paragraph with "Status: install ok installed" as
 #   /var/lib/dpkg/status.d/<package> and its file list as <package>.md5sums, the layout of
@@ -21,7 +21,7 @@
 set -euo pipefail
 
 dest=${1:?usage: rootfs.sh DEST}
-packages=(libc6 libsasl2-2 ca-certificates base-files netbase)
+packages=(libc6 ca-certificates base-files netbase)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -117,7 +117,7 @@ def test_round_trip_consume(kafka, stack, uid):
     wait_until(lambda: skiff.metric("skiff_kafka_records_held", topic=topic) == 0,
                what="records_held back to 0")
     assert skiff.metric("skiff_kafka_partitions_paused", topic=topic) == 0
-    # Lag comes from librdkafka's statistics (every 5 s): high watermark - committed.
+    # Lag every 5 s: high watermark (from fetches) - committed.
     wait_until(lambda: [v for n, lab, v in skiff.metrics()
                         if n == "skiff_kafka_consumer_lag" and lab.get("topic") == topic and
                         lab.get("partition") == "0"] == [0.0],

@@ -3,6 +3,9 @@
 - Produce errors injected by librdkafka's mock cluster (skiff-kafka-mock): retriable ones are
   retried by the idempotent producer and the record lands once; a non-retriable one fails the
   handler's produce call with `produce_failed` and writes nothing.
+- Every broker down: the producer's queue fills up to kafka.producer_queue_size, further
+  produce calls get `unavailable` (nothing written), the waiting ones are written once the
+  brokers are back.
 - Consumer faults on the mock cluster: Fetch and OffsetCommit errors, every broker down and up
   again: every record is processed at least once and the group's committed offset reaches the
   end of the partitions.
@@ -283,6 +286,106 @@ def test_produce_call_times_out_while_every_broker_is_down(mock_stack, kafka, ui
     ids = ids_of(mk, out)
     assert ids[0] == "before" and "lost" not in ids and ids.count(f"after-{n}") == 1, ids
     assert skiff.metric("skiff_kafka_produced_total", topic=out, result="error") == n
+    st.stop_all()
+
+
+def test_full_producer_queue_refuses_then_flows_when_brokers_return(mock_stack, kafka, uid):
+    """Every broker down: records wait in the producer up to kafka.producer_queue_size (1 MiB
+    here), further produce calls are answered `unavailable` (nothing written), counted and
+    logged; once the brokers are back the waiting records are written once each and new calls
+    succeed."""
+    mock, mk, st = mock_stack
+    idle, out = f"kf.idle.{uid}", f"kf.out.{uid}"
+    for t in (idle, out):
+        mock.create_topic(t, 1, 1)
+        wait_topic(mk, t, 1)
+    kafka.register(f"{out}-value", CMD_SCHEMA)
+    skiff = st.skiff([idle], f"kf-full-{uid}", kafka__delivery_timeout="5m",
+                     kafka__producer_queue_size="1MiB")
+    h = InProcHandler(skiff, [idle])
+    skiff.wait_ready()
+    first = h.produce(out, cmd("before"))
+    assert first["ok"] and first["result"]["offset"] == 0, first
+
+    # Values of 200 KiB: five wait in 1 MiB, the other seven calls are refused.
+    big = "x" * (200 * 1024)
+    mock.broker_down("all")
+    try:
+        calls = [h.produce_async(out, cmd(f"w{i}", after=big)) for i in range(12)]
+        wait_until(lambda: sum(c.result is not None for c in calls) >= 7,
+                   what="seven produce calls answered with every broker down",
+                   on_timeout=lambda: skiff.tail(20))
+        refused = [c.wait(0) for c in calls if c.result is not None]
+        assert all(r["ok"] is False and r["code"] == "unavailable" and
+                   "queue is full" in r["message"] and out in r["message"]
+                   for r in refused), f"{refused}\n{skiff.tail(20)}"
+        waiting = [c for c in calls if c.result is None]
+        assert len(refused) == 7 and len(waiting) == 5, (len(refused), len(waiting))
+        assert skiff.metric("skiff_kafka_produced_total", topic=out, result="queue_full") == 7
+        logged = [e for e in skiff.log_lines() if e.get("reason") == "queue_full"]
+        assert logged and "producer's queue is full" in logged[0].get("message", "") and \
+            logged[0].get("topic") == out, f"{logged}\n{skiff.tail(20)}"
+    finally:
+        mock.broker_up("all")
+
+    # Back: every waiting call is written once, and the producer takes new records.
+    results = [c.wait(120) for c in waiting]
+    assert all(r["ok"] for r in results), f"{results}\n{skiff.tail(20)}"
+    after = h.produce(out, cmd("after"))
+    assert after["ok"], f"{after}\n{skiff.tail(20)}"
+    ids = ids_of(mk, out)
+    refused_ids = {f"w{i}" for i, c in enumerate(calls) if c not in waiting}
+    assert ids[0] == "before" and ids[-1] == "after" and len(ids) == 7, ids
+    assert not refused_ids & set(ids), ids
+    assert skiff.metric("skiff_kafka_produced_total", topic=out, result="ok") == len(ids)
+    st.stop_all()
+
+
+def test_dead_letter_waits_for_a_full_producer_queue(mock_stack, kafka, uid):
+    """The leader of one topic down fills the producer's queue (kafka.producer_queue_size):
+    a dead letter meanwhile (an undecodable record of the consumed topic, whose own leader is
+    up) is refused by the full queue and retried with backoff, its record not committed; once
+    the leader is back the dead letter is written and the commit passes it."""
+    mock, mk, st = mock_stack
+    src, out, group = f"kf.src.{uid}", f"kf.out.{uid}", f"kf-dlqfull-{uid}"
+    for t in (src, f"{src}.dlq", out):
+        mock.create_topic(t, 1, 1)
+        wait_topic(mk, t, 1)
+        mock.set_leader(t, 0, 1 if t == out else 2)
+    kafka.register(f"{out}-value", CMD_SCHEMA)
+    kafka.register(f"{src}-value", CMD_SCHEMA)
+    skiff = st.skiff([src], group, kafka__delivery_timeout="5m",
+                     kafka__producer_queue_size="1MiB")
+    h = InProcHandler(skiff, [src])
+    skiff.wait_ready()
+    mk.produce(src, [("k", cmd("ok-1"), None)], schema=CMD_SCHEMA)
+    mk.wait_committed(group, src, {0: 1}, skiff)
+    first = h.produce(out, cmd("before"))
+    assert first["ok"], first
+
+    big = "x" * (200 * 1024)
+    mock.broker_down(1)
+    try:
+        calls = [h.produce_async(out, cmd(f"w{i}", after=big)) for i in range(6)]
+        wait_until(lambda: skiff.metric("skiff_kafka_produced_total", topic=out,
+                                        result="queue_full") >= 1,
+                   what="the producer's queue full", on_timeout=lambda: skiff.tail(20))
+        # Not Avro, and larger than the room left: its dead-letter copy cannot wait.
+        mk.produce(src, [("k", b"not avro" * 40000, None)])
+        mk.produce(src, [("k", cmd("ok-2"), None)], schema=CMD_SCHEMA)
+        wait_until(lambda: skiff.metric("skiff_kafka_produced_total", topic=f"{src}.dlq",
+                                        result="queue_full") >= 2,
+                   what="the dead letter refused by the full queue, then retried",
+                   on_timeout=lambda: skiff.tail(20))
+        assert skiff.metric("skiff_kafka_dead_letters_total", topic=src) == 0
+        assert mk.committed(group, src).get(0, -1) <= 1, mk.committed(group, src)
+    finally:
+        mock.broker_up(1)
+
+    mk.wait_committed(group, src, {0: 3}, skiff)
+    assert skiff.metric("skiff_kafka_dead_letters_total", topic=src) == 1
+    assert len(mk.read_all(f"{src}.dlq")) == 1
+    assert sum(c.wait(120)["ok"] for c in calls) == 5, [c.result for c in calls]
     st.stop_all()
 
 

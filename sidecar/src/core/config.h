@@ -147,6 +147,7 @@ typedef struct sk_config {
     int64_t kafka_commit_interval_ms;  /* kafka.commit_interval */
     int64_t kafka_max_buffered;        /* kafka.max_buffered (records per partition) */
     int64_t kafka_delivery_timeout_ms; /* kafka.delivery_timeout */
+    int64_t kafka_producer_queue;      /* kafka.producer_queue_size (bytes) */
     int64_t kafka_session_timeout_ms;  /* kafka.session_timeout */
     int64_t kafka_heartbeat_ms;        /* kafka.heartbeat_interval */
     int64_t kafka_max_poll_ms;         /* kafka.max_poll_interval */

@@ -56,7 +56,7 @@ typedef struct row {
     const char *help;
 } row;
 
-#define NROWS 138 /* rows in the table; config_table.c checks the count at compile time */
+#define NROWS 139 /* rows in the table; config_table.c checks the count at compile time */
 
 /* The overrides of one job type or one route (config_overlay.c). A value sits in the field of
  * vals that its row describes, as the global one does in sk_config; the other fields of vals

@@ -1,7 +1,7 @@
 /* The consumer: group membership with cooperative rebalancing, polling on the loop, the
  * assigned partitions with their record queues, pause/resume by handler capacity, commits of
- * the highest contiguous processed offset (on an interval, on revocation, at shutdown), and
- * consumer lag from librdkafka's statistics. */
+ * the highest contiguous processed offset (on an interval, on revocation, at shutdown); the
+ * consumer lag is lag.c's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +13,10 @@
 #include "core/log.h"
 #include "kafka/internal.h"
 
-#define POLL_BATCH 1000       /* records per loop turn, then the loop serves others */
-#define STATS_INTERVAL "5000" /* ms between statistics (consumer lag) */
-#define COMMIT_STUCK_S 10.0   /* an unanswered commit is no longer waited for after this */
-#define RECOMMIT_S 30.0       /* positions committed again after an outage (see commit()) */
-#define STALL_S 1.0           /* reading stopped this long: pause the partitions, read again */
+#define POLL_BATCH 1000     /* records per loop turn, then the loop serves others */
+#define COMMIT_STUCK_S 10.0 /* an unanswered commit is no longer waited for after this */
+#define RECOMMIT_S 30.0     /* positions committed again after an outage (see commit()) */
+#define STALL_S 1.0         /* reading stopped this long: pause the partitions, read again */
 /* When skiff stops reading, librdkafka's queue reaches queued.max.messages.kbytes and it
  * postpones the next fetch by this much (500 ms by default, 1 s with newer librdkafka's
  * fetch.queue.backoff.ms, while the queue drains in a fraction of that): the backlog would wait
@@ -72,6 +71,7 @@ static kpart *part_new(sk_kafka *k, const char *topic, int32_t partition)
     p->k = k;
     p->partition = partition;
     p->committed = -1;
+    p->end = -1;
     p->m_held = sk_metric_series(k->m_held, by_topic);
     p->m_paused = sk_metric_series(k->m_paused, by_topic);
     p->m_lag = sk_metric_series(k->m_lag, by_part);
@@ -267,27 +267,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else {
         rd_kafka_assign(rk, NULL);
     }
-}
-
-/* Consumer lag per partition from the statistics JSON ("consumer_lag": high watermark minus
- * committed offset; -1 while unknown). */
-static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
-{
-    (void)rk;
-    sk_kafka *k = opaque;
-    json_t *root = json_loadb(json, len, 0, NULL);
-    json_t *topics = json_object_get(root, "topics");
-    for (kpart *p = k->parts; p; p = p->next) {
-        char num[16];
-        snprintf(num, sizeof num, "%d", (int)p->partition);
-        json_t *tp =
-            json_object_get(json_object_get(json_object_get(topics, p->topic), "partitions"), num);
-        json_int_t lag = json_integer_value(json_object_get(tp, "consumer_lag"));
-        if (!p->revoked && tp && lag >= 0)
-            sk_series_set(p->m_lag, (double)lag);
-    }
-    json_decref(root);
-    return 0;
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -580,7 +559,6 @@ static rd_kafka_conf_t *consumer_conf(sk_kafka *k, char *err, size_t errlen)
         kconf_set(c, "enable.auto.offset.store", "false", err, errlen) ||
         kconf_set(c, "auto.offset.reset", "earliest", err, errlen) ||
         kconf_set(c, "partition.assignment.strategy", "cooperative-sticky", err, errlen) ||
-        kconf_set(c, "statistics.interval.ms", STATS_INTERVAL, err, errlen) ||
         kconf_set(c, "queued.max.messages.kbytes", "1024", err, errlen) ||
         kconf_set(c, "fetch.error.backoff.ms", FETCH_BACKOFF_MS, err, errlen)) {
         if (c)
@@ -593,7 +571,6 @@ static rd_kafka_conf_t *consumer_conf(sk_kafka *k, char *err, size_t errlen)
     (void)rd_kafka_conf_set(c, "fetch.queue.backoff.ms", FETCH_BACKOFF_MS, why, sizeof why);
     rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
     rd_kafka_conf_set_offset_commit_cb(c, commit_cb);
-    rd_kafka_conf_set_stats_cb(c, stats_cb);
     rd_kafka_conf_set_error_cb(c, error_cb);
     rd_kafka_conf_set_opaque(c, k);
     return c;
@@ -639,7 +616,7 @@ int kconsumer_start(sk_kafka *k, char *err, size_t errlen)
         !(k->commit_timer = event_new(k->base, -1, EV_PERSIST, commit_tick, k)) ||
         !(k->pump_ev = event_new(k->base, -1, 0, pump_cb, k)) ||
         !(k->stall_ev = evtimer_new(k->base, stall_cb, k)) ||
-        event_add(k->commit_timer, &tv) != 0) {
+        event_add(k->commit_timer, &tv) != 0 || klag_start(k) != 0) {
         snprintf(err, errlen, "cannot watch the consumer's queue");
         return -1;
     }
@@ -674,6 +651,7 @@ void kconsumer_free(sk_kafka *k)
     if (k->stall_ev)
         event_free(k->stall_ev);
     kwake_stop(&k->wake);
+    klag_free(k);
     while (k->parts) {
         kpart *p = k->parts;
         k->parts = p->next;

@@ -1,7 +1,8 @@
 /* Shared between the Kafka module's files.
  *
  *   kafka.c     the module object: set-up, readiness, shutdown
- *   consumer.c  group membership, rebalances, polling, pause/resume, commits, lag
+ *   consumer.c  group membership, rebalances, polling, pause/resume, commits
+ *   lag.c       consumer lag: partition ends from fetches, or asked of the brokers
  *   records.c   one record from the wire to its task and back: decode, dispatch, ack/nack,
  *               retry backoff, deadline, dead letter
  *   producer.c  the idempotent producer: topic handles with their compression, delivery
@@ -50,8 +51,12 @@ struct sk_kafka {
     rd_kafka_queue_t *queue;
     kwake wake;
     struct event *commit_timer;
-    struct event *pump_ev;  /* kconsumer_pump_soon */
-    struct event *stall_ev; /* checks whether reading has stopped for too long */
+    struct event *pump_ev;       /* kconsumer_pump_soon */
+    struct event *stall_ev;      /* checks whether reading has stopped for too long */
+    rd_kafka_queue_t *lag_queue; /* lag.c: answers to its ListOffsets requests */
+    kwake lag_wake;
+    struct event *lag_timer;
+    int lag_querying;       /* a ListOffsets request is unanswered */
     int throttled;          /* reading stopped: records waiting to start reached the bound */
     int stalled;            /* throttled for STALL_S: every partition paused, reading again */
     double throttled_since; /* sk_mono_s() when reading stopped */
@@ -98,6 +103,7 @@ struct kpart {
     int revoking;      /* its records are being dropped */
     size_t nrecs;      /* krec objects of this partition */
     int64_t committed; /* last position committed, -1 none */
+    int64_t end;       /* highest end offset (high watermark) seen, -1 none (lag.c) */
     sk_series *m_held, *m_paused, *m_lag;
     sk_series *m_received, *m_acked; /* this topic's series of m_received, m_processed */
     kpart *next;
@@ -154,6 +160,11 @@ void kconsumer_stop(sk_kafka *k);
 /* Once no record is running: commits the positions and starts leaving the group. */
 void kconsumer_close(sk_kafka *k);
 void kconsumer_free(sk_kafka *k);
+/* ---- lag.c ---- */
+/* Reads the partitions' ends every few seconds and sets their skiff_kafka_consumer_lag. */
+int klag_start(sk_kafka *k);
+void klag_free(sk_kafka *k);
+
 /* Hands out records that may start and pauses or resumes partitions accordingly. */
 void kconsumer_pump(sk_kafka *k);
 /* The same on the next loop turn, once for any number of calls (results, timers, credits): a
@@ -181,7 +192,9 @@ typedef void (*kdelivery_cb)(void *ud, rd_kafka_resp_err_t err, int32_t partitio
 kproducer *kproducer_new(sk_kafka *k, char *err, size_t errlen);
 void kproducer_free(kproducer *p);
 /* Produces a record (key/value copied; headers stolen, may be NULL). cb runs from the loop
- * with the delivery report, exactly once, unless this returns -1 (err set, nothing sent). */
+ * with the delivery report, exactly once, unless this returns -1 or KPRODUCER_FULL (err set,
+ * nothing sent; KPRODUCER_FULL: kafka.producer_queue_size reached, counted and logged). */
+#define KPRODUCER_FULL (-2)
 int kproducer_send(kproducer *p, const char *topic, const void *key, size_t keylen,
                    const void *value, size_t valuelen, rd_kafka_headers_t *headers, kdelivery_cb cb,
                    void *ud, char *err, size_t errlen);

@@ -96,7 +96,9 @@ static void encode_and_send(pcall *c, const sk_avro_schema *schema, int32_t id)
                             len + SK_AVRO_WIRE_HEADER, h, delivered, c, err, sizeof err);
     free(buf);
     if (rc != 0) {
-        sk_reply_error(c->reply, "produce_failed", "%s: %s", c->topic, err);
+        /* A full queue wrote nothing and clears with time: the caller may retry. */
+        sk_reply_error(c->reply, rc == KPRODUCER_FULL ? "unavailable" : "produce_failed", "%s: %s",
+                       c->topic, err);
         pcall_free(c);
     }
 }

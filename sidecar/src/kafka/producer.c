@@ -18,6 +18,11 @@
 #include "kafka/internal.h"
 
 #define MAX_TOPIC_HANDLES 1000 /* beyond: the producer's default compression */
+/* Records waiting for a broker, whatever their size: librdkafka's byte bound counts values
+ * only, and each queued record also holds its own copy of key and headers and a message
+ * object of its own (a few hundred bytes): 10000 of them stay a few MB. */
+#define QUEUE_RECORDS "10000"
+#define FULL_LOG_S 1.0 /* queue-full refusals are logged at most once per this, with a count */
 
 typedef struct ktopic {
     char *name;
@@ -33,6 +38,8 @@ struct kproducer {
     ktopic *topics;
     size_t ntopics;
     size_t pending;
+    size_t refused;        /* queue-full refusals not logged yet */
+    double full_logged_at; /* sk_mono_s() of the last queue-full line, 0 none */
     sk_metric *m_produced; /* by topic and result */
     sk_metric *m_seconds;  /* send to delivery report */
 };
@@ -135,12 +142,15 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 /* The client's settings; NULL with err when librdkafka refuses one. */
 static rd_kafka_conf_t *producer_conf(sk_kafka *k, char *err, size_t errlen)
 {
-    char ms[32];
+    char ms[32], kb[32];
     snprintf(ms, sizeof ms, "%lld", (long long)k->cfg->kafka_delivery_timeout_ms);
+    snprintf(kb, sizeof kb, "%lld", (long long)(k->cfg->kafka_producer_queue / 1024));
     rd_kafka_conf_t *c = kconf_new(k, err, errlen);
     if (!c || kconf_set(c, "enable.idempotence", "true", err, errlen) ||
         kconf_set(c, "acks", "all", err, errlen) ||
-        kconf_set(c, "message.timeout.ms", ms, err, errlen)) {
+        kconf_set(c, "message.timeout.ms", ms, err, errlen) ||
+        kconf_set(c, "queue.buffering.max.kbytes", kb, err, errlen) ||
+        kconf_set(c, "queue.buffering.max.messages", QUEUE_RECORDS, err, errlen)) {
         if (c)
             rd_kafka_conf_destroy(c);
         return NULL;
@@ -199,13 +209,32 @@ kproducer *kproducer_new(sk_kafka *k, char *err, size_t errlen)
                                        "Records produced (produce calls and dead letters), by "
                                        "topic and result: ok, error (delivery), invalid_value "
                                        "(refused before sending: the value does not match the "
-                                       "schema).",
+                                       "schema), queue_full (refused before sending: "
+                                       "kafka.producer_queue_size reached).",
                                        by_topic);
     p->m_seconds =
         sk_metrics_histogram(k->metrics, "skiff_kafka_produce_seconds",
                              "Time from sending a record to its delivery report (acks=all).", NULL,
                              sk_metrics_latency_buckets, sk_metrics_latency_nbuckets);
     return p;
+}
+
+/* A record refused for a full queue: counted, and logged at most once per FULL_LOG_S with the
+ * number refused since the last line (an outage refuses every record a busy handler makes). */
+static void refuse_full(kproducer *p, const char *topic)
+{
+    kproducer_count(p, topic, "queue_full");
+    p->refused++;
+    double now = sk_mono_s();
+    if (p->full_logged_at > 0 && now - p->full_logged_at < FULL_LOG_S)
+        return;
+    SK_LOG(SK_LOG_WARN, "kafka", NULL, SK_KV("topic", topic, "reason", "queue_full"),
+           "record refused, nothing written: the producer's queue is full "
+           "(kafka.producer_queue_size=%lld bytes or 10000 records waiting for a broker); %zu "
+           "refused since the last such line",
+           (long long)p->k->cfg->kafka_producer_queue, p->refused);
+    p->refused = 0;
+    p->full_logged_at = now;
 }
 
 int kproducer_send(kproducer *p, const char *topic, const void *key, size_t keylen,
@@ -232,11 +261,17 @@ int kproducer_send(kproducer *p, const char *topic, const void *key, size_t keyl
                           RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, valuelen),
                           RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(dl), RD_KAFKA_V_END);
     if (e) {
-        snprintf(err, errlen, "%s", rd_kafka_err2str(e));
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            refuse_full(p, topic);
+        snprintf(err, errlen, "%s",
+                 e == RD_KAFKA_RESP_ERR__QUEUE_FULL
+                     ? "the producer's queue is full (brokers unreachable or slower than the "
+                       "records produced; kafka.producer_queue_size)"
+                     : rd_kafka_err2str(e));
         free(dl);
         if (headers)
             rd_kafka_headers_destroy(headers);
-        return -1;
+        return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? KPRODUCER_FULL : -1;
     }
     p->pending++;
     return 0;

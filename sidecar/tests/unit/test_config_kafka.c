@@ -27,6 +27,7 @@ static void test_defaults_leave_kafka_off(void **state)
     assert_string_equal(sk_kafka_codecs[cfg.kafka_compression[SK_TOPIC_BUSINESS]], "zstd");
     assert_string_equal(sk_kafka_codecs[cfg.kafka_compression[SK_TOPIC_AGENT]], "lz4");
     assert_string_equal(sk_kafka_codecs[cfg.kafka_compression[SK_TOPIC_DLQ]], "gzip");
+    assert_int_equal(cfg.kafka_producer_queue, 4 * 1024 * 1024);
     free(problems);
     sk_config_clear(&cfg);
 }
