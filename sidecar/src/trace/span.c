@@ -107,7 +107,9 @@ static void ctx_copy(sk_trace_ctx *to, const sk_trace_ctx *from)
     memcpy(to->trace_id, from->trace_id, sizeof to->trace_id);
     memcpy(to->span_id, from->span_id, sizeof to->span_id);
     to->flags = from->flags;
-    strcpy(to->tracestate, from->tracestate);
+    size_t n = strnlen(from->tracestate, sizeof from->tracestate - 1);
+    memcpy(to->tracestate, from->tracestate, n);
+    to->tracestate[n] = '\0';
 }
 
 void sk_span_enter(const sk_span *s, sk_span_scope *prev)
